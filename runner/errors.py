@@ -1,0 +1,105 @@
+"""The error tree of ``runner``.
+
+Every error a user can cause or fix derives from :class:`RunnerError`; the CLI maps it to exit 1
+with its message and never a traceback. Anything else escaping to the CLI is a bug (exit 3).
+
+::
+
+    RunnerError                     user-facing; exit 1
+    ├── UsageError                  bad command-line use; exit 2
+    ├── SpecError                   an invalid workflow file; carries every Diagnostic found
+    └── RunError                    a run that failed
+        ├── TemplateError           a template failed to render (undefined name, bad filter, ...)
+        ├── StageTimeout            a stage, branch or the run exceeded its timeout
+        ├── ToolError               a tool could not be imported or called
+        └── ProviderError           a model or embedding endpoint failed
+            ├── ProviderConfigError     missing key variable, bad settings (before any request)
+            ├── ProviderConnectError    could not connect (names the base URL)
+            ├── ProviderTimeout         a timeout fired (names which one and its value)
+            ├── ProviderHTTPError       the server answered with an error status
+            └── ProviderProtocolError   the server's answer could not be understood
+
+Foreign exceptions (``yaml.*``, ``httpx.*``, ``jinja2.*``) are translated where they are caught, with
+``raise ... from exc`` so the cause is kept for debugging, and never reach callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.spec.diagnostics import Diagnostic
+
+
+class RunnerError(Exception):
+    """An expected, user-facing error: the message says what is wrong and how to fix it."""
+
+    exit_code = 1
+
+
+class UsageError(RunnerError):
+    exit_code = 2
+
+
+class SpecError(RunnerError):
+    """A workflow file that does not validate; ``diagnostics`` holds every problem found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        super().__init__("\n".join(d.format_line() for d in self.diagnostics))
+
+
+class RunError(RunnerError):
+    pass
+
+
+class TemplateError(RunError):
+    pass
+
+
+class StageTimeout(RunError):
+    pass
+
+
+class ToolError(RunError):
+    pass
+
+
+class ProviderError(RunError):
+    """A failure talking to a model or embedding endpoint.
+
+    ``retryable`` tells the retry loop whether another attempt may succeed; ``kind`` is the short
+    cause used in reports and in ``retry_on`` lists (``timeout``, ``connect``, ``read``, a status code).
+    """
+
+    retryable = False
+    kind = "error"
+
+
+class ProviderConfigError(ProviderError):
+    kind = "config"
+
+
+class ProviderConnectError(ProviderError):
+    retryable = True
+    kind = "connect"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+    kind = "timeout"
+
+
+class ProviderHTTPError(ProviderError):
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.kind = str(status)
+        self.retryable = status == 429 or status >= 500
+
+
+class ProviderProtocolError(ProviderError):
+    retryable = True
+    kind = "protocol"

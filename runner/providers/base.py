@@ -1,0 +1,75 @@
+"""What every chat model provider offers the engine, and what the engine hands to each call.
+
+Messages use the OpenAI chat wire shape (``{"role", "content", "name", "tool_calls", "tool_call_id"}``)
+because nearly every endpoint speaks it; providers that do not convert at their edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runner.events import Recorder
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the wire carries it
+
+    def as_message_part(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """One model reply. ``first_token_at`` is a ``time.perf_counter()`` reading (None when not streamed
+    or nothing came); ``attempts`` counts the requests made, retries included."""
+
+    content: str
+    usage: Usage = Usage()
+    tool_calls: tuple[ToolCall, ...] = ()
+    first_token_at: float | None = None
+    attempts: int = 1
+    finish_reason: str = "stop"
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Who is calling, and where streamed text and events go.
+
+    ``template_vars`` is the calling stage's template context (``inputs``, ``vars``, ``agent``, ``input``,
+    ...); the scripted provider renders its reply with it. ``on_token`` receives streamed text as it
+    arrives; it is called with the text of one delta and must not block.
+    """
+
+    node_id: str
+    agent: str
+    template_vars: Mapping[str, Any] = field(default_factory=dict)
+    on_token: Callable[[str], None] | None = None
+    recorder: Recorder | None = None
+
+
+class ChatProvider(Protocol):
+    """A chat model endpoint. One instance per model in the workflow, shared by every agent using it,
+    created before the run and closed (``aclose``) on every exit path."""
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        ctx: CallContext,
+        *,
+        tools: Sequence[Mapping[str, Any]] = (),
+    ) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...
