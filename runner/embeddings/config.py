@@ -1,0 +1,180 @@
+"""Settings of ``embeddings.<name>`` and ``memory.<name>.long_term``, as frozen records with defaults applied.
+
+Kept free of heavy imports (no numpy): ``runner validate`` reads this module and its cold start matters.
+The raw mappings come from YAML that already passed ``schemas/fragments/embeddings.schema.json`` and
+``long_term.schema.json``; the parsers still check what they convert and raise :class:`ValueError` naming
+the key, so a caller that skips the schema gets a message, not a wrong record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+PROVIDERS = ("hashing", "openai")
+RETRIEVAL_MODES = ("auto", "tool")
+DEFAULT_DIMENSIONS = 256
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_TOP_K = 5
+
+# Decimal units are powers of 1000, binary units (KiB, ...) powers of 1024, as in IEC 80000-13.
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+# The same pattern is in schemas/fragments/embeddings.schema.json; a test keeps the two in step.
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(([KkMmGgTt][Ii]?)?[Bb])?\s*$"
+_SIZE = re.compile(SIZE_PATTERN)
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes in ``value``: a plain integer (bytes) or a string such as ``"256MB"``, ``"1.5GiB"``, ``"4096"``.
+
+    Fractions of a byte are dropped. Raises :class:`ValueError` for anything else, negative numbers and zero
+    included (a cache of at most zero bytes can hold nothing).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"a size must be an integer or a string such as '256MB', not {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        if not _SIZE.match(value):
+            raise ValueError(
+                f"{value!r} is not a size: use bytes (4096) or a number with a unit "
+                "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), such as '256MB' or '1.5GiB'"
+            )
+        text = value.strip()
+        split = len(text.rstrip("BbIiKkMmGgTt"))
+        number, unit = text[:split].strip(), text[split:].lower()
+        size = int(Decimal(number) * _UNITS[unit])
+    if size < 1:
+        raise ValueError(f"a size must be at least 1 byte, not {value!r}")
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The file cache of one embedder. ``None`` limits are unlimited; ``ttl`` is seconds since an entry was
+    written (hits do not extend it: a stale vector stays stale however often it is read)."""
+
+    dir: str
+    max_file_number: int | None = None
+    max_cache_size: int | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingConfig:
+    """One ``embeddings.<name>`` entry. ``model`` is empty for ``hashing``; ``base_url`` and ``api_key_env``
+    are ``None`` unless the provider is ``openai``."""
+
+    provider: str
+    dimensions: int = DEFAULT_DIMENSIONS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    model: str = ""
+    cache: CacheConfig | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LongTermConfig:
+    """``memory.<name>.long_term``: which embedder, how many hits to retrieve, where the store lives, and
+    whether retrieval runs before each reply (``auto``) or when the agent calls the recall tool (``tool``)."""
+
+    embedding: str
+    store: str
+    top_k: int = DEFAULT_TOP_K
+    retrieval: str = "auto"
+
+
+def _positive_int(raw: Mapping[str, Any], key: str, where: str, default: int | None) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}{key} must be a positive integer, not {value!r}")
+    return value
+
+
+def _optional_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{where}{key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def parse_cache_config(raw: Mapping[str, Any]) -> CacheConfig:
+    directory = raw.get("dir")
+    if not isinstance(directory, str) or not directory:
+        raise ValueError(f"cache.dir must be a non-empty string, not {directory!r}")
+    size = raw.get("max_cache_size")
+    try:
+        max_size = None if size is None else parse_size(size)
+    except ValueError as exc:
+        raise ValueError(f"cache.max_cache_size: {exc}") from exc
+    ttl = raw.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise ValueError(f"cache.ttl must be a positive number of seconds, not {ttl!r}")
+    return CacheConfig(
+        dir=directory,
+        max_file_number=_positive_int(raw, "max_file_number", "cache.", None),
+        max_cache_size=max_size,
+        ttl=None if ttl is None else float(ttl),
+    )
+
+
+def parse_embedding_config(raw: Mapping[str, Any]) -> EmbeddingConfig:
+    """The record for one ``embeddings.<name>`` mapping, defaults applied."""
+    provider = raw.get("provider", "hashing")
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    model = _optional_str(raw, "model", "")
+    if provider == "openai" and model is None:
+        raise ValueError("model is required for provider openai (e.g. text-embedding-3-small)")
+    if provider == "hashing":
+        for key in ("model", "base_url", "api_key_env"):
+            if key in raw:
+                raise ValueError(f"{key} applies only to provider openai, not hashing")
+    dimensions = _positive_int(raw, "dimensions", "", DEFAULT_DIMENSIONS)
+    batch_size = _positive_int(raw, "batch_size", "", DEFAULT_BATCH_SIZE)
+    assert dimensions is not None and batch_size is not None  # defaults are given
+    cache_raw = raw.get("cache")
+    if cache_raw is not None and not isinstance(cache_raw, Mapping):
+        raise ValueError(f"cache must be a mapping with at least 'dir', not {cache_raw!r}")
+    return EmbeddingConfig(
+        provider=provider,
+        dimensions=dimensions,
+        batch_size=batch_size,
+        model=model or "",
+        cache=None if cache_raw is None else parse_cache_config(cache_raw),
+        base_url=_optional_str(raw, "base_url", ""),
+        api_key_env=_optional_str(raw, "api_key_env", ""),
+    )
+
+
+def parse_long_term(raw: Mapping[str, Any]) -> LongTermConfig:
+    """The record for one ``memory.<name>.long_term`` mapping, defaults applied."""
+    embedding = _optional_str(raw, "embedding", "")
+    store = _optional_str(raw, "store", "")
+    if embedding is None:
+        raise ValueError("embedding is required: the name of an entry under embeddings:")
+    if store is None:
+        raise ValueError("store is required: the folder that keeps the memory between runs")
+    retrieval = raw.get("retrieval", "auto")
+    if retrieval not in RETRIEVAL_MODES:
+        raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {retrieval!r}")
+    top_k = _positive_int(raw, "top_k", "", DEFAULT_TOP_K)
+    assert top_k is not None
+    return LongTermConfig(embedding=embedding, store=store, top_k=top_k, retrieval=retrieval)

@@ -1,0 +1,130 @@
+"""From a schema-valid document to frozen records."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from runner.providers import PROVIDERS
+from runner.spec.records import (
+    AgentSpec,
+    AgentStage,
+    FanoutStage,
+    InputSpec,
+    Loc,
+    ModelSpec,
+    ReportSpec,
+    Stage,
+    TemplateSrc,
+    Workflow,
+)
+from runner.spec.yamlpos import Document, Path
+
+
+class _Builder:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.lines = doc.text.splitlines()
+
+    def loc(self, path: Path, *, key: bool = False) -> Loc:
+        span = self.doc.span(path, key=key)
+        return Loc(self.doc.file, span.line, span.column)
+
+    def template(self, path: Path) -> TemplateSrc:
+        value = self._get(path)
+        span = self.doc.span(path)
+        # A block scalar (| or >) starts with its indicator; the text begins on the next line.
+        line_text = self.lines[span.line - 1] if span.line - 1 < len(self.lines) else ""
+        indicator = line_text[span.column - 1 : span.column] if span.column - 1 < len(line_text) else ""
+        offset = 1 if indicator in ("|", ">") else 0
+        column = span.column + (1 if indicator in ('"', "'") else 0)
+        return TemplateSrc(str(value), Loc(self.doc.file, span.line, column), offset)
+
+    def _get(self, path: Path) -> Any:
+        node: Any = self.doc.data
+        for part in path:
+            node = node[part]
+        return node
+
+    def stage(self, raw: dict[str, Any], path: Path) -> Stage:
+        stage_id = raw["id"]
+        input_src = self.template((*path, "input")) if "input" in raw else None
+        vars_ = MappingProxyType(dict(raw.get("vars") or {}))
+        loc = self.loc((*path, "id"))
+        if "agent" in raw:
+            return AgentStage(stage_id, raw["agent"], input_src, vars_, loc)
+        fan = raw["fanout"]
+        fpath = (*path, "fanout")
+        branches = tuple(
+            tuple(self.stage(s, (*fpath, "branches", bi, si)) for si, s in enumerate(branch))
+            for bi, branch in enumerate(fan.get("branches") or ())
+        )
+        for_each: TemplateSrc | tuple[Any, ...] | None = None
+        if "for_each" in fan:
+            for_each = (
+                self.template((*fpath, "for_each")) if isinstance(fan["for_each"], str) else tuple(fan["for_each"])
+            )
+        inner = tuple(self.stage(s, (*fpath, "stages", i)) for i, s in enumerate(fan.get("stages") or ()))
+        return FanoutStage(
+            id=stage_id,
+            input=input_src,
+            vars=vars_,
+            branches=branches,
+            for_each=for_each,
+            as_name=fan.get("as", "item"),
+            agent=fan.get("agent"),
+            stages=inner,
+            max_concurrency=fan.get("max_concurrency"),
+            loc=loc,
+        )
+
+    def build(self, sha256: str) -> Workflow:
+        data = self.doc.data
+        inputs = tuple(
+            InputSpec(
+                name=name,
+                type=spec["type"],
+                items=spec.get("items"),
+                default=spec.get("default"),
+                required="default" not in spec,
+                description=spec.get("description", ""),
+                loc=self.loc(("inputs", name), key=True),
+            )
+            for name, spec in (data.get("inputs") or {}).items()
+        )
+        models = {}
+        for name, spec in (data.get("models") or {}).items():
+            kind = PROVIDERS[spec["provider"]]
+            base: Path = ("models", name)
+            config = kind.parse(spec, lambda rel, base=base: self.template((*base, *rel)), self.loc(base, key=True))
+            models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
+        agents = {
+            name: AgentSpec(
+                name=name,
+                model=spec["model"],
+                sys_prompt=self.template(("agents", name, "sys_prompt")) if "sys_prompt" in spec else None,
+                vars=MappingProxyType(dict(spec.get("vars") or {})),
+                description=spec.get("description", ""),
+                loc=self.loc(("agents", name), key=True),
+            )
+            for name, spec in (data.get("agents") or {}).items()
+        }
+        stages = tuple(self.stage(s, ("stages", i)) for i, s in enumerate(data["stages"]))
+        report_raw = data.get("report") or {}
+        report = ReportSpec(dir=report_raw.get("dir", "reports"), formats=tuple(report_raw.get("formats", ("json",))))
+        return Workflow(
+            file=self.doc.file,
+            sha256=sha256,
+            version=data["version"],
+            name=data["name"],
+            description=data.get("description", ""),
+            inputs=inputs,
+            models=MappingProxyType(models),
+            agents=MappingProxyType(agents),
+            stages=stages,
+            report=report,
+        )
+
+
+def build_workflow(doc: Document, sha256: str) -> Workflow:
+    return _Builder(doc).build(sha256)

@@ -1,0 +1,114 @@
+"""Frozen, typed records of a validated workflow, with defaults applied.
+
+Nothing downstream of ``runner.spec`` reads the raw YAML mapping: the compiler and the engine take these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSrc:
+    """A template's text and where it starts in the YAML file. ``first_line_offset`` is 1 for block
+    scalars (``|``, ``>``), whose text starts on the line after the indicator."""
+
+    text: str
+    loc: Loc
+    first_line_offset: int = 0
+
+    def loc_of_line(self, lineno: int) -> Loc:
+        """The file position of the template's line ``lineno`` (1-based)."""
+        if lineno <= 1 and not self.first_line_offset:
+            return self.loc
+        return Loc(self.loc.file, self.loc.line + self.first_line_offset + lineno - 1, self.loc.column)
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    name: str
+    type: str
+    items: str | None
+    default: Any
+    required: bool
+    description: str
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    provider: str
+    config: Any  # the provider's own frozen config record
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    name: str
+    model: str
+    sys_prompt: TemplateSrc | None
+    vars: Mapping[str, Any]
+    description: str
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStage:
+    id: str
+    agent: str
+    input: TemplateSrc | None
+    vars: Mapping[str, Any]
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutStage:
+    """Parallel branches. Either ``branches`` (listed, each a tuple of stages) or ``for_each`` (a list or a
+    template rendering to one) with ``agent`` or ``stages`` run once per item, the item named ``as_name``."""
+
+    id: str
+    input: TemplateSrc | None
+    vars: Mapping[str, Any]
+    branches: tuple[tuple[Stage, ...], ...]
+    for_each: TemplateSrc | tuple[Any, ...] | None
+    as_name: str
+    agent: str | None
+    stages: tuple[Stage, ...]
+    max_concurrency: int | None
+    loc: Loc
+
+
+Stage = AgentStage | FanoutStage
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSpec:
+    dir: str = "reports"
+    formats: tuple[str, ...] = ("json",)
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    file: str
+    sha256: str
+    version: int
+    name: str
+    description: str
+    inputs: tuple[InputSpec, ...]
+    models: Mapping[str, ModelSpec]
+    agents: Mapping[str, AgentSpec]
+    stages: tuple[Stage, ...]
+    report: ReportSpec

@@ -1,0 +1,140 @@
+"""JSON Schema validation of a loaded workflow, with every error located in the YAML file."""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from typing import Any
+
+from runner.resources import load_schema
+from runner.spec.diagnostics import Diagnostic
+from runner.spec.yamlpos import Document, Path
+
+WORKFLOW_SCHEMA = "workflow.schema.json"
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 - heavy import, only when validating
+
+    return Draft202012Validator(load_schema(WORKFLOW_SCHEMA))
+
+
+def describe_path(path: Path, data: Any) -> str:
+    """``stages[2] (id='digest').fanout`` rather than ``$.stages[2].fanout``: name the object, not the index."""
+    out = ""
+    node = data
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("id"), str):
+                out += f" (id={node['id']!r})"
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "the top level"
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for name, kind in (("object", dict), ("array", list), ("string", str), ("integer", int), ("number", float)):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _messages(error: Any, doc: Document) -> list[tuple[Path, bool, str, str]]:
+    """(where, at the key rather than the value, message, hint) for one jsonschema error."""
+    if error.validator == "additionalProperties":
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = sorted(schema.get("properties", {}))
+        where = describe_path(tuple(error.absolute_path), doc.data)
+        out: list[tuple[Path, bool, str, str]] = []
+        for key in error.instance:
+            if key in allowed:
+                continue
+            hint = _did_you_mean(key, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else "")
+            out.append(((*error.absolute_path, key), True, f"unknown key '{key}' in {where}", hint))
+        return out
+    return [_message(error, doc)]
+
+
+def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
+    path: Path = tuple(error.absolute_path)
+    where = describe_path(path, doc.data)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if "x-error" in schema and kind in ("oneOf", "not", "anyOf"):
+        return path, False, f"{where}: {schema['x-error']}", ""
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return path, False, f"{where}: missing required key '{missing}'", f"add '{missing}'"
+    if kind == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        want = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        got = _TYPE_NAMES[_type_of(error.instance)]
+        return path, False, f"{where}: expected {want}, got {got}", ""
+    if kind == "enum":
+        options = [str(o) for o in error.validator_value]
+        hint = _did_you_mean(str(error.instance), options) or f"use one of: {', '.join(options)}"
+        return path, False, f"{where}: {error.instance!r} is not one of {', '.join(options)}", hint
+    if kind == "const":
+        return path, False, f"{where}: must be {error.validator_value!r}, got {error.instance!r}", ""
+    if kind == "pattern":
+        return (
+            path,
+            False,
+            f"{where}: {error.instance!r} does not match the pattern {error.validator_value}",
+            "use letters, digits, '_' and '-', starting with a letter or '_'",
+        )
+    if kind == "propertyNames":
+        return (*path, error.instance), True, f"{where}: invalid name {error.instance!r}", (
+            "use letters, digits, '_' and '-', starting with a letter or '_'"
+        )
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return path, False, f"{where}: must be {op} {error.validator_value}, got {error.instance!r}", ""
+    if kind in ("minItems", "minLength"):
+        return path, False, f"{where}: must not be empty", ""
+    if kind == "uniqueItems":
+        return path, False, f"{where}: items must be unique", "remove the repeated item"
+    return path, False, f"{where}: {error.message}", ""
+
+
+def _leaves(error: Any) -> list[Any]:
+    # if/then and allOf wrap the real errors; report the innermost ones, which point at the exact key.
+    if error.validator in ("allOf", "then", "else", "$ref") and error.context:
+        out: list[Any] = []
+        for sub in error.context:
+            out.extend(_leaves(sub))
+        return out
+    return [error]
+
+
+def schema_diagnostics(doc: Document) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for error in _validator().iter_errors(doc.data):
+        for leaf in _leaves(error):
+            for path, at_key, message, hint in _messages(leaf, doc):
+                span = doc.span(path, key=at_key)
+                out.append(
+                    Diagnostic(doc.file, span.line, span.column, span.end_line, span.end_column, "error",
+                               "schema", message, hint)
+                )
+    return out
