@@ -1,0 +1,284 @@
+"""Settings of an OpenAI-compatible model (``models.<name>`` with ``provider: openai``) and of an
+OpenAI-compatible embedder (``embeddings.<name>`` with ``provider: openai``), as frozen records with
+defaults applied.
+
+Kept free of heavy imports (no httpx, no numpy): ``runner validate`` imports this module and its cold
+start matters. The raw mappings have passed ``schemas/fragments/openai_model.schema.json`` (or
+``openai_embedding.schema.json``); the parsers still check what they convert and raise
+:class:`ValueError` naming the key, so a caller that skips the schema gets a message, not a wrong record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+JITTER_MODES = ("full", "none")
+RETRY_KINDS = ("timeout", "connect", "read", "protocol")
+"""Error kinds ``retry.retry_on`` may name besides HTTP status codes: a timeout fired, the connection could
+not be made, the connection broke while reading the answer (a stream cut mid-way included), the answer
+could not be understood (malformed JSON)."""
+
+DEFAULT_RETRY_ON: tuple[int | str, ...] = (429, 500, 502, 503, 504, "timeout", "connect", "read")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutConfig:
+    """Seconds. ``connect``, ``read``, ``write`` and ``pool`` are per HTTP request (``read`` is the longest
+    wait for any bytes). ``first_token`` bounds the wait from sending a streamed request to its first token;
+    ``idle`` the gap between chunks of a stream after that. ``total`` bounds one whole call, retries and
+    back-off included. ``None`` means no limit (allowed for ``first_token``, ``idle`` and ``total``)."""
+
+    connect: float = 10.0
+    read: float = 120.0
+    write: float = 30.0
+    pool: float = 60.0
+    first_token: float | None = 60.0
+    idle: float | None = 60.0
+    total: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The connection pool of the model's one shared client: at most ``max_connections`` requests in
+    flight (more wait for a free connection, up to ``timeout.pool``), idle connections closed after
+    ``keepalive_expiry`` seconds."""
+
+    max_connections: int = 100
+    max_keepalive_connections: int = 100
+    keepalive_expiry: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """``max_attempts`` counts the first request. Back-off before attempt ``n + 1`` is
+    ``min(max_delay, initial_delay * 2 ** (n - 1))``, drawn uniformly from ``[0, that]`` with ``full``
+    jitter; a ``Retry-After`` header from the server replaces it. ``retry_on`` holds HTTP statuses and
+    error kinds (:data:`RETRY_KINDS`)."""
+
+    max_attempts: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: str = "full"
+    retry_on: tuple[int | str, ...] = DEFAULT_RETRY_ON
+
+    def retries(self, kind: str) -> bool:
+        """Whether an error of ``kind`` (an error kind, or a status code as text) is retried."""
+        return any(str(entry) == kind for entry in self.retry_on)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Client-side limits shared by every caller of the model, fan-outs included. ``None`` is no limit."""
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIModelConfig:
+    """One ``models.<name>`` entry with ``provider: openai``. ``api_key_env`` names the environment
+    variable holding the key (``None``: send no ``Authorization`` header, as local servers such as
+    Ollama or llama.cpp need none). ``params`` go into the request body as given (temperature,
+    max_tokens, ...)."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    headers: Mapping[str, str] = field(default=_EMPTY)
+    stream: bool = True
+    params: Mapping[str, Any] = field(default=_EMPTY)
+    timeout: TimeoutConfig = TimeoutConfig()
+    pool: PoolConfig = PoolConfig()
+    retry: RetryConfig = RetryConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIEmbeddingConfig:
+    """One ``embeddings.<name>`` entry with ``provider: openai``: ``dimensions`` is the length of the
+    vectors the model returns (checked on every answer); ``send_dimensions`` passes it in the request
+    (OpenAI's text-embedding-3 models shorten their vectors to it; most other servers reject the field).
+    ``batch_size`` texts go in one request, at most ``max_concurrency`` requests at once."""
+
+    base_url: str
+    model: str
+    dimensions: int
+    api_key_env: str | None = None
+    headers: Mapping[str, str] = field(default=_EMPTY)
+    send_dimensions: bool = False
+    batch_size: int = 64
+    max_concurrency: int = 4
+    timeout: TimeoutConfig = TimeoutConfig()
+    pool: PoolConfig = PoolConfig()
+    retry: RetryConfig = RetryConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+def _number(raw: Mapping[str, Any], key: str, where: str, default: float | None, *, nullable: bool = False,
+            minimum: float = 0.0, strict: bool = True) -> float | None:
+    if key not in raw:
+        return default
+    value = raw[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum or (
+            strict and value == minimum):
+        bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+        null = " or null" if nullable else ""
+        raise ValueError(f"{where}{key} must be a number {bound}{null}, not {value!r}")
+    return float(value)
+
+
+def _int(raw: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}{key} must be a positive integer, not {value!r}")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} must be a mapping, not {value!r}")
+    return value
+
+
+def parse_timeout(raw: Mapping[str, Any]) -> TimeoutConfig:
+    d = TimeoutConfig()
+    w = "timeout."
+
+    def req(key: str, default: float) -> float:
+        value = _number(raw, key, w, default)
+        assert value is not None
+        return value
+
+    return TimeoutConfig(
+        connect=req("connect", d.connect),
+        read=req("read", d.read),
+        write=req("write", d.write),
+        pool=req("pool", d.pool),
+        first_token=_number(raw, "first_token", w, d.first_token, nullable=True),
+        idle=_number(raw, "idle", w, d.idle, nullable=True),
+        total=_number(raw, "total", w, d.total, nullable=True),
+    )
+
+
+def parse_pool(raw: Mapping[str, Any]) -> PoolConfig:
+    d = PoolConfig()
+    max_connections = _int(raw, "max_connections", "pool.", d.max_connections)
+    default_keepalive = min(max_connections, d.max_keepalive_connections)
+    keepalive = _int(raw, "max_keepalive_connections", "pool.", default_keepalive)
+    expiry = _number(raw, "keepalive_expiry", "pool.", d.keepalive_expiry, strict=False)
+    assert expiry is not None
+    return PoolConfig(max_connections, min(keepalive, max_connections), expiry)
+
+
+def parse_retry(raw: Mapping[str, Any]) -> RetryConfig:
+    d = RetryConfig()
+    jitter = raw.get("jitter", d.jitter)
+    if jitter not in JITTER_MODES:
+        raise ValueError(f"retry.jitter must be one of {', '.join(JITTER_MODES)}, not {jitter!r}")
+    retry_on = raw.get("retry_on", d.retry_on)
+    if isinstance(retry_on, str | bytes) or not isinstance(retry_on, list | tuple):
+        raise ValueError(f"retry.retry_on must be a list, not {retry_on!r}")
+    for entry in retry_on:
+        is_status = isinstance(entry, int) and not isinstance(entry, bool) and 100 <= entry <= 599
+        if not is_status and entry not in RETRY_KINDS:
+            raise ValueError(f"retry.retry_on entries are HTTP statuses or one of {', '.join(RETRY_KINDS)}, "
+                             f"not {entry!r}")
+    initial = _number(raw, "initial_delay", "retry.", d.initial_delay, strict=False)
+    max_delay = _number(raw, "max_delay", "retry.", d.max_delay, strict=False)
+    assert initial is not None and max_delay is not None
+    return RetryConfig(
+        max_attempts=_int(raw, "max_attempts", "retry.", d.max_attempts),
+        initial_delay=initial,
+        max_delay=max(max_delay, initial),
+        jitter=jitter,
+        retry_on=tuple(retry_on),
+    )
+
+
+def parse_rate_limit(raw: Mapping[str, Any]) -> RateLimitConfig:
+    return RateLimitConfig(
+        requests_per_minute=_number(raw, "requests_per_minute", "rate_limit.", None, nullable=True),
+        tokens_per_minute=_number(raw, "tokens_per_minute", "rate_limit.", None, nullable=True),
+    )
+
+
+def _headers(raw: Mapping[str, Any]) -> Mapping[str, str]:
+    headers = _section(raw, "headers")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"headers must map names to strings, not {key!r}: {value!r}")
+        if key.lower() == "authorization":
+            raise ValueError("headers must not set Authorization: name the key's variable in api_key_env")
+    return MappingProxyType(dict(headers))
+
+
+def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
+    """The record for one schema-validated ``models.<name>`` mapping with ``provider: openai``."""
+    base_url = _str(raw, "base_url", required=True)
+    model = _str(raw, "model", required=True)
+    assert base_url is not None and model is not None
+    stream = raw.get("stream", True)
+    if not isinstance(stream, bool):
+        raise ValueError(f"stream must be true or false, not {stream!r}")
+    params = _section(raw, "params")
+    for reserved in ("model", "messages", "stream", "stream_options", "tools"):
+        if reserved in params:
+            raise ValueError(f"params must not set {reserved!r}: the runner sets it")
+    return OpenAIModelConfig(
+        base_url=base_url.rstrip("/"),
+        model=model,
+        api_key_env=_str(raw, "api_key_env", required=False),
+        headers=_headers(raw),
+        stream=stream,
+        params=MappingProxyType(dict(params)),
+        timeout=parse_timeout(_section(raw, "timeout")),
+        pool=parse_pool(_section(raw, "pool")),
+        retry=parse_retry(_section(raw, "retry")),
+        rate_limit=parse_rate_limit(_section(raw, "rate_limit")),
+    )
+
+
+def parse_openai_embedding(raw: Mapping[str, Any]) -> OpenAIEmbeddingConfig:
+    """The record for one schema-validated ``embeddings.<name>`` mapping with ``provider: openai``
+    (keys this provider does not read, such as ``cache``, are left to their owners)."""
+    base_url = _str(raw, "base_url", required=True)
+    model = _str(raw, "model", required=True)
+    assert base_url is not None and model is not None
+    send_dimensions = raw.get("send_dimensions", False)
+    if not isinstance(send_dimensions, bool):
+        raise ValueError(f"send_dimensions must be true or false, not {send_dimensions!r}")
+    if "dimensions" not in raw:
+        raise ValueError("dimensions is required: the length of the vectors the model returns")
+    return OpenAIEmbeddingConfig(
+        base_url=base_url.rstrip("/"),
+        model=model,
+        dimensions=_int(raw, "dimensions", "", 1),
+        api_key_env=_str(raw, "api_key_env", required=False),
+        headers=_headers(raw),
+        send_dimensions=send_dimensions,
+        batch_size=_int(raw, "batch_size", "", 64),
+        max_concurrency=_int(raw, "max_concurrency", "", 4),
+        timeout=parse_timeout(_section(raw, "timeout")),
+        pool=parse_pool(_section(raw, "pool")),
+        retry=parse_retry(_section(raw, "retry")),
+        rate_limit=parse_rate_limit(_section(raw, "rate_limit")),
+    )
