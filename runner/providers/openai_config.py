@@ -89,9 +89,9 @@ class OpenAIModelConfig:
     base_url: str
     model: str
     api_key_env: str | None = None
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     stream: bool = True
-    params: Mapping[str, Any] = field(default=_EMPTY)
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     timeout: TimeoutConfig = TimeoutConfig()
     pool: PoolConfig = PoolConfig()
     retry: RetryConfig = RetryConfig()
@@ -109,7 +109,7 @@ class OpenAIEmbeddingConfig:
     model: str
     dimensions: int
     api_key_env: str | None = None
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     send_dimensions: bool = False
     batch_size: int = 64
     max_concurrency: int = 4
