@@ -1,0 +1,94 @@
+"""Command line: argparse in one place, dispatch to ``runner.commands``, errors mapped to exit codes.
+
+Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from runner.errors import RunnerError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from runner import __version__  # noqa: PLC0415
+
+    parser = _Parser(prog="runner", description="Run LLM multi-agent workflows declared in YAML.")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="validate, compile and run a workflow; write its timing report")
+    run.add_argument("workflow", metavar="WF", help="the workflow file")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                     help="set an input (repeatable); arrays and objects as JSON")
+    run.add_argument("--report-dir", metavar="DIR", help="where to write the report (default: the workflow's report.dir)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print only the final output")
+    run.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
+
+    validate = sub.add_parser("validate", help="check workflow files and folders; exit 1 on problems")
+    validate.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders searched for *.yaml/*.yml")
+    validate.add_argument("--format", default="text", help="output format (default: text)")
+
+    sub.add_parser("schema", help="print the workflow JSON Schema")
+
+    graph = sub.add_parser("graph", help="show the compiled graph without running it")
+    graph.add_argument("workflow", metavar="WF")
+    graph.add_argument("--format", choices=["text", "mermaid"], default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return dispatch(args)
+    except RunnerError as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - the last resort: a bug in runner, reported as one
+        print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_BUG
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from runner.commands.run import run_command  # noqa: PLC0415
+
+        return run_command(args.workflow, args.sets, report_dir=args.report_dir, quiet=args.quiet,
+                           use_uvloop=not args.no_uvloop)
+    if args.command == "validate":
+        from runner.commands.validate import validate_command  # noqa: PLC0415
+
+        return validate_command(args.paths, fmt=args.format, out=sys.stdout)
+    if args.command == "schema":
+        from runner.resources import schema_path  # noqa: PLC0415
+
+        sys.stdout.write(schema_path("workflow.schema.json").read_text(encoding="utf-8"))
+        return EXIT_OK
+    if args.command == "graph":
+        from runner.commands.graph import graph_command  # noqa: PLC0415
+
+        return graph_command(args.workflow, fmt=args.format, out=sys.stdout)
+    raise AssertionError(f"unhandled command {args.command!r}")

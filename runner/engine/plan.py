@@ -1,0 +1,108 @@
+"""Compile: workflow records -> a plan of nodes with compiled templates, ready for the engine.
+
+Compiling happens once per run, before any model call, so template errors surface before tokens are
+spent and the engine's hot path only renders. Each template's free variables are read from its AST:
+a template that uses nothing that varies per branch is rendered once per fan-out, not once per branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.spec.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, Stage, TemplateSrc, Workflow
+from runner.templates import Template, environment, is_constant
+
+# Names whose value differs between the branches of one fan-out.
+_PER_BRANCH = frozenset({"vars", "prev", "stages", "agent", "input"})
+
+
+def free_names(src: TemplateSrc) -> frozenset[str]:
+    if is_constant(src.text):
+        return frozenset()
+    from jinja2 import meta  # noqa: PLC0415
+
+    return frozenset(meta.find_undeclared_variables(environment().parse(src.text)))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    template: Template
+    names: frozenset[str]
+
+    @property
+    def per_branch(self) -> bool:
+        return bool(self.names & _PER_BRANCH)
+
+
+def compile_template(src: TemplateSrc | None) -> CompiledTemplate | None:
+    if src is None:
+        return None
+    return CompiledTemplate(Template(src), free_names(src))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPlan:
+    spec: AgentSpec
+    model: ModelSpec
+    sys_prompt: CompiledTemplate | None
+    info: Mapping[str, Any]  # what templates see as `agent`
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    stage: Stage
+    input: CompiledTemplate | None
+    agent: AgentPlan | None = None
+    for_each: CompiledTemplate | tuple[Any, ...] | None = None
+    branches: tuple[tuple[StagePlan, ...], ...] = ()
+    stages: tuple[StagePlan, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.stage.id
+
+    @property
+    def is_fanout(self) -> bool:
+        return isinstance(self.stage, FanoutStage)
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: Workflow
+    agents: Mapping[str, AgentPlan]
+    stages: tuple[StagePlan, ...]
+    node_count: int = field(default=0)
+
+
+def compile_workflow(wf: Workflow) -> Plan:
+    """Records to plan. Raises :class:`runner.errors.TemplateError` on a template syntax error."""
+    agents = {
+        name: AgentPlan(
+            spec=spec,
+            model=wf.models[spec.model],
+            sys_prompt=compile_template(spec.sys_prompt),
+            info={"name": name, "model": spec.model, "description": spec.description},
+        )
+        for name, spec in wf.agents.items()
+    }
+
+    def stage_plan(stage: Stage) -> StagePlan:
+        if isinstance(stage, AgentStage):
+            return StagePlan(stage, compile_template(stage.input), agent=agents[stage.agent])
+        for_each: CompiledTemplate | tuple[Any, ...] | None = None
+        if isinstance(stage.for_each, TemplateSrc):
+            for_each = compile_template(stage.for_each)
+        elif stage.for_each is not None:
+            for_each = stage.for_each
+        return StagePlan(
+            stage,
+            compile_template(stage.input),
+            agent=agents[stage.agent] if stage.agent else None,
+            for_each=for_each,
+            branches=tuple(tuple(stage_plan(s) for s in branch) for branch in stage.branches),
+            stages=tuple(stage_plan(s) for s in stage.stages),
+        )
+
+    return Plan(wf, agents, tuple(stage_plan(s) for s in wf.stages))

@@ -1,0 +1,112 @@
+"""One run of a workflow: providers opened and always closed, the engine, and the report's raw material.
+
+The report is built from what was recorded even when the run fails or is interrupted (Ctrl-C), so an
+interrupted run still leaves a valid partial report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.engine import loop as loops
+from runner.engine.execute import Engine, TokenSinkFactory
+from runner.engine.plan import Plan, StagePlan
+from runner.errors import RunnerError
+from runner.events import Recorder
+from runner.providers import PROVIDERS
+from runner.providers.base import ChatProvider
+from runner.report import RunInfo, build_report, now_utc
+
+
+@dataclass
+class RunOutcome:
+    status: str  # ok | failed | interrupted
+    output: Any
+    error: BaseException | None
+    info: RunInfo
+    recorder: Recorder
+    end: float
+
+    def report(self) -> dict[str, Any]:
+        message = None
+        if self.error is not None:
+            message = str(self.error) if isinstance(self.error, RunnerError) else (
+                "interrupted" if self.status == "interrupted" else f"{type(self.error).__name__}: {self.error}")
+        return build_report(self.info, self.recorder, status=self.status, end=self.end, error=message)
+
+
+def models_in_use(plan: Plan) -> set[str]:
+    used: set[str] = set()
+
+    def visit(stages: tuple[StagePlan, ...]) -> None:
+        for sp in stages:
+            if sp.agent is not None:
+                used.add(sp.agent.model.name)
+            for branch in sp.branches:
+                visit(branch)
+            visit(sp.stages)
+
+    visit(plan.stages)
+    return used
+
+
+def open_providers(plan: Plan) -> dict[str, ChatProvider]:
+    providers: dict[str, ChatProvider] = {}
+    for name in sorted(models_in_use(plan)):
+        spec = plan.workflow.models[name]
+        providers[name] = PROVIDERS[spec.provider].load_factory()(name, spec.config)
+    return providers
+
+
+async def execute(
+    plan: Plan,
+    inputs: Mapping[str, Any],
+    recorder: Recorder,
+    *,
+    sink: TokenSinkFactory | None = None,
+    run_info: Mapping[str, Any] | None = None,
+) -> Any:
+    providers = open_providers(plan)
+    try:
+        return await Engine(plan, inputs, providers, recorder, sink=sink, run_info=run_info).run()
+    finally:
+        # Close every client even when the run failed or was cancelled; a failing close must not hide
+        # the run's own error.
+        await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+
+
+def run_plan(
+    plan: Plan,
+    inputs: Mapping[str, Any],
+    *,
+    sink: TokenSinkFactory | None = None,
+    use_uvloop: bool = True,
+) -> RunOutcome:
+    """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says."""
+    wf = plan.workflow
+    _, loop_name = loops.loop_factory() if use_uvloop else (None, "asyncio")
+    recorder = Recorder()
+    run_id = uuid.uuid4().hex[:12]
+    info = RunInfo(run_id, wf.name, wf.file, wf.sha256, now_utc(), time.perf_counter(), loop_name, inputs)
+    run_vars = {"id": run_id, "name": wf.name}
+    try:
+        output = loops.run(lambda: execute(plan, inputs, recorder, sink=sink, run_info=run_vars), use_uvloop=use_uvloop)
+    except KeyboardInterrupt as exc:
+        return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
+    except asyncio.CancelledError as exc:
+        return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
+    except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
+        return RunOutcome("failed", None, _unwrap(exc), info, recorder, time.perf_counter())
+    return RunOutcome("ok", output, None, info, recorder, time.perf_counter())
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A TaskGroup raises an ExceptionGroup; the user wants the first real error inside it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
