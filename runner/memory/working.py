@@ -1,0 +1,752 @@
+"""An agent's working memory: the full conversation on disk, a context within a token budget for the model.
+
+Every message added is appended to ``<run_dir>/memory/<agent>.jsonl`` (one JSON line each, never
+rewritten); :meth:`WorkingMemory.context` returns what to send on the next call, at most
+``max_total_tokens`` where the settings allow it:
+
+* **compact**: a tool result longer than ``max_tool_message_tokens`` is stored to
+  ``<run_dir>/memory/<agent>/result-<n>.txt`` and replaced by a preview and a reference that the agent
+  can read back with the built-in ``read_stored_result`` tool. If that is not enough, the oldest
+  messages are left out, and the system message says which lines of the history they are (the same
+  tool reads them back). Nothing is lost and nothing costs a model call.
+* **compress**: messages older than the ``keep_recent_count`` newest are summarised into a state
+  snapshot (goals, facts, decisions, open questions) that replaces them; a long stretch is cut into
+  groups of at most ``summary_group_tokens`` that are summarised concurrently and then merged.
+* **auto**: compact first; compress only if the context still exceeds ``compact_ratio_threshold`` of
+  the budget (compacting is free, summarising costs a call and loses detail).
+
+Nothing happens while the context is within budget: exactly at the budget is within it. The system
+message (the first message, if its role is ``system``) is always sent; the snapshot and the note on
+what was left out are appended to it, because many chat templates accept only one system message and
+only at the start. A tool call and its results are never separated: a cut that would fall between them
+moves earlier, keeping the pair. Messages are never edited except that a compacted tool result's
+``content`` is replaced in the copy sent; list-shaped content (text parts, images) is never compacted,
+so a message is either sent whole or summarised/left out whole.
+
+The decisions (where to cut, how to group, what the stand-ins say) are pure functions at the top of
+this module; :class:`WorkingMemory` holds the state and does the file writes and summary calls.
+Messages are treated as immutable once added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunError, ToolError
+from runner.events import Recorder
+from runner.memory.config import WorkingMemoryConfig
+from runner.memory.tokens import TokenCounter, make_counter
+from runner.providers.base import Message
+
+Summarize = Callable[[list[Message]], Awaitable[str]]
+
+READ_TOOL_NAME = "read_stored_result"
+# The preview kept in place of a stored tool result: enough to see what it is, a small fraction of it.
+PREVIEW_MAX_CHARS = 800
+# Summary calls of one compression in flight at once; the provider's own limits apply on top.
+SUMMARY_CONCURRENCY = 8
+# add() buffers history lines; past this many bytes it writes at once instead of waiting for context().
+FLUSH_BYTES = 1 << 20
+
+SUMMARY_INSTRUCTIONS = (
+    "You keep the working memory of an AI agent. Summarise the conversation excerpt you are given into "
+    "a state snapshot with exactly these four sections:\n"
+    "Goals: what the user and the agent are trying to achieve.\n"
+    "Facts: what has been learned, including results of tool calls.\n"
+    "Decisions: what has been decided or done, and why.\n"
+    "Open questions: what is still unknown or pending.\n"
+    "Keep names, numbers, identifiers, file names and references such as result:12 exact. If the excerpt "
+    "starts with a previous snapshot, merge it in: keep what still holds, update what changed. Reply with "
+    "the snapshot only."
+)
+MERGE_INSTRUCTIONS = (
+    "You keep the working memory of an AI agent. Merge the partial state snapshots you are given, which "
+    "cover consecutive parts of one conversation (oldest first), into one snapshot with the same four "
+    "sections: Goals, Facts, Decisions, Open questions. Where they disagree, the later part wins. Keep "
+    "names, numbers, identifiers and references exact. Reply with the snapshot only."
+)
+
+READ_STORED_RESULT_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": READ_TOOL_NAME,
+        "description": (
+            "Read back a tool result or earlier messages that working memory stored out of the context. "
+            "Use the ref given in the context (result:<n> or history:<first>-<last>). Long texts come in "
+            "pages; pass the offset given at the end of a page to read on."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "ref": {"type": "string", "description": "result:<n> or history:<first>-<last>"},
+                "offset": {"type": "integer", "minimum": 0, "description": "character offset, 0 first"},
+            },
+            "required": ["ref"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+_REF = re.compile(r"result:([1-9][0-9]*)|history:([1-9][0-9]*)-([1-9][0-9]*)")
+# An agent's name becomes file names; keep it to one safe path component.
+_AGENT = re.compile(r"[\w\-\[\]][\w.\-\[\]]*")
+
+
+# ---------------------------------------------------------------------------------------------- pure core
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content; a non-text part is named, not shown (``[image_url part]``)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                pieces.append(str(part.get("text", "")))
+            elif isinstance(part, Mapping):
+                pieces.append(f"[{part.get('type', 'unknown')} part]")
+            else:
+                pieces.append(str(part))
+        return "\n".join(pieces)
+    return str(content)
+
+
+def render_message(message: Mapping[str, Any], number: int, max_chars: int | None = None) -> str:
+    """One message as transcript text for a summary call or a history read-back.
+
+    ``number`` is the message's line in the history file; a body longer than ``max_chars`` is cut with a
+    note of how much was left out (a summary call must fit its model's context).
+    """
+    role = str(message.get("role", "unknown"))
+    head = f"[#{number}] {role}"
+    if message.get("name"):
+        head += f" {message['name']}"
+    if role == "tool":
+        head += f" (result of call {message.get('tool_call_id', '?')})"
+    body = content_text(message.get("content"))
+    if max_chars is not None and len(body) > max_chars:
+        body = f"{body[:max_chars]} ... [{len(body) - max_chars} more characters not shown]"
+    lines = [f"{head}: {body}" if body else head]
+    for call in message.get("tool_calls") or ():
+        if not isinstance(call, Mapping):
+            continue
+        function = call.get("function") or {}
+        name, arguments = function.get("name", "?"), function.get("arguments", "")
+        lines.append(f"  -> calls {name}({arguments}) [id {call.get('id', '?')}]")
+    return "\n".join(lines)
+
+
+def safe_cuts(messages: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """``safe[k]`` tells whether ``messages[:k]`` can leave the context while ``messages[k:]`` stays.
+
+    A cut is unsafe when a tool result at or after ``k`` answers a call made before ``k``: the model would
+    see a result without its call (most endpoints reject that). A result whose call is unknown stays
+    with the message before it.
+    """
+    issued: dict[str, int] = {}
+    starts: list[int] = []
+    for i, message in enumerate(messages):
+        start = i
+        if message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            if isinstance(call_id, str) and call_id in issued:
+                start = issued[call_id]
+            elif i > 0:
+                start = starts[i - 1]
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                issued[call["id"]] = i
+        starts.append(start)
+    safe = [True] * (len(messages) + 1)
+    lowest = len(messages)
+    for k in range(len(messages) - 1, -1, -1):
+        lowest = min(lowest, starts[k])
+        safe[k] = lowest >= k
+    return safe
+
+
+def tail_start(messages: Sequence[Mapping[str, Any]], keep_recent: int) -> int:
+    """Where the kept tail begins: at most ``len - keep_recent``, moved earlier to keep tool pairs whole."""
+    cut = max(0, len(messages) - keep_recent)
+    if cut == 0:
+        return 0
+    safe = safe_cuts(messages)
+    while not safe[cut]:
+        cut -= 1
+    return cut
+
+
+def split_groups(items: Sequence[tuple[str, int, bool]], limit: int, min_items: int = 1) -> list[list[str]]:
+    """Consecutive groups of ``(text, tokens, is_tool_result)`` items of at most ``limit`` tokens each.
+
+    A group does not end just before a tool result if it can end before the call instead, so a call and
+    its results are summarised together. An item larger than ``limit`` makes a group of its own;
+    ``min_items`` (2 when merging snapshots) makes every group hold at least that many items, so merging
+    always makes progress.
+    """
+    groups: list[list[str]] = []
+    current: list[tuple[str, int, bool]] = []
+    tokens = 0
+    boundary = 0  # index in current before which the group may end
+    for item in items:
+        text, size, is_tool = item
+        if len(current) >= min_items and tokens + size > limit:
+            end = boundary if is_tool and boundary >= min_items else len(current)
+            groups.append([t for t, _, _ in current[:end]])
+            current = current[end:]
+            tokens = sum(s for _, s, _ in current)
+            boundary = 0
+        if not is_tool:
+            boundary = len(current)
+        current.append(item)
+        tokens += size
+    if current:
+        if groups and len(current) < min_items:
+            groups[-1].extend(t for t, _, _ in current)
+        else:
+            groups.append([t for t, _, _ in current])
+    return groups
+
+
+def summary_prompt(parts: Sequence[str]) -> list[Message]:
+    return [
+        {"role": "system", "content": SUMMARY_INSTRUCTIONS},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def merge_prompt(snapshots: Sequence[str]) -> list[Message]:
+    body = "\n\n".join(f"### Part {i}\n{text}" for i, text in enumerate(snapshots, 1))
+    return [{"role": "system", "content": MERGE_INSTRUCTIONS}, {"role": "user", "content": body}]
+
+
+def stand_in(content: str, ref: str, tokens: int, preview_chars: int) -> str:
+    """What replaces a stored tool result in context: its beginning and how to read the rest."""
+    preview = content[:preview_chars]
+    return (
+        f"{preview}\n[... {len(content) - len(preview)} more characters not shown: the full result "
+        f'({tokens} tokens) is stored as {ref}; read it with {READ_TOOL_NAME}(ref="{ref}")]'
+    )
+
+
+def memory_notes(removed: tuple[int, int] | None, snapshot: str | None) -> str:
+    """The section appended to the system message once messages have left the context."""
+    if removed is None:
+        return ""
+    first, last = removed
+    ref = f"history:{first}-{last}"
+    if snapshot is None:
+        return (
+            f"## Working memory\nEarlier messages #{first}-#{last} of this conversation are not shown; "
+            f'their full text is kept: read it with {READ_TOOL_NAME}(ref="{ref}").'
+        )
+    return (
+        f"## Working memory\nEarlier messages #{first}-#{last} of this conversation are summarised in the "
+        f'state snapshot below; their full text is kept: read it with {READ_TOOL_NAME}(ref="{ref}").\n\n'
+        f"{snapshot}"
+    )
+
+
+def with_notes(system: Message | None, notes: str) -> Message | None:
+    """The system message as sent: the original, with the memory notes appended when there are any."""
+    if not notes:
+        return system
+    if system is None:
+        return {"role": "system", "content": notes}
+    content = system.get("content")
+    if isinstance(content, list):
+        return {**system, "content": [*content, {"type": "text", "text": notes}]}
+    text = content_text(content)
+    return {**system, "content": f"{text}\n\n{notes}" if text else notes}
+
+
+def page(text: str, ref: str, offset: int, size: int) -> str:
+    """A page of ``text`` from ``offset``, with the offset of the next page when there is more."""
+    if offset and offset >= len(text):
+        return f"[{ref} has {len(text)} characters; offset {offset} is past the end]"
+    chunk = text[offset : offset + size]
+    end = offset + len(chunk)
+    if end < len(text):
+        chunk += (
+            f"\n[... characters {offset}-{end} of {len(text)}; read on with "
+            f'{READ_TOOL_NAME}(ref="{ref}", offset={end})]'
+        )
+    return chunk
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+@dataclass(slots=True)
+class MemoryStats:
+    """One agent's memory figures for the report.
+
+    ``tokens_before`` is the full history, ``tokens_after`` what was sent, both at the last turn (a turn is
+    a :meth:`WorkingMemory.context` call); the ``_total`` fields add them up over all turns, so their
+    difference is what the memory saved. ``summary_seconds`` is the wall time of compressions, all of it on
+    the critical path (the turn waits for its snapshot); ``summary_call_seconds`` adds up the summary calls,
+    more than the wall time when groups ran concurrently. ``manage_seconds`` is all time spent in
+    ``context()``, summaries included.
+    """
+
+    agent: str
+    mode: str
+    budget: int
+    messages: int = 0
+    turns: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    max_tokens_after: int = 0
+    tokens_before_total: int = 0
+    tokens_after_total: int = 0
+    over_budget_turns: int = 0
+    compactions: int = 0
+    elisions: int = 0
+    elided_messages: int = 0
+    summaries: int = 0
+    summary_calls: int = 0
+    summarised_messages: int = 0
+    summary_seconds: float = 0.0
+    summary_call_seconds: float = 0.0
+    manage_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["summary_on_critical_path"] = True
+        return data
+
+
+@dataclass(slots=True)
+class _Entry:
+    message: Message  # as sent: the original, or a copy whose content is a stored result's stand-in
+    tokens: int
+    number: int  # the message's line in the history file, 1-based
+
+
+# ------------------------------------------------------------------------------------------------ effects
+
+
+class _History:
+    """The full history as JSONL, appended in whole lines; remembers where each line starts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offsets: list[int] = []  # line n (1-based) starts at byte offsets[n - 1]
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        if self._size:
+            # A second memory under the same name in one run: go on numbering after its lines.
+            position = 0
+            last = b""
+            with path.open("rb") as existing:
+                for line in existing:
+                    self.offsets.append(position)
+                    position += len(line)
+                    last = line
+            if not last.endswith(b"\n"):  # a line cut short by a crash: end it so ours start whole
+                self._write(b"\n")
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def append(self, message: Message) -> int:
+        try:
+            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=str)
+            line = (text + "\n").encode()
+        except UnicodeEncodeError:  # a lone surrogate; escaped JSON stays valid UTF-8
+            line = (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode()
+        self.offsets.append(self._size + self._buffered)
+        self._buffer.append(line)
+        self._buffered += len(line)
+        if self._buffered >= FLUSH_BYTES:
+            self.flush()
+        return len(self.offsets)
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._write(data)
+        self._buffer.clear()
+        self._buffered = 0
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise RunError(f"memory history {self.path} is closed")
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            # Take back a partial write so the file never ends in half a line.
+            os.ftruncate(self._fd, self._size)
+            raise RunError(f"could not write memory history {self.path}: {exc}") from exc
+        self._size += len(data)
+
+    def read(self, first: int, last: int) -> list[Message]:
+        """Lines ``first`` to ``last`` (1-based, inclusive), as messages."""
+        self.flush()
+        start = self.offsets[first - 1]
+        end = self.offsets[last] if last < len(self.offsets) else self._size
+        with self.path.open("rb") as file:
+            file.seek(start)
+            data = file.read(end - start)
+        return [json.loads(line) for line in data.splitlines()]
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.flush()
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class WorkingMemory:
+    """One agent's conversation: the full history on disk and a context within the token budget.
+
+    ``summarize`` receives a ready prompt (a system and a user message) and returns the model's reply;
+    it is required in ``compress`` and ``auto`` modes. ``recorder`` receives a ``memory`` event, under
+    ``node_id`` (default: the agent's name), for each compaction, left-out stretch, summary and turn over
+    budget. ``agent`` names the files, so it must be unique in the run (one memory per fan-out branch).
+    Call :meth:`close` when the agent is done; the history is written at every :meth:`context` call too.
+    """
+
+    def __init__(
+        self,
+        config: WorkingMemoryConfig,
+        *,
+        run_dir: Path,
+        agent: str,
+        summarize: Summarize | None = None,
+        recorder: Recorder | None = None,
+        node_id: str | None = None,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        if not _AGENT.fullmatch(agent):
+            raise ValueError(f"agent name {agent!r} cannot name a file: use letters, digits, _ - . [ ]")
+        if config.summarises and summarize is None:
+            raise ValueError(
+                f"working_summary_mode {config.working_summary_mode} needs a summary model to call"
+            )
+        self.config = config
+        self.agent = agent
+        self._summarize = summarize
+        self._recorder = recorder
+        self._node_id = node_id or agent
+        self._counter = counter or make_counter(config.token_counter)
+        self._results = Path(run_dir) / "memory" / agent
+        self._history = _History(Path(run_dir) / "memory" / f"{agent}.jsonl")
+        self._system: Message | None = None
+        self._system_sent: Message | None = None
+        self._system_tokens = 0
+        self._view: list[_Entry] = []
+        self._view_tokens = 0
+        self._removed: tuple[int, int] | None = None
+        self._snapshot: str | None = None
+        self._snapshots_written = 0
+        self._compacted_below = 0  # tool results on lines below this one have been looked at
+        self._preview_chars = min(PREVIEW_MAX_CHARS, config.max_tool_message_tokens)
+        self._page_chars = max(256, config.max_tool_message_tokens * 4 - 400)
+        self._lock = asyncio.Lock()
+        self._stats = MemoryStats(
+            agent=agent, mode=config.working_summary_mode, budget=config.max_total_tokens
+        )
+        self._history_tokens = 0
+
+    # -- the agent loop's side
+
+    @property
+    def history_path(self) -> Path:
+        return self._history.path
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of the context as it stands (what the next ``context()`` starts from)."""
+        return self._system_tokens + self._view_tokens
+
+    def add(self, message: Message) -> None:
+        """Append a message to the history (and to the context). Cheap: counts and buffers one line."""
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise TypeError(f"a message is a mapping with a role, not {message!r}")
+        number = self._history.append(message)
+        tokens = self._counter.message(message)
+        self._history_tokens += tokens
+        self._stats.messages += 1
+        if message["role"] == "system" and self._system is None and not self._view and self._removed is None:
+            self._system = message
+            self._refresh_system()
+        else:
+            self._view.append(_Entry(message, tokens, number))
+            self._view_tokens += tokens
+
+    def extend(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self.add(message)
+
+    async def context(self) -> list[Message]:
+        """The messages to send on the next call, brought within budget first if they are over it."""
+        async with self._lock:
+            self._history.flush()
+            started = time.perf_counter()
+            config = self.config
+            budget = config.max_total_tokens
+            mode = config.working_summary_mode
+            if self.tokens > budget:
+                if mode != "compress":
+                    self._compact()
+                if mode == "compact" and self.tokens > budget:
+                    self._elide()
+                if (mode == "compress" and self.tokens > budget) or (
+                    mode == "auto" and self.tokens > config.compact_ratio_threshold * budget
+                ):
+                    await self._compress()
+            sent = self.tokens
+            stats = self._stats
+            if sent > budget:
+                stats.over_budget_turns += 1
+                self._emit({"action": "over_budget", "tokens": sent, "budget": budget})
+            stats.turns += 1
+            stats.tokens_before = self._history_tokens
+            stats.tokens_after = sent
+            stats.max_tokens_after = max(stats.max_tokens_after, sent)
+            stats.tokens_before_total += self._history_tokens
+            stats.tokens_after_total += sent
+            messages = [entry.message for entry in self._view]
+            if self._system_sent is not None:
+                messages.insert(0, self._system_sent)
+            stats.manage_seconds += time.perf_counter() - started
+            return messages
+
+    def stats(self) -> MemoryStats:
+        return dataclasses.replace(self._stats)
+
+    def read_stored_result(self, ref: str, offset: int = 0) -> str:
+        """The built-in ``read_stored_result`` tool: a page of a stored result or of left-out messages."""
+        match = _REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
+        if match is None:
+            raise ToolError(
+                f"{READ_TOOL_NAME}: {ref!r} is not a ref; refs look like result:12 or history:2-40"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ToolError(f"{READ_TOOL_NAME}: offset must be a whole number of characters, not {offset!r}")
+        ref = match.group(0)
+        if match.group(1):
+            path = self._results / f"result-{match.group(1)}.txt"
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ToolError(f"{READ_TOOL_NAME}: nothing is stored as {ref}") from None
+        else:
+            first, last = int(match.group(2)), int(match.group(3))
+            if not first <= last <= self._history.count:
+                raise ToolError(
+                    f"{READ_TOOL_NAME}: {ref} is not a range of the history, which has messages "
+                    f"#1-#{self._history.count}"
+                )
+            messages = self._history.read(first, last)
+            text = "\n\n".join(render_message(m, n) for n, m in enumerate(messages, first))
+        return page(text, ref, offset, self._page_chars)
+
+    def close(self) -> None:
+        self._history.close()
+
+    def __enter__(self) -> WorkingMemory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- keeping within budget
+
+    def _refresh_system(self) -> None:
+        self._system_sent = with_notes(self._system, memory_notes(self._removed, self._snapshot))
+        self._system_tokens = 0 if self._system_sent is None else self._counter.message(self._system_sent)
+
+    def _tail(self) -> int:
+        return tail_start([entry.message for entry in self._view], self.config.keep_recent_count)
+
+    def _compact(self) -> None:
+        """Store the long tool results outside the kept tail; each is looked at once."""
+        view = self._view
+        end = self._tail()
+        start = bisect.bisect_left(view, self._compacted_below, hi=end, key=lambda entry: entry.number)
+        limit = self.config.max_tool_message_tokens
+        before = self.tokens
+        refs = []
+        for entry in view[start:end]:
+            message = entry.message
+            content = message.get("content")
+            if message.get("role") != "tool" or not isinstance(content, str):
+                continue
+            size = self._counter.text(content)
+            if size <= limit:
+                continue
+            ref = f"result:{entry.number}"
+            self._results.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self._results / f"result-{entry.number}.txt", content)
+            replaced = {**message, "content": stand_in(content, ref, size, self._preview_chars)}
+            tokens = self._counter.message(replaced)
+            self._view_tokens += tokens - entry.tokens
+            entry.message, entry.tokens = replaced, tokens
+            refs.append(ref)
+        if end:
+            self._compacted_below = view[end - 1].number + 1
+        if refs:
+            self._stats.compactions += len(refs)
+            self._emit(
+                {"action": "compact", "refs": refs, "tokens_before": before, "tokens_after": self.tokens}
+            )
+
+    def _elide(self) -> None:
+        """Leave out the fewest oldest messages (outside the tail, tool pairs whole) that fit the budget."""
+        view = self._view
+        end = self._tail()
+        if end == 0:
+            return
+        budget = self.config.max_total_tokens
+        before = self.tokens
+        safe = safe_cuts([entry.message for entry in view])
+        first = self._removed[0] if self._removed else view[0].number
+        removed = 0
+        cut = end
+        for k in range(1, end + 1):
+            removed += view[k - 1].tokens
+            # The notes only grow as the range does, so the budget needs at least the overshoot removed.
+            if not safe[k] or before - removed > budget:
+                continue
+            notes = with_notes(self._system, memory_notes((first, view[k - 1].number), self._snapshot))
+            system_tokens = 0 if notes is None else self._counter.message(notes)
+            if before - removed - self._system_tokens + system_tokens <= budget:
+                cut = k
+                break
+        self._drop(cut)
+        self._refresh_system()
+        self._stats.elisions += 1
+        self._stats.elided_messages += cut
+        assert self._removed is not None
+        self._emit(
+            {
+                "action": "elide",
+                "messages": cut,
+                "ref": f"history:{self._removed[0]}-{self._removed[1]}",
+                "tokens_before": before,
+                "tokens_after": self.tokens,
+            }
+        )
+
+    def _drop(self, cut: int) -> None:
+        """Take ``view[:cut]`` out of the context, extending the left-out range of the history."""
+        view = self._view
+        first = self._removed[0] if self._removed else view[0].number
+        self._removed = (first, view[cut - 1].number)
+        self._view_tokens -= sum(entry.tokens for entry in view[:cut])
+        del view[:cut]
+
+    async def _compress(self) -> None:
+        """Replace everything before the tail by a state snapshot (merged with the previous one)."""
+        view = self._view
+        end = self._tail()
+        if end == 0:
+            return
+        assert self._summarize is not None  # checked in __init__ for the modes that compress
+        before = self.tokens
+        limit = self.config.group_tokens
+        # One message may be at most half a group (in characters, at ~4 a token), so a call always fits.
+        max_chars = limit * 2
+        items: list[tuple[str, int, bool]] = []
+        if self._snapshot is not None and self._removed is not None:
+            first, last = self._removed
+            text = f"Previous state snapshot (messages #{first}-#{last}):\n{self._snapshot}"
+            items.append((text, self._counter.text(text), False))
+        for entry in view[:end]:
+            text = render_message(entry.message, entry.number, max_chars)
+            items.append((text, self._counter.text(text), entry.message.get("role") == "tool"))
+        started = time.perf_counter()
+        groups = split_groups(items, limit)
+        parts = await self._summarise([summary_prompt(group) for group in groups])
+        calls = len(parts)
+        while len(parts) > 1:
+            merge_items = [(text, self._counter.text(text), False) for text in parts]
+            merges = split_groups(merge_items, limit, min_items=2)
+            parts = await self._summarise([merge_prompt(group) for group in merges])
+            calls += len(parts)
+        seconds = time.perf_counter() - started
+        self._snapshot = parts[0]
+        self._drop(end)
+        self._refresh_system()
+        self._write_snapshot()
+        stats = self._stats
+        stats.summaries += 1
+        stats.summarised_messages += end
+        stats.summary_seconds += seconds
+        assert self._removed is not None
+        self._emit(
+            {
+                "action": "summary",
+                "messages": end,
+                "groups": len(groups),
+                "calls": calls,
+                "seconds": seconds,
+                "ref": f"history:{self._removed[0]}-{self._removed[1]}",
+                "tokens_before": before,
+                "tokens_after": self.tokens,
+            }
+        )
+
+    async def _summarise(self, prompts: list[list[Message]]) -> list[str]:
+        summarize = self._summarize
+        assert summarize is not None
+        stats = self._stats
+        gate = asyncio.Semaphore(SUMMARY_CONCURRENCY)
+
+        async def one(prompt: list[Message]) -> str:
+            async with gate:
+                started = time.perf_counter()
+                text = await summarize(prompt)
+                stats.summary_calls += 1
+                stats.summary_call_seconds += time.perf_counter() - started
+                return text.strip()
+
+        if len(prompts) == 1:
+            return [await one(prompts[0])]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(prompt)) for prompt in prompts]
+        return [task.result() for task in tasks]
+
+    def _write_snapshot(self) -> None:
+        # Each snapshot is kept beside the stored results, so a report can show what the model was told.
+        self._snapshots_written += 1
+        self._results.mkdir(parents=True, exist_ok=True)
+        assert self._snapshot is not None and self._removed is not None
+        header = f"# Snapshot {self._snapshots_written}: messages #{self._removed[0]}-#{self._removed[1]}\n\n"
+        _write_atomic(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
+
+    def _emit(self, data: dict[str, Any]) -> None:
+        if self._recorder is not None:
+            self._recorder.emit("memory", self._node_id, {"agent": self.agent, **data})
