@@ -1,0 +1,595 @@
+"""The file cache of embeddings (issue 6): one ``.npy`` file per text, shared safely between processes.
+
+Layout: ``<dir>/<sha256 of (cache key, text)>.npy``, each a version 1.0 ``.npy`` file of one float32
+vector. Anything else in the folder is left alone (``runner cache clear`` removes only these names).
+
+- **Atomic writes.** A vector is written to ``.tmp-<key>.<pid>.<thread>.<n>`` in the same folder and
+  ``os.replace``d into place, so a reader in any process sees no file or a whole one. Two processes
+  storing the same key store the same vector (same key = same embedder and text), so the last rename wins
+  harmlessly. There is no fsync: after a power cut an entry may be empty or torn, which reads as corrupt.
+- **Corrupt files are misses.** A file that is short, has the wrong header, dtype or shape, or holds a
+  non-finite number is removed, counted in ``corrupt`` and embedded again; it never raises.
+- **Limits and eviction.** ``max_file_number`` and ``max_cache_size`` (bytes of the files) hold after
+  every write: the least recently used entries go first. The index (an ordered dict, oldest use first,
+  with a running byte total) is built once from the folder when first needed, ordered by each file's
+  access time, and kept up to date incrementally. A hit sets the file's access time, so the order
+  survives between runs; the modification time stays the write time, which ``ttl`` is measured from.
+  Entries written by other processes join the index when this process first reads them; each process
+  enforces the limits on the entries it knows of.
+- **Hits are cheap.** The header of a vector of ``d`` floats is always the same bytes, so a hit is one
+  ``read`` compared against that header and an ``np.frombuffer``; files with any other header go through
+  ``np.load(allow_pickle=False)`` and are then checked like the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import itertools
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+
+from runner.embeddings.base import Embedder, Vectors
+from runner.embeddings.config import CacheConfig, parse_size
+from runner.errors import ProviderProtocolError
+
+__all__ = [
+    "CachedEmbedder",
+    "CacheFile",
+    "EmbeddingCache",
+    "EmbeddingStats",
+    "entry_key",
+    "is_cache_file",
+    "parse_size",
+    "scan_cache_dir",
+]
+
+SUFFIX = ".npy"
+TMP_PREFIX = ".tmp-"
+_ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.npy$")
+_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{64}\.[0-9]+\.[0-9]+\.[0-9]+$")
+# A temporary file older than this belongs to a writer that died; younger ones may be mid-write.
+_STALE_TMP_SECONDS = 3600.0
+# Batches at least this long do their file I/O in a worker thread; below it the thread hop (about 50 us)
+# costs more than the I/O holds the loop (a hit is ~10 us). Measured in bench/embedding_cache.py.
+OFFLOAD_THRESHOLD = 8
+
+_T = TypeVar("_T")
+
+
+def entry_key(cache_key: str, text: str) -> str:
+    """The file stem for ``text`` embedded by the embedder with ``cache_key`` (provider/model/dimensions)."""
+    digest = hashlib.sha256(cache_key.encode("utf-8"))
+    digest.update(b"\0")
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def is_cache_file(name: str) -> bool:
+    """Whether a file name in a cache folder is one of ours: an entry or a temporary file."""
+    return bool(_ENTRY_NAME.match(name) or _TMP_NAME.match(name))
+
+
+@cache
+def _header(dimensions: int) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.zeros(dimensions, dtype="<f4"), version=(1, 0))
+    return buffer.getvalue()[: -4 * dimensions]
+
+
+class CacheFile(NamedTuple):
+    """One entry on disk, as ``runner cache stats`` and the index see it (times in ns since the epoch)."""
+
+    name: str
+    size: int
+    written_ns: int
+    used_ns: int
+
+
+def scan_cache_dir(directory: str | os.PathLike[str]) -> tuple[list[CacheFile], list[str]]:
+    """The entries in ``directory`` (oldest use first) and the names of temporary files. A missing folder
+    holds nothing."""
+    entries: list[CacheFile] = []
+    temps: list[str] = []
+    try:
+        scanner = os.scandir(directory)
+    except FileNotFoundError:
+        return entries, temps
+    with scanner:
+        for item in scanner:
+            if _ENTRY_NAME.match(item.name):
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # evicted by another process while we looked
+                entries.append(CacheFile(item.name, st.st_size, st.st_mtime_ns, st.st_atime_ns))
+            elif _TMP_NAME.match(item.name):
+                temps.append(item.name)
+    entries.sort(key=lambda e: (e.used_ns, e.name))
+    return entries, temps
+
+
+class _Entry(NamedTuple):
+    size: int
+    written_ns: int
+
+
+class _Counters:
+    """Mutable counts behind :class:`EmbeddingStats`; updated under ``lock`` (cache I/O runs in threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.expired = 0
+        self.corrupt = 0
+        self.write_errors = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.cache_io_seconds = 0.0
+        self.embed_seconds = 0.0
+        self.embed_calls = 0
+        self.texts_embedded = 0
+
+    def add(self, **deltas: float) -> None:
+        with self.lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingStats:
+    """A snapshot of one embedder's cache and embedding figures, for the timing report.
+
+    ``misses`` counts texts not served from the cache (``expired`` and ``corrupt`` ones included);
+    ``texts_embedded`` counts the distinct texts sent to the embedder; ``files`` and ``cache_bytes`` are
+    the cache folder's size as this process knows it (0 without a cache).
+    """
+
+    embedder: str
+    hits: int
+    misses: int
+    evictions: int
+    expired: int
+    corrupt: int
+    write_errors: int
+    bytes_read: int
+    bytes_written: int
+    cache_io_seconds: float
+    embed_seconds: float
+    embed_calls: int
+    texts_embedded: int
+    files: int
+    cache_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EmbeddingCache:
+    """The cache folder ``dir`` with its limits; see the module docstring. Thread-safe; methods are
+    synchronous and do file I/O (:class:`CachedEmbedder` calls them from a worker thread for batches).
+
+    ``clock`` returns nanoseconds since the epoch (a seam for TTL tests); it must agree with file times.
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str],
+        *,
+        max_file_number: int | None = None,
+        max_cache_size: int | str | None = None,
+        ttl: float | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if max_file_number is not None and max_file_number < 1:
+            raise ValueError(f"max_file_number must be at least 1, not {max_file_number!r}")
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        self.dir = Path(dir)
+        self.max_file_number = max_file_number
+        self.max_cache_size = None if max_cache_size is None else parse_size(max_cache_size)
+        self.ttl = ttl
+        self._ttl_ns = None if ttl is None else int(ttl * 1e9)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._index: OrderedDict[str, _Entry] | None = None
+        self._bytes = 0
+        self._tmp_counter = itertools.count()
+
+    @classmethod
+    def from_config(
+        cls, config: CacheConfig, *, base: str | os.PathLike[str] | None = None
+    ) -> EmbeddingCache:
+        """The cache for a ``cache:`` block; a relative ``dir`` is taken from ``base`` when given."""
+        directory = Path(config.dir)
+        if base is not None and not directory.is_absolute():
+            directory = Path(base) / directory
+        return cls(
+            directory,
+            max_file_number=config.max_file_number,
+            max_cache_size=config.max_cache_size,
+            ttl=config.ttl,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingCache({str(self.dir)!r}, max_file_number={self.max_file_number}, "
+            f"max_cache_size={self.max_cache_size}, ttl={self.ttl})"
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self._index is not None
+
+    def open(self) -> None:
+        """Create the folder and build the index from it (done on first use; call it early, off the event
+        loop, to keep that scan out of the first batch). Drops expired entries and stale temporary files
+        and brings the folder within the limits."""
+        with self._lock:
+            self._open_locked()
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) of the entries this process knows of."""
+        with self._lock:
+            index = self._open_locked()
+            return len(index), self._bytes
+
+    def get_many(
+        self, keys: Sequence[str], dimensions: int, counters: _Counters | None = None
+    ) -> list[Vectors | None]:
+        """The cached vector for each key, or None for a miss. Never raises for a bad or missing file."""
+        started = time.perf_counter()
+        with self._lock:
+            self._open_locked()
+        now = self._clock()
+        found: list[Vectors | None] = []
+        hits = expired = corrupt = bytes_read = evicted = 0
+        for key in keys:
+            vector, status, size, dropped = self._read(key, dimensions, now)
+            found.append(vector)
+            evicted += dropped
+            if status == "hit":
+                hits += 1
+                bytes_read += size
+            elif status == "expired":
+                expired += 1
+            elif status == "corrupt":
+                corrupt += 1
+        if counters is not None:
+            counters.add(
+                hits=hits,
+                misses=len(keys) - hits,
+                expired=expired,
+                corrupt=corrupt,
+                bytes_read=bytes_read,
+                evictions=evicted,
+                cache_io_seconds=time.perf_counter() - started,
+            )
+        return found
+
+    def put_many(self, items: Sequence[tuple[str, Vectors]], counters: _Counters | None = None) -> None:
+        """Store each (key, vector), then evict the least recently used entries until the limits hold.
+        A failed write (disk full, permissions) is counted in ``write_errors`` and otherwise ignored: the
+        cache only ever saves work."""
+        started = time.perf_counter()
+        with self._lock:
+            self._open_locked()
+        written = errors = evicted = 0
+        for key, vector in items:
+            payload = _header(len(vector)) + np.ascontiguousarray(vector, dtype="<f4").tobytes()
+            if self.max_cache_size is not None and len(payload) > self.max_cache_size:
+                continue  # could never be kept; storing it would only evict everything else
+            try:
+                self._write(key, payload)
+            except OSError:
+                errors += 1
+                continue
+            written += len(payload)
+            with self._lock:
+                evicted += self._insert_locked(key, _Entry(len(payload), self._clock()))
+        if counters is not None:
+            counters.add(
+                bytes_written=written,
+                write_errors=errors,
+                evictions=evicted,
+                cache_io_seconds=time.perf_counter() - started,
+            )
+
+    def clear(self) -> tuple[int, int]:
+        """Remove every cache file in the folder (entries and temporary files, whoever wrote them) and
+        return (files, bytes) removed. Other files are left alone."""
+        with self._lock:
+            entries, temps = scan_cache_dir(self.dir)
+            removed = freed = 0
+            for name, size in [(e.name, e.size) for e in entries] + [(t, 0) for t in temps]:
+                try:
+                    os.unlink(self.dir / name)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                freed += size
+            if self._index is not None:
+                self._index.clear()
+                self._bytes = 0
+            return removed, freed
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.dir, key + SUFFIX)
+
+    def _open_locked(self) -> OrderedDict[str, _Entry]:
+        if self._index is not None:
+            return self._index
+        self.dir.mkdir(parents=True, exist_ok=True)
+        entries, temps = scan_cache_dir(self.dir)
+        now = self._clock()
+        for name in temps:
+            path = self.dir / name
+            try:
+                if now - path.stat().st_mtime_ns > _STALE_TMP_SECONDS * 1e9:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+        index: OrderedDict[str, _Entry] = OrderedDict()
+        total = 0
+        for entry in entries:
+            if self._ttl_ns is not None and now - entry.written_ns > self._ttl_ns:
+                self._unlink(entry.name[: -len(SUFFIX)])
+                continue
+            index[entry.name[: -len(SUFFIX)]] = _Entry(entry.size, entry.written_ns)
+            total += entry.size
+        self._index = index
+        self._bytes = total
+        self._evict_locked()
+        return index
+
+    def _read(self, key: str, dimensions: int, now: int) -> tuple[Vectors | None, str, int, int]:
+        """(vector or None, status, bytes read, entries evicted); status: hit, absent, expired, corrupt."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            self._forget(key)
+            return None, "absent", 0, 0
+        except OSError:  # a folder in its place, no permission, ...
+            self._discard(key)
+            return None, "corrupt", 0, 0
+        vector: Vectors | None = None
+        try:
+            st = os.fstat(fd)
+            if self._ttl_ns is not None and now - st.st_mtime_ns > self._ttl_ns:
+                status = "expired"
+            else:
+                data = os.read(fd, st.st_size + 1)
+                vector = _decode(data, dimensions)
+                status = "corrupt" if vector is None else "hit"
+            if vector is not None:
+                # The access time records the last use (it orders eviction, also for the next run); the
+                # modification time stays the write time, which ttl counts from.
+                try:
+                    os.utime(fd if _UTIME_FD else path, ns=(now, st.st_mtime_ns))
+                except OSError:
+                    pass  # a read-only folder: the use order is then kept in memory only
+        except OSError:
+            vector, status = None, "corrupt"
+        finally:
+            os.close(fd)  # before any unlink: Windows cannot remove an open file
+        if vector is None:
+            self._discard(key)
+            return None, status, 0, 0
+        with self._lock:
+            index = self._index
+            assert index is not None
+            if key in index:
+                index.move_to_end(key)
+                return vector, status, len(data), 0
+            # Written by another process since we opened: adopt it.
+            return vector, status, len(data), self._insert_locked(key, _Entry(len(data), st.st_mtime_ns))
+
+    def _write(self, key: str, payload: bytes) -> None:
+        tmp = os.path.join(
+            self.dir, f"{TMP_PREFIX}{key}.{os.getpid()}.{threading.get_ident()}.{next(self._tmp_counter)}"
+        )
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        try:
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def _insert_locked(self, key: str, entry: _Entry) -> int:
+        assert self._index is not None
+        old = self._index.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._index[key] = entry
+        self._bytes += entry.size
+        return self._evict_locked()
+
+    def _evict_locked(self) -> int:
+        index = self._index
+        assert index is not None
+        evicted = 0
+        while index and (
+            (self.max_file_number is not None and len(index) > self.max_file_number)
+            or (self.max_cache_size is not None and self._bytes > self.max_cache_size)
+        ):
+            key, entry = index.popitem(last=False)
+            self._bytes -= entry.size
+            self._unlink(key)
+            evicted += 1
+        return evicted
+
+    def _unlink(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass  # another process got there first
+        except OSError:
+            pass  # read-only folder: the limits then hold for this process's index only
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            assert self._index is not None
+            entry = self._index.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry.size
+
+    def _discard(self, key: str) -> None:
+        self._forget(key)
+        self._unlink(key)
+
+
+_UTIME_FD = os.utime in os.supports_fd
+
+
+def _decode(data: bytes, dimensions: int) -> Vectors | None:
+    """The vector in a file's bytes, or None when they are not one float32 vector of ``dimensions``."""
+    header = _header(dimensions)
+    if len(data) == len(header) + 4 * dimensions and data.startswith(header):
+        vector: Vectors = np.frombuffer(data, dtype="<f4", count=dimensions, offset=len(header))
+    else:
+        try:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception:  # numpy raises ValueError, EOFError, OSError, ... for malformed files
+            return None
+        if not isinstance(loaded, np.ndarray) or loaded.dtype != np.float32 or loaded.shape != (dimensions,):
+            return None
+        vector = loaded
+    if not np.isfinite(vector).all():
+        return None
+    return vector
+
+
+class CachedEmbedder:
+    """An embedder served through a file cache: each batch is looked up first and only the misses (each
+    distinct text once) go to ``inner``; their vectors are then stored. With ``cache=None`` it only
+    measures, so every embedder has figures for the report.
+
+    File I/O of batches of at least ``offload_threshold`` texts runs in a worker thread, so a large batch
+    of hits or stores does not hold the event loop.
+    """
+
+    def __init__(
+        self,
+        inner: Embedder,
+        cache: EmbeddingCache | None,
+        *,
+        offload_threshold: int = OFFLOAD_THRESHOLD,
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.offload_threshold = offload_threshold
+        self._counters = _Counters()
+
+    @property
+    def dimensions(self) -> int:
+        return self.inner.dimensions
+
+    @property
+    def cache_key(self) -> str:
+        return self.inner.cache_key
+
+    def __repr__(self) -> str:
+        return f"CachedEmbedder({self.inner!r}, {self.cache!r})"
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        dimensions = self.inner.dimensions
+        out = np.empty((len(texts), dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        cache = self.cache
+        keys: list[str] = []
+        missing: dict[str, list[int]] = {}
+        if cache is None:
+            for i, text in enumerate(texts):
+                missing.setdefault(text, []).append(i)
+            self._counters.add(misses=len(texts))
+        else:
+            keys = [entry_key(self.inner.cache_key, text) for text in texts]
+            if not cache.is_open:
+                await asyncio.to_thread(cache.open)  # the first scan of the folder can take a while
+            found = await self._io(len(keys), cache.get_many, keys, dimensions, self._counters)
+            for i, vector in enumerate(found):
+                if vector is None:
+                    missing.setdefault(texts[i], []).append(i)
+                else:
+                    out[i] = vector
+        if not missing:
+            return out
+
+        distinct = list(missing)
+        started = time.perf_counter()
+        try:
+            vectors = await self.inner.embed(distinct)
+        finally:
+            self._counters.add(embed_seconds=time.perf_counter() - started, embed_calls=1)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(distinct), dimensions):
+            raise ProviderProtocolError(
+                f"embedder {self.inner.cache_key} returned an array of shape {vectors.shape} for "
+                f"{len(distinct)} texts; expected ({len(distinct)}, {dimensions})"
+            )
+        self._counters.add(texts_embedded=len(distinct))
+        to_store: list[tuple[str, Vectors]] = []
+        for row, text in enumerate(distinct):
+            positions = missing[text]
+            out[positions] = vectors[row]
+            if cache is not None and np.isfinite(vectors[row]).all():
+                to_store.append((keys[positions[0]], vectors[row]))
+        if cache is not None and to_store:
+            await self._io(len(to_store), cache.put_many, to_store, self._counters)
+        return out
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def stats(self) -> EmbeddingStats:
+        files, size = (0, 0) if self.cache is None or not self.cache.is_open else self.cache.usage()
+        c = self._counters
+        with c.lock:
+            return EmbeddingStats(
+                embedder=self.inner.cache_key,
+                hits=c.hits,
+                misses=c.misses,
+                evictions=c.evictions,
+                expired=c.expired,
+                corrupt=c.corrupt,
+                write_errors=c.write_errors,
+                bytes_read=c.bytes_read,
+                bytes_written=c.bytes_written,
+                cache_io_seconds=c.cache_io_seconds,
+                embed_seconds=c.embed_seconds,
+                embed_calls=c.embed_calls,
+                texts_embedded=c.texts_embedded,
+                files=files,
+                cache_bytes=size,
+            )
+
+    async def _io(self, count: int, func: Callable[..., _T], *args: Any) -> _T:
+        if count >= self.offload_threshold:
+            return await asyncio.to_thread(func, *args)
+        return func(*args)

@@ -1,0 +1,450 @@
+"""Long-term vector memory (issue 6): texts with metadata, recalled by cosine similarity across runs.
+
+On disk a store is a folder::
+
+    manifest.json          {"format", "version", "embedder", "dimensions", "count", "segments": [...]}
+    seg-<id>.npy           float32 (n, dimensions), unit rows
+    seg-<id>.json          {"entries": [{"text": ..., "metadata": {...}}, ...]}, same n, same order
+    .lock                  serialises writers in several processes (fcntl.flock where available)
+
+Each record writes one new segment pair, then the manifest; every file is written to a temporary name,
+fsynced and renamed into place, and the manifest is the commit point: a reader follows the manifest, so
+it sees a segment's vectors and texts together or not at all, and a crash between the steps leaves at
+most an unreferenced segment. More than ``compact_after`` segments are merged into one. Loading and
+writing hold the lock, and a writer first takes in the segments other processes added (or their
+compaction), so two runs recording into one store keep both their entries.
+
+The store loads on first use (``record`` or ``search``), in a worker thread. If it was written with a
+different embedder (another ``cache_key``), its texts are embedded again with the current one and the
+store is rewritten: the texts are the memory, the vectors only an index over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import numpy as np
+
+from runner.embeddings.base import Embedder, Vectors
+from runner.errors import RunError
+
+try:
+    import fcntl
+except ImportError:  # Windows: one writer at a time is then the user's business
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Hit", "VectorStore"]
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+FORMAT = "runner-vector-store"
+VERSION = 1
+# Matrices with at least this many floats are searched in a worker thread: a matrix-vector product over
+# 2**20 floats takes about 0.3 ms; above that it would hold the event loop (bench/embedding_cache.py).
+_OFFLOAD_FLOATS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One recalled entry: its text, cosine similarity to the query (-1 to 1) and metadata."""
+
+    text: str
+    score: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Segment(NamedTuple):
+    name: str
+    rows: int
+
+
+class VectorStore:
+    """Long-term memory in the folder ``path``, embedded by ``embedder``; see the module docstring.
+
+    ``record`` adds texts (skipping texts already stored when ``dedupe``), ``search`` returns the
+    ``top_k`` most similar. ``record_later`` schedules a record in the background, off the caller's
+    critical path; ``flush`` waits for those and reports their failures, and must be awaited before the
+    event loop ends (the engine does it at the end of a run).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        embedder: Embedder,
+        *,
+        dedupe: bool = True,
+        compact_after: int = 16,
+    ) -> None:
+        self.path = Path(path)
+        self.embedder = embedder
+        self.dedupe = dedupe
+        self.compact_after = compact_after
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        # Guards the in-memory state below: persisting runs in a worker thread while searches read it.
+        self._state_lock = threading.Lock()
+        self._matrix: Vectors = np.empty((0, embedder.dimensions), dtype=np.float32)
+        self._count = 0
+        self._texts: list[str] = []
+        self._metadata: list[dict[str, Any]] = []
+        self._known: set[str] = set()
+        self._segments: list[_Segment] = []
+        self._pending: set[asyncio.Task[int]] = set()
+        self._errors: list[BaseException] = []
+
+    def __repr__(self) -> str:
+        return f"VectorStore({str(self.path)!r}, {self.embedder!r})"
+
+    async def count(self) -> int:
+        """How many entries the store holds (loading it if needed)."""
+        await self._ensure_loaded()
+        return self._count
+
+    async def record(
+        self,
+        texts: Sequence[str],
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Embed and store ``texts`` durably; return how many were added. ``metadata`` is one JSON-able
+        mapping for all texts or one per text."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not one string")
+        metas = _metadata_list(texts, metadata)
+        await self._ensure_loaded()
+        new_texts: list[str] = []
+        new_metas: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for text, meta in zip(texts, metas, strict=True):
+            if self.dedupe and (text in self._known or text in seen):
+                continue
+            seen.add(text)
+            new_texts.append(text)
+            new_metas.append(meta)
+        if not new_texts:
+            return 0
+        vectors = _unit_rows(await self.embedder.embed(new_texts), self.embedder.dimensions)
+        async with self._write_lock:
+            await asyncio.to_thread(self._persist, new_texts, new_metas, vectors)
+        return len(new_texts)
+
+    def record_later(
+        self,
+        texts: Sequence[str],
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Schedule :meth:`record` in the background (call from a running event loop)."""
+        task = asyncio.get_running_loop().create_task(self.record(list(texts), metadata))
+        self._pending.add(task)
+        task.add_done_callback(self._settle)
+
+    async def flush(self) -> None:
+        """Wait for every background record; raise :class:`RunError` if any failed."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RunError(
+                f"long-term memory {self.path}: {len(errors)} background record(s) failed; first: {errors[0]}"
+            ) from errors[0]
+
+    async def search(self, query: str, top_k: int) -> list[Hit]:
+        """The ``top_k`` entries most similar to ``query``, best first. A query that embeds to the zero
+        vector (no words, for the hashing embedder) matches nothing."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, not {top_k}")
+        await self._ensure_loaded()
+        with self._state_lock:
+            matrix = self._matrix[: self._count]
+            texts, metadata = self._texts, self._metadata
+        if not len(matrix):
+            return []
+        query_vector = _unit_rows(await self.embedder.embed([query]), self.embedder.dimensions)[0]
+        if not query_vector.any():
+            return []
+        if matrix.size >= _OFFLOAD_FLOATS:
+            scores = await asyncio.to_thread(np.matmul, matrix, query_vector)
+        else:
+            scores = matrix @ query_vector
+        k = min(top_k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        best = best[np.lexsort((best, -scores[best]))]  # score descending, then oldest first
+        return [Hit(texts[i], float(scores[i]), metadata[i]) for i in best.tolist()]
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    async def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        async with self._load_lock:
+            if self._loaded:
+                return
+            stale = await asyncio.to_thread(self._load)
+            if stale is not None:
+                # Written with another embedder: embed the texts again and rewrite the store.
+                vectors = _unit_rows(await self.embedder.embed(stale[0]), self.embedder.dimensions)
+                async with self._write_lock:
+                    await asyncio.to_thread(self._rewrite, stale[0], stale[1], vectors)
+            self._loaded = True
+
+    def _load(self) -> tuple[list[str], list[dict[str, Any]]] | None:
+        """Read the store into memory; if its vectors are of another embedder, return its texts and
+        metadata instead, for :meth:`_ensure_loaded` to embed again."""
+        if not (self.path / MANIFEST).exists():
+            return None
+        with self._file_lock():
+            manifest = self._read_manifest()
+            if manifest is None:
+                return None
+            embedder, dimensions, listed = manifest
+            if embedder == self.embedder.cache_key and dimensions == self.embedder.dimensions:
+                self._load_segments(listed, dimensions)
+                return None
+            texts: list[str] = []
+            metadata: list[dict[str, Any]] = []
+            for segment in listed:
+                for entry in self._read_segment(segment, dimensions)[1]:
+                    texts.append(entry["text"])
+                    metadata.append(entry["metadata"])
+            return texts, metadata
+
+    def _load_segments(self, segments: Sequence[_Segment], dimensions: int) -> None:
+        for segment in segments:
+            vectors, entries = self._read_segment(segment, dimensions)
+            with self._state_lock:
+                self._append(segment, vectors, entries)
+
+    def _read_manifest(self) -> tuple[str, int, list[_Segment]] | None:
+        """(embedder, dimensions, segments) from the manifest; None when there is none."""
+        try:
+            raw = (self.path / MANIFEST).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._unreadable(f"cannot read {MANIFEST}: {exc}") from exc
+        try:
+            manifest = json.loads(raw)
+            if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+                raise ValueError(f"not a {FORMAT} version {VERSION} manifest")
+            segments = [_Segment(str(s["name"]), int(s["count"])) for s in manifest["segments"]]
+            return str(manifest["embedder"]), int(manifest["dimensions"]), segments
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._unreadable(f"{MANIFEST} is malformed: {exc}") from exc
+
+    def _read_segment(self, segment: _Segment, dimensions: int) -> tuple[Vectors, list[dict[str, Any]]]:
+        base = self.path / segment.name
+        try:
+            vectors = np.load(base.with_suffix(".npy"), allow_pickle=False)
+            with base.with_suffix(".json").open(encoding="utf-8") as f:
+                entries = json.load(f)["entries"]
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            raise self._unreadable(f"segment {segment.name} is unreadable: {exc}") from exc
+        if vectors.dtype != np.float32 or vectors.shape != (segment.rows, dimensions):
+            raise self._unreadable(
+                f"segment {segment.name} holds {vectors.dtype} {vectors.shape}; "
+                f"the manifest says float32 ({segment.rows}, {dimensions})"
+            )
+        if not isinstance(entries, list) or len(entries) != segment.rows:
+            raise self._unreadable(f"segment {segment.name}: {segment.rows} vectors but not as many entries")
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+                raise self._unreadable(f"segment {segment.name}: an entry without text")
+            entry.setdefault("metadata", {})
+        return vectors, entries
+
+    def _unreadable(self, detail: str) -> RunError:
+        return RunError(
+            f"long-term memory {self.path}: {detail}. Move the folder aside to start with an empty memory."
+        )
+
+    # -- writing (worker thread, under _write_lock and the file lock) --------------------------------
+
+    def _persist(self, texts: list[str], metas: list[dict[str, Any]], vectors: Vectors) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._file_lock():
+            self._catch_up()
+            keep = [i for i, t in enumerate(texts) if not (self.dedupe and t in self._known)]
+            if not keep:
+                return
+            entries = [{"text": texts[i], "metadata": metas[i]} for i in keep]
+            vectors = vectors[keep]
+            if len(self._segments) + 1 > self.compact_after:
+                with self._state_lock:
+                    everything = np.concatenate([self._matrix[: self._count], vectors])
+                    old_entries = [
+                        {"text": t, "metadata": m} for t, m in zip(self._texts, self._metadata, strict=True)
+                    ]
+                self._commit_single(old_entries + entries, everything, old=list(self._segments))
+                return
+            segment = _Segment(f"seg-{uuid.uuid4().hex}", len(entries))
+            self._write_segment(segment, vectors, entries)
+            self._write_manifest([*self._segments, segment])
+            with self._state_lock:
+                self._append(segment, vectors, entries)
+
+    def _catch_up(self) -> None:
+        """Take in what other processes recorded since we loaded (caller holds the file lock)."""
+        manifest = self._read_manifest()
+        if manifest is None:
+            if self._segments:
+                raise self._unreadable(f"{MANIFEST} was removed while this run used the store")
+            return
+        embedder, dimensions, listed = manifest
+        if embedder != self.embedder.cache_key or dimensions != self.embedder.dimensions:
+            raise RunError(
+                f"long-term memory {self.path}: another run rewrote it for embedder {embedder} "
+                f"while this run records with {self.embedder.cache_key}"
+            )
+        names = {s.name for s in listed}
+        mine = {s.name for s in self._segments}
+        if not mine <= names:  # another process compacted: our segments are now inside its one
+            with self._state_lock:
+                self._reset()
+            mine = set()
+        self._load_segments([s for s in listed if s.name not in mine], dimensions)
+
+    def _rewrite(self, texts: list[str], metas: list[dict[str, Any]], vectors: Vectors) -> None:
+        with self._file_lock():
+            manifest = self._read_manifest()
+            old = [] if manifest is None else manifest[2]
+            entries = [{"text": t, "metadata": m} for t, m in zip(texts, metas, strict=True)]
+            self._commit_single(entries, vectors, old=old)
+
+    def _commit_single(self, entries: list[dict[str, Any]], vectors: Vectors, old: list[_Segment]) -> None:
+        """Write everything as one segment, point the manifest at it, then delete the ``old`` segments."""
+        segment = _Segment(f"seg-{uuid.uuid4().hex}", len(entries))
+        self._write_segment(segment, vectors, entries)
+        self._write_manifest([segment])
+        with self._state_lock:
+            self._reset()
+            self._append(segment, vectors, entries)
+        for stale in old:
+            for suffix in (".npy", ".json"):
+                try:
+                    os.unlink(self.path / (stale.name + suffix))
+                except FileNotFoundError:
+                    pass
+
+    def _write_segment(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
+        base = self.path / segment.name
+        _atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, vectors, allow_pickle=False))
+        text = json.dumps({"entries": entries}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        _atomic_write(base.with_suffix(".json"), lambda f: f.write(text))
+
+    def _write_manifest(self, segments: list[_Segment]) -> None:
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "embedder": self.embedder.cache_key,
+            "dimensions": self.embedder.dimensions,
+            "count": sum(s.rows for s in segments),
+            "segments": [{"name": s.name, "count": s.rows} for s in segments],
+        }
+        text = json.dumps(manifest, indent=1).encode("utf-8")
+        _atomic_write(self.path / MANIFEST, lambda f: f.write(text))
+        _fsync_dir(self.path)
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        with open(self.path / LOCK, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    # -- in-memory state (callers hold _state_lock) --------------------------------------------------
+
+    def _reset(self) -> None:
+        self._matrix = np.empty((0, self.embedder.dimensions), dtype=np.float32)
+        self._count = 0
+        self._texts, self._metadata, self._known, self._segments = [], [], set(), []
+
+    def _append(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
+        # Rows past _count and list items past it are invisible to a search's snapshot, so growing in
+        # place is safe; a reset makes new objects and leaves the snapshot alone.
+        n = len(vectors)
+        if self._count + n > len(self._matrix):
+            grown = np.empty((max(2 * len(self._matrix), self._count + n, 64), vectors.shape[1]), np.float32)
+            grown[: self._count] = self._matrix[: self._count]
+            self._matrix = grown
+        self._matrix[self._count : self._count + n] = vectors
+        self._count += n
+        self._texts.extend(e["text"] for e in entries)
+        self._metadata.extend(e["metadata"] for e in entries)
+        self._known.update(e["text"] for e in entries)
+        self._segments.append(segment)
+
+    def _settle(self, task: asyncio.Task[int]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # type: ignore[arg-type]
+
+
+def _metadata_list(
+    texts: Sequence[str], metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    if metadata is None:
+        metas: list[dict[str, Any]] = [{} for _ in texts]
+    elif isinstance(metadata, Mapping):
+        metas = [dict(metadata) for _ in texts]
+    else:
+        if len(metadata) != len(texts):
+            raise ValueError(f"{len(metadata)} metadata mappings for {len(texts)} texts")
+        metas = [dict(m) for m in metadata]
+    try:
+        json.dumps(metas)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
+    return metas
+
+
+def _unit_rows(vectors: Vectors, dimensions: int) -> Vectors:
+    matrix = np.array(vectors, dtype=np.float32)  # a copy: the caller's array is not changed
+    if matrix.ndim != 2 or matrix.shape[1] != dimensions:
+        raise RunError(f"the embedder returned shape {matrix.shape}; expected (n, {dimensions})")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, norms, out=matrix, where=norms > 0)
+    return matrix
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames in ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
