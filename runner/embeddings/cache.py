@@ -52,6 +52,7 @@ __all__ = [
     "entry_key",
     "is_cache_file",
     "parse_size",
+    "remove_cache_files",
     "scan_cache_dir",
 ]
 
@@ -118,6 +119,21 @@ def scan_cache_dir(directory: str | os.PathLike[str]) -> tuple[list[CacheFile], 
                 temps.append(item.name)
     entries.sort(key=lambda e: (e.used_ns, e.name))
     return entries, temps
+
+
+def remove_cache_files(directory: str | os.PathLike[str]) -> tuple[int, int]:
+    """Remove the entries and temporary files in ``directory``, whoever wrote them, and return (files,
+    bytes) removed. Other files, and the folder itself, are left alone."""
+    entries, temps = scan_cache_dir(directory)
+    removed = freed = 0
+    for name, size in [(e.name, e.size) for e in entries] + [(t, 0) for t in temps]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            continue
+        removed += 1
+        freed += size
+    return removed, freed
 
 
 class _Entry(NamedTuple):
@@ -309,22 +325,13 @@ class EmbeddingCache:
             )
 
     def clear(self) -> tuple[int, int]:
-        """Remove every cache file in the folder (entries and temporary files, whoever wrote them) and
-        return (files, bytes) removed. Other files are left alone."""
+        """Remove every cache file in the folder (see :func:`remove_cache_files`); return (files, bytes)."""
         with self._lock:
-            entries, temps = scan_cache_dir(self.dir)
-            removed = freed = 0
-            for name, size in [(e.name, e.size) for e in entries] + [(t, 0) for t in temps]:
-                try:
-                    os.unlink(self.dir / name)
-                except FileNotFoundError:
-                    continue
-                removed += 1
-                freed += size
+            removed = remove_cache_files(self.dir)
             if self._index is not None:
                 self._index.clear()
                 self._bytes = 0
-            return removed, freed
+            return removed
 
     # -- internals ---------------------------------------------------------------------------------
 
