@@ -479,11 +479,17 @@ def _decode(data: bytes, dimensions: int) -> Vectors | None:
     if len(data) == len(header) + 4 * dimensions and data.startswith(header):
         vector: Vectors = np.frombuffer(data, dtype="<f4", count=dimensions, offset=len(header))
     else:
+        stream = io.BytesIO(data)
         try:
-            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+            loaded = np.load(stream, allow_pickle=False)
         except Exception:  # numpy raises ValueError, EOFError, OSError, ... for malformed files
             return None
-        if not isinstance(loaded, np.ndarray) or loaded.dtype != np.float32 or loaded.shape != (dimensions,):
+        if (
+            not isinstance(loaded, np.ndarray)
+            or loaded.dtype != np.float32
+            or loaded.shape != (dimensions,)
+            or stream.tell() != len(data)  # trailing bytes: not a file we wrote
+        ):
             return None
         vector = loaded
     if not np.isfinite(vector).all():
