@@ -155,8 +155,8 @@ def test_loading_is_lazy(tmp_path: Path) -> None:
     with pytest.raises(RunError) as info:
         asyncio.run(store.search("anything", 3))
     assert str(info.value) == (
-        f"long-term memory {path}: {MANIFEST} is malformed: Expecting property name enclosed in double quotes: "
-        "line 1 column 3 (char 2). Move the folder aside to start with an empty memory."
+        f"long-term memory {path}: {MANIFEST} is malformed: Expecting property name enclosed in double "
+        "quotes: line 1 column 3 (char 2). Move the folder aside to start with an empty memory."
     )
     assert not (tmp_path / "fresh").exists()
     assert asyncio.run(VectorStore(tmp_path / "fresh", HashingEmbedder(32)).search("x", 3)) == []
