@@ -735,8 +735,13 @@ class WorkingMemory:
 
         if len(prompts) == 1:
             return [await one(prompts[0])]
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(prompt)) for prompt in prompts]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(prompt)) for prompt in prompts]
+        except BaseExceptionGroup as failed:
+            # The engine expects the provider's own error (ProviderError, ...), as from a single call;
+            # the first failure cancelled the other groups, so it is the one to tell.
+            raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
 
     def _write_snapshot(self) -> None:
