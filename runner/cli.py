@@ -32,9 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="validate, compile and run a workflow; write its timing report")
     run.add_argument("workflow", metavar="WF", help="the workflow file")
-    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                     help="set an input (repeatable); arrays and objects as JSON")
-    run.add_argument("--report-dir", metavar="DIR", help="where to write the report (default: the workflow's report.dir)")
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an input (repeatable); arrays and objects as JSON",
+    )
+    run.add_argument(
+        "--report-dir", metavar="DIR", help="where to write the report (default: the workflow's report.dir)"
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="print only the final output")
     run.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
 
@@ -76,8 +84,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415
 
-        return run_command(args.workflow, args.sets, report_dir=args.report_dir, quiet=args.quiet,
-                           use_uvloop=not args.no_uvloop)
+        return run_command(
+            args.workflow, args.sets, report_dir=args.report_dir, quiet=args.quiet, use_uvloop=not args.no_uvloop
+        )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
 

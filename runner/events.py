@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-Event = tuple[float, str, str, dict[str, Any] | None]
+Event = tuple[float, str, str, Any]
 
 
 class Recorder:
-    """Collects ``(time, kind, node_id, data)`` events. Kinds in use: ``queued``, ``started``,
+    """Collects ``(time, kind, node_id, data)`` events; data objects must not change afterwards.
+
+    Kinds in use: ``queued``, ``started``,
     ``first_token``, ``finished``, ``failed``, ``cancelled``, ``skipped``, ``retry``, ``pool_wait``,
     ``rate_wait``, ``cache``, ``memory``."""
 
@@ -22,5 +24,6 @@ class Recorder:
         self.events: list[Event] = []
         self.clock = time.perf_counter
 
-    def emit(self, kind: str, node_id: str, data: dict[str, Any] | None = None, at: float | None = None) -> None:
+    def emit(self, kind: str, node_id: str, data: Any = None, at: float | None = None) -> None:
+        """Record one event. ``data`` is a mapping, or for ``finished`` agent calls the ChatResult itself."""
         self.events.append((self.clock() if at is None else at, kind, node_id, data))

@@ -16,9 +16,7 @@ from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.errors import RunError
 from runner.events import Recorder
 from runner.providers.base import CallContext, ChatProvider, Usage
-
-# A system prompt that reads none of these renders the same for every call of its agent: render once.
-_VARYING_FOR_AGENT = frozenset({"vars", "prev", "stages", "input"})
+from runner.templates import FAST_ATTRS, base_context
 
 TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
 """(node_id, agent name) -> the callback receiving that node's streamed text, or None."""
@@ -35,6 +33,10 @@ class Output:
 
     def __str__(self) -> str:
         return self.content
+
+
+FAST_ATTRS[Output] = frozenset({"content", "name", "node", "usage"})
+FAST_ATTRS[Usage] = frozenset({"prompt_tokens", "completion_tokens"})
 
 
 def as_text(value: Any) -> str:
@@ -77,7 +79,7 @@ class Engine:
         return prev
 
     def _context(self, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any]) -> dict[str, Any]:
-        return {"inputs": self.inputs, "stages": stages, "prev": prev, "vars": vars_, "run": self.run_info}
+        return base_context(inputs=self.inputs, stages=stages, prev=prev, vars=vars_, run=self.run_info)
 
     async def run_stage(
         self, sp: StagePlan, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str
@@ -152,14 +154,15 @@ class Engine:
                     for key, value in scope.items():  # ids are unique across nesting: no clobbering
                         stages.setdefault(key, value)
                     return out
-                item_vars = {**vars_, as_name: item}
+                item_vars = {**vars_, as_name: item} if vars_ else {as_name: item}
+                item_ctx = {**ctx, "vars": item_vars}
                 if shared_input is not None:
                     text = shared_input
                 else:
                     assert input_tpl is not None
-                    text = input_tpl.template.render({**ctx, "vars": item_vars})
+                    text = input_tpl.template.render(item_ctx)
                 if agent is not None:
-                    return await self.call_agent(branch_node, agent, text, {**ctx, "vars": item_vars})
+                    return await self.call_agent(branch_node, agent, text, item_ctx)
                 return await self.run_sequence(sp.stages, dict(stages), text, item_vars, branch_node + ".")
             finally:
                 if sem is not None:
@@ -181,49 +184,38 @@ class Engine:
             )
         return value
 
-    async def call_agent(self, node: str, agent: AgentPlan, text: str, ctx: Mapping[str, Any]) -> Output:
+    async def call_agent(self, node: str, agent: AgentPlan, text: str, ctx: dict[str, Any]) -> Output:
+        """Call ``agent`` on ``text``. Takes ``ctx`` over (adds ``agent`` and ``input``): callers pass a
+        context of their own, which saves a copy per branch on the fan-out hot path."""
         name = agent.spec.name
-        call_ctx = {**ctx, "agent": agent.info, "input": text}
-        system = self._system_prompt(agent, call_ctx)
-        messages: list[dict[str, Any]] = []
-        if system:
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": text})
+        ctx["agent"] = agent.info
+        ctx["input"] = text
+        tpl = agent.sys_prompt
+        if tpl is None:
+            system = ""
+        elif agent.sys_prompt_varies:
+            system = tpl.template.render(ctx)
+        else:
+            system = self._sys_cache.get(name) or self._sys_cache.setdefault(name, tpl.template.render(ctx))
+        messages: list[dict[str, Any]] = (
+            [{"role": "system", "content": system}, {"role": "user", "content": text}]
+            if system
+            else [{"role": "user", "content": text}]
+        )
         on_token = self.sink(node, name) if self.sink is not None else None
         rec = self.recorder
-        rec.emit("started", node, {"kind": "agent", "agent": name, "model": agent.model.name})
+        rec.emit("started", node, agent.started_event)
         try:
-            result = await self.providers[agent.model.name].chat(
-                messages, CallContext(node, name, call_ctx, on_token, rec)
-            )
+            result = await self.providers[agent.model.name].chat(messages, CallContext(node, name, ctx, on_token, rec))
         except BaseException as exc:
             rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": _brief(exc)})
             raise
-        usage = result.usage
-        rec.emit(
-            "finished",
-            node,
-            {
-                "first_token": result.first_token_at,
-                "tokens_in": usage.prompt_tokens,
-                "tokens_out": usage.completion_tokens,
-                "attempts": result.attempts,
-            },
-        )
+        # The result itself is the event's data: the report reads its timings and usage, so the hot path
+        # builds no dict for it.
+        rec.emit("finished", node, result)
         if on_token is not None:
             on_token("")  # end of this node's stream
-        return Output(result.content, name, node, usage)
-
-    def _system_prompt(self, agent: AgentPlan, ctx: Mapping[str, Any]) -> str:
-        tpl = agent.sys_prompt
-        if tpl is None:
-            return ""
-        if tpl.names & _VARYING_FOR_AGENT:
-            return tpl.template.render(ctx)
-        cached = self._sys_cache.get(agent.spec.name)
-        if cached is None:
-            cached = self._sys_cache[agent.spec.name] = tpl.template.render(ctx)
-        return cached
+        return Output(result.content, name, node, result.usage)
 
 
 def _brief(exc: BaseException) -> str:

@@ -13,8 +13,11 @@ def _fanout_label(sp: StagePlan) -> str:
     bound = f", max {limit} at once" if limit else ""
     if sp.branches:
         return f"fanout over {len(sp.branches)} branches{bound}"
-    source = sp.for_each.template.src.text.strip() if isinstance(sp.for_each, CompiledTemplate) else (
-        f"{len(sp.for_each or ())} items")
+    source = (
+        sp.for_each.template.src.text.strip()
+        if isinstance(sp.for_each, CompiledTemplate)
+        else (f"{len(sp.for_each or ())} items")
+    )
     return f"fanout for each {getattr(stage, 'as_name', 'item')} in {source}{bound}"
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from runner.spec.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, Stage, TemplateSrc, Workflow
 from runner.templates import Template, environment, is_constant
 
+# A system prompt that reads none of these renders the same for every call of its agent.
+_VARYING_FOR_AGENT = frozenset({"vars", "prev", "stages", "input"})
 # Names whose value differs between the branches of one fan-out.
 _PER_BRANCH = frozenset({"vars", "prev", "stages", "agent", "input"})
 
@@ -48,6 +50,8 @@ class AgentPlan:
     model: ModelSpec
     sys_prompt: CompiledTemplate | None
     info: Mapping[str, Any]  # what templates see as `agent`
+    sys_prompt_varies: bool  # False: renders the same for every call, so it is rendered once per run
+    started_event: Mapping[str, Any]  # the data of this agent's "started" events, shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +82,17 @@ class Plan:
 
 def compile_workflow(wf: Workflow) -> Plan:
     """Records to plan. Raises :class:`runner.errors.TemplateError` on a template syntax error."""
-    agents = {
-        name: AgentPlan(
+    agents = {}
+    for name, spec in wf.agents.items():
+        sys_prompt = compile_template(spec.sys_prompt)
+        agents[name] = AgentPlan(
             spec=spec,
             model=wf.models[spec.model],
-            sys_prompt=compile_template(spec.sys_prompt),
+            sys_prompt=sys_prompt,
             info={"name": name, "model": spec.model, "description": spec.description},
+            sys_prompt_varies=bool(sys_prompt and sys_prompt.names & _VARYING_FOR_AGENT),
+            started_event={"kind": "agent", "agent": name, "model": spec.model},
         )
-        for name, spec in wf.agents.items()
-    }
 
     def stage_plan(stage: Stage) -> StagePlan:
         if isinstance(stage, AgentStage):

@@ -7,6 +7,7 @@ its only cost besides the simulated wait is one template render per call.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -24,15 +25,44 @@ def approx_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _message_text(messages: Sequence[Message]) -> str:
-    parts = []
+def _message_chars(messages: Sequence[Message]) -> int:
+    total = 0
     for m in messages:
         content = m.get("content")
-        if isinstance(content, str):
-            parts.append(content)
+        if type(content) is str:
+            total += len(content)
         elif isinstance(content, list):
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "".join(parts)
+            total += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    return total
+
+
+class Ticker:
+    """Shared wake-ups at 1 ms resolution for one event loop.
+
+    Thousands of simulated calls waiting the same latency would each arm a timer; here waiters whose
+    due times fall in the same millisecond share one timer, and each waits on a future of its own (so
+    cancelling one waiter never disturbs another). Wake-ups are never early, and late by under 1 ms.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._buckets: dict[int, list[asyncio.Future[None]]] = {}
+
+    def wait_until(self, when: float) -> asyncio.Future[None]:
+        """A future done at loop time ``when`` (rounded up to the next millisecond)."""
+        tick = math.ceil(when * 1000.0)
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = []
+            self.loop.call_at(tick / 1000.0, self._fire, tick)
+        bucket.append(waiter)
+        return waiter
+
+    def _fire(self, tick: int) -> None:
+        for waiter in self._buckets.pop(tick, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class ScriptedProvider:
@@ -45,6 +75,13 @@ class ScriptedProvider:
         self._reply = Template(config.reply)
         self._first_token_s = config.first_token_ms / 1000.0
         self._token_interval = 1.0 / config.tokens_per_second if config.tokens_per_second > 0 else 0.0
+        self._ticker: Ticker | None = None
+
+    def _sleep(self, seconds: float) -> asyncio.Future[None]:
+        ticker = self._ticker
+        if ticker is None:
+            ticker = self._ticker = Ticker(asyncio.get_running_loop())
+        return ticker.wait_until(ticker.loop.time() + seconds)
 
     async def chat(
         self,
@@ -54,9 +91,9 @@ class ScriptedProvider:
         tools: Sequence[Mapping[str, Any]] = (),
     ) -> ChatResult:
         text = self._reply.render(ctx.template_vars)
-        usage = Usage(approx_tokens(_message_text(messages)), approx_tokens(text))
+        usage = Usage((_message_chars(messages) + 3) // 4, approx_tokens(text))
         if self._first_token_s:
-            await asyncio.sleep(self._first_token_s)
+            await self._sleep(self._first_token_s)
         first = time.perf_counter()
         on_token = ctx.on_token if self.config.stream else None
         if self._token_interval and text:
@@ -70,13 +107,15 @@ class ScriptedProvider:
                 due = start + sent * self._token_interval
                 delay = due - time.perf_counter()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                 now = time.perf_counter()
                 upto = min(len(tokens), int((now - start) / self._token_interval) + 1)
                 upto = max(upto, sent + 1)
                 if on_token is not None:
                     on_token("".join(tokens[sent:upto]))
                 sent = upto
+        elif self._token_interval and text:  # not streamed: the reply arrives once it is all generated
+            await self._sleep(self._token_interval * (len(_TOKEN.findall(text)) - 1))
         elif on_token is not None and text:
             on_token(text)
         return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.events import Recorder
 from runner.fsutil import atomic_write_text
+from runner.providers.base import ChatResult
 
 REPORT_VERSION = 1
 
@@ -37,8 +38,15 @@ def build_report(info: RunInfo, recorder: Recorder, *, status: str, end: float, 
     for at, kind, node_id, data in recorder.events:
         span = nodes.get(node_id)
         if span is None:
-            span = nodes[node_id] = {"id": node_id, "kind": "agent", "status": "running", "queued_s": None,
-                                     "start_s": None, "first_token_s": None, "end_s": None}
+            span = nodes[node_id] = {
+                "id": node_id,
+                "kind": "agent",
+                "status": "running",
+                "queued_s": None,
+                "start_s": None,
+                "first_token_s": None,
+                "end_s": None,
+            }
         rel = round(at - t0, 6)
         if kind == "queued":
             span["queued_s"] = rel
@@ -51,12 +59,14 @@ def build_report(info: RunInfo, recorder: Recorder, *, status: str, end: float, 
         elif kind in ("finished", "failed", "cancelled"):
             span["end_s"] = rel
             span["status"] = {"finished": "ok", "failed": "failed", "cancelled": "cancelled"}[kind]
-            if data:
-                first = data.get("first_token")
+            if isinstance(data, ChatResult):
+                first = data.first_token_at
                 span["first_token_s"] = round(first - t0, 6) if first is not None else None
-                for key in ("tokens_in", "tokens_out", "attempts", "error"):
-                    if key in data:
-                        span[key] = data[key]
+                span["tokens_in"] = data.usage.prompt_tokens
+                span["tokens_out"] = data.usage.completion_tokens
+                span["attempts"] = data.attempts
+            elif data:
+                span.update(data)
     spans = list(nodes.values())
     for span in spans:
         if span["status"] == "running":  # never finished: the run stopped under it
@@ -136,8 +146,17 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
         durations = [s["end_s"] - s["start_s"] for s in spans if s["end_s"] is not None and s["start_s"] is not None]
         ok = sum(1 for s in spans if s["status"] == "ok")
         p50 = statistics.median(durations) if durations else None
-        rows.append((f"{stage}[*] x{len(spans)}", "branches", f"{ok} ok", "", "",
-                     "", f"p50 {_fmt(p50)} max {_fmt(max(durations) if durations else None)}"))
+        rows.append(
+            (
+                f"{stage}[*] x{len(spans)}",
+                "branches",
+                f"{ok} ok",
+                "",
+                "",
+                "",
+                f"p50 {_fmt(p50)} max {_fmt(max(durations) if durations else None)}",
+            )
+        )
     shown = rows[: max_rows + 1]
     widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
     for r in shown:
@@ -150,5 +169,12 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
 def _row(span: Mapping[str, Any], label: str) -> tuple[str, ...]:
     start, end = span.get("start_s"), span.get("end_s")
     secs = end - start if start is not None and end is not None else None
-    return (label, span.get("kind", ""), span["status"], _fmt(start), _fmt(span.get("first_token_s")), _fmt(end),
-            _fmt(secs))
+    return (
+        label,
+        span.get("kind", ""),
+        span["status"],
+        _fmt(start),
+        _fmt(span.get("first_token_s")),
+        _fmt(end),
+        _fmt(secs),
+    )

@@ -31,8 +31,19 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
         return None, sorted(exc.diagnostics)
     if not isinstance(doc.data, dict):
         kind = "a list" if isinstance(doc.data, list) else "a single value"
-        return None, [Diagnostic(file, 1, 1, 1, 2, "error", "schema", f"a workflow must be a mapping, not {kind}",
-                                 "start with 'version: 1', 'name: ...' and 'stages:'")]
+        return None, [
+            Diagnostic(
+                file,
+                1,
+                1,
+                1,
+                2,
+                "error",
+                "schema",
+                f"a workflow must be a mapping, not {kind}",
+                "start with 'version: 1', 'name: ...' and 'stages:'",
+            )
+        ]
     problems = schema_diagnostics(doc)
     if problems:
         return None, sorted(problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +40,12 @@ class _Builder:
         offset = 1 if indicator in ("|", ">") else 0
         column = span.column + (1 if indicator in ('"', "'") else 0)
         return TemplateSrc(str(value), Loc(self.doc.file, span.line, column), offset)
+
+    def _templates_under(self, base: Path) -> Callable[[Path], TemplateSrc]:
+        def template(rel: Path) -> TemplateSrc:
+            return self.template((*base, *rel))
+
+        return template
 
     def _get(self, path: Path) -> Any:
         node: Any = self.doc.data
@@ -96,7 +103,7 @@ class _Builder:
         for name, spec in (data.get("models") or {}).items():
             kind = PROVIDERS[spec["provider"]]
             base: Path = ("models", name)
-            config = kind.parse(spec, lambda rel, base=base: self.template((*base, *rel)), self.loc(base, key=True))
+            config = kind.parse(spec, self._templates_under(base), self.loc(base, key=True))
             models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
         agents = {
             name: AgentSpec(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from runner.errors import TemplateError
 from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import AgentStage, FanoutStage, Loc, Stage, TemplateSrc, Workflow
+from runner.spec.records import FanoutStage, Loc, Stage, TemplateSrc, Workflow
 
 
 def _diag(loc: Loc, rule: str, message: str, hint: str = "", severity: str = "error", width: int = 1) -> Diagnostic:
@@ -52,20 +52,41 @@ def check_workflow(wf: Workflow) -> list[Diagnostic]:
     agents, models = list(wf.agents), list(wf.models)
     for agent in wf.agents.values():
         if agent.model not in wf.models:
-            out.append(_diag(agent.loc, "unknown-model", f"agent '{agent.name}' uses model '{agent.model}', "
-                             "which is not defined", _suggest(agent.model, models, "models"), width=len(agent.name)))
+            out.append(
+                _diag(
+                    agent.loc,
+                    "unknown-model",
+                    f"agent '{agent.name}' uses model '{agent.model}', which is not defined",
+                    _suggest(agent.model, models, "models"),
+                    width=len(agent.name),
+                )
+            )
     seen: dict[str, Loc] = {}
     for stage in walk_stages(wf.stages):
         if stage.id in seen:
             first = seen[stage.id]
-            out.append(_diag(stage.loc, "duplicate-id", f"stage id '{stage.id}' is already used at line {first.line}",
-                             "give every stage, nested ones included, its own id", width=len(stage.id)))
+            out.append(
+                _diag(
+                    stage.loc,
+                    "duplicate-id",
+                    f"stage id '{stage.id}' is already used at line {first.line}",
+                    "give every stage, nested ones included, its own id",
+                    width=len(stage.id),
+                )
+            )
         else:
             seen[stage.id] = stage.loc
-        agent = stage.agent if isinstance(stage, AgentStage) else stage.agent
-        if agent is not None and agent not in wf.agents:
-            out.append(_diag(stage.loc, "unknown-agent", f"stage '{stage.id}' uses agent '{agent}', which is not "
-                             "defined", _suggest(agent, agents, "agents"), width=len(stage.id)))
+        used = stage.agent
+        if used is not None and used not in wf.agents:
+            out.append(
+                _diag(
+                    stage.loc,
+                    "unknown-agent",
+                    f"stage '{stage.id}' uses agent '{agent}', which is not defined",
+                    _suggest(used, agents, "agents"),
+                    width=len(stage.id),
+                )
+            )
     from runner.templates import Template  # noqa: PLC0415 - jinja2 only once the file has templates
 
     for src in templates(wf):
@@ -74,6 +95,17 @@ def check_workflow(wf: Workflow) -> list[Diagnostic]:
         except TemplateError as exc:
             where, _, message = str(exc).partition(": ")
             file, line, col = where.rsplit(":", 2)
-            out.append(Diagnostic(file, int(line), int(col), int(line), int(col) + 1, "error", "template-syntax",
-                                  message, "fix the Jinja2 syntax"))
+            out.append(
+                Diagnostic(
+                    file,
+                    int(line),
+                    int(col),
+                    int(line),
+                    int(col) + 1,
+                    "error",
+                    "template-syntax",
+                    message,
+                    "fix the Jinja2 syntax",
+                )
+            )
     return out

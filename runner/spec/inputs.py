@@ -83,8 +83,11 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
         spec = specs.get(name)
         if spec is None:
             close = difflib.get_close_matches(name, list(specs), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else (
-                f" (inputs: {', '.join(specs)})" if specs else " (the workflow declares no inputs)")
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else (f" (inputs: {', '.join(specs)})" if specs else " (the workflow declares no inputs)")
+            )
             problems.append(f"--set {name}: unknown input{hint}")
             continue
         try:

@@ -87,7 +87,7 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
         return path, False, f"{where}: missing required key '{missing}'", f"add '{missing}'"
     if kind == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        want = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        want = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
         got = _TYPE_NAMES[_type_of(error.instance)]
         return path, False, f"{where}: expected {want}, got {got}", ""
     if kind == "enum":
@@ -104,8 +104,11 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
             "use letters, digits, '_' and '-', starting with a letter or '_'",
         )
     if kind == "propertyNames":
-        return (*path, error.instance), True, f"{where}: invalid name {error.instance!r}", (
-            "use letters, digits, '_' and '-', starting with a letter or '_'"
+        return (
+            (*path, error.instance),
+            True,
+            f"{where}: invalid name {error.instance!r}",
+            ("use letters, digits, '_' and '-', starting with a letter or '_'"),
         )
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
@@ -134,7 +137,16 @@ def schema_diagnostics(doc: Document) -> list[Diagnostic]:
             for path, at_key, message, hint in _messages(leaf, doc):
                 span = doc.span(path, key=at_key)
                 out.append(
-                    Diagnostic(doc.file, span.line, span.column, span.end_line, span.end_column, "error",
-                               "schema", message, hint)
+                    Diagnostic(
+                        doc.file,
+                        span.line,
+                        span.column,
+                        span.end_line,
+                        span.end_column,
+                        "error",
+                        "schema",
+                        message,
+                        hint,
+                    )
                 )
     return out

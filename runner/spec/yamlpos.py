@@ -144,13 +144,26 @@ def load_document(text: str, file: str) -> Document:
             hint = "fix the YAML syntax at this position"
             if "\\t" in problem or "'\\t'" in problem or "tab" in problem:
                 hint = "YAML does not allow tabs for indentation; indent with spaces"
-            raise LoadError([Diagnostic(file, line, col, line, col + 1, "error", "yaml-syntax", message, hint)]) from exc
+            raise LoadError(
+                [Diagnostic(file, line, col, line, col + 1, "error", "yaml-syntax", message, hint)]
+            ) from exc
         except yaml.YAMLError as exc:
             raise LoadError([Diagnostic(file, 1, 1, 1, 2, "error", "yaml-syntax", f"YAML error: {exc}")]) from exc
         if root is None:
             raise LoadError(
-                [Diagnostic(file, 1, 1, 1, 1, "error", "empty-file", "the file is empty",
-                            "a workflow needs at least 'version', 'name' and 'stages'")]
+                [
+                    Diagnostic(
+                        file,
+                        1,
+                        1,
+                        1,
+                        1,
+                        "error",
+                        "empty-file",
+                        "the file is empty",
+                        "a workflow needs at least 'version', 'name' and 'stages'",
+                    )
+                ]
             )
         builder = _Builder(file, loader)
         try:
@@ -158,16 +171,37 @@ def load_document(text: str, file: str) -> Document:
         except _TooBig as exc:
             span = _span(exc.node)
             raise LoadError(
-                [Diagnostic(file, span.line, span.column, span.end_line, span.end_column, "error",
-                            "yaml-too-large", exc.message,
-                            "remove the aliases that multiply content, or split the file")]
+                [
+                    Diagnostic(
+                        file,
+                        span.line,
+                        span.column,
+                        span.end_line,
+                        span.end_column,
+                        "error",
+                        "yaml-too-large",
+                        exc.message,
+                        "remove the aliases that multiply content, or split the file",
+                    )
+                ]
             ) from None
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             raise LoadError(
-                [Diagnostic(file, line, col, line, col + 1, "error", "yaml-syntax", f"YAML error: {exc.problem}",
-                            "only plain YAML values are allowed (no Python tags)")]
+                [
+                    Diagnostic(
+                        file,
+                        line,
+                        col,
+                        line,
+                        col + 1,
+                        "error",
+                        "yaml-syntax",
+                        f"YAML error: {exc.problem}",
+                        "only plain YAML values are allowed (no Python tags)",
+                    )
+                ]
             ) from exc
         if builder.problems:
             raise LoadError(builder.problems)
@@ -185,7 +219,17 @@ def decode(raw: bytes, file: str) -> str:
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
         raise LoadError(
-            [Diagnostic(file, line, column, line, column + 1, "error", "encoding",
-                        f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                        "save the file as UTF-8")]
+            [
+                Diagnostic(
+                    file,
+                    line,
+                    column,
+                    line,
+                    column + 1,
+                    "error",
+                    "encoding",
+                    f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                    "save the file as UTF-8",
+                )
+            ]
         ) from None
