@@ -44,9 +44,7 @@ class TableEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         self.calls.append(list(texts))
-        return np.array([self.table[t] for t in texts], dtype=np.float32).reshape(
-            len(texts), self._dimensions
-        )
+        return np.array([self.table[t] for t in texts], dtype=np.float32).reshape(len(texts), self._dimensions)
 
     async def aclose(self) -> None:
         return None
@@ -79,7 +77,7 @@ def files(path: Path) -> list[str]:
 
 
 def test_recall_orders_by_cosine_similarity(tmp_path: Path) -> None:
-    table = {"a": [1, 0, 0], "b": [1, 1, 0], "c": [0, 0, 5], "d": [-1, 0, 0], "q": [2, 0, 0]}
+    table: dict[str, list[float]] = {"a": [1, 0, 0], "b": [1, 1, 0], "c": [0, 0, 5], "d": [-1, 0, 0], "q": [2, 0, 0]}
     store = VectorStore(tmp_path / "mem", TableEmbedder(table))
 
     async def scenario() -> list[list[Hit]]:
@@ -303,6 +301,4 @@ def test_two_runs_recording_at_once_keep_both(tmp_path: Path) -> None:
     store = VectorStore(tmp_path, RandomEmbedder())
     assert asyncio.run(store.count()) == 36
     hits = asyncio.run(store.search("worker 2 fact 7", 1))
-    assert [(h.text, h.metadata, round(h.score, 5)) for h in hits] == [
-        ("worker 2 fact 7", {"worker": 2}, 1.0)
-    ]
+    assert [(h.text, h.metadata, round(h.score, 5)) for h in hits] == [("worker 2 fact 7", {"worker": 2}, 1.0)]
