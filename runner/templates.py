@@ -19,7 +19,14 @@ def environment() -> Any:
     from jinja2 import StrictUndefined  # noqa: PLC0415 - imported on first use: validate's cold start
     from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415
 
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    class Environment(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            # Keys before methods: `inputs.items` or `vars.keys` name the user's value, not dict.items.
+            if type(obj) is dict and attribute in obj:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 @cache
@@ -38,7 +45,6 @@ def is_constant(text: str) -> bool:
     return "{{" not in text and "{%" not in text and "{#" not in text
 
 
-_DICT_ATTRS = frozenset(dir(dict))
 FAST_ATTRS: dict[type, frozenset[str]] = {}
 """Types whose listed attributes the fast path may read directly (plain data fields, safe in the sandbox)."""
 
@@ -87,7 +93,7 @@ def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     for attr in path[1:]:
         kind = type(value)
         if kind is dict:
-            if attr in _DICT_ATTRS or attr not in value:
+            if attr not in value:
                 raise _Fallback
             value = value[attr]
         elif attr in FAST_ATTRS.get(kind, ()):
@@ -132,7 +138,7 @@ class Template:
                         pieces.append(part)
                         continue
                     value = context.get(part[0], _MISSING)
-                    if len(part) == 2 and type(value) is dict and part[1] not in _DICT_ATTRS:  # name.key
+                    if len(part) == 2 and type(value) is dict:  # name.key: keys first, as in the environment
                         value = value.get(part[1], _MISSING)
                         if value is _MISSING:
                             raise _Fallback

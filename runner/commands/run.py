@@ -39,7 +39,7 @@ def run_command(
         sys.stdout.flush()
     if not quiet:
         print(format_table(report), file=sys.stderr)
-    print(f"report: {path}", file=sys.stderr)
+        print(f"report: {path}", file=sys.stderr)
     if outcome.status == "interrupted":
         print("runner: interrupted; partial report written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -85,6 +85,8 @@ class Engine:
         self, sp: StagePlan, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str
     ) -> Any:
         stage = sp.stage
+        if sp.agent is not None and sp.agent.spec.vars:  # the agent's vars are defaults under the caller's
+            vars_ = {**sp.agent.spec.vars, **vars_}
         if stage.vars:
             vars_ = {**vars_, **stage.vars}
         ctx = self._context(stages, prev, vars_)

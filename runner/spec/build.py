@@ -39,6 +39,9 @@ class _Builder:
         indicator = line_text[span.column - 1 : span.column] if span.column - 1 < len(line_text) else ""
         offset = 1 if indicator in ("|", ">") else 0
         column = span.column + (1 if indicator in ('"', "'") else 0)
+        if offset and span.line < len(self.lines):  # a block's text starts at its indentation, next line
+            body = self.lines[span.line]
+            column = len(body) - len(body.lstrip(" ")) + 1
         return TemplateSrc(str(value), Loc(self.doc.file, span.line, column), offset)
 
     def _templates_under(self, base: Path) -> Callable[[Path], TemplateSrc]:

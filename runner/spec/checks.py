@@ -82,7 +82,7 @@ def check_workflow(wf: Workflow) -> list[Diagnostic]:
                 _diag(
                     stage.loc,
                     "unknown-agent",
-                    f"stage '{stage.id}' uses agent '{agent}', which is not defined",
+                    f"stage '{stage.id}' uses agent '{used}', which is not defined",
                     _suggest(used, agents, "agents"),
                     width=len(stage.id),
                 )

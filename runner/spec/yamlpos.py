@@ -20,6 +20,7 @@ Path = tuple[str | int, ...]
 # of values built so such a file fails fast with a located message instead of exhausting memory.
 MAX_NODES = 200_000
 MAX_DEPTH = 200
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _TooBig(node, f"the document nests deeper than {MAX_DEPTH} levels")
         self.values[path] = _span(node)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            mark = node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"could not determine a constructor for the tag {node.tag!r}", mark
+            )
         if isinstance(node, yaml.MappingNode):
             return self.build_mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def write_wf(tmp_path: Path) -> Callable[..., Path]:
+    """Write a workflow (dedented) to tmp_path/<name> and return its path."""
+
+    def write(text: str, name: str = "wf.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m runner ARGS`` as a user would, bounded in time."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+def report_schema() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
+    return data
+
+
+def assert_valid_report(report: dict[str, Any]) -> None:
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(report_schema()).iter_errors(report), key=str)
+    assert not errors, [e.message for e in errors]

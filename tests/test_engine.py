@@ -1,0 +1,245 @@
+"""The engine end to end through records: data flow, ordering, bounds, errors. Scripted models only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from runner.engine.execute import Output
+from runner.engine.plan import compile_workflow
+from runner.engine.session import run_plan
+from runner.errors import TemplateError
+from runner.spec import load_workflow
+from runner.spec.inputs import resolve_inputs
+from runner.terminal import TerminalSink
+from tests.conftest import assert_valid_report
+
+
+def run(path, sets=(), sink=None, use_uvloop=True):
+    wf = load_workflow(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, list(sets)), sink=sink, use_uvloop=use_uvloop)
+    report = outcome.report()
+    assert_valid_report(report)
+    return outcome, report
+
+
+MODELS = """\
+version: 1
+name: t
+models:
+  echo: {provider: scripted, reply: "{{ agent.name }}<{{ input }}>"}
+  slow: {provider: scripted, reply: "slow:{{ input }}", latency: {first_token_ms: 120}}
+  fast: {provider: scripted, reply: "fast:{{ input }}", latency: {first_token_ms: 5}}
+"""
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])
+def test_fanout_keeps_input_order_when_branches_finish_out_of_order(write_wf, use_uvloop) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  s: {model: slow}
+  f: {model: fast}
+  join: {model: echo}
+stages:
+  - id: fan
+    input: go
+    fanout:
+      branches:
+        - [{id: a, agent: s}]
+        - [{id: b, agent: f}]
+  - id: merged
+    agent: join
+    input: "{{ stages.fan | map(attribute='content') | join(',') }} / {{ stages.a.content }}"
+"""
+    )
+    outcome, report = run(path, use_uvloop=use_uvloop)
+    assert outcome.status == "ok"
+    assert outcome.output.content == "join<slow:go,fast:go / slow:go>"
+    assert report["run"]["loop"] == ("uvloop" if use_uvloop else "asyncio")
+    spans = {n["id"]: n for n in report["nodes"]}
+    assert spans["b"]["end_s"] < spans["a"]["end_s"]  # b finished first, yet stays second in the output
+
+
+def test_for_each_vars_prev_and_default_input(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+inputs:
+  items: {type: array, items: string, default: [x, y, z]}
+agents:
+  worker: {model: echo, sys_prompt: "I handle {{ vars.it }}", vars: {team: blue}}
+  next: {model: echo}
+stages:
+  - id: each
+    input: "{{ vars.it }}-{{ vars.team }}"
+    fanout: {for_each: "{{ inputs.items }}", as: it, agent: worker}
+  - id: after
+    agent: next
+"""
+    )
+    outcome, _ = run(path, sets=["items=[\"p\", \"q\"]"])
+    # no `input`: the previous fan-out's outputs, one per paragraph
+    assert outcome.output.content == "next<worker<p-blue>\n\nworker<q-blue>>"
+
+
+def test_for_each_with_stages_runs_a_pipeline_per_item(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  e: {model: echo}
+stages:
+  - id: per
+    fanout:
+      for_each: [1, 2]
+      stages:
+        - {id: first, agent: e, input: "n{{ vars.item }}"}
+        - {id: second, agent: e, input: "{{ prev.content }}+{{ stages.first.content }}"}
+"""
+    )
+    outcome, report = run(path)
+    assert [o.content for o in outcome.output] == ["e<e<n1>+e<n1>>", "e<e<n2>+e<n2>>"]
+    ids = [n["id"] for n in report["nodes"]]
+    assert {"per", "per[0].first", "per[0].second", "per[1].first", "per[1].second"} <= set(ids)
+
+
+def test_nested_fanouts(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  e: {model: echo}
+stages:
+  - id: outer
+    fanout:
+      for_each: [a, b]
+      stages:
+        - id: inner
+          input: "{{ vars.item }}"
+          fanout: {for_each: [1, 2, 3], as: n, agent: e, max_concurrency: 2}
+"""
+    )
+    outcome, _ = run(path)
+    assert [[o.content for o in inner] for inner in outcome.output] == [["e<a>"] * 3, ["e<b>"] * 3]
+
+
+def test_max_concurrency_bounds_branches_in_flight(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  w: {model: slow}
+stages:
+  - id: fan
+    fanout: {for_each: "{{ range(6) | list }}", agent: w, max_concurrency: 2}
+"""
+    )
+    outcome, report = run(path)
+    assert outcome.status == "ok"
+    branches = [n for n in report["nodes"] if n["id"].startswith("fan[")]
+    events = sorted([(n["start_s"], 1) for n in branches] + [(n["end_s"], -1) for n in branches])
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    assert peak == 2
+    assert report["run"]["wall_s"] >= 3 * 0.12  # six 120 ms calls, two at a time
+    waited = [n for n in branches if n["start_s"] - n["queued_s"] > 0.1]
+    assert len(waited) == 4
+
+
+def test_undefined_template_name_fails_the_run_with_its_location(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  e: {model: echo}
+stages:
+  - id: one
+    agent: e
+    input: |
+      fine
+      {{ vars.nope }}
+"""
+    )
+    outcome, report = run(path)
+    assert outcome.status == "failed"
+    assert isinstance(outcome.error, TemplateError)
+    assert str(outcome.error) == f"{path}:14:7: template error: 'dict object' has no attribute 'nope'"
+    assert report["run"]["error"] == str(outcome.error)
+
+
+def test_for_each_must_give_a_list(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+inputs:
+  n: {type: integer, default: 3}
+agents:
+  e: {model: echo}
+stages:
+  - id: fan
+    fanout: {for_each: "{{ inputs.n }}", agent: e}
+"""
+    )
+    outcome, _ = run(path)
+    assert outcome.status == "failed"
+    assert str(outcome.error) == f"{path}:13:25: for_each of stage 'fan' must give a list, got int 3"
+
+
+def test_templates_cannot_reach_the_environment_or_python_internals(write_wf, monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "s3cr3t")
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  e: {model: echo}
+stages:
+  - {id: one, agent: e, input: "{{ run.__class__.__mro__ }}"}
+"""
+    )
+    outcome, _ = run(path)
+    assert outcome.status == "failed"
+    assert "unsafe operation refused by the sandbox" in str(outcome.error)
+
+
+def test_streamed_output_reaches_the_sink_in_order(write_wf) -> None:
+    import io
+
+    path = write_wf(
+        """\
+version: 1
+name: t
+models:
+  m: {provider: scripted, reply: "one two three", latency: {tokens_per_second: 200}}
+agents:
+  a: {model: m}
+stages:
+  - {id: s1, agent: a, input: x}
+  - {id: s2, agent: a}
+"""
+    )
+    out = io.StringIO()
+    sink = TerminalSink(out)
+    outcome, report = run(path, sink=sink.for_node)
+    sink.close()
+    assert out.getvalue() == "[s1 a] one two three\n[s2 a] one two three\n"
+    s1 = next(n for n in report["nodes"] if n["id"] == "s1")
+    assert s1["start_s"] <= s1["first_token_s"] < s1["end_s"]
+    assert s1["end_s"] - s1["first_token_s"] >= 2 / 200 * 0.9
+
+
+def test_output_objects_read_like_their_content() -> None:
+    out = Output("text", "a", "n", usage=__import__("runner.providers.base", fromlist=["Usage"]).Usage(1, 2))
+    assert str(out) == "text"
+
+
+def test_engine_leaves_no_tasks_behind(write_wf) -> None:
+    path = write_wf(MODELS + "agents:\n  e: {model: fast}\nstages:\n  - id: f\n    fanout: {for_each: [1, 2], agent: e}\n")
+    before = len(asyncio.all_tasks()) if asyncio._get_running_loop() else 0
+    outcome, _ = run(path)
+    assert outcome.status == "ok"
+    assert before == 0
