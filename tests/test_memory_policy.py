@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+from pathlib import Path
+
 import pytest
 
+from runner.memory import WorkingMemory, WorkingMemoryConfig
 from runner.memory.working import (
     content_text,
     memory_notes,
@@ -117,3 +122,56 @@ def test_page() -> None:
         'cde\n[... characters 2-5 of 6; read on with read_stored_result(ref="result:1", offset=5)]'
     )
     assert page("", "result:1", 0, 10) == ""
+
+
+def random_conversation(rng: random.Random, length: int) -> list[Message]:
+    """Users, answers, calls with one to three results (some late, some with unknown ids)."""
+    messages: list[Message] = []
+    pending: list[str] = []
+    serial = 0
+    while len(messages) < length:
+        roll = rng.random()
+        if pending and roll < 0.5:
+            messages.append(result(pending.pop(rng.randrange(len(pending)))))
+        elif roll < 0.65:
+            serial += 1
+            ids = [f"c{serial}_{i}" for i in range(rng.randint(1, 3))]
+            messages.append(call(*ids))
+            pending.extend(ids)
+        elif roll < 0.7:
+            messages.append(result("unknown"))
+        else:
+            messages.append(rng.choice([USER, ASSISTANT]))
+    return messages
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_memory_cuts_agree_with_the_pure_rule(tmp_path: Path, seed: int) -> None:
+    # WorkingMemory tracks exchanges incrementally; its cuts must be the ones safe_cuts/tail_start allow.
+    rng = random.Random(seed)
+    messages = random_conversation(rng, rng.randint(1, 40))
+    keep = rng.randint(0, 12)
+
+    async def summarize(prompt: list[Message]) -> str:
+        return "S"
+
+    system: Message = {"role": "system", "content": "s"}
+    big: Message = {"role": "user", "content": "x" * 4000}  # puts the context over budget
+    for mode in ("compress", "compact"):
+        config = WorkingMemoryConfig(max_total_tokens=300, keep_recent_count=keep, working_summary_mode=mode)
+        run_dir = tmp_path / mode
+        with WorkingMemory(config, run_dir=run_dir, agent="a", summarize=summarize) as memory:
+            memory.extend([system, big, *messages])
+            sent = asyncio.run(memory.context())
+            stats = memory.stats()
+        whole = [big, *messages]
+        kept = len(sent) - 1
+        cut = len(whole) - kept
+        assert sent[1:] == whole[cut:]
+        assert safe_cuts(whole)[cut]
+        if mode == "compress":
+            assert cut == tail_start(whole, keep)
+            assert stats.summarised_messages == cut
+        else:
+            assert cut <= tail_start(whole, keep)
+            assert stats.elided_messages == cut

@@ -131,7 +131,5 @@ def make_counter(name: str) -> TokenCounter:
     try:
         factory = COUNTERS_BY_NAME[name]
     except KeyError:
-        raise TokenCounterError(
-            f"token_counter must be one of {', '.join(COUNTERS_BY_NAME)}, not {name!r}"
-        ) from None
+        raise TokenCounterError(f"token_counter must be one of {', '.join(COUNTERS_BY_NAME)}, not {name!r}") from None
     return factory()

@@ -149,27 +149,34 @@ def render_message(message: Mapping[str, Any], number: int, max_chars: int | Non
     return "\n".join(lines)
 
 
-def safe_cuts(messages: Sequence[Mapping[str, Any]]) -> list[bool]:
-    """``safe[k]`` tells whether ``messages[:k]`` can leave the context while ``messages[k:]`` stays.
+def exchange_start(message: Mapping[str, Any], own: int, previous: int | None, calls: dict[str, int]) -> int:
+    """Where the tool-call exchange of the message at position ``own`` starts, and note the calls it makes.
 
-    A cut is unsafe when a tool result at or after ``k`` answers a call made before ``k``: the model would
-    see a result without its call (most endpoints reject that). A result whose call is unknown stays
-    with the message before it.
+    A tool result belongs to the message that made its call (``calls`` maps call ids to positions); a
+    result whose call is unknown stays with the exchange of the message before it (``previous``). Any
+    other message starts its own exchange. A cut must not fall inside an exchange: the model would see
+    a result without its call, which most endpoints reject.
     """
-    issued: dict[str, int] = {}
+    start = own
+    if message.get("role") == "tool":
+        call_id = message.get("tool_call_id")
+        if isinstance(call_id, str) and call_id in calls:
+            start = calls[call_id]
+        elif previous is not None:
+            start = previous
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+            calls[call["id"]] = own
+    return start
+
+
+def safe_cuts(messages: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """``safe[k]`` tells whether ``messages[:k]`` can leave the context while ``messages[k:]`` stays:
+    no message at or after ``k`` belongs to an exchange that starts before ``k``."""
+    calls: dict[str, int] = {}
     starts: list[int] = []
     for i, message in enumerate(messages):
-        start = i
-        if message.get("role") == "tool":
-            call_id = message.get("tool_call_id")
-            if isinstance(call_id, str) and call_id in issued:
-                start = issued[call_id]
-            elif i > 0:
-                start = starts[i - 1]
-        for call in message.get("tool_calls") or ():
-            if isinstance(call, Mapping) and isinstance(call.get("id"), str):
-                issued[call["id"]] = i
-        starts.append(start)
+        starts.append(exchange_start(message, i, starts[-1] if starts else None, calls))
     safe = [True] * (len(messages) + 1)
     lowest = len(messages)
     for k in range(len(messages) - 1, -1, -1):
@@ -334,6 +341,8 @@ class _Entry:
     message: Message  # as sent: the original, or a copy whose content is a stored result's stand-in
     tokens: int
     number: int  # the message's line in the history file, 1-based
+    start: int  # the number of the message that starts its tool-call exchange (see exchange_start)
+    reach: int  # the number of the last message of the exchange this one starts (itself if none)
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -451,9 +460,7 @@ class WorkingMemory:
         if not _AGENT.fullmatch(agent):
             raise ValueError(f"agent name {agent!r} cannot name a file: use letters, digits, _ - . [ ]")
         if config.summarises and summarize is None:
-            raise ValueError(
-                f"working_summary_mode {config.working_summary_mode} needs a summary model to call"
-            )
+            raise ValueError(f"working_summary_mode {config.working_summary_mode} needs a summary model to call")
         self.config = config
         self.agent = agent
         self._summarize = summarize
@@ -474,10 +481,9 @@ class WorkingMemory:
         self._preview_chars = min(PREVIEW_MAX_CHARS, config.max_tool_message_tokens)
         self._page_chars = max(256, config.max_tool_message_tokens * 4 - 400)
         self._lock = asyncio.Lock()
-        self._stats = MemoryStats(
-            agent=agent, mode=config.working_summary_mode, budget=config.max_total_tokens
-        )
+        self._stats = MemoryStats(agent=agent, mode=config.working_summary_mode, budget=config.max_total_tokens)
         self._history_tokens = 0
+        self._calls: dict[str, int] = {}  # tool call id -> number of the message that made the call
 
     # -- the agent loop's side
 
@@ -502,7 +508,14 @@ class WorkingMemory:
             self._system = message
             self._refresh_system()
         else:
-            self._view.append(_Entry(message, tokens, number))
+            # Exchanges are tracked as messages arrive, so finding a safe cut needs no scan of the history.
+            view = self._view
+            start = exchange_start(message, number, view[-1].start if view else None, self._calls)
+            if start != number and view:
+                opener = start - view[0].number  # the view holds consecutive numbers
+                if 0 <= opener < len(view):
+                    view[opener].reach = number
+            view.append(_Entry(message, tokens, number, start, number))
             self._view_tokens += tokens
 
     def extend(self, messages: Sequence[Message]) -> None:
@@ -550,9 +563,7 @@ class WorkingMemory:
         """The built-in ``read_stored_result`` tool: a page of a stored result or of left-out messages."""
         match = _REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
         if match is None:
-            raise ToolError(
-                f"{READ_TOOL_NAME}: {ref!r} is not a ref; refs look like result:12 or history:2-40"
-            )
+            raise ToolError(f"{READ_TOOL_NAME}: {ref!r} is not a ref; refs look like result:12 or history:2-40")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ToolError(f"{READ_TOOL_NAME}: offset must be a whole number of characters, not {offset!r}")
         ref = match.group(0)
@@ -589,7 +600,16 @@ class WorkingMemory:
         self._system_tokens = 0 if self._system_sent is None else self._counter.message(self._system_sent)
 
     def _tail(self) -> int:
-        return tail_start([entry.message for entry in self._view], self.config.keep_recent_count)
+        """Where the kept tail begins (see :func:`tail_start`); looks at the tail only."""
+        view = self._view
+        cut = max(0, len(view) - self.config.keep_recent_count)
+        if cut == 0 or cut == len(view):
+            return cut
+        lowest = min(entry.start for entry in view[cut:])
+        while cut > 0 and lowest < view[cut].number:
+            cut -= 1
+            lowest = min(lowest, view[cut].start)
+        return cut
 
     def _compact(self) -> None:
         """Store the long tool results outside the kept tail; each is looked at once."""
@@ -619,9 +639,7 @@ class WorkingMemory:
             self._compacted_below = view[end - 1].number + 1
         if refs:
             self._stats.compactions += len(refs)
-            self._emit(
-                {"action": "compact", "refs": refs, "tokens_before": before, "tokens_after": self.tokens}
-            )
+            self._emit({"action": "compact", "refs": refs, "tokens_before": before, "tokens_after": self.tokens})
 
     def _elide(self) -> None:
         """Leave out the fewest oldest messages (outside the tail, tool pairs whole) that fit the budget."""
@@ -631,14 +649,16 @@ class WorkingMemory:
             return
         budget = self.config.max_total_tokens
         before = self.tokens
-        safe = safe_cuts([entry.message for entry in view])
         first = self._removed[0] if self._removed else view[0].number
         removed = 0
+        reach = 0
         cut = end
         for k in range(1, end + 1):
             removed += view[k - 1].tokens
+            reach = max(reach, view[k - 1].reach)
+            safe = k == len(view) or reach < view[k].number
             # The notes only grow as the range does, so the budget needs at least the overshoot removed.
-            if not safe[k] or before - removed > budget:
+            if not safe or before - removed > budget:
                 continue
             notes = with_notes(self._system, memory_notes((first, view[k - 1].number), self._snapshot))
             system_tokens = 0 if notes is None else self._counter.message(notes)
