@@ -29,6 +29,10 @@ class TerminalSink:
         def on_token(text: str) -> None:
             if not text:
                 self._end(node)
+            elif self._owner == node and not self._open and self._pending:
+                # the owner starts a new line while others wait: their turn first
+                self._pending.setdefault(node, []).append(text)
+                self._release()
             elif self._owner is None or self._owner == node:
                 self._write(node, text)
                 if self._open is False and self._pending:

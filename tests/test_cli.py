@@ -1,0 +1,133 @@
+"""The command line, run as users run it: a subprocess, real files, exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, assert_valid_report, run_cli
+
+
+def reports_in(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.json"))
+
+
+def test_run_quickstart_streams_prints_the_table_and_writes_the_report(tmp_path) -> None:
+    proc = run_cli("run", "workflows/quickstart.yaml", "--report-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[notes[0] analyst] On performance: uvloop versus the default asyncio loop looks promising; measure it "
+        "before you switch.",
+        "[notes[1] analyst] On reliability: uvloop versus the default asyncio loop looks promising; measure it "
+        "before you switch.",
+        "[notes[2] analyst] On cost: uvloop versus the default asyncio loop looks promising; measure it before "
+        "you switch.",
+        "[digest editor] Digest of 3 notes: analyst, analyst, analyst agree that it is worth measuring.",
+    ]
+    err = proc.stderr.splitlines()
+    assert err[0].startswith("run quickstart: ok in ")
+    assert err[1].split() == ["node", "kind", "status", "start", "1st", "tok", "end", "secs"]
+    assert [line.split()[0] for line in err[2:7]] == ["notes", "notes[0]", "notes[1]", "notes[2]", "digest"]
+    (path,) = reports_in(tmp_path)
+    assert err[-1] == f"report: {path}"
+    assert path.name.startswith("quickstart-") and path.name.endswith("Z.json")
+    report = json.loads(path.read_text())
+    assert_valid_report(report)
+    assert report["run"]["status"] == "ok" and report["run"]["loop"] == "uvloop"
+    assert [n["id"] for n in report["nodes"]] == ["notes", "notes[0]", "notes[1]", "notes[2]", "digest"]
+    assert report["run"]["inputs"]["perspectives"] == ["performance", "reliability", "cost"]
+
+
+def test_quiet_prints_only_the_final_output(tmp_path) -> None:
+    proc = run_cli("run", "workflows/quickstart.yaml", "-q", "--report-dir", str(tmp_path), "--set",
+                   "perspectives=speed,cost")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Digest of 2 notes: analyst, analyst agree that it is worth measuring.\n"
+    assert proc.stderr == ""
+    assert len(reports_in(tmp_path)) == 1
+
+
+def test_bad_set_value_is_a_user_error(tmp_path) -> None:
+    proc = run_cli("run", "workflows/quickstart.yaml", "--report-dir", str(tmp_path), "--set", "topicc=x")
+    assert proc.returncode == 1
+    assert proc.stderr == "runner: error: --set topicc: unknown input (did you mean 'topic'?)\n"
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_workflow_exits_1_with_located_messages_and_no_traceback(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nname: x\nstages:\n  - {id: a, agentt: b}\n")
+    for command in (["run", str(path)], ["graph", str(path)], ["validate", str(path)]):
+        proc = run_cli(*command)
+        assert proc.returncode == 1, command
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert f"{path}:4:13: error: unknown key 'agentt' in stages[0] (id='a') [schema]" in proc.stderr + proc.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    proc = run_cli("frobnicate")
+    assert proc.returncode == 2
+    assert "invalid choice: 'frobnicate'" in proc.stderr
+    assert run_cli("run").returncode == 2
+    assert run_cli("validate", "--format", "xml", "workflows").returncode == 2
+
+
+def test_schema_command_prints_the_workflow_schema() -> None:
+    proc = run_cli("schema")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == json.loads((ROOT / "schemas" / "workflow.schema.json").read_text())
+
+
+def test_graph_text_and_mermaid() -> None:
+    text = run_cli("graph", "workflows/quickstart.yaml")
+    assert text.returncode == 0
+    assert text.stdout == (
+        "quickstart: 2 stages\n"
+        "  1. notes: fanout for each perspective in {{ inputs.perspectives }}, max 8 at once\n"
+        "     each: agent analyst (model analyst_model, scripted)\n"
+        "  2. digest: agent editor (model editor_model, scripted)\n"
+    )
+    mermaid = run_cli("graph", "workflows/quickstart.yaml", "--format", "mermaid")
+    assert mermaid.returncode == 0
+    lines = mermaid.stdout.splitlines()
+    assert lines[0] == "flowchart TD"
+    assert "  n_notes_join --> n_digest" in lines
+    assert not any("{{ " in line for line in lines)  # braces are escaped as entities
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("runner 0.1.0")
+
+
+def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
+    wf = tmp_path / "slow.yaml"
+    wf.write_text(
+        "version: 1\nname: slow\nmodels:\n  m: {provider: scripted, latency: {first_token_ms: 20000}}\n"
+        "agents:\n  a: {model: m}\nstages:\n  - id: fan\n    fanout: {for_each: [1, 2, 3], agent: a}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(wf), "--report-dir", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        time.sleep(1.0)  # let it start the fan-out
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        assert time.monotonic() - start < 2
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; partial report written" in err
+    (path,) = reports_in(tmp_path / "r")
+    report = json.loads(path.read_text())
+    assert_valid_report(report)
+    assert report["run"]["status"] == "interrupted"
+    assert {n["id"]: n["status"] for n in report["nodes"]} == {
+        "fan": "cancelled", "fan[0]": "cancelled", "fan[1]": "cancelled", "fan[2]": "cancelled"}
