@@ -22,9 +22,7 @@ def cache_command(action: str, directory: str, out: TextIO) -> int:
         return 1
     if action == "clear":
         files, size = remove_cache_files(directory)
-        out.write(
-            f"removed {files} cache file{'' if files == 1 else 's'} ({format_bytes(size)}) from {directory}\n"
-        )
+        out.write(f"removed {files} cache file{'' if files == 1 else 's'} ({format_bytes(size)}) from {directory}\n")
         return 0
     entries, temps = scan_cache_dir(directory)
     total = sum(e.size for e in entries)

@@ -226,9 +226,7 @@ class EmbeddingCache:
         self._tmp_counter = itertools.count()
 
     @classmethod
-    def from_config(
-        cls, config: CacheConfig, *, base: str | os.PathLike[str] | None = None
-    ) -> EmbeddingCache:
+    def from_config(cls, config: CacheConfig, *, base: str | os.PathLike[str] | None = None) -> EmbeddingCache:
         """The cache for a ``cache:`` block; a relative ``dir`` is taken from ``base`` when given."""
         directory = Path(config.dir)
         if base is not None and not directory.is_absolute():
@@ -263,9 +261,7 @@ class EmbeddingCache:
             index = self._open_locked()
             return len(index), self._bytes
 
-    def get_many(
-        self, keys: Sequence[str], dimensions: int, counters: _Counters | None = None
-    ) -> list[Vectors | None]:
+    def get_many(self, keys: Sequence[str], dimensions: int, counters: _Counters | None = None) -> list[Vectors | None]:
         """The cached vector for each key, or None for a miss. Never raises for a bad or missing file."""
         started = time.perf_counter()
         with self._lock:

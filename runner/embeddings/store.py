@@ -218,6 +218,8 @@ class VectorStore:
             return texts, metadata
 
     def _load_segments(self, segments: Sequence[_Segment], dimensions: int) -> None:
+        with self._state_lock:
+            self._reserve(sum(s.rows for s in segments))
         for segment in segments:
             vectors, entries = self._read_segment(segment, dimensions)
             with self._state_lock:
@@ -262,9 +264,7 @@ class VectorStore:
         return vectors, entries
 
     def _unreadable(self, detail: str) -> RunError:
-        return RunError(
-            f"long-term memory {self.path}: {detail}. Move the folder aside to start with an empty memory."
-        )
+        return RunError(f"long-term memory {self.path}: {detail}. Move the folder aside to start with an empty memory.")
 
     # -- writing (worker thread, under _write_lock and the file lock) --------------------------------
 
@@ -280,9 +280,7 @@ class VectorStore:
             if len(self._segments) + 1 > self.compact_after:
                 with self._state_lock:
                     everything = np.concatenate([self._matrix[: self._count], vectors])
-                    old_entries = [
-                        {"text": t, "metadata": m} for t, m in zip(self._texts, self._metadata, strict=True)
-                    ]
+                    old_entries = [{"text": t, "metadata": m} for t, m in zip(self._texts, self._metadata, strict=True)]
                 self._commit_single(old_entries + entries, everything, old=list(self._segments))
                 return
             segment = _Segment(f"seg-{uuid.uuid4().hex}", len(entries))
@@ -372,14 +370,19 @@ class VectorStore:
         self._count = 0
         self._texts, self._metadata, self._known, self._segments = [], [], set(), []
 
+    def _reserve(self, rows: int) -> None:
+        """Make room for ``rows`` more entries without another copy."""
+        if self._count + rows > len(self._matrix):
+            grown = np.empty((self._count + rows, self.embedder.dimensions), np.float32)
+            grown[: self._count] = self._matrix[: self._count]
+            self._matrix = grown
+
     def _append(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
         # Rows past _count and list items past it are invisible to a search's snapshot, so growing in
         # place is safe; a reset makes new objects and leaves the snapshot alone.
         n = len(vectors)
         if self._count + n > len(self._matrix):
-            grown = np.empty((max(2 * len(self._matrix), self._count + n, 64), vectors.shape[1]), np.float32)
-            grown[: self._count] = self._matrix[: self._count]
-            self._matrix = grown
+            self._reserve(max(len(self._matrix), n, 64))
         self._matrix[self._count : self._count + n] = vectors
         self._count += n
         self._texts.extend(e["text"] for e in entries)
