@@ -1,0 +1,511 @@
+"""HTTP plumbing shared by the OpenAI-compatible chat provider and embedder.
+
+* :class:`AiohttpTransport`: an ``httpx`` transport over aiohttp. httpx stays the client interface
+  (``httpx.AsyncClient(transport=...)`` is the seam tests and users see), but the connection pool and
+  the HTTP/1.1 parser are aiohttp's. Why (issue 4, measured by ``bench/http_fanout.py``): httpcore's
+  pool re-scans every queued request and every connection each time a request is queued or a response
+  closes (``AsyncConnectionPool._assign_requests_to_connections``), so n concurrent requests cost O(n^2)
+  work, and each request goes through several anyio/h11 layers of pure Python. We write our own transport
+  rather than depend on ``httpx-aiohttp`` because that package maps errors imprecisely (a connection
+  dropped mid-stream becomes ``httpx.ConnectTimeout``; a read timeout a bare ``TimeoutException``), which
+  would make our messages name the wrong timeout, and it cannot report pool waits.
+* :class:`Endpoint`: one base URL with its key, client, retry loop, rate limiter and the translation of
+  every foreign exception into :mod:`runner.errors`, with messages that name the model and base URL,
+  which timeout fired with its value, and never the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import httpx
+
+from runner.errors import (
+    ProviderConfigError,
+    ProviderConnectError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+    ProviderTimeout,
+)
+from runner.events import Recorder
+from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
+
+try:  # aiohttp is the fast path; without it the stock httpx transport still works, only slower
+    import aiohttp
+except ImportError:  # pragma: no cover - exercised only where aiohttp is missing
+    aiohttp = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+POOL_WAIT = "runner.pool_wait"
+"""Response extension set by :class:`AiohttpTransport`: seconds the request waited for a connection."""
+
+NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
+"""Statuses that mean the request itself is wrong: retrying cannot help, whatever ``retry_on`` says."""
+
+TRANSPORT_ENV = "RUNNER_HTTP_TRANSPORT"
+"""``aiohttp`` (default when installed) or ``httpcore`` (the stock httpx transport), for comparison."""
+
+
+# -- the transport ---------------------------------------------------------------------------------------
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends requests with one aiohttp session.
+
+    At most ``pool.max_connections`` requests are in flight; more wait (FIFO) for a slot, up to the
+    request's ``pool`` timeout, and the time waited is put in the response's extensions under
+    :data:`POOL_WAIT`. Timeouts map as: ``connect`` -> aiohttp ``sock_connect``, ``read`` -> ``sock_read``
+    (the longest wait for any bytes, headers included); ``write`` is not enforced by aiohttp (a request
+    body is small and the read timeout follows it). aiohttp errors become the httpx exceptions the stock
+    transport raises, so the code above it cannot tell the two transports apart.
+
+    The session is opened on first use (it must be created inside the running loop) and closed by
+    :meth:`aclose`.
+    """
+
+    def __init__(self, pool: PoolConfig | None = None) -> None:
+        if aiohttp is None:  # pragma: no cover
+            raise RuntimeError("AiohttpTransport needs aiohttp installed")
+        self._pool = pool = pool or PoolConfig()
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(pool.max_connections)
+        self._timeouts: dict[tuple[Any, Any], aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._pool.keepalive_expiry,
+            ttl_dns_cache=300,
+        )
+        # no cookie jar, no auto headers: httpx already built the exact request
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self._session
+
+    def _timeout(self, spec: Mapping[str, Any]) -> aiohttp.ClientTimeout:
+        key = (spec.get("connect"), spec.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1])
+            self._timeouts[key] = timeout
+        return timeout
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        spec = request.extensions.get("timeout", {})
+        session = self._session or self._open()
+        waited = 0.0
+        if self._slots.locked():
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(spec.get("pool")):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("timed out waiting for a free connection", request=request) from exc
+            waited = time.perf_counter() - started
+        else:
+            await self._slots.acquire()  # free slot: returns at once, no suspension
+        try:
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=request.content or None,
+                allow_redirects=False,
+                timeout=self._timeout(spec),
+            )
+        except BaseException as exc:
+            self._slots.release()
+            if aiohttp is not None and isinstance(exc, aiohttp.ClientError | TimeoutError):
+                raise _httpx_error(exc, request) from exc
+            raise
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", POOL_WAIT: waited}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_AiohttpStream(response, self._slots, request),
+            request=request,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+class _AiohttpStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore,
+                 request: httpx.Request) -> None:
+        self._response = response
+        self._slots: asyncio.Semaphore | None = slots
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _httpx_error(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        # release() keeps the connection for reuse when the body was read to its end, else closes it
+        self._response.release()
+        if self._slots is not None:
+            slots, self._slots = self._slots, None
+            slots.release()
+
+
+def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    """The httpx exception the stock transport would raise for this aiohttp failure."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, TimeoutError):  # SocketTimeoutError and any other read timeout
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message, request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
+                  | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message, request=request)
+    return httpx.ReadError(message, request=request)
+
+
+def make_transport(pool: PoolConfig) -> httpx.AsyncBaseTransport:
+    """The fastest transport available: aiohttp's when installed, else httpx's own with ``pool``'s limits
+    (``RUNNER_HTTP_TRANSPORT=httpcore`` forces the latter, for comparison)."""
+    if aiohttp is not None and os.environ.get(TRANSPORT_ENV, "aiohttp") != "httpcore":
+        return AiohttpTransport(pool)
+    limits = httpx.Limits(
+        max_connections=pool.max_connections,
+        max_keepalive_connections=pool.max_keepalive_connections,
+        keepalive_expiry=pool.keepalive_expiry,
+    )
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+# -- rate limits -----------------------------------------------------------------------------------------
+class _Bucket:
+    """A token bucket holding one second's worth of the per-minute rate: OpenAI enforces its per-minute
+    limits over shorter periods ("60,000 requests/minute may be enforced as 1,000 requests/second"), so a
+    client that bursts a whole minute's budget at once gets 429s."""
+
+    __slots__ = ("rate", "capacity", "level", "stamp")
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def wait(self, now: float, amount: float) -> float:
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        need = min(amount, self.capacity)  # a request bigger than the bucket goes once the bucket is full
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+
+class RateLimiter:
+    """Requests and tokens per minute, shared by every caller of one provider instance. Callers queue in
+    order (an ``asyncio.Lock`` is FIFO); tokens are taken at an estimate and corrected by :meth:`settle`."""
+
+    def __init__(self, config: RateLimitConfig) -> None:
+        rpm, tpm = config.requests_per_minute, config.tokens_per_minute
+        self._requests = _Bucket(rpm) if rpm else None
+        self._tokens = _Bucket(tpm) if tpm else None
+        self._lock = asyncio.Lock()
+        self.enabled = self._requests is not None or self._tokens is not None
+
+    async def acquire(self, tokens: float) -> tuple[float, str]:
+        """Wait until one request of ``tokens`` fits; return the seconds waited and which limit held it."""
+        if not self.enabled:
+            return 0.0, ""
+        waited, reason = 0.0, ""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                wait_requests = self._requests.wait(now, 1.0) if self._requests else 0.0
+                wait_tokens = self._tokens.wait(now, tokens) if self._tokens else 0.0
+                wait = max(wait_requests, wait_tokens)
+                if wait <= 0:
+                    break
+                reason = "requests_per_minute" if wait_requests >= wait_tokens else "tokens_per_minute"
+                await asyncio.sleep(wait)
+                waited += wait
+            if self._requests:
+                self._requests.level -= 1.0
+            if self._tokens:
+                self._tokens.level -= tokens
+        return waited, reason
+
+    def settle(self, estimated: float, actual: float) -> None:
+        if self._tokens is not None:
+            self._tokens.level += estimated - actual
+
+
+# -- the endpoint ----------------------------------------------------------------------------------------
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _server_message(body: bytes) -> str:
+    """The error message in an error answer: OpenAI's ``{"error": {"message"}}`` and the shapes other
+    compatible servers use, else the start of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        for candidate in (error, data.get("message"), data.get("detail")):
+            if isinstance(candidate, str) and candidate:
+                return candidate
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return "(empty answer)"
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+def _os_reason(exc: BaseException) -> str:
+    """'Connection refused' rather than a transport's wording: the first errno in the cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        errno = getattr(seen, "errno", None)
+        if isinstance(errno, int) and errno > 0:
+            return os.strerror(errno)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+class Endpoint:
+    """One OpenAI-compatible base URL with its settings: the API key (read once, at construction, so a
+    missing variable is reported before any request), the shared ``httpx.AsyncClient``, the retry loop,
+    the rate limiter and the translation of foreign exceptions. ``label`` opens every error message:
+    ``model 'main' (gpt-4o-mini at https://api.openai.com/v1)``."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        base_url: str,
+        api_key_env: str | None,
+        headers: Mapping[str, str],
+        timeout: TimeoutConfig,
+        pool: PoolConfig,
+        retry: RetryConfig,
+        rate_limit: RateLimitConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.label = label
+        self.base_url = base_url
+        self.timeout = timeout
+        self.pool = pool
+        self.retry = retry
+        self._key: str | None = None
+        if api_key_env is not None:
+            key = os.environ.get(api_key_env, "")
+            if not key.strip():
+                raise ProviderConfigError(
+                    f"{label}: the environment variable {api_key_env} (api_key_env) is not set; "
+                    f"export it with the API key for {base_url}"
+                )
+            self._key = key.strip()
+        sent = {"User-Agent": "runner", **headers}
+        if self._key is not None:
+            sent["Authorization"] = f"Bearer {self._key}"
+        self.limiter = RateLimiter(rate_limit)
+        self.transport = transport if transport is not None else make_transport(pool)
+        self.client = httpx.AsyncClient(
+            headers=sent,
+            timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write,
+                                  pool=timeout.pool),
+            transport=self.transport,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        # Requests are built once per call from these and handed straight to the client's transport:
+        # AsyncClient.send's per-request machinery (auth flow, redirects, cookies, event hooks) is unused
+        # by this API and costs ~100 us a request against ~20 us for this path (bench/http_fanout.py,
+        # issue 4), which is most of the gap to raw aiohttp at 1,000 concurrent requests.
+        self._extensions = {"timeout": self.client.timeout.as_dict()}
+        self._json_headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json",
+                                            "Accept": "application/json"})
+        self._sse_headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json",
+                                           "Accept": "text/event-stream", "Accept-Encoding": "identity"})
+
+    async def send(self, url: httpx.URL, payload: bytes, *, stream: bool = False) -> httpx.Response:
+        """POST ``payload`` (JSON) to ``url``; the caller reads the response and closes it. httpx errors
+        are translated."""
+        request = httpx.Request("POST", url, content=payload, extensions=self._extensions,
+                                headers=self._sse_headers if stream else self._json_headers)
+        try:
+            return await self.transport.handle_async_request(request)
+        except httpx.HTTPError as exc:
+            raise self.translate(exc) from exc
+
+    async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None,
+                        node_id: str) -> bytes:
+        """POST and read the whole answer; an error status raises :class:`ProviderHTTPError`."""
+        response = await self.send(url, payload)
+        try:
+            self.note_pool_wait(response, recorder, node_id)
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            raise self.translate(exc) from exc
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            raise self.http_error(response.status_code, content, response.headers)
+        return content
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.label})"
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- errors ----------------------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced: servers echo keys in their error messages."""
+        if self._key and self._key in text:
+            text = text.replace(self._key, "[api key]")
+        return text
+
+    def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
+        message = self.redact(_server_message(body))
+        return ProviderHTTPError(f"{self.label}: HTTP {status}: {message}", status,
+                                 _retry_after(headers.get("retry-after")))
+
+    def translate(self, exc: httpx.HTTPError, *, during: str = "") -> ProviderError:
+        """The runner error for an httpx exception; ``during`` says what was going on (a stream's
+        progress) for a connection that broke while reading."""
+        t = self.timeout
+        if isinstance(exc, httpx.ConnectTimeout):
+            return ProviderTimeout(f"{self.label}: timeout.connect ({t.connect:g} s) fired: "
+                                   f"could not connect to {self.base_url}")
+        if isinstance(exc, httpx.ReadTimeout):
+            return ProviderTimeout(f"{self.label}: timeout.read ({t.read:g} s) fired: the server sent "
+                                   f"nothing for {t.read:g} s{during}")
+        if isinstance(exc, httpx.WriteTimeout):
+            return ProviderTimeout(f"{self.label}: timeout.write ({t.write:g} s) fired: "
+                                   "could not send the request")
+        if isinstance(exc, httpx.PoolTimeout):
+            return ProviderTimeout(f"{self.label}: timeout.pool ({t.pool:g} s) fired: no free connection, "
+                                   f"all pool.max_connections ({self.pool.max_connections}) were busy")
+        if isinstance(exc, httpx.ConnectError):
+            return ProviderConnectError(f"{self.label}: cannot connect to {self.base_url}: {_os_reason(exc)}")
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return ProviderConfigError(f"{self.label}: base_url {self.base_url!r} is not a usable URL: "
+                                       f"{self.redact(str(exc))}")
+        broken = ProviderProtocolError(f"{self.label}: the connection broke while reading the answer{during}")
+        broken.kind = "read"
+        return broken
+
+    def protocol_error(self, what: str) -> ProviderProtocolError:
+        return ProviderProtocolError(f"{self.label}: {self.redact(what)}")
+
+    # -- the retry loop ---------------------------------------------------------------------------------
+    def note_pool_wait(self, response: httpx.Response, recorder: Recorder | None, node_id: str) -> None:
+        waited = response.extensions.get(POOL_WAIT)
+        if recorder is not None and waited:
+            recorder.emit("pool_wait", node_id, {"wait": waited})
+
+    async def run(
+        self,
+        once: Callable[[int], Awaitable[T]],
+        *,
+        node_id: str,
+        recorder: Recorder | None,
+        tokens: float = 0.0,
+        on_retry: Callable[[ProviderError], dict[str, Any] | None] | None = None,
+    ) -> tuple[T, int]:
+        """Call ``once(attempt)`` until it succeeds, retrying per ``retry`` with back-off; return its
+        result and the number of attempts. Every attempt first passes the rate limiter. ``on_retry`` runs
+        before each back-off; what it returns is added to the ``retry`` event."""
+        total = self.timeout.total
+        loop = asyncio.get_running_loop()
+        deadline = None if total is None else loop.time() + total
+        attempt = 0
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                while True:
+                    attempt += 1
+                    waited, reason = await self.limiter.acquire(tokens)
+                    if waited and recorder is not None:
+                        recorder.emit("rate_wait", node_id, {"wait": waited, "limit": reason})
+                    try:
+                        return await once(attempt), attempt
+                    except ProviderError as err:
+                        delay = self._delay(err, attempt, deadline, loop.time())
+                        extra = on_retry(err) if on_retry is not None else None
+                        if recorder is not None:
+                            data = {"cause": err.kind, "attempt": attempt, "delay": delay, "error": str(err)}
+                            recorder.emit("retry", node_id, {**data, **(extra or {})})
+                    await asyncio.sleep(delay)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise ProviderTimeout(f"{self.label}: timeout.total ({total:g} s) fired "
+                                  f"during attempt {attempt} of {self.retry.max_attempts}") from exc
+
+    def _delay(self, err: ProviderError, attempt: int, deadline: float | None, now: float) -> float:
+        """Seconds to wait before the next attempt; raises ``err`` (with why) when there is none."""
+        retry = self.retry
+        status = err.status if isinstance(err, ProviderHTTPError) else None
+        if status in NEVER_RETRIED or not retry.retries(err.kind):
+            raise err
+        if attempt >= retry.max_attempts:
+            raise _reworded(err, f"{err} (gave up after {attempt} attempts)")
+        retry_after = err.retry_after if isinstance(err, ProviderHTTPError) else None
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = min(retry.max_delay, retry.initial_delay * 2 ** (attempt - 1))
+            if retry.jitter == "full":
+                delay = random.uniform(0.0, delay)
+        if deadline is not None and now + delay >= deadline:
+            raise _reworded(err, f"{err} (not retried: waiting {delay:g} s would pass timeout.total "
+                                 f"({self.timeout.total:g} s))")
+        return delay
+
+
+def _reworded(err: ProviderError, message: str) -> ProviderError:
+    new: ProviderError
+    if isinstance(err, ProviderHTTPError):
+        new = ProviderHTTPError(message, err.status, err.retry_after)
+    else:
+        new = type(err)(message)
+        new.kind = err.kind
+    new.__cause__ = err.__cause__
+    return new
