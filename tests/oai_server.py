@@ -1,0 +1,285 @@
+"""A small OpenAI-compatible HTTP/1.1 server on 127.0.0.1 for tests and benchmarks.
+
+It speaks just enough HTTP (keep-alive, Content-Length requests, Content-Length or chunked answers) to
+be scripted exactly: each request takes the next :class:`Plan` queued with :meth:`OAIServer.plan` (or
+the default plan), which can answer JSON or server-sent events, stall before the first byte or between
+chunks, answer any status with any headers, send malformed JSON, or drop the connection mid-stream.
+Every request is recorded (path, headers, parsed JSON body).
+
+In tests it runs on its own event loop in a background thread (:class:`OAIServer` as a context
+manager), so each test drives the client with ``asyncio.run``. For benchmarks it runs as a process:
+``python tests/oai_server.py --latency 0.05`` prints ``PORT <n>`` and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """The vector the server returns for ``text``: deterministic, so tests can check each row."""
+    base = sum(text.encode()) % 1000
+    return [((base + 7 * j) % 101) / 101.0 for j in range(dimensions)]
+
+
+@dataclass
+class Plan:
+    """How to answer one request.
+
+    ``content`` is the reply text; streamed as ``tokens`` (default: the content cut into 4-character
+    pieces). ``tool_calls`` is, for JSON answers, the message's tool_calls list; for streams, a list of
+    delta ``tool_calls`` lists, one chunk each, sent after the content. ``body`` replaces the whole answer
+    body (errors, malformed JSON). ``stall_before`` sleeps before the status line; ``stall_between`` sleeps
+    before each stream chunk after the first (or only before chunk ``stall_at`` when given).
+    ``drop_after`` closes the connection after that many stream chunks, with no end marker;
+    ``drop_before_response`` closes it without answering. ``done`` sends ``data: [DONE]``.
+    """
+
+    status: int = 200
+    content: str = "Hello, world!"
+    tokens: list[str] | None = None
+    tool_calls: list[Any] | None = None
+    finish_reason: str = "stop"
+    usage: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_USAGE))
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    stall_before: float = 0.0
+    stall_between: float = 0.0
+    stall_at: int | None = None
+    drop_after: int | None = None
+    drop_before_response: bool = False
+    done: bool = True
+    dimensions: int = 8
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class OAIServer:
+    """The scripted server; use as a context manager (starts a thread) or :meth:`serve` (in-process)."""
+
+    def __init__(self, *, api_key: str | None = None, latency: float = 0.0) -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.default = Plan()
+        self.plans: collections.deque[Plan] = collections.deque()
+        self.requests: list[Recorded] = []
+        self.port = 0
+        self.connections = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def plan(self, *plans: Plan) -> None:
+        self.plans.extend(plans)
+
+    def reset(self) -> None:
+        self.plans.clear()
+        self.requests.clear()
+        self.default = Plan()
+        self.api_key = None
+        self.connections = 0
+
+    # -- running ---------------------------------------------------------------------------------------
+    async def start(self, port: int = 0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=4096)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def __enter__(self) -> OAIServer:
+        started = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(self.start())
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="oai-server", daemon=True)
+        self._thread.start()
+        started.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._thread is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                raw = await reader.readexactly(int(headers.get("content-length", "0")))
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                self.requests.append(Recorded(method, path, headers, body))
+                keep_open = await self._answer(writer, path, headers, body)
+                if not keep_open:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], body: Any) -> bool:
+        plan = self.plans.popleft() if self.plans else self.default
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if plan.stall_before:
+            await asyncio.sleep(plan.stall_before)
+        if plan.drop_before_response:
+            return False
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            error = {"error": {"message": f"Incorrect API key provided: {given}.", "type": "invalid_request_error",
+                               "code": "invalid_api_key"}}
+            self._send(writer, 401, json.dumps(error).encode(), {})
+            return True
+        if plan.body is not None or plan.status != 200:
+            payload = plan.body if plan.body is not None else json.dumps(
+                {"error": {"message": f"scripted error {plan.status}", "type": "server_error"}}).encode()
+            self._send(writer, plan.status, payload, plan.headers)
+            return True
+        if path.endswith("/embeddings"):
+            texts = body["input"]
+            data = [{"object": "embedding", "index": i, "embedding": fake_embedding(t, plan.dimensions)}
+                    for i, t in enumerate(texts)]
+            answer = {"object": "list", "data": data, "model": body["model"],
+                      "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+            self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
+            return True
+        model = body.get("model", "") if isinstance(body, dict) else ""
+        if isinstance(body, dict) and body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(writer, plan, model, include_usage)
+        message: dict[str, Any] = {"role": "assistant", "content": plan.content}
+        if plan.tool_calls:
+            message["tool_calls"] = plan.tool_calls
+        answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
+                  "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+                  "usage": plan.usage}
+        self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
+        return True
+
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        head = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+
+    async def _stream(self, writer: asyncio.StreamWriter, plan: Plan, model: str, include_usage: bool) -> bool:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            event = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+        tokens = plan.tokens if plan.tokens is not None else [
+            plan.content[i : i + 4] for i in range(0, len(plan.content), 4)]
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": t}) for t in tokens]
+        events += [chunk({"tool_calls": calls}) for calls in plan.tool_calls or ()]
+        events.append(chunk({}, plan.finish_reason))
+        if include_usage and plan.usage is not None:
+            usage = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [], "usage": plan.usage}
+            events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        if plan.done:
+            events.append(b"data: [DONE]\n\n")
+        head = [f"HTTP/1.1 {plan.status} OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked"]
+        head += [f"{k}: {v}" for k, v in plan.headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        for index, event in enumerate(events):
+            if plan.drop_after is not None and index >= plan.drop_after:
+                await writer.drain()
+                writer.transport.abort()
+                return False
+            if index and plan.stall_between and (plan.stall_at is None or plan.stall_at == index):
+                await writer.drain()
+                await asyncio.sleep(plan.stall_between)
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible loopback server with fixed latency")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--tokens", type=int, default=8, help="stream chunks per answer")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        server = OAIServer(latency=args.latency)
+        server.default = Plan(content="tok " * args.tokens, tokens=["tok "] * args.tokens)
+        server.requests = _Discard()
+        await server.start(args.port)
+        print(f"PORT {server.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except ImportError:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+class _Discard(list[Recorded]):
+    """A benchmark server keeps no requests."""
+
+    def append(self, item: Recorded) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
