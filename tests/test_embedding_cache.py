@@ -521,3 +521,18 @@ def test_only_our_names_count_as_cache_files() -> None:
     assert not is_cache_file("notes.txt")
     assert not is_cache_file(f"{key(1)}.npy.bak")
     assert not is_cache_file(f"{key(1)[:-1]}.npy")
+
+
+def test_from_config(tmp_path: Path) -> None:
+    from runner.embeddings.config import CacheConfig
+
+    config = CacheConfig(dir="cache", max_file_number=7, max_cache_size=4096, ttl=60.0)
+    embedder = CachedEmbedder.from_config(CountingEmbedder(), config, base=tmp_path)
+    assert embedder.cache is not None
+    assert (embedder.cache.dir, embedder.cache.max_file_number, embedder.cache.max_cache_size, embedder.cache.ttl) == (
+        tmp_path / "cache",
+        7,
+        4096,
+        60.0,
+    )
+    assert CachedEmbedder.from_config(CountingEmbedder(), None).cache is None

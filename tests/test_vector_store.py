@@ -14,7 +14,7 @@ import pytest
 
 from runner.embeddings.base import Vectors
 from runner.embeddings.hashing import HashingEmbedder
-from runner.embeddings.store import MANIFEST, Hit, VectorStore
+from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, recall_tool_spec
 from runner.errors import RunError
 
 FACTS = [
@@ -302,3 +302,28 @@ def test_two_runs_recording_at_once_keep_both(tmp_path: Path) -> None:
     assert asyncio.run(store.count()) == 36
     hits = asyncio.run(store.search("worker 2 fact 7", 1))
     assert [(h.text, h.metadata, round(h.score, 5)) for h in hits] == [("worker 2 fact 7", {"worker": 2}, 1.0)]
+
+
+def test_recall_text_and_tool() -> None:
+    hits = [Hit("uvloop is fast", 0.8312), Hit("pools reuse connections", 0.4)]
+    assert format_hits(hits) == (
+        "From long-term memory, most similar first:\n1. (0.83) uvloop is fast\n2. (0.40) pools reuse connections"
+    )
+    assert format_hits([]) == "Nothing relevant in long-term memory."
+    spec = recall_tool_spec(3)
+    assert spec["function"]["name"] == "recall"
+    assert spec["function"]["description"] == (
+        "Search your long-term memory of earlier runs and turns. Returns up to 3 remembered notes, most "
+        "similar to the query first, each with its similarity (0 to 1)."
+    )
+    assert spec["function"]["parameters"]["required"] == ["query"]
+
+
+def test_the_package_exports_resolve() -> None:
+    import runner.embeddings as package
+
+    assert sorted(package.__all__) == sorted(package._MODULE_OF)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError):
+        package.Nothing  # noqa: B018

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         parse_long_term,
     )
     from runner.embeddings.hashing import HashingEmbedder
-    from runner.embeddings.store import Hit, VectorStore
+    from runner.embeddings.store import Hit, VectorStore, format_hits, recall_tool_spec
 
 __all__ = [
     "CacheConfig",
@@ -34,10 +34,12 @@ __all__ = [
     "LongTermConfig",
     "VectorStore",
     "Vectors",
+    "format_hits",
     "make_cache_key",
     "parse_embedding_config",
     "parse_long_term",
     "parse_size",
+    "recall_tool_spec",
 ]
 
 _MODULE_OF = {
@@ -56,6 +58,8 @@ _MODULE_OF = {
     "HashingEmbedder": "hashing",
     "Hit": "store",
     "VectorStore": "store",
+    "format_hits": "store",
+    "recall_tool_spec": "store",
 }
 
 

@@ -514,6 +514,13 @@ class CachedEmbedder:
         self.offload_threshold = offload_threshold
         self._counters = _Counters()
 
+    @classmethod
+    def from_config(
+        cls, inner: Embedder, config: CacheConfig | None, *, base: str | os.PathLike[str] | None = None
+    ) -> CachedEmbedder:
+        """``inner`` behind the cache of an ``embeddings.<name>.cache`` block (None: measure only)."""
+        return cls(inner, None if config is None else EmbeddingCache.from_config(config, base=base))
+
     @property
     def dimensions(self) -> int:
         return self.inner.dimensions

@@ -42,7 +42,7 @@ try:
 except ImportError:  # Windows: one writer at a time is then the user's business
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Hit", "VectorStore"]
+__all__ = ["RECALL_TOOL", "Hit", "VectorStore", "format_hits", "recall_tool_spec"]
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -60,6 +60,40 @@ class Hit:
     text: str
     score: float
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+RECALL_TOOL = "recall"
+
+
+def recall_tool_spec(top_k: int, name: str = RECALL_TOOL) -> dict[str, Any]:
+    """The tool (OpenAI ``tools`` shape) an agent calls to search its long-term memory when
+    ``retrieval: tool``; answer a call with :func:`format_hits` of ``store.search(query, top_k)``."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": (
+                "Search your long-term memory of earlier runs and turns. Returns up to "
+                f"{top_k} remembered notes, most similar to the query first, each with its similarity (0 to 1)."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def format_hits(hits: Sequence[Hit]) -> str:
+    """Recalled entries as text for the model: the context added before a reply (``retrieval: auto``) or
+    the answer to a recall tool call."""
+    if not hits:
+        return "Nothing relevant in long-term memory."
+    lines = ["From long-term memory, most similar first:"]
+    lines += [f"{i}. ({hit.score:.2f}) {hit.text}" for i, hit in enumerate(hits, 1)]
+    return "\n".join(lines)
 
 
 class _Segment(NamedTuple):
