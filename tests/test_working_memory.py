@@ -49,9 +49,7 @@ def call(*ids: str) -> Message:
     return {
         "role": "assistant",
         "content": None,
-        "tool_calls": [
-            {"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}} for i in ids
-        ],
+        "tool_calls": [{"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}} for i in ids],
     }
 
 
@@ -92,6 +90,7 @@ def memory(
     *,
     summarize: Callable[[list[Message]], Awaitable[str]] | None = None,
     recorder: Recorder | None = None,
+    ahead: bool = False,
     **options: Any,
 ) -> WorkingMemory:
     config = WorkingMemoryConfig(
@@ -103,7 +102,9 @@ def memory(
     )
     if summarize is None and mode != "compact":
         summarize = FakeSummarizer()
-    return WorkingMemory(config, run_dir=tmp_path, agent="a", summarize=summarize, recorder=recorder)
+    return WorkingMemory(
+        config, run_dir=tmp_path, agent="a", summarize=summarize, recorder=recorder, summarize_ahead=ahead
+    )
 
 
 def history(tmp_path: Path, agent: str = "a") -> list[Message]:
@@ -332,10 +333,13 @@ def test_compress_one_token_over_summarises_all_but_the_tail(tmp_path: Path) -> 
         (event,) = recorder.events
         data = event[3]
         assert data is not None
-        assert isinstance(data.pop("seconds"), float)
+        seconds = data.pop("seconds")
+        assert isinstance(seconds, float)
+        assert data.pop("waited") == seconds  # made while the turn waited
         assert data == {
             "agent": "a",
             "action": "summary",
+            "ahead": False,
             "messages": 4,
             "groups": 1,
             "calls": 1,
@@ -631,28 +635,18 @@ def test_long_history_is_summarised_in_concurrent_groups(tmp_path: Path) -> None
         return "part from " + content[: content.index("]") + 1]
 
     def delay(prompt: list[Message]) -> float:
-        return (
-            0.2
-            if prompt[0]["content"] == MERGE_INSTRUCTIONS
-            else 0.25 - 0.01 * len(prompt[1]["content"]) / 300
-        )
+        return 0.2 if prompt[0]["content"] == MERGE_INSTRUCTIONS else 0.25 - 0.01 * len(prompt[1]["content"]) / 300
 
     summarizer = FakeSummarizer(delay=delay, answer=answer)
     # Each message renders to 98-100 tokens ("[#10] assistant: " + 380 characters), so three fit in 300.
-    messages = (
-        [SYSTEM] + [text("user" if i % 2 == 0 else "assistant", 98) for i in range(12)] + [text("user", 5)]
-    )
-    with memory(
-        tmp_path, "compress", budget=400, keep=1, summarize=summarizer, summary_group_tokens=300
-    ) as mem:
+    messages = [SYSTEM] + [text("user" if i % 2 == 0 else "assistant", 98) for i in range(12)] + [text("user", 5)]
+    with memory(tmp_path, "compress", budget=400, keep=1, summarize=summarizer, summary_group_tokens=300) as mem:
         mem.extend(messages)
         started = time.perf_counter()
         sent = run(mem.context())
         elapsed = time.perf_counter() - started
         assert summarizer.max_in_flight == 4
-        assert [p[0]["content"] for p in summarizer.prompts] == [SUMMARY_INSTRUCTIONS] * 4 + [
-            MERGE_INSTRUCTIONS
-        ]
+        assert [p[0]["content"] for p in summarizer.prompts] == [SUMMARY_INSTRUCTIONS] * 4 + [MERGE_INSTRUCTIONS]
         assert summarizer.prompts[4][1]["content"] == (
             "### Part 1\npart from [#2]\n\n### Part 2\npart from [#5]\n\n"
             "### Part 3\npart from [#8]\n\n### Part 4\npart from [#11]"
@@ -679,9 +673,7 @@ def test_a_failing_summary_raises_its_own_error_and_changes_nothing(tmp_path: Pa
         return SNAPSHOT
 
     messages = [SYSTEM] + [text("user", 103) for _ in range(6)] + [text("user", 5)]
-    with memory(
-        tmp_path, "compress", budget=400, keep=1, summarize=summarize, summary_group_tokens=300
-    ) as mem:
+    with memory(tmp_path, "compress", budget=400, keep=1, summarize=summarize, summary_group_tokens=300) as mem:
         mem.extend(messages)
         with pytest.raises(Boom, match="endpoint down"):
             run(mem.context())
@@ -720,10 +712,7 @@ def test_read_stored_result_pages_through(tmp_path: Path) -> None:
         )
         pages = [mem.read_stored_result("result:4", offset) for offset in (256, 512, 768)]
         assert pages[-1] == "r" * 230
-        assert (
-            mem.read_stored_result(" result:4 ", 998)
-            == "[result:4 has 998 characters; offset 998 is past the end]"
-        )
+        assert mem.read_stored_result(" result:4 ", 998) == "[result:4 has 998 characters; offset 998 is past the end]"
         assert (
             mem.read_stored_result("history:2-3")
             == f"[#2] user: {'x' * 36}\n\n[#3] assistant\n  -> calls f({{}}) [id c1]"
@@ -736,8 +725,7 @@ def test_read_stored_result_pages_through(tmp_path: Path) -> None:
         (
             "result:../../etc/passwd",
             0,
-            "read_stored_result: 'result:../../etc/passwd' is not a ref; "
-            "refs look like result:12 or history:2-40",
+            "read_stored_result: 'result:../../etc/passwd' is not a ref; refs look like result:12 or history:2-40",
         ),
         (
             "result:0",
@@ -813,9 +801,10 @@ def test_stats_as_dict(tmp_path: Path) -> None:
         "elisions": 0,
         "elided_messages": 0,
         "summaries": 0,
+        "summaries_ahead": 0,
         "summary_calls": 0,
         "summarised_messages": 0,
         "summary_seconds": 0.0,
+        "summary_wait_seconds": 0.0,
         "summary_call_seconds": 0.0,
-        "summary_on_critical_path": True,
     }

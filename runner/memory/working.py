@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import dataclasses
 import json
 import os
@@ -303,10 +304,11 @@ class MemoryStats:
 
     ``tokens_before`` is the full history, ``tokens_after`` what was sent, both at the last turn (a turn is
     a :meth:`WorkingMemory.context` call); the ``_total`` fields add them up over all turns, so their
-    difference is what the memory saved. ``summary_seconds`` is the wall time of compressions, all of it on
-    the critical path (the turn waits for its snapshot); ``summary_call_seconds`` adds up the summary calls,
-    more than the wall time when groups ran concurrently. ``manage_seconds`` is all time spent in
-    ``context()``, summaries included.
+    difference is what the memory saved. ``summary_seconds`` is the wall time of making snapshots and
+    ``summary_wait_seconds`` the part of it that turns waited for: the time on the critical path (a snapshot
+    made ahead, in the background, overlaps the agent's model calls). ``summaries_ahead`` counts those.
+    ``summary_call_seconds`` adds up the summary calls, more than the wall time when groups ran
+    concurrently. ``manage_seconds`` is all time spent in ``context()``, waits for snapshots included.
     """
 
     agent: str
@@ -324,16 +326,16 @@ class MemoryStats:
     elisions: int = 0
     elided_messages: int = 0
     summaries: int = 0
+    summaries_ahead: int = 0
     summary_calls: int = 0
     summarised_messages: int = 0
     summary_seconds: float = 0.0
+    summary_wait_seconds: float = 0.0
     summary_call_seconds: float = 0.0
     manage_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["summary_on_critical_path"] = True
-        return data
+        return dataclasses.asdict(self)
 
 
 @dataclass(slots=True)
@@ -343,6 +345,22 @@ class _Entry:
     number: int  # the message's line in the history file, 1-based
     start: int  # the number of the message that starts its tool-call exchange (see exchange_start)
     reach: int  # the number of the last message of the exchange this one starts (itself if none)
+
+
+@dataclass(slots=True)
+class _Job:
+    """A snapshot to make of the history up to message ``last``, from a transcript rendered at
+    ``started``; ``task`` is set when it runs in the background (``ahead``)."""
+
+    items: list[tuple[str, int, bool]]
+    last: int
+    messages: int
+    based_on: tuple[int, int] | None  # the left-out range whose snapshot the transcript folds in
+    started: float
+    tokens: int
+    ahead: bool
+    task: asyncio.Task[tuple[str, int, int]] | None = None
+    seconds: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -456,6 +474,7 @@ class WorkingMemory:
         recorder: Recorder | None = None,
         node_id: str | None = None,
         counter: TokenCounter | None = None,
+        summarize_ahead: bool = True,
     ) -> None:
         if not _AGENT.fullmatch(agent):
             raise ValueError(f"agent name {agent!r} cannot name a file: use letters, digits, _ - . [ ]")
@@ -484,6 +503,8 @@ class WorkingMemory:
         self._stats = MemoryStats(agent=agent, mode=config.working_summary_mode, budget=config.max_total_tokens)
         self._history_tokens = 0
         self._calls: dict[str, int] = {}  # tool call id -> number of the message that made the call
+        self._summarize_ahead = summarize_ahead and config.summarises
+        self._ahead: _Job | None = None  # the one background task this memory owns; see aclose()
 
     # -- the agent loop's side
 
@@ -535,10 +556,10 @@ class WorkingMemory:
                     self._compact()
                 if mode == "compact" and self.tokens > budget:
                     self._elide()
-                if (mode == "compress" and self.tokens > budget) or (
-                    mode == "auto" and self.tokens > config.compact_ratio_threshold * budget
-                ):
+                if self._needs_compress():
                     await self._compress()
+            if self._ahead is None and self._summarize_ahead:
+                self._start_ahead()
             sent = self.tokens
             stats = self._stats
             if sent > budget:
@@ -585,7 +606,25 @@ class WorkingMemory:
         return page(text, ref, offset, self._page_chars)
 
     def close(self) -> None:
+        """Write out the history and close it; a snapshot still being made ahead is cancelled."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.task is not None and not ahead.task.done():
+            try:
+                ahead.task.cancel()
+            except RuntimeError:  # its loop is closed; the task can never run again
+                pass
         self._history.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and wait until a snapshot being made ahead has stopped."""
+        ahead = self._ahead
+        task = None if ahead is None else ahead.task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            self._ahead = None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.close()
 
     def __enter__(self) -> WorkingMemory:
         return self
@@ -688,14 +727,40 @@ class WorkingMemory:
         self._view_tokens -= sum(entry.tokens for entry in view[:cut])
         del view[:cut]
 
+    def _needs_compress(self) -> bool:
+        config = self.config
+        if config.working_summary_mode == "compress":
+            return self.tokens > config.max_total_tokens
+        if config.working_summary_mode == "auto":
+            return self.tokens > config.compact_ratio_threshold * config.max_total_tokens
+        return False
+
     async def _compress(self) -> None:
-        """Replace everything before the tail by a state snapshot (merged with the previous one)."""
-        view = self._view
+        """Replace everything before the tail by a state snapshot (merged with the previous one).
+
+        A snapshot made ahead (see :meth:`_start_ahead`) is used first, waiting for it if it is not ready;
+        only what it does not cover, if still too much, is summarised here, while the turn waits.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.task is not None and self._usable(ahead):
+            waited_from = time.perf_counter()
+            try:
+                snapshot, groups, calls = await ahead.task
+            except Exception as exc:  # the provider's error; summarising now may still work
+                self._emit({"action": "summary_failed", "error": f"{type(exc).__name__}: {exc}", "ahead": True})
+            else:
+                self._apply(ahead, snapshot, groups, calls, time.perf_counter() - waited_from)
+                if not self._needs_compress():
+                    return
         end = self._tail()
         if end == 0:
             return
-        assert self._summarize is not None  # checked in __init__ for the modes that compress
-        before = self.tokens
+        job = self._job(end, ahead=False)
+        snapshot, groups, calls = await self._snapshot_of(job.items)
+        self._apply(job, snapshot, groups, calls, time.perf_counter() - job.started)
+
+    def _job(self, end: int, *, ahead: bool) -> _Job:
+        """What a snapshot of ``view[:end]`` reads: rendered now, so later compaction cannot change it."""
         limit = self.config.group_tokens
         # One message may be at most half a group (in characters, at ~4 a token), so a call always fits.
         max_chars = limit * 2
@@ -704,10 +769,22 @@ class WorkingMemory:
             first, last = self._removed
             text = f"Previous state snapshot (messages #{first}-#{last}):\n{self._snapshot}"
             items.append((text, self._counter.text(text), False))
-        for entry in view[:end]:
+        for entry in self._view[:end]:
             text = render_message(entry.message, entry.number, max_chars)
             items.append((text, self._counter.text(text), entry.message.get("role") == "tool"))
-        started = time.perf_counter()
+        return _Job(
+            items=items,
+            last=self._view[end - 1].number,
+            messages=end,
+            based_on=self._removed,
+            started=time.perf_counter(),
+            tokens=self.tokens,
+            ahead=ahead,
+        )
+
+    async def _snapshot_of(self, items: list[tuple[str, int, bool]]) -> tuple[str, int, int]:
+        """The snapshot of a transcript, the number of groups it was read in, and the calls it took."""
+        limit = self.config.group_tokens
         groups = split_groups(items, limit)
         parts = await self._summarise([summary_prompt(group) for group in groups])
         calls = len(parts)
@@ -716,28 +793,102 @@ class WorkingMemory:
             merges = split_groups(merge_items, limit, min_items=2)
             parts = await self._summarise([merge_prompt(group) for group in merges])
             calls += len(parts)
-        seconds = time.perf_counter() - started
-        self._snapshot = parts[0]
-        self._drop(end)
+        return parts[0], len(groups), calls
+
+    def _apply(self, job: _Job, snapshot: str, groups: int, calls: int, waited: float) -> None:
+        """Put the snapshot in place of the messages it covers."""
+        before = self.tokens
+        cut = job.last - self._view[0].number + 1
+        self._snapshot = snapshot
+        self._drop(cut)
         self._refresh_system()
         self._write_snapshot()
+        seconds = waited if job.task is None else job.seconds
         stats = self._stats
         stats.summaries += 1
-        stats.summarised_messages += end
+        stats.summaries_ahead += job.ahead
+        stats.summarised_messages += cut
         stats.summary_seconds += seconds
+        stats.summary_wait_seconds += waited
         assert self._removed is not None
         self._emit(
             {
                 "action": "summary",
-                "messages": end,
-                "groups": len(groups),
+                "messages": cut,
+                "groups": groups,
                 "calls": calls,
                 "seconds": seconds,
+                "waited": waited,
+                "ahead": job.ahead,
                 "ref": f"history:{self._removed[0]}-{self._removed[1]}",
                 "tokens_before": before,
                 "tokens_after": self.tokens,
             }
         )
+
+    def _start_ahead(self) -> None:
+        """Start the next snapshot in the background once the context passes the ratio of the budget.
+
+        The agent's model call then overlaps the summary call, and the turn that goes over budget finds
+        the snapshot ready instead of waiting for it. In auto mode, results that compaction will store
+        anyway are not counted, so a snapshot is made ahead only when compacting will not be enough.
+        """
+        config = self.config
+        if config.working_summary_mode == "compact":
+            return
+        threshold = config.compact_ratio_threshold * config.max_total_tokens
+        tokens = self.tokens
+        if tokens <= threshold:
+            return
+        end = self._tail()
+        if end == 0:
+            return
+        if config.working_summary_mode == "auto":
+            tokens -= self._compactable(end)
+            if tokens <= threshold:
+                return
+        job = self._job(end, ahead=True)
+
+        async def make() -> tuple[str, int, int]:
+            result = await self._snapshot_of(job.items)
+            job.seconds = time.perf_counter() - job.started
+            return result
+
+        job.task = asyncio.get_running_loop().create_task(make())
+        # A failure is reported when the snapshot is wanted; retrieving it here keeps asyncio from
+        # logging "exception was never retrieved" for a snapshot that was never wanted.
+        job.task.add_done_callback(lambda task: task.cancelled() or task.exception())
+        self._ahead = job
+
+    def _compactable(self, end: int) -> int:
+        """About how many tokens compacting ``view[:end]`` would save (results not yet looked at)."""
+        view = self._view
+        start = bisect.bisect_left(view, self._compacted_below, hi=end, key=lambda entry: entry.number)
+        limit = self.config.max_tool_message_tokens
+        stand_in_tokens = self._preview_chars // 4 + 50
+        return sum(
+            entry.tokens - stand_in_tokens
+            for entry in view[start:end]
+            if entry.tokens > limit
+            and entry.message.get("role") == "tool"
+            and isinstance(entry.message.get("content"), str)
+        )
+
+    def _usable(self, job: _Job) -> bool:
+        """Whether a snapshot made ahead still fits: same earlier snapshot, its messages still in the
+        context and before the tail, and a cut after them that keeps tool exchanges whole."""
+        task = job.task
+        assert task is not None
+        view = self._view
+        if task.cancelled() or task.get_loop() is not asyncio.get_running_loop():
+            return False
+        if job.based_on != self._removed or not view or view[0].number > job.last:
+            return False
+        cut = job.last - view[0].number + 1
+        if cut > self._tail():
+            return False
+        reach = max(entry.reach for entry in view[:cut])
+        return cut == len(view) or reach < view[cut].number
 
     async def _summarise(self, prompts: list[list[Message]]) -> list[str]:
         summarize = self._summarize

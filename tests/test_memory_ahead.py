@@ -1,0 +1,232 @@
+"""Snapshots made ahead: started in the background once the context passes the ratio of the budget, so
+the turn that goes over budget does not wait for a summary call.
+
+Every scenario runs in one event loop (the background task belongs to it). Token figures use the approx
+counter: a message costs ceil(characters / 4) + 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from runner.events import Recorder
+from runner.memory import WorkingMemory, WorkingMemoryConfig
+from runner.memory.tokens import ApproxCounter
+from runner.memory.working import memory_notes, with_notes
+from runner.providers.base import Message
+
+pytestmark = pytest.mark.timeout(10)
+
+T = TypeVar("T")
+COUNT = ApproxCounter()
+SYSTEM: Message = {"role": "system", "content": "s" * 16}  # 7 tokens
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 5))
+
+
+def text(role: str, tokens: int) -> Message:
+    return {"role": role, "content": "x" * (4 * (tokens - 3))}
+
+
+def tokens(messages: list[Message]) -> int:
+    return sum(COUNT.message(m) for m in messages)
+
+
+class Summarizer:
+    def __init__(self, delay: float, fail_first: bool = False) -> None:
+        self.delay = delay
+        self.fail_first = fail_first
+        self.calls = 0
+        self.cancelled = 0
+
+    async def __call__(self, prompt: list[Message]) -> str:
+        self.calls += 1
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.fail_first and self.calls == 1:
+            raise ConnectionError("summary endpoint down")
+        return f"SNAP-{self.calls}"
+
+
+def make(
+    tmp_path: Path, summarizer: Summarizer, mode: str = "compress", recorder: Recorder | None = None
+) -> WorkingMemory:
+    config = WorkingMemoryConfig(
+        max_total_tokens=300, keep_recent_count=2, working_summary_mode=mode, max_tool_message_tokens=64
+    )
+    return WorkingMemory(config, run_dir=tmp_path, agent="a", summarize=summarizer, recorder=recorder)
+
+
+# system 7 + 100 + 100 + 20 + 20 = 247: over 0.75 x 300 = 225, within 300. The tail is the last two.
+START = [SYSTEM, text("user", 100), text("assistant", 100), text("user", 20), text("assistant", 20)]
+MORE = text("user", 60)  # 307: over budget
+
+
+def test_snapshot_made_ahead_is_used_without_waiting(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.01)
+    recorder = Recorder()
+
+    async def scenario() -> None:
+        with make(tmp_path, summarizer, recorder=recorder) as memory:
+            memory.extend(START)
+            assert tokens(START) == 247
+            assert await memory.context() == START  # within budget: sent as it is
+            await asyncio.sleep(0.1)  # the agent's model call; the snapshot is made meanwhile
+            assert summarizer.calls == 1
+            memory.add(MORE)
+            sent = await memory.context()
+            assert summarizer.calls == 1  # nothing more to summarise
+            assert sent == [with_notes(SYSTEM, memory_notes((2, 3), "SNAP-1")), START[3], START[4], MORE]
+            stats = memory.stats()
+            assert (stats.summaries, stats.summaries_ahead, stats.summarised_messages) == (1, 1, 2)
+            assert stats.summary_wait_seconds < 0.005 < stats.summary_seconds
+
+    run(scenario())
+    (event,) = [e[3] for e in recorder.events]
+    assert event is not None
+    assert (event["action"], event["ahead"], event["ref"], event["messages"]) == ("summary", True, "history:2-3", 2)
+    assert event["waited"] < 0.005 < event["seconds"]
+
+
+def test_the_turn_waits_for_a_snapshot_not_yet_ready(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.2)
+
+    async def scenario() -> list[Message]:
+        with make(tmp_path, summarizer) as memory:
+            memory.extend(START)
+            await memory.context()
+            memory.add(MORE)
+            started = time.perf_counter()
+            sent = await memory.context()
+            waited = time.perf_counter() - started
+            stats = memory.stats()
+            assert summarizer.calls == 1
+            assert 0.1 < stats.summary_wait_seconds <= waited
+            assert stats.summaries_ahead == 1
+            return sent
+
+    assert run(scenario())[1:] == [START[3], START[4], MORE]
+
+
+def test_a_failed_snapshot_ahead_is_reported_and_made_again(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.01, fail_first=True)
+    recorder = Recorder()
+
+    async def scenario() -> list[Message]:
+        with make(tmp_path, summarizer, recorder=recorder) as memory:
+            memory.extend(START)
+            await memory.context()
+            await asyncio.sleep(0.05)
+            memory.add(MORE)
+            sent = await memory.context()
+            assert memory.stats().summaries_ahead == 0
+            return sent
+
+    sent = run(scenario())
+    assert summarizer.calls == 2
+    assert sent == [with_notes(SYSTEM, memory_notes((2, 4), "SNAP-2")), START[4], MORE]
+    actions = [(e[3] or {}).get("action") for e in recorder.events]
+    assert actions == ["summary_failed", "summary"]
+    assert recorder.events[0][3] == {
+        "agent": "a",
+        "action": "summary_failed",
+        "error": "ConnectionError: summary endpoint down",
+        "ahead": True,
+    }
+
+
+def test_a_snapshot_ahead_from_a_finished_loop_is_not_used(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.5)
+    with make(tmp_path, summarizer) as memory:
+        memory.extend(START)
+        run(memory.context())  # the loop ends, cancelling the snapshot it started
+        memory.add(MORE)
+        sent = run(memory.context())
+    assert summarizer.calls == 2
+    assert summarizer.cancelled == 1
+    assert sent[1:] == [START[4], MORE]
+
+
+def test_aclose_stops_a_snapshot_being_made(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=30)
+
+    async def scenario() -> None:
+        memory = make(tmp_path, summarizer)
+        memory.extend(START)
+        await memory.context()
+        await asyncio.sleep(0)  # let the summary call begin
+        await memory.aclose()
+        assert summarizer.cancelled == 1
+
+    started = time.perf_counter()
+    run(scenario())
+    assert time.perf_counter() - started < 1
+    assert (tmp_path / "memory" / "a.jsonl").read_text(encoding="utf-8").count("\n") == len(START)
+
+
+def test_auto_makes_no_snapshot_ahead_when_compacting_will_do(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.01)
+    call: Message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+    }
+    result: Message = {"role": "tool", "tool_call_id": "c1", "content": "r" * 800}  # 204 tokens, stored later
+    messages = [SYSTEM, call, result, text("user", 20), text("assistant", 20)]
+    assert 225 < tokens(messages) <= 300
+
+    async def scenario() -> None:
+        with make(tmp_path, summarizer, mode="auto") as memory:
+            memory.extend(messages)
+            assert await memory.context() == messages
+            await asyncio.sleep(0.05)
+            assert summarizer.calls == 0
+            memory.extend([text("user", 30), text("assistant", 30)])  # now over budget
+            sent = await memory.context()
+            assert memory.stats().compactions == 1
+            assert tokens(sent) <= 225
+            await asyncio.sleep(0.05)
+            assert summarizer.calls == 0
+
+    run(scenario())
+
+
+def test_auto_makes_a_snapshot_ahead_when_compacting_will_not_do(tmp_path: Path) -> None:
+    summarizer = Summarizer(delay=0.01)
+
+    async def scenario() -> None:
+        with make(tmp_path, summarizer, mode="auto") as memory:
+            memory.extend(START)
+            await memory.context()
+            await asyncio.sleep(0.05)
+            assert summarizer.calls == 1
+            memory.add(MORE)
+            await memory.context()
+            assert memory.stats().summaries_ahead == 1
+            assert summarizer.calls == 1
+
+    run(scenario())
+
+
+def test_compact_mode_never_summarises(tmp_path: Path) -> None:
+    config = WorkingMemoryConfig(max_total_tokens=300, keep_recent_count=2, working_summary_mode="compact")
+
+    async def scenario() -> None:
+        with WorkingMemory(config, run_dir=tmp_path, agent="a", summarize=Summarizer(0)) as memory:
+            memory.extend(START)
+            await memory.context()
+            await asyncio.sleep(0.01)
+            assert memory.stats().summary_calls == 0
+
+    run(scenario())
