@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from runner.embeddings.cache import (
 from runner.embeddings.hashing import HashingEmbedder
 from runner.errors import ProviderProtocolError
 
+T = TypeVar("T")
 DIMS = 16
 # A version 1.0 .npy header is padded to 128 bytes for a small 1-d float32 array.
 ENTRY_BYTES = 128 + 4 * DIMS
@@ -58,6 +61,20 @@ class CountingEmbedder:
 
 def vec(seed: int, dims: int = DIMS) -> Vectors:
     return np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+
+
+LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+
+
+def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a fresh loop of the named kind (the engine runs on uvloop where it can)."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
 
 
 def names(directory: Path) -> list[str]:
@@ -322,15 +339,29 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     assert cache.get_many([key(1)], DIMS, counters) == [None]
 
 
+def test_an_unusable_folder_means_no_cache_not_a_crash(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    inner = CountingEmbedder()
+    embedder = CachedEmbedder(inner, EmbeddingCache(blocked))
+    asyncio.run(embedder.embed(["a", "b"]))
+    asyncio.run(embedder.embed(["a"]))
+    assert inner.calls == [["a", "b"], ["a"]]
+    stats = embedder.stats()
+    assert (stats.hits, stats.misses, stats.write_errors, stats.files) == (0, 3, 3, 0)
+    assert embedder.cache is not None and embedder.cache.open_error == f"{blocked}: File exists"
+
+
 # -- the cached embedder ----------------------------------------------------------------------------
 
 
-def test_a_batch_is_served_partly_from_cache(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("loop", "offload"), [(loop, offload) for loop in LOOPS for offload in (1, 100)])
+def test_a_batch_is_served_partly_from_cache(tmp_path: Path, loop: str, offload: int) -> None:
     inner = CountingEmbedder()
-    embedder = CachedEmbedder(inner, EmbeddingCache(tmp_path))
-    asyncio.run(embedder.embed(["alpha", "beta"]))
+    embedder = CachedEmbedder(inner, EmbeddingCache(tmp_path), offload_threshold=offload)
+    run_on(loop, embedder.embed(["alpha", "beta"]))
     texts = ["beta", "gamma", "alpha", "delta", "gamma"]
-    got = asyncio.run(embedder.embed(texts))
+    got = run_on(loop, embedder.embed(texts))
     assert inner.calls == [["alpha", "beta"], ["gamma", "delta"]]  # only the misses, each once
     assert got.shape == (5, DIMS) and got.dtype == np.float32
     assert got.tobytes() == HashingEmbedder(DIMS).embed_sync(texts).tobytes()

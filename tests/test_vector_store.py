@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from runner.embeddings.base import Vectors
 from runner.embeddings.hashing import HashingEmbedder
 from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, recall_tool_spec
 from runner.errors import RunError
+
+T = TypeVar("T")
 
 FACTS = [
     "uvloop makes the asyncio event loop faster",
@@ -72,6 +76,20 @@ class RandomEmbedder:
         return None
 
 
+LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+
+
+def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a fresh loop of the named kind (the engine runs on uvloop where it can)."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
 def files(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 
@@ -96,16 +114,20 @@ def test_recall_orders_by_cosine_similarity(tmp_path: Path) -> None:
     ]
 
 
-def test_top_k_matches_a_full_sort(tmp_path: Path) -> None:
-    embedder = RandomEmbedder()
+@pytest.mark.parametrize(
+    ("loop", "rows", "dims"),
+    [(loop, 300, 32) for loop in LOOPS] + [(loop, 1100, 1024) for loop in LOOPS],  # the latter in a thread
+)
+def test_top_k_matches_a_full_sort(tmp_path: Path, loop: str, rows: int, dims: int) -> None:
+    embedder = RandomEmbedder(dims)
     store = VectorStore(tmp_path, embedder)
-    texts = [f"note {i}" for i in range(300)]
+    texts = [f"note {i}" for i in range(rows)]
 
     async def scenario() -> list[Hit]:
         await store.record(texts)
         return await store.search("what do we know?", 7)
 
-    hits = asyncio.run(scenario())
+    hits = run_on(loop, scenario())
     matrix = asyncio.run(embedder.embed(texts))
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     query = asyncio.run(embedder.embed(["what do we know?"]))[0]
@@ -224,7 +246,8 @@ def test_a_new_embedder_re_embeds_the_texts(tmp_path: Path) -> None:
     assert len([n for n in files(tmp_path) if n.endswith(".npy")]) == 1
 
 
-def test_background_records_and_flush(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_background_records_and_flush(tmp_path: Path, loop: str) -> None:
     async def scenario() -> tuple[int, list[Hit]]:
         store = VectorStore(tmp_path, HashingEmbedder(64))
         for fact in FACTS:
@@ -232,7 +255,7 @@ def test_background_records_and_flush(tmp_path: Path) -> None:
         await store.flush()
         return await store.count(), await store.search("sleeping cats", 1)
 
-    count, hits = asyncio.run(scenario())
+    count, hits = run_on(loop, scenario())
     assert count == 4 and hits[0].text == FACTS[2]
     assert asyncio.run(VectorStore(tmp_path, HashingEmbedder(64)).count()) == 4
 

@@ -224,6 +224,7 @@ class EmbeddingCache:
         self._index: OrderedDict[str, _Entry] | None = None
         self._bytes = 0
         self._tmp_counter = itertools.count()
+        self.open_error: str | None = None  # why the folder could not be used, if it could not
 
     @classmethod
     def from_config(cls, config: CacheConfig, *, base: str | os.PathLike[str] | None = None) -> EmbeddingCache:
@@ -337,16 +338,22 @@ class EmbeddingCache:
     def _open_locked(self) -> OrderedDict[str, _Entry]:
         if self._index is not None:
             return self._index
-        self.dir.mkdir(parents=True, exist_ok=True)
-        entries, temps = scan_cache_dir(self.dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            entries, temps = scan_cache_dir(self.dir)
+        except OSError as exc:
+            # An unusable folder (a file in its place, no permission): every lookup misses and every
+            # write fails and is counted in write_errors; the run goes on without the cache.
+            self.open_error = f"{self.dir}: {exc.strerror or exc}"
+            entries, temps = [], []
         now = self._clock()
         for name in temps:
             path = self.dir / name
             try:
                 if now - path.stat().st_mtime_ns > _STALE_TMP_SECONDS * 1e9:
                     path.unlink()
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone already, or not ours to remove
         index: OrderedDict[str, _Entry] = OrderedDict()
         total = 0
         for entry in entries:

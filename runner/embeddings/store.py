@@ -426,8 +426,9 @@ class VectorStore:
 
     def _settle(self, task: asyncio.Task[int]) -> None:
         self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._errors.append(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self._errors.append(error)
 
 
 def _metadata_list(
