@@ -274,6 +274,8 @@ def _write_bad(path: Path, kind: str) -> None:
         bad = vec(7)
         bad[3] = np.nan
         np.save(path, bad, allow_pickle=False)
+    elif kind == "huge":
+        path.write_bytes(data + b"\0" * 10_000)
     elif kind == "folder":
         path.mkdir()
     else:
@@ -290,6 +292,7 @@ BAD_KINDS = [
     "float64",
     "pickled",
     "nan",
+    "huge",
 ]
 
 

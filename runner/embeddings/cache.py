@@ -62,6 +62,8 @@ _ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.npy$")
 _TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{64}\.[0-9]+\.[0-9]+\.[0-9]+$")
 # A temporary file older than this belongs to a writer that died; younger ones may be mid-write.
 _STALE_TMP_SECONDS = 3600.0
+# Bytes a foreign writer's header may exceed ours by before a file is judged without reading it.
+_HEADER_SLACK = 4096
 # Batches at least this long do their file I/O in a worker thread; below it the thread hop (about 50 us)
 # costs more than the I/O holds the loop (a hit is ~10 us). Measured in bench/embedding_cache.py.
 OFFLOAD_THRESHOLD = 8
@@ -383,6 +385,8 @@ class EmbeddingCache:
             st = os.fstat(fd)
             if self._ttl_ns is not None and now - st.st_mtime_ns > self._ttl_ns:
                 status = "expired"
+            elif st.st_size > len(_header(dimensions)) + 4 * dimensions + _HEADER_SLACK:
+                status = "corrupt"  # far too big to be one vector: not worth reading
             else:
                 data = os.read(fd, st.st_size + 1)
                 vector = _decode(data, dimensions)
