@@ -203,9 +203,7 @@ def test_approx_counts_tool_calls_and_results() -> None:
     call = {
         "role": "assistant",
         "content": None,
-        "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"q":1}'}}
-        ],
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"q":1}'}}],
     }
     assert counter.message(call) == 4 + 3  # "c1" + "search" + '{"q":1}' = 15 chars
     assert counter.message({"role": "tool", "tool_call_id": "c1", "content": "x" * 10}) == 3 + 3  # 12 chars
@@ -243,3 +241,26 @@ def test_tiktoken_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
         "or use token_counter: approx"
     )
     assert isinstance(caught.value.__cause__, ImportError)
+
+
+def test_settings_load_without_asyncio() -> None:
+    # runner validate parses memory settings; it must not pay for the event loop machinery.
+    import subprocess
+
+    code = (
+        "import sys; from runner.memory import parse_working_memory, WorkingMemoryConfig; "
+        "print(','.join(m for m in ('asyncio', 'runner.memory.working') if m in sys.modules))"
+    )
+    root = FRAGMENT.parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_public_names_resolve() -> None:
+    import runner.memory
+
+    for name in runner.memory.__all__:
+        assert getattr(runner.memory, name) is not None
+    with pytest.raises(AttributeError):
+        _ = runner.memory.nothing_here
