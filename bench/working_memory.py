@@ -4,7 +4,8 @@ A scripted 200-turn conversation (user question, a tool call, its result of vari
 fed to one WorkingMemory per mode. Each turn asks for the context twice, as an agent loop does (before
 the call that picks a tool, and before the answer), then waits for a fake model call of fixed latency
 (``--model-ms``), during which a snapshot made ahead can progress. A fake summariser answers after a
-fixed latency (``--summary-ms``). The model's latency is not counted as memory time.
+fixed latency (``--summary-ms``). The model's latency is not counted as memory time; writing the
+history, stored results and snapshots is (in a temporary run folder under ``--dir``).
 
 Reported per mode: the largest context sent against the budget, turns over budget, what the full history
 would have cost, tokens actually sent, the memory's actions, and the wall time memory management adds to
@@ -13,7 +14,7 @@ a turn (mean / p95 / max, in microseconds), with and without the summariser's la
 most of the noise of a shared machine (the token figures are the same in every repeat).
 
     python bench/working_memory.py [--turns 200] [--budget 12000] [--summary-ms 5] [--model-ms 2]
-                                   [--seed 7] [--repeat 3]
+                                   [--seed 7] [--repeat 5] [--dir .]
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ def conversation(turns: int, seed: int) -> list[list[Message]]:
 
 
 async def run_mode(
-    mode: str, script: list[list[Message]], budget: int, summary_seconds: float, model_seconds: float
+    mode: str,
+    script: list[list[Message]],
+    budget: int,
+    summary_seconds: float,
+    model_seconds: float,
+    parent: Path,
 ) -> tuple[dict[str, float], list[float], list[float]]:
     """The memory's figures, and each turn's time with and without waiting for the summariser."""
 
@@ -94,7 +100,7 @@ async def run_mode(
     per_turn: list[float] = []
     per_turn_without_summary: list[float] = []
     largest = 0
-    with tempfile.TemporaryDirectory() as run_dir:
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".bench-memory-") as run_dir:
         memory = WorkingMemory(
             config,
             run_dir=Path(run_dir),
@@ -157,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-ms", type=float, default=5.0)
     parser.add_argument("--model-ms", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path.cwd(),
+        help="where the run folders go (default: here, as a real run's report folder; a tmpfs or "
+        "overlay /tmp can be much faster or slower at creating files)",
+    )
     args = parser.parse_args(argv)
     script = conversation(args.turns, args.seed)
     print(
@@ -175,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     model_seconds = args.model_ms / 1000
     for mode in ("compact", "compress", "auto"):
         runs = [
-            asyncio.run(run_mode(mode, script, args.budget, args.summary_ms / 1000, model_seconds))
+            asyncio.run(run_mode(mode, script, args.budget, args.summary_ms / 1000, model_seconds, args.dir))
             for _ in range(args.repeat)
         ]
         r = runs[0][0]
