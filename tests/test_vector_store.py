@@ -103,6 +103,8 @@ def test_recall_orders_by_cosine_similarity(tmp_path: Path) -> None:
         return [await store.search("q", k) for k in (1, 2, 10)]
 
     top1, top2, everything = asyncio.run(scenario())
+    top1[0].metadata["n"] = 99  # type: ignore[index]
+    assert asyncio.run(store.search("q", 1))[0].metadata == {"n": 0}  # a hit is a copy
     assert top1 == [Hit("a", 1.0, {"n": 0})]
     assert [h.text for h in top2] == ["a", "b"]
     assert top2[1].score == pytest.approx(2**-0.5)
@@ -289,6 +291,14 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert str(info.value) == "1 metadata mappings for 2 texts"
     with pytest.raises(TypeError):
         asyncio.run(store.record("abc"))
+
+    async def later() -> None:
+        with pytest.raises(ValueError) as info:
+            store.record_later(["a"], {"when": {1, 2}})
+        assert str(info.value) == "metadata must be JSON-serialisable: Object of type set is not JSON serializable"
+        await store.flush()
+
+    asyncio.run(later())
     with pytest.raises(ValueError) as info:
         asyncio.run(store.search("a", 0))
     assert str(info.value) == "top_k must be at least 1, not 0"

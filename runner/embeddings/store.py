@@ -176,8 +176,12 @@ class VectorStore:
         texts: Sequence[str],
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Schedule :meth:`record` in the background (call from a running event loop)."""
-        task = asyncio.get_running_loop().create_task(self.record(list(texts), metadata))
+        """Schedule :meth:`record` in the background (call from a running event loop). Bad arguments
+        raise here; failures of the record itself are reported by :meth:`flush`."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not one string")
+        metas = _metadata_list(texts, metadata)
+        task = asyncio.get_running_loop().create_task(self.record(list(texts), metas))
         self._pending.add(task)
         task.add_done_callback(self._settle)
 
@@ -212,7 +216,7 @@ class VectorStore:
         k = min(top_k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         best = best[np.lexsort((best, -scores[best]))]  # score descending, then oldest first
-        return [Hit(texts[i], float(scores[i]), metadata[i]) for i in best.tolist()]
+        return [Hit(texts[i], float(scores[i]), dict(metadata[i])) for i in best.tolist()]
 
     # -- loading -----------------------------------------------------------------------------------
 
