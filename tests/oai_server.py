@@ -41,7 +41,9 @@ class Plan:
     body (errors, malformed JSON). ``stall_before`` sleeps before the status line; ``stall_between`` sleeps
     before each stream chunk after the first (or only before chunk ``stall_at`` when given).
     ``drop_after`` closes the connection after that many stream chunks, with no end marker;
-    ``drop_before_response`` closes it without answering. ``done`` sends ``data: [DONE]``.
+    ``drop_before_response`` closes it without answering. ``done`` sends ``data: [DONE]``. ``events``
+    replaces the generated stream with these raw SSE chunks; ``force_json`` answers a streamed request
+    with one JSON completion (as servers that ignore ``stream`` do).
     """
 
     status: int = 200
@@ -59,6 +61,8 @@ class Plan:
     drop_before_response: bool = False
     done: bool = True
     dimensions: int = 8
+    events: list[bytes] | None = None
+    force_json: bool = False
 
 
 @dataclass
@@ -163,6 +167,8 @@ class OAIServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # the server is stopping: end quietly
+            return
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -195,7 +201,7 @@ class OAIServer:
             self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
             return True
         model = body.get("model", "") if isinstance(body, dict) else ""
-        if isinstance(body, dict) and body.get("stream"):
+        if isinstance(body, dict) and body.get("stream") and not plan.force_json:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(writer, plan, model, include_usage)
         message: dict[str, Any] = {"role": "assistant", "content": plan.content}
@@ -231,13 +237,15 @@ class OAIServer:
             events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
         if plan.done:
             events.append(b"data: [DONE]\n\n")
+        if plan.events is not None:
+            events = list(plan.events)
         head = [f"HTTP/1.1 {plan.status} OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked"]
         head += [f"{k}: {v}" for k, v in plan.headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         for index, event in enumerate(events):
             if plan.drop_after is not None and index >= plan.drop_after:
                 await writer.drain()
-                writer.transport.abort()
+                writer.close()  # FIN mid-body: the client reads what came, then an incomplete chunked body
                 return False
             if index and plan.stall_between and (plan.stall_at is None or plan.stall_at == index):
                 await writer.drain()

@@ -179,7 +179,7 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
         return httpx.ReadTimeout(message, request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message, request=request)
-    if isinstance(exc, aiohttp.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return httpx.UnsupportedProtocol(message, request=request)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
                   | aiohttp.ClientResponseError):
@@ -486,6 +486,8 @@ class Endpoint:
         if status in NEVER_RETRIED or not retry.retries(err.kind):
             raise err
         if attempt >= retry.max_attempts:
+            if attempt == 1:
+                raise err
             raise _reworded(err, f"{err} (gave up after {attempt} attempts)")
         retry_after = err.retry_after if isinstance(err, ProviderHTTPError) else None
         if retry_after is not None:

@@ -67,24 +67,25 @@ class _TokenGate:
         self._diverged = False
 
     def push(self, text: str) -> bool:
-        """Forward ``text`` as far as it is new; False once this attempt has departed from what was shown."""
+        """Forward ``text`` as far as it is new; True when this text made the attempt depart from what
+        was shown (once per attempt)."""
         sink = self._sink
         if sink is None or self._diverged:
-            return not self._diverged
+            return False
         start, self._pos = self._pos, self._pos + len(text)
         shown = self._shown
         if start >= len(shown):
             sink(text)
             self._parts.append(text)
-            return True
+            return False
         overlap = min(len(shown), self._pos) - start
         if shown[start : start + overlap] != text[:overlap]:
             self._diverged = True
-            return False
+            return True
         if len(text) > overlap:
             sink(text[overlap:])
             self._parts.append(text[overlap:])
-        return True
+        return False
 
     @property
     def shown_chars(self) -> int:
@@ -302,7 +303,8 @@ class _StreamState:
         self.chunks = 0
 
     def progress(self) -> str:
-        return f" after {self.chunks} chunks of the stream" if self.chunks else ""
+        n = self.chunks
+        return f" after {n} event{'' if n == 1 else 's'} of the stream" if n else ""
 
     def event(self, data: str) -> None:
         if self.done:
@@ -332,7 +334,7 @@ class _StreamState:
             got = False
             if text:
                 self.parts.append(text)
-                if not self.gate.push(text) and self.ctx.recorder is not None:
+                if self.gate.push(text) and self.ctx.recorder is not None:
                     self.ctx.recorder.emit("stream_diverged", self.ctx.node_id,
                                            {"shown_chars": self.gate.shown_chars})
                 got = True
