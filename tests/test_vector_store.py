@@ -103,8 +103,6 @@ def test_recall_orders_by_cosine_similarity(tmp_path: Path) -> None:
         return [await store.search("q", k) for k in (1, 2, 10)]
 
     top1, top2, everything = asyncio.run(scenario())
-    top1[0].metadata["n"] = 99  # type: ignore[index]
-    assert asyncio.run(store.search("q", 1))[0].metadata == {"n": 0}  # a hit is a copy
     assert top1 == [Hit("a", 1.0, {"n": 0})]
     assert [h.text for h in top2] == ["a", "b"]
     assert top2[1].score == pytest.approx(2**-0.5)
@@ -114,6 +112,8 @@ def test_recall_orders_by_cosine_similarity(tmp_path: Path) -> None:
         ("c", 0.0),
         ("d", -1.0),
     ]
+    top1[0].metadata["n"] = 99  # type: ignore[index]
+    assert asyncio.run(store.search("q", 1))[0].metadata == {"n": 0}  # a hit is a copy
 
 
 @pytest.mark.parametrize(
