@@ -808,3 +808,33 @@ def test_stats_as_dict(tmp_path: Path) -> None:
         "summary_wait_seconds": 0.0,
         "summary_call_seconds": 0.0,
     }
+
+
+def test_a_damaged_history_line_reads_as_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "memory" / "a.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"role":"user","con')
+    with memory(tmp_path, "compact") as mem:
+        mem.add(text("user", 4))
+        assert mem.read_stored_result("history:1-2") == (
+            "[#1] unknown: (this line of the history is damaged)\n\n[#2] user: xxxx"
+        )
+
+
+def test_a_result_with_a_lone_surrogate_is_stored_and_read_back(tmp_path: Path) -> None:
+    odd = "\udc80" + "r" * 997
+    messages = compact_case(998)
+    messages[3] = {**messages[3], "content": odd}
+    with memory(tmp_path, "compact") as mem:
+        mem.extend(messages)
+        run(mem.context())
+        assert mem.stats().compactions == 1
+        pages = []
+        offset = 0
+        while True:
+            chunk = mem.read_stored_result("result:4", offset)
+            pages.append(chunk.split("\n[... characters")[0])
+            offset += len(pages[-1])
+            if offset >= len(odd):
+                break
+        assert "".join(pages) == odd

@@ -15,6 +15,11 @@ rewritten); :meth:`WorkingMemory.context` returns what to send on the next call,
 * **auto**: compact first; compress only if the context still exceeds ``compact_ratio_threshold`` of
   the budget (compacting is free, summarising costs a call and loses detail).
 
+In compress and auto modes the next snapshot is started in the background as soon as the context
+passes ``compact_ratio_threshold`` of the budget, so it is made while the agent's model call runs and
+the turn that goes over budget usually finds it ready (``summary_wait_seconds`` in the stats is what
+turns still waited). The memory owns that one task: :meth:`WorkingMemory.aclose` cancels it.
+
 Nothing happens while the context is within budget: exactly at the budget is within it. The system
 message (the first message, if its role is ``system``) is always sent; the snapshot and the note on
 what was left out are appended to it, because many chat templates accept only one system message and
@@ -428,14 +433,21 @@ class _History:
         self._size += len(data)
 
     def read(self, first: int, last: int) -> list[Message]:
-        """Lines ``first`` to ``last`` (1-based, inclusive), as messages."""
+        """Lines ``first`` to ``last`` (1-based, inclusive), as messages; a line that is not JSON (cut
+        short by a crash of an earlier run under the same name) reads as a note saying so."""
         self.flush()
         start = self.offsets[first - 1]
         end = self.offsets[last] if last < len(self.offsets) else self._size
         with self.path.open("rb") as file:
             file.seek(start)
             data = file.read(end - start)
-        return [json.loads(line) for line in data.splitlines()]
+        messages: list[Message] = []
+        for line in data.splitlines():
+            try:
+                messages.append(json.loads(line))
+            except ValueError:
+                messages.append({"role": "unknown", "content": "(this line of the history is damaged)"})
+        return messages
 
     def close(self) -> None:
         if self._fd is None:
@@ -450,7 +462,8 @@ class _History:
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
+    temporary.write_text(text, encoding="utf-8", errors="surrogatepass")
     os.replace(temporary, path)
 
 
@@ -461,7 +474,9 @@ class WorkingMemory:
     it is required in ``compress`` and ``auto`` modes. ``recorder`` receives a ``memory`` event, under
     ``node_id`` (default: the agent's name), for each compaction, left-out stretch, summary and turn over
     budget. ``agent`` names the files, so it must be unique in the run (one memory per fan-out branch).
-    Call :meth:`close` when the agent is done; the history is written at every :meth:`context` call too.
+    ``summarize_ahead`` (default on) makes snapshots in the background, see the module's docstring.
+    Call :meth:`aclose` (or :meth:`close`, outside the loop) when the agent is done; the history is also
+    written at every :meth:`context` call, so a crash loses at most the messages of the current turn.
     """
 
     def __init__(
@@ -591,7 +606,7 @@ class WorkingMemory:
         if match.group(1):
             path = self._results / f"result-{match.group(1)}.txt"
             try:
-                text = path.read_text(encoding="utf-8")
+                text = path.read_text(encoding="utf-8", errors="surrogatepass")
             except FileNotFoundError:
                 raise ToolError(f"{READ_TOOL_NAME}: nothing is stored as {ref}") from None
         else:
