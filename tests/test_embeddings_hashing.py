@@ -268,3 +268,10 @@ def test_the_long_term_fragment() -> None:
     assert errors(schema, {"embedding": "d", "store": "s", "retrieval": "sometimes"}) == [
         "retrieval: 'sometimes' is not one of ['auto', 'tool']"
     ]
+
+
+def test_the_schema_enums_come_from_the_config_module() -> None:
+    from runner.embeddings.config import PROVIDERS, RETRIEVAL_MODES
+
+    assert load("embeddings.schema.json")["properties"]["provider"]["enum"] == list(PROVIDERS)
+    assert load("long_term.schema.json")["properties"]["retrieval"]["enum"] == list(RETRIEVAL_MODES)
