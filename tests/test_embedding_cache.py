@@ -485,7 +485,7 @@ def _hammer(args: tuple[str, int, int]) -> tuple[int, int, int, int]:
 def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
     context = multiprocessing.get_context("fork")
     with context.Pool(4) as pool:
-        results = pool.map_async(_hammer, [(str(tmp_path), seed, 150) for seed in range(4)]).get(timeout=45)
+        results = pool.map_async(_hammer, [(str(tmp_path), seed, 80) for seed in range(4)]).get(timeout=45)
     assert [r[0] for r in results] == [0, 0, 0, 0]  # never a wrong vector
     assert [r[1] for r in results] == [0, 0, 0, 0]  # never a torn file
     assert [r[3] for r in results] == [0, 0, 0, 0]
