@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,8 +18,8 @@ import pytest
 from runner.events import Recorder
 from runner.memory import WorkingMemory, WorkingMemoryConfig
 from runner.memory.tokens import ApproxCounter
-from runner.memory.working import memory_notes, with_notes
-from runner.providers.base import Message
+from runner.memory.working import SUMMARY_INSTRUCTIONS, memory_notes, provider_summarizer, with_notes
+from runner.providers.base import CallContext, ChatResult, Message
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -28,8 +28,26 @@ COUNT = ApproxCounter()
 SYSTEM: Message = {"role": "system", "content": "s" * 16}  # 7 tokens
 
 
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+try:
+    import uvloop
+except ImportError:  # uvloop is not built for Windows; the engine falls back to asyncio there too
+    pass
+else:
+    LOOPS["uvloop"] = uvloop.new_event_loop
+_loop_factory: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop]
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def event_loop_kind(request: pytest.FixtureRequest) -> str:
+    """Every scenario here runs on asyncio's loop and on uvloop (the engine's)."""
+    _loop_factory[0] = LOOPS[request.param]
+    return str(request.param)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 5))
+    with asyncio.Runner(loop_factory=_loop_factory[0]) as runner:
+        return runner.run(asyncio.wait_for(coro, 5))
 
 
 def text(role: str, tokens: int) -> Message:
@@ -230,3 +248,40 @@ def test_compact_mode_never_summarises(tmp_path: Path) -> None:
             assert memory.stats().summary_calls == 0
 
     run(scenario())
+
+
+class FakeProvider:
+    """A ChatProvider that records its calls and answers with a fixed snapshot."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[Message], CallContext]] = []
+
+    async def chat(
+        self, messages: Sequence[Message], ctx: CallContext, *, tools: Sequence[Mapping[str, Any]] = ()
+    ) -> ChatResult:
+        self.calls.append((list(messages), ctx))
+        return ChatResult(content="  Goals: ship\n")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_provider_summarizer_asks_the_summary_model(tmp_path: Path) -> None:
+    provider = FakeProvider()
+    recorder = Recorder()
+    summarize = provider_summarizer(
+        provider, node_id="notes[0]", agent="analyst", recorder=recorder, template_vars={"vars": {"k": 1}}
+    )
+    config = WorkingMemoryConfig(max_total_tokens=300, keep_recent_count=2, working_summary_mode="compress")
+
+    async def scenario() -> list[Message]:
+        with WorkingMemory(config, run_dir=tmp_path, agent="a", summarize=summarize, summarize_ahead=False) as m:
+            m.extend([*START, MORE])
+            return await m.context()
+
+    sent = run(scenario())
+    ((prompt, ctx),) = provider.calls
+    assert prompt[0]["content"] == SUMMARY_INSTRUCTIONS
+    assert (ctx.node_id, ctx.agent, ctx.recorder) == ("notes[0]", "analyst", recorder)
+    assert ctx.template_vars == {"vars": {"k": 1}, "input": prompt[1]["content"]}
+    assert sent[0] == with_notes(SYSTEM, memory_notes((2, 4), "Goals: ship"))

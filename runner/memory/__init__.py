@@ -13,7 +13,13 @@ from runner.memory.config import WorkingMemoryConfig, parse_working_memory
 
 if TYPE_CHECKING:
     from runner.memory.tokens import TokenCounter, TokenCounterError, make_counter
-    from runner.memory.working import READ_STORED_RESULT_TOOL, MemoryStats, Summarize, WorkingMemory
+    from runner.memory.working import (
+        READ_STORED_RESULT_TOOL,
+        MemoryStats,
+        Summarize,
+        WorkingMemory,
+        provider_summarizer,
+    )
 
 __all__ = [
     "READ_STORED_RESULT_TOOL",
@@ -25,6 +31,7 @@ __all__ = [
     "WorkingMemoryConfig",
     "make_counter",
     "parse_working_memory",
+    "provider_summarizer",
 ]
 
 _LAZY = {
@@ -32,6 +39,7 @@ _LAZY = {
     "MemoryStats": "runner.memory.working",
     "Summarize": "runner.memory.working",
     "WorkingMemory": "runner.memory.working",
+    "provider_summarizer": "runner.memory.working",
     "TokenCounter": "runner.memory.tokens",
     "TokenCounterError": "runner.memory.tokens",
     "make_counter": "runner.memory.tokens",

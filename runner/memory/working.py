@@ -52,7 +52,7 @@ from runner.errors import RunError, ToolError
 from runner.events import Recorder
 from runner.memory.config import WorkingMemoryConfig
 from runner.memory.tokens import TokenCounter, make_counter
-from runner.providers.base import Message
+from runner.providers.base import CallContext, ChatProvider, Message
 
 Summarize = Callable[[list[Message]], Awaitable[str]]
 
@@ -298,6 +298,36 @@ def page(text: str, ref: str, offset: int, size: int) -> str:
             f'{READ_TOOL_NAME}(ref="{ref}", offset={end})]'
         )
     return chunk
+
+
+def provider_summarizer(
+    provider: ChatProvider,
+    *,
+    node_id: str,
+    agent: str,
+    recorder: Recorder | None = None,
+    template_vars: Mapping[str, Any] | None = None,
+) -> Summarize:
+    """The ``summarize`` callable for a memory whose ``summary_model`` is ``provider``.
+
+    The prompt already holds the instructions and the transcript; the transcript is also passed as the
+    template variable ``input``, so an offline ``scripted`` model can stand in for the summary model.
+    Provider errors propagate unchanged (a failed compression fails the turn; one made ahead is reported
+    and made again when needed).
+    """
+    base = dict(template_vars or {})
+
+    async def summarize(prompt: list[Message]) -> str:
+        context = CallContext(
+            node_id=node_id,
+            agent=agent,
+            template_vars={**base, "input": prompt[-1]["content"]},
+            recorder=recorder,
+        )
+        result = await provider.chat(prompt, context)
+        return result.content
+
+    return summarize
 
 
 # ------------------------------------------------------------------------------------------------ records
