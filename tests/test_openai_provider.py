@@ -622,3 +622,25 @@ def test_the_api_key_never_appears_anywhere(server: OAIServer, transport: str,
     assert any("[api key]" in text for text in seen)  # the echoed key was there to leak, and was masked
     leaks = [text for text in seen if KEY in text]
     assert leaks == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cancelled_call_frees_its_connection(server: OAIServer, transport: str, stream: bool) -> None:
+    # Ctrl-C or fail_fast cancels calls in flight: the pool slot must come back, or the run would hang
+    server.plan(Plan(stall_before=3) if not stream else Plan(stall_at=2, stall_between=3))
+    provider = make(server.url, stream=stream, pool={"max_connections": 1}, timeout={"pool": 0.5},
+                    retry={"max_attempts": 1})
+
+    async def scenario() -> ChatResult:
+        try:
+            ctx = CallContext("n1", "a")
+            task = asyncio.create_task(provider.chat(MESSAGES, ctx))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await provider.chat(MESSAGES, ctx)
+        finally:
+            await provider.aclose()
+
+    assert run(scenario()).content == "Hello, world!"
