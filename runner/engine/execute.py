@@ -2,41 +2,57 @@
 
 Every task belongs to a TaskGroup; a fan-out is bounded by its ``max_concurrency`` semaphore; providers
 are shared by every agent on the same model. The hot path of a fan-out branch is one context dict, the
-renders its templates need, one provider call and two event appends.
+renders its templates need, one provider call and two event appends; policies (timeouts, retries,
+conditions) cost nothing on stages that declare none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
-from runner.errors import RunError
+from runner.errors import ProviderConfigError, ProviderError, RunError, StageTimeout, TemplateError, ToolError
 from runner.events import Recorder
-from runner.providers.base import CallContext, ChatProvider, Usage
+from runner.providers.base import CallContext, ChatProvider, ChatResult, Message, Usage
+from runner.spec.records import FanoutStage, PythonStage, StagePolicy
 from runner.templates import FAST_ATTRS, base_context
+from runner.tools import ToolRunner, import_callable
 
 TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
 """(node_id, agent name) -> the callback receiving that node's streamed text, or None."""
 
+_NO_USAGE = Usage()
+
 
 @dataclass(slots=True)
 class Output:
-    """A stage's output as templates see it: ``content``, ``name`` (the agent), ``node``, ``usage``."""
+    """A stage's output as templates see it: ``content``, ``name`` (the agent or function), ``node``,
+    ``usage``, and ``error`` (None, or why the branch failed under ``on_error: collect``)."""
 
     content: str
     name: str
     node: str
     usage: Usage
+    error: str | None = None
 
     def __str__(self) -> str:
         return self.content
 
 
-FAST_ATTRS[Output] = frozenset({"content", "name", "node", "usage"})
+FAST_ATTRS[Output] = frozenset({"content", "name", "node", "usage", "error"})
 FAST_ATTRS[Usage] = frozenset({"prompt_tokens", "completion_tokens"})
+
+
+class _Skipped:
+    """A stage whose ``when`` was false: ``stages.<id>`` is None and ``prev`` passes through."""
+
+
+SKIPPED = _Skipped()
 
 
 def as_text(value: Any) -> str:
@@ -46,6 +62,22 @@ def as_text(value: Any) -> str:
     if isinstance(value, list):
         return "\n\n".join(as_text(v) for v in value)
     return str(value)
+
+
+def truthy(value: Any) -> bool:
+    """A ``when`` condition's value: text such as "false", "no", "0" or "" is false, like the value false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "0", "none", "off")
+    return bool(value)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a stage retry may help: not for the user's own mistakes (templates, config, imports, a 4xx)."""
+    if isinstance(exc, TemplateError | ProviderConfigError | ToolError):
+        return False
+    if isinstance(exc, ProviderError):
+        return exc.retryable
+    return isinstance(exc, Exception)
 
 
 class Engine:
@@ -58,6 +90,8 @@ class Engine:
         *,
         sink: TokenSinkFactory | None = None,
         run_info: Mapping[str, Any] | None = None,
+        tools: ToolRunner | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.plan = plan
         self.inputs = inputs
@@ -65,17 +99,37 @@ class Engine:
         self.recorder = recorder
         self.sink = sink
         self.run_info = dict(run_info or {})
+        self.tools = tools or ToolRunner({})
+        self.functions = dict(functions or {})
         self._sys_cache: dict[str, str] = {}
+        self._tool_specs: dict[str, tuple[dict[str, Any], ...]] = {
+            name: tuple(self.tools.tools[t].spec() for t in agent.spec.tools)
+            for name, agent in plan.agents.items()
+            if agent.spec.tools
+        }
 
     async def run(self) -> Any:
-        return await self.run_sequence(self.plan.stages, {}, None, {}, "")
+        timeout = self.plan.workflow.timeout
+        if timeout is None:
+            return await self.run_sequence(self.plan.stages, {}, None, {}, "")
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await self.run_sequence(self.plan.stages, {}, None, {}, "")
+        except TimeoutError:
+            if scope.expired():
+                raise StageTimeout(f"the run timed out after {timeout:g} s (the workflow's 'timeout')") from None
+            raise
 
     async def run_sequence(
         self, plans: Sequence[StagePlan], stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str
     ) -> Any:
         for sp in plans:
-            prev = await self.run_stage(sp, stages, prev, vars_, prefix)
-            stages[sp.id] = prev
+            out = await self.run_stage(sp, stages, prev, vars_, prefix)
+            if out is SKIPPED:
+                stages[sp.id] = None
+                continue
+            stages[sp.id] = prev = out
         return prev
 
     def _context(self, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,12 +143,96 @@ class Engine:
             vars_ = {**sp.agent.spec.vars, **vars_}
         if stage.vars:
             vars_ = {**vars_, **stage.vars}
-        ctx = self._context(stages, prev, vars_)
-        if not sp.is_fanout:
-            assert sp.agent is not None
-            text = sp.input.template.render(ctx) if sp.input is not None else as_text(prev)
+        policy = stage.policy
+        if policy.when is None and policy.timeout is None and policy.retry.max_attempts == 1:
+            return await self._run_stage_once(sp, stages, prev, vars_, prefix, self._context(stages, prev, vars_))
+        return await self._run_stage_with_policy(sp, policy, stages, prev, vars_, prefix)
+
+    async def _run_stage_with_policy(
+        self,
+        sp: StagePlan,
+        policy: StagePolicy,
+        stages: dict[str, Any],
+        prev: Any,
+        vars_: Mapping[str, Any],
+        prefix: str,
+    ) -> Any:
+        node = prefix + sp.id
+        if policy.when is not None and sp.when is not None:
+            condition = sp.when.template.evaluate(self._context(stages, prev, vars_))
+            if not truthy(condition):
+                self.recorder.emit("skipped", node, {"kind": _kind(sp), "reason": f"when was {condition!r}"})
+                return SKIPPED
+        retry = policy.retry
+        attempt = 1
+        while True:
+            ctx = self._context(stages, prev, vars_)
+            try:
+                if policy.timeout is None:
+                    return await self._run_stage_once(sp, stages, prev, vars_, prefix, ctx)
+                scope = asyncio.timeout(policy.timeout)
+                try:
+                    async with scope:
+                        return await self._run_stage_once(sp, stages, prev, vars_, prefix, ctx)
+                except TimeoutError:
+                    if scope.expired():
+                        raise StageTimeout(f"stage '{node}' timed out after {policy.timeout:g} s") from None
+                    raise
+            except Exception as exc:
+                error = _first_error(exc)
+                if attempt >= retry.max_attempts or not _retryable(error):
+                    raise error from None
+                delay = random.uniform(0, min(retry.max_delay, retry.initial_delay * 2 ** (attempt - 1)))
+                self.recorder.emit("retry", node, {"cause": _brief(error), "attempt": attempt, "delay": delay})
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _run_stage_once(
+        self,
+        sp: StagePlan,
+        stages: dict[str, Any],
+        prev: Any,
+        vars_: Mapping[str, Any],
+        prefix: str,
+        ctx: dict[str, Any],
+    ) -> Any:
+        if sp.is_fanout:
+            return await self.run_fanout(sp, stages, prev, vars_, prefix, ctx)
+        text = sp.input.template.render(ctx) if sp.input is not None else as_text(prev)
+        if sp.agent is not None:
             return await self.call_agent(prefix + sp.id, sp.agent, text, ctx)
-        return await self.run_fanout(sp, stages, prev, vars_, prefix, ctx)
+        return await self.call_python(prefix + sp.id, sp, text, ctx)
+
+    async def call_python(self, node: str, sp: StagePlan, text: str, ctx: Mapping[str, Any]) -> Any:
+        stage = sp.stage
+        assert isinstance(stage, PythonStage)
+        fn = self.functions[stage.function]
+        offered = {
+            "input": text,
+            "prev": ctx["prev"],
+            "stages": ctx["stages"],
+            "inputs": ctx["inputs"],
+            "vars": ctx["vars"],
+        }
+        params = inspect.signature(fn).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        kwargs = offered if takes_all else {k: v for k, v in offered.items() if k in params}
+        rec = self.recorder
+        rec.emit("started", node, {"kind": "python", "function": stage.function})
+        try:
+            if inspect.iscoroutinefunction(fn):
+                value = await fn(**kwargs)
+            else:
+                value = await asyncio.get_running_loop().run_in_executor(self.tools.executor(), _call_with, fn, kwargs)
+        except BaseException as exc:
+            rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": _brief(exc)})
+            if isinstance(exc, Exception) and not isinstance(exc, RunError):
+                raise RunError(f"python stage '{node}' ({stage.function}) raised {type(exc).__name__}: {exc}") from exc
+            raise
+        rec.emit("finished", node)
+        if isinstance(value, str):
+            return Output(value, stage.function, node, _NO_USAGE)
+        return value
 
     async def run_fanout(
         self,
@@ -111,9 +249,14 @@ class Engine:
         try:
             outputs = await self._fanout_body(sp, stages, prev, vars_, prefix, ctx, node)
         except BaseException as exc:
-            rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": _brief(exc)})
+            rec.emit(
+                "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
+                node,
+                {"error": _brief(_first_error(exc))},
+            )
             raise
-        rec.emit("finished", node)
+        failed = sum(1 for o in outputs if isinstance(o, Output) and o.error is not None)
+        rec.emit("finished", node, {"failed_branches": failed} if failed else None)
         return outputs
 
     async def _fanout_body(
@@ -127,19 +270,17 @@ class Engine:
         node: str,
     ) -> list[Any]:
         stage = sp.stage
-        as_name: str = getattr(stage, "as_name", "item")
+        assert isinstance(stage, FanoutStage)
+        as_name = stage.as_name
         shared_input: str | None = None
         if sp.input is None:
             shared_input = as_text(prev)
         elif not sp.input.per_branch:
             shared_input = sp.input.template.render(ctx)
-        items: Sequence[Any]
-        if sp.branches:
-            items = sp.branches
-        else:
-            items = self._items(sp, ctx)
-        limit: int | None = getattr(stage, "max_concurrency", None)
+        items: Sequence[Any] = sp.branches if sp.branches else self._items(sp, ctx)
+        limit = stage.max_concurrency
         sem = asyncio.Semaphore(limit) if limit is not None and limit < len(items) else None
+        collect = stage.on_error == "collect"
         rec = self.recorder
         agent = sp.agent
         input_tpl: CompiledTemplate | None = sp.input
@@ -166,6 +307,14 @@ class Engine:
                 if agent is not None:
                     return await self.call_agent(branch_node, agent, text, item_ctx)
                 return await self.run_sequence(sp.stages, dict(stages), text, item_vars, branch_node + ".")
+            except Exception as exc:
+                if not collect:
+                    raise
+                error = _first_error(exc)
+                rec.emit("failed", branch_node, {"error": _brief(error), "kind": "branch"}) if sp.branches else None
+                return Output(
+                    "", agent.spec.name if agent is not None else "", branch_node, _NO_USAGE, error=_brief(error)
+                )
             finally:
                 if sem is not None:
                     sem.release()
@@ -187,8 +336,11 @@ class Engine:
         return value
 
     async def call_agent(self, node: str, agent: AgentPlan, text: str, ctx: dict[str, Any]) -> Output:
-        """Call ``agent`` on ``text``. Takes ``ctx`` over (adds ``agent`` and ``input``): callers pass a
-        context of their own, which saves a copy per branch on the fan-out hot path."""
+        """Run one agent turn on ``text``: model calls and tool calls until a final answer.
+
+        Takes ``ctx`` over (adds ``agent`` and ``input``): callers pass a context of their own, which saves
+        a copy per branch on the fan-out hot path.
+        """
         name = agent.spec.name
         ctx["agent"] = agent.info
         ctx["input"] = text
@@ -199,7 +351,7 @@ class Engine:
             system = tpl.template.render(ctx)
         else:
             system = self._sys_cache.get(name) or self._sys_cache.setdefault(name, tpl.template.render(ctx))
-        messages: list[dict[str, Any]] = (
+        messages: list[Message] = (
             [{"role": "system", "content": system}, {"role": "user", "content": text}]
             if system
             else [{"role": "user", "content": text}]
@@ -207,8 +359,13 @@ class Engine:
         on_token = self.sink(node, name) if self.sink is not None else None
         rec = self.recorder
         rec.emit("started", node, agent.started_event)
+        provider = self.providers[agent.model.name]
         try:
-            result = await self.providers[agent.model.name].chat(messages, CallContext(node, name, ctx, on_token, rec))
+            call = CallContext(node, name, ctx, on_token, rec)
+            if agent.spec.tools:
+                result = await self._agent_loop(node, agent, provider, messages, call)
+            else:
+                result = await provider.chat(messages, call)
         except BaseException as exc:
             rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": _brief(exc)})
             raise
@@ -219,8 +376,70 @@ class Engine:
             on_token("")  # end of this node's stream
         return Output(result.content, name, node, result.usage)
 
+    async def _agent_loop(
+        self, node: str, agent: AgentPlan, provider: ChatProvider, messages: list[Message], call: CallContext
+    ) -> ChatResult:
+        """ReAct: call the model with the tools; run the tool calls it makes (in parallel, bounded); give
+        it the results; repeat until it answers without tool calls, at most ``max_iters`` model calls."""
+        spec = agent.spec
+        first: float | None = None
+        prompt = completion = attempts = 0
+        for iteration in range(spec.max_iters):
+            result = await provider.chat(messages, call, tools=self._tool_specs[spec.name])
+            first = first if first is not None else result.first_token_at
+            prompt += result.usage.prompt_tokens
+            completion += result.usage.completion_tokens
+            attempts += result.attempts
+            if not result.tool_calls:
+                return ChatResult(result.content, Usage(prompt, completion), (), first, attempts, result.finish_reason)
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": result.content or None,
+                    "tool_calls": [c.as_message_part() for c in result.tool_calls],
+                }
+            )
+            limit = asyncio.Semaphore(spec.max_parallel_tools)
+
+            async def run_tool(j: int, name: str, arguments: str, iteration: int = iteration) -> str:
+                tool_node = f"{node}.tool[{iteration}.{j}]"
+                async with limit:
+                    self.recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})
+                    try:
+                        text, ok = await self.tools.run(name, arguments)
+                    except BaseException as exc:
+                        self.recorder.emit("cancelled", tool_node, {"error": _brief(exc)})
+                        raise
+                    self.recorder.emit("finished" if ok else "failed", tool_node, None if ok else {"error": text})
+                    return text
+
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(run_tool(j, c.name, c.arguments)) for j, c in enumerate(result.tool_calls)]
+            for c, task in zip(result.tool_calls, tasks, strict=True):
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": task.result()})
+        raise RunError(
+            f"agent '{spec.name}' (node {node}) reached max_iters={spec.max_iters} without a final answer: "
+            "raise agents." + spec.name + ".max_iters or check its tools"
+        )
+
+
+def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    return fn(**kwargs)
+
+
+def _kind(sp: StagePlan) -> str:
+    return "fanout" if sp.is_fanout else ("agent" if sp.agent is not None else "python")
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """A TaskGroup raises an ExceptionGroup; the user wants the first real error inside it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
 
 def _brief(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
+    exc = _first_error(exc)
     return str(exc) or type(exc).__name__

@@ -7,11 +7,11 @@ a template that uses nothing that varies per branch is rendered once per fan-out
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.spec.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, Stage, TemplateSrc, Workflow
+from runner.spec.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, PythonStage, Stage, TemplateSrc, Workflow
 from runner.templates import Template, environment, is_constant
 
 # A system prompt that reads none of these renders the same for every call of its agent.
@@ -62,6 +62,7 @@ class StagePlan:
     for_each: CompiledTemplate | tuple[Any, ...] | None = None
     branches: tuple[tuple[StagePlan, ...], ...] = ()
     stages: tuple[StagePlan, ...] = ()
+    when: CompiledTemplate | None = None
 
     @property
     def id(self) -> str:
@@ -95,8 +96,11 @@ def compile_workflow(wf: Workflow) -> Plan:
         )
 
     def stage_plan(stage: Stage) -> StagePlan:
+        when = compile_template(stage.policy.when)
         if isinstance(stage, AgentStage):
-            return StagePlan(stage, compile_template(stage.input), agent=agents[stage.agent])
+            return StagePlan(stage, compile_template(stage.input), agent=agents[stage.agent], when=when)
+        if isinstance(stage, PythonStage):
+            return StagePlan(stage, compile_template(stage.input), when=when)
         for_each: CompiledTemplate | tuple[Any, ...] | None = None
         if isinstance(stage.for_each, TemplateSrc):
             for_each = compile_template(stage.for_each)
@@ -109,6 +113,16 @@ def compile_workflow(wf: Workflow) -> Plan:
             for_each=for_each,
             branches=tuple(tuple(stage_plan(s) for s in branch) for branch in stage.branches),
             stages=tuple(stage_plan(s) for s in stage.stages),
+            when=when,
         )
 
     return Plan(wf, agents, tuple(stage_plan(s) for s in wf.stages))
+
+
+def walk_plans(stages: tuple[StagePlan, ...]) -> Iterator[StagePlan]:
+    """Every stage plan, nested ones included, in document order."""
+    for sp in stages:
+        yield sp
+        for branch in sp.branches:
+            yield from walk_plans(branch)
+        yield from walk_plans(sp.stages)

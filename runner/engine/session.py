@@ -9,20 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
-from runner.engine.plan import Plan, StagePlan
+from runner.engine.plan import Plan, StagePlan, walk_plans
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
 from runner.report import RunInfo, build_report, now_utc
+from runner.spec.records import PythonStage
+from runner.tools import ToolRunner, import_callable, load_tool
 
 
 @dataclass
@@ -46,18 +51,7 @@ class RunOutcome:
 
 
 def models_in_use(plan: Plan) -> set[str]:
-    used: set[str] = set()
-
-    def visit(stages: tuple[StagePlan, ...]) -> None:
-        for sp in stages:
-            if sp.agent is not None:
-                used.add(sp.agent.model.name)
-            for branch in sp.branches:
-                visit(branch)
-            visit(sp.stages)
-
-    visit(plan.stages)
-    return used
+    return {sp.agent.model.name for sp in walk_plans(plan.stages) if sp.agent is not None}
 
 
 def open_providers(plan: Plan) -> dict[str, ChatProvider]:
@@ -68,6 +62,31 @@ def open_providers(plan: Plan) -> dict[str, ChatProvider]:
     return providers
 
 
+def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]]]:
+    """Import the tools the agents use and the python stages' functions, from the workflow's folder."""
+    wf = plan.workflow
+    base_dir = Path(wf.file).resolve().parent
+    used_tools = {t for agent in plan.agents.values() for t in agent.spec.tools}
+    tools = {
+        name: load_tool(
+            name,
+            spec.function,
+            timeout=spec.timeout,
+            description=spec.description,
+            parameters=spec.parameters,
+            base_dir=base_dir,
+        )
+        for name, spec in wf.tools.items()
+        if name in used_tools
+    }
+    functions = {
+        sp.stage.function: import_callable(sp.stage.function, base_dir=base_dir, what="python stage function")
+        for sp in walk_plans(plan.stages)
+        if isinstance(sp.stage, PythonStage)
+    }
+    return ToolRunner(tools), functions
+
+
 async def execute(
     plan: Plan,
     inputs: Mapping[str, Any],
@@ -76,13 +95,29 @@ async def execute(
     sink: TokenSinkFactory | None = None,
     run_info: Mapping[str, Any] | None = None,
 ) -> Any:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    sigterm = False
+    if main is not None and threading.current_thread() is threading.main_thread():
+        try:  # SIGTERM cancels the run like Ctrl-C does: clean close, partial report, exit 130
+            loop.add_signal_handler(signal.SIGTERM, main.cancel)
+            sigterm = True
+        except (NotImplementedError, RuntimeError):  # not on this platform or loop
+            pass
+    tool_runner, functions = load_user_code(plan)
     providers = open_providers(plan)
     try:
-        return await Engine(plan, inputs, providers, recorder, sink=sink, run_info=run_info).run()
+        engine = Engine(
+            plan, inputs, providers, recorder, sink=sink, run_info=run_info, tools=tool_runner, functions=functions
+        )
+        return await engine.run()
     finally:
         # Close every client even when the run failed or was cancelled; a failing close must not hide
         # the run's own error.
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        tool_runner.close()
+        if sigterm:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run_plan(

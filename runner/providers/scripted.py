@@ -7,14 +7,17 @@ its only cost besides the simulated wait is one template render per call.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.providers.base import CallContext, ChatResult, Message, Usage
+from runner.errors import RunError
+from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
 from runner.providers.scripted_config import ScriptedConfig
+from runner.spec.records import Loc, TemplateSrc
 from runner.templates import Template
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
@@ -76,6 +79,8 @@ class ScriptedProvider:
         self._first_token_s = config.first_token_ms / 1000.0
         self._token_interval = 1.0 / config.tokens_per_second if config.tokens_per_second > 0 else 0.0
         self._ticker: Ticker | None = None
+        self._turn_replies = [Template(t.reply) if t.reply is not None else None for t in config.turns]
+        self._turn_fails = [Template(t.fail) if t.fail is not None else None for t in config.turns]
 
     def _sleep(self, seconds: float) -> asyncio.Future[None]:
         ticker = self._ticker
@@ -90,6 +95,8 @@ class ScriptedProvider:
         *,
         tools: Sequence[Mapping[str, Any]] = (),
     ) -> ChatResult:
+        if self.config.turns:
+            return await self._scripted_turn(messages, ctx)
         text = self._reply.render(ctx.template_vars)
         usage = Usage((_message_chars(messages) + 3) // 4, approx_tokens(text))
         if self._first_token_s:
@@ -120,5 +127,49 @@ class ScriptedProvider:
             on_token(text)
         return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
 
+    async def _scripted_turn(self, messages: Sequence[Message], ctx: CallContext) -> ChatResult:
+        """The i-th model call of an agent's turn plays ``turns[i]`` (past the list: ``reply``). The reply
+        and argument templates also see ``tool_results``: this turn's tool results so far, in order."""
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        since = messages[last_user + 1 :]
+        iteration = sum(1 for m in since if m.get("role") == "assistant")
+        variables = {**ctx.template_vars, "tool_results": [m.get("content") for m in since if m.get("role") == "tool"]}
+        turn = self.config.turns[iteration] if iteration < len(self.config.turns) else None
+        fail = self._turn_fails[iteration] if turn is not None else None
+        if fail is not None:
+            message = fail.render(variables)
+            if message:
+                if self._first_token_s:
+                    await self._sleep(self._first_token_s)
+                raise RunError(f"model '{self.name}' (scripted) failed: {message}")
+        if turn is not None and turn.tool_calls:
+            calls = tuple(
+                ToolCall(f"call_{iteration}_{j}", call.name, json.dumps(_render_args(call.arguments, variables)))
+                for j, call in enumerate(turn.tool_calls)
+            )
+            if self._first_token_s:
+                await self._sleep(self._first_token_s)
+            usage = Usage((_message_chars(messages) + 3) // 4, sum(approx_tokens(c.arguments) for c in calls))
+            return ChatResult(content="", usage=usage, tool_calls=calls, finish_reason="tool_calls")
+        reply = (self._turn_replies[iteration] if turn is not None else None) or self._reply
+        text = reply.render(variables)
+        if self._first_token_s:
+            await self._sleep(self._first_token_s)
+        first = time.perf_counter()
+        if self.config.stream and ctx.on_token is not None and text:
+            ctx.on_token(text)
+        usage = Usage((_message_chars(messages) + 3) // 4, approx_tokens(text))
+        return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
+
     async def aclose(self) -> None:
         return None
+
+
+def _render_args(value: Any, variables: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return Template(TemplateSrc(value, Loc("<scripted tool arguments>", 1, 1))).render(variables)
+    if isinstance(value, Mapping):
+        return {k: _render_args(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_args(v, variables) for v in value]
+    return value

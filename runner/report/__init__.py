@@ -56,6 +56,10 @@ def build_report(info: RunInfo, recorder: Recorder, *, status: str, end: float, 
                 span["queued_s"] = rel
             if data:
                 span.update(data)
+        elif kind == "skipped":
+            span["status"] = "skipped"
+            if data:
+                span.update(data)
         elif kind in ("finished", "failed", "cancelled"):
             span["end_s"] = rel
             span["status"] = {"finished": "ok", "failed": "failed", "cancelled": "cancelled"}[kind]

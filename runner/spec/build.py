@@ -12,11 +12,16 @@ from runner.spec.records import (
     AgentStage,
     FanoutStage,
     InputSpec,
+    NO_POLICY,
     Loc,
     ModelSpec,
+    PythonStage,
     ReportSpec,
+    RetryPolicy,
     Stage,
+    StagePolicy,
     TemplateSrc,
+    ToolSpec,
     Workflow,
 )
 from runner.spec.yamlpos import Document, Path
@@ -56,13 +61,30 @@ class _Builder:
             node = node[part]
         return node
 
+    def policy(self, raw: dict[str, Any], path: Path) -> StagePolicy:
+        if not any(key in raw for key in ("timeout", "retry", "when")):
+            return NO_POLICY
+        retry = raw.get("retry") or {}
+        return StagePolicy(
+            timeout=raw.get("timeout"),
+            retry=RetryPolicy(
+                max_attempts=retry.get("max_attempts", 1),
+                initial_delay=retry.get("initial_delay", 0.5),
+                max_delay=retry.get("max_delay", 8.0),
+            ),
+            when=self.template((*path, "when")) if "when" in raw else None,
+        )
+
     def stage(self, raw: dict[str, Any], path: Path) -> Stage:
         stage_id = raw["id"]
         input_src = self.template((*path, "input")) if "input" in raw else None
         vars_ = MappingProxyType(dict(raw.get("vars") or {}))
         loc = self.loc((*path, "id"))
+        policy = self.policy(raw, path)
         if "agent" in raw:
-            return AgentStage(stage_id, raw["agent"], input_src, vars_, loc)
+            return AgentStage(stage_id, raw["agent"], input_src, vars_, loc, policy)
+        if "python" in raw:
+            return PythonStage(stage_id, raw["python"], input_src, vars_, loc, policy)
         fan = raw["fanout"]
         fpath = (*path, "fanout")
         branches = tuple(
@@ -86,6 +108,8 @@ class _Builder:
             stages=inner,
             max_concurrency=fan.get("max_concurrency"),
             loc=loc,
+            on_error=fan.get("on_error", "fail_fast"),
+            policy=policy,
         )
 
     def build(self, sha256: str) -> Workflow:
@@ -116,8 +140,22 @@ class _Builder:
                 vars=MappingProxyType(dict(spec.get("vars") or {})),
                 description=spec.get("description", ""),
                 loc=self.loc(("agents", name), key=True),
+                tools=tuple(spec.get("tools") or ()),
+                max_iters=spec.get("max_iters", 10),
+                max_parallel_tools=spec.get("max_parallel_tools", 4),
             )
             for name, spec in (data.get("agents") or {}).items()
+        }
+        tools = {
+            name: ToolSpec(
+                name=name,
+                function=spec["function"],
+                timeout=spec.get("timeout"),
+                description=spec.get("description"),
+                parameters=MappingProxyType(dict(spec["parameters"])) if "parameters" in spec else None,
+                loc=self.loc(("tools", name), key=True),
+            )
+            for name, spec in (data.get("tools") or {}).items()
         }
         stages = tuple(self.stage(s, ("stages", i)) for i, s in enumerate(data["stages"]))
         report_raw = data.get("report") or {}
@@ -133,6 +171,8 @@ class _Builder:
             agents=MappingProxyType(agents),
             stages=stages,
             report=report,
+            tools=MappingProxyType(tools),
+            timeout=data.get("timeout"),
         )
 
 

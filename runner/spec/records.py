@@ -6,7 +6,7 @@ Nothing downstream of ``runner.spec`` reads the raw YAML mapping: the compiler a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -56,6 +56,18 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A Python callable the agents may call: ``function`` is ``module:attribute``."""
+
+    name: str
+    function: str
+    timeout: float | None
+    description: str | None  # None: from the docstring
+    parameters: Mapping[str, Any] | None  # None: from the signature
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     name: str
     model: str
@@ -63,6 +75,28 @@ class AgentSpec:
     vars: Mapping[str, Any]
     description: str
     loc: Loc
+    tools: tuple[str, ...] = ()
+    max_iters: int = 10
+    max_parallel_tools: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Whole-stage retries: ``max_attempts`` counts the first; back-off doubles from ``initial_delay``."""
+
+    max_attempts: int = 1
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class StagePolicy:
+    timeout: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+    when: TemplateSrc | None = None
+
+
+NO_POLICY = StagePolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +106,21 @@ class AgentStage:
     input: TemplateSrc | None
     vars: Mapping[str, Any]
     loc: Loc
+    policy: StagePolicy = NO_POLICY
+
+
+@dataclass(frozen=True, slots=True)
+class PythonStage:
+    """A Python function on the data flow, no model: ``function`` is ``module:attribute``, sync or async."""
+
+    id: str
+    function: str
+    input: TemplateSrc | None
+    vars: Mapping[str, Any]
+    loc: Loc
+    policy: StagePolicy = NO_POLICY
+
+    agent = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +138,11 @@ class FanoutStage:
     stages: tuple[Stage, ...]
     max_concurrency: int | None
     loc: Loc
+    on_error: str = "fail_fast"  # fail_fast | collect
+    policy: StagePolicy = NO_POLICY
 
 
-Stage = AgentStage | FanoutStage
+Stage = AgentStage | FanoutStage | PythonStage
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +163,5 @@ class Workflow:
     agents: Mapping[str, AgentSpec]
     stages: tuple[Stage, ...]
     report: ReportSpec
+    tools: Mapping[str, ToolSpec] = field(default_factory=dict)
+    timeout: float | None = None

@@ -1,0 +1,40 @@
+"""Tools and functions used by the example workflows (importable: runner puts the workflow's folder on the path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+def word_count(text: str) -> int:
+    """Count the words in a text.
+
+    Args:
+        text: The text to count.
+    """
+    time.sleep(0.05)  # a slow sync tool: runs in a worker thread while the loop serves other agents
+    return len(text.split())
+
+
+async def lookup(topic: str, limit: int = 3) -> list[str]:
+    """Look a topic up in the (offline) notes.
+
+    Args:
+        topic: What to look up.
+        limit: At most this many notes.
+    """
+    await asyncio.sleep(0.02)
+    notes = [f"{topic}: note {i + 1}" for i in range(10)]
+    return notes[:limit]
+
+
+def split_lines(input: str) -> list[str]:
+    """A python stage: one item per non-empty line of the input."""
+    return [line.strip() for line in input.splitlines() if line.strip()]
+
+
+def check_claim(input: str) -> str:
+    """A python stage that rejects claims it cannot check."""
+    if "unverifiable" in input:
+        raise ValueError(f"cannot check {input!r}")
+    return f"checked: {input}"
