@@ -816,6 +816,9 @@ def test_a_damaged_history_line_reads_as_a_note(tmp_path: Path) -> None:
     path.write_bytes(b'{"role":"user","con')
     with memory(tmp_path, "compact") as mem:
         mem.add(text("user", 4))
+        with pytest.raises(ToolError):
+            mem.read_stored_result("history:1-2")  # not written yet: no ref can name it
+        run(mem.context())
         assert mem.read_stored_result("history:1-2") == (
             "[#1] unknown: (this line of the history is damaged)\n\n[#2] user: xxxx"
         )

@@ -428,6 +428,11 @@ class _History:
     def count(self) -> int:
         return len(self.offsets)
 
+    @property
+    def written(self) -> int:
+        """Lines on disk (the rest are buffered)."""
+        return len(self.offsets) - len(self._buffer)
+
     def append(self, message: Message) -> int:
         try:
             text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -463,9 +468,11 @@ class _History:
         self._size += len(data)
 
     def read(self, first: int, last: int) -> list[Message]:
-        """Lines ``first`` to ``last`` (1-based, inclusive), as messages; a line that is not JSON (cut
-        short by a crash of an earlier run under the same name) reads as a note saying so."""
-        self.flush()
+        """Written lines ``first`` to ``last`` (1-based, inclusive), as messages; a line that is not JSON
+        (cut short by a crash of an earlier run under the same name) reads as a note saying so.
+
+        Never writes, so a tool running in a worker thread can call it while the loop appends.
+        """
         start = self.offsets[first - 1]
         end = self.offsets[last] if last < len(self.offsets) else self._size
         with self.path.open("rb") as file:
@@ -626,7 +633,11 @@ class WorkingMemory:
         return dataclasses.replace(self._stats)
 
     def read_stored_result(self, ref: str, offset: int = 0) -> str:
-        """The built-in ``read_stored_result`` tool: a page of a stored result or of left-out messages."""
+        """The built-in ``read_stored_result`` tool: a page of a stored result or of left-out messages.
+
+        Only reads files, so it may run in the engine's worker threads like any sync tool. Messages not
+        yet written (added since the last ``context()``) cannot be read; no ref names them.
+        """
         match = _REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
         if match is None:
             raise ToolError(f"{READ_TOOL_NAME}: {ref!r} is not a ref; refs look like result:12 or history:2-40")
@@ -641,10 +652,10 @@ class WorkingMemory:
                 raise ToolError(f"{READ_TOOL_NAME}: nothing is stored as {ref}") from None
         else:
             first, last = int(match.group(2)), int(match.group(3))
-            if not first <= last <= self._history.count:
+            written = self._history.written
+            if not first <= last <= written:
                 raise ToolError(
-                    f"{READ_TOOL_NAME}: {ref} is not a range of the history, which has messages "
-                    f"#1-#{self._history.count}"
+                    f"{READ_TOOL_NAME}: {ref} is not a range of the history, which has messages #1-#{written}"
                 )
             messages = self._history.read(first, last)
             text = "\n\n".join(render_message(m, n) for n, m in enumerate(messages, first))
