@@ -19,7 +19,7 @@ def environment() -> Any:
     from jinja2 import StrictUndefined  # noqa: PLC0415 - imported on first use: validate's cold start
     from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415
 
-    class Environment(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+    class Environment(ImmutableSandboxedEnvironment):
         def getattr(self, obj: Any, attribute: str) -> Any:
             # Keys before methods: `inputs.items` or `vars.keys` name the user's value, not dict.items.
             if type(obj) is dict and attribute in obj:

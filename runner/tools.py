@@ -139,7 +139,7 @@ def load_tool(
 ) -> Tool:
     fn = import_callable(function, base_dir=base_dir, what="tool")
     auto_description, auto_parameters = describe_function(fn)
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
     return Tool(name, fn, is_async, description or auto_description or name, parameters or auto_parameters, timeout)
 
 

@@ -21,7 +21,7 @@ from runner.events import Recorder
 from runner.providers.base import CallContext, ChatProvider, ChatResult, Message, Usage
 from runner.spec.records import FanoutStage, PythonStage, StagePolicy
 from runner.templates import FAST_ATTRS, base_context
-from runner.tools import ToolRunner, import_callable
+from runner.tools import ToolRunner
 
 TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
 """(node_id, agent name) -> the callback receiving that node's streamed text, or None."""
@@ -401,7 +401,9 @@ class Engine:
             )
             limit = asyncio.Semaphore(spec.max_parallel_tools)
 
-            async def run_tool(j: int, name: str, arguments: str, iteration: int = iteration) -> str:
+            async def run_tool(
+                j: int, name: str, arguments: str, iteration: int = iteration, limit: asyncio.Semaphore = limit
+            ) -> str:
                 tool_node = f"{node}.tool[{iteration}.{j}]"
                 async with limit:
                     self.recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})

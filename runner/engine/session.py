@@ -20,7 +20,7 @@ from typing import Any
 
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
-from runner.engine.plan import Plan, StagePlan, walk_plans
+from runner.engine.plan import Plan, walk_plans
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.providers import PROVIDERS

@@ -8,11 +8,11 @@ from typing import Any
 
 from runner.providers import PROVIDERS
 from runner.spec.records import (
+    NO_POLICY,
     AgentSpec,
     AgentStage,
     FanoutStage,
     InputSpec,
-    NO_POLICY,
     Loc,
     ModelSpec,
     PythonStage,
