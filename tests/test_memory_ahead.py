@@ -165,7 +165,7 @@ def test_a_failed_snapshot_ahead_is_reported_and_made_again(tmp_path: Path) -> N
 
 
 def test_a_snapshot_ahead_from_a_finished_loop_is_not_used(tmp_path: Path) -> None:
-    summarizer = Summarizer(delay=0.5)
+    summarizer = Summarizer(delay=0.05)
     with make(tmp_path, summarizer) as memory:
         memory.extend(START)
         run(memory.context())  # the loop ends, cancelling the snapshot it started
