@@ -283,7 +283,8 @@ class VectorStore:
     def _read_segment(self, segment: _Segment, dimensions: int) -> tuple[Vectors, list[dict[str, Any]]]:
         base = self.path / segment.name
         try:
-            vectors = np.load(base.with_suffix(".npy"), allow_pickle=False)
+            # Mapped, not read: the rows are copied once, straight into the store's matrix.
+            vectors = np.load(base.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
             with base.with_suffix(".json").open(encoding="utf-8") as f:
                 entries = json.load(f)["entries"]
         except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
