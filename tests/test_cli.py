@@ -44,8 +44,9 @@ def test_run_quickstart_streams_prints_the_table_and_writes_the_report(tmp_path)
 
 
 def test_quiet_prints_only_the_final_output(tmp_path) -> None:
-    proc = run_cli("run", "workflows/quickstart.yaml", "-q", "--report-dir", str(tmp_path), "--set",
-                   "perspectives=speed,cost")
+    proc = run_cli(
+        "run", "workflows/quickstart.yaml", "-q", "--report-dir", str(tmp_path), "--set", "perspectives=speed,cost"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Digest of 2 notes: analyst, analyst agree that it is worth measuring.\n"
     assert proc.stderr == ""
@@ -113,8 +114,14 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
         "agents:\n  a: {model: m}\nstages:\n  - id: fan\n    fanout: {for_each: [1, 2, 3], agent: a}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(wf), "--report-dir", str(tmp_path / "r")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(wf), "--report-dir", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         time.sleep(1.0)  # let it start the fan-out
         proc.send_signal(signal.SIGINT)
@@ -130,4 +137,8 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
     assert_valid_report(report)
     assert report["run"]["status"] == "interrupted"
     assert {n["id"]: n["status"] for n in report["nodes"]} == {
-        "fan": "cancelled", "fan[0]": "cancelled", "fan[1]": "cancelled", "fan[2]": "cancelled"}
+        "fan": "cancelled",
+        "fan[0]": "cancelled",
+        "fan[1]": "cancelled",
+        "fan[2]": "cancelled",
+    }

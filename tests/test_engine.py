@@ -80,7 +80,7 @@ stages:
     agent: next
 """
     )
-    outcome, _ = run(path, sets=["items=[\"p\", \"q\"]"])
+    outcome, _ = run(path, sets=['items=["p", "q"]'])
     # no `input`: the previous fan-out's outputs, one per paragraph
     assert outcome.output.content == "next<worker<p-blue>\n\nworker<q-blue>>"
 
@@ -238,7 +238,9 @@ def test_output_objects_read_like_their_content() -> None:
 
 
 def test_engine_leaves_no_tasks_behind(write_wf) -> None:
-    path = write_wf(MODELS + "agents:\n  e: {model: fast}\nstages:\n  - id: f\n    fanout: {for_each: [1, 2], agent: e}\n")
+    path = write_wf(
+        MODELS + "agents:\n  e: {model: fast}\nstages:\n  - id: f\n    fanout: {for_each: [1, 2], agent: e}\n"
+    )
     before = len(asyncio.all_tasks()) if asyncio._get_running_loop() else 0
     outcome, _ = run(path)
     assert outcome.status == "ok"

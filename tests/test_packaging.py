@@ -18,7 +18,9 @@ def test_installed_wheel_finds_its_schema(tmp_path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
-        check=True, capture_output=True, timeout=100,
+        check=True,
+        capture_output=True,
+        timeout=100,
     )
     (wheel,) = dist.glob("runner-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -31,8 +33,14 @@ def test_installed_wheel_finds_its_schema(tmp_path) -> None:
         "import json, runner.resources as r; p = r.schema_path('workflow.schema.json'); "
         "print(json.dumps([str(p), r.load_schema('workflow.schema.json')['title']]))"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
-                         check=True, capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
     path, title = json.loads(out.stdout)
     assert path == str(target / "runner" / "schemas" / "workflow.schema.json")
     assert title == "runner workflow"

@@ -64,9 +64,7 @@ def test_non_utf8_bytes_are_located(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_bytes(b"version: 1\nname: caf\xe9\n")
     _, problems = check_file(path)
-    assert lines(problems) == [
-        f"{path}:2:10: error: the file is not valid UTF-8 (byte 0xe9 at offset 20) [encoding]"
-    ]
+    assert lines(problems) == [f"{path}:2:10: error: the file is not valid UTF-8 (byte 0xe9 at offset 20) [encoding]"]
 
 
 def test_alias_bomb_fails_fast_with_bounded_work() -> None:

@@ -1,0 +1,66 @@
+"""Tools and python-stage functions the tests name by import path (``tests.toolbox:...``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Literal
+
+CALLS: dict[str, int] = {}
+THREADS: list[str] = []
+
+
+def slow_sync(seconds: float) -> str:
+    """Sleep in a worker thread."""
+    THREADS.append(threading.current_thread().name)
+    time.sleep(seconds)
+    return f"slept {seconds}"
+
+
+async def slow_async(seconds: float, label: str = "x") -> str:
+    """Sleep on the loop.
+
+    Args:
+        seconds: How long.
+        label: What to say.
+    """
+    await asyncio.sleep(seconds)
+    return f"{label} after {seconds}"
+
+
+def boom(reason: str) -> str:
+    raise ValueError(reason)
+
+
+def typed(
+    name: str,
+    count: int,
+    ratio: float = 0.5,
+    flag: bool = False,
+    tags: list[str] | None = None,
+    mode: Literal["a", "b"] = "a",
+) -> dict[str, object]:
+    """Echo typed arguments.
+
+    :param name: a name
+    :param count: how many
+    """
+    return {"name": name, "count": count}
+
+
+def flaky(input: str) -> str:
+    """Fails on the first two calls for each input, then succeeds."""
+    CALLS[input] = CALLS.get(input, 0) + 1
+    if CALLS[input] < 3:
+        raise ConnectionError(f"flaky failure {CALLS[input]}")
+    return f"ok after {CALLS[input]}"
+
+
+def items(inputs: dict[str, object]) -> list[int]:
+    return list(range(int(inputs["n"])))  # type: ignore[call-overload]
+
+
+async def shout(input: str, vars: dict[str, object]) -> str:
+    await asyncio.sleep(0)
+    return f"{input.upper()}{vars.get('suffix', '')}"
