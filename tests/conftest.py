@@ -51,3 +51,18 @@ def assert_valid_report(report: dict[str, Any]) -> None:
 
     errors = sorted(Draft202012Validator(report_schema()).iter_errors(report), key=str)
     assert not errors, [e.message for e in errors]
+
+
+def load_unchecked(path: Path) -> Any:
+    """The workflow's records without the semantic checks: to test what the engine does at run time with
+    mistakes that `runner validate` would have caught first."""
+    import hashlib
+
+    from runner.spec.build import build_workflow
+    from runner.spec.schema import schema_diagnostics
+    from runner.spec.yamlpos import load_document
+
+    raw = path.read_bytes()
+    doc = load_document(raw.decode(), str(path))
+    assert schema_diagnostics(doc) == []
+    return build_workflow(doc, hashlib.sha256(raw).hexdigest())

@@ -78,7 +78,7 @@ stages:
     assert code == 1
     assert lines == [
         f"{path}:1:10: error: version: must be 1, got 2 [schema]",
-        f"{path}:4:17: error: models.m.provider: 'scriptd' is not one of scripted [schema]",
+        f"{path}:4:17: error: models.m.provider: 'scriptd' is not one of scripted, openai [schema]",
     ]
 
 

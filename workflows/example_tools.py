@@ -38,3 +38,13 @@ def check_claim(input: str) -> str:
     if "unverifiable" in input:
         raise ValueError(f"cannot check {input!r}")
     return f"checked: {input}"
+
+
+def read_chapter(number: int) -> str:
+    """Read one chapter of a long (generated) report.
+
+    Args:
+        number: The chapter, from 1.
+    """
+    line = f"Chapter {number}: findings on connection pools, retries and timeouts under load. "
+    return line * 60  # about 1,300 tokens: long enough for working memory to store it aside

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
-from runner.errors import ProviderConfigError, ProviderError, RunError, StageTimeout, TemplateError, ToolError
+from runner.engine.resources import RunResources
+from runner.errors import (
+    ProviderConfigError,
+    ProviderError,
+    RunError,
+    RunnerError,
+    StageTimeout,
+    TemplateError,
+    ToolError,
+)
 from runner.events import Recorder
 from runner.providers.base import CallContext, ChatProvider, ChatResult, Message, Usage
-from runner.spec.records import FanoutStage, PythonStage, StagePolicy
+from runner.spec.records import FanoutStage, MemorySpec, PythonStage, StagePolicy
 from runner.templates import FAST_ATTRS, base_context
 from runner.tools import ToolRunner
 
@@ -92,6 +103,7 @@ class Engine:
         run_info: Mapping[str, Any] | None = None,
         tools: ToolRunner | None = None,
         functions: Mapping[str, Callable[..., Any]] | None = None,
+        resources: RunResources | None = None,
     ) -> None:
         self.plan = plan
         self.inputs = inputs
@@ -101,6 +113,7 @@ class Engine:
         self.run_info = dict(run_info or {})
         self.tools = tools or ToolRunner({})
         self.functions = dict(functions or {})
+        self.resources = resources or RunResources(Path(".runner") / "runs" / str(self.run_info.get("id", "run")))
         self._sys_cache: dict[str, str] = {}
         self._tool_specs: dict[str, tuple[dict[str, Any], ...]] = {
             name: tuple(self.tools.tools[t].spec() for t in agent.spec.tools)
@@ -362,7 +375,7 @@ class Engine:
         provider = self.providers[agent.model.name]
         try:
             call = CallContext(node, name, ctx, on_token, rec)
-            if agent.spec.tools:
+            if agent.spec.tools or agent.spec.memory:
                 result = await self._agent_loop(node, agent, provider, messages, call)
             else:
                 result = await provider.chat(messages, call)
@@ -380,49 +393,169 @@ class Engine:
         self, node: str, agent: AgentPlan, provider: ChatProvider, messages: list[Message], call: CallContext
     ) -> ChatResult:
         """ReAct: call the model with the tools; run the tool calls it makes (in parallel, bounded); give
-        it the results; repeat until it answers without tool calls, at most ``max_iters`` model calls."""
+        it the results; repeat until it answers without tool calls, at most ``max_iters`` model calls.
+
+        With working memory, what is sent is the memory's context within its token budget (the full
+        history goes to the run folder); with long-term memory, recalled notes join the system message
+        (``retrieval: auto``) or a ``recall`` tool is offered (``retrieval: tool``), and the turn is
+        recorded in the background once answered.
+        """
         spec = agent.spec
+        mem = self.plan.workflow.memory.get(spec.memory) if spec.memory else None
+        long_term = mem.long_term if mem is not None else None
+        store = self.resources.stores.get(spec.memory) if spec.memory and long_term is not None else None
+        specs = list(self._tool_specs.get(spec.name, ()))
+        if store is not None and long_term is not None:
+            if long_term.retrieval == "auto":
+                from runner.embeddings.store import format_hits  # noqa: PLC0415
+
+                recalled = format_hits(await store.search(call.template_vars["input"], long_term.top_k))
+                _append_to_system(messages, recalled)
+            else:
+                from runner.embeddings.store import recall_tool_spec  # noqa: PLC0415
+
+                specs.append(recall_tool_spec(long_term.top_k))
+        working = self._working_memory(node, agent, mem)
+        if working is not None:
+            if working.config.working_summary_mode != "compress":
+                from runner.memory import READ_STORED_RESULT_TOOL  # noqa: PLC0415
+
+                specs.append(READ_STORED_RESULT_TOOL)
+            working.extend(messages)
+        tools = tuple(specs)
         first: float | None = None
         prompt = completion = attempts = 0
-        for iteration in range(spec.max_iters):
-            result = await provider.chat(messages, call, tools=self._tool_specs[spec.name])
-            first = first if first is not None else result.first_token_at
-            prompt += result.usage.prompt_tokens
-            completion += result.usage.completion_tokens
-            attempts += result.attempts
-            if not result.tool_calls:
-                return ChatResult(result.content, Usage(prompt, completion), (), first, attempts, result.finish_reason)
-            messages.append(
-                {
+        try:
+            for iteration in range(spec.max_iters):
+                context = await working.context() if working is not None else messages
+                call.iteration = iteration
+                result = await provider.chat(context, call, tools=tools)
+                first = first if first is not None else result.first_token_at
+                prompt += result.usage.prompt_tokens
+                completion += result.usage.completion_tokens
+                attempts += result.attempts
+                if not result.tool_calls:
+                    if working is not None:
+                        working.add({"role": "assistant", "content": result.content})
+                    if store is not None:
+                        question = call.template_vars["input"]
+                        store.record_later([f"{question}\n-> {result.content}"], [{"agent": spec.name, "node": node}])
+                    return ChatResult(
+                        result.content, Usage(prompt, completion), (), first, attempts, result.finish_reason
+                    )
+                said: Message = {
                     "role": "assistant",
                     "content": result.content or None,
                     "tool_calls": [c.as_message_part() for c in result.tool_calls],
                 }
-            )
-            limit = asyncio.Semaphore(spec.max_parallel_tools)
-
-            async def run_tool(
-                j: int, name: str, arguments: str, iteration: int = iteration, limit: asyncio.Semaphore = limit
-            ) -> str:
-                tool_node = f"{node}.tool[{iteration}.{j}]"
-                async with limit:
-                    self.recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})
-                    try:
-                        text, ok = await self.tools.run(name, arguments)
-                    except BaseException as exc:
-                        self.recorder.emit("cancelled", tool_node, {"error": _brief(exc)})
-                        raise
-                    self.recorder.emit("finished" if ok else "failed", tool_node, None if ok else {"error": text})
-                    return text
-
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(run_tool(j, c.name, c.arguments)) for j, c in enumerate(result.tool_calls)]
-            for c, task in zip(result.tool_calls, tasks, strict=True):
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": task.result()})
+                messages.append(said)
+                if working is not None:
+                    working.add(said)
+                limit = asyncio.Semaphore(spec.max_parallel_tools)
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [
+                        tg.create_task(
+                            self._tool_call(
+                                node,
+                                f"{iteration}.{j}",
+                                c.name,
+                                c.arguments,
+                                limit,
+                                working,
+                                store,
+                                long_term.top_k if long_term is not None else 0,
+                            )
+                        )
+                        for j, c in enumerate(result.tool_calls)
+                    ]
+                for c, task in zip(result.tool_calls, tasks, strict=True):
+                    answer: Message = {"role": "tool", "tool_call_id": c.id, "content": task.result()}
+                    messages.append(answer)
+                    if working is not None:
+                        working.add(answer)
+        finally:
+            if working is not None:
+                await working.aclose()
+                self.recorder.emit("memory_stats", node, working.stats().as_dict())
         raise RunError(
             f"agent '{spec.name}' (node {node}) reached max_iters={spec.max_iters} without a final answer: "
             "raise agents." + spec.name + ".max_iters or check its tools"
         )
+
+    def _working_memory(self, node: str, agent: AgentPlan, mem: MemorySpec | None) -> Any:
+        if mem is None or mem.working is None:
+            return None
+        from runner.memory import WorkingMemory, provider_summarizer  # noqa: PLC0415
+
+        config = mem.working
+        summarize = None
+        if config.summarises:
+            model = config.summary_model or agent.model.name
+            summarize = provider_summarizer(
+                self.providers[model],
+                node_id=node,
+                agent=agent.spec.name,
+                recorder=self.recorder,
+                template_vars=base_context(inputs=self.inputs, run=self.run_info, agent=agent.info, vars={}),
+            )
+        return WorkingMemory(
+            config,
+            run_dir=self.resources.run_dir,
+            agent=node,
+            summarize=summarize,
+            recorder=self.recorder,
+            node_id=node,
+        )
+
+    async def _tool_call(
+        self,
+        node: str,
+        index: str,
+        name: str,
+        arguments: str,
+        limit: asyncio.Semaphore,
+        working: Any,
+        store: Any,
+        top_k: int,
+    ) -> str:
+        tool_node = f"{node}.tool[{index}]"
+        async with limit:
+            self.recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})
+            try:
+                if name == "read_stored_result" and working is not None:
+                    text, ok = await self._builtin(working.read_stored_result, arguments)
+                elif name == "recall" and store is not None:
+                    text, ok = await self._recall(store, top_k, arguments)
+                else:
+                    text, ok = await self.tools.run(name, arguments)
+            except BaseException as exc:
+                self.recorder.emit("cancelled", tool_node, {"error": _brief(exc)})
+                raise
+            self.recorder.emit("finished" if ok else "failed", tool_node, None if ok else {"error": text})
+            return text
+
+    async def _builtin(self, fn: Callable[..., str], arguments: str) -> tuple[str, bool]:
+        try:
+            args = json.loads(arguments or "{}")
+            return await asyncio.get_running_loop().run_in_executor(self.tools.executor(), _call_with, fn, args), True
+        except (json.JSONDecodeError, TypeError, RunnerError) as exc:
+            return f"error: {exc}", False
+
+    async def _recall(self, store: Any, top_k: int, arguments: str) -> tuple[str, bool]:
+        from runner.embeddings.store import format_hits  # noqa: PLC0415
+
+        try:
+            query = json.loads(arguments or "{}")["query"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return 'error: recall takes {"query": "..."}', False
+        return format_hits(await store.search(str(query), top_k)), True
+
+
+def _append_to_system(messages: list[Message], text: str) -> None:
+    if messages and messages[0].get("role") == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
+    else:
+        messages.insert(0, {"role": "system", "content": text})
 
 
 def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.plan import Plan, walk_plans
+from runner.engine.resources import open_resources
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.providers import PROVIDERS
@@ -51,7 +52,14 @@ class RunOutcome:
 
 
 def models_in_use(plan: Plan) -> set[str]:
-    return {sp.agent.model.name for sp in walk_plans(plan.stages) if sp.agent is not None}
+    """The models of the agents that run, and the summary models of their working memories."""
+    agents = [sp.agent for sp in walk_plans(plan.stages) if sp.agent is not None]
+    used = {agent.model.name for agent in agents}
+    for agent in agents:
+        memory = plan.workflow.memory.get(agent.spec.memory or "")
+        if memory is not None and memory.working is not None and memory.working.summary_model:
+            used.add(memory.working.summary_model)
+    return used
 
 
 def open_providers(plan: Plan) -> dict[str, ChatProvider]:
@@ -94,6 +102,7 @@ async def execute(
     *,
     sink: TokenSinkFactory | None = None,
     run_info: Mapping[str, Any] | None = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -105,16 +114,28 @@ async def execute(
         except (NotImplementedError, RuntimeError):  # not on this platform or loop
             pass
     tool_runner, functions = load_user_code(plan)
+    run_id = str((run_info or {}).get("id", "run"))
+    resources = open_resources(plan, Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id)
     providers = open_providers(plan)
     try:
         engine = Engine(
-            plan, inputs, providers, recorder, sink=sink, run_info=run_info, tools=tool_runner, functions=functions
+            plan,
+            inputs,
+            providers,
+            recorder,
+            sink=sink,
+            run_info=run_info,
+            tools=tool_runner,
+            functions=functions,
+            resources=resources,
         )
-        return await engine.run()
+        output = await engine.run()
+        await resources.aclose(recorder)  # a failed background record fails the run
+        return output
     finally:
         # Close every client even when the run failed or was cancelled; a failing close must not hide
-        # the run's own error.
-        await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        # the run's own error. Closing twice is harmless.
+        await asyncio.gather(*(p.aclose() for p in providers.values()), resources.aclose(), return_exceptions=True)
         tool_runner.close()
         if sigterm:
             loop.remove_signal_handler(signal.SIGTERM)
@@ -126,6 +147,7 @@ def run_plan(
     *,
     sink: TokenSinkFactory | None = None,
     use_uvloop: bool = True,
+    run_dir: str | Path | None = None,
 ) -> RunOutcome:
     """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says."""
     wf = plan.workflow
@@ -137,7 +159,8 @@ def run_plan(
     try:
         with _gc_tuned():
             output = loops.run(
-                lambda: execute(plan, inputs, recorder, sink=sink, run_info=run_vars), use_uvloop=use_uvloop
+                lambda: execute(plan, inputs, recorder, sink=sink, run_info=run_vars, run_dir=run_dir),
+                use_uvloop=use_uvloop,
             )
     except KeyboardInterrupt as exc:
         return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())

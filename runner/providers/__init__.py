@@ -30,6 +30,13 @@ class ProviderType:
         return factory
 
 
+def _parse_openai(raw: Mapping[str, Any], template: TemplateFactory, loc: Loc) -> Any:
+    from runner.providers.openai_config import parse_openai_model  # noqa: PLC0415
+
+    return parse_openai_model(raw)
+
+
 PROVIDERS: dict[str, ProviderType] = {
+    "openai": ProviderType("openai", _parse_openai, "runner.providers.openai:OpenAIChatProvider"),
     "scripted": ProviderType("scripted", scripted_config.parse_scripted, "runner.providers.scripted:ScriptedProvider"),
 }

@@ -58,6 +58,7 @@ class CallContext:
     template_vars: Mapping[str, Any] = field(default_factory=dict)
     on_token: Callable[[str], None] | None = None
     recorder: Recorder | None = None
+    iteration: int = 0  # which model call of the agent's turn this is (0: the first), set by the agent loop
 
 
 class ChatProvider(Protocol):

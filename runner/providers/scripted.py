@@ -128,11 +128,12 @@ class ScriptedProvider:
         return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
 
     async def _scripted_turn(self, messages: Sequence[Message], ctx: CallContext) -> ChatResult:
-        """The i-th model call of an agent's turn plays ``turns[i]`` (past the list: ``reply``). The reply
-        and argument templates also see ``tool_results``: this turn's tool results so far, in order."""
+        """The i-th model call of an agent's turn (``ctx.iteration``) plays ``turns[i]`` (past the list:
+        ``reply``). The reply and argument templates also see ``tool_results``: the tool results in the
+        context since the last user message, in order (working memory may have summarised older ones)."""
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         since = messages[last_user + 1 :]
-        iteration = sum(1 for m in since if m.get("role") == "assistant")
+        iteration = ctx.iteration
         variables = {**ctx.template_vars, "tool_results": [m.get("content") for m in since if m.get("role") == "tool"]}
         turn = self.config.turns[iteration] if iteration < len(self.config.turns) else None
         fail = self._turn_fails[iteration] if turn is not None else None

@@ -11,9 +11,11 @@ from runner.spec.records import (
     NO_POLICY,
     AgentSpec,
     AgentStage,
+    EmbeddingSpec,
     FanoutStage,
     InputSpec,
     Loc,
+    MemorySpec,
     ModelSpec,
     PythonStage,
     ReportSpec,
@@ -143,8 +145,17 @@ class _Builder:
                 tools=tuple(spec.get("tools") or ()),
                 max_iters=spec.get("max_iters", 10),
                 max_parallel_tools=spec.get("max_parallel_tools", 4),
+                memory=spec.get("memory"),
             )
             for name, spec in (data.get("agents") or {}).items()
+        }
+        embeddings = {
+            name: _embedding_spec(name, spec, self.loc(("embeddings", name), key=True))
+            for name, spec in (data.get("embeddings") or {}).items()
+        }
+        memory = {
+            name: _memory_spec(name, spec, self.loc(("memory", name), key=True))
+            for name, spec in (data.get("memory") or {}).items()
         }
         tools = {
             name: ToolSpec(
@@ -173,7 +184,33 @@ class _Builder:
             report=report,
             tools=MappingProxyType(tools),
             timeout=data.get("timeout"),
+            embeddings=MappingProxyType(embeddings),
+            memory=MappingProxyType(memory),
         )
+
+
+_COMMON_EMBEDDING_KEYS = ("provider", "dimensions", "batch_size", "model", "cache", "base_url", "api_key_env")
+
+
+def _embedding_spec(name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
+    from runner.embeddings.config import parse_embedding_config  # noqa: PLC0415
+    from runner.providers.openai_config import parse_openai_embedding  # noqa: PLC0415
+
+    common = parse_embedding_config({k: v for k, v in raw.items() if k in _COMMON_EMBEDDING_KEYS})
+    endpoint = None
+    if raw["provider"] == "openai":
+        endpoint = parse_openai_embedding({k: v for k, v in raw.items() if k != "cache"})
+    return EmbeddingSpec(name, raw["provider"], common, endpoint, loc)
+
+
+def _memory_spec(name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
+    from runner.embeddings.config import parse_long_term  # noqa: PLC0415
+    from runner.memory.config import parse_working_memory  # noqa: PLC0415
+
+    working_raw = {k: v for k, v in raw.items() if k != "long_term"}
+    working = parse_working_memory(working_raw) if "max_total_tokens" in working_raw else None
+    long_term = parse_long_term(raw["long_term"]) if "long_term" in raw else None
+    return MemorySpec(name, working, long_term, loc)
 
 
 def build_workflow(doc: Document, sha256: str) -> Workflow:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.embeddings.config import LongTermConfig
+    from runner.memory.config import WorkingMemoryConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,28 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingSpec:
+    """``embeddings.<name>``: ``config`` is the common record (provider, dimensions, batch, cache);
+    ``openai`` the endpoint settings when the provider is openai."""
+
+    name: str
+    provider: str
+    config: Any
+    openai: Any | None
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySpec:
+    """``memory.<name>``: working memory within a token budget, long-term memory across runs, or both."""
+
+    name: str
+    working: WorkingMemoryConfig | None
+    long_term: LongTermConfig | None
+    loc: Loc
+
+
+@dataclass(frozen=True, slots=True)
 class ToolSpec:
     """A Python callable the agents may call: ``function`` is ``module:attribute``."""
 
@@ -78,6 +104,7 @@ class AgentSpec:
     tools: tuple[str, ...] = ()
     max_iters: int = 10
     max_parallel_tools: int = 4
+    memory: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,3 +192,5 @@ class Workflow:
     report: ReportSpec
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     timeout: float | None = None
+    embeddings: Mapping[str, EmbeddingSpec] = field(default_factory=dict)
+    memory: Mapping[str, MemorySpec] = field(default_factory=dict)
