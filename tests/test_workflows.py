@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,11 @@ def test_example_validates(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if offline(p)], ids=lambda p: p.name)
-def test_offline_example_runs(path: Path) -> None:
-    wf = load_workflow(path)
-    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+def test_offline_example_runs(path: Path, tmp_path: Path) -> None:
+    # run a copy, so caches and stores the examples write land in tmp_path, not in the repository
+    shutil.copytree(path.parent, tmp_path / "workflows", ignore=shutil.ignore_patterns(".runner", "__pycache__"))
+    wf = load_workflow(tmp_path / "workflows" / path.name)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []), run_dir=tmp_path / "run")
     assert outcome.status == "ok", outcome.error
     assert_valid_report(outcome.report())
 
