@@ -1,6 +1,8 @@
 """Structured run events, recorded cheaply: one tuple append per event, no formatting on the hot path.
 
 Times are ``time.perf_counter()`` readings; the report turns them into seconds since the run started.
+Readers (the report, the live progress line, the event log) consume ``Recorder.events`` after the fact or
+tail it from a loop task with a cursor (:func:`tail`), so recording never waits on them.
 """
 
 from __future__ import annotations
@@ -10,15 +12,33 @@ from typing import Any
 
 Event = tuple[float, str, str, Any]
 
+SPAN_KINDS = frozenset({"queued", "started", "first_token", "finished", "failed", "cancelled", "skipped"})
+"""Kinds that open, advance or close a node's span."""
+
+END_KINDS = frozenset({"finished", "failed", "cancelled", "skipped"})
+
 
 class Recorder:
     """Collects ``(time, kind, node_id, data)`` events; data objects must not change afterwards.
 
-    Kinds in use: ``queued``, ``started``,
-    ``first_token``, ``finished``, ``failed``, ``cancelled``, ``skipped``, ``retry``, ``pool_wait``,
-    ``rate_wait``, ``cache``, ``memory``."""
+    Kinds and their data:
+
+    * ``queued`` (None): a fan-out branch waits for a ``max_concurrency`` slot;
+    * ``started`` ({"kind", "agent", "model"} for agent calls, {"kind": "fanout"} for fan-outs);
+    * ``finished`` (an agent call's ChatResult itself; None for a fan-out), ``failed`` / ``cancelled``
+      ({"error"});
+    * ``retry`` ({"cause", "attempt", "delay", "error", ...}): an attempt failed at this time and the
+      next follows after ``delay`` seconds;
+    * ``rate_wait`` ({"wait", "limit"}): emitted when a wait for the rate limiter ends;
+    * ``pool_wait`` ({"wait"}): emitted when a response arrives that waited for a pool connection;
+    * ``tool`` ({"tool", "start", "error"?}): emitted when a tool call made by the node ends; ``start``
+      is its ``perf_counter`` start;
+    * ``stream_diverged`` ({"shown_chars"}).
+    """
 
     __slots__ = ("events", "clock")
+
+    enabled = True
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -27,3 +47,24 @@ class Recorder:
     def emit(self, kind: str, node_id: str, data: Any = None, at: float | None = None) -> None:
         """Record one event. ``data`` is a mapping, or for ``finished`` agent calls the ChatResult itself."""
         self.events.append((self.clock() if at is None else at, kind, node_id, data))
+
+
+class NullRecorder(Recorder):
+    """Records nothing: runs with recording off (the overhead benchmark's baseline). Its report has the run's
+    metadata and wall time but no nodes."""
+
+    __slots__ = ()
+
+    enabled = False
+
+    def emit(self, kind: str, node_id: str, data: Any = None, at: float | None = None) -> None:
+        return None
+
+
+def tail(recorder: Recorder, cursor: int) -> tuple[list[Event], int]:
+    """The events recorded since ``cursor`` and the new cursor: how loop tasks follow a run cheaply."""
+    events = recorder.events
+    end = len(events)
+    if end == cursor:
+        return [], cursor
+    return events[cursor:end], end

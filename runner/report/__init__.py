@@ -1,21 +1,56 @@
-"""The timing report: events -> a JSON document (``schemas/report.schema.json``) and a terminal table."""
+"""The timing report: events -> a JSON document (``schemas/report.schema.json``), and from that document a
+Markdown summary (:mod:`runner.report.markdown`), a Chrome trace (:mod:`runner.report.trace`), the terminal
+table and the comparison of two runs (:mod:`runner.report.diff`).
+
+Everything derives from the JSON document, so ``runner report FILE`` can show a saved run as the run itself
+did. Every file is written atomically (a temporary file renamed into place).
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.events import Recorder
 from runner.fsutil import atomic_write_text
-from runner.providers.base import ChatResult
+from runner.report.analysis import (
+    CATEGORIES,
+    bottlenecks,
+    concurrency,
+    critical_path,
+    endpoint_stats,
+    model_stats,
+    summarize_path,
+)
+from runner.report.layout import Layout, describe_workflow
+from runner.report.spans import add_branch_spans, collect, span_dict
 
-REPORT_VERSION = 1
+__all__ = [
+    "REPORT_VERSION",
+    "FORMATS",
+    "Layout",
+    "RunInfo",
+    "build_report",
+    "describe_workflow",
+    "format_summary",
+    "format_table",
+    "now_utc",
+    "redact_inputs",
+    "report_path",
+    "write_outputs",
+    "write_report",
+]
+
+REPORT_VERSION = 2
+FORMATS = ("json", "markdown", "trace")
+REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -28,54 +63,73 @@ class RunInfo:
     t0: float  # perf_counter at the start
     loop: str
     inputs: Mapping[str, Any]
+    layout: Layout = field(default_factory=Layout)
 
 
-def build_report(info: RunInfo, recorder: Recorder, *, status: str, end: float, error: str | None) -> dict[str, Any]:
+_SECRET_WORDS = frozenset(
+    {"key", "apikey", "token", "secret", "secrets", "password", "passwd", "pwd", "credential", "credentials", "auth"}
+)
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def is_secret_name(name: str) -> bool:
+    """``api_key``, ``OPENAI_API_KEY``, ``accessToken``, ``db-password``: yes; ``max_tokens``, ``keywords``: no."""
+    words = [w.lower() for w in _WORDS.findall(name)]
+    return any(w in _SECRET_WORDS for w in words) or "apikey" in "".join(words)
+
+
+def redact_inputs(value: Any) -> Any:
+    """Inputs as the report keeps them: anything under a name that looks like a secret is ``[redacted]``."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if is_secret_name(str(k)) else redact_inputs(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_inputs(v) for v in value]
+    return value
+
+
+def _stats_section(given: Mapping[str, Any] | Sequence[Any] | None, key: str) -> dict[str, dict[str, Any]]:
+    """Stats objects (with ``as_dict()``) or dicts, in a list (named by their ``key`` field) or a mapping."""
+    if not given:
+        return {}
+    items: list[tuple[str, Any]]
+    if isinstance(given, Mapping):
+        items = list(given.items())
+    else:
+        items = []
+        for obj in given:
+            as_dict = obj.as_dict() if hasattr(obj, "as_dict") else dict(obj)
+            items.append((str(as_dict[key]), obj))
+    out: dict[str, dict[str, Any]] = {}
+    for name, obj in sorted(items, key=lambda kv: kv[0]):
+        out[name] = dict(obj.as_dict() if hasattr(obj, "as_dict") else obj)
+    return out
+
+
+def build_report(
+    info: RunInfo,
+    recorder: Recorder,
+    *,
+    status: str,
+    end: float,
+    error: str | None,
+    cache: Mapping[str, Any] | Sequence[Any] | None = None,
+    memory: Mapping[str, Any] | Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """The report of one run. ``cache``: per-embedder cache stats (``EmbeddingStats`` or dicts);
+    ``memory``: per-agent working-memory stats (``MemoryStats`` or dicts)."""
     from runner import __version__  # noqa: PLC0415
 
-    t0 = info.t0
-    nodes: dict[str, dict[str, Any]] = {}
-    for at, kind, node_id, data in recorder.events:
-        span = nodes.get(node_id)
-        if span is None:
-            span = nodes[node_id] = {
-                "id": node_id,
-                "kind": "agent",
-                "status": "running",
-                "queued_s": None,
-                "start_s": None,
-                "first_token_s": None,
-                "end_s": None,
-            }
-        rel = round(at - t0, 6)
-        if kind == "queued":
-            span["queued_s"] = rel
-        elif kind == "started":
-            span["start_s"] = rel
-            if span["queued_s"] is None:
-                span["queued_s"] = rel
-            if data:
-                span.update(data)
-        elif kind == "skipped":
-            span["status"] = "skipped"
-            if data:
-                span.update(data)
-        elif kind in ("finished", "failed", "cancelled"):
-            span["end_s"] = rel
-            span["status"] = {"finished": "ok", "failed": "failed", "cancelled": "cancelled"}[kind]
-            if isinstance(data, ChatResult):
-                first = data.first_token_at
-                span["first_token_s"] = round(first - t0, 6) if first is not None else None
-                span["tokens_in"] = data.usage.prompt_tokens
-                span["tokens_out"] = data.usage.completion_tokens
-                span["attempts"] = data.attempts
-            elif data:
-                span.update(data)
-    spans = list(nodes.values())
-    for span in spans:
-        if span["status"] == "running":  # never finished: the run stopped under it
-            span["status"] = "cancelled" if status == "interrupted" else "unfinished"
-    wall = round(end - t0, 6)
+    wall = max(0.0, end - info.t0)
+    spans, endpoints = collect(recorder.events, info.t0)
+    for span in spans.values():
+        if span.status == "running":  # never finished: the run stopped under it
+            span.status = "cancelled" if status == "interrupted" else "unfinished"
+    add_branch_spans(spans, info.layout, status)
+    steps = critical_path(info.layout, spans, wall)
+    summary = summarize_path(steps, wall)
+    nodes = [span_dict(s) for s in spans.values()]
+    agents = [n for n in nodes if n["kind"] == "agent"]
+    models = model_stats(spans, info.layout.models)
     return {
         "report_version": REPORT_VERSION,
         "runner_version": __version__,
@@ -85,18 +139,43 @@ def build_report(info: RunInfo, recorder: Recorder, *, status: str, end: float, 
             "started_at": info.started_at.isoformat().replace("+00:00", "Z"),
             "status": status,
             "error": error,
-            "wall_s": wall,
+            "wall_s": round(wall, 6),
             "loop": info.loop,
             "python": platform.python_version(),
-            "inputs": dict(info.inputs),
+            "platform": platform.platform(terse=True),
+            "recorded": recorder.enabled,
+            "inputs": redact_inputs(dict(info.inputs)),
         },
         "totals": {
-            "nodes": len(spans),
-            "agents": sum(1 for s in spans if s["kind"] == "agent"),
-            "tokens_in": sum(s.get("tokens_in", 0) for s in spans),
-            "tokens_out": sum(s.get("tokens_out", 0) for s in spans),
+            "nodes": len(nodes),
+            "agents": len(agents),
+            "tokens_in": sum(n.get("tokens_in", 0) for n in agents),
+            "tokens_out": sum(n.get("tokens_out", 0) for n in agents),
+            "requests": sum(m["requests"] for m in models.values()),
+            "retries": sum(n["retries"] for n in agents),
         },
-        "nodes": spans,
+        "critical_path": {
+            "nodes": [s.node for s in steps],
+            "steps": [
+                {
+                    "node": s.node,
+                    "kind": s.kind,
+                    "start_s": round(s.start, 6),
+                    "end_s": round(s.end, 6),
+                    **{f"{c}_s": round(s.time.get(c, 0.0), 6) for c in CATEGORIES if c != "overhead"},
+                }
+                for s in steps
+            ],
+            "time_s": {c: round(summary.time[c], 6) for c in CATEGORIES},
+            "share": {c: round(summary.time[c] / wall, 4) if wall > 0 else 0.0 for c in CATEGORIES},
+        },
+        "bottlenecks": bottlenecks(summary, spans, info.layout, wall),
+        "models": models,
+        "endpoints": endpoint_stats(endpoints),
+        "concurrency": concurrency(spans, wall),
+        "cache": _stats_section(cache, "embedder"),
+        "memory": _stats_section(memory, "agent"),
+        "nodes": nodes,
     }
 
 
@@ -108,6 +187,25 @@ def report_path(directory: str | Path, info: RunInfo) -> Path:
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
     atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n")
     return path
+
+
+def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] = ("json",)) -> list[Path]:
+    """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``
+    and ``.trace.json`` for ``trace``. Returns the paths written, the JSON first."""
+    from runner.report.markdown import to_markdown  # noqa: PLC0415
+    from runner.report.trace import to_trace  # noqa: PLC0415
+
+    written = [write_report(report, path)]
+    base = path.with_suffix("")
+    if "markdown" in formats:
+        md = base.with_name(base.name + ".md")
+        atomic_write_text(md, to_markdown(report))
+        written.append(md)
+    if "trace" in formats:
+        trace = base.with_name(base.name + ".trace.json")
+        atomic_write_text(trace, json.dumps(to_trace(report), separators=(",", ":")) + "\n")
+        written.append(trace)
+    return written
 
 
 def now_utc() -> datetime:
@@ -127,23 +225,11 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
         f"{totals['agents']} agent calls, tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
     ]
     rows: list[tuple[str, ...]] = [("node", "kind", "status", "start", "1st tok", "end", "secs")]
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    order: list[str | Mapping[str, Any]] = []  # a span, or a group's name where its first span stood
-    for span in report["nodes"]:
-        node = span["id"]
-        if "[" not in node:
-            order.append(span)
-            continue
-        group = node[: node.index("[")]
-        if group not in groups:
-            groups[group] = []
-            order.append(group)
-        groups[group].append(span)
-    for entry in order:
-        if not isinstance(entry, str):
+    for entry in group_nodes(report["nodes"]):
+        if isinstance(entry, Mapping):
             rows.append(_row(entry, entry["id"]))
             continue
-        stage, spans = entry, groups[entry]
+        stage, spans = entry
         if len(spans) <= 3:
             rows.extend(_row(s, s["id"]) for s in spans)
             continue
@@ -152,7 +238,7 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
         p50 = statistics.median(durations) if durations else None
         rows.append(
             (
-                f"{stage}[*] x{len(spans)}",
+                f"{stage} x{len(spans)}",
                 "branches",
                 f"{ok} ok",
                 "",
@@ -170,6 +256,31 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     return "\n".join(lines)
 
 
+_BRANCH_INDEX = re.compile(r"\[\d+\]")
+
+
+def stage_key(node_id: str) -> str:
+    """A node's stage with branch indices folded: ``notes[3]`` -> ``notes[*]``, ``per[1].first`` ->
+    ``per[*].first``."""
+    return _BRANCH_INDEX.sub("[*]", node_id)
+
+
+def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | tuple[str, list[Mapping[str, Any]]]]:
+    """Nodes in order, those of fan-out branches gathered under their stage key where the first of them stood."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    order: list[Mapping[str, Any] | tuple[str, list[Mapping[str, Any]]]] = []
+    for span in nodes:
+        key = stage_key(span["id"])
+        if key == span["id"]:
+            order.append(span)
+            continue
+        if key not in groups:
+            groups[key] = []
+            order.append((key, groups[key]))
+        groups[key].append(span)
+    return order
+
+
 def _row(span: Mapping[str, Any], label: str) -> tuple[str, ...]:
     start, end = span.get("start_s"), span.get("end_s")
     secs = end - start if start is not None and end is not None else None
@@ -182,3 +293,19 @@ def _row(span: Mapping[str, Any], label: str) -> tuple[str, ...]:
         _fmt(end),
         _fmt(secs),
     )
+
+
+def format_summary(report: Mapping[str, Any]) -> str:
+    """The table, then where the time went on the critical path, then the bottlenecks."""
+    lines = [format_table(report)]
+    path = report["critical_path"]
+    wall = report["run"]["wall_s"]
+    if path["nodes"]:
+        lines.append("critical path: " + " -> ".join(path["nodes"]))
+    parts = [f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'][c]:.0%})"
+             for c in CATEGORIES if path["time_s"][c] > 0]
+    if parts:
+        lines.append(f"of the {wall:.3f} s: " + ", ".join(parts))
+    for i, b in enumerate(report["bottlenecks"], 1):
+        lines.append(f"bottleneck {i}: {b['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""The Chrome trace-event file (``.trace.json``): opens in Perfetto and ``chrome://tracing``.
+
+Each node is a complete event (``ph: X``) from its queueing to its end. Nodes go on tracks ("lanes")
+assigned greedily, so spans that overlap in time never share a track; inside an agent's span, on its
+track, nest the wait for a fan-out slot, the attempts and back-offs of retries, the waits for the rate
+limiter and a pool connection, and tool calls; the first token is an instant event. Times are integer
+microseconds since the run started, so nesting is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PID = 1
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def assign_lanes(intervals: list[tuple[int, int]]) -> list[int]:
+    """A lane per interval such that intervals on one lane never overlap (touching is fine); greedy by start,
+    the lowest free lane first."""
+    order = sorted(range(len(intervals)), key=lambda i: (intervals[i][0], -intervals[i][1], i))
+    lane_end: list[int] = []
+    lanes = [0] * len(intervals)
+    for i in order:
+        begin, end = intervals[i]
+        for lane, busy_until in enumerate(lane_end):
+            if busy_until <= begin:
+                lane_end[lane] = end
+                lanes[i] = lane
+                break
+        else:
+            lanes[i] = len(lane_end)
+            lane_end.append(end)
+    return lanes
+
+
+Item = tuple[str, str, int, int, dict[str, Any]]  # name, category, begin, end, args
+
+
+def _sequence(items: list[Item], lo: int, hi: int) -> list[Item]:
+    """``items`` in order of their begin, clamped into [lo, hi] and apart from each other; empty ones dropped."""
+    out: list[Item] = []
+    cursor = lo
+    for name, cat, b, e, args in sorted(items, key=lambda i: (i[2], i[3])):
+        b, e = max(b, cursor), min(e, hi)
+        if e > b:
+            out.append((name, cat, b, e, args))
+            cursor = e
+    return out
+
+
+def _agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple[Item, list[Item]]]:
+    """The spans nested in an agent's span, each with the spans nested in it (the final attempt holds its waits
+    and tool calls; without retries they sit directly under the node)."""
+    start = node.get("start_s")
+    if start is None:
+        return [(item, []) for item in _sequence([("wait for a fan-out slot", "queue", begin, end, {})], begin, end)]
+    s = _us(start)
+    top: list[Item] = [("wait for a fan-out slot", "queue", begin, s, {})]
+    attempt_begin = s
+    retries = node.get("retry_events", [])
+    for k, r in enumerate(retries, 1):
+        at = _us(r["at_s"])
+        top.append((f"attempt {k} failed ({r['cause']})", "attempt", attempt_begin, at, {"cause": r["cause"]}))
+        back = at + _us(r["delay_s"])
+        top.append(("back-off", "retry", at, back, {"delay_s": r["delay_s"]}))
+        attempt_begin = back
+    inner: list[Item] = []
+    for w in node.get("rate_waits", []):
+        at = _us(w["at_s"])
+        if at >= attempt_begin:
+            inner.append((f"rate limiter ({w['limit']})", "rate_limit", at - _us(w["wait_s"]), at, {}))
+    pool_from = max([attempt_begin] + [i[3] for i in inner])
+    for w in node.get("pool_waits", []):
+        if _us(w["at_s"]) >= attempt_begin:
+            inner.append(("wait for a connection", "pool", pool_from, pool_from + _us(w["wait_s"]), {}))
+    for t in node.get("tool_spans", []):
+        inner.append((f"tool {t['tool']}", "tool", _us(t["start_s"]), _us(t["end_s"]), {"ok": t["ok"]}))
+    if not retries:
+        return [(item, []) for item in _sequence(top + inner, begin, end)]
+    top.append((f"attempt {len(retries) + 1}", "attempt", attempt_begin, end, {}))
+    out: list[tuple[Item, list[Item]]] = []
+    for item in _sequence(top, begin, end):
+        nested = _sequence(inner, item[2], item[3]) if item[1] == "attempt" and "failed" not in item[0] else []
+        out.append((item, nested))
+    return out
+
+
+def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
+    wall = _us(report["run"]["wall_s"])
+    nodes = [n for n in report["nodes"] if n.get("queued_s") is not None or n.get("start_s") is not None]
+    intervals = []
+    for n in nodes:
+        begin = _us(n["queued_s"] if n.get("queued_s") is not None else n["start_s"])
+        end = _us(n["end_s"]) if n.get("end_s") is not None else wall
+        intervals.append((begin, max(begin, end)))
+    lanes = assign_lanes(intervals)
+    name = f"runner: {report['workflow']['name']} ({report['run']['id']})"
+    events: list[dict[str, Any]] = [
+        {"name": "process_name", "ph": "M", "pid": PID, "tid": 0, "args": {"name": name}},
+    ]
+    for lane in sorted(set(lanes)):
+        events.append({"name": "thread_name", "ph": "M", "pid": PID, "tid": lane + 1,
+                       "args": {"name": f"lane {lane + 1}"}})
+        events.append({"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": lane + 1,
+                       "args": {"sort_index": lane + 1}})
+    for n, (begin, end), lane in zip(nodes, intervals, lanes, strict=True):
+        tid = lane + 1
+        args = {k: n[k] for k in ("status", "agent", "model", "tokens_in", "tokens_out", "attempts", "error")
+                if n.get(k) is not None}
+        events.append({"name": n["id"], "cat": n["kind"], "ph": "X", "ts": begin, "dur": end - begin,
+                       "pid": PID, "tid": tid, "args": args})
+        if n["kind"] != "agent":
+            continue
+        for item, nested in _agent_children(n, begin, end):
+            for child, cat, b, e, cargs in (item, *nested):
+                events.append({"name": child, "cat": cat, "ph": "X", "ts": b, "dur": e - b, "pid": PID, "tid": tid,
+                               "args": cargs})
+        if n.get("first_token_s") is not None:
+            ts = min(max(_us(n["first_token_s"]), begin), end)
+            events.append({"name": "first token", "cat": "token", "ph": "i", "s": "t", "ts": ts, "pid": PID,
+                           "tid": tid})
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"workflow": report["workflow"]["name"], "run_id": report["run"]["id"],
+                      "status": report["run"]["status"], "wall_s": report["run"]["wall_s"]},
+    }
