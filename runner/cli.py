@@ -45,10 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", "-q", action="store_true", help="print only the final output")
     run.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
+    run.add_argument("--input", dest="input_file", metavar="FILE", help="inputs from a YAML or JSON mapping")
+    run.add_argument(
+        "--offline", action="store_true", help="replace every remote model by a scripted one: no network, no key"
+    )
+
+    from runner.spec.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
     validate = sub.add_parser("validate", help="check workflow files and folders; exit 1 on problems")
     validate.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders searched for *.yaml/*.yml")
-    validate.add_argument("--format", default="text", help="output format (default: text)")
+    validate.add_argument(
+        "--format", choices=list(FORMATS_BY_NAME), default="text", help="output format (default: text)"
+    )
+    validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
 
     sub.add_parser("schema", help="print the workflow JSON Schema")
 
@@ -85,12 +94,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.commands.run import run_command  # noqa: PLC0415
 
         return run_command(
-            args.workflow, args.sets, report_dir=args.report_dir, quiet=args.quiet, use_uvloop=not args.no_uvloop
+            args.workflow,
+            args.sets,
+            report_dir=args.report_dir,
+            quiet=args.quiet,
+            use_uvloop=not args.no_uvloop,
+            input_file=args.input_file,
+            offline=args.offline,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
 
-        return validate_command(args.paths, fmt=args.format, out=sys.stdout)
+        return validate_command(args.paths, fmt=args.format, out=sys.stdout, strict=args.strict)
     if args.command == "schema":
         from runner.resources import schema_path  # noqa: PLC0415
 

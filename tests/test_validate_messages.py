@@ -108,8 +108,9 @@ stages:
     code, lines = validate(capsys, path)
     assert code == 1
     assert lines == [
-        f"{path}:7:3: error: agent 'b' uses model 'mm', which is not defined [unknown-model]",
-        f"{path}:9:10: error: stage 'one' uses agent 'aa', which is not defined [unknown-agent]",
+        f"{path}:7:3: warning: agent 'b' is not used by any stage [unused-agent]",
+        f"{path}:7:14: error: agent 'b' uses model 'mm', which is not defined [unknown-model]",
+        f"{path}:9:22: error: stage 'one' uses agent 'aa', which is not defined [unknown-agent]",
         f"{path}:13:17: error: stage id 'one' is already used at line 9 [duplicate-id]",
     ]
 

@@ -1,15 +1,22 @@
-"""``runner validate PATH...``: every problem in every file, at once, sorted; exit 0 clean, 1 problems, 2 usage."""
+"""``runner validate PATH...``: every problem in every file, at once, sorted; exit 0 clean, 1 problems, 2 usage.
+
+Folders are searched for ``*.yaml`` and ``*.yml``, skipping hidden folders (``.git``, ``.venv``, caches);
+files named explicitly are checked whatever their suffix (pre-commit passes its own selection).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from runner.errors import UsageError
 from runner.spec import check_file
-from runner.spec.diagnostics import Diagnostic
+from runner.spec.diagnostics import ERROR, WARNING, Diagnostic
 from runner.spec.formats import FORMATS_BY_NAME
+
+SUFFIXES = (".yaml", ".yml")
 
 
 def collect_files(paths: Sequence[str]) -> list[Path]:
@@ -17,22 +24,38 @@ def collect_files(paths: Sequence[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+            found = (
+                p
+                for p in path.rglob("*")
+                if p.suffix in SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts[:-1])
+                and p.is_file()
+            )
+            files.extend(sorted(found))
         elif path.exists():
             files.append(path)
         else:
             raise UsageError(f"{raw}: no such file or folder")
-    return files
+    return list(dict.fromkeys(files))  # a file named twice is checked once
 
 
-def validate_command(paths: Sequence[str], *, fmt: str, out: TextIO) -> int:
-    formatter = FORMATS_BY_NAME.get(fmt)
-    if formatter is None:
-        raise UsageError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS_BY_NAME)}")
+def check_paths(paths: Sequence[str], *, strict: bool = False) -> tuple[list[Diagnostic], int]:
+    """Every problem in the files under ``paths``, sorted, and the number of files; ``strict``: warnings
+    count as errors (the rule id stays, so suppressions and docs still match)."""
     files = collect_files(paths)
     problems: list[Diagnostic] = []
     for file in files:
         problems.extend(check_file(file)[1])
+    if strict:
+        problems = [dataclasses.replace(p, severity=ERROR) if p.severity == WARNING else p for p in problems]
     problems.sort()
-    out.write(formatter(problems, len(files)))
-    return 1 if any(p.severity == "error" for p in problems) else 0
+    return problems, len(files)
+
+
+def validate_command(paths: Sequence[str], *, fmt: str, out: TextIO, strict: bool = False) -> int:
+    formatter = FORMATS_BY_NAME.get(fmt)
+    if formatter is None:
+        raise UsageError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS_BY_NAME)}")
+    problems, count = check_paths(paths, strict=strict)
+    out.write(formatter(problems, count))
+    return 1 if any(p.severity == ERROR for p in problems) else 0

@@ -17,14 +17,20 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
     """Load and check one workflow file; return the records (None when it has errors) and every problem."""
     from runner.spec.build import build_workflow  # noqa: PLC0415
     from runner.spec.checks import check_workflow  # noqa: PLC0415
+    from runner.spec.rules.limits import read_limited, too_large  # noqa: PLC0415
+    from runner.spec.rules.secrets import secret_diagnostics  # noqa: PLC0415
     from runner.spec.schema import schema_diagnostics  # noqa: PLC0415
 
     file = str(path)
+    size = len(text) if text is not None else 0
     if text is None:
         try:
-            text = Path(path).read_bytes()
+            text, size = read_limited(path)
         except OSError as exc:
             return None, [Diagnostic(file, 1, 1, 1, 1, "error", "io", f"cannot read the file: {exc.strerror}")]
+    big = too_large(file, text, size)
+    if big is not None:  # refused before parsing: PyYAML would take minutes on a huge file
+        return None, [big]
     try:
         doc = load_document(decode(text, file), file)
     except LoadError as exc:
@@ -44,11 +50,12 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
                 "start with 'version: 1', 'name: ...' and 'stages:'",
             )
         ]
+    secrets = secret_diagnostics(doc)  # on the document: also under keys the schema refuses
     problems = schema_diagnostics(doc)
     if problems:
-        return None, sorted(problems)
+        return None, sorted(problems + secrets)
     wf = build_workflow(doc, hashlib.sha256(text).hexdigest())
-    problems = sorted(check_workflow(wf))
+    problems = sorted(check_workflow(wf, doc) + secrets)
     return (None if any(p.severity == "error" for p in problems) else wf), problems
 
 

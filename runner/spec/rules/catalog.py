@@ -1,0 +1,153 @@
+"""Every rule id ``runner validate`` can report, with its default severity, a summary and how to fix it.
+
+The ids are stable: users look them up in docs/rules.md (a test keeps the two in step), SARIF lists
+them as ``rules`` and GitHub code scanning tracks results by them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.spec.diagnostics import ERROR, WARNING
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    severity: str
+    summary: str
+    help: str
+
+
+_RULES = (
+    Rule("io", ERROR, "The file cannot be read.", "Check that the path is a readable file."),
+    Rule(
+        "file-too-large",
+        ERROR,
+        "The file is larger than a workflow can be.",
+        "Workflow files are limited to 1 MiB; split the file or move data out of it.",
+    ),
+    Rule("encoding", ERROR, "The file is not valid UTF-8.", "Save the file as UTF-8."),
+    Rule("empty-file", ERROR, "The file is empty.", "A workflow needs at least 'version', 'name' and 'stages'."),
+    Rule("yaml-syntax", ERROR, "The file is not valid YAML.", "Fix the YAML at the position shown; indent with spaces"),
+    Rule(
+        "yaml-too-large",
+        ERROR,
+        "The YAML expands to too many values or nests too deeply.",
+        "Remove the aliases that multiply content (an 'alias bomb'), or flatten the nesting.",
+    ),
+    Rule(
+        "duplicate-key",
+        ERROR,
+        "A mapping has the same key twice.",
+        "Remove one of the two: YAML keeps only the last, which silently drops the first.",
+    ),
+    Rule(
+        "schema",
+        ERROR,
+        "The file does not match the workflow schema.",
+        "Fix the key or value shown; `runner schema` prints the schema.",
+    ),
+    Rule(
+        "literal-secret",
+        ERROR,
+        "A key, token or password is written in the file.",
+        "Put the secret in an environment variable and name the variable with `api_key_env`.",
+    ),
+    Rule(
+        "unknown-model",
+        ERROR,
+        "An agent uses a model that is not defined.",
+        "Define the model under `models:` or fix the name.",
+    ),
+    Rule(
+        "unknown-agent",
+        ERROR,
+        "A stage uses an agent that is not defined.",
+        "Define the agent under `agents:` or fix the name.",
+    ),
+    Rule(
+        "unknown-tool",
+        ERROR,
+        "An agent lists a tool that is not defined.",
+        "Define the tool under `tools:` or fix the name.",
+    ),
+    Rule(
+        "duplicate-id",
+        ERROR,
+        "Two stages have the same id.",
+        "Give every stage, nested ones included, its own id: `stages.<id>` must name one stage.",
+    ),
+    Rule(
+        "template-syntax",
+        ERROR,
+        "A template is not valid Jinja2.",
+        "Fix the Jinja2 syntax at the position shown.",
+    ),
+    Rule(
+        "unknown-name",
+        ERROR,
+        "A template uses a name that does not exist where it renders.",
+        "Templates see `inputs`, `stages`, `prev`, `vars` and `run`; system prompts and model templates also "
+        "see `agent` and `input`.",
+    ),
+    Rule(
+        "unknown-input",
+        ERROR,
+        "A template reads an input that is not declared.",
+        "Declare the input under `inputs:` or fix the name.",
+    ),
+    Rule(
+        "unknown-stage",
+        ERROR,
+        "A template reads a stage that does not exist.",
+        "Fix the stage id.",
+    ),
+    Rule(
+        "stage-not-ready",
+        ERROR,
+        "A template reads a stage that has not finished when the template renders.",
+        "Read only stages that run before, on every path: not later ones, not parallel branches, not stages "
+        "inside another fan-out's per-item pipeline.",
+    ),
+    Rule(
+        "unknown-var",
+        ERROR,
+        "A template reads a `vars` name that is not set where it renders.",
+        "Set it in the agent's or the stage's `vars`, or name a fan-out's items with `as:`; a system prompt "
+        "needs it from every stage that calls the agent.",
+    ),
+    Rule(
+        "for-each-not-list",
+        ERROR,
+        "A fan-out's `for_each` does not give a list.",
+        "Write a YAML list, or a single `{{ expression }}` giving a list, such as an input of type array.",
+    ),
+    Rule(
+        "input-default-type",
+        ERROR,
+        "An input's default does not match its declared type.",
+        "Change the default or the type (and `items`).",
+    ),
+    Rule(
+        "unused-agent",
+        WARNING,
+        "An agent is defined but no stage uses it.",
+        "Remove it, or use it in a stage.",
+    ),
+    Rule(
+        "unused-model",
+        WARNING,
+        "A model is defined but no agent uses it.",
+        "Remove it, or use it in an agent.",
+    ),
+    Rule(
+        "unused-tool",
+        WARNING,
+        "A tool is defined but no agent lists it.",
+        "Remove it, or list it in an agent's `tools`.",
+    ),
+)
+
+RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}
+"""Rule id -> rule, in the order docs/rules.md lists them."""

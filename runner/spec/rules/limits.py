@@ -1,0 +1,43 @@
+"""The size limit on workflow files, checked before the file is parsed.
+
+PyYAML composes the whole node graph before anything else can look at it, in pure Python: a 50 MB file
+would take minutes and gigabytes. Workflow files are small (the largest examples are a few kilobytes),
+so anything above ``MAX_FILE_BYTES`` is refused after reading at most that many bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runner.spec.diagnostics import Diagnostic
+
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_limited(path: str | Path) -> tuple[bytes, int]:
+    """At most ``MAX_FILE_BYTES + 1`` bytes of the file, and its full size. Raises OSError."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(MAX_FILE_BYTES + 1)
+    return data, max(size, len(data))
+
+
+def too_large(file: str, data: bytes, size: int) -> Diagnostic | None:
+    """A located error when the file is over the limit: at the position where the limit is crossed."""
+    if len(data) <= MAX_FILE_BYTES and size <= MAX_FILE_BYTES:
+        return None
+    head = data[:MAX_FILE_BYTES]
+    line = head.count(b"\n") + 1
+    column = len(head) - (head.rfind(b"\n") + 1) + 1
+    return Diagnostic(
+        file,
+        line,
+        column,
+        line,
+        column + 1,
+        "error",
+        "file-too-large",
+        f"the file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes for a workflow; reading stopped here",
+        "split the workflow, or move large data into files that tools or inputs read",
+    )

@@ -1,0 +1,276 @@
+"""Templates: Jinja2 syntax, and every name a template reads resolved against its run-time context.
+
+Checked from the AST, never by rendering: ``inputs.<name>`` declared, ``stages.<id>`` finished before on
+every path, ``vars.<name>`` set by every caller, top-level names the context has; and ``for_each`` giving
+a list where the type is knowable (a literal, an input's declared type, a stage's kind, a filter).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.spec.diagnostics import Diagnostic
+from runner.spec.records import AgentStage, FanoutStage, Stage, TemplateSrc, Workflow
+from runner.spec.rules import jinja
+from runner.spec.rules.common import A_TYPE, diag, suggest
+from runner.spec.rules.scope import Scope, Site, Walk, call_sites
+from runner.spec.rules.source import Source
+from runner.templates import environment, is_constant
+
+_BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
+_CALL = frozenset({"agent", "input"})
+_FIELDS = {"run": ("id", "name"), "agent": ("description", "model", "name")}
+# Filters whose result is a generator (the engine wants a sequence), text, or a number.
+_LAZY_FILTERS = frozenset(
+    {"map", "select", "reject", "selectattr", "rejectattr", "batch", "slice", "reverse", "unique"}
+)
+_TEXT_FILTERS = frozenset(
+    {
+        "join",
+        "string",
+        "upper",
+        "lower",
+        "title",
+        "capitalize",
+        "trim",
+        "truncate",
+        "replace",
+        "format",
+        "center",
+        "indent",
+        "wordwrap",
+        "striptags",
+        "tojson",
+        "urlencode",
+        "e",
+        "escape",
+    }
+)
+_NUMBER_FILTERS = frozenset({"length", "count", "int", "float", "sum", "abs", "round", "wordcount"})
+
+
+class TemplateChecker:
+    def __init__(self, wf: Workflow, source: Source, walk: Walk) -> None:
+        self.wf = wf
+        self.source = source
+        self.walk = walk
+        self.inputs = {spec.name: spec for spec in wf.inputs}
+        self.stages: dict[str, Stage] = {}
+        for stage, _ in walk.order:
+            self.stages.setdefault(stage.id, stage)
+        self.globals = frozenset(environment().globals)
+        self.out: list[Diagnostic] = []
+
+    def run(self) -> list[Diagnostic]:
+        for site in [*self.walk.sites, *call_sites(self.walk)]:
+            self.site(site)
+        for stage, path in self.walk.order:
+            if isinstance(stage, FanoutStage) and isinstance(stage.for_each, TemplateSrc):
+                if is_constant(stage.for_each.text):
+                    self.out.append(
+                        diag(
+                            self.wf.file,
+                            self.source.value((*path, "fanout", "for_each"), stage.for_each.loc),
+                            "for-each-not-list",
+                            f"for_each of stage '{stage.id}' is text, not a list",
+                            "write a YAML list such as [a, b], or a template giving one such as '{{ inputs.items }}'",
+                        )
+                    )
+        return self.out
+
+    def add(self, src: TemplateSrc, start: int, end: int, rule: str, message: str, hint: str) -> None:
+        self.out.append(diag(self.wf.file, self.source.template(src, start, end), rule, message, hint))
+
+    def site(self, site: Site) -> None:
+        src = site.src
+        if is_constant(src.text):
+            return
+        parsed = jinja.parse(src.text)
+        if parsed.error is not None:
+            err = parsed.error
+            self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
+            return
+        allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
+        free = jinja.free_names(parsed.ast)
+        for name in sorted(free - allowed):
+            message, hint = self.unknown_name(name, site, allowed)
+            for start, end in jinja.name_spans(parsed.tokens, name) or [(0, len(src.text))]:
+                self.add(src, start, end, "unknown-name", message, hint)
+        checked = (free - jinja.stored_names(parsed.ast)) & (_BASE | (_CALL if site.call else frozenset()))
+        seen: set[tuple[str, str]] = set()
+        for name, key in jinja.attribute_refs(parsed.ast, checked):
+            if (name, key) in seen:
+                continue
+            seen.add((name, key))
+            problem = self.judge(name, key, site)
+            if problem is None:
+                continue
+            rule, message, hint = problem
+            for start, end in jinja.name_spans(parsed.tokens, name, key) or [(0, len(src.text))]:
+                self.add(src, start, end, rule, message, hint)
+        if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
+            self.for_each(site.stage, src, parsed)
+
+    def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
+        message = f"'{name}' is not defined in {site.label}"
+        if name in _CALL:
+            return message, (
+                "'agent' and 'input' exist only in system prompts and model templates; "
+                "a stage's input reads 'prev' or 'stages.<id>'"
+            )
+        visible = sorted(allowed - self.globals)
+        return message, suggest(name, visible, "names") if _close(name, visible) else (
+            f"templates here see: {', '.join(visible)}"
+        )
+
+    def judge(self, name: str, key: str, site: Site) -> tuple[str, str, str] | None:
+        if name == "inputs":
+            if key in self.inputs:
+                return None
+            return "unknown-input", f"inputs.{key} is not declared", suggest(key, self.inputs, "inputs")
+        if name in _FIELDS:
+            fields = _FIELDS[name]
+            if key in fields:
+                return None
+            return "unknown-name", f"{name}.{key} does not exist", f"'{name}' has: {', '.join(fields)}"
+        if name == "stages":
+            if key not in self.stages:
+                return "unknown-stage", f"stages.{key}: there is no stage '{key}'", suggest(key, self.stages, "stages")
+            for scope in site.scopes or ():
+                if key not in scope.ready:
+                    reason, hint = self.not_ready(key, scope)
+                    return "stage-not-ready", f"stages.{key} is not available in {_where(site, scope)}: {reason}", hint
+            return None
+        if name == "vars":
+            for scope in site.scopes or ():
+                if key not in scope.vars:
+                    hint = (
+                        suggest(key, scope.vars, "vars")
+                        if _close(key, sorted(scope.vars))
+                        else f"set '{key}' in the 'vars' of the agent or the stage, or name a fan-out's items "
+                        f"with 'as: {key}'"
+                    )
+                    return "unknown-var", f"vars.{key} is not set in {_where(site, scope)}", hint
+        return None
+
+    def not_ready(self, target: str, scope: Scope) -> tuple[str, str]:
+        if target == scope.stage:
+            return "a stage cannot read its own output", "read 'prev' for the previous stage's output"
+        if target in scope.path:
+            return (
+                f"fan-out '{target}' contains it and finishes after it",
+                "read the stages before the fan-out, or the earlier stages of this branch",
+            )
+        there = self.walk.places[target].chain
+        here = self.walk.places[scope.stage].chain if scope.stage in self.walk.places else ()
+        for fanout, how in there:
+            if how == "pipeline" and (fanout, how) not in here:
+                return (
+                    f"stage '{target}' runs once per item inside fan-out '{fanout}' and is visible only there",
+                    f"read stages.{fanout}, the list of its per-item outputs",
+                )
+            if how.startswith("branch") and any(f == fanout and h != how for f, h in here):
+                return (
+                    f"stage '{target}' runs in another branch of fan-out '{fanout}', at the same time",
+                    f"read it after fan-out '{fanout}', or move both into one branch",
+                )
+        return f"stage '{target}' runs later", f"move stage '{target}' before stage '{scope.stage}'"
+
+    def for_each(self, stage: FanoutStage, src: TemplateSrc, parsed: jinja.Parsed) -> None:
+        text = src.text.strip()
+        single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
+        expr = _single_expression(parsed.ast) if single else None
+        if expr is None:
+            self.add(
+                src,
+                0,
+                len(src.text),
+                "for-each-not-list",
+                f"for_each of stage '{stage.id}' renders text, not a list",
+                "use one expression that gives a list, such as '{{ inputs.items }}'",
+            )
+            return
+        found = self.infer(expr)
+        if found is None:
+            return
+        what, hint = found
+        self.add(
+            src, 0, len(src.text), "for-each-not-list", f"for_each of stage '{stage.id}' gives {what}, not a list", hint
+        )
+
+    def infer(self, node: Any) -> tuple[str, str] | None:
+        """What a for_each expression gives when that is knowably not a list: (description, hint)."""
+        from jinja2 import nodes  # noqa: PLC0415
+
+        generic = "give a list: an input of type array, a fan-out's outputs, or e.g. \"{{ inputs.text.split(',') }}\""
+        if isinstance(node, nodes.List | nodes.Tuple):
+            return None
+        if isinstance(node, nodes.Const):
+            if isinstance(node.value, str):
+                return "text", generic
+            return f"{type(node.value).__name__} {node.value!r}", generic
+        if isinstance(node, nodes.Dict):
+            return "a mapping", generic
+        if isinstance(node, nodes.Concat):
+            return "text", generic
+        if isinstance(node, nodes.Filter) and node.name in _LAZY_FILTERS:
+            return f"a generator (the '{node.name}' filter is lazy)", "add '| list' at the end"
+        if isinstance(node, nodes.Filter) and node.name in _TEXT_FILTERS:
+            return f"text (the '{node.name}' filter gives text)", generic
+        if isinstance(node, nodes.Filter) and node.name in _NUMBER_FILTERS:
+            return f"a number (the '{node.name}' filter gives a number)", generic
+        ref = _ref(node)
+        if ref is not None:
+            name, key = ref
+            if name == "inputs" and key in self.inputs and self.inputs[key].type != "array":
+                kind = self.inputs[key].type
+                return f"{A_TYPE[kind]} (input '{key}' has type {kind})", generic
+            if name == "stages" and isinstance(self.stages.get(key), AgentStage):
+                return (
+                    f"one message (stage '{key}' runs one agent)",
+                    f'split its text ("{{{{ stages.{key}.content.splitlines() }}}}"), or read a fan-out\'s outputs',
+                )
+        return None
+
+
+_SYNTAX_HINT = "fix the Jinja2 syntax at the caret: {{ expression }}, {% statement %}, {# comment #}"
+
+
+def _single_expression(ast: Any) -> Any:
+    from jinja2 import nodes  # noqa: PLC0415
+
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    exprs = [n for n in ast.body[0].nodes if not isinstance(n, nodes.TemplateData)]
+    return exprs[0] if len(exprs) == 1 else None
+
+
+def _ref(node: Any) -> tuple[str, str] | None:
+    from jinja2 import nodes  # noqa: PLC0415
+
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+        return node.node.name, node.attr
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.node, nodes.Name)
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
+        return node.node.name, node.arg.value
+    return None
+
+
+def _where(site: Site, scope: Scope) -> str:
+    if site.call:
+        return f"{site.label} when stage '{scope.stage}' calls it"
+    return site.label
+
+
+def _close(name: str, options: list[str]) -> bool:
+    import difflib  # noqa: PLC0415
+
+    return bool(difflib.get_close_matches(name, options, n=1, cutoff=0.6))
+
+
+def check_templates(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
+    return TemplateChecker(wf, source, walk).run()
