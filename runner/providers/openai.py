@@ -207,21 +207,22 @@ class OpenAIChatProvider:
         async def once(attempt: int) -> ChatResult:
             if self.config.stream:
                 return await self._stream(payload, ctx, gate)
-            return await self._json(payload, ctx)
+            return await self._json(payload, ctx, gate)
 
         result, attempts = await self._endpoint.run(once, node_id=ctx.node_id, recorder=recorder,
                                                     tokens=estimate, on_retry=on_retry)
-        self._endpoint.limiter.settle(estimate, result.usage.prompt_tokens + result.usage.completion_tokens)
+        used = result.usage.prompt_tokens + result.usage.completion_tokens
+        self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
         if attempts == 1:
             return result
         return ChatResult(result.content, result.usage, result.tool_calls, result.first_token_at, attempts,
                           result.finish_reason)
 
-    async def _json(self, payload: bytes, ctx: CallContext) -> ChatResult:
+    async def _json(self, payload: bytes, ctx: CallContext, gate: _TokenGate) -> ChatResult:
         content = await self._endpoint.post_json(self._url, payload, ctx.recorder, ctx.node_id)
-        return self._parse_json(content, ctx)
+        return self._parse_json(content, gate)
 
-    def _parse_json(self, content: bytes, ctx: CallContext) -> ChatResult:
+    def _parse_json(self, content: bytes, gate: _TokenGate) -> ChatResult:
         try:
             data = json.loads(content)
             choice = data["choices"][0]
@@ -241,8 +242,8 @@ class OpenAIChatProvider:
             snippet = content[:200].decode("utf-8", errors="replace")
             raise self._endpoint.protocol_error(
                 f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet!r}") from exc
-        if text and ctx.on_token is not None:
-            ctx.on_token(text)
+        if text:
+            gate.push(text)
         return result
 
     async def _stream(self, payload: bytes, ctx: CallContext, gate: _TokenGate) -> ChatResult:
@@ -260,7 +261,7 @@ class OpenAIChatProvider:
                     raise ep.http_error(resp.status_code, await resp.aread(), resp.headers)
                 if resp.headers.get("content-type", "").startswith("application/json"):
                     # a server that ignores "stream": true answers with one JSON completion
-                    return self._parse_json(await resp.aread(), ctx)
+                    return self._parse_json(await resp.aread(), gate)
                 decoder = SSEDecoder()
                 async for chunk in resp.aiter_bytes():
                     had_token = state.first_token_at is not None
