@@ -142,3 +142,41 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
         "fan[1]": "cancelled",
         "fan[2]": "cancelled",
     }
+
+
+def test_input_file_and_set_override(tmp_path) -> None:
+    inputs = tmp_path / "in.yaml"
+    inputs.write_text("topic: event loops\nperspectives: [latency, memory]\n")
+    proc = run_cli(
+        "run",
+        "workflows/quickstart.yaml",
+        "-q",
+        "--report-dir",
+        str(tmp_path),
+        "--input",
+        str(inputs),
+        "--set",
+        'perspectives=["a", "b", "c", "d"]',
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Digest of 4 notes: analyst, analyst, analyst, analyst agree that it is worth measuring.\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- not a mapping\n")
+    proc = run_cli("run", "workflows/quickstart.yaml", "--input", str(bad))
+    assert proc.returncode == 1
+    assert proc.stderr == f"runner: error: {bad}:1:1: --input needs a mapping of input names to values\n"
+
+
+def test_offline_replaces_remote_models_and_needs_no_key(tmp_path) -> None:
+    wf = tmp_path / "remote.yaml"
+    wf.write_text(
+        "version: 1\nname: remote\nmodels:\n  main: {provider: openai, base_url: 'https://example.invalid/v1', "
+        "model: qwen-plus, api_key_env: RUNNER_TEST_UNSET_KEY}\nagents:\n  a: {model: main}\n"
+        "stages:\n  - {id: s, agent: a, input: 'hello {{ run.name }}'}\n"
+    )
+    env_free = run_cli("run", str(wf), "-q", "--report-dir", str(tmp_path))
+    assert env_free.returncode == 1
+    assert "RUNNER_TEST_UNSET_KEY (api_key_env) is not set" in env_free.stderr
+    proc = run_cli("run", str(wf), "-q", "--offline", "--report-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[offline reply of a to: hello remote]\n"

@@ -6,12 +6,13 @@ import sys
 from collections.abc import Sequence
 
 from runner.engine.execute import as_text
+from runner.engine.offline import offline_workflow
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.errors import RunnerError
 from runner.report import format_table, report_path, write_report
 from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.spec.inputs import read_input_file, resolve_inputs
 from runner.terminal import TerminalSink
 
 EXIT_INTERRUPTED = 130
@@ -24,9 +25,13 @@ def run_command(
     report_dir: str | None = None,
     quiet: bool = False,
     use_uvloop: bool = True,
+    input_file: str | None = None,
+    offline: bool = False,
 ) -> int:
     wf = load_workflow(workflow)
-    inputs = resolve_inputs(wf, sets)
+    if offline:
+        wf = offline_workflow(wf)
+    inputs = resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
     plan = compile_workflow(wf)
     sink = None if quiet else TerminalSink(sys.stdout, flush_each=sys.stdout.isatty())
     outcome = run_plan(plan, inputs, sink=sink.for_node if sink else None, use_uvloop=use_uvloop)

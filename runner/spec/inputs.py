@@ -114,3 +114,20 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
     if problems:
         raise RunnerError("\n".join(problems))
     return values
+
+
+def read_input_file(path: str) -> dict[str, Any]:
+    """Inputs from a YAML or JSON file holding one mapping (``--input FILE``); safe YAML only."""
+    from runner.spec.yamlpos import LoadError, decode, load_document  # noqa: PLC0415
+
+    try:
+        raw = open(path, "rb").read()  # noqa: SIM115 - read at once
+    except OSError as exc:
+        raise RunnerError(f"--input {path}: cannot read the file: {exc.strerror}") from None
+    try:
+        doc = load_document(decode(raw, path), path)
+    except LoadError as exc:
+        raise RunnerError("\n".join(d.format_line() for d in exc.diagnostics)) from None
+    if not isinstance(doc.data, dict):
+        raise RunnerError(f"{path}:1:1: --input needs a mapping of input names to values")
+    return doc.data

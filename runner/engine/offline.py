@@ -1,0 +1,31 @@
+"""``runner run --offline``: the same workflow with every remote model replaced by a scripted one.
+
+It runs without network or key, so CI can dry-run a workflow's templates and data flow: every stage runs,
+every template renders with real values, python stages and tools run; only model replies are canned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import MappingProxyType
+
+from runner.providers.scripted_config import ScriptedConfig
+from runner.spec.records import EmbeddingSpec, ModelSpec, TemplateSrc, Workflow
+
+OFFLINE_REPLY = "[offline reply of {{ agent.name }} to: {{ input | truncate(80) }}]"
+
+
+def offline_workflow(wf: Workflow) -> Workflow:
+    models = {
+        name: spec
+        if spec.provider == "scripted"
+        else ModelSpec(name, "scripted", ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc)), spec.loc)
+        for name, spec in wf.models.items()
+    }
+    embeddings = {
+        name: spec
+        if spec.provider == "hashing"
+        else EmbeddingSpec(name, "hashing", dataclasses.replace(spec.config, provider="hashing"), None, spec.loc)
+        for name, spec in wf.embeddings.items()
+    }
+    return dataclasses.replace(wf, models=MappingProxyType(models), embeddings=MappingProxyType(embeddings))
