@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the workflow JSON Schema")
 
+    cache = sub.add_parser("cache", help="look at or empty a file cache of embeddings")
+    cache.add_argument("action", choices=["stats", "clear"])
+    cache.add_argument("directory", metavar="DIR", help="the cache folder (an embeddings.<name>.cache.dir)")
+
     graph = sub.add_parser("graph", help="show the compiled graph without running it")
     graph.add_argument("workflow", metavar="WF")
     graph.add_argument("--format", choices=["text", "mermaid"], default="text")
@@ -106,6 +110,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.commands.validate import validate_command  # noqa: PLC0415
 
         return validate_command(args.paths, fmt=args.format, out=sys.stdout, strict=args.strict)
+    if args.command == "cache":
+        from runner.commands.cache import cache_command  # noqa: PLC0415
+
+        return cache_command(args.action, args.directory, sys.stdout)
     if args.command == "schema":
         from runner.resources import schema_path  # noqa: PLC0415
 

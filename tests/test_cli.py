@@ -180,3 +180,20 @@ def test_offline_replaces_remote_models_and_needs_no_key(tmp_path) -> None:
     proc = run_cli("run", str(wf), "-q", "--offline", "--report-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[offline reply of a to: hello remote]\n"
+
+
+def test_cache_stats_and_clear_through_the_cli(tmp_path) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "workflows", tmp_path / "wf", ignore=shutil.ignore_patterns(".runner", "__pycache__"))
+    wf = str(tmp_path / "wf" / "long-term-memory.yaml")
+    for _ in range(2):
+        assert run_cli("run", wf, "-q", "--report-dir", str(tmp_path)).returncode == 0
+    cache = tmp_path / "wf" / ".runner" / "cache" / "embeddings"
+    stats = run_cli("cache", "stats", str(cache))
+    assert stats.returncode == 0
+    assert stats.stdout.splitlines()[1].split() == ["files:", "2"]  # the question and the first run's answer
+    cleared = run_cli("cache", "clear", str(cache))
+    assert cleared.returncode == 0 and cleared.stdout.startswith("removed 2 cache files (")
+    missing = run_cli("cache", "stats", str(tmp_path / "nope"))
+    assert missing.returncode == 1
