@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
-from runner.report import RunInfo, build_report, now_utc
+from runner.report import RunInfo, build_report, describe_workflow, now_utc
 from runner.spec.records import PythonStage
 from runner.tools import ToolRunner, import_callable, load_tool
 
@@ -148,20 +148,29 @@ def run_plan(
     sink: TokenSinkFactory | None = None,
     use_uvloop: bool = True,
     run_dir: str | Path | None = None,
+    recorder: Recorder | None = None,
+    watch: Callable[[Recorder, RunInfo], Coroutine[Any, Any, None]] | None = None,
 ) -> RunOutcome:
-    """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says."""
+    """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says.
+
+    ``recorder``: a :class:`~runner.events.NullRecorder` runs with recording off. ``watch(recorder, info)``
+    runs as a task beside the run (live progress, the event log), cancelled and awaited when the run ends."""
     wf = plan.workflow
     _, loop_name = loops.loop_factory() if use_uvloop else (None, "asyncio")
-    recorder = Recorder()
+    recorder = recorder if recorder is not None else Recorder()
     run_id = uuid.uuid4().hex[:12]
-    info = RunInfo(run_id, wf.name, wf.file, wf.sha256, now_utc(), time.perf_counter(), loop_name, inputs)
+    info = RunInfo(
+        run_id, wf.name, wf.file, wf.sha256, now_utc(), time.perf_counter(), loop_name, inputs, describe_workflow(wf)
+    )
     run_vars = {"id": run_id, "name": wf.name}
+
+    def main() -> Coroutine[Any, Any, Any]:
+        run = execute(plan, inputs, recorder, sink=sink, run_info=run_vars, run_dir=run_dir)
+        return run if watch is None else _watched(run, watch(recorder, info))
+
     try:
         with _gc_tuned():
-            output = loops.run(
-                lambda: execute(plan, inputs, recorder, sink=sink, run_info=run_vars, run_dir=run_dir),
-                use_uvloop=use_uvloop,
-            )
+            output = loops.run(main, use_uvloop=use_uvloop)
     except KeyboardInterrupt as exc:
         return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
     except asyncio.CancelledError as exc:
@@ -169,6 +178,16 @@ def run_plan(
     except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
         return RunOutcome("failed", None, _unwrap(exc), info, recorder, time.perf_counter())
     return RunOutcome("ok", output, None, info, recorder, time.perf_counter())
+
+
+async def _watched(run: Coroutine[Any, Any, Any], watcher: Coroutine[Any, Any, None]) -> Any:
+    """Await ``run`` with ``watcher`` as a task beside it, cancelled and awaited when ``run`` ends."""
+    task = asyncio.get_running_loop().create_task(watcher)
+    try:
+        return await run
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @contextlib.contextmanager
