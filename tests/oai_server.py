@@ -43,7 +43,8 @@ class Plan:
     ``drop_after`` closes the connection after that many stream chunks, with no end marker;
     ``drop_before_response`` closes it without answering. ``done`` sends ``data: [DONE]``. ``events``
     replaces the generated stream with these raw SSE chunks; ``force_json`` answers a streamed request
-    with one JSON completion (as servers that ignore ``stream`` do).
+    with one JSON completion (as servers that ignore ``stream`` do); ``hold_open`` waits that long after
+    the last event before ending the response body.
     """
 
     status: int = 200
@@ -63,6 +64,7 @@ class Plan:
     dimensions: int = 8
     events: list[bytes] | None = None
     force_json: bool = False
+    hold_open: float = 0.0
 
 
 @dataclass
@@ -251,6 +253,9 @@ class OAIServer:
                 await writer.drain()
                 await asyncio.sleep(plan.stall_between)
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        if plan.hold_open:
+            await writer.drain()
+            await asyncio.sleep(plan.hold_open)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

@@ -644,3 +644,38 @@ def test_a_cancelled_call_frees_its_connection(server: OAIServer, transport: str
             await provider.aclose()
 
     assert run(scenario()).content == "Hello, world!"
+
+
+def test_a_stream_held_open_after_done_returns(server: OAIServer, transport: str) -> None:
+    # some proxies keep the response open after [DONE]: the answer is complete, so the call returns
+    server.plan(Plan(hold_open=3))
+    start = time.perf_counter()
+    result = run(chat(make(server.url, timeout={"idle": 2})))
+    assert result.content == "Hello, world!" and result.attempts == 1
+    assert time.perf_counter() - start < 1.5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    import httpx
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if stream:
+            sse = (b'data: {"choices": [{"index": 0, "delta": {"content": "fa"}}]}\n\n'
+                   b'data: {"choices": [{"index": 0, "delta": {"content": "ke"}, "finish_reason": "stop"}]}\n\n'
+                   b"data: [DONE]\n\n")
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse)
+        return httpx.Response(200, json={"choices": [{"message": {"content": "fake"}, "finish_reason": "stop"}]})
+
+    raw = {"provider": "openai", "base_url": "http://fake.invalid/v1", "model": "m", "api_key_env": KEY_ENV,
+           "stream": stream}
+    provider = OpenAIChatProvider("main", parse_openai_model(raw), transport=httpx.MockTransport(handler))
+    sink = Sink()
+    result = run(chat(provider, sink=sink))
+    assert (result.content, sink.text) == ("fake", "fake")
+    assert str(seen[0].url) == "http://fake.invalid/v1/chat/completions"
+    assert seen[0].headers["authorization"] == f"Bearer {KEY}"

@@ -25,6 +25,9 @@ from runner.providers.http import Endpoint
 from runner.providers.openai_config import OpenAIEmbeddingConfig, OpenAIModelConfig
 from runner.providers.sse import SSEDecoder
 
+_DONE_GRACE = 0.5
+"""Seconds to wait, after ``data: [DONE]``, for the end of the response body before closing the stream."""
+
 
 def _dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -267,7 +270,11 @@ class OpenAIChatProvider:
                     had_token = state.first_token_at is not None
                     for event in decoder.feed(chunk):
                         state.event(event.data)
-                    if had_token or state.first_token_at is not None:
+                    if state.done:
+                        # complete; the end of the body normally follows at once, and reading it lets the
+                        # connection be reused, but a server that holds the stream open must not stall us
+                        scope.reschedule(loop.time() + _DONE_GRACE)
+                    elif had_token or state.first_token_at is not None:
                         # the first token switches the deadline from first_token to idle; any chunk renews it
                         scope.reschedule(None if timeouts.idle is None else loop.time() + timeouts.idle)
                 for event in decoder.flush():
@@ -275,6 +282,8 @@ class OpenAIChatProvider:
         except TimeoutError as exc:
             if not scope.expired():
                 raise
+            if state.done:
+                return state.result()
             if state.first_token_at is None:
                 raise ProviderTimeout(f"{ep.label}: timeout.first_token ({timeouts.first_token:g} s) fired: "
                                       "no token arrived") from exc
