@@ -15,6 +15,7 @@ from runner.spec.records import (
     FanoutStage,
     InputSpec,
     Loc,
+    LoggingSpec,
     MemorySpec,
     ModelSpec,
     PythonStage,
@@ -186,6 +187,7 @@ class _Builder:
             timeout=data.get("timeout"),
             embeddings=MappingProxyType(embeddings),
             memory=MappingProxyType(memory),
+            logging=LoggingSpec(**(data.get("logging") or {})),
         )
 
 

@@ -179,6 +179,15 @@ class ReportSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggingSpec:
+    """The workflow's ``logging`` section; the command line's ``--log-level`` and ``--log-file`` win."""
+
+    level: str = "warning"
+    file: str | None = None
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Workflow:
     file: str
     sha256: str
@@ -194,3 +203,4 @@ class Workflow:
     timeout: float | None = None
     embeddings: Mapping[str, EmbeddingSpec] = field(default_factory=dict)
     memory: Mapping[str, MemorySpec] = field(default_factory=dict)
+    logging: LoggingSpec = LoggingSpec()
