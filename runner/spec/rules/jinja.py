@@ -71,8 +71,12 @@ def parse(text: str) -> Parsed:
         if match:
             at = int(match.group(1))
             return Parsed(None, tuple(tokens), SyntaxProblem(message[: match.start()], at, at + 1))
-        index = _unclosed(tokens)
-        start = tokens[index].start if tokens else 0
+        rest = text[pos:]
+        if rest.strip():  # the lexer stopped at the first character it could not read
+            start = pos + len(rest) - len(rest.lstrip())
+        else:  # at the end: blame what is still open
+            index = _unclosed(tokens)
+            start = tokens[index].start if tokens else 0
         return Parsed(None, tuple(tokens), SyntaxProblem(message, start, start + 1))
     parser = Parser(env, text)
     parser.stream = TokenStream(iter(wrapped), None, None)

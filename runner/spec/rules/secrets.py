@@ -59,12 +59,21 @@ def secret_diagnostics(doc: Document) -> list[Diagnostic]:
         if isinstance(node, dict):
             for key, value in node.items():
                 child = (*path, key)
-                if (
-                    str(key).lower().replace("-", "_") in SECRET_KEYS
-                    and isinstance(value, str)
-                    and value.strip()
-                    and "{{" not in value
-                ):
+                if path == ("inputs",) and _secret_name(key) and isinstance(value, dict):
+                    default = value.get("default")
+                    if isinstance(default, str) and default.strip() and (*child, "default") in doc.values:
+                        span = doc.values[(*child, "default")]
+                        out.append(
+                            diag(
+                                doc.file,
+                                Where(span.line, span.column, span.end_line, span.end_column),
+                                "literal-secret",
+                                f"the default of input '{key}' is a literal secret written in the file",
+                                "leave the default out and pass it at run time: --set " + key + '="$SECRET"',
+                            )
+                        )
+                        continue
+                if _secret_name(key) and isinstance(value, str) and value.strip() and "{{" not in value:
                     span = doc.values[child]
                     out.append(
                         diag(
@@ -100,6 +109,10 @@ def secret_diagnostics(doc: Document) -> list[Diagnostic]:
 
     visit(doc.data, ())
     return out
+
+
+def _secret_name(key: object) -> bool:
+    return str(key).lower().replace("-", "_") in SECRET_KEYS
 
 
 def _locate(lines: list[str], span: Any, text: str) -> Where:

@@ -180,11 +180,12 @@ class TemplateChecker:
         text = src.text.strip()
         single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
         expr = _single_expression(parsed.ast) if single else None
+        whole = len(src.text.rstrip())
         if expr is None:
             self.add(
                 src,
                 0,
-                len(src.text),
+                whole,
                 "for-each-not-list",
                 f"for_each of stage '{stage.id}' renders text, not a list",
                 "use one expression that gives a list, such as '{{ inputs.items }}'",
@@ -194,9 +195,7 @@ class TemplateChecker:
         if found is None:
             return
         what, hint = found
-        self.add(
-            src, 0, len(src.text), "for-each-not-list", f"for_each of stage '{stage.id}' gives {what}, not a list", hint
-        )
+        self.add(src, 0, whole, "for-each-not-list", f"for_each of stage '{stage.id}' gives {what}, not a list", hint)
 
     def infer(self, node: Any) -> tuple[str, str] | None:
         """What a for_each expression gives when that is knowably not a list: (description, hint)."""

@@ -1,0 +1,112 @@
+"""The corpus of invalid workflows: every file in tests/invalid/ pins its exact problems.
+
+Each file starts with comment lines ``# expect: LINE:COL: SEVERITY: MESSAGE [RULE]``, one per problem, in
+the order ``runner validate`` reports them; files that cannot hold a comment (empty, UTF-16) are pinned
+in ``NO_HEADER``. Huge inputs are generated here rather than committed.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.spec import check_file
+from runner.spec.rules.catalog import RULES
+from runner.spec.rules.limits import MAX_FILE_BYTES
+from tests.conftest import ROOT
+
+CORPUS = ROOT / "tests" / "invalid"
+FILES = sorted(CORPUS.glob("*.yaml"))
+NO_HEADER = {
+    "empty.yaml": ["1:1: error: the file is empty [empty-file]"],
+    "encoding-utf16.yaml": ["1:1: error: the file is not valid UTF-8 (byte 0xff at offset 0) [encoding]"],
+}
+
+
+def expected(path: Path) -> list[str]:
+    if path.name in NO_HEADER:
+        return NO_HEADER[path.name]
+    out = []
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("# expect: "):
+            out.append(line.removeprefix("# expect: "))
+    return out
+
+
+def reported(path: Path) -> list[str]:
+    _, problems = check_file(path)
+    assert all(p.file == str(path) for p in problems)
+    return [p.format_line().removeprefix(f"{path}:") for p in problems]
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(FILES) >= 60
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_each_invalid_file_reports_exactly_its_pinned_problems(path: Path) -> None:
+    want = expected(path)
+    assert want, f"{path.name} pins no problem"
+    start = time.perf_counter()
+    assert reported(path) == want
+    assert time.perf_counter() - start < 2
+
+
+def test_every_rule_is_covered_by_the_corpus() -> None:
+    covered = {line.rsplit("[", 1)[1].rstrip("]") for path in FILES for line in expected(path)}
+    # io and file-too-large need a directory and a huge file: both are made by the tests below.
+    assert set(RULES) - covered == {"io", "file-too-large"}
+    assert covered <= set(RULES)
+
+
+def test_a_50_mb_file_is_refused_fast_with_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    line = "# " + "x" * 97 + "\n"  # 100 bytes
+    with path.open("w", encoding="ascii") as f:
+        f.write("version: 1\nname: huge\nstages:\n")
+        f.write(line * (50 * 1024 * 1024 // len(line)))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        _, problems = check_file(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1
+    assert peak < 4 * MAX_FILE_BYTES
+    size = path.stat().st_size
+    # 1 MiB = 30 bytes on 3 lines + 10,485 lines of 100 bytes + 46 bytes: the 47th byte of line 10,489 is over
+    assert [p.format_line() for p in problems] == [
+        f"{path}:10489:47: error: the file is {size:,} bytes, over the limit of 1,048,576 bytes for a workflow; "
+        "reading stopped here [file-too-large]"
+    ]
+
+
+def test_a_file_just_under_the_limit_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    head = "version: 1\nname: big\nstages: [{id: s, agent: a}]\n"
+    path.write_text(head + "#" * (MAX_FILE_BYTES - len(head) - 1) + "\n")
+    assert path.stat().st_size == MAX_FILE_BYTES
+    _, problems = check_file(path)
+    assert [p.rule for p in problems] == ["unknown-agent"]
+
+
+def test_an_unreadable_path_is_an_io_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    _, problems = check_file(folder)
+    assert [p.format_line() for p in problems] == [f"{folder}:1:1: error: cannot read the file: Is a directory [io]"]
+
+
+def test_the_whole_corpus_through_the_cli_exits_1_with_every_problem(capsys) -> None:
+    assert main(["validate", str(CORPUS)]) == 1
+    out = capsys.readouterr().out
+    total = sum(len(expected(path)) for path in FILES)
+    errors = sum(1 for path in FILES for line in expected(path) if ": error: " in line)
+    assert out.splitlines()[-1] == f"{errors} error(s), {total - errors} warning(s) in {len(FILES)} file(s)"
