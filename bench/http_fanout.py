@@ -158,6 +158,16 @@ async def measure(name: str, url: str, stream: bool, n: int, limit: int, rounds:
         await close()
 
 
+def markdown(rows: list[dict[str, Any]], names: list[str]) -> str:
+    """The table for the README: milliseconds, with the ratio to raw aiohttp."""
+    lines = ["| mode | concurrent | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for row in rows:
+        base = row["aiohttp (raw)"]
+        cells = [f"{row[name] * 1000:.0f} ms ({row[name] / base:.2f}x)" for name in names]
+        lines.append(f"| {row['mode']} | {row['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 async def main_async(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
     rows = []
     names = list(CLIENTS)
@@ -207,7 +217,10 @@ def main() -> int:
         print(" | ".join(["mode  ", "    n"] + [f"{name:>20}" for name in names]))
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop) if uvloop else asyncio.Runner()
         with runner:
-            runner.run(main_async(args, url))
+            rows = runner.run(main_async(args, url))
+        if args.markdown:
+            print()
+            print(markdown(rows, names))
     finally:
         proc.kill()
         proc.wait()

@@ -550,7 +550,7 @@ def test_requests_per_minute_are_shared_by_concurrent_callers(server: OAIServer)
     assert time.perf_counter() - start >= 0.28
     waits = events(recorder, "rate_wait")
     assert len(waits) == 3 and {w["limit"] for w in waits} == {"requests_per_minute"}
-    assert sum(w["wait"] for w in waits) == pytest.approx(0.3, abs=0.05)
+    assert sum(w["wait"] for w in waits) == pytest.approx(0.3, abs=0.08)
 
 
 def test_tokens_per_minute_count_the_reported_usage(server: OAIServer) -> None:
