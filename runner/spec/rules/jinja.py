@@ -153,6 +153,35 @@ def attribute_refs(ast: Any, names: set[str]) -> list[tuple[str, str]]:
     return out
 
 
+def guarded_refs(ast: Any) -> set[tuple[str, str]]:
+    """``name.key`` uses that are allowed to be missing: under ``| default(...)``, tested with ``is defined`` or
+    ``is undefined``, or with ``'key' in name`` (the template handles the missing case itself)."""
+    from jinja2 import nodes  # noqa: PLC0415
+
+    out: set[tuple[str, str]] = set()
+    for node in ast.find_all((nodes.Filter, nodes.Test, nodes.Compare)):
+        if isinstance(node, nodes.Filter) and node.name not in ("default", "d"):
+            continue
+        if isinstance(node, nodes.Test) and node.name not in ("defined", "undefined"):
+            continue
+        if isinstance(node, nodes.Compare):
+            if isinstance(node.expr, nodes.Const) and isinstance(node.expr.value, str):
+                for op in node.ops:
+                    if op.op in ("in", "notin") and isinstance(op.expr, nodes.Name):
+                        out.add((op.expr.name, node.expr.value))
+            continue
+        for target in (node.node,):
+            if isinstance(target, nodes.Getattr) and isinstance(target.node, nodes.Name):
+                out.add((target.node.name, target.attr))
+            elif (
+                isinstance(target, nodes.Getitem)
+                and isinstance(target.node, nodes.Name)
+                and isinstance(target.arg, nodes.Const)
+            ):
+                out.add((target.node.name, str(target.arg.value)))
+    return out
+
+
 def name_spans(tokens: tuple[Tok, ...], name: str, key: str | None = None) -> list[tuple[int, int]]:
     """Offsets of ``name`` used as a variable (or of ``name.key`` / ``name['key']``) in the token stream."""
     out: list[tuple[int, int]] = []

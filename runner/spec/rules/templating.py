@@ -97,7 +97,7 @@ class TemplateChecker:
             for start, end in jinja.name_spans(parsed.tokens, name) or [(0, len(src.text))]:
                 self.add(src, start, end, "unknown-name", message, hint)
         checked = (free - jinja.stored_names(parsed.ast)) & (_BASE | (_CALL if site.call else frozenset()))
-        seen: set[tuple[str, str]] = set()
+        seen = jinja.guarded_refs(parsed.ast)
         for name, key in jinja.attribute_refs(parsed.ast, checked):
             if (name, key) in seen:
                 continue

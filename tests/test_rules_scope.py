@@ -1,0 +1,152 @@
+"""The validator's model of template contexts agrees with the engine's (runner/engine/execute.py).
+
+Both directions, on real runs with scripted models: what `runner validate` accepts renders at run time,
+and what it refuses as a scope error does fail at run time when the checks are skipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.engine.plan import compile_workflow
+from runner.engine.session import run_plan
+from runner.spec import check_file, load_workflow
+from runner.spec.inputs import resolve_inputs
+from tests.conftest import load_unchecked
+
+ACCEPTED = """\
+version: 1
+name: scopes
+inputs:
+  topics: {type: array, items: string, default: [a, b]}
+  flag: {type: boolean, default: true}
+models:
+  m: {provider: scripted, reply: "{{ agent.name }}/{{ vars.tone }}/{{ input }}"}
+agents:
+  writer: {model: m, vars: {tone: plain}, sys_prompt: "Write in a {{ vars.tone }} tone as {{ agent.name }}."}
+  critic: {model: m, vars: {tone: sharp}, sys_prompt: "Judge {{ vars.focus | default('all') }}; {{ input }}"}
+stages:
+  - id: plan
+    agent: writer
+    input: "Plan {{ inputs.topics | join(', ') }} for {{ run.name }}"
+  - id: views
+    vars: {tone: warm}
+    fanout:
+      branches:
+        - - {id: draft, agent: writer, input: "{{ stages.plan.content }} {{ vars.tone }}"}
+          - {id: check, agent: critic, input: "{{ stages.draft.content }}", vars: {focus: facts}}
+        - - id: inner
+            input: "{{ vars.tone }} {{ stages.plan.content }}"
+            fanout:
+              for_each: "{{ inputs.topics }}"
+              as: tone
+              agent: writer
+  - id: per_topic
+    fanout:
+      for_each: "{{ inputs.topics | map('upper') | list }}"
+      as: topic
+      max_concurrency: 1
+      stages:
+        - {id: first, agent: writer, input: "{{ vars.topic }} {{ prev }}"}
+        - {id: second, agent: critic, input: "{{ stages.first.content }} {{ stages.check.content }}"}
+  - id: final
+    agent: critic
+    when: "{{ inputs.flag and stages.views | length == 2 }}"
+    input: |
+      {% for out in stages.per_topic %}{{ out.content }}
+      {% endfor %}{{ stages.draft.content }} {{ stages.inner | length }}
+"""
+
+
+def test_what_validate_accepts_renders_at_run_time(write_wf) -> None:
+    path = write_wf(ACCEPTED)
+    _, problems = check_file(path)
+    assert [p.format_line() for p in problems] == []
+    wf = load_workflow(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.status == "ok", outcome.error
+    assert outcome.output.content.startswith("critic/sharp/")
+
+
+HEADER = """\
+version: 1
+name: refused
+inputs:
+  topic: {type: string, default: t}
+models:
+  m: {provider: scripted, reply: "{{ input }}"}
+  slow: {provider: scripted, latency: {first_token_ms: 50}}
+agents:
+  a: {model: m}
+  b: {model: m, sys_prompt: "{{ vars.focus }}"}
+  z: {model: slow}
+stages:
+"""
+
+REFUSED = {
+    "later stage": ("stage-not-ready", "  - {id: s, agent: a, input: '{{ stages.t }}'}\n  - {id: t, agent: a}\n"),
+    "parallel branch": (
+        "stage-not-ready",
+        "  - id: f\n    fanout:\n      branches:\n"
+        "        - [{id: slow, agent: z}]\n        - [{id: other, agent: a, input: '{{ stages.slow.content }}'}]\n",
+    ),
+    "inside a pipeline": (
+        "stage-not-ready",
+        "  - id: f\n    fanout:\n      for_each: [1]\n      stages: [{id: x, agent: a}]\n"
+        "  - {id: after, agent: a, input: '{{ stages.x.content }}'}\n",
+    ),
+    "own fan-out": (
+        "stage-not-ready",
+        "  - id: f\n    fanout:\n      branches: [[{id: x, agent: a, input: '{{ stages.f }}'}]]\n",
+    ),
+    "item name outside its fan-out": (
+        "unknown-var",
+        "  - id: f\n    fanout: {for_each: [1], as: n, stages: [{id: x, agent: a}]}\n"
+        "  - {id: after, agent: a, input: '{{ vars.n }}'}\n",
+    ),
+    "item name in for_each": ("unknown-var", "  - id: f\n    fanout: {for_each: '{{ vars.item }}', agent: a}\n"),
+    "sys_prompt var one caller lacks": (
+        "unknown-var",
+        "  - {id: s, agent: b, vars: {focus: x}}\n  - {id: t, agent: b}\n",
+    ),
+    "input in a stage input": ("unknown-name", "  - {id: s, agent: a, input: '{{ input }}'}\n"),
+    "for_each of a string input": (
+        "for-each-not-list",
+        "  - id: f\n    fanout: {for_each: '{{ inputs.topic }}', agent: a}\n",
+    ),
+    "lazy filter": (
+        "for-each-not-list",
+        "  - id: f\n    fanout: {for_each: \"{{ [1] | map('string') }}\", agent: a}\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED), ids=lambda c: c.replace(" ", "-"))
+def test_what_validate_refuses_fails_at_run_time(write_wf, case: str) -> None:
+    rule, stages = REFUSED[case]
+    path = write_wf(HEADER + stages)
+    _, problems = check_file(path)
+    assert rule in {p.rule for p in problems if p.severity == "error"}
+    wf = load_unchecked(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.status == "failed"
+
+
+def test_names_the_template_guards_itself_are_not_required(write_wf) -> None:
+    path = write_wf(
+        HEADER
+        + "  - id: s\n"
+        + "    agent: a\n"
+        + "    input: \"{% if 'focus' in vars %}{{ vars.focus }}{% endif %}"
+        + "{% if inputs.other is defined %}{{ inputs.other }}{% endif %}{{ vars.tone | default('plain') }}\"\n"
+        + "  - {id: t, agent: b, input: '{{ vars.missing }}', vars: {focus: f}}\n"
+    )
+    _, problems = check_file(path)
+    assert [p.format_line().removeprefix(f"{path}:") for p in problems] == [
+        "11:3: warning: agent 'z' is not used by any stage [unused-agent]",
+        "16:34: error: vars.missing is not set in the input of stage 't' [unknown-var]",
+    ]
+    wf = load_unchecked(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.status == "failed"
+    assert "'dict object' has no attribute 'missing'" in str(outcome.error)
