@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--offline", action="store_true", help="replace every remote model by a scripted one: no network, no key"
     )
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="log level (default: the workflow's)"
+    )
+    run.add_argument("--log-file", metavar="FILE", help="append log lines to FILE (default: the workflow's, or stderr)")
 
     from runner.spec.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
@@ -64,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="look at or empty a file cache of embeddings")
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("directory", metavar="DIR", help="the cache folder (an embeddings.<name>.cache.dir)")
+
+    report = sub.add_parser(
+        "report",
+        help="print a saved report's summary, or compare two: report diff A B",
+        usage="runner report [-h] [--format {text,markdown}] FILE\n       runner report diff [--threshold PCT] A B",
+    )
+    report.add_argument("args", nargs="+", metavar="FILE", help="a report, or: diff A B")
+    report.add_argument("--format", choices=["text", "markdown"], default="text", help="summary format")
+    report.add_argument(
+        "--threshold", type=float, default=10.0, metavar="PCT",
+        help="diff: exit 1 when the wall time grew by more than PCT percent (default 10)",
+    )
 
     graph = sub.add_parser("graph", help="show the compiled graph without running it")
     graph.add_argument("workflow", metavar="WF")
@@ -105,6 +121,8 @@ def dispatch(args: argparse.Namespace) -> int:
             use_uvloop=not args.no_uvloop,
             input_file=args.input_file,
             offline=args.offline,
+            log_level=args.log_level,
+            log_file=args.log_file,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
@@ -119,6 +137,17 @@ def dispatch(args: argparse.Namespace) -> int:
 
         sys.stdout.write(schema_path("workflow.schema.json").read_text(encoding="utf-8"))
         return EXIT_OK
+    if args.command == "report":
+        from runner.commands.report import diff_command, report_command  # noqa: PLC0415
+        from runner.errors import UsageError  # noqa: PLC0415
+
+        if args.args[0] == "diff":
+            if len(args.args) != 3:
+                raise UsageError("report diff takes two reports: runner report diff A B")
+            return diff_command(args.args[1], args.args[2], threshold=args.threshold, out=sys.stdout)
+        if len(args.args) != 1:
+            raise UsageError("report takes one report file (or: report diff A B)")
+        return report_command(args.args[0], fmt=args.format, out=sys.stdout)
     if args.command == "graph":
         from runner.commands.graph import graph_command  # noqa: PLC0415
 

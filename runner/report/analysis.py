@@ -161,6 +161,7 @@ class PathSummary:
     time: dict[str, float]
     # (cause, subject) -> seconds on the path; subject: a model, a fan-out stage's path, a tool, ""
     causes: dict[tuple[str, str], float]
+    startup: float = 0.0  # the part of the overhead before the first step started (imports, clients, user code)
 
 
 def summarize_path(steps: list[Step], wall: float) -> PathSummary:
@@ -174,6 +175,7 @@ def summarize_path(steps: list[Step], wall: float) -> PathSummary:
         causes[(category, subject)] = causes.get((category, subject), 0.0) + seconds
 
     cursor = 0.0
+    startup = steps[0].start if steps else 0.0
     for step in steps:
         if step.kind == "fanout":  # only moves the cursor: its time is that of the branch it waited for
             if step.start > cursor:
@@ -198,7 +200,7 @@ def summarize_path(steps: list[Step], wall: float) -> PathSummary:
             cursor = max(cursor, step.start + step.time.get("concurrency", 0.0))
     if wall > cursor:
         add("overhead", "", wall - cursor)
-    return PathSummary(steps, time, causes)
+    return PathSummary(steps, time, causes, startup)
 
 
 def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> dict[str, dict[str, Any]]:
@@ -341,7 +343,7 @@ def _advice(
             "setting": setting,
             "value": n,
             "message": f"calls to `{subject}` waited {secs} for a connection on the critical path "
-            f"({_secs(sum(waited))} over {len(waited)} calls in all): raise `{setting}`"
+            f"({_secs(sum(waited))} over {_count(len(waited), 'call', 'calls')} in all): raise `{setting}`"
             + (f" above {n}" if n is not None else ""),
         }
     if cause == "rate_limit":
@@ -354,7 +356,7 @@ def _advice(
             "setting": setting,
             "value": value,
             "message": f"calls to `{subject}` waited {secs} for the rate limiter ({which}) on the critical path "
-            f"({_secs(sum(w for w, _ in waits))} over {len(waits)} calls in all): raise `{setting}`"
+            f"({_secs(sum(w for w, _ in waits))} over {_count(len(waits), 'call', 'calls')} in all): raise `{setting}`"
             + (f" above {value:g}" if isinstance(value, int | float) else "")
             + " if your quota allows",
         }
@@ -370,7 +372,7 @@ def _advice(
             "setting": setting,
             "value": shape.max_concurrency,
             "message": f"branches of `{shape.id}` waited {secs} for a slot on the critical path "
-            f"({_secs(total)} over {len(prefix_hits)} branches in all): raise `{setting}`"
+            f"({_secs(total)} over {_count(len(prefix_hits), 'branch', 'branches')} in all): raise `{setting}`"
             + (f" above {shape.max_concurrency}" if shape.max_concurrency is not None else ""),
         }
     stage = _stages_by_path(layout).get(subject)
@@ -435,11 +437,17 @@ def _advice(
     if cause == "overhead":
         if share < OVERHEAD_NAMED_FROM or not spans:
             return None
+        startup = min(summary.startup, seconds)
+        if startup >= seconds / 2:
+            why = (f"{_secs(startup)} of it before the first stage started (imports, opening clients, loading "
+                   "tools); it does not grow with the workflow")
+        else:
+            why = ("between steps: template rendering, scheduling and the event loop; look for heavy templates "
+                   "or a very wide fan-out")
         return {
             "setting": None,
             "value": None,
-            "message": f"the runner itself took {secs} ({share:.0%} of the wall time) between model calls: "
-            "template rendering, scheduling and the event loop; look for heavy templates or a very wide fan-out",
+            "message": f"the runner itself took {secs} ({share:.0%} of the wall time), {why}",
         }
     return None
 

@@ -1,0 +1,58 @@
+"""``runner report FILE`` prints a saved report's summary; ``runner report diff A B`` compares two runs of one
+workflow and exits 1 when the wall time regressed by more than ``--threshold`` percent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.errors import RunnerError, UsageError
+from runner.report import REPORT_VERSION, format_summary
+from runner.report.diff import format_diff
+from runner.report.markdown import to_markdown
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """A saved report, checked against ``schemas/report.schema.json``; a user error when it is not one."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+
+    from runner.resources import load_schema  # noqa: PLC0415
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunnerError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RunnerError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or "report_version" not in data:
+        raise RunnerError(f"{path} is not a runner report (no report_version)")
+    if data["report_version"] != REPORT_VERSION:
+        raise RunnerError(
+            f"{path} is a report of version {data['report_version']}; this runner reads version {REPORT_VERSION}"
+        )
+    errors = sorted(Draft202012Validator(load_schema("report.schema.json")).iter_errors(data), key=lambda e: e.path)
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
+        raise RunnerError(f"{path} is not a valid report: at {where}: {errors[0].message}")
+    return data
+
+
+def report_command(path: str, *, fmt: str = "text", out: TextIO) -> int:
+    report = load_report(path)
+    out.write(to_markdown(report) if fmt == "markdown" else format_summary(report) + "\n")
+    return 0
+
+
+def diff_command(path_a: str, path_b: str, *, threshold: float = 10.0, out: TextIO) -> int:
+    a, b = load_report(path_a), load_report(path_b)
+    if a["workflow"]["name"] != b["workflow"]["name"]:
+        raise UsageError(
+            f"{path_a} and {path_b} are runs of different workflows "
+            f"({a['workflow']['name']!r} and {b['workflow']['name']!r})"
+        )
+    text, regressed = format_diff(a, b, threshold=threshold)
+    out.write(text + "\n")
+    return 1 if regressed else 0

@@ -1,0 +1,236 @@
+"""Logging on the standard ``logging`` module, under the ``runner`` logger.
+
+Records go through a :class:`logging.handlers.QueueHandler` to a :class:`~logging.handlers.QueueListener`
+thread that formats and writes them, so a slow disk never blocks the event loop. The format is ``text`` or
+``json`` (one object a line, with the run id and the node id). Secrets never reach the output: the values
+of the environment variables named by any ``api_key_env`` and bearer tokens are replaced by
+``[redacted]`` in every formatted line.
+
+The run's events become log records through :class:`EventLog`, a loop task that tails the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any, TextIO
+
+from runner.errors import RunnerError
+from runner.events import Event, Recorder, tail
+from runner.providers.base import ChatResult
+
+LOGGER = "runner"
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+REDACTED = "[redacted]"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_CONTEXT_FIELDS = ("run_id", "node_id", "event")
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class Redactor:
+    """Replaces secret values and bearer tokens in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # longest first, so a secret containing another is replaced whole; very short values would redact
+        # ordinary words, so they are not treated as secrets
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _BEARER.sub(r"\1 " + REDACTED, text)
+
+
+def secret_values(env_names: Iterable[str]) -> list[str]:
+    return [value.strip() for name in env_names if (value := os.environ.get(name, "")).strip()]
+
+
+def secret_env_names(wf: Any) -> list[str]:
+    """The environment variables a workflow names with ``api_key_env``, for its models and embedders."""
+    names: set[str] = set()
+    for spec in getattr(wf, "models", {}).values():
+        if env := getattr(spec.config, "api_key_env", None):
+            names.add(env)
+    for spec in getattr(wf, "embeddings", {}).values():
+        for config in (getattr(spec, "openai", None), getattr(spec, "config", None)):
+            if env := getattr(config, "api_key_env", None):
+                names.add(env)
+    return sorted(names)
+
+
+class LogContext(logging.Filter):
+    """Stamps records with the run id (settable once the run has one) and a ``node_id`` (None unless given)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = self.run_id
+        if not hasattr(record, "node_id"):
+            record.node_id = None
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        node = getattr(record, "node_id", None)
+        if node:
+            head, _, rest = text.partition(": ")
+            text = f"{head}: [{node}] {rest}"
+        return self.redact(text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``run_id``,
+    ``node_id``, and any extra fields the record carries (``event``, ``at_s``, ...)."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "run_id": getattr(record, "run_id", None),
+            "node_id": getattr(record, "node_id", None),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return self.redact(json.dumps(out, ensure_ascii=False, default=str))
+
+
+@contextlib.contextmanager
+def configure_logging(
+    *,
+    level: str = "warning",
+    file: str | None = None,
+    fmt: str = "text",
+    run_id: str = "",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> Iterator[LogContext]:
+    """Route the ``runner`` logger through a queue to ``file`` (appended) or ``stream`` (stderr) for the
+    duration of the block; restores the logger as it was afterwards. Yields the context filter, whose
+    ``run_id`` may be set once known."""
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    redact = Redactor(secrets)
+    handler: logging.Handler
+    if file is not None:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(file)), exist_ok=True)
+            handler = logging.FileHandler(file, encoding="utf-8")
+        except OSError as exc:
+            raise RunnerError(f"cannot open the log file {file}: {exc.strerror or exc}") from exc
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter(redact) if fmt == "json" else TextFormatter(redact))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    front = QueueHandler(records)
+    context = LogContext(run_id)
+    front.addFilter(context)
+    listener = QueueListener(records, handler)
+    logger = logging.getLogger(LOGGER)
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    logger.handlers = [front]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    listener.start()
+    try:
+        yield context
+    finally:
+        listener.stop()  # writes what is queued, then ends the thread
+        logger.setLevel(saved[0])
+        logger.handlers = saved[1]
+        logger.propagate = saved[2]
+        handler.close()
+
+
+class EventLog:
+    """Turns a run's events into log records (with ``node_id``, ``event`` and ``at_s``), tailing the recorder
+    from a loop task every ``interval`` seconds and once more at the end."""
+
+    def __init__(self, logger: logging.Logger, t0: float, *, interval: float = 0.1) -> None:
+        self.logger = logger
+        self.t0 = t0
+        self.interval = interval
+        self._cursor = 0
+        self._started: dict[str, float] = {}
+
+    def feed(self, events: Iterable[Event]) -> None:
+        log = self.logger
+        debug = log.isEnabledFor(logging.DEBUG)
+        info = log.isEnabledFor(logging.INFO)
+        for at, kind, node, data in events:
+            extra = {"node_id": node, "event": kind, "at_s": round(at - self.t0, 6)}
+            if kind == "started":
+                self._started[node] = at
+                if debug:
+                    what = ", ".join(f"{k} {v}" for k, v in (data or {}).items() if k in ("kind", "agent", "model",
+                                                                                             "tool", "function"))
+                    log.debug("started" + (f" ({what})" if what else ""), extra=extra)
+            elif kind == "queued":
+                if debug:
+                    log.debug("queued for a fan-out slot", extra=extra)
+            elif kind == "finished":
+                if info:
+                    took = at - self._started.get(node, at)
+                    usage = f", tokens {data.usage.prompt_tokens} in / {data.usage.completion_tokens} out" if (
+                        isinstance(data, ChatResult)) else ""
+                    log.info(f"finished in {took:.3f} s{usage}", extra=extra)
+            elif kind == "failed":
+                log.warning(f"failed: {(data or {}).get('error', '')}", extra=extra)
+            elif kind in ("cancelled", "skipped"):
+                if info:
+                    reason = (data or {}).get("reason") or (data or {}).get("error") or ""
+                    log.info(kind + (f": {reason}" if reason else ""), extra=extra)
+            elif kind == "retry":
+                d = data or {}
+                delay = float(d.get("delay") or 0)
+                log.warning(
+                    f"attempt {d.get('attempt')} failed ({d.get('cause')}); retrying in {delay:.2f} s"
+                    + (f": {d['error']}" if d.get("error") else ""),
+                    extra=extra,
+                )
+            elif kind in ("pool_wait", "rate_wait") and debug:
+                what = "a pool connection" if kind == "pool_wait" else f"the rate limiter ({data.get('limit')})"
+                log.debug(f"waited {float(data.get('wait') or 0):.3f} s for {what}", extra=extra)
+
+    def tick(self, recorder: Recorder) -> None:
+        events, self._cursor = tail(recorder, self._cursor)
+        if events:
+            self.feed(events)
+
+    async def run(self, recorder: Recorder) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                self.tick(recorder)
+        finally:
+            self.tick(recorder)

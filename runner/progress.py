@@ -1,0 +1,147 @@
+"""Live progress on the terminal (stderr): nodes done/running/queued, tokens, retries, elapsed time.
+
+A loop task tails the run's events with a cursor (:func:`runner.events.tail`) and redraws one line at most
+``1 / interval`` times a second, so the hot path pays nothing for it. Streamed agent output on stdout and
+this line share the terminal when both are one: :class:`ObservedStream` wraps stdout so the line is erased
+before any output is written and redrawn only when the output stands at the start of a line. What reaches
+stdout is never changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from runner.events import Event, Recorder, tail
+from runner.providers.base import ChatResult
+
+CLEAR = "\r\x1b[2K"
+_CONTAINERS = frozenset({"fanout", "branch"})
+
+
+class Progress:
+    """Counts from the events and draws the progress line on ``out``."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        interval: float = 0.1,
+        width: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.out = out
+        self.interval = interval
+        self.width = width
+        self.clock = clock
+        self.t0 = clock()
+        self.done = self.failed = self.retries = 0
+        self.tokens_in = self.tokens_out = 0
+        self._state: dict[str, str] = {}  # node -> "queued" | "running"
+        self._cursor = 0
+        self.shown = False
+        self.at_line_start = True  # where the other output on the same terminal stands
+        self.frames = 0
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self._state.values() if s == "running")
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for s in self._state.values() if s == "queued")
+
+    def feed(self, events: Iterable[Event]) -> None:
+        state = self._state
+        for _, kind, node, data in events:
+            if kind == "queued":
+                state[node] = "queued"
+            elif kind == "started":
+                if data and data.get("kind") in _CONTAINERS:
+                    state.pop(node, None)  # a fan-out is counted through its branches
+                    continue
+                state[node] = "running"
+            elif kind in ("finished", "failed", "cancelled", "skipped"):
+                was = state.pop(node, None)
+                if was is None and kind != "skipped":
+                    continue  # a fan-out's end, or a branch that never started
+                self.done += 1
+                if kind == "failed":
+                    self.failed += 1
+                if isinstance(data, ChatResult):
+                    self.tokens_in += data.usage.prompt_tokens
+                    self.tokens_out += data.usage.completion_tokens
+            elif kind == "retry":
+                self.retries += 1
+
+    def line(self) -> str:
+        elapsed = self.clock() - self.t0
+        parts = [f"{self.done} done" + (f" ({self.failed} failed)" if self.failed else ""),
+                 f"{self.running} running", f"{self.queued} queued",
+                 f"tokens {_k(self.tokens_in)} in / {_k(self.tokens_out)} out"]
+        if self.retries:
+            parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        parts.append(f"{elapsed:.1f} s")
+        text = "runner: " + ", ".join(parts)
+        width = self.width or shutil.get_terminal_size((100, 20)).columns
+        return text[: max(10, width - 1)]
+
+    def tick(self, recorder: Recorder) -> None:
+        events, self._cursor = tail(recorder, self._cursor)
+        self.feed(events)
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.at_line_start:
+            return
+        self.out.write(CLEAR + self.line())
+        self.out.flush()
+        self.shown = True
+        self.frames += 1
+
+    def hide(self) -> None:
+        if self.shown:
+            self.out.write(CLEAR)
+            self.out.flush()
+            self.shown = False
+
+    async def run(self, recorder: Recorder, t0: float | None = None) -> None:
+        """Redraw every ``interval`` until cancelled; then erase the line."""
+        if t0 is not None:
+            self.t0 = t0
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                self.tick(recorder)
+        finally:
+            events, self._cursor = tail(recorder, self._cursor)
+            self.feed(events)
+            self.hide()
+
+
+def _k(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
+class ObservedStream:
+    """A text stream that erases the progress line before each write and tells it whether the output now
+    stands at the start of a line. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO, progress: Progress) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def write(self, text: str) -> int:
+        if text:
+            self._progress.hide()
+            self._progress.at_line_start = text.endswith("\n")
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

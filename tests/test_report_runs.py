@@ -1,0 +1,230 @@
+"""Runs with known timings, end to end: the critical path, the shares of the wall time and the bottleneck
+named. Scripted models with fixed latencies, a slow tool, a slow python stage, a saturated
+``max_concurrency``; and against the loopback OpenAI-compatible server: a saturated connection pool, a
+rate limit and a retried server error."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import runner.providers.openai  # noqa: F401 - imported ahead: a first run's imports would count as overhead
+from runner.engine.plan import compile_workflow
+from runner.engine.session import run_plan
+from runner.spec import load_workflow
+from runner.spec.inputs import resolve_inputs
+from tests.conftest import assert_valid_report
+from tests.oai_server import OAIServer, Plan
+from tests.trace_check import assert_valid_trace
+
+
+def run(path):
+    wf = load_workflow(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    report = outcome.report()
+    assert_valid_report(report)
+    from runner.report.trace import to_trace
+
+    assert_valid_trace(to_trace(report))
+    assert outcome.status == "ok", outcome.error
+    return report
+
+
+def slowest(report, prefix):
+    branches = [n for n in report["nodes"] if n["id"].startswith(prefix + "[") and "." not in n["id"]]
+    return max(branches, key=lambda n: n["end_s"])["id"]
+
+
+def shares(report):
+    return report["critical_path"]["share"]
+
+
+def test_saturated_max_concurrency_is_named_with_its_setting(write_wf) -> None:
+    path = write_wf(
+        """\
+version: 1
+name: sat
+models:
+  m: {provider: scripted, reply: ok, latency: {first_token_ms: 100}}
+agents:
+  a: {model: m}
+stages:
+  - id: fan
+    fanout: {for_each: [1, 2, 3, 4, 5, 6], agent: a, max_concurrency: 2}
+"""
+    )
+    report = run(path)
+    wall = report["run"]["wall_s"]
+    assert report["critical_path"]["nodes"] == ["fan", slowest(report, "fan")]
+    # three waves of 100 ms two at a time: the last branch waited two waves, then ran one
+    assert shares(report)["concurrency"] == pytest.approx(0.2 / wall, abs=0.06)
+    assert shares(report)["model"] == pytest.approx(0.1 / wall, abs=0.06)
+    assert report["concurrency"]["peak"] == 2
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
+        "concurrency", "stages[0]", "stages[0].fanout.max_concurrency", 2)
+    waits = [n["queue_wait_s"] for n in report["nodes"] if n["id"].startswith("fan[")]
+    assert first["message"] == (
+        f"branches of `fan` waited {first['seconds']:.2f} s for a slot on the critical path "
+        f"({sum(w for w in waits if w > 0):.2f} s over {sum(1 for w in waits if w > 0)} branches in all): "
+        "raise `stages[0].fanout.max_concurrency` above 2"
+    )
+    assert [b["cause"] for b in report["bottlenecks"]] == ["concurrency", "model"]
+
+
+def test_a_slow_tool_is_named(write_wf) -> None:
+    path = write_wf(
+        """\
+version: 1
+name: tooly
+tools:
+  slow_async: {function: "tests.toolbox:slow_async"}
+models:
+  m:
+    provider: scripted
+    latency: {first_token_ms: 50}
+    turns:
+      - tool_calls: [{name: slow_async, arguments: {seconds: 0.3}}]
+    reply: done
+agents:
+  a: {model: m, tools: [slow_async]}
+stages:
+  - {id: look, agent: a, input: go}
+"""
+    )
+    report = run(path)
+    assert report["critical_path"]["nodes"] == ["look"]
+    time = report["critical_path"]["time_s"]
+    assert time["tools"] == pytest.approx(0.3, abs=0.03)
+    assert time["model"] == pytest.approx(0.1, abs=0.03)  # two model calls of 50 ms around the tool call
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["subject"], first["setting"]) == ("tools", "slow_async", "tools.slow_async.timeout")
+    assert first["message"] == (
+        f"tool `slow_async` ran {first['seconds']:.2f} s on the critical path (1 call in all): make it faster or "
+        "cache its results; `tools.slow_async.timeout` bounds it"
+    )
+    assert report["nodes"][0]["tool_calls"] == 1
+
+
+def test_a_slow_python_stage_is_named(write_wf) -> None:
+    path = write_wf(
+        """\
+version: 1
+name: py
+models:
+  m: {provider: scripted, reply: ok, latency: {first_token_ms: 50}}
+agents:
+  a: {model: m}
+stages:
+  - {id: ask, agent: a, input: go}
+  - {id: crunch, python: "tests.test_report_runs:slow_stage"}
+"""
+    )
+    report = run(path)
+    assert report["critical_path"]["nodes"] == ["ask", "crunch"]
+    time = report["critical_path"]["time_s"]
+    assert time["python"] == pytest.approx(0.3, abs=0.03)
+    assert time["model"] == pytest.approx(0.05, abs=0.02)
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["subject"], first["setting"]) == ("python", "stages[1]", None)
+    assert first["message"] == (
+        f"python stage `crunch` (`tests.test_report_runs:slow_stage`) took {first['seconds']:.2f} s of the critical "
+        "path: make the function faster, or async if it waits on I/O"
+    )
+
+
+def slow_stage(input: str) -> str:
+    time.sleep(0.3)
+    return input.upper()
+
+
+def oai_workflow(url: str, *, pool: int | None = None, rpm: int | None = None, retry: str = "", n: int = 6) -> str:
+    extra = ""
+    if pool is not None:
+        extra += f"\n    pool: {{max_connections: {pool}}}"
+    if rpm is not None:
+        extra += f"\n    rate_limit: {{requests_per_minute: {rpm}}}"
+    if retry:
+        extra += f"\n    retry: {retry}"
+    items = ", ".join(str(i) for i in range(n))
+    return f"""\
+version: 1
+name: oai
+models:
+  main:
+    provider: openai
+    base_url: {url}
+    model: test-model
+    stream: false{extra}
+agents:
+  a: {{model: main}}
+stages:
+  - id: fan
+    input: "item {{{{ vars.item }}}}"
+    fanout: {{for_each: [{items}], agent: a}}
+"""
+
+
+@pytest.fixture
+def server():
+    with OAIServer(latency=0.1) as srv:
+        yield srv
+
+
+def test_a_saturated_pool_is_named_with_its_setting(write_wf, server) -> None:
+    report = run(write_wf(oai_workflow(server.url, pool=2)))
+    wall = report["run"]["wall_s"]
+    assert report["critical_path"]["nodes"] == ["fan", slowest(report, "fan")]
+    assert shares(report)["pool"] == pytest.approx(0.2 / wall, abs=0.08)
+    assert report["models"]["main"]["pool_wait"]["count"] == 4
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
+        "pool", "main", "models.main.pool.max_connections", 2)
+    pool = report["models"]["main"]["pool_wait"]
+    assert first["message"] == (
+        f"calls to `main` waited {first['seconds']:.2f} s for a connection on the critical path "
+        f"({pool['total_s']:.2f} s over 4 calls in all): raise `models.main.pool.max_connections` above 2"
+    )
+
+
+def test_a_rate_limit_is_named_with_its_setting(write_wf, server) -> None:
+    # 120 requests a minute: a bucket of 2 refilled at 2 a second; three calls: two at once, one after 0.5 s
+    report = run(write_wf(oai_workflow(server.url, rpm=120, n=3)))
+    assert report["critical_path"]["nodes"] == ["fan", "fan[2]"]
+    assert report["critical_path"]["time_s"]["rate_limit"] == pytest.approx(0.5, abs=0.05)
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
+        "rate_limit", "main", "models.main.rate_limit.requests_per_minute", 120)
+    rate = report["models"]["main"]["rate_wait"]
+    assert rate["count"] == 1
+    assert first["message"] == (
+        f"calls to `main` waited {first['seconds']:.2f} s for the rate limiter (requests_per_minute) on the "
+        f"critical path ({rate['total_s']:.2f} s over 1 call in all): raise "
+        "`models.main.rate_limit.requests_per_minute` above 120 if your quota allows"
+    )
+
+
+@pytest.mark.xfail(reason="RateLimiter.acquire reports its own sleeps, not the time queued behind the lock "
+                          "(runner/providers/http.py): the fourth call waited 1 s and reports 0.5 s")
+def test_a_rate_limit_wait_includes_the_time_queued_behind_other_callers(write_wf, server) -> None:
+    report = run(write_wf(oai_workflow(server.url, rpm=120, n=4)))
+    assert report["critical_path"]["time_s"]["rate_limit"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_retried_server_error_counts_as_retries(write_wf, server) -> None:
+    server.plan(Plan(status=500))
+    path = write_wf(oai_workflow(server.url, retry="{initial_delay: 0.3, jitter: none}", n=1))
+    report = run(path)
+    node = next(n for n in report["nodes"] if n["id"] == "fan[0]")
+    assert (node["attempts"], node["retries"]) == (2, 1)
+    assert report["models"]["main"]["retries"] == {"500": 1}
+    time = report["critical_path"]["time_s"]
+    assert time["retries"] == pytest.approx(0.4, abs=0.05)  # the failed 100 ms attempt and 300 ms back-off
+    assert time["model"] == pytest.approx(0.1, abs=0.05)
+    first = report["bottlenecks"][0]
+    assert (first["cause"], first["setting"]) == ("retries", "models.main.retry")
+    assert first["message"] == (
+        f"calls to `main` spent {first['seconds']:.2f} s retrying on the critical path (1 retry in all: 500 x1): "
+        "the endpoint is failing: check its health; `models.main.retry` sets the back-off"
+    )
