@@ -196,6 +196,7 @@ def main() -> int:
     parser.add_argument("--levels", default="1,10,100,1000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-connections", type=int, default=100)
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument(
         "--httpcore", action="store_true", help="also measure the runner provider on the stock httpx transport"
     )
