@@ -679,3 +679,14 @@ def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream
     assert (result.content, sink.text) == ("fake", "fake")
     assert str(seen[0].url) == "http://fake.invalid/v1/chat/completions"
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_the_transport_in_use(server: OAIServer, transport: str) -> None:
+    import httpx
+
+    from runner.providers.http import AiohttpTransport
+
+    provider = make(server.url)
+    expected = AiohttpTransport if transport == "aiohttp" else httpx.AsyncHTTPTransport
+    assert type(provider._endpoint.transport) is expected  # aiohttp is a dependency: the fast path is the default
+    run(provider.aclose())
