@@ -134,6 +134,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         url = str(request.url)
         target = self._urls.get(url)
         if target is None:
+            if len(self._urls) >= 64:  # one or two URLs per endpoint in practice; never grow without bound
+                self._urls.clear()
             target = self._urls[url] = yarl.URL(url, encoded=True)
         try:
             response = await session.request(

@@ -464,8 +464,8 @@ class OpenAIEmbedder:
             return self._parse(content, len(batch))
 
         estimate = sum(len(t) for t in batch) / 4
+        # counted at the estimate: an embedding request's tokens are its input, which the estimate covers
         vectors, _ = await ep.run(once, node_id=self._node_id, recorder=self.recorder, tokens=estimate)
-        ep.limiter.settle(estimate, estimate)
         return vectors
 
     def _parse(self, content: bytes, count: int) -> Vectors:
