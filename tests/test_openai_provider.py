@@ -690,3 +690,19 @@ def test_the_transport_in_use(server: OAIServer, transport: str) -> None:
     expected = AiohttpTransport if transport == "aiohttp" else httpx.AsyncHTTPTransport
     assert type(provider._endpoint.transport) is expected  # aiohttp is a dependency: the fast path is the default
     run(provider.aclose())
+
+
+def test_connect_timeout_names_the_timeout_and_the_url(transport: str) -> None:
+    # a listener that never accepts, its backlog full: the next connection hangs in the handshake
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(KEY_ENV, KEY)
+            start = time.perf_counter()
+            err = failure(make(url, timeout={"connect": 0.3}, retry={"max_attempts": 1}))
+        assert time.perf_counter() - start < 2
+    assert isinstance(err, ProviderTimeout)
+    assert str(err) == f"{label(url)}: timeout.connect (0.3 s) fired: could not connect to {url}"
