@@ -706,3 +706,23 @@ def test_connect_timeout_names_the_timeout_and_the_url(transport: str) -> None:
         assert time.perf_counter() - start < 2
     assert isinstance(err, ProviderTimeout)
     assert str(err) == f"{label(url)}: timeout.connect (0.3 s) fired: could not connect to {url}"
+
+
+def test_credentials_in_the_base_url_are_masked_in_messages() -> None:
+    from runner.providers.http import display_url
+
+    assert display_url("https://user:s3cret@gw.example.invalid/v1") == "https://[credentials]@gw.example.invalid/v1"
+    assert display_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    url = f"http://bob:s3cret@127.0.0.1:{free_port()}/v1"
+    err = failure(OpenAIChatProvider("main", parse_openai_model(
+        {"base_url": url, "model": "m", "retry": {"max_attempts": 1}})))
+    assert "s3cret" not in str(err) and "[credentials]@127.0.0.1" in str(err)
+
+
+def test_credentials_in_the_base_url_and_a_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    url = f"http://bob:s3cret@127.0.0.1:{free_port()}/v1"
+    err = failure(make(url, retry={"max_attempts": 1}))
+    assert isinstance(err, ProviderConfigError)
+    assert "s3cret" not in str(err) and KEY not in str(err)
+    assert str(err).startswith(f"model 'main' (test-model at http://[credentials]@127.0.0.1:{url.split(':')[3]}")

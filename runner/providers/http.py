@@ -149,8 +149,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except BaseException as exc:
             self._slots.release()
-            if aiohttp is not None and isinstance(exc, aiohttp.ClientError | TimeoutError):
+            if isinstance(exc, aiohttp.ClientError | TimeoutError):
                 raise _httpx_error(exc, request) from exc
+            if isinstance(exc, ValueError):  # aiohttp refuses the request itself (e.g. credentials in the URL)
+                raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
             raise
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", POOL_WAIT: waited}
         if response.reason:
@@ -291,6 +293,15 @@ class RateLimiter:
 
 
 # -- the endpoint ----------------------------------------------------------------------------------------
+def display_url(url: str) -> str:
+    """``url`` fit for messages: credentials in its user-info part (``https://user:secret@host``) masked."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://[credentials]@{authority.rpartition('@')[2]}{slash}{path}"
+    return url
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if not value:
@@ -358,7 +369,7 @@ class Endpoint:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.label = label
-        self.base_url = base_url
+        self.base_url = base_url = display_url(base_url)
         self.timeout = timeout
         self.pool = pool
         self.retry = retry

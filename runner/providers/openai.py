@@ -21,7 +21,7 @@ import numpy.typing as npt
 from runner.errors import ProviderError, ProviderTimeout
 from runner.events import Recorder
 from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
-from runner.providers.http import Endpoint
+from runner.providers.http import Endpoint, display_url
 from runner.providers.openai_config import OpenAIEmbeddingConfig, OpenAIModelConfig
 from runner.providers.sse import SSEDecoder
 
@@ -167,7 +167,7 @@ class OpenAIChatProvider:
         self.name = name
         self.config = config
         self._endpoint = Endpoint(
-            label=f"model {name!r} ({config.model} at {config.base_url})",
+            label=f"model {name!r} ({config.model} at {display_url(config.base_url)})",
             base_url=config.base_url,
             api_key_env=config.api_key_env,
             headers=config.headers,
@@ -181,7 +181,7 @@ class OpenAIChatProvider:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"OpenAIChatProvider({self.name!r}, model={c.model!r}, base_url={c.base_url!r})"
+        return f"OpenAIChatProvider({self.name!r}, model={c.model!r}, base_url={display_url(c.base_url)!r})"
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
@@ -396,7 +396,7 @@ class OpenAIEmbedder:
         self.recorder = recorder
         self._node_id = f"embeddings.{name}"
         self._endpoint = Endpoint(
-            label=f"embeddings {name!r} ({config.model} at {config.base_url})",
+            label=f"embeddings {name!r} ({config.model} at {display_url(config.base_url)})",
             base_url=config.base_url,
             api_key_env=config.api_key_env,
             headers=config.headers,
@@ -410,7 +410,7 @@ class OpenAIEmbedder:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"OpenAIEmbedder({self.name!r}, model={c.model!r}, base_url={c.base_url!r})"
+        return f"OpenAIEmbedder({self.name!r}, model={c.model!r}, base_url={display_url(c.base_url)!r})"
 
     @property
     def dimensions(self) -> int:
