@@ -270,6 +270,7 @@ def test_aclose_closes_the_client(server: OAIServer) -> None:
 
     run(use())
     assert provider._endpoint.client.is_closed
+    assert provider._endpoint.transport._session is None  # type: ignore[attr-defined]  # aiohttp's, closed
 
 
 # -- retries -----------------------------------------------------------------------------------------------
