@@ -727,3 +727,18 @@ def test_credentials_in_the_base_url_and_a_key_is_a_config_error(monkeypatch: py
     assert isinstance(err, ProviderConfigError)
     assert "s3cret" not in str(err) and KEY not in str(err)
     assert str(err).startswith(f"model 'main' (test-model at http://[credentials]@127.0.0.1:{url.split(':')[3]}")
+
+
+def test_reasoning_deltas_keep_a_stream_alive_but_are_not_reply_text(server: OAIServer) -> None:
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    thinking = [event({"reasoning_content": "hmm "}) for _ in range(4)]
+    stream = [event({"role": "assistant"}), *thinking, event({"content": "42"}, "stop"), b"data: [DONE]\n\n"]
+    server.plan(Plan(events=stream, stall_between=0.15))
+    sink = Sink()
+    start = time.perf_counter()
+    result = run(chat(make(server.url, timeout={"first_token": 0.4, "idle": 0.4}), sink=sink))
+    assert (result.content, sink.text) == ("42", "42")
+    assert result.first_token_at is not None and result.first_token_at - start > 0.6  # the reply's first token

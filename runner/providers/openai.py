@@ -153,7 +153,8 @@ class OpenAIChatProvider:
 
     Streaming (``config.stream``) asks for ``stream_options.include_usage``, records ``first_token_at``
     (``time.perf_counter()`` when the first content or tool-call delta arrived), assembles streamed tool
-    calls, and enforces ``timeout.first_token`` and ``timeout.idle``. A failed attempt is retried from
+    calls, and enforces ``timeout.first_token`` and ``timeout.idle`` (reasoning deltas, which are not reply
+    text, count as tokens for these two). A failed attempt is retried from
     scratch per ``config.retry``; how streamed text reaches ``ctx.on_token`` across retries (never
     duplicated) is described in :class:`_TokenGate`: give ``on_token`` a ``reset()`` method to have
     partial output taken back. A JSON (non-streamed) reply reaches ``on_token`` once, whole.
@@ -267,14 +268,14 @@ class OpenAIChatProvider:
                     return self._parse_json(await resp.aread(), gate)
                 decoder = SSEDecoder()
                 async for chunk in resp.aiter_bytes():
-                    had_token = state.first_token_at is not None
+                    was_alive = state.alive
                     for event in decoder.feed(chunk):
                         state.event(event.data)
                     if state.done:
                         # complete; the end of the body normally follows at once, and reading it lets the
                         # connection be reused, but a server that holds the stream open must not stall us
                         scope.reschedule(loop.time() + _DONE_GRACE)
-                    elif had_token or state.first_token_at is not None:
+                    elif was_alive or state.alive:
                         # the first token switches the deadline from first_token to idle; any chunk renews it
                         scope.reschedule(None if timeouts.idle is None else loop.time() + timeouts.idle)
                 for event in decoder.flush():
@@ -284,7 +285,7 @@ class OpenAIChatProvider:
                 raise
             if state.done:
                 return state.result()
-            if state.first_token_at is None:
+            if not state.alive:
                 raise ProviderTimeout(f"{ep.label}: timeout.first_token ({timeouts.first_token:g} s) fired: "
                                       "no token arrived") from exc
             raise ProviderTimeout(f"{ep.label}: timeout.idle ({timeouts.idle:g} s) fired: the stream "
@@ -307,6 +308,7 @@ class _StreamState:
         self.parts: list[str] = []
         self.tools = _ToolCallBuilder()
         self.first_token_at: float | None = None
+        self.alive = False  # any token, reasoning included: the stall timers switch from first_token to idle
         self.finish: str | None = None
         self.usage = Usage()
         self.done = False
@@ -353,6 +355,10 @@ class _StreamState:
                 got = True
             if got and self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
+            # reasoning models (DeepSeek, Qwen, vLLM's reasoning parsers) stream their thinking as
+            # reasoning_content / reasoning: not reply text, but proof the model is working
+            if got or delta.get("reasoning_content") or delta.get("reasoning"):
+                self.alive = True
             if choice.get("finish_reason"):
                 self.finish = str(choice["finish_reason"])
 
