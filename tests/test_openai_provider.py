@@ -742,3 +742,10 @@ def test_reasoning_deltas_keep_a_stream_alive_but_are_not_reply_text(server: OAI
     result = run(chat(make(server.url, timeout={"first_token": 0.4, "idle": 0.4}), sink=sink))
     assert (result.content, sink.text) == ("42", "42")
     assert result.first_token_at is not None and result.first_token_at - start > 0.6  # the reply's first token
+
+
+def test_an_error_answered_with_status_200(server: OAIServer) -> None:
+    server.plan(Plan(body=b'{"error": {"message": "context length exceeded", "code": 400}}'))
+    err = failure(make(server.url, stream=False))
+    assert isinstance(err, ProviderProtocolError)
+    assert str(err) == f"{label(server.url)}: the server reported an error: context length exceeded"

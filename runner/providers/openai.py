@@ -229,6 +229,8 @@ class OpenAIChatProvider:
     def _parse_json(self, content: bytes, gate: _TokenGate) -> ChatResult:
         try:
             data = json.loads(content)
+            if isinstance(data, dict) and data.get("error"):  # some servers answer errors with status 200
+                raise self._endpoint.protocol_error(f"the server reported an error: {_event_error(data['error'])}")
             choice = data["choices"][0]
             message = choice["message"]
             text = message.get("content") or ""
