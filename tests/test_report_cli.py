@@ -177,41 +177,49 @@ import json, sys
 from pathlib import Path
 from runner.report import write_outputs
 report = json.loads(Path(sys.argv[1]).read_text())
-report["nodes"] = report["nodes"] * 3000  # a few megabytes: each write takes a while
+report["nodes"] = report["nodes"] * 100  # about 0.5 MB over the three files
 target = Path(sys.argv[2])
-print("ready", flush=True)
+n = 0
 while True:
-    report["run"]["id"] = str(int(report["run"]["id"]) + 1) if report["run"]["id"].isdigit() else "1"
+    report["run"]["id"] = str(n)
     write_outputs(report, target, ("json", "markdown", "trace"))
+    if n == 0:
+        print("ready", flush=True)  # one complete set exists; every later write replaces it
+    n += 1
 """
 
 
+def assert_whole(folder: Path) -> None:
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    assert names == {"r.json", "r.md", "r.trace.json"}  # temporary files start with a dot
+    assert_valid_report(json.loads((folder / "r.json").read_text()))
+    assert_valid_trace(json.loads((folder / "r.trace.json").read_text()))
+    md = (folder / "r.md").read_text()
+    assert md.startswith("# Run `wf`") and md.endswith("\n")
+
+
 def test_sigkill_while_writing_never_leaves_a_half_written_file(tmp_path) -> None:
+    """A writer rewrites the three files in a loop; meanwhile they are read again and again (a reader must
+    never see half a file), then the writer is killed at two different moments (what it leaves is whole)."""
     source = saved(tmp_path, "src.json", 0.5)
     target = tmp_path / "out" / "r.json"
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(WRITER))
-    for delay in (0.3, 0.45, 0.6, 0.8):
+    for reading in (0.4, 0.25):
         proc = subprocess.Popen([sys.executable, str(script), str(source), str(target)], stdout=subprocess.PIPE,
                                 text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-            time.sleep(delay)
+            deadline = time.monotonic() + reading
+            while time.monotonic() < deadline:
+                assert_whole(target.parent)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:
             proc.kill()
             if proc.stdout is not None:
                 proc.stdout.close()
-        names = {p.name for p in target.parent.iterdir() if not p.name.startswith(".")}
-        assert names <= {"r.json", "r.md", "r.trace.json"}
-        if "r.json" in names:
-            assert_valid_report(json.loads(target.read_text()))
-        if "r.trace.json" in names:
-            assert_valid_trace(json.loads((target.parent / "r.trace.json").read_text()))
-        if "r.md" in names:
-            assert (target.parent / "r.md").read_text().startswith("# Run `wf`")
-            assert (target.parent / "r.md").read_text().endswith("\n")
+        assert_whole(target.parent)
 
 
 def test_report_command_writes_to_the_given_stream(tmp_path) -> None:
