@@ -66,3 +66,10 @@ def load_unchecked(path: Path) -> Any:
     doc = load_document(raw.decode(), str(path))
     assert schema_diagnostics(doc) == []
     return build_workflow(doc, hashlib.sha256(raw).hexdigest())
+
+
+def schema_def(name: str) -> dict[str, Any]:
+    """One definition of the workflow schema (``$defs/<name>``) as a schema of its own: the definition's
+    keys, with the whole ``$defs`` beside them so its references resolve."""
+    full: dict[str, Any] = json.loads((ROOT / "schemas" / "workflow.schema.json").read_text())
+    return {"$schema": full["$schema"], **full["$defs"][name], "$defs": full["$defs"]}

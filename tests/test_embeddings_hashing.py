@@ -1,9 +1,8 @@
-"""The offline hashing embedder, and the embeddings settings: config records and schema fragments."""
+"""The offline hashing embedder, and the embeddings settings: config records and schema definitions."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -24,9 +23,9 @@ from runner.embeddings.config import (
     parse_long_term,
 )
 from runner.embeddings.hashing import HashingEmbedder
+from tests.conftest import schema_def
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAGMENTS = ROOT / "schemas" / "fragments"
 
 
 # -- the hashing embedder ---------------------------------------------------------------------------
@@ -193,13 +192,11 @@ def test_the_config_module_does_not_import_numpy() -> None:
     assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
 
 
-# -- schema fragments -------------------------------------------------------------------------------
+# -- schema definitions -----------------------------------------------------------------------------
 
 
 def load(name: str) -> dict[str, Any]:
-    with (FRAGMENTS / name).open(encoding="utf-8") as f:
-        schema: dict[str, Any] = json.load(f)
-    return schema
+    return schema_def({"embeddings.schema.json": "hashingEmbedding", "long_term.schema.json": "longTerm"}[name])
 
 
 def described(node: Any, where: str = "$") -> list[str]:
@@ -219,7 +216,7 @@ def described(node: Any, where: str = "$") -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["embeddings.schema.json", "long_term.schema.json"])
-def test_fragments_are_valid_and_described(name: str) -> None:
+def test_definitions_are_valid_and_described(name: str) -> None:
     schema = load(name)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -231,7 +228,7 @@ def errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance))
 
 
-def test_the_embeddings_fragment_accepts_and_rejects() -> None:
+def test_the_embeddings_definition_accepts_and_rejects() -> None:
     schema = load("embeddings.schema.json")
     assert schema["$defs"]["size"]["oneOf"][1]["pattern"] == SIZE_PATTERN
     good_cache = {"dir": "c", "max_file_number": 10, "max_cache_size": "256MB", "ttl": 60}
@@ -261,7 +258,7 @@ def test_the_size_pattern_agrees_with_the_parser() -> None:
         assert errors(pattern, text) != [], text
 
 
-def test_the_long_term_fragment() -> None:
+def test_the_long_term_definition() -> None:
     schema = load("long_term.schema.json")
     assert errors(schema, {"embedding": "default", "store": "s", "top_k": 3, "retrieval": "tool"}) == []
     assert errors(schema, {"embedding": "default"}) == [": 'store' is a required property"]

@@ -1,4 +1,4 @@
-"""The working-memory settings: record, parser, schema fragment, token counters."""
+"""The working-memory settings: record, parser, schema definition, token counters."""
 
 from __future__ import annotations
 
@@ -23,16 +23,16 @@ from runner.memory.tokens import (
     TokenCounterError,
     make_counter,
 )
+from tests.conftest import schema_def
 
 pytestmark = pytest.mark.timeout(10)
 
-FRAGMENT = Path(__file__).resolve().parent.parent / "schemas" / "fragments" / "working_memory.schema.json"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, object]:
-    loaded: dict[str, object] = json.loads(FRAGMENT.read_text(encoding="utf-8"))
-    return loaded
+    return schema_def("memory")
 
 
 def test_defaults_applied() -> None:
@@ -133,11 +133,11 @@ def test_default_tool_limit_may_exceed_a_small_budget() -> None:
     assert parse_working_memory({"max_total_tokens": 1000}).max_tool_message_tokens == 2000
 
 
-def test_schema_fragment_matches_parser(schema: dict[str, object]) -> None:
+def test_schema_definition_matches_parser(schema: dict[str, object]) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     properties = schema["properties"]
     assert isinstance(properties, dict)
-    assert set(properties) == WORKING_MEMORY_KEYS
+    assert set(properties) == WORKING_MEMORY_KEYS | {"long_term"}  # one memory entry: working and long-term
     assert schema["additionalProperties"] is False
     assert all(isinstance(p.get("description"), str) and p["description"] for p in properties.values())
     assert tuple(properties["working_summary_mode"]["enum"]) == MODES
@@ -251,7 +251,7 @@ def test_settings_load_without_asyncio() -> None:
         "import sys; from runner.memory import parse_working_memory, WorkingMemoryConfig; "
         "print(','.join(m for m in ('asyncio', 'runner.memory.working') if m in sys.modules))"
     )
-    root = FRAGMENT.parents[2]
+    root = ROOT
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""

@@ -1,9 +1,8 @@
-"""OpenAI model and embedding settings: records, defaults, messages, and the schema fragments kept in step
+"""OpenAI model and embedding settings: records, defaults, messages, and their schema definitions kept in step
 with the records."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import fields
@@ -23,12 +22,13 @@ from runner.providers.openai_config import (
     parse_openai_embedding,
     parse_openai_model,
 )
+from tests.conftest import schema_def
 
 pytestmark = pytest.mark.timeout(20)
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_SCHEMA = json.loads((ROOT / "schemas/fragments/openai_model.schema.json").read_text())
-EMBEDDING_SCHEMA = json.loads((ROOT / "schemas/fragments/openai_embedding.schema.json").read_text())
+MODEL_SCHEMA = schema_def("openaiModel")
+EMBEDDING_SCHEMA = schema_def("openaiEmbedding")
 
 DESIGN_EXAMPLE = {  # models.main in DESIGN.md
     "provider": "openai",

@@ -1,7 +1,7 @@
 """Settings of ``embeddings.<name>`` and ``memory.<name>.long_term``, as frozen records with defaults applied.
 
 Kept free of heavy imports (no numpy): ``runner validate`` reads this module and its cold start matters.
-The raw mappings come from YAML that already passed ``schemas/fragments/embeddings.schema.json`` and
+The raw mappings come from YAML that already passed ``$defs/hashingEmbedding`` of ``schemas/workflow.schema.json`` and
 ``long_term.schema.json``; the parsers still check what they convert and raise :class:`ValueError` naming
 the key, so a caller that skips the schema gets a message, not a wrong record.
 """
@@ -33,7 +33,7 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-# The same pattern is in schemas/fragments/embeddings.schema.json; a test keeps the two in step.
+# The same pattern is in $defs/size of schemas/workflow.schema.json; a test keeps the two in step.
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(([KkMmGgTt][Ii]?)?[Bb])?\s*$"
 _SIZE = re.compile(SIZE_PATTERN)
 

@@ -1,7 +1,7 @@
 """Settings of the working memory of one ``memory.<name>`` entry, as a frozen record with defaults applied.
 
 Kept free of heavy imports: ``runner validate`` reads this module and its cold start matters. The raw
-mapping comes from YAML that already passed ``schemas/fragments/working_memory.schema.json``; the parser
+mapping comes from YAML that already passed ``$defs/memory`` of ``schemas/workflow.schema.json``; the parser
 still checks what it converts and raises :class:`ValueError` naming the key, so a caller that skips the
 schema gets a message, not a wrong record. Keys that are not working-memory keys (``long_term``) are
 left to their own parsers.
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# The schema fragment lists the same values; tests keep the three in step (and tokens.COUNTERS_BY_NAME).
+# The workflow schema ($defs/memory) lists the same values; tests keep the three in step (and tokens.COUNTERS_BY_NAME).
 MODES = ("compact", "compress", "auto")
 TOKEN_COUNTERS = ("approx", "tiktoken")
 DEFAULT_KEEP_RECENT_COUNT = 10

@@ -3,8 +3,8 @@ OpenAI-compatible embedder (``embeddings.<name>`` with ``provider: openai``), as
 defaults applied.
 
 Kept free of heavy imports (no httpx, no numpy): ``runner validate`` imports this module and its cold
-start matters. The raw mappings have passed ``schemas/fragments/openai_model.schema.json`` (or
-``openai_embedding.schema.json``); the parsers still check what they convert and raise
+start matters. The raw mappings have passed ``$defs/openaiModel`` of ``schemas/workflow.schema.json`` (or
+``$defs/openaiEmbedding``); the parsers still check what they convert and raise
 :class:`ValueError` naming the key, so a caller that skips the schema gets a message, not a wrong record.
 """
 
