@@ -17,6 +17,7 @@ from runner.spec.diagnostics import Diagnostic
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _MAX_SOURCE_LINE = 500  # longer lines (minified data) are not echoed under the message
+_CONTROL = dict.fromkeys((*range(9), 11, 12, *range(14, 32), 127), "\ufffd")
 
 
 class _Lines:
@@ -32,7 +33,9 @@ class _Lines:
             try:
                 with open(file, "rb") as f:
                     data = f.read(MAX_FILE_BYTES + 1)
-                self._files[file] = data.decode("utf-8", errors="replace").splitlines()
+                text = data.decode("utf-8", errors="replace")
+                # Control characters (a NUL, a bell) would garble the terminal: show them as U+FFFD.
+                self._files[file] = text.translate(_CONTROL).splitlines()
             except OSError:
                 self._files[file] = []
         lines = self._files[file]

@@ -134,12 +134,55 @@ class _TooBig(Exception):
         self.message = message
 
 
+def _too_large(file: str, line: int, column: int, message: str) -> LoadError:
+    hint = "remove the aliases that multiply content, or flatten the nesting"
+    return LoadError([Diagnostic(file, line, column, line, column + 1, "error", "yaml-too-large", message, hint)])
+
+
+def _fast_compose(text: str, file: str) -> tuple[Any, yaml.Node | None] | None:
+    """The node graph from libyaml's parser (about 15 times faster than PyYAML's own; the same nodes, marks
+    and resolver) when PyYAML has it. None when it is missing or finds a problem: the pure-Python loader
+    then runs and reports the problem with the messages the tests pin (issue 3: 1,000 files in 5 s)."""
+    c_loader = getattr(yaml, "CSafeLoader", None)
+    if c_loader is None:
+        return None
+    loader = c_loader(text)
+    try:
+        return loader, loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        loader.dispose()
+        mark = exc.problem_mark
+        if "maximum nesting depth" in str(exc.problem) and mark is not None:  # PyYAML's own would recurse
+            message = f"the document nests deeper than {MAX_DEPTH} levels"
+            raise _too_large(file, mark.line + 1, mark.column + 1, message) from None
+        return None
+    except yaml.YAMLError:
+        loader.dispose()
+        return None
+
+
 def load_document(text: str, file: str) -> Document:
     """Parse one YAML document; raise :class:`LoadError` with located diagnostics when it cannot."""
-    loader = yaml.SafeLoader(text)
+    fast = _fast_compose(text, file)
+    if fast is not None:
+        loader, root = fast
+    else:
+        try:
+            loader = yaml.SafeLoader(text)
+        except yaml.reader.ReaderError as exc:  # a control character, refused before parsing
+            before = text[: exc.position]
+            line = before.count("\n") + 1
+            column = exc.position - (before.rfind("\n") + 1) + 1
+            message = f"the file contains the control character U+{exc.character:04X}, which YAML does not allow"
+            hint = "remove it: a workflow is printable text"
+            control = Diagnostic(file, line, column, line, column + 1, "error", "encoding", message, hint)
+            raise LoadError([control]) from None
     try:
         try:
-            root = loader.get_single_node()
+            if fast is None:
+                root = loader.get_single_node()
+        except RecursionError:
+            raise _too_large(file, 1, 1, "the document nests too deeply to parse") from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
