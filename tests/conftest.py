@@ -27,9 +27,11 @@ def write_wf(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 30, env_extra: dict[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m runner ARGS`` as a user would, bounded in time."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
         cwd=cwd or ROOT,
