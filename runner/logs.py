@@ -185,42 +185,57 @@ class EventLog:
 
     def feed(self, events: Iterable[Event]) -> None:
         log = self.logger
+        if not log.isEnabledFor(logging.WARNING):
+            return
+        if not log.isEnabledFor(logging.INFO):  # the default: only failures and retries, found cheaply
+            for event in events:
+                if event[1] == "failed" or event[1] == "retry":
+                    self._log(event, debug=False, info=False)
+            return
         debug = log.isEnabledFor(logging.DEBUG)
-        info = log.isEnabledFor(logging.INFO)
-        for at, kind, node, data in events:
-            extra = {"node_id": node, "event": kind, "at_s": round(at - self.t0, 6)}
-            if kind == "started":
-                self._started[node] = at
-                if debug:
-                    what = ", ".join(f"{k} {v}" for k, v in (data or {}).items() if k in ("kind", "agent", "model",
-                                                                                             "tool", "function"))
-                    log.debug("started" + (f" ({what})" if what else ""), extra=extra)
-            elif kind == "queued":
-                if debug:
-                    log.debug("queued for a fan-out slot", extra=extra)
-            elif kind == "finished":
-                if info:
-                    took = at - self._started.get(node, at)
-                    usage = f", tokens {data.usage.prompt_tokens} in / {data.usage.completion_tokens} out" if (
-                        isinstance(data, ChatResult)) else ""
-                    log.info(f"finished in {took:.3f} s{usage}", extra=extra)
-            elif kind == "failed":
-                log.warning(f"failed: {(data or {}).get('error', '')}", extra=extra)
-            elif kind in ("cancelled", "skipped"):
-                if info:
-                    reason = (data or {}).get("reason") or (data or {}).get("error") or ""
-                    log.info(kind + (f": {reason}" if reason else ""), extra=extra)
-            elif kind == "retry":
-                d = data or {}
-                delay = float(d.get("delay") or 0)
-                log.warning(
-                    f"attempt {d.get('attempt')} failed ({d.get('cause')}); retrying in {delay:.2f} s"
-                    + (f": {d['error']}" if d.get("error") else ""),
-                    extra=extra,
+        for event in events:
+            self._log(event, debug=debug, info=True)
+
+    def _log(self, event: Event, *, debug: bool, info: bool) -> None:
+        log = self.logger
+        at, kind, node, data = event
+        extra = {"node_id": node, "event": kind, "at_s": round(at - self.t0, 6)}
+        if kind == "started":
+            self._started[node] = at
+            if debug:
+                what = ", ".join(
+                    f"{k} {v}" for k, v in (data or {}).items() if k in ("kind", "agent", "model", "tool", "function")
                 )
-            elif kind in ("pool_wait", "rate_wait") and debug:
-                what = "a pool connection" if kind == "pool_wait" else f"the rate limiter ({data.get('limit')})"
-                log.debug(f"waited {float(data.get('wait') or 0):.3f} s for {what}", extra=extra)
+                log.debug("started" + (f" ({what})" if what else ""), extra=extra)
+        elif kind == "queued":
+            if debug:
+                log.debug("queued for a fan-out slot", extra=extra)
+        elif kind == "finished":
+            if info:
+                took = at - self._started.pop(node, at)
+                usage = (
+                    f", tokens {data.usage.prompt_tokens} in / {data.usage.completion_tokens} out"
+                    if isinstance(data, ChatResult)
+                    else ""
+                )
+                log.info(f"finished in {took:.3f} s{usage}", extra=extra)
+        elif kind == "failed":
+            log.warning(f"failed: {(data or {}).get('error', '')}", extra=extra)
+        elif kind in ("cancelled", "skipped"):
+            if info:
+                reason = (data or {}).get("reason") or (data or {}).get("error") or ""
+                log.info(kind + (f": {reason}" if reason else ""), extra=extra)
+        elif kind == "retry":
+            d = data or {}
+            delay = float(d.get("delay") or 0)
+            log.warning(
+                f"attempt {d.get('attempt')} failed ({d.get('cause')}); retrying in {delay:.2f} s"
+                + (f": {d['error']}" if d.get("error") else ""),
+                extra=extra,
+            )
+        elif kind in ("pool_wait", "rate_wait") and debug:
+            what = "a pool connection" if kind == "pool_wait" else f"the rate limiter ({data.get('limit')})"
+            log.debug(f"waited {float(data.get('wait') or 0):.3f} s for {what}", extra=extra)
 
     def tick(self, recorder: Recorder) -> None:
         events, self._cursor = tail(recorder, self._cursor)

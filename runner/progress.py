@@ -41,6 +41,7 @@ class Progress:
         self.done = self.failed = self.retries = 0
         self.tokens_in = self.tokens_out = 0
         self._state: dict[str, str] = {}  # node -> "queued" | "running"
+        self._counts = {"queued": 0, "running": 0}
         self._cursor = 0
         self.shown = False
         self.at_line_start = True  # where the other output on the same terminal stands
@@ -48,26 +49,40 @@ class Progress:
 
     @property
     def running(self) -> int:
-        return sum(1 for s in self._state.values() if s == "running")
+        return self._counts["running"]
 
     @property
     def queued(self) -> int:
-        return sum(1 for s in self._state.values() if s == "queued")
+        return self._counts["queued"]
 
     def feed(self, events: Iterable[Event]) -> None:
-        state = self._state
+        state, counts = self._state, self._counts
         for _, kind, node, data in events:
             if kind == "queued":
+                was = state.get(node)
+                if was is not None:
+                    counts[was] -= 1
                 state[node] = "queued"
+                counts["queued"] += 1
             elif kind == "started":
+                was = state.pop(node, None)
+                if was is not None:
+                    counts[was] -= 1
                 if data and data.get("kind") in _CONTAINERS:
-                    state.pop(node, None)  # a fan-out is counted through its branches
-                    continue
+                    continue  # a fan-out is counted through its branches
                 state[node] = "running"
+                counts["running"] += 1
             elif kind in ("finished", "failed", "cancelled", "skipped"):
                 was = state.pop(node, None)
                 if was is None and kind != "skipped":
-                    continue  # a fan-out's end, or a branch that never started
+                    # a fan-out's end: branches queued under it that ran stages (whose own spans count) are
+                    # no longer waiting
+                    for key in [k for k, v in state.items() if v == "queued" and k.startswith(node + "[")]:
+                        del state[key]
+                        counts["queued"] -= 1
+                    continue
+                if was is not None:
+                    counts[was] -= 1
                 self.done += 1
                 if kind == "failed":
                     self.failed += 1

@@ -174,3 +174,20 @@ def test_streamed_output_and_the_line_share_one_terminal_without_garbling(write_
     assert streamed == [f"[fan[{i}] a] one two three" for i in range(4)] + ["[last a] one two three"]
     assert not any(line.startswith("runner: ") for line in shown)  # erased at the end, no leftovers
     assert shown[len(streamed)].startswith("run prog: ok in ")
+
+
+def test_branches_that_run_stages_stop_counting_as_queued_when_their_fanout_ends() -> None:
+    bar = Progress(io.StringIO(), width=200, clock=Clock())
+    rec = Recorder()
+    rec.emit("started", "fan", {"kind": "fanout"})
+    rec.emit("queued", "fan[0]")
+    rec.emit("queued", "fan[1]")
+    rec.emit("started", "a", {"kind": "agent"})
+    bar.tick(rec)
+    assert (bar.running, bar.queued) == (1, 2)
+    rec.emit("finished", "a", None)
+    rec.emit("started", "b", {"kind": "agent"})
+    rec.emit("finished", "b", None)
+    rec.emit("finished", "fan", None)
+    bar.tick(rec)
+    assert (bar.done, bar.running, bar.queued) == (2, 0, 0)

@@ -256,12 +256,12 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     return "\n".join(lines)
 
 
-_BRANCH_INDEX = re.compile(r"\[\d+\]")
+_BRANCH_INDEX = re.compile(r"\[\d+(?:\.\d+)?\]")
 
 
 def stage_key(node_id: str) -> str:
     """A node's stage with branch indices folded: ``notes[3]`` -> ``notes[*]``, ``per[1].first`` ->
-    ``per[*].first``."""
+    ``per[*].first``, ``digest.tool[0.1]`` -> ``digest.tool[*]``."""
     return _BRANCH_INDEX.sub("[*]", node_id)
 
 

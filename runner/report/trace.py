@@ -92,7 +92,12 @@ def _agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple
 
 def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
     wall = _us(report["run"]["wall_s"])
-    nodes = [n for n in report["nodes"] if n.get("queued_s") is not None or n.get("start_s") is not None]
+    ids = {n["id"] for n in report["nodes"]}
+    nodes = [
+        n for n in report["nodes"]
+        if (n.get("queued_s") is not None or n.get("start_s") is not None)
+        and not (n["kind"] == "tool" and n.get("parent") in ids)  # nested in its caller's span instead
+    ]
     intervals = []
     for n in nodes:
         begin = _us(n["queued_s"] if n.get("queued_s") is not None else n["start_s"])
