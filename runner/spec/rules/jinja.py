@@ -40,6 +40,16 @@ class Parsed:
     error: SyntaxProblem | None
 
 
+def parse_ast(text: str) -> Any:
+    """The template's AST, or None when it has a syntax error (then :func:`parse` says where)."""
+    from jinja2 import TemplateSyntaxError  # noqa: PLC0415
+
+    try:
+        return environment().parse(text)
+    except TemplateSyntaxError:
+        return None
+
+
 def parse(text: str) -> Parsed:
     from jinja2 import TemplateSyntaxError  # noqa: PLC0415 - jinja2 only once a file has templates
     from jinja2.lexer import TOKEN_RAW_BEGIN, TOKEN_RAW_END, TokenStream, ignored_tokens  # noqa: PLC0415
@@ -124,62 +134,72 @@ def _has_assign(tokens: list[Tok], i: int) -> bool:
     return False
 
 
-def free_names(ast: Any) -> set[str]:
-    from jinja2 import meta  # noqa: PLC0415
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What a template reads, from one walk of its AST."""
 
-    return set(meta.find_undeclared_variables(ast))
+    free: frozenset[str]  # names read and never assigned in the template (Jinja's globals included)
+    refs: frozenset[tuple[str, str]]  # ``name.key`` / ``name['key']`` on names that are never assigned
+    guarded: frozenset[tuple[str, str]]  # uses the template guards: ``| default``, ``is defined``, ``'k' in name``
 
 
-def stored_names(ast: Any) -> set[str]:
-    """Names the template assigns anywhere (set, for, macro and call arguments, with)."""
+def analyse(ast: Any) -> Names:
+    """One pass over the AST (``jinja2.meta.find_undeclared_variables`` runs the compiler's frame analysis and
+    was half the validator's time). A name assigned anywhere counts as assigned everywhere: this can miss a
+    use outside its loop, never flag a correct template."""
     from jinja2 import nodes  # noqa: PLC0415
 
-    return {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
-
-
-def attribute_refs(ast: Any, names: set[str]) -> list[tuple[str, str]]:
-    """``(name, key)`` for every ``name.key`` and ``name['key']`` in the template, for the given names."""
-    from jinja2 import nodes  # noqa: PLC0415
-
-    out: list[tuple[str, str]] = []
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
-        if not (isinstance(base, nodes.Name) and base.ctx == "load" and base.name in names):
-            continue
-        if isinstance(node, nodes.Getattr):
-            out.append((base.name, node.attr))
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            out.append((base.name, node.arg.value))
-    return out
-
-
-def guarded_refs(ast: Any) -> set[tuple[str, str]]:
-    """``name.key`` uses that are allowed to be missing: under ``| default(...)``, tested with ``is defined`` or
-    ``is undefined``, or with ``'key' in name`` (the template handles the missing case itself)."""
-    from jinja2 import nodes  # noqa: PLC0415
-
-    out: set[tuple[str, str]] = set()
-    for node in ast.find_all((nodes.Filter, nodes.Test, nodes.Compare)):
-        if isinstance(node, nodes.Filter) and node.name not in ("default", "d"):
-            continue
-        if isinstance(node, nodes.Test) and node.name not in ("defined", "undefined"):
-            continue
-        if isinstance(node, nodes.Compare):
+    loaded: set[str] = set()
+    stored: set[str] = set()
+    refs: set[tuple[str, str]] = set()
+    guarded: set[tuple[str, str]] = set()
+    implicit: set[str] = set()
+    stack: list[Any] = [ast]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is nodes.Name:
+            (loaded if node.ctx == "load" else stored).add(node.name)
+        elif kind is nodes.Getattr or kind is nodes.Getitem:
+            ref = _ref_of(node)
+            if ref is not None:
+                refs.add(ref)
+        elif kind is nodes.Filter or kind is nodes.Test:
+            if node.name in ("default", "d", "defined", "undefined") and node.node is not None:
+                ref = _ref_of(node.node)
+                if ref is not None:
+                    guarded.add(ref)
+        elif kind is nodes.Compare:
             if isinstance(node.expr, nodes.Const) and isinstance(node.expr.value, str):
                 for op in node.ops:
                     if op.op in ("in", "notin") and isinstance(op.expr, nodes.Name):
-                        out.add((op.expr.name, node.expr.value))
-            continue
-        for target in (node.node,):
-            if isinstance(target, nodes.Getattr) and isinstance(target.node, nodes.Name):
-                out.add((target.node.name, target.attr))
-            elif (
-                isinstance(target, nodes.Getitem)
-                and isinstance(target.node, nodes.Name)
-                and isinstance(target.arg, nodes.Const)
-            ):
-                out.add((target.node.name, str(target.arg.value)))
-    return out
+                        guarded.add((op.expr.name, node.expr.value))
+        elif kind is nodes.For:
+            implicit.add("loop")
+        elif kind is nodes.Macro or kind is nodes.CallBlock:
+            implicit.update(("caller", "varargs", "kwargs"))
+            if kind is nodes.Macro:
+                stored.add(node.name)
+        elif kind is nodes.Import:
+            stored.add(node.target)
+        elif kind is nodes.FromImport:
+            stored.update(n if isinstance(n, str) else n[1] for n in node.names)
+        stack.extend(node.iter_child_nodes())
+    free = loaded - stored - implicit
+    return Names(frozenset(free), frozenset(r for r in refs if r[0] in free), frozenset(guarded))
+
+
+def _ref_of(node: Any) -> tuple[str, str] | None:
+    from jinja2 import nodes  # noqa: PLC0415
+
+    base = node.node
+    if type(base) is not nodes.Name or base.ctx != "load":
+        return None
+    if type(node) is nodes.Getattr:
+        return base.name, node.attr
+    if type(node) is nodes.Getitem and type(node.arg) is nodes.Const and isinstance(node.arg.value, str):
+        return base.name, node.arg.value
+    return None
 
 
 def name_spans(tokens: tuple[Tok, ...], name: str, key: str | None = None) -> list[tuple[int, int]]:

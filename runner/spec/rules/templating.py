@@ -85,31 +85,36 @@ class TemplateChecker:
         src = site.src
         if is_constant(src.text):
             return
-        parsed = jinja.parse(src.text)
-        if parsed.error is not None:
-            err = parsed.error
+        ast = jinja.parse_ast(src.text)
+        if ast is None:  # a syntax error: parse again, slowly, with token offsets to place the caret
+            err = jinja.parse(src.text).error
+            assert err is not None
             self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
             return
+        names = jinja.analyse(ast)
+        tokens: tuple[jinja.Tok, ...] | None = None  # offsets of the tokens, computed for the first problem
+
+        def spans(name: str, key: str | None = None) -> list[tuple[int, int]]:
+            nonlocal tokens
+            if tokens is None:
+                tokens = jinja.parse(src.text).tokens
+            return jinja.name_spans(tokens, name, key) or [(0, len(src.text))]
+
         allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
-        free = jinja.free_names(parsed.ast)
-        for name in sorted(free - allowed):
+        for name in sorted(names.free - allowed):
             message, hint = self.unknown_name(name, site, allowed)
-            for start, end in jinja.name_spans(parsed.tokens, name) or [(0, len(src.text))]:
+            for start, end in spans(name):
                 self.add(src, start, end, "unknown-name", message, hint)
-        checked = (free - jinja.stored_names(parsed.ast)) & (_BASE | (_CALL if site.call else frozenset()))
-        seen = jinja.guarded_refs(parsed.ast)
-        for name, key in jinja.attribute_refs(parsed.ast, checked):
-            if (name, key) in seen:
-                continue
-            seen.add((name, key))
-            problem = self.judge(name, key, site)
+        checked = _BASE | (_CALL if site.call else frozenset())
+        for name, key in sorted(names.refs - names.guarded):
+            problem = self.judge(name, key, site) if name in checked else None
             if problem is None:
                 continue
             rule, message, hint = problem
-            for start, end in jinja.name_spans(parsed.tokens, name, key) or [(0, len(src.text))]:
+            for start, end in spans(name, key):
                 self.add(src, start, end, rule, message, hint)
         if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
-            self.for_each(site.stage, src, parsed)
+            self.for_each(site.stage, src, ast)
 
     def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
         message = f"'{name}' is not defined in {site.label}"
@@ -176,10 +181,10 @@ class TemplateChecker:
                 )
         return f"stage '{target}' runs later", f"move stage '{target}' before stage '{scope.stage}'"
 
-    def for_each(self, stage: FanoutStage, src: TemplateSrc, parsed: jinja.Parsed) -> None:
+    def for_each(self, stage: FanoutStage, src: TemplateSrc, ast: Any) -> None:
         text = src.text.strip()
         single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
-        expr = _single_expression(parsed.ast) if single else None
+        expr = _single_expression(ast) if single else None
         whole = len(src.text.rstrip())
         if expr is None:
             self.add(
