@@ -316,3 +316,20 @@ def test_trace_is_valid_with_lanes_and_nested_retries() -> None:
     # the fan-out and its three overlapping branches take four lanes; digest reuses the first free one
     assert len({by_name[n]["tid"] for n in ("notes", "notes[0]", "notes[1]", "notes[2]")}) == 4
     assert by_name["digest"]["tid"] == 1
+
+
+def test_cache_and_memory_figures_recorded_during_the_run_fill_their_sections() -> None:
+    rec = fan_then_agent_events()
+    rec.emit("cache_stats", "default", {"embedder": "hashing/v1/256", "hits": 4, "misses": 1, "evictions": 0})
+    base = {"agent": "a", "mode": "auto", "budget": 3000, "tokens_before": 100, "tokens_after": 80,
+            "max_tokens_after": 80, "summaries": 1, "summary_seconds": 0.5}
+    rec.emit("memory_stats", "notes[0]", base)
+    rec.emit("memory_stats", "notes[1]", {**base, "tokens_before": 300, "max_tokens_after": 120, "summaries": 0})
+    rec.emit("memory", "notes[1]", {"agent": "a", "action": "compact"})
+    report = build_report(info(FAN_THEN_AGENT), rec, status="ok", end=0.51, error=None)
+    assert_valid_report(report)
+    assert report["cache"] == {"default": {"embedder": "hashing/v1/256", "hits": 4, "misses": 1, "evictions": 0}}
+    assert report["memory"] == {"a": {"agent": "a", "mode": "auto", "budget": 3000, "tokens_before": 400,
+                                      "tokens_after": 160, "max_tokens_after": 120, "summaries": 1,
+                                      "summary_seconds": 1.0, "calls": 2}}
+    assert report["endpoints"] == {}  # figures are no endpoints

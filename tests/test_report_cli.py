@@ -64,6 +64,10 @@ def test_report_prints_a_saved_reports_summary(tmp_path, capsys) -> None:
     assert main(["report", str(path)]) == 0
     out = capsys.readouterr().out
     assert out == format_summary(json.loads(path.read_text())) + "\n"
+    assert (
+        "model m: 4 calls (5 requests), latency p50 0.200 p95 0.200 max 0.200 s, first token p50 0.050 p95 0.050 s, "
+        "35 tokens/s, retries 429 x1, pool wait 0.020 s over 1, rate-limit wait 0.010 s over 1"
+    ) in out.splitlines()
     assert out.splitlines()[-3:] == [
         "bottleneck 1: model `m` took 0.18 s of the critical path (2 calls): cap the output with "
         "`models.m.params.max_tokens`, use a faster model than `gpt-x`, or run more of the work in parallel",

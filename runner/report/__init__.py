@@ -30,7 +30,7 @@ from runner.report.analysis import (
     summarize_path,
 )
 from runner.report.layout import Layout, describe_workflow
-from runner.report.spans import add_branch_spans, collect, span_dict
+from runner.report.spans import add_branch_spans, collect, span_dict, stats_from_events
 
 __all__ = [
     "REPORT_VERSION",
@@ -116,7 +116,8 @@ def build_report(
     memory: Mapping[str, Any] | Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``cache``: per-embedder cache stats (``EmbeddingStats`` or dicts);
-    ``memory``: per-agent working-memory stats (``MemoryStats`` or dicts)."""
+    ``memory``: per-agent working-memory stats (``MemoryStats`` or dicts). Without them, the ``cache_stats``
+    and ``memory_stats`` events recorded during the run fill these sections."""
     from runner import __version__  # noqa: PLC0415
 
     wall = max(0.0, end - info.t0)
@@ -125,6 +126,7 @@ def build_report(
         if span.status == "running":  # never finished: the run stopped under it
             span.status = "cancelled" if status == "interrupted" else "unfinished"
     add_branch_spans(spans, info.layout, status)
+    recorded_cache, recorded_memory = stats_from_events(recorder.events)
     steps = critical_path(info.layout, spans, wall)
     summary = summarize_path(steps, wall)
     nodes = [span_dict(s) for s in spans.values()]
@@ -173,8 +175,8 @@ def build_report(
         "models": models,
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),
-        "cache": _stats_section(cache, "embedder"),
-        "memory": _stats_section(memory, "agent"),
+        "cache": _stats_section(cache, "embedder") or recorded_cache,
+        "memory": _stats_section(memory, "agent") or recorded_memory,
         "nodes": nodes,
     }
 
@@ -306,6 +308,21 @@ def format_summary(report: Mapping[str, Any]) -> str:
              for c in CATEGORIES if path["time_s"][c] > 0]
     if parts:
         lines.append(f"of the {wall:.3f} s: " + ", ".join(parts))
+    for name, m in report["models"].items():
+        lat, ttft = m["latency_s"], m["ttft_s"]
+        calls = f"{m['calls']} call{'s' if m['calls'] != 1 else ''} ({m['requests']} request"
+        parts = [calls + ("s)" if m["requests"] != 1 else ")"), f"latency p50 {_fmt(lat['p50'])} p95 "
+                 f"{_fmt(lat['p95'])} max {_fmt(lat['max'])} s"]
+        if ttft["p50"] is not None:
+            parts.append(f"first token p50 {_fmt(ttft['p50'])} p95 {_fmt(ttft['p95'])} s")
+        if m["tokens_per_s"] is not None:
+            parts.append(f"{m['tokens_per_s']:.0f} tokens/s")
+        if m["retries"]:
+            parts.append("retries " + ", ".join(f"{c} x{n}" for c, n in m["retries"].items()))
+        for key, label in (("pool_wait", "pool wait"), ("rate_wait", "rate-limit wait")):
+            if m[key]["count"]:
+                parts.append(f"{label} {m[key]['total_s']:.3f} s over {m[key]['count']}")
+        lines.append(f"model {name}: " + ", ".join(parts))
     for i, b in enumerate(report["bottlenecks"], 1):
         lines.append(f"bottleneck {i}: {b['message']}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from runner.report.layout import Layout, StageShape
 
 _STATUS = {"finished": "ok", "failed": "failed", "cancelled": "cancelled", "skipped": "skipped"}
 _INDEX = re.compile(r"\[(\d+)\](?=\.|$)")
+_ENDPOINT_KINDS = frozenset({"retry", "pool_wait", "rate_wait"})
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
         if span is None:
             if kind == "queued" or kind == "started" or kind in _STATUS:
                 span = spans[node_id] = Span(node_id)
+            elif kind not in _ENDPOINT_KINDS:
+                continue  # figures (cache_stats, memory_stats, memory) that the report reads elsewhere
             else:
                 span = endpoints.get(node_id)
                 if span is None:
@@ -222,3 +225,27 @@ def span_dict(span: Span) -> dict[str, Any]:
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
+
+
+def stats_from_events(events: Iterable[Event]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The cache figures by embedder name (``cache_stats`` events: the last per embedder) and the working-memory
+    figures by agent (``memory_stats`` events, one per agent call: counts and times added up, ``max_*`` the
+    largest, the rest from the first call; ``calls`` counts them)."""
+    cache: dict[str, dict[str, Any]] = {}
+    memory: dict[str, dict[str, Any]] = {}
+    for _, kind, node_id, data in events:
+        if kind == "cache_stats" and isinstance(data, Mapping):
+            cache[node_id] = dict(data)  # by the workflow's name for the embedder
+        elif kind == "memory_stats" and isinstance(data, Mapping):
+            agent = str(data.get("agent", node_id))
+            seen = memory.get(agent)
+            if seen is None:
+                memory[agent] = {**data, "calls": 1}
+                continue
+            seen["calls"] += 1
+            for key, value in data.items():
+                if isinstance(value, bool) or not isinstance(value, int | float) or key == "budget":
+                    continue
+                old = seen.get(key, 0)
+                seen[key] = max(old, value) if key.startswith("max_") else old + value
+    return cache, memory
