@@ -333,3 +333,33 @@ def test_cache_and_memory_figures_recorded_during_the_run_fill_their_sections() 
                                       "tokens_after": 160, "max_tokens_after": 120, "summaries": 1,
                                       "summary_seconds": 1.0, "calls": 2}}
     assert report["endpoints"] == {}  # figures are no endpoints
+
+
+def test_a_retry_after_a_tool_call_counts_from_the_tool_calls_end() -> None:
+    layout = Layout(stages=(StageShape("s", "stages[0]", "agent", "a", "m"),), models=MODELS)
+    rec = Recorder()
+    e = rec.emit
+    e("started", "s", {"kind": "agent", "agent": "a", "model": "m"}, at=0.0)
+    e("started", "s.tool[0.0]", {"kind": "tool", "tool": "look", "parent": "s"}, at=0.1)
+    e("finished", "s.tool[0.0]", None, at=0.3)
+    e("retry", "s", {"cause": "500", "attempt": 1, "delay": 0.1, "error": "HTTP 500"}, at=0.4)
+    e("pool_wait", "s", {"wait": 0.02}, at=0.55)
+    e("finished", "s", result(attempts=3), at=0.6)
+    report = build_report(info(layout), rec, status="ok", end=0.6, error=None)
+    assert_valid_report(report)
+    assert report["critical_path"]["time_s"] == {
+        "model": 0.18, "pool": 0.02, "rate_limit": 0.0, "concurrency": 0.0, "retries": 0.2, "tools": 0.2,
+        "python": 0.0, "overhead": 0.0,
+    }
+    from runner.report.trace import to_trace
+
+    trace = to_trace(report)
+    assert_valid_trace(trace)
+    assert [(ev["name"], ev["ts"], ev["dur"]) for ev in trace["traceEvents"] if ev["ph"] == "X"] == [
+        ("s", 0, 600000),
+        ("tool look", 100000, 200000),
+        ("attempt 1 failed (500)", 300000, 100000),
+        ("back-off", 400000, 100000),
+        ("attempt 2", 500000, 100000),
+        ("wait for a connection", 500000, 20000),
+    ]

@@ -7,9 +7,9 @@ so the path is the concatenation of each stage's path; a fan-out ends when its s
 its path goes through the branch that ended last (the lowest index on a tie). Each step's time is split:
 
 * ``concurrency``: queued -> started, the wait for a fan-out's ``max_concurrency`` slot;
-* ``retries``: from the call's start to the end of its last back-off (failed attempts and back-offs);
-* ``rate_limit`` and ``pool``: the final attempt's waits for the rate limiter and a pool connection;
-* ``tools``: tool calls made by the node during its final attempt;
+* ``retries``: failed attempts and their back-offs, each from where its attempt began;
+* ``rate_limit`` and ``pool``: the waits for the rate limiter and a pool connection outside failed attempts;
+* ``tools``: tool calls made by the node;
 * ``model``: the rest of the call;
 * ``python``: a python stage's own time (after its retries);
 * ``overhead``: every gap between steps along the path, and before the first and after the last one
@@ -64,24 +64,44 @@ def _union_within(intervals: Sequence[tuple[float, float]], lo: float, hi: float
     return total
 
 
-def split_call(span: Span, wall: float) -> tuple[dict[str, float], dict[str, float]]:
-    """An agent call's time split into categories (without queueing), and its tool time by tool."""
+def retry_windows(span: Span, wall: float) -> list[tuple[float, float]]:
+    """The failed attempts with their back-offs: each from where its attempt began (the call's start, the end of
+    the tool calls or back-off before it) to the end of its back-off."""
     start = span.start if span.start is not None else 0.0
     end = span.end_or(wall)
-    retry_end = span.retry_end(wall)
-    left = max(0.0, end - retry_end)
-    rate = min(left, sum(w for at, w, _ in span.rate_waits if at >= retry_end))
-    pool = min(left - rate, sum(w for at, w in span.pool_waits if at >= retry_end))
+    bounds = [start] + [e for _, e, _, _ in span.tools]
+    windows: list[tuple[float, float]] = []
+    for at, delay, _ in sorted(span.retries):
+        begin = max([b for b in bounds if b <= at] + [w[1] for w in windows if w[1] <= at])
+        windows.append((begin, min(max(at + delay, begin), end)))
+    return windows
+
+
+def split_call(span: Span, wall: float) -> tuple[dict[str, float], dict[str, float]]:
+    """An agent call's time split into categories (without queueing), and its tool time by tool. An agent
+    with tools makes several model calls; a retry counts from where its attempt began, so earlier calls and tool
+    calls keep their own categories."""
+    start = span.start if span.start is not None else 0.0
+    end = span.end_or(wall)
+    windows = retry_windows(span, wall)
+    retries = _union_within(windows, start, end)
+
+    def outside(at: float) -> bool:
+        return not any(b < at <= e for b, e in windows)
+
+    left = max(0.0, end - start - retries)
+    rate = min(left, sum(w for at, w, _ in span.rate_waits if outside(at)))
+    pool = min(left - rate, sum(w for at, w in span.pool_waits if outside(at)))
     tools_by_name: dict[str, float] = {}
     for name in {t[2] for t in span.tools}:
-        tools_by_name[name] = _union_within([(s, e) for s, e, n, _ in span.tools if n == name], retry_end, end)
-    tools_total = _union_within([(s, e) for s, e, _, _ in span.tools], retry_end, end)
+        tools_by_name[name] = _union_within([(s, e) for s, e, n, _ in span.tools if n == name], start, end)
+    tools_total = _union_within([(s, e) for s, e, _, _ in span.tools], start, end)
     tools = min(left - rate - pool, tools_total)
     if tools < tools_total and tools_total > 0:  # clipped: scale the per-tool figures alike
         tools_by_name = {k: v * tools / tools_total for k, v in tools_by_name.items()}
     return (
         {
-            "retries": retry_end - start,
+            "retries": retries,
             "rate_limit": rate,
             "pool": pool,
             "tools": tools,

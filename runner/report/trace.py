@@ -54,38 +54,57 @@ def _sequence(items: list[Item], lo: int, hi: int) -> list[Item]:
 
 
 def _agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple[Item, list[Item]]]:
-    """The spans nested in an agent's span, each with the spans nested in it (the final attempt holds its waits
-    and tool calls; without retries they sit directly under the node)."""
+    """The spans nested in an agent's span, each with the spans nested in it: the wait for a fan-out slot, each
+    failed attempt (from where it began: the start, or the end of the tool call or back-off before it) and its
+    back-off, the waits for the rate limiter and a pool connection, tool calls; after retries, the final attempt
+    holds what happened during it."""
     start = node.get("start_s")
     if start is None:
         return [(item, []) for item in _sequence([("wait for a fan-out slot", "queue", begin, end, {})], begin, end)]
     s = _us(start)
+    tools = [(f"tool {t['tool']}", "tool", _us(t["start_s"]), _us(t["end_s"]), {"ok": t["ok"]})
+             for t in node.get("tool_spans", [])]
+    marks = [s] + [t[3] for t in tools]
+
+    def began(at: int, extra: list[int]) -> int:
+        return max(m for m in marks + extra + [s] if m <= at) if at >= s else s
+
     top: list[Item] = [("wait for a fan-out slot", "queue", begin, s, {})]
-    attempt_begin = s
+    windows: list[tuple[int, int]] = []
     retries = node.get("retry_events", [])
     for k, r in enumerate(retries, 1):
         at = _us(r["at_s"])
-        top.append((f"attempt {k} failed ({r['cause']})", "attempt", attempt_begin, at, {"cause": r["cause"]}))
+        attempt_begin = began(at, [w[1] for w in windows])
         back = at + _us(r["delay_s"])
+        top.append((f"attempt {k} failed ({r['cause']})", "attempt", attempt_begin, at, {"cause": r["cause"]}))
         top.append(("back-off", "retry", at, back, {"delay_s": r["delay_s"]}))
-        attempt_begin = back
-    inner: list[Item] = []
+        windows.append((attempt_begin, back))
+
+    def outside(at: int) -> bool:
+        return not any(b < at <= e for b, e in windows)
+
+    waits: list[Item] = []
+    rate_ends: list[int] = []
     for w in node.get("rate_waits", []):
         at = _us(w["at_s"])
-        if at >= attempt_begin:
-            inner.append((f"rate limiter ({w['limit']})", "rate_limit", at - _us(w["wait_s"]), at, {}))
-    pool_from = max([attempt_begin] + [i[3] for i in inner])
+        if outside(at):
+            waits.append((f"rate limiter ({w['limit']})", "rate_limit", at - _us(w["wait_s"]), at, {}))
+            rate_ends.append(at)
     for w in node.get("pool_waits", []):
-        if _us(w["at_s"]) >= attempt_begin:
-            inner.append(("wait for a connection", "pool", pool_from, pool_from + _us(w["wait_s"]), {}))
-    for t in node.get("tool_spans", []):
-        inner.append((f"tool {t['tool']}", "tool", _us(t["start_s"]), _us(t["end_s"]), {"ok": t["ok"]}))
+        at = _us(w["at_s"])
+        if outside(at):
+            frm = began(at, [e for _, e in windows] + rate_ends)
+            waits.append(("wait for a connection", "pool", frm, frm + _us(w["wait_s"]), {}))
+    inner = waits + tools
     if not retries:
         return [(item, []) for item in _sequence(top + inner, begin, end)]
-    top.append((f"attempt {len(retries) + 1}", "attempt", attempt_begin, end, {}))
+    final_begin = windows[-1][1]
+    top.append((f"attempt {len(retries) + 1}", "attempt", final_begin, end, {}))
+    top += [i for i in inner if i[2] < final_begin]  # before the last back-off: beside the attempts
+    last = [i for i in inner if i[2] >= final_begin]
     out: list[tuple[Item, list[Item]]] = []
     for item in _sequence(top, begin, end):
-        nested = _sequence(inner, item[2], item[3]) if item[1] == "attempt" and "failed" not in item[0] else []
+        nested = _sequence(last, item[2], item[3]) if item[1] == "attempt" and "failed" not in item[0] else []
         out.append((item, nested))
     return out
 
