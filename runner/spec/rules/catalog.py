@@ -73,6 +73,18 @@ _RULES = (
         "Define the tool under `tools:` or fix the name.",
     ),
     Rule(
+        "unknown-memory",
+        ERROR,
+        "An agent uses a memory that is not defined.",
+        "Define the memory under `memory:` or fix the name.",
+    ),
+    Rule(
+        "unknown-embedding",
+        ERROR,
+        "A long-term memory uses an embedding that is not defined.",
+        "Define the embedding under `embeddings:` or fix the name.",
+    ),
+    Rule(
         "duplicate-id",
         ERROR,
         "Two stages have the same id.",
@@ -146,6 +158,13 @@ _RULES = (
         WARNING,
         "A tool is defined but no agent lists it.",
         "Remove it, or list it in an agent's `tools`.",
+    ),
+    Rule(
+        "concurrency-above-pool",
+        WARNING,
+        "A fan-out may run more calls at once than its model's connection pool holds.",
+        "Lower the fan-out's `max_concurrency`, or raise the model's `pool.max_connections`: the extra calls only "
+        "wait for a connection and may hit the pool timeout.",
     ),
 )
 

@@ -4,9 +4,9 @@ definitions nobody uses (warnings)."""
 from __future__ import annotations
 
 from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import AgentStage, Loc, Workflow
+from runner.spec.records import AgentStage, FanoutStage, Loc, Workflow
 from runner.spec.rules.common import diag, suggest
-from runner.spec.rules.scope import Walk
+from runner.spec.rules.scope import Walk, walk_stages
 from runner.spec.rules.source import Source
 
 
@@ -35,6 +35,39 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
                         suggest(tool, wf.tools, "tools"),
                     )
                 )
+        if agent.memory is not None and agent.memory not in wf.memory:
+            out.append(
+                diag(
+                    file,
+                    source.value(("agents", agent.name, "memory"), agent.loc, len(agent.name)),
+                    "unknown-memory",
+                    f"agent '{agent.name}' uses memory '{agent.memory}', which is not defined",
+                    suggest(agent.memory, wf.memory, "memory"),
+                )
+            )
+    for memory in wf.memory.values():
+        summary_model = memory.working.summary_model if memory.working is not None else None
+        if summary_model is not None and summary_model not in wf.models:
+            out.append(
+                diag(
+                    file,
+                    source.value(("memory", memory.name, "summary_model"), memory.loc, len(memory.name)),
+                    "unknown-model",
+                    f"memory '{memory.name}' uses summary model '{summary_model}', which is not defined",
+                    suggest(summary_model, wf.models, "models"),
+                )
+            )
+        embedding = memory.long_term.embedding if memory.long_term is not None else None
+        if embedding is not None and embedding not in wf.embeddings:
+            out.append(
+                diag(
+                    file,
+                    source.value(("memory", memory.name, "long_term", "embedding"), memory.loc, len(memory.name)),
+                    "unknown-embedding",
+                    f"memory '{memory.name}' uses embedding '{embedding}', which is not defined",
+                    suggest(embedding, wf.embeddings, "embeddings"),
+                )
+            )
     seen: dict[str, Loc] = {}
     for stage, path in walk.order:
         if stage.id in seen:
@@ -62,6 +95,40 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
                 )
             )
     out.extend(_unused(wf, source, walk))
+    out.extend(_pools(wf, source, walk))
+    return out
+
+
+def _pools(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
+    """A fan-out bounded above the connection pool of a model its branches call (a warning: it works, the
+    extra calls wait for a connection)."""
+    out: list[Diagnostic] = []
+    for stage, path in walk.order:
+        if not isinstance(stage, FanoutStage) or stage.max_concurrency is None:
+            continue
+        inner = [*stage.stages, *(s for branch in stage.branches for s in branch)]
+        agents = [stage.agent] if stage.agent is not None else []
+        agents += [s.agent for s in walk_stages(tuple(inner)) if s.agent is not None]
+        reported: set[str] = set()
+        for name in agents:
+            agent = wf.agents.get(name)
+            model = wf.models.get(agent.model) if agent is not None else None
+            pool = getattr(getattr(model, "config", None), "pool", None)
+            size = getattr(pool, "max_connections", None)
+            if model is None or not isinstance(size, int) or model.name in reported:
+                continue
+            if stage.max_concurrency > size:
+                reported.add(model.name)
+                out.append(
+                    diag(
+                        wf.file,
+                        source.value((*path, "fanout", "max_concurrency"), stage.loc, len(stage.id)),
+                        "concurrency-above-pool",
+                        f"fan-out '{stage.id}' runs up to {stage.max_concurrency} calls at once, but model "
+                        f"'{model.name}' has a pool of {size} connections",
+                        f"lower max_concurrency to {size}, or raise models.{model.name}.pool.max_connections",
+                    )
+                )
     return out
 
 
@@ -80,10 +147,9 @@ def _unused(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
                 )
             )
     used_models = {agent.model for agent in wf.agents.values()}
-    for memory in getattr(wf, "memory", {}).values():  # a working memory's summary_model is a use too
-        summary_model = getattr(getattr(memory, "working", None), "summary_model", None)
-        if summary_model:
-            used_models.add(summary_model)
+    for memory in wf.memory.values():  # a working memory's summary_model is a use too
+        if memory.working is not None and memory.working.summary_model is not None:
+            used_models.add(memory.working.summary_model)
     for name, model in wf.models.items():
         if name not in used_models:
             out.append(
