@@ -363,3 +363,20 @@ def test_a_retry_after_a_tool_call_counts_from_the_tool_calls_end() -> None:
         ("attempt 2", 500000, 100000),
         ("wait for a connection", 500000, 20000),
     ]
+
+
+def test_tools_in_parallel_count_once_and_share_the_time() -> None:
+    layout = Layout(stages=(StageShape("s", "stages[0]", "agent", "a", "m"),), models=MODELS)
+    rec = Recorder()
+    e = rec.emit
+    e("started", "s", {"kind": "agent", "agent": "a", "model": "m"}, at=0.0)
+    e("started", "s.tool[0.0]", {"kind": "tool", "tool": "slow", "parent": "s"}, at=0.1)
+    e("started", "s.tool[0.1]", {"kind": "tool", "tool": "quick", "parent": "s"}, at=0.1)
+    e("finished", "s.tool[0.1]", None, at=0.2)
+    e("finished", "s.tool[0.0]", None, at=0.4)
+    e("finished", "s", result(), at=0.5)
+    report = build_report(info(layout), rec, status="ok", end=0.5, error=None)
+    assert report["critical_path"]["time_s"]["tools"] == 0.3
+    assert report["critical_path"]["time_s"]["model"] == 0.2
+    assert [(b["subject"], b["seconds"]) for b in report["bottlenecks"] if b["cause"] == "tools"] == [
+        ("slow", 0.225), ("quick", 0.075)]

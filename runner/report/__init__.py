@@ -224,7 +224,8 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     totals = report["totals"]
     lines = [
         f"run {report['workflow']['name']}: {run['status']} in {run['wall_s']:.3f} s on {run['loop']}; "
-        f"{totals['agents']} agent calls, tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
+        f"{totals['agents']} agent call{'' if totals['agents'] == 1 else 's'}, "
+        f"tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
     ]
     rows: list[tuple[str, ...]] = [("node", "kind", "status", "start", "1st tok", "end", "secs")]
     for entry in group_nodes(report["nodes"]):

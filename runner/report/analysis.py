@@ -29,6 +29,7 @@ from runner.report.spans import Span, branch_indices
 
 CATEGORIES = ("model", "pool", "rate_limit", "concurrency", "retries", "tools", "python", "overhead")
 OVERHEAD_NAMED_FROM = 0.10  # the runner's overhead is named a bottleneck from this share of the wall time up
+OVERHEAD_NAMED_ABOVE_S = 0.05  # ... and from this many seconds: a few milliseconds of a tiny run are no bottleneck
 
 
 @dataclass(slots=True)
@@ -97,8 +98,10 @@ def split_call(span: Span, wall: float) -> tuple[dict[str, float], dict[str, flo
         tools_by_name[name] = _union_within([(s, e) for s, e, n, _ in span.tools if n == name], start, end)
     tools_total = _union_within([(s, e) for s, e, _, _ in span.tools], start, end)
     tools = min(left - rate - pool, tools_total)
-    if tools < tools_total and tools_total > 0:  # clipped: scale the per-tool figures alike
-        tools_by_name = {k: v * tools / tools_total for k, v in tools_by_name.items()}
+    named = sum(tools_by_name.values())
+    if named > 0 and abs(named - tools) > 1e-12:
+        # tools ran in parallel (their times overlap) or were clipped: share the tool time out in proportion
+        tools_by_name = {k: v * tools / named for k, v in tools_by_name.items()}
     return (
         {
             "retries": retries,
@@ -455,7 +458,7 @@ def _advice(
             f"in all): make it faster or cache its results; `{setting}` bounds it",
         }
     if cause == "overhead":
-        if share < OVERHEAD_NAMED_FROM or not spans:
+        if share < OVERHEAD_NAMED_FROM or seconds < OVERHEAD_NAMED_ABOVE_S or not spans:
             return None
         startup = min(summary.startup, seconds)
         if startup >= seconds / 2:
