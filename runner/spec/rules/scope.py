@@ -156,14 +156,19 @@ def call_sites(walk: Walk) -> list[Site]:
         label = f"the sys_prompt of agent '{agent.name}'"
         out.append(Site(agent.sys_prompt, label, True, tuple(scopes) if scopes else None, kind="sys_prompt"))
     for model in wf.models.values():
-        users = [a.name for a in wf.agents.values() if a.model == model.name]
-        scopes = [s for name in users for s in walk.calls.get(name, ())]
+        scopes = model_scopes(walk, model.name)
         turns = getattr(model.config, "turns", ())
         extra = frozenset({"tool_results"}) if turns else frozenset()
         label = f"the templates of model '{model.name}'"
         for src in model_templates(model.config):
             out.append(Site(src, label, True, tuple(scopes) if scopes else None, extra, kind="model"))
     return out
+
+
+def model_scopes(walk: Walk, model: str) -> list[Scope]:
+    """Every context a model's templates render in: the calls of every agent on that model."""
+    users = [a.name for a in walk.wf.agents.values() if a.model == model]
+    return [s for name in users for s in walk.calls.get(name, ())]
 
 
 def model_templates(config: object) -> Iterator[TemplateSrc]:

@@ -36,6 +36,28 @@ class Source:
             return _where(self.doc.keys[path])
         return Where(fallback.line, fallback.column, fallback.line, fallback.column + width)
 
+    def template_src(self, path: Path) -> TemplateSrc | None:
+        """A string value of the document as a template located in the file (for templates the records keep
+        as plain data, such as a scripted model's tool-call arguments)."""
+        doc = self.doc
+        if doc is None or path not in doc.values:
+            return None
+        value = doc.data
+        for part in path:
+            value = value[part]
+        if not isinstance(value, str):
+            return None
+        span = doc.values[path]
+        first = doc.text[self._offset(span.line, span.column)] if doc.text else ""
+        if first in "|>" and first:
+            starts = self._offsets()
+            if span.line < len(starts):
+                body = doc.text[starts[span.line] :].split("\n", 1)[0]
+                column = len(body) - len(body.lstrip(" ")) + 1
+                return TemplateSrc(value, Loc(doc.file, span.line, column), 1)
+        quoted = first in ("'", '"') and first != ""
+        return TemplateSrc(value, Loc(doc.file, span.line, span.column + (1 if quoted else 0)))
+
     def template(self, src: TemplateSrc, start: int, end: int) -> Where:
         """Where the template text ``src.text[start:end]`` is in the file."""
         text = src.text

@@ -7,13 +7,14 @@ a list where the type is knowable (a literal, an input's declared type, a stage'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from runner.spec.diagnostics import Diagnostic
 from runner.spec.records import AgentStage, FanoutStage, Stage, TemplateSrc, Workflow
 from runner.spec.rules import jinja
 from runner.spec.rules.common import A_TYPE, diag, suggest
-from runner.spec.rules.scope import Scope, Site, Walk, call_sites
+from runner.spec.rules.scope import Scope, Site, Walk, call_sites, model_scopes
 from runner.spec.rules.source import Source
 from runner.templates import environment, is_constant
 
@@ -62,7 +63,7 @@ class TemplateChecker:
         self.out: list[Diagnostic] = []
 
     def run(self) -> list[Diagnostic]:
-        for site in [*self.walk.sites, *call_sites(self.walk)]:
+        for site in [*self.walk.sites, *call_sites(self.walk), *self.argument_sites()]:
             self.site(site)
         for stage, path in self.walk.order:
             if isinstance(stage, FanoutStage) and isinstance(stage.for_each, TemplateSrc):
@@ -77,6 +78,26 @@ class TemplateChecker:
                         )
                     )
         return self.out
+
+    def argument_sites(self) -> list[Site]:
+        """The string values in a scripted model's tool-call arguments: templates rendered per call."""
+        out: list[Site] = []
+        doc = self.source.doc
+        for model in self.wf.models.values():
+            turns = getattr(model.config, "turns", ())
+            if not turns or doc is None:
+                continue
+            scopes = model_scopes(self.walk, model.name)
+            label = f"the tool-call arguments of model '{model.name}'"
+            for i, turn in enumerate(turns):
+                for j, call in enumerate(turn.tool_calls):
+                    base = ("models", model.name, "turns", i, "tool_calls", j, "arguments")
+                    for path in _string_paths(call.arguments, base):
+                        src = self.source.template_src(path)
+                        if src is not None:
+                            extra = frozenset({"tool_results"})
+                            out.append(Site(src, label, True, tuple(scopes) or None, extra, kind="model"))
+        return out
 
     def add(self, src: TemplateSrc, start: int, end: int, rule: str, message: str, hint: str) -> None:
         self.out.append(diag(self.wf.file, self.source.template(src, start, end), rule, message, hint))
@@ -238,6 +259,16 @@ class TemplateChecker:
 
 
 _SYNTAX_HINT = "fix the Jinja2 syntax at the caret: {{ expression }}, {% statement %}, {# comment #}"
+
+
+def _string_paths(value: Any, path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, Mapping):
+        return [p for key, item in value.items() for p in _string_paths(item, (*path, key))]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in _string_paths(item, (*path, i))]
+    return []
 
 
 def _single_expression(ast: Any) -> Any:
