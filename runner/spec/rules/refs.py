@@ -45,19 +45,6 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
                     suggest(agent.memory, wf.memory, "memory"),
                 )
             )
-    for model in wf.models.values():
-        for i, turn in enumerate(getattr(model.config, "turns", ())):
-            for j, call in enumerate(turn.tool_calls):
-                if call.name not in wf.tools:
-                    out.append(
-                        diag(
-                            file,
-                            source.value(("models", model.name, "turns", i, "tool_calls", j, "name"), model.loc),
-                            "unknown-tool",
-                            f"model '{model.name}' calls tool '{call.name}' (turns[{i}]), which is not defined",
-                            suggest(call.name, wf.tools, "tools"),
-                        )
-                    )
     for memory in wf.memory.values():
         summary_model = memory.working.summary_model if memory.working is not None else None
         if summary_model is not None and summary_model not in wf.models:
