@@ -380,3 +380,20 @@ def test_tools_in_parallel_count_once_and_share_the_time() -> None:
     assert report["critical_path"]["time_s"]["model"] == 0.2
     assert [(b["subject"], b["seconds"]) for b in report["bottlenecks"] if b["cause"] == "tools"] == [
         ("slow", 0.225), ("quick", 0.075)]
+
+
+def test_lanes_never_overlap_and_reuse_the_lowest_free_one() -> None:
+    import random
+
+    from runner.report.trace import assign_lanes
+
+    assert assign_lanes([(0, 10), (0, 5), (5, 8), (6, 12), (10, 11)]) == [0, 1, 1, 2, 0]
+    rng = random.Random(7)
+    intervals = [(b, b + rng.randint(0, 50)) for b in (rng.randint(0, 500) for _ in range(400))]
+    lanes = assign_lanes(intervals)
+    for lane in set(lanes):
+        mine = sorted(iv for iv, ln in zip(intervals, lanes, strict=True) if ln == lane)
+        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
+    # as many lanes as intervals overlap at the busiest moment, no more
+    peak = max(sum(1 for b, e in intervals if b <= t < e) for t in range(560))
+    assert max(lanes) + 1 == max(peak, 1)

@@ -9,6 +9,7 @@ microseconds since the run started, so nesting is exact.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,21 +21,23 @@ def _us(seconds: float) -> int:
 
 
 def assign_lanes(intervals: list[tuple[int, int]]) -> list[int]:
-    """A lane per interval such that intervals on one lane never overlap (touching is fine); greedy by start,
-    the lowest free lane first."""
+    """A lane per interval such that intervals on one lane never overlap (touching is fine): greedy by start,
+    the lowest free lane first. O(n log n): a wide fan-out has as many lanes as branches in flight."""
     order = sorted(range(len(intervals)), key=lambda i: (intervals[i][0], -intervals[i][1], i))
-    lane_end: list[int] = []
+    busy: list[tuple[int, int]] = []  # (end, lane), a heap
+    free: list[int] = []  # lanes free again, a heap
     lanes = [0] * len(intervals)
+    count = 0
     for i in order:
         begin, end = intervals[i]
-        for lane, busy_until in enumerate(lane_end):
-            if busy_until <= begin:
-                lane_end[lane] = end
-                lanes[i] = lane
-                break
+        while busy and busy[0][0] <= begin:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
         else:
-            lanes[i] = len(lane_end)
-            lane_end.append(end)
+            lane, count = count, count + 1
+        lanes[i] = lane
+        heapq.heappush(busy, (end, lane))
     return lanes
 
 
