@@ -112,6 +112,12 @@ def test_diff_compares_stages_and_models_and_fails_on_a_slower_run(tmp_path, cap
     assert main(["report", "diff", str(a), str(b), "--threshold", "25"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith("(+20.0%): within 25%")
     assert main(["report", "diff", str(b), str(a)]) == 0
+    capsys.readouterr()
+    failed = json.loads(a.read_text())
+    failed["run"]["status"], failed["run"]["error"] = "failed", "boom"
+    (tmp_path / "f.json").write_text(json.dumps(failed))
+    assert main(["report", "diff", str(a), str(tmp_path / "f.json")]) == 1
+    assert capsys.readouterr().out.splitlines()[1].endswith("(failed): B did not succeed")
 
 
 def test_diff_refuses_runs_of_different_workflows(tmp_path, capsys) -> None:

@@ -1,5 +1,6 @@
 """``runner report FILE`` prints a saved report's summary; ``runner report diff A B`` compares two runs of one
-workflow and exits 1 when the wall time regressed by more than ``--threshold`` percent."""
+workflow and exits 1 when the wall time regressed by more than ``--threshold`` percent (or B failed where A
+succeeded)."""
 
 from __future__ import annotations
 

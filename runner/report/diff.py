@@ -89,14 +89,18 @@ def _num(value: float | None) -> str:
 
 
 def format_diff(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float) -> tuple[str, bool]:
-    """The comparison as text, and whether the wall time regressed by more than ``threshold`` percent."""
+    """The comparison as text, and whether B regressed: its wall time grew by more than ``threshold`` percent,
+    or A succeeded and B did not."""
     change = wall_change(a, b)
-    regressed = change > threshold
+    slower = change > threshold
+    broke = a["run"]["status"] == "ok" and b["run"]["status"] != "ok"
     lines = [
         f"{a['workflow']['name']}: wall time {a['run']['wall_s']:.3f} s -> {b['run']['wall_s']:.3f} s "
-        f"({change:+.1f}%): " + (f"slower by more than {threshold:g}%" if regressed else f"within {threshold:g}%"),
-        f"A: run {a['run']['id']} ({a['run']['status']}), B: run {b['run']['id']} ({b['run']['status']})",
+        f"({change:+.1f}%): " + (f"slower by more than {threshold:g}%" if slower else f"within {threshold:g}%"),
+        f"A: run {a['run']['id']} ({a['run']['status']}), B: run {b['run']['id']} ({b['run']['status']})"
+        + (": B did not succeed" if broke else ""),
     ]
+    regressed = slower or broke
     table = [("", "", "A", "B", "change", "")]
     for row in compare(a, b)[1:]:
         if row.a is None and row.b is None:
