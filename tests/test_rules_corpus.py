@@ -7,6 +7,7 @@ in ``NO_HEADER``. Huge inputs are generated here rather than committed.
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from pathlib import Path
@@ -17,7 +18,7 @@ from runner.cli import main
 from runner.spec import check_file
 from runner.spec.rules.catalog import RULES
 from runner.spec.rules.limits import MAX_FILE_BYTES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 CORPUS = ROOT / "tests" / "invalid"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -110,3 +111,11 @@ def test_the_whole_corpus_through_the_cli_exits_1_with_every_problem(capsys) -> 
     total = sum(len(expected(path)) for path in FILES)
     errors = sum(1 for path in FILES for line in expected(path) if ": error: " in line)
     assert out.splitlines()[-1] == f"{errors} error(s), {total - errors} warning(s) in {len(FILES)} file(s)"
+
+
+def test_the_corpus_through_a_subprocess_never_shows_a_traceback() -> None:
+    proc = run_cli("validate", "--format", "json", "tests/invalid")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    doc = json.loads(proc.stdout)
+    assert doc["files"] == len(FILES)
+    assert len(doc["problems"]) == sum(len(expected(path)) for path in FILES)
