@@ -6,7 +6,7 @@ Templates see only what the engine passes (``inputs``, ``stages``, ``prev``, ``v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -103,10 +103,41 @@ def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _compile_fast(parts: tuple[str | tuple[str, ...], ...]) -> Callable[[Mapping[str, Any]], str]:
+    """A Python function rendering ``parts``: text, and ``name.key`` lookups inlined as dict gets.
+
+    The generated source holds only ``repr``s of the template's text and of Jinja-parsed identifiers, so
+    running it is safe. Anything but a plain dict on the way raises ``_Fallback``: Jinja renders then.
+    """
+    lines = ["def render(ctx):"]
+    pieces: list[str] = []
+    for i, part in enumerate(parts):
+        if isinstance(part, str):
+            pieces.append(repr(part))
+            continue
+        name = f"v{i}"
+        if len(part) == 2:
+            lines += [
+                f"    o = ctx.get({part[0]!r}, MISSING)",
+                "    if type(o) is not dict: raise Fallback",
+                f"    {name} = o.get({part[1]!r}, MISSING)",
+                f"    if {name} is MISSING: raise Fallback",
+            ]
+        else:
+            lines.append(f"    {name} = lookup(ctx, {part!r})")
+        lines.append(f"    if type({name}) is not str: {name} = str({name})")
+        pieces.append(name)
+    lines.append(f"    return {' + '.join(pieces) if pieces else repr('')}")
+    namespace: dict[str, Any] = {"MISSING": _MISSING, "Fallback": _Fallback, "lookup": _lookup}
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from repr()s only, see above
+    render: Callable[[Mapping[str, Any]], str] = namespace["render"]
+    return render
+
+
 class Template:
     """A compiled template; ``render`` raises :class:`TemplateError` naming the file position."""
 
-    __slots__ = ("src", "_template", "_constant", "_root", "_blocks", "_name", "_parts")
+    __slots__ = ("src", "_template", "_constant", "_root", "_blocks", "_name", "_fast")
 
     def __init__(self, src: TemplateSrc) -> None:
         from jinja2 import TemplateSyntaxError  # noqa: PLC0415
@@ -114,6 +145,7 @@ class Template:
         self.src = src
         self._constant: str | None = src.text if is_constant(src.text) else None
         self._template: Any = None
+        self._fast: Callable[[Mapping[str, Any]], str] | None = None
         if self._constant is None:
             try:
                 self._template = environment().from_string(src.text)
@@ -124,28 +156,16 @@ class Template:
             self._root = self._template.root_render_func
             self._blocks = self._template.blocks
             self._name = self._template.name
-            self._parts = _fast_parts(src.text)
+            parts = _fast_parts(src.text)
+            self._fast = _compile_fast(parts) if parts is not None else None
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with ``context``, which should come from :func:`base_context` (else it is merged here)."""
         if self._constant is not None:
             return self._constant
-        if self._parts is not None:
-            pieces: list[str] = []
+        if self._fast is not None:
             try:
-                for part in self._parts:
-                    if isinstance(part, str):
-                        pieces.append(part)
-                        continue
-                    value = context.get(part[0], _MISSING)
-                    if len(part) == 2 and type(value) is dict:  # name.key: keys first, as in the environment
-                        value = value.get(part[1], _MISSING)
-                        if value is _MISSING:
-                            raise _Fallback
-                    else:
-                        value = _lookup(context, part)
-                    pieces.append(value if type(value) is str else str(value))
-                return "".join(pieces)
+                return self._fast(context)
             except _Fallback:
                 pass
         from jinja2.runtime import new_context  # noqa: PLC0415 - cached module lookup after the first call
