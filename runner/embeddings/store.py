@@ -26,16 +26,17 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from runner.embeddings.base import Embedder, Vectors
 from runner.errors import RunError
+from runner.fsutil import atomic_write_with
 
 try:
     import fcntl
@@ -373,9 +374,9 @@ class VectorStore:
 
     def _write_segment(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
         base = self.path / segment.name
-        _atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, vectors, allow_pickle=False))
+        atomic_write_with(base.with_suffix(".npy"), lambda f: np.save(f, vectors, allow_pickle=False))
         text = json.dumps({"entries": entries}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        _atomic_write(base.with_suffix(".json"), lambda f: f.write(text))
+        atomic_write_with(base.with_suffix(".json"), lambda f: f.write(text))
 
     def _write_manifest(self, segments: list[_Segment]) -> None:
         manifest = {
@@ -387,7 +388,7 @@ class VectorStore:
             "segments": [{"name": s.name, "count": s.rows} for s in segments],
         }
         text = json.dumps(manifest, indent=1).encode("utf-8")
-        _atomic_write(self.path / MANIFEST, lambda f: f.write(text))
+        atomic_write_with(self.path / MANIFEST, lambda f: f.write(text))
         _fsync_dir(self.path)
 
     @contextmanager
@@ -463,20 +464,6 @@ def _unit_rows(vectors: Vectors, dimensions: int) -> Vectors:
     return matrix
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _fsync_dir(path: Path) -> None:
