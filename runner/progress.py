@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -46,6 +47,7 @@ class Progress:
         self.shown = False
         self.at_line_start = True  # where the other output on the same terminal stands
         self.frames = 0
+        self.lock = threading.Lock()  # one writer at a time on the terminal: this line, output, log records
 
     @property
     def running(self) -> int:
@@ -110,14 +112,24 @@ class Progress:
         self.draw()
 
     def draw(self) -> None:
-        if not self.at_line_start:
+        # The log listener thread may be writing to the same terminal: skip a frame rather than wait for it.
+        if not self.lock.acquire(blocking=False):
             return
-        self.out.write(CLEAR + self.line())
-        self.out.flush()
-        self.shown = True
-        self.frames += 1
+        try:
+            if not self.at_line_start:
+                return
+            self.out.write(CLEAR + self.line())
+            self.out.flush()
+            self.shown = True
+            self.frames += 1
+        finally:
+            self.lock.release()
 
     def hide(self) -> None:
+        with self.lock:
+            self.hide_locked()
+
+    def hide_locked(self) -> None:
         if self.shown:
             self.out.write(CLEAR)
             self.out.flush()
@@ -143,17 +155,21 @@ def _k(n: int) -> str:
 
 class ObservedStream:
     """A text stream that erases the progress line before each write and tells it whether the output now
-    stands at the start of a line. Everything else is the wrapped stream's."""
+    stands at the start of a line: streamed output on stdout, and log records on stderr (written from the log
+    listener's thread, hence the lock). Everything else is the wrapped stream's."""
 
     def __init__(self, stream: TextIO, progress: Progress) -> None:
         self._stream = stream
         self._progress = progress
 
     def write(self, text: str) -> int:
-        if text:
-            self._progress.hide()
-            self._progress.at_line_start = text.endswith("\n")
-        return self._stream.write(text)
+        if not text:
+            return self._stream.write(text)
+        progress = self._progress
+        with progress.lock:
+            progress.hide_locked()
+            progress.at_line_start = text.endswith("\n")
+            return self._stream.write(text)
 
     def flush(self) -> None:
         self._stream.flush()

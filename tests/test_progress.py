@@ -191,3 +191,22 @@ def test_branches_that_run_stages_stop_counting_as_queued_when_their_fanout_ends
     rec.emit("finished", "fan", None)
     bar.tick(rec)
     assert (bar.done, bar.running, bar.queued) == (2, 0, 0)
+
+
+def test_log_records_on_the_same_terminal_erase_the_line_first() -> None:
+    import logging
+
+    from runner.logs import configure_logging
+
+    err = io.StringIO()
+    bar = Progress(err, width=200, clock=Clock())
+    bar.draw()
+    with configure_logging(level="warning", stream=ObservedStream(err, bar)):
+        logging.getLogger("runner").warning("careful", extra={"node_id": "n"})
+    text = err.getvalue()
+    line = CLEAR + "runner: 0 done, 0 running, 0 queued, tokens 0 in / 0 out, 0.0 s"
+    assert text.startswith(line + CLEAR)  # drawn, then erased before the record
+    assert text[len(line + CLEAR):].endswith(" WARNING runner: [n] careful\n")
+    assert bar.at_line_start and not bar.shown
+    bar.draw()
+    assert bar.frames == 2

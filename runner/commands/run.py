@@ -54,6 +54,7 @@ def run_command(
         file=log_file or spec.file,
         fmt=spec.format,
         secrets=secret_values(secret_env_names(wf)),
+        stream=cast(TextIO, ObservedStream(sys.stderr, bar)) if bar is not None else None,
     ) as log:
         outcome = run_plan(
             plan, inputs, sink=sink.for_node if sink else None, use_uvloop=use_uvloop, watch=_watcher(log, bar)
