@@ -8,6 +8,7 @@ in ``NO_HEADER``. Huge inputs are generated here rather than committed.
 from __future__ import annotations
 
 import json
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_an_unreadable_path_is_an_io_problem(tmp_path: Path) -> None:
     folder = tmp_path / "folder.yaml"
     folder.mkdir()
     _, problems = check_file(folder)
-    assert [p.format_line() for p in problems] == [f"{folder}:1:1: error: cannot read the file: Is a directory [io]"]
+    assert [p.format_line() for p in problems] == [f"{folder}:1:1: error: cannot read the file: it is a folder [io]"]
 
 
 def test_the_whole_corpus_through_the_cli_exits_1_with_every_problem(capsys) -> None:
@@ -119,3 +120,15 @@ def test_the_corpus_through_a_subprocess_never_shows_a_traceback() -> None:
     doc = json.loads(proc.stdout)
     assert doc["files"] == len(FILES)
     assert len(doc["problems"]) == sum(len(expected(path)) for path in FILES)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    assert main(["validate", str(fifo)]) == 1
+    assert time.perf_counter() - start < 2
+    assert capsys.readouterr().out == (
+        f"{fifo}:1:1: error: cannot read the file: not a regular file [io]\n1 error(s), 0 warning(s) in 1 file(s)\n"
+    )

@@ -28,11 +28,10 @@ class _Lines:
 
     def get(self, file: str, line: int) -> str | None:
         if file not in self._files:
-            from runner.spec.rules.limits import MAX_FILE_BYTES  # noqa: PLC0415
+            from runner.spec.rules.limits import read_limited  # noqa: PLC0415
 
             try:
-                with open(file, "rb") as f:
-                    data = f.read(MAX_FILE_BYTES + 1)
+                data, _ = read_limited(file)
                 text = data.decode("utf-8", errors="replace")
                 # Control characters (a NUL, a bell) would garble the terminal: show them as U+FFFD.
                 self._files[file] = text.translate(_CONTROL).splitlines()

@@ -7,7 +7,9 @@ so anything above ``MAX_FILE_BYTES`` is refused after reading at most that many 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from runner.spec.diagnostics import Diagnostic
@@ -16,7 +18,13 @@ MAX_FILE_BYTES = 1 << 20
 
 
 def read_limited(path: str | Path) -> tuple[bytes, int]:
-    """At most ``MAX_FILE_BYTES + 1`` bytes of the file, and its full size. Raises OSError."""
+    """At most ``MAX_FILE_BYTES + 1`` bytes of the file, and its full size. Raises OSError, also for a path
+    that is not a regular file (reading a FIFO or a terminal would wait forever)."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise OSError(errno.EISDIR, "it is a folder", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         data = f.read(MAX_FILE_BYTES + 1)
