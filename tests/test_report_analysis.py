@@ -158,7 +158,7 @@ def branches_events() -> Recorder:
     e = rec.emit
     e("started", "prep", {"kind": "python", "function": "mod:prep"}, at=0.0)
     e("failed", "prep", {"error": "flaky"}, at=0.1)
-    e("retry", "prep", {"cause": "flaky", "attempt": 1, "delay": 0.1}, at=0.1)
+    e("retry", "prep", {"cause": "RunError", "error": "flaky", "scope": "stage", "attempt": 1, "delay": 0.1}, at=0.1)
     e("started", "prep", {"kind": "python", "function": "mod:prep"}, at=0.2)
     e("finished", "prep", None, at=0.3)
     e("started", "fan", {"kind": "fanout"}, at=0.3)
@@ -397,3 +397,22 @@ def test_lanes_never_overlap_and_reuse_the_lowest_free_one() -> None:
     # as many lanes as intervals overlap at the busiest moment, no more
     peak = max(sum(1 for b, e in intervals if b <= t < e) for t in range(560))
     assert max(lanes) + 1 == max(peak, 1)
+
+
+def test_stage_retries_are_told_from_provider_retries() -> None:
+    layout = Layout(stages=(StageShape("s", "stages[0]", "agent", "a", "m"),), models=MODELS)
+    rec = Recorder()
+    e = rec.emit
+    e("started", "s", {"kind": "agent", "agent": "a", "model": "m"}, at=0.0)
+    e("retry", "s", {"cause": "timeout", "attempt": 1, "delay": 0.0, "error": "timeout.read fired"}, at=0.1)
+    e("failed", "s", {"error": "stage 's' timed out after 0.3 s"}, at=0.3)
+    e("retry", "s", {"cause": "stage 's' timed out after 0.3 s", "attempt": 1, "delay": 0.1}, at=0.3)
+    e("started", "s", {"kind": "agent", "agent": "a", "model": "m"}, at=0.4)
+    e("finished", "s", result(), at=0.5)
+    report = build_report(info(layout), rec, status="ok", end=0.5, error=None)
+    assert report["models"]["m"]["retries"] == {"stage": 1, "timeout": 1}
+    node = report["nodes"][0]
+    assert (node["status"], node["start_s"], node["retries"]) == ("ok", 0.0, 2)
+    assert "error" not in node
+    assert report["critical_path"]["time_s"]["retries"] == 0.4
+    assert report["bottlenecks"][0]["setting"] == "stages[0].retry"

@@ -106,8 +106,9 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
             span.first_token = rel
         elif kind == "retry":
             # provider retries carry the error kind as cause and the message as error; a stage retried as a
-            # whole carries only its message, as cause
-            cause = str(data.get("cause", "error")) if "error" in data else "stage"
+            # whole says scope "stage" (or, as the engine records it today, carries only its message, as cause)
+            stage = data.get("scope") == "stage" or "error" not in data
+            cause = "stage" if stage else str(data.get("cause", "error"))
             span.retries.append((rel, float(data.get("delay") or 0.0), cause))
         elif kind == "pool_wait":
             span.pool_waits.append((rel, float(data.get("wait") or 0.0)))
