@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=list(FORMATS_BY_NAME), default="text", help="output format (default: text)"
     )
     validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    validate.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="check an input value against every file's inputs, as `runner run --set` would parse it",
+    )
 
     sub.add_parser("schema", help="print the workflow JSON Schema")
 
@@ -127,7 +135,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
 
-        return validate_command(args.paths, fmt=args.format, out=sys.stdout, strict=args.strict)
+        return validate_command(args.paths, fmt=args.format, out=sys.stdout, strict=args.strict, sets=args.sets)
     if args.command == "cache":
         from runner.commands.cache import cache_command  # noqa: PLC0415
 

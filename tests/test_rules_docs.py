@@ -1,7 +1,8 @@
 """docs/rules.md: every rule id has a section with a bad and a fixed example, and the examples are true.
 
 Fences are ```` ```yaml bad ```` and ```` ```yaml fixed ````; a word after ``bad`` says how to write the file:
-``latin-1`` (encode so), ``padded`` (comment lines past the size limit), ``folder`` (a folder, not a file).
+``latin-1`` (encode so), ``padded`` (comment lines past the size limit), ``folder`` (a folder, not a file);
+``set NAME=VALUE`` checks the example with ``runner validate --set NAME=VALUE``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from runner.commands.validate import check_paths
 from runner.spec import check_file
+from runner.spec.diagnostics import Diagnostic
 from runner.spec.rules.catalog import RULES
 from runner.spec.rules.limits import MAX_FILE_BYTES
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
 SECTION = re.compile(r"^## (\S+)\n(.*?)(?=^## |\Z)", re.S | re.M)
-FENCE = re.compile(r"^```yaml (bad|fixed)( [a-z0-9-]+)?\n(.*?)^```$", re.S | re.M)
+FENCE = re.compile(r"^```yaml (bad|fixed)( [^\n]+)?\n(.*?)^```$", re.S | re.M)
 
 
 def sections() -> dict[str, list[tuple[str, str, str]]]:
@@ -29,6 +32,12 @@ def sections() -> dict[str, list[tuple[str, str, str]]]:
 
 
 SECTIONS = sections()
+
+
+def problems_of(tmp_path: Path, body: str, how: str) -> list[Diagnostic]:
+    if how.startswith("set "):
+        return check_paths([str(write(tmp_path, body, ""))], sets=how.split()[1:])[0]
+    return check_file(write(tmp_path, body, how))[1]
 
 
 def write(tmp_path: Path, body: str, how: str) -> Path:
@@ -63,7 +72,7 @@ def test_each_section_has_one_bad_and_one_fixed_example(rule: str) -> None:
 @pytest.mark.parametrize("rule", list(RULES))
 def test_the_bad_example_reports_exactly_its_rule(rule: str, tmp_path: Path) -> None:
     (_, how, body), _ = SECTIONS[rule]
-    _, problems = check_file(write(tmp_path, body, how))
+    problems = problems_of(tmp_path, body, how)
     assert problems, f"the bad example of {rule} is clean"
     assert {p.rule for p in problems} == {rule}, [p.format_line() for p in problems]
 
@@ -71,5 +80,5 @@ def test_the_bad_example_reports_exactly_its_rule(rule: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_the_fixed_example_is_clean(rule: str, tmp_path: Path) -> None:
     _, (_, how, body) = SECTIONS[rule]
-    _, problems = check_file(write(tmp_path, body, how))
+    problems = problems_of(tmp_path, body, how)
     assert [p.format_line() for p in problems] == []

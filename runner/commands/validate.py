@@ -39,23 +39,44 @@ def collect_files(paths: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(files))  # a file named twice is checked once
 
 
-def check_paths(paths: Sequence[str], *, strict: bool = False) -> tuple[list[Diagnostic], int]:
+def parse_sets(sets: Sequence[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for assignment in sets:
+        name, sep, text = assignment.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {assignment!r}: expected name=value")
+        out.append((name.strip(), text))
+    return out
+
+
+def check_paths(
+    paths: Sequence[str], *, strict: bool = False, sets: Sequence[str] = ()
+) -> tuple[list[Diagnostic], int]:
     """Every problem in the files under ``paths``, sorted, and the number of files; ``strict``: warnings
-    count as errors (the rule id stays, so suppressions and docs still match)."""
+    count as errors (the rule id stays, so suppressions and docs still match); ``sets``: ``name=value``
+    input values checked against every file's inputs, as ``runner run --set`` parses them."""
+    from runner.spec.rules.values import check_sets  # noqa: PLC0415
+
+    assignments = parse_sets(sets)
     files = collect_files(paths)
     problems: list[Diagnostic] = []
     for file in files:
-        problems.extend(check_file(file)[1])
+        wf, found = check_file(file)
+        problems.extend(found)
+        if wf is not None and assignments:
+            problems.extend(check_sets(wf, assignments))
     if strict:
         problems = [dataclasses.replace(p, severity=ERROR) if p.severity == WARNING else p for p in problems]
     problems.sort()
     return problems, len(files)
 
 
-def validate_command(paths: Sequence[str], *, fmt: str, out: TextIO, strict: bool = False) -> int:
+def validate_command(
+    paths: Sequence[str], *, fmt: str, out: TextIO, strict: bool = False, sets: Sequence[str] = ()
+) -> int:
     formatter = FORMATS_BY_NAME.get(fmt)
     if formatter is None:
         raise UsageError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS_BY_NAME)}")
-    problems, count = check_paths(paths, strict=strict)
+    problems, count = check_paths(paths, strict=strict, sets=sets)
     out.write(formatter(problems, count))
     return 1 if any(p.severity == ERROR for p in problems) else 0

@@ -142,6 +142,12 @@ _RULES = (
         "Change the default or the type (and `items`).",
     ),
     Rule(
+        "set-value",
+        ERROR,
+        "A `--set` value given to `runner validate` does not fit the workflow's inputs.",
+        "Name a declared input and give a value of its type, as `runner run` will parse it.",
+    ),
+    Rule(
         "unused-agent",
         WARNING,
         "An agent is defined but no stage uses it.",

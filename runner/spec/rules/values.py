@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from runner.spec.diagnostics import Diagnostic
-from runner.spec.inputs import type_matches
-from runner.spec.records import Workflow
-from runner.spec.rules.common import A_TYPE, describe_value, diag
-from runner.spec.rules.source import Source
+from runner.spec.inputs import check_items, parse_value, type_matches
+from runner.spec.records import Loc, Workflow
+from runner.spec.rules.common import A_TYPE, describe_value, diag, suggest
+from runner.spec.rules.source import Source, Where
 
 
 def check_input_defaults(wf: Workflow, source: Source) -> list[Diagnostic]:
@@ -39,4 +39,43 @@ def check_input_defaults(wf: Workflow, source: Source) -> list[Diagnostic]:
                             f"change the item, or the input's items ({spec.items})",
                         )
                     )
+    return out
+
+
+def check_sets(wf: Workflow, assignments: list[tuple[str, str]]) -> list[Diagnostic]:
+    """``--set name=value`` given to ``runner validate``: each names a declared input and parses by its type,
+    exactly as ``runner run`` will parse it. Located at the input's declaration."""
+    out: list[Diagnostic] = []
+    specs = {spec.name: spec for spec in wf.inputs}
+    for name, text in assignments:
+        spec = specs.get(name)
+        if spec is None:
+            top = Loc(wf.file, 1, 1)
+            out.append(
+                diag(
+                    wf.file,
+                    Where(top.line, top.column, top.line, top.column + 1),
+                    "set-value",
+                    f"--set {name}: the workflow declares no input '{name}'",
+                    suggest(name, specs, "inputs"),
+                )
+            )
+            continue
+        where = Where(spec.loc.line, spec.loc.column, spec.loc.line, spec.loc.column + len(name))
+        try:
+            value = parse_value(text, spec)
+        except ValueError as exc:
+            problem: str | None = str(exc)
+        else:
+            problem = check_items(value, spec)
+        if problem is not None:
+            out.append(
+                diag(
+                    wf.file,
+                    where,
+                    "set-value",
+                    f"--set {name}={text}: {problem} (input '{name}' has type {spec.type})",
+                    f"pass a value of type {spec.type}" + (f" with items of type {spec.items}" if spec.items else ""),
+                )
+            )
     return out
