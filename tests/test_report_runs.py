@@ -205,8 +205,6 @@ def test_a_rate_limit_is_named_with_its_setting(write_wf, server) -> None:
     )
 
 
-@pytest.mark.xfail(reason="RateLimiter.acquire reports its own sleeps, not the time queued behind the lock "
-                          "(runner/providers/http.py): the fourth call waited 1 s and reports 0.5 s")
 def test_a_rate_limit_wait_includes_the_time_queued_behind_other_callers(write_wf, server) -> None:
     report = run(write_wf(oai_workflow(server.url, rpm=120, n=4)))
     assert report["critical_path"]["time_s"]["rate_limit"] == pytest.approx(1.0, abs=0.1)

@@ -196,7 +196,12 @@ class Engine:
                 if attempt >= retry.max_attempts or not _retryable(error):
                     raise error from None
                 delay = random.uniform(0, min(retry.max_delay, retry.initial_delay * 2 ** (attempt - 1)))
-                self.recorder.emit("retry", node, {"cause": _brief(error), "attempt": attempt, "delay": delay})
+                cause = error.kind if isinstance(error, ProviderError) else type(error).__name__
+                self.recorder.emit(
+                    "retry",
+                    node,
+                    {"cause": cause, "error": _brief(error), "scope": "stage", "attempt": attempt, "delay": delay},
+                )
                 await asyncio.sleep(delay)
                 attempt += 1
 

@@ -165,8 +165,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             finally:
                 response.release()
                 self._slots.release()
-            return httpx.Response(status_code=response.status, headers=response.raw_headers, content=body,
-                                  request=request, extensions=extensions)
+            return httpx.Response(
+                status_code=response.status,
+                headers=response.raw_headers,
+                content=body,
+                request=request,
+                extensions=extensions,
+            )
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
@@ -182,8 +187,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 class _AiohttpStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore,
-                 request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore, request: httpx.Request) -> None:
         self._response = response
         self._slots: asyncio.Semaphore | None = slots
         self._request = request
@@ -214,8 +218,7 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
         return httpx.ConnectError(message, request=request)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return httpx.UnsupportedProtocol(message, request=request)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
-                  | aiohttp.ClientResponseError):
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
         return httpx.RemoteProtocolError(message, request=request)
     return httpx.ReadError(message, request=request)
 
@@ -263,13 +266,17 @@ class RateLimiter:
         self._requests = _Bucket(rpm) if rpm else None
         self._tokens = _Bucket(tpm) if tpm else None
         self._lock = asyncio.Lock()
+        self._reason = ""  # the limit that held the latest caller who had to sleep
         self.enabled = self._requests is not None or self._tokens is not None
 
     async def acquire(self, tokens: float) -> tuple[float, str]:
         """Wait until one request of ``tokens`` fits; return the seconds waited and which limit held it."""
         if not self.enabled:
             return 0.0, ""
-        waited, reason = 0.0, ""
+        # The wait counts from before the lock: a caller queued behind others held by the limit waits for
+        # the limit too, and the report must say so.
+        start = time.monotonic()
+        slept = False
         async with self._lock:
             while True:
                 now = time.monotonic()
@@ -278,14 +285,17 @@ class RateLimiter:
                 wait = max(wait_requests, wait_tokens)
                 if wait <= 0:
                     break
-                reason = "requests_per_minute" if wait_requests >= wait_tokens else "tokens_per_minute"
+                self._reason = "requests_per_minute" if wait_requests >= wait_tokens else "tokens_per_minute"
+                slept = True
                 await asyncio.sleep(wait)
-                waited += wait
             if self._requests:
                 self._requests.level -= 1.0
             if self._tokens:
                 self._tokens.level -= tokens
-        return waited, reason
+        waited = time.monotonic() - start
+        if not slept and waited < 0.001:  # neither held by the limit nor queued behind a caller who was
+            return 0.0, ""
+        return waited, self._reason
 
     def settle(self, estimated: float, actual: float) -> None:
         if self._tokens is not None:
@@ -389,8 +399,7 @@ class Endpoint:
         self.transport = transport if transport is not None else make_transport(pool)
         self.client = httpx.AsyncClient(
             headers=sent,
-            timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write,
-                                  pool=timeout.pool),
+            timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool),
             transport=self.transport,
             follow_redirects=False,
             trust_env=False,
@@ -401,24 +410,34 @@ class Endpoint:
         # issue 4), which is most of the gap to raw aiohttp at 1,000 concurrent requests.
         self._extensions = {"timeout": self.client.timeout.as_dict()}
         self._read_all_extensions = {**self._extensions, READ_ALL: True}
-        self._json_headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json",
-                                            "Accept": "application/json"})
-        self._sse_headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json",
-                                           "Accept": "text/event-stream", "Accept-Encoding": "identity"})
+        self._json_headers = httpx.Headers(
+            {**self.client.headers, "Content-Type": "application/json", "Accept": "application/json"}
+        )
+        self._sse_headers = httpx.Headers(
+            {
+                **self.client.headers,
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+                "Accept-Encoding": "identity",
+            }
+        )
 
     async def send(self, url: httpx.URL, payload: bytes, *, stream: bool = False) -> httpx.Response:
         """POST ``payload`` (JSON) to ``url``; the caller reads the response and closes it. httpx errors
         are translated."""
-        request = httpx.Request("POST", url, content=payload,
-                                extensions=self._extensions if stream else self._read_all_extensions,
-                                headers=self._sse_headers if stream else self._json_headers)
+        request = httpx.Request(
+            "POST",
+            url,
+            content=payload,
+            extensions=self._extensions if stream else self._read_all_extensions,
+            headers=self._sse_headers if stream else self._json_headers,
+        )
         try:
             return await self.transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             raise self.translate(exc) from exc
 
-    async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None,
-                        node_id: str) -> bytes:
+    async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None, node_id: str) -> bytes:
         """POST and read the whole answer; an error status raises :class:`ProviderHTTPError`."""
         response = await self.send(url, payload)
         try:
@@ -447,30 +466,35 @@ class Endpoint:
 
     def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
         message = self.redact(_server_message(body))
-        return ProviderHTTPError(f"{self.label}: HTTP {status}: {message}", status,
-                                 _retry_after(headers.get("retry-after")))
+        return ProviderHTTPError(
+            f"{self.label}: HTTP {status}: {message}", status, _retry_after(headers.get("retry-after"))
+        )
 
     def translate(self, exc: httpx.HTTPError, *, during: str = "") -> ProviderError:
         """The runner error for an httpx exception; ``during`` says what was going on (a stream's
         progress) for a connection that broke while reading."""
         t = self.timeout
         if isinstance(exc, httpx.ConnectTimeout):
-            return ProviderTimeout(f"{self.label}: timeout.connect ({t.connect:g} s) fired: "
-                                   f"could not connect to {self.base_url}")
+            return ProviderTimeout(
+                f"{self.label}: timeout.connect ({t.connect:g} s) fired: could not connect to {self.base_url}"
+            )
         if isinstance(exc, httpx.ReadTimeout):
-            return ProviderTimeout(f"{self.label}: timeout.read ({t.read:g} s) fired: the server sent "
-                                   f"nothing for {t.read:g} s{during}")
+            return ProviderTimeout(
+                f"{self.label}: timeout.read ({t.read:g} s) fired: the server sent nothing for {t.read:g} s{during}"
+            )
         if isinstance(exc, httpx.WriteTimeout):
-            return ProviderTimeout(f"{self.label}: timeout.write ({t.write:g} s) fired: "
-                                   "could not send the request")
+            return ProviderTimeout(f"{self.label}: timeout.write ({t.write:g} s) fired: could not send the request")
         if isinstance(exc, httpx.PoolTimeout):
-            return ProviderTimeout(f"{self.label}: timeout.pool ({t.pool:g} s) fired: no free connection, "
-                                   f"all pool.max_connections ({self.pool.max_connections}) were busy")
+            return ProviderTimeout(
+                f"{self.label}: timeout.pool ({t.pool:g} s) fired: no free connection, "
+                f"all pool.max_connections ({self.pool.max_connections}) were busy"
+            )
         if isinstance(exc, httpx.ConnectError):
             return ProviderConnectError(f"{self.label}: cannot connect to {self.base_url}: {_os_reason(exc)}")
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return ProviderConfigError(f"{self.label}: base_url {self.base_url!r} is not a usable URL: "
-                                       f"{self.redact(str(exc))}")
+            return ProviderConfigError(
+                f"{self.label}: base_url {self.base_url!r} is not a usable URL: {self.redact(str(exc))}"
+            )
         broken = ProviderProtocolError(f"{self.label}: the connection broke while reading the answer{during}")
         broken.kind = "read"
         return broken
@@ -520,8 +544,9 @@ class Endpoint:
         except TimeoutError as exc:
             if not scope.expired():
                 raise
-            raise ProviderTimeout(f"{self.label}: timeout.total ({total:g} s) fired "
-                                  f"during attempt {attempt} of {self.retry.max_attempts}") from exc
+            raise ProviderTimeout(
+                f"{self.label}: timeout.total ({total:g} s) fired during attempt {attempt} of {self.retry.max_attempts}"
+            ) from exc
 
     def _delay(self, err: ProviderError, attempt: int, deadline: float | None, now: float) -> float:
         """Seconds to wait before the next attempt; raises ``err`` (with why) when there is none."""
@@ -541,8 +566,9 @@ class Endpoint:
             if retry.jitter == "full":
                 delay = random.uniform(0.0, delay)
         if deadline is not None and now + delay >= deadline:
-            raise _reworded(err, f"{err} (not retried: waiting {delay:g} s would pass timeout.total "
-                                 f"({self.timeout.total:g} s))")
+            raise _reworded(
+                err, f"{err} (not retried: waiting {delay:g} s would pass timeout.total ({self.timeout.total:g} s))"
+            )
         return delay
 
 
