@@ -150,3 +150,30 @@ def test_names_the_template_guards_itself_are_not_required(write_wf) -> None:
     outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
     assert outcome.status == "failed"
     assert "'dict object' has no attribute 'missing'" in str(outcome.error)
+
+
+def test_jinja_constructs_that_bind_names_are_not_reported(write_wf) -> None:
+    path = write_wf(
+        HEADER.replace('  b: {model: m, sys_prompt: "{{ vars.focus }}"}\n', "").replace("  z: {model: slow}\n", "")
+        + """\
+  - id: s
+    agent: a
+    input: |
+      {% macro line(text, n=1) %}{{ n }}. {{ text }} {{ varargs | length }}{% endmacro %}
+      {% macro wrap() %}[{{ caller() }}]{% endmacro %}
+      {% set ns = namespace(total=0) %}
+      {% for k, v in dict(a=1, b=2).items() %}{{ line(k, loop.index) }}{% set ns.total = ns.total + v %}{% endfor %}
+      {% set title %}{{ inputs.topic | upper }}{% endset %}
+      {% with shout = title ~ '!' %}{{ shout }}{% endwith %}
+      {% call wrap() %}{{ ns.total }}{% endcall %}
+      {% filter lower %}{{ run.name }}{% endfilter %}{{ range(2) | list }} {{ lipsum(1) | length > 0 }}
+"""
+    )
+    _, problems = check_file(path)
+    assert [p.format_line() for p in problems] == [
+        f"{path}:7:3: warning: model 'slow' is not used by any agent [unused-model]"
+    ]
+    wf = load_workflow(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.status == "ok", outcome.error
+    assert outcome.output.content == "\n\n\n1. a 02. b 0\n\nT!\n[3]\nrefused[0, 1] True\n"
