@@ -177,3 +177,36 @@ def test_jinja_constructs_that_bind_names_are_not_reported(write_wf) -> None:
     outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
     assert outcome.status == "ok", outcome.error
     assert outcome.output.content == "\n\n\n1. a 02. b 0\n\nT!\n[3]\nrefused[0, 1] True\n"
+
+
+def test_the_message_fields_the_checks_know_are_the_engines() -> None:
+    import dataclasses
+
+    from runner.engine.execute import Output
+    from runner.spec.rules.templating import MESSAGE_FIELDS
+
+    assert MESSAGE_FIELDS == tuple(sorted(f.name for f in dataclasses.fields(Output)))
+
+
+def test_prev_types_follow_the_engine(write_wf) -> None:
+    # Each template below reads prev the way its type allows; all render at run time.
+    path = write_wf(
+        HEADER
+        + """\
+  - {id: first, agent: a, input: "{{ prev is none }}"}
+  - {id: second, agent: a, input: "{{ prev.content }} {{ prev.usage.prompt_tokens }}"}
+  - id: fan
+    fanout:
+      branches:
+        - [{id: x, agent: a, input: "{{ prev.upper() }} {{ prev.split() | length }}"}]
+  - {id: after, agent: a, input: "{{ prev | length }} {{ prev[0].content }} {{ stages.fan.count(1) }}"}
+  - {id: maybe, agent: a, when: "{{ inputs.topic == 'x' }}"}
+  - {id: last, agent: z, input: "{{ prev }}"}
+  - {id: judge, agent: b, vars: {focus: all}}
+"""
+    )
+    _, problems = check_file(path)
+    assert [p.format_line() for p in problems] == []
+    wf = load_workflow(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.status == "ok", outcome.error

@@ -130,6 +130,13 @@ _RULES = (
         "needs it from every stage that calls the agent.",
     ),
     Rule(
+        "no-attribute",
+        ERROR,
+        "A template reads an attribute that the value cannot have.",
+        "`prev` is None in the first stage and text at the start of a branch or per-item pipeline; a fan-out's "
+        "output is a list; an agent's output has content, error, name, node and usage.",
+    ),
+    Rule(
         "for-each-not-list",
         ERROR,
         "A fan-out's `for_each` does not give a list.",

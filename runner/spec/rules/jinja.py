@@ -140,7 +140,8 @@ class Names:
 
     free: frozenset[str]  # names read and never assigned in the template (Jinja's globals included)
     refs: frozenset[tuple[str, str]]  # ``name.key`` / ``name['key']`` on names that are never assigned
-    guarded: frozenset[tuple[str, str]]  # uses the template guards: ``| default``, ``is defined``, ``'k' in name``
+    chains: frozenset[tuple[str, str, str]]  # ``name.key.attr``, likewise
+    guarded: frozenset[tuple[str, ...]]  # uses the template guards: ``| default``, ``is defined``, ``'k' in name``
 
 
 def analyse(ast: Any) -> Names:
@@ -152,7 +153,8 @@ def analyse(ast: Any) -> Names:
     loaded: set[str] = set()
     stored: set[str] = set()
     refs: set[tuple[str, str]] = set()
-    guarded: set[tuple[str, str]] = set()
+    chains: set[tuple[str, str, str]] = set()
+    guarded: set[tuple[str, ...]] = set()
     implicit: set[str] = set()
     stack: list[Any] = [ast]
     while stack:
@@ -161,14 +163,16 @@ def analyse(ast: Any) -> Names:
         if kind is nodes.Name:
             (loaded if node.ctx == "load" else stored).add(node.name)
         elif kind is nodes.Getattr or kind is nodes.Getitem:
-            ref = _ref_of(node)
-            if ref is not None:
-                refs.add(ref)
+            path = _chain_of(node)
+            if path is not None and len(path) == 2:
+                refs.add((path[0], path[1]))
+            elif path is not None and len(path) == 3:
+                chains.add((path[0], path[1], path[2]))
         elif kind is nodes.Filter or kind is nodes.Test:
             if node.name in ("default", "d", "defined", "undefined") and node.node is not None:
-                ref = _ref_of(node.node)
-                if ref is not None:
-                    guarded.add(ref)
+                path = _chain_of(node.node)
+                if path is not None:
+                    guarded.add(path)
         elif kind is nodes.Compare:
             if isinstance(node.expr, nodes.Const) and isinstance(node.expr.value, str):
                 for op in node.ops:
@@ -186,24 +190,35 @@ def analyse(ast: Any) -> Names:
             stored.update(n if isinstance(n, str) else n[1] for n in node.names)
         stack.extend(node.iter_child_nodes())
     free = loaded - stored - implicit
-    return Names(frozenset(free), frozenset(r for r in refs if r[0] in free), frozenset(guarded))
+    return Names(
+        frozenset(free),
+        frozenset(r for r in refs if r[0] in free),
+        frozenset(c for c in chains if c[0] in free),
+        frozenset(guarded),
+    )
 
 
-def _ref_of(node: Any) -> tuple[str, str] | None:
+def _chain_of(node: Any) -> tuple[str, ...] | None:
+    """``('stages', 'notes', 'content')`` for ``stages.notes.content`` (or with ``['key']``); None for anything
+    that is not a chain of constant keys on a name."""
     from jinja2 import nodes  # noqa: PLC0415
 
-    base = node.node
-    if type(base) is not nodes.Name or base.ctx != "load":
-        return None
-    if type(node) is nodes.Getattr:
-        return base.name, node.attr
-    if type(node) is nodes.Getitem and type(node.arg) is nodes.Const and isinstance(node.arg.value, str):
-        return base.name, node.arg.value
-    return None
+    keys: list[str] = []
+    while True:
+        kind = type(node)
+        if kind is nodes.Getattr:
+            keys.append(node.attr)
+        elif kind is nodes.Getitem and type(node.arg) is nodes.Const and isinstance(node.arg.value, str):
+            keys.append(node.arg.value)
+        elif kind is nodes.Name and node.ctx == "load" and keys:
+            return (node.name, *reversed(keys))
+        else:
+            return None
+        node = node.node
 
 
-def name_spans(tokens: tuple[Tok, ...], name: str, key: str | None = None) -> list[tuple[int, int]]:
-    """Offsets of ``name`` used as a variable (or of ``name.key`` / ``name['key']``) in the token stream."""
+def name_spans(tokens: tuple[Tok, ...], name: str, *keys: str) -> list[tuple[int, int]]:
+    """Offsets of ``name`` used as a variable, or of ``name.key...`` (each key as ``.key`` or ``['key']``)."""
     out: list[tuple[int, int]] = []
     n = len(tokens)
     for i, tok in enumerate(tokens):
@@ -212,16 +227,22 @@ def name_spans(tokens: tuple[Tok, ...], name: str, key: str | None = None) -> li
         before = tokens[i - 1].type if i else ""
         if before in ("dot", "pipe", "is") or (i + 1 < n and tokens[i + 1].type == "assign"):
             continue
-        if key is None:
-            out.append((tok.start, tok.end))
-        elif i + 2 < n and tokens[i + 1].type == "dot" and tokens[i + 2].type == "name" and tokens[i + 2].value == key:
-            out.append((tok.start, tokens[i + 2].end))
-        elif (
-            i + 3 < n
-            and tokens[i + 1].type == "lbracket"
-            and tokens[i + 2].type == "string"
-            and tokens[i + 2].value == key
-            and tokens[i + 3].type == "rbracket"
-        ):
-            out.append((tok.start, tokens[i + 3].end))
+        end: int | None = tok.end
+        j = i + 1
+        for key in keys:
+            if j + 1 < n and tokens[j].type == "dot" and tokens[j + 1].type == "name" and tokens[j + 1].value == key:
+                end, j = tokens[j + 1].end, j + 2
+            elif (
+                j + 2 < n
+                and tokens[j].type == "lbracket"
+                and tokens[j + 1].type == "string"
+                and tokens[j + 1].value == key
+                and tokens[j + 2].type == "rbracket"
+            ):
+                end, j = tokens[j + 2].end, j + 3
+            else:
+                end = None
+                break
+        if end is not None:
+            out.append((tok.start, end))
     return out

@@ -31,6 +31,7 @@ class Scope:
     stage: str  # the stage whose context this is
     label: str  # for messages: "the input of stage 'x'", "agent 'a' called by stage 'x'"
     path: tuple[str, ...]  # the ids of the stage and its enclosing fan-outs, innermost last
+    prev: str = "any"  # what `prev` holds: none | text | message | list | any (see output_kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class Walk:
     order: list[tuple[Stage, Path]] = field(default_factory=list)  # every stage, in document order
 
     def run(self) -> None:
-        self.sequence(self.wf.stages, ("stages",), frozenset(), frozenset(), (), ())
+        self.sequence(self.wf.stages, ("stages",), frozenset(), frozenset(), (), (), "none")
 
     def sequence(
         self,
@@ -71,10 +72,14 @@ class Walk:
         vars_: frozenset[str],
         chain: tuple[tuple[str, str], ...],
         ids: tuple[str, ...],
+        prev: str,
     ) -> None:
         for i, stage in enumerate(stages):
-            self.stage(stage, (*base, i), ready, vars_, chain, ids)
+            self.stage(stage, (*base, i), ready, vars_, chain, ids, prev)
             ready = ready | {stage.id} | exported(stage)
+            out = output_kind(stage)
+            # a stage whose `when` is false is skipped and `prev` passes through it
+            prev = out if stage.policy.when is None or out == prev else "any"
 
     def stage(
         self,
@@ -84,6 +89,7 @@ class Walk:
         inherited: frozenset[str],
         chain: tuple[tuple[str, str], ...],
         ids: tuple[str, ...],
+        prev: str,
     ) -> None:
         self.places.setdefault(stage.id, Place(path, chain))
         self.order.append((stage, path))
@@ -92,35 +98,45 @@ class Walk:
         agent = self.wf.agents.get(agent_name) if agent_name else None
         own = inherited | frozenset(agent.vars if agent is not None else ()) | frozenset(stage.vars)
         label = f"stage '{stage.id}'"
-        plain = Scope(ready, own, stage.id, label, here)
+        plain = Scope(ready, own, stage.id, label, here, prev)
         if stage.policy.when is not None:
             self._site(stage.policy.when, f"the 'when' of {label}", plain, "when", stage)
         if not isinstance(stage, FanoutStage):
             if stage.input is not None:
                 self._site(stage.input, f"the input of {label}", plain, "input", stage)
             if isinstance(stage, AgentStage):
-                self._call(stage.agent, Scope(ready, own, stage.id, label, here))
+                self._call(stage.agent, Scope(ready, own, stage.id, label, here, prev))
             return
         as_item = own | {stage.as_name} if stage.for_each is not None else own
         if isinstance(stage.for_each, TemplateSrc):
             self._site(stage.for_each, f"the for_each of {label}", plain, "for_each", stage)
         if stage.input is not None:
-            item_scope = Scope(ready, as_item, stage.id, label, here)
+            item_scope = Scope(ready, as_item, stage.id, label, here, prev)
             self._site(stage.input, f"the input of {label}", item_scope, "input", stage)
         if stage.agent is not None:
-            self._call(stage.agent, Scope(ready, as_item, stage.id, label, here))
+            self._call(stage.agent, Scope(ready, as_item, stage.id, label, here, prev))
         for b, branch in enumerate(stage.branches):
             branch_base = (*path, "fanout", "branches", b)
-            self.sequence(branch, branch_base, ready, own, (*chain, (stage.id, f"branch {b}")), here)
+            self.sequence(branch, branch_base, ready, own, (*chain, (stage.id, f"branch {b}")), here, "text")
         if stage.stages:
             inner_base = (*path, "fanout", "stages")
-            self.sequence(stage.stages, inner_base, ready, as_item, (*chain, (stage.id, "pipeline")), here)
+            self.sequence(stage.stages, inner_base, ready, as_item, (*chain, (stage.id, "pipeline")), here, "text")
 
     def _site(self, src: TemplateSrc, label: str, scope: Scope, kind: str, stage: Stage) -> None:
         self.sites.append(Site(src, label, False, (scope,), kind=kind, stage=stage))
 
     def _call(self, agent: str, scope: Scope) -> None:
         self.calls.setdefault(agent, []).append(scope)
+
+
+def output_kind(stage: Stage) -> str:
+    """What a stage's output is, as `prev` and `stages.<id>` hold it: an agent's message, a fan-out's list;
+    a python stage returns anything. (Branches and per-item pipelines start with the fan-out's input text.)"""
+    if isinstance(stage, AgentStage):
+        return "message"
+    if isinstance(stage, FanoutStage):
+        return "list"
+    return "any"
 
 
 def exported(stage: Stage) -> frozenset[str]:

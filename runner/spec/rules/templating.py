@@ -14,7 +14,7 @@ from runner.spec.diagnostics import Diagnostic
 from runner.spec.records import AgentStage, FanoutStage, Stage, TemplateSrc, Workflow
 from runner.spec.rules import jinja
 from runner.spec.rules.common import A_TYPE, diag, suggest
-from runner.spec.rules.scope import Scope, Site, Walk, call_sites, model_scopes
+from runner.spec.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.spec.rules.source import Source
 from runner.templates import environment, is_constant
 
@@ -115,11 +115,11 @@ class TemplateChecker:
         names = jinja.analyse(ast)
         tokens: tuple[jinja.Tok, ...] | None = None  # offsets of the tokens, computed for the first problem
 
-        def spans(name: str, key: str | None = None) -> list[tuple[int, int]]:
+        def spans(name: str, *keys: str) -> list[tuple[int, int]]:
             nonlocal tokens
             if tokens is None:
                 tokens = jinja.parse(src.text).tokens
-            return jinja.name_spans(tokens, name, key) or [(0, len(src.text))]
+            return jinja.name_spans(tokens, name, *keys) or [(0, len(src.text))]
 
         allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
         for name in sorted(names.free - allowed):
@@ -134,6 +134,15 @@ class TemplateChecker:
             rule, message, hint = problem
             for start, end in spans(name, key):
                 self.add(src, start, end, rule, message, hint)
+        for name, key, attr in sorted(names.chains):
+            if name != "stages" or (name, key, attr) in names.guarded or (name, key) in names.guarded:
+                continue
+            stage = self.stages.get(key)
+            found = _attribute_problem(output_kind(stage), f"stages.{key}", attr) if stage is not None else None
+            if found is not None:
+                message, hint = found
+                for start, end in spans(name, key, attr):
+                    self.add(src, start, end, "no-attribute", message, hint)
         if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
             self.for_each(site.stage, src, ast)
 
@@ -166,6 +175,12 @@ class TemplateChecker:
                 if key not in scope.ready:
                     reason, hint = self.not_ready(key, scope)
                     return "stage-not-ready", f"stages.{key} is not available in {_where(site, scope)}: {reason}", hint
+            return None
+        if name == "prev":
+            for scope in site.scopes or ():
+                found = _attribute_problem(scope.prev, "prev", key, _where(site, scope))
+                if found is not None:
+                    return "no-attribute", *found
             return None
         if name == "vars":
             for scope in site.scopes or ():
@@ -269,6 +284,34 @@ def _string_paths(value: Any, path: tuple[str | int, ...]) -> list[tuple[str | i
     if isinstance(value, list | tuple):
         return [p for i, item in enumerate(value) for p in _string_paths(item, (*path, i))]
     return []
+
+
+# What templates can read on a stage's output (runner/engine/execute.py Output; a test keeps them in step).
+MESSAGE_FIELDS = ("content", "error", "name", "node", "usage")
+_TEXT_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
+_LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
+
+
+def _attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple[str, str] | None:
+    """(message, hint) when ``expr.attr`` cannot exist on a value of this kind (see scope.output_kind)."""
+    loop = f"loop over it: {{% for out in {expr} %}}{{{{ out.content }}}}{{% endfor %}}"
+    if kind == "none":
+        return (
+            f"{expr}.{attr}: {expr} is None in {where} (no stage runs before it)",
+            "give the stage an 'input', or read 'inputs'",
+        )
+    if kind == "text" and attr not in _TEXT_ATTRS:
+        return (
+            f"{expr}.{attr}: {expr} is text in {where} (the fan-out's input), not a message",
+            f"use '{{{{ {expr} }}}}' for the text",
+        )
+    if kind == "list" and attr not in _LIST_ATTRS:
+        return f"{expr}.{attr}: {expr} is a list (a fan-out's outputs, one per branch), not a message", loop
+    if kind == "message" and attr not in MESSAGE_FIELDS:
+        close = suggest(attr, MESSAGE_FIELDS, "fields")
+        hint = close if close.startswith("did you mean") else f"a message has: {', '.join(MESSAGE_FIELDS)}"
+        return f"{expr}.{attr}: a stage's output has no '{attr}'", hint
+    return None
 
 
 def _single_expression(ast: Any) -> Any:
