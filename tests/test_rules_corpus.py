@@ -140,3 +140,17 @@ def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path, ca
     assert capsys.readouterr().out == (
         f"{fifo}:1:1: error: cannot read the file: not a regular file [io]\n1 error(s), 0 warning(s) in 1 file(s)\n"
     )
+
+
+CRLF_SAFE = [
+    p for p in FILES if p.name not in NO_HEADER and all(rule not in p.stem for rule in ("encoding", "control"))
+]
+
+
+@pytest.mark.parametrize("path", CRLF_SAFE, ids=lambda p: p.stem)
+def test_windows_line_endings_give_the_same_positions(path: Path, tmp_path: Path) -> None:
+    crlf = tmp_path / path.name
+    crlf.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    want = expected(path)
+    problems = check_paths([str(crlf)], sets=sets(path))[0] if sets(path) else check_file(crlf)[1]
+    assert [p.format_line().removeprefix(f"{crlf}:") for p in problems] == want
