@@ -144,7 +144,7 @@ class TemplateChecker:
                 for start, end in spans(name, key, attr):
                     self.add(src, start, end, "no-attribute", message, hint)
         if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
-            self.for_each(site.stage, src, ast)
+            self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
 
     def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
         message = f"'{name}' is not defined in {site.label}"
@@ -217,7 +217,7 @@ class TemplateChecker:
                 )
         return f"stage '{target}' runs later", f"move stage '{target}' before stage '{scope.stage}'"
 
-    def for_each(self, stage: FanoutStage, src: TemplateSrc, ast: Any) -> None:
+    def for_each(self, stage: FanoutStage, src: TemplateSrc, ast: Any, prev: str) -> None:
         text = src.text.strip()
         single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
         expr = _single_expression(ast) if single else None
@@ -232,13 +232,13 @@ class TemplateChecker:
                 "use one expression that gives a list, such as '{{ inputs.items }}'",
             )
             return
-        found = self.infer(expr)
+        found = self.infer(expr, prev)
         if found is None:
             return
         what, hint = found
         self.add(src, 0, whole, "for-each-not-list", f"for_each of stage '{stage.id}' gives {what}, not a list", hint)
 
-    def infer(self, node: Any) -> tuple[str, str] | None:
+    def infer(self, node: Any, prev: str = "any") -> tuple[str, str] | None:
         """What a for_each expression gives when that is knowably not a list: (description, hint)."""
         from jinja2 import nodes  # noqa: PLC0415
 
@@ -259,6 +259,8 @@ class TemplateChecker:
             return f"text (the '{node.name}' filter gives text)", generic
         if isinstance(node, nodes.Filter) and node.name in _NUMBER_FILTERS:
             return f"a number (the '{node.name}' filter gives a number)", generic
+        if isinstance(node, nodes.Name) and node.name == "prev" and prev in _PREV_NOT_A_LIST:
+            return _PREV_NOT_A_LIST[prev], generic
         ref = _ref(node)
         if ref is not None:
             name, key = ref
@@ -273,6 +275,11 @@ class TemplateChecker:
         return None
 
 
+_PREV_NOT_A_LIST = {
+    "none": "None (no stage runs before it)",
+    "text": "text (prev is the fan-out's input here)",
+    "message": "one message (prev is the previous agent's output)",
+}
 _SYNTAX_HINT = "fix the Jinja2 syntax at the caret: {{ expression }}, {% statement %}, {# comment #}"
 
 
