@@ -210,3 +210,17 @@ def test_prev_types_follow_the_engine(write_wf) -> None:
     wf = load_workflow(path)
     outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
     assert outcome.status == "ok", outcome.error
+
+
+def test_the_fields_of_run_and_agent_the_checks_know_are_the_engines(write_wf) -> None:
+    from runner.spec.rules.templating import _FIELDS
+
+    path = write_wf(
+        HEADER.replace('  b: {model: m, sys_prompt: "{{ vars.focus }}"}\n', "").replace("  z: {model: slow}\n", "")
+        + "  - {id: s, agent: a, input: \"{{ run | list | sort | join(',') }}\"}\n"
+    )
+    wf = load_workflow(path)
+    plan = compile_workflow(wf)
+    assert tuple(sorted(plan.agents["a"].info)) == _FIELDS["agent"]
+    outcome = run_plan(plan, resolve_inputs(wf, []))
+    assert outcome.output.content == ",".join(_FIELDS["run"])
