@@ -142,6 +142,7 @@ class Names:
     refs: frozenset[tuple[str, str]]  # ``name.key`` / ``name['key']`` on names that are never assigned
     chains: frozenset[tuple[str, str, str]]  # ``name.key.attr``, likewise
     guarded: frozenset[tuple[str, ...]]  # uses the template guards: ``| default``, ``is defined``, ``'k' in name``
+    loads: frozenset[str]  # tags that load other templates (include, extends, import, from): no loader exists
 
 
 def analyse(ast: Any) -> Names:
@@ -156,6 +157,7 @@ def analyse(ast: Any) -> Names:
     chains: set[tuple[str, str, str]] = set()
     guarded: set[tuple[str, ...]] = set()
     implicit: set[str] = set()
+    loads: set[str] = set()
     stack: list[Any] = [ast]
     while stack:
         node = stack.pop()
@@ -186,8 +188,12 @@ def analyse(ast: Any) -> Names:
                 stored.add(node.name)
         elif kind is nodes.Import:
             stored.add(node.target)
+            loads.add("import")
         elif kind is nodes.FromImport:
             stored.update(n if isinstance(n, str) else n[1] for n in node.names)
+            loads.add("from")
+        elif kind is nodes.Include or kind is nodes.Extends:
+            loads.add("include" if kind is nodes.Include else "extends")
         stack.extend(node.iter_child_nodes())
     free = loaded - stored - implicit
     return Names(
@@ -195,6 +201,7 @@ def analyse(ast: Any) -> Names:
         frozenset(r for r in refs if r[0] in free),
         frozenset(c for c in chains if c[0] in free),
         frozenset(guarded),
+        frozenset(loads),
     )
 
 

@@ -121,6 +121,16 @@ class TemplateChecker:
                 tokens = jinja.parse(src.text).tokens
             return jinja.name_spans(tokens, name, *keys) or [(0, len(src.text))]
 
+        for tag in sorted(names.loads):
+            for start, end in spans(tag):
+                self.add(
+                    src,
+                    start,
+                    end,
+                    "template-syntax",
+                    f"'{tag}' loads another template, and workflow templates cannot load files",
+                    "write the text in this template, or pass it in through inputs or vars",
+                )
         allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
         for name in sorted(names.free - allowed):
             message, hint = self.unknown_name(name, site, allowed)
