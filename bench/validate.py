@@ -159,17 +159,25 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     best = min(in_process)
-    print(f"python {sys.version.split()[0]}, {pinned}; {args.files} generated workflows, "
-          f"{min(sizes)}-{max(sizes)} lines each")
+    print(
+        f"python {sys.version.split()[0]}, {pinned}; {args.files} generated workflows, "
+        f"{min(sizes)}-{max(sizes)} lines each"
+    )
     print()
     print("| measure | best | median | target |")
     print("|---|---|---|---|")
-    print(f"| in process: {args.files} files | {best:.2f} s ({args.files / best:,.0f} files/s, "
-          f"{best / args.files * 1000:.2f} ms/file) | {statistics.median(in_process):.2f} s | |")
-    print(f"| `runner validate FOLDER` ({args.files} files, subprocess) | {min(folder_runs):.2f} s | "
-          f"{statistics.median(folder_runs):.2f} s | < 5 s |")
-    print(f"| `runner validate quickstart.yaml` (cold start) | {min(cold):.3f} s | {statistics.median(cold):.3f} s "
-          "| < 0.3 s |")
+    print(
+        f"| in process: {args.files} files | {best:.2f} s ({args.files / best:,.0f} files/s, "
+        f"{best / args.files * 1000:.2f} ms/file) | {statistics.median(in_process):.2f} s | |"
+    )
+    print(
+        f"| `runner validate FOLDER` ({args.files} files, subprocess) | {min(folder_runs):.2f} s | "
+        f"{statistics.median(folder_runs):.2f} s | < 5 s |"
+    )
+    print(
+        f"| `runner validate quickstart.yaml` (cold start) | {min(cold):.3f} s | {statistics.median(cold):.3f} s "
+        "| < 0.3 s |"
+    )
     return 0
 
 
