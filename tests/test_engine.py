@@ -245,3 +245,23 @@ def test_engine_leaves_no_tasks_behind(write_wf) -> None:
     outcome, _ = run(path)
     assert outcome.status == "ok"
     assert before == 0
+
+
+def test_listed_branches_get_the_fanout_input_even_when_it_reads_stages(write_wf) -> None:
+    path = write_wf(
+        MODELS
+        + """\
+agents:
+  e: {model: echo}
+stages:
+  - {id: first, agent: e, input: hello}
+  - id: fan
+    input: "from {{ stages.first.content }}"
+    fanout:
+      branches:
+        - [{id: b1, agent: e}]
+        - [{id: b2, agent: e, input: "{{ prev }}!"}]
+"""
+    )
+    outcome, _ = run(path)
+    assert [o.content for o in outcome.output] == ["e<from e<hello>>", "e<from e<hello>!>"]

@@ -293,7 +293,7 @@ class Engine:
         shared_input: str | None = None
         if sp.input is None:
             shared_input = as_text(prev)
-        elif not sp.input.per_branch:
+        elif sp.branches or not sp.input.per_branch:  # listed branches have no per-branch variables
             shared_input = sp.input.template.render(ctx)
         items: Sequence[Any] = sp.branches if sp.branches else self._items(sp, ctx)
         limit = stage.max_concurrency
