@@ -96,6 +96,7 @@ class OpenAIModelConfig:
     pool: PoolConfig = PoolConfig()
     retry: RetryConfig = RetryConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +120,27 @@ class OpenAIEmbeddingConfig:
     rate_limit: RateLimitConfig = RateLimitConfig()
 
 
-def _number(raw: Mapping[str, Any], key: str, where: str, default: float | None, *, nullable: bool = False,
-            minimum: float = 0.0, strict: bool = True) -> float | None:
+def _number(
+    raw: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: float | None,
+    *,
+    nullable: bool = False,
+    minimum: float = 0.0,
+    strict: bool = True,
+) -> float | None:
     if key not in raw:
         return default
     value = raw[key]
     if value is None and nullable:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum or (
-            strict and value == minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < minimum
+        or (strict and value == minimum)
+    ):
         bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
         null = " or null" if nullable else ""
         raise ValueError(f"{where}{key} must be a number {bound}{null}, not {value!r}")
@@ -200,8 +213,9 @@ def parse_retry(raw: Mapping[str, Any]) -> RetryConfig:
     for entry in retry_on:
         is_status = isinstance(entry, int) and not isinstance(entry, bool) and 100 <= entry <= 599
         if not is_status and entry not in RETRY_KINDS:
-            raise ValueError(f"retry.retry_on entries are HTTP statuses or one of {', '.join(RETRY_KINDS)}, "
-                             f"not {entry!r}")
+            raise ValueError(
+                f"retry.retry_on entries are HTTP statuses or one of {', '.join(RETRY_KINDS)}, not {entry!r}"
+            )
     initial = _number(raw, "initial_delay", "retry.", d.initial_delay, strict=False)
     max_delay = _number(raw, "max_delay", "retry.", d.max_delay, strict=False)
     assert initial is not None and max_delay is not None
@@ -254,6 +268,7 @@ def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
         pool=parse_pool(_section(raw, "pool")),
         retry=parse_retry(_section(raw, "retry")),
         rate_limit=parse_rate_limit(_section(raw, "rate_limit")),
+        context_window=raw.get("context_window"),
     )
 
 

@@ -31,6 +31,7 @@ class ScriptedConfig:
     first_token_ms: float = 0.0
     tokens_per_second: float = 0.0
     turns: tuple[ScriptedTurn, ...] = ()
+    context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
 
 
 def parse_scripted(
@@ -54,4 +55,5 @@ def parse_scripted(
         first_token_ms=float(latency.get("first_token_ms", 0)),
         tokens_per_second=float(latency.get("tokens_per_second", 0)),
         turns=turns,
+        context_window=raw.get("context_window"),
     )

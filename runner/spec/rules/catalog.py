@@ -179,6 +179,13 @@ _RULES = (
         "Lower the fan-out's `max_concurrency`, or raise the model's `pool.max_connections`: the extra calls only "
         "wait for a connection and may hit the pool timeout.",
     ),
+    Rule(
+        "memory-budget",
+        WARNING,
+        "A working memory's token budget is outside 20-50% of the context window of a model that uses it.",
+        "Set `max_total_tokens` to 20-50% of the model's `context_window`: less wastes the window, more leaves "
+        "too little room for the reply and the tool definitions.",
+    ),
 )
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}

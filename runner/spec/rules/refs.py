@@ -96,6 +96,37 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
             )
     out.extend(_unused(wf, source, walk))
     out.extend(_pools(wf, source, walk))
+    out.extend(_memory_budgets(wf, source))
+    return out
+
+
+def _memory_budgets(wf: Workflow, source: Source) -> list[Diagnostic]:
+    """A working memory's budget outside 20-50% of the declared context window of an agent's model."""
+    out: list[Diagnostic] = []
+    reported: set[tuple[str, str]] = set()
+    for agent in wf.agents.values():
+        memory = wf.memory.get(agent.memory or "")
+        model = wf.models.get(agent.model)
+        if memory is None or memory.working is None or model is None:
+            continue
+        window = getattr(model.config, "context_window", None)
+        if not isinstance(window, int) or (memory.name, model.name) in reported:
+            continue
+        budget = memory.working.max_total_tokens
+        if 0.2 * window <= budget <= 0.5 * window:
+            continue
+        reported.add((memory.name, model.name))
+        share = budget / window
+        out.append(
+            diag(
+                wf.file,
+                source.value(("memory", memory.name, "max_total_tokens"), memory.loc, len(memory.name)),
+                "memory-budget",
+                f"memory '{memory.name}' keeps {budget} tokens, {share:.0%} of the {window}-token context window "
+                f"of model '{model.name}' (agent '{agent.name}')",
+                f"set max_total_tokens between {window // 5} and {window // 2}",
+            )
+        )
     return out
 
 
