@@ -75,3 +75,19 @@ def schema_def(name: str) -> dict[str, Any]:
     keys, with the whole ``$defs`` beside them so its references resolve."""
     full: dict[str, Any] = json.loads((ROOT / "schemas" / "workflow.schema.json").read_text())
     return {"$schema": full["$schema"], **full["$defs"][name], "$defs": full["$defs"]}
+
+
+LOOPS = ["asyncio", "uvloop"] if __import__("importlib.util").util.find_spec("uvloop") else ["asyncio"]
+
+
+def run_on(loop: str, coro: Any) -> Any:
+    """Run ``coro`` on a fresh loop of the named kind (the engine runs on uvloop where it can)."""
+    import asyncio
+
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from runner.embeddings.cache import (
 )
 from runner.embeddings.hashing import HashingEmbedder
 from runner.errors import ProviderProtocolError
+from tests.conftest import LOOPS, run_on
 
 T = TypeVar("T")
 DIMS = 16
@@ -63,18 +63,6 @@ def vec(seed: int, dims: int = DIMS) -> Vectors:
     return np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
 
 
-LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
-
-
-def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on a fresh loop of the named kind (the engine runs on uvloop where it can)."""
-    factory = None
-    if loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
 
 
 def names(directory: Path) -> list[str]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import multiprocessing
 import os
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from runner.embeddings.base import Vectors
 from runner.embeddings.hashing import HashingEmbedder
 from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, recall_tool_spec
 from runner.errors import RunError
+from tests.conftest import LOOPS, run_on
 
 T = TypeVar("T")
 
@@ -76,18 +76,6 @@ class RandomEmbedder:
         return None
 
 
-LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
-
-
-def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on a fresh loop of the named kind (the engine runs on uvloop where it can)."""
-    factory = None
-    if loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
 
 
 def files(path: Path) -> list[str]:

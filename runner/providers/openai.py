@@ -141,6 +141,23 @@ def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
     return builder.result()
 
 
+def _endpoint(
+    what: str, config: OpenAIModelConfig | OpenAIEmbeddingConfig, transport: httpx.AsyncBaseTransport | None
+) -> Endpoint:
+    """The endpoint (client, pool, retries, rate limit) of a model or embedder, labelled for messages."""
+    return Endpoint(
+        label=f"{what} ({config.model} at {display_url(config.base_url)})",
+        base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        headers=config.headers,
+        timeout=config.timeout,
+        pool=config.pool,
+        retry=config.retry,
+        rate_limit=config.rate_limit,
+        transport=transport,
+    )
+
+
 class OpenAIChatProvider:
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint (implements
     :class:`~runner.providers.base.ChatProvider`).
@@ -167,17 +184,7 @@ class OpenAIChatProvider:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.name = name
         self.config = config
-        self._endpoint = Endpoint(
-            label=f"model {name!r} ({config.model} at {display_url(config.base_url)})",
-            base_url=config.base_url,
-            api_key_env=config.api_key_env,
-            headers=config.headers,
-            timeout=config.timeout,
-            pool=config.pool,
-            retry=config.retry,
-            rate_limit=config.rate_limit,
-            transport=transport,
-        )
+        self._endpoint = _endpoint(f"model {name!r}", config, transport)
         self._url = httpx.URL(f"{config.base_url}/chat/completions")
 
     def __repr__(self) -> str:
@@ -403,17 +410,7 @@ class OpenAIEmbedder:
         self.config = config
         self.recorder = recorder
         self._node_id = f"embeddings.{name}"
-        self._endpoint = Endpoint(
-            label=f"embeddings {name!r} ({config.model} at {display_url(config.base_url)})",
-            base_url=config.base_url,
-            api_key_env=config.api_key_env,
-            headers=config.headers,
-            timeout=config.timeout,
-            pool=config.pool,
-            retry=config.retry,
-            rate_limit=config.rate_limit,
-            transport=transport,
-        )
+        self._endpoint = _endpoint(f"embeddings {name!r}", config, transport)
         self._url = httpx.URL(f"{config.base_url}/embeddings")
 
     def __repr__(self) -> str:
