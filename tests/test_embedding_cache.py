@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -30,7 +29,6 @@ from runner.embeddings.hashing import HashingEmbedder
 from runner.errors import ProviderProtocolError
 from tests.conftest import LOOPS, run_on
 
-T = TypeVar("T")
 DIMS = 16
 # A version 1.0 .npy header is padded to 128 bytes for a small 1-d float32 array.
 ENTRY_BYTES = 128 + 4 * DIMS

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, rec
 from runner.errors import RunError
 from tests.conftest import LOOPS, run_on
 
-T = TypeVar("T")
 
 FACTS = [
     "uvloop makes the asyncio event loop faster",
