@@ -18,7 +18,6 @@ from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, rec
 from runner.errors import RunError
 from tests.conftest import LOOPS, run_on
 
-
 FACTS = [
     "uvloop makes the asyncio event loop faster",
     "the cache keeps one npy file per text",
