@@ -8,6 +8,7 @@ with its message and never a traceback. Anything else escaping to the CLI is a b
     RunnerError                     user-facing; exit 1
     ├── UsageError                  bad command-line use; exit 2
     ├── SpecError                   an invalid workflow file; carries every Diagnostic found
+    ├── TokenCounterError           a token counter that cannot be used here (tiktoken missing)
     └── RunError                    a run that failed
         ├── TemplateError           a template failed to render (undefined name, bad filter, ...)
         ├── StageTimeout            a stage, branch or the run exceeded its timeout
@@ -48,6 +49,10 @@ class SpecError(RunnerError):
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = tuple(diagnostics)
         super().__init__("\n".join(d.format_line() for d in self.diagnostics))
+
+
+class TokenCounterError(RunnerError):
+    """A token counter that cannot be used here (tiktoken missing or its encoding unavailable)."""
 
 
 class RunError(RunnerError):

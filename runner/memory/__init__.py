@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from runner.memory.config import WorkingMemoryConfig, parse_working_memory
 
 if TYPE_CHECKING:
-    from runner.memory.tokens import TokenCounter, TokenCounterError, make_counter
+    from runner.errors import TokenCounterError
+    from runner.memory.tokens import TokenCounter, make_counter
     from runner.memory.working import (
         READ_STORED_RESULT_TOOL,
         MemoryStats,
@@ -41,7 +42,7 @@ _LAZY = {
     "WorkingMemory": "runner.memory.working",
     "provider_summarizer": "runner.memory.working",
     "TokenCounter": "runner.memory.tokens",
-    "TokenCounterError": "runner.memory.tokens",
+    "TokenCounterError": "runner.errors",
     "make_counter": "runner.memory.tokens",
 }
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from runner.errors import RunnerError
+from runner.errors import TokenCounterError
 
 # Each message costs a few tokens of framing (role, separators) besides its text; OpenAI's cookbook
 # counts 3 per message for its current chat models.
@@ -22,10 +22,6 @@ MESSAGE_OVERHEAD = 3
 # the characters of an image's URL would be meaningless (a data: URL is megabytes of base64).
 IMAGE_PART_TOKENS = 765
 _IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
-
-
-class TokenCounterError(RunnerError):
-    """A token counter that cannot be used here (tiktoken missing or its encoding unavailable)."""
 
 
 class TokenCounter(Protocol):
