@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("args", nargs="+", metavar="FILE", help="a report, or: diff A B")
     report.add_argument("--format", choices=["text", "markdown"], default="text", help="summary format")
     report.add_argument(
-        "--threshold", type=float, default=10.0, metavar="PCT",
+        "--threshold",
+        type=float,
+        default=10.0,
+        metavar="PCT",
         help="diff: exit 1 when the wall time grew by more than PCT percent (default 10)",
     )
 

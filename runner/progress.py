@@ -96,9 +96,12 @@ class Progress:
 
     def line(self) -> str:
         elapsed = self.clock() - self.t0
-        parts = [f"{self.done} done" + (f" ({self.failed} failed)" if self.failed else ""),
-                 f"{self.running} running", f"{self.queued} queued",
-                 f"tokens {_k(self.tokens_in)} in / {_k(self.tokens_out)} out"]
+        parts = [
+            f"{self.done} done" + (f" ({self.failed} failed)" if self.failed else ""),
+            f"{self.running} running",
+            f"{self.queued} queued",
+            f"tokens {_k(self.tokens_in)} in / {_k(self.tokens_out)} out",
+        ]
         if self.retries:
             parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
         parts.append(f"{elapsed:.1f} s")

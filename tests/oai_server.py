@@ -185,21 +185,37 @@ class OAIServer:
             return False
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             given = headers.get("authorization", "").removeprefix("Bearer ")
-            error = {"error": {"message": f"Incorrect API key provided: {given}.", "type": "invalid_request_error",
-                               "code": "invalid_api_key"}}
+            error = {
+                "error": {
+                    "message": f"Incorrect API key provided: {given}.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            }
             self._send(writer, 401, json.dumps(error).encode(), {})
             return True
         if plan.body is not None or plan.status != 200:
-            payload = plan.body if plan.body is not None else json.dumps(
-                {"error": {"message": f"scripted error {plan.status}", "type": "server_error"}}).encode()
+            payload = (
+                plan.body
+                if plan.body is not None
+                else json.dumps(
+                    {"error": {"message": f"scripted error {plan.status}", "type": "server_error"}}
+                ).encode()
+            )
             self._send(writer, plan.status, payload, plan.headers)
             return True
         if path.endswith("/embeddings"):
             texts = body["input"]
-            data = [{"object": "embedding", "index": i, "embedding": fake_embedding(t, plan.dimensions)}
-                    for i, t in enumerate(texts)]
-            answer = {"object": "list", "data": data, "model": body["model"],
-                      "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+            data = [
+                {"object": "embedding", "index": i, "embedding": fake_embedding(t, plan.dimensions)}
+                for i, t in enumerate(texts)
+            ]
+            answer = {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+            }
             self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
             return True
         model = body.get("model", "") if isinstance(body, dict) else ""
@@ -209,9 +225,14 @@ class OAIServer:
         message: dict[str, Any] = {"role": "assistant", "content": plan.content}
         if plan.tool_calls:
             message["tool_calls"] = plan.tool_calls
-        answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                  "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
-                  "usage": plan.usage}
+        answer = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+            "usage": plan.usage,
+        }
         self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
         return True
 
@@ -223,19 +244,33 @@ class OAIServer:
 
     async def _stream(self, writer: asyncio.StreamWriter, plan: Plan, model: str, include_usage: bool) -> bool:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            event = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            event = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             return b"data: " + json.dumps(event).encode() + b"\n\n"
 
-        tokens = plan.tokens if plan.tokens is not None else [
-            plan.content[i : i + 4] for i in range(0, len(plan.content), 4)]
+        tokens = (
+            plan.tokens
+            if plan.tokens is not None
+            else [plan.content[i : i + 4] for i in range(0, len(plan.content), 4)]
+        )
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": t}) for t in tokens]
         events += [chunk({"tool_calls": calls}) for calls in plan.tool_calls or ()]
         events.append(chunk({}, plan.finish_reason))
         if include_usage and plan.usage is not None:
-            usage = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
-                     "choices": [], "usage": plan.usage}
+            usage = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [],
+                "usage": plan.usage,
+            }
             events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
         if plan.done:
             events.append(b"data: [DONE]\n\n")

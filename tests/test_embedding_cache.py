@@ -61,8 +61,6 @@ def vec(seed: int, dims: int = DIMS) -> Vectors:
     return np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
 
 
-
-
 def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 

@@ -69,8 +69,9 @@ def test_json_lines_carry_the_run_id_and_node_ids(write_wf, tmp_path) -> None:
 def test_command_line_flags_win_over_the_workflow(write_wf, tmp_path) -> None:
     path = write_wf(WF.format(logging=f"logging: {{level: error, file: {tmp_path / 'never.log'}}}"))
     log = tmp_path / "cli.log"
-    code = main(["run", str(path), "-q", "--report-dir", str(tmp_path / "r"), "--log-level", "debug",
-                 "--log-file", str(log)])
+    code = main(
+        ["run", str(path), "-q", "--report-dir", str(tmp_path / "r"), "--log-level", "debug", "--log-file", str(log)]
+    )
     assert code == 0
     assert not (tmp_path / "never.log").exists()
     lines = log.read_text().splitlines()
@@ -82,19 +83,23 @@ def test_command_line_flags_win_over_the_workflow(write_wf, tmp_path) -> None:
 def test_an_unwritable_log_file_is_a_user_error(write_wf, tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(RunnerError, match=r"^cannot open the log file .*/file/x.log: "), \
-            configure_logging(file=str(blocker / "x.log")):
+    with (
+        pytest.raises(RunnerError, match=r"^cannot open the log file .*/file/x.log: "),
+        configure_logging(file=str(blocker / "x.log")),
+    ):
         pass
 
 
 def test_secrets_and_bearer_tokens_never_reach_the_output(monkeypatch) -> None:
     monkeypatch.setenv("MY_API_KEY", "sk-live-0123456789")
     stream = io.StringIO()
-    with configure_logging(level="debug", fmt="json", secrets=secret_values(["MY_API_KEY", "UNSET_VAR"]),
-                           stream=stream, run_id="r1"):
+    with configure_logging(
+        level="debug", fmt="json", secrets=secret_values(["MY_API_KEY", "UNSET_VAR"]), stream=stream, run_id="r1"
+    ):
         log = logging.getLogger("runner")
-        log.warning("sent key sk-live-0123456789 with header Authorization: Bearer sk-live-0123456789",
-                    extra={"node_id": "n"})
+        log.warning(
+            "sent key sk-live-0123456789 with header Authorization: Bearer sk-live-0123456789", extra={"node_id": "n"}
+        )
         log.info("other token: bearer abc.def-ghi", extra={"node_id": "n"})
     text = stream.getvalue()
     assert "sk-live" not in text and "abc.def" not in text

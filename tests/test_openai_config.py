@@ -39,8 +39,12 @@ DESIGN_EXAMPLE = {  # models.main in DESIGN.md
     "params": {"temperature": 0.2, "max_tokens": 800},
     "timeout": {"connect": 5, "read": 60, "write": 10, "pool": 10, "first_token": 20, "idle": 30},
     "pool": {"max_connections": 64, "max_keepalive_connections": 16, "keepalive_expiry": 30},
-    "retry": {"max_attempts": 4, "initial_delay": 0.5, "max_delay": 8,
-              "retry_on": [429, 500, 502, 503, 504, "timeout", "connect"]},
+    "retry": {
+        "max_attempts": 4,
+        "initial_delay": 0.5,
+        "max_delay": 8,
+        "retry_on": [429, 500, 502, 503, 504, "timeout", "connect"],
+    },
     "rate_limit": {"requests_per_minute": 600, "tokens_per_minute": 200000},
 }
 
@@ -64,18 +68,25 @@ def test_defaults() -> None:
         config.params["x"] = 1  # type: ignore[index]  # read-only
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"timeout": {"read": 0}}, "timeout.read must be a number greater than 0, not 0"),
-    ({"timeout": {"connect": None}}, "timeout.connect must be a number greater than 0, not None"),
-    ({"pool": {"max_connections": 0}}, "pool.max_connections must be a positive integer, not 0"),
-    ({"retry": {"jitter": "some"}}, "retry.jitter must be one of full, none, not 'some'"),
-    ({"retry": {"retry_on": ["sometimes"]}},
-     "retry.retry_on entries are HTTP statuses or one of timeout, connect, read, protocol, not 'sometimes'"),
-    ({"headers": {"Authorization": "Bearer x"}},
-     "headers must not set Authorization: name the key's variable in api_key_env"),
-    ({"params": {"stream": False}}, "params must not set 'stream': the runner sets it"),
-    ({"model": ""}, "model must be a non-empty string, not ''"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"timeout": {"read": 0}}, "timeout.read must be a number greater than 0, not 0"),
+        ({"timeout": {"connect": None}}, "timeout.connect must be a number greater than 0, not None"),
+        ({"pool": {"max_connections": 0}}, "pool.max_connections must be a positive integer, not 0"),
+        ({"retry": {"jitter": "some"}}, "retry.jitter must be one of full, none, not 'some'"),
+        (
+            {"retry": {"retry_on": ["sometimes"]}},
+            "retry.retry_on entries are HTTP statuses or one of timeout, connect, read, protocol, not 'sometimes'",
+        ),
+        (
+            {"headers": {"Authorization": "Bearer x"}},
+            "headers must not set Authorization: name the key's variable in api_key_env",
+        ),
+        ({"params": {"stream": False}}, "params must not set 'stream': the runner sets it"),
+        ({"model": ""}, "model must be a non-empty string, not ''"),
+    ],
+)
 def test_bad_values_name_the_key(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_openai_model({"provider": "openai", "base_url": "http://h/v1", "model": "m", **raw})
@@ -83,23 +94,27 @@ def test_bad_values_name_the_key(raw: dict[str, Any], message: str) -> None:
 
 
 def test_null_disables_stream_timeouts() -> None:
-    config = parse_openai_model({"base_url": "http://h/v1", "model": "m",
-                                 "timeout": {"first_token": None, "idle": None, "total": None}})
+    config = parse_openai_model(
+        {"base_url": "http://h/v1", "model": "m", "timeout": {"first_token": None, "idle": None, "total": None}}
+    )
     assert (config.timeout.first_token, config.timeout.idle, config.timeout.total) == (None, None, None)
 
 
-@pytest.mark.parametrize("bad", [
-    {"unknown": 1},
-    {"timeout": {"read": -1}},
-    {"timeout": {"stall": 3}},
-    {"headers": {"authorization": "Bearer x"}},
-    {"retry": {"retry_on": [400]}},
-    {"retry": {"max_attempts": 0}},
-    {"pool": {"max_connections": 0}},
-    {"params": {"messages": []}},
-    {"base_url": "api.openai.com/v1"},
-    {"api_key_env": "sk-live-1234"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"unknown": 1},
+        {"timeout": {"read": -1}},
+        {"timeout": {"stall": 3}},
+        {"headers": {"authorization": "Bearer x"}},
+        {"retry": {"retry_on": [400]}},
+        {"retry": {"max_attempts": 0}},
+        {"pool": {"max_connections": 0}},
+        {"params": {"messages": []}},
+        {"base_url": "api.openai.com/v1"},
+        {"api_key_env": "sk-live-1234"},
+    ],
+)
 def test_schema_rejects(bad: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(MODEL_SCHEMA)
     assert not validator.is_valid({**DESIGN_EXAMPLE, **bad})
@@ -122,9 +137,15 @@ def test_schema_is_valid_and_every_key_is_described(schema: dict[str, Any]) -> N
     assert _described(schema, "") == []
 
 
-@pytest.mark.parametrize(("section", "record"), [
-    ("timeout", TimeoutConfig), ("pool", PoolConfig), ("retry", RetryConfig), ("rate_limit", RateLimitConfig),
-])
+@pytest.mark.parametrize(
+    ("section", "record"),
+    [
+        ("timeout", TimeoutConfig),
+        ("pool", PoolConfig),
+        ("retry", RetryConfig),
+        ("rate_limit", RateLimitConfig),
+    ],
+)
 def test_schema_defaults_match_the_records(section: str, record: type) -> None:
     for schema in (MODEL_SCHEMA, EMBEDDING_SCHEMA):
         properties = schema["properties"][section]["properties"]
@@ -135,8 +156,14 @@ def test_schema_defaults_match_the_records(section: str, record: type) -> None:
 
 
 def test_embedding_settings() -> None:
-    raw = {"provider": "openai", "base_url": "http://h/v1", "model": "e", "dimensions": 256, "batch_size": 16,
-           "cache": {"dir": ".runner/cache"}}
+    raw = {
+        "provider": "openai",
+        "base_url": "http://h/v1",
+        "model": "e",
+        "dimensions": 256,
+        "batch_size": 16,
+        "cache": {"dir": ".runner/cache"},
+    }
     jsonschema.Draft202012Validator(EMBEDDING_SCHEMA).validate({k: v for k, v in raw.items() if k != "cache"})
     config = parse_openai_embedding(raw)
     assert (config.dimensions, config.batch_size, config.max_concurrency, config.send_dimensions) == (256, 16, 4, False)
@@ -145,8 +172,16 @@ def test_embedding_settings() -> None:
 
 
 def test_settings_module_imports_nothing_heavy() -> None:
-    code = ("import sys; import runner.providers.openai_config; "
-            "print(sorted(m for m in ('httpx', 'aiohttp', 'numpy', 'anyio') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    code = (
+        "import sys; import runner.providers.openai_config; "
+        "print(sorted(m for m in ('httpx', 'aiohttp', 'numpy', 'anyio') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
     assert out.stdout.strip() == "[]"

@@ -48,8 +48,14 @@ def run(coro: Coroutine[Any, Any, T], *, seconds: float = 5.0) -> T:
 
 
 def make(url: str, recorder: Recorder | None = None, **settings: Any) -> OpenAIEmbedder:
-    raw = {"provider": "openai", "base_url": url, "model": "embed-model", "api_key_env": KEY_ENV,
-           "dimensions": 8, **settings}
+    raw = {
+        "provider": "openai",
+        "base_url": url,
+        "model": "embed-model",
+        "api_key_env": KEY_ENV,
+        "dimensions": 8,
+        **settings,
+    }
     return OpenAIEmbedder("default", parse_openai_embedding(raw), recorder=recorder)
 
 
@@ -127,16 +133,20 @@ def test_wrong_dimensions_say_what_to_set(server: OAIServer) -> None:
     server.plan(Plan(dimensions=4))
     with pytest.raises(ProviderProtocolError) as info:
         run(embed(make(server.url), ["a"]))
-    assert str(info.value) == (f"{label(server.url)}: the server returned vectors of 4 dimensions, but dimensions "
-                               "is 8: set dimensions to 4 (or send_dimensions: true if the model can shorten them)")
+    assert str(info.value) == (
+        f"{label(server.url)}: the server returned vectors of 4 dimensions, but dimensions "
+        "is 8: set dimensions to 4 (or send_dimensions: true if the model can shorten them)"
+    )
 
 
 def test_malformed_answer(server: OAIServer) -> None:
     server.plan(Plan(body=b'{"data": [{"index": 0}]}'))
     with pytest.raises(ProviderProtocolError) as info:
         run(embed(make(server.url), ["a"]))
-    assert str(info.value) == (f"{label(server.url)}: the answer is not an embedding list (KeyError: "
-                               "'embedding'): '{\"data\": [{\"index\": 0}]}'")
+    assert str(info.value) == (
+        f"{label(server.url)}: the answer is not an embedding list (KeyError: "
+        "'embedding'): '{\"data\": [{\"index\": 0}]}'"
+    )
 
 
 def test_timeouts_and_pool_apply(server: OAIServer) -> None:
@@ -154,5 +164,7 @@ def test_missing_key_and_key_never_leaks(server: OAIServer, monkeypatch: pytest.
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ProviderConfigError) as config:
         make(server.url)
-    assert str(config.value) == (f"{label(server.url)}: the environment variable {KEY_ENV} (api_key_env) is not "
-                                 f"set; export it with the API key for {server.url}")
+    assert str(config.value) == (
+        f"{label(server.url)}: the environment variable {KEY_ENV} (api_key_env) is not "
+        f"set; export it with the API key for {server.url}"
+    )

@@ -104,8 +104,13 @@ class ResettableSink(Sink):
         self.tokens.clear()
 
 
-async def chat(provider: OpenAIChatProvider, *, sink: Callable[[str], None] | None = None,
-               recorder: Recorder | None = None, tools: list[dict[str, Any]] | None = None) -> ChatResult:
+async def chat(
+    provider: OpenAIChatProvider,
+    *,
+    sink: Callable[[str], None] | None = None,
+    recorder: Recorder | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> ChatResult:
     try:
         ctx = CallContext(node_id="n1", agent="writer", on_token=sink, recorder=recorder)
         return await provider.chat(MESSAGES, ctx, tools=tools or ())
@@ -139,8 +144,13 @@ def test_json_reply(server: OAIServer, transport: str, loop: str) -> None:
     assert sink.tokens == ["Hello, world!"]  # a JSON reply reaches the terminal once, whole
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
-    assert request.body == {"model": "test-model", "messages": MESSAGES, "temperature": 0.2, "max_tokens": 50,
-                            "stream": False}
+    assert request.body == {
+        "model": "test-model",
+        "messages": MESSAGES,
+        "temperature": 0.2,
+        "max_tokens": 50,
+        "stream": False,
+    }
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["content-type"] == "application/json"
 
@@ -154,7 +164,11 @@ def test_stream_reply(server: OAIServer, transport: str, loop: str) -> None:
     after = time.perf_counter()
     assert sink.tokens == ["Hell", "o, w", "orld", "!"]
     assert (result.content, result.usage, result.attempts, result.finish_reason) == (
-        "Hello, world!", Usage(5, 3), 1, "stop")
+        "Hello, world!",
+        Usage(5, 3),
+        1,
+        "stop",
+    )
     assert result.first_token_at is not None and before < result.first_token_at < after
     [request] = server.requests
     assert request.body["stream"] is True
@@ -171,10 +185,16 @@ def test_first_token_at_is_when_the_first_token_came(server: OAIServer) -> None:
 
 
 def test_request_body_has_the_openai_wire_shape(server: OAIServer) -> None:
-    tools = [{"type": "function", "function": {"name": "search", "description": "Search the web.",
-                                               "parameters": {"type": "object",
-                                                              "properties": {"q": {"type": "string"}},
-                                                              "required": ["q"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "description": "Search the web.",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            },
+        }
+    ]
     run(chat(make(server.url, params={"temperature": 0, "seed": 7}), tools=tools))
     body = server.requests[0].body
     # https://platform.openai.com/docs/api-reference/chat/create: the fields and their JSON types
@@ -195,8 +215,13 @@ def test_request_body_matches_the_official_openai_client(server: OAIServer) -> N
         client = openai.AsyncOpenAI(base_url=server.url, api_key=KEY, max_retries=0)
         try:
             stream = await client.chat.completions.create(
-                model="test-model", messages=MESSAGES, temperature=0.2, tools=tools, stream=True,
-                stream_options={"include_usage": True})
+                model="test-model",
+                messages=MESSAGES,
+                temperature=0.2,
+                tools=tools,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         finally:
             await client.close()
@@ -252,8 +277,10 @@ def test_one_connection_is_reused(server: OAIServer, transport: str) -> None:
 
 
 def test_no_api_key_env_sends_no_authorization(server: OAIServer) -> None:
-    provider = OpenAIChatProvider("main", parse_openai_model(
-        {"provider": "openai", "base_url": server.url, "model": "m", "headers": {"X-Team": "docs"}}))
+    provider = OpenAIChatProvider(
+        "main",
+        parse_openai_model({"provider": "openai", "base_url": server.url, "model": "m", "headers": {"X-Team": "docs"}}),
+    )
     run(chat(provider))
     headers = server.requests[0].headers
     assert "authorization" not in headers
@@ -281,8 +308,15 @@ def test_429_retry_after_seconds_is_honoured(server: OAIServer) -> None:
     result = run(chat(make(server.url), recorder=recorder))
     assert time.perf_counter() - start >= 0.3
     assert result.attempts == 2
-    assert events(recorder, "retry") == [{"cause": "429", "attempt": 1, "delay": 0.3, "discarded_chars": 0,
-                                          "error": f"{label(server.url)}: HTTP 429: scripted error 429"}]
+    assert events(recorder, "retry") == [
+        {
+            "cause": "429",
+            "attempt": 1,
+            "delay": 0.3,
+            "discarded_chars": 0,
+            "error": f"{label(server.url)}: HTTP 429: scripted error 429",
+        }
+    ]
 
 
 def test_retry_after_http_date() -> None:
@@ -297,8 +331,9 @@ def test_retry_after_beyond_total_fails_at_once(server: OAIServer) -> None:
     server.plan(Plan(status=429, headers={"Retry-After": "5"}))
     err = failure(make(server.url, timeout={"total": 1}))
     assert isinstance(err, ProviderHTTPError) and err.status == 429
-    assert str(err) == (f"{label(server.url)}: HTTP 429: scripted error 429 "
-                        "(not retried: waiting 5 s would pass timeout.total (1 s))")
+    assert str(err) == (
+        f"{label(server.url)}: HTTP 429: scripted error 429 (not retried: waiting 5 s would pass timeout.total (1 s))"
+    )
     assert len(server.requests) == 1
 
 
@@ -309,15 +344,25 @@ def test_backoff_doubles_up_to_max_delay(server: OAIServer) -> None:
     result = run(chat(make(server.url, retry=retry), recorder=recorder))
     assert result.attempts == 4
     assert [(e["cause"], e["attempt"], e["delay"]) for e in events(recorder, "retry")] == [
-        ("500", 1, 0.01), ("502", 2, 0.02), ("503", 3, 0.03)]
+        ("500", 1, 0.01),
+        ("502", 2, 0.02),
+        ("503", 3, 0.03),
+    ]
 
 
 def test_full_jitter_stays_within_the_backoff() -> None:
     from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 
-    endpoint = Endpoint(label="m", base_url="http://127.0.0.1:9/v1", api_key_env=None, headers={},
-                        timeout=TimeoutConfig(), pool=PoolConfig(), rate_limit=RateLimitConfig(),
-                        retry=RetryConfig(max_attempts=10, initial_delay=1, max_delay=8))
+    endpoint = Endpoint(
+        label="m",
+        base_url="http://127.0.0.1:9/v1",
+        api_key_env=None,
+        headers={},
+        timeout=TimeoutConfig(),
+        pool=PoolConfig(),
+        rate_limit=RateLimitConfig(),
+        retry=RetryConfig(max_attempts=10, initial_delay=1, max_delay=8),
+    )
     for attempt in range(1, 8):
         draws = [endpoint._delay(ProviderHTTPError("x", 500), attempt, None, 0.0) for _ in range(200)]
         cap = min(8, 2 ** (attempt - 1))
@@ -347,13 +392,16 @@ def test_client_errors_fail_at_once_with_the_servers_message(server: OAIServer, 
     assert len(server.requests) == 1 and events(recorder, "retry") == []
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b'{"error": "model not loaded"}', "model not loaded"),
-    (b'{"object": "error", "message": "vLLM says no"}', "vLLM says no"),
-    (b'{"detail": "Not Found"}', "Not Found"),
-    (b"upstream connect error", "upstream connect error"),
-    (b"", "(empty answer)"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"error": "model not loaded"}', "model not loaded"),
+        (b'{"object": "error", "message": "vLLM says no"}', "vLLM says no"),
+        (b'{"detail": "Not Found"}', "Not Found"),
+        (b"upstream connect error", "upstream connect error"),
+        (b"", "(empty answer)"),
+    ],
+)
 def test_error_message_shapes_of_compatible_servers(server: OAIServer, body: bytes, message: str) -> None:
     server.plan(Plan(status=404, body=body))
     assert str(failure(make(server.url))) == f"{label(server.url)}: HTTP 404: {message}"
@@ -363,8 +411,10 @@ def test_malformed_json_is_not_retried_by_default(server: OAIServer) -> None:
     server.plan(Plan(body=b'{"choices": ['))
     err = failure(make(server.url, stream=False))
     assert isinstance(err, ProviderProtocolError)
-    assert str(err) == (f"{label(server.url)}: the answer is not a chat completion (JSONDecodeError: "
-                        "Expecting value: line 1 column 14 (char 13)): '{\"choices\": ['")
+    assert str(err) == (
+        f"{label(server.url)}: the answer is not a chat completion (JSONDecodeError: "
+        "Expecting value: line 1 column 14 (char 13)): '{\"choices\": ['"
+    )
     assert len(server.requests) == 1
 
 
@@ -378,8 +428,7 @@ def test_malformed_json_is_retried_when_asked(server: OAIServer) -> None:
 
 
 def test_malformed_json_in_a_stream(server: OAIServer) -> None:
-    server.plan(Plan(events=[b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n',
-                             b"data: {oops\n\n"]))
+    server.plan(Plan(events=[b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n', b"data: {oops\n\n"]))
     err = failure(make(server.url))
     assert isinstance(err, ProviderProtocolError)
     assert str(err) == f"{label(server.url)}: malformed JSON in the stream after 1 event of the stream: '{{oops'"
@@ -426,11 +475,14 @@ def test_stalled_stream_fires_idle(server: OAIServer, transport: str) -> None:
     server.plan(Plan(stall_at=3, stall_between=2), Plan(stall_at=3, stall_between=2))
     sink = Sink()
     recorder = Recorder()
-    err = failure(make(server.url, timeout={"idle": 0.3}, retry={"max_attempts": 2, "initial_delay": 0}),
-                  recorder, sink=sink)
+    err = failure(
+        make(server.url, timeout={"idle": 0.3}, retry={"max_attempts": 2, "initial_delay": 0}), recorder, sink=sink
+    )
     assert isinstance(err, ProviderTimeout)
-    assert str(err) == (f"{label(server.url)}: timeout.idle (0.3 s) fired: the stream stalled after 3 events "
-                        "of the stream (gave up after 2 attempts)")
+    assert str(err) == (
+        f"{label(server.url)}: timeout.idle (0.3 s) fired: the stream stalled after 3 events "
+        "of the stream (gave up after 2 attempts)"
+    )
     assert events(recorder, "retry")[0]["cause"] == "timeout"
     assert sink.text == "Hello, w"  # what the first attempt showed; the retry's repeat was not shown again
 
@@ -461,8 +513,9 @@ def test_pool_wait_is_recorded(server: OAIServer) -> None:
 
 def test_pool_timeout(server: OAIServer, transport: str) -> None:
     server.plan(Plan(stall_before=0.8))
-    provider = make(server.url, stream=False, pool={"max_connections": 1}, timeout={"pool": 0.2},
-                    retry={"max_attempts": 1})
+    provider = make(
+        server.url, stream=False, pool={"max_connections": 1}, timeout={"pool": 0.2}, retry={"max_attempts": 1}
+    )
 
     async def two() -> list[Any]:
         try:
@@ -474,8 +527,9 @@ def test_pool_timeout(server: OAIServer, transport: str) -> None:
     first, second = run(two())
     assert isinstance(first, ChatResult)
     assert isinstance(second, ProviderTimeout)
-    assert str(second) == (f"{label(server.url)}: timeout.pool (0.2 s) fired: no free connection, "
-                           "all pool.max_connections (1) were busy")
+    assert str(second) == (
+        f"{label(server.url)}: timeout.pool (0.2 s) fired: no free connection, all pool.max_connections (1) were busy"
+    )
 
 
 # -- broken streams: retried from scratch, never duplicated ------------------------------------------------
@@ -488,8 +542,9 @@ def test_stream_dropped_mid_way_is_retried_without_duplicating(server: OAIServer
     assert sink.tokens == ["Hell", "o, w", "orld", "!"]  # the retry's repeat of "Hello, w" was held back
     [retry] = events(recorder, "retry")
     assert retry["cause"] == "read" and retry["discarded_chars"] == 8
-    assert retry["error"] == (f"{label(server.url)}: the connection broke while reading the answer after 3 "
-                              "events of the stream")
+    assert retry["error"] == (
+        f"{label(server.url)}: the connection broke while reading the answer after 3 events of the stream"
+    )
 
 
 def test_a_resettable_sink_is_reset_and_the_retry_streams_live(server: OAIServer) -> None:
@@ -514,8 +569,10 @@ def test_dropped_stream_gives_up_after_max_attempts(server: OAIServer, transport
     server.plan(Plan(drop_after=2), Plan(drop_after=2))
     err = failure(make(server.url, retry={"max_attempts": 2, "initial_delay": 0}))
     assert isinstance(err, ProviderProtocolError) and err.kind == "read"
-    assert str(err) == (f"{label(server.url)}: the connection broke while reading the answer after 2 events "
-                        "of the stream (gave up after 2 attempts)")
+    assert str(err) == (
+        f"{label(server.url)}: the connection broke while reading the answer after 2 events "
+        "of the stream (gave up after 2 attempts)"
+    )
 
 
 def test_stream_that_ends_early_is_broken(server: OAIServer) -> None:
@@ -559,8 +616,7 @@ def test_tokens_per_minute_count_the_reported_usage(server: OAIServer) -> None:
     # 6000 a minute is 100 a second. A call is counted at ~40 tokens (max_tokens), then corrected to the
     # 70 the server reports, so the second call must wait for the difference to refill.
     server.default = Plan(usage={"prompt_tokens": 30, "completion_tokens": 40, "total_tokens": 70})
-    provider = make(server.url, stream=False, params={"max_tokens": 40},
-                    rate_limit={"tokens_per_minute": 6000})
+    provider = make(server.url, stream=False, params={"max_tokens": 40}, rate_limit={"tokens_per_minute": 6000})
     recorder = Recorder()
 
     async def two() -> None:
@@ -578,25 +634,30 @@ def test_tokens_per_minute_count_the_reported_usage(server: OAIServer) -> None:
 
 
 # -- configuration and secrets -----------------------------------------------------------------------------
-def test_missing_key_variable_is_reported_before_any_request(server: OAIServer,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_variable_is_reported_before_any_request(
+    server: OAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ProviderConfigError) as info:
         make(server.url)
-    assert str(info.value) == (f"{label(server.url)}: the environment variable {KEY_ENV} (api_key_env) is not "
-                               f"set; export it with the API key for {server.url}")
+    assert str(info.value) == (
+        f"{label(server.url)}: the environment variable {KEY_ENV} (api_key_env) is not "
+        f"set; export it with the API key for {server.url}"
+    )
     assert server.requests == []
 
 
 def test_bad_base_url_is_a_config_error(server: OAIServer) -> None:
     err = failure(make("ftp://127.0.0.1/v1", retry={"max_attempts": 1}))
     assert isinstance(err, ProviderConfigError)
-    assert str(err).startswith("model 'main' (test-model at ftp://127.0.0.1/v1): base_url 'ftp://127.0.0.1/v1' "
-                               "is not a usable URL")
+    assert str(err).startswith(
+        "model 'main' (test-model at ftp://127.0.0.1/v1): base_url 'ftp://127.0.0.1/v1' is not a usable URL"
+    )
 
 
-def test_the_api_key_never_appears_anywhere(server: OAIServer, transport: str,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_the_api_key_never_appears_anywhere(
+    server: OAIServer, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     recorder = Recorder()
     seen: list[str] = []
@@ -613,8 +674,11 @@ def test_the_api_key_never_appears_anywhere(server: OAIServer, transport: str,
     server.api_key = "a-different-key"  # the server rejects ours and echoes it back, as OpenAI does (masked)
     scenario(make(server.url, retry=fast))
     server.api_key = None
-    scenario(make(server.url, retry=fast), Plan(status=500, body=f'{{"error": "bad key {KEY}"}}'.encode()),
-             Plan(status=500, body=f"{KEY}".encode()))
+    scenario(
+        make(server.url, retry=fast),
+        Plan(status=500, body=f'{{"error": "bad key {KEY}"}}'.encode()),
+        Plan(status=500, body=f"{KEY}".encode()),
+    )
     scenario(make(server.url, retry=fast), Plan(drop_after=2), Plan(drop_after=2))
     scenario(make(server.url, retry=fast, stream=False), Plan(body=f"<{KEY}>".encode()))
     scenario(make(server.url, retry=fast, timeout={"read": 0.2}), Plan(stall_before=1), Plan(stall_before=1))
@@ -630,8 +694,9 @@ def test_the_api_key_never_appears_anywhere(server: OAIServer, transport: str,
 def test_a_cancelled_call_frees_its_connection(server: OAIServer, transport: str, stream: bool) -> None:
     # Ctrl-C or fail_fast cancels calls in flight: the pool slot must come back, or the run would hang
     server.plan(Plan(stall_before=3) if not stream else Plan(stall_at=2, stall_between=3))
-    provider = make(server.url, stream=stream, pool={"max_connections": 1}, timeout={"pool": 0.5},
-                    retry={"max_attempts": 1})
+    provider = make(
+        server.url, stream=stream, pool={"max_connections": 1}, timeout={"pool": 0.5}, retry={"max_attempts": 1}
+    )
 
     async def scenario() -> ChatResult:
         try:
@@ -667,14 +732,21 @@ def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if stream:
-            sse = (b'data: {"choices": [{"index": 0, "delta": {"content": "fa"}}]}\n\n'
-                   b'data: {"choices": [{"index": 0, "delta": {"content": "ke"}, "finish_reason": "stop"}]}\n\n'
-                   b"data: [DONE]\n\n")
+            sse = (
+                b'data: {"choices": [{"index": 0, "delta": {"content": "fa"}}]}\n\n'
+                b'data: {"choices": [{"index": 0, "delta": {"content": "ke"}, "finish_reason": "stop"}]}\n\n'
+                b"data: [DONE]\n\n"
+            )
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse)
         return httpx.Response(200, json={"choices": [{"message": {"content": "fake"}, "finish_reason": "stop"}]})
 
-    raw = {"provider": "openai", "base_url": "http://fake.invalid/v1", "model": "m", "api_key_env": KEY_ENV,
-           "stream": stream}
+    raw = {
+        "provider": "openai",
+        "base_url": "http://fake.invalid/v1",
+        "model": "m",
+        "api_key_env": KEY_ENV,
+        "stream": stream,
+    }
     provider = OpenAIChatProvider("main", parse_openai_model(raw), transport=httpx.MockTransport(handler))
     sink = Sink()
     result = run(chat(provider, sink=sink))
@@ -716,8 +788,9 @@ def test_credentials_in_the_base_url_are_masked_in_messages() -> None:
     assert display_url("https://user:s3cret@gw.example.invalid/v1") == "https://[credentials]@gw.example.invalid/v1"
     assert display_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
     url = f"http://bob:s3cret@127.0.0.1:{free_port()}/v1"
-    err = failure(OpenAIChatProvider("main", parse_openai_model(
-        {"base_url": url, "model": "m", "retry": {"max_attempts": 1}})))
+    err = failure(
+        OpenAIChatProvider("main", parse_openai_model({"base_url": url, "model": "m", "retry": {"max_attempts": 1}}))
+    )
     assert "s3cret" not in str(err) and "[credentials]@127.0.0.1" in str(err)
 
 

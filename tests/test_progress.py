@@ -90,8 +90,7 @@ def run_captured(monkeypatch, path, tmp_path, progress: bool) -> tuple[str, str,
     return out.getvalue(), err.getvalue(), time.perf_counter() - start
 
 
-def test_progress_never_touches_stdout_and_redraws_at_most_ten_times_a_second(write_wf, tmp_path,
-                                                                              monkeypatch) -> None:
+def test_progress_never_touches_stdout_and_redraws_at_most_ten_times_a_second(write_wf, tmp_path, monkeypatch) -> None:
     path = write_wf(WF)
     plain_out, plain_err, _ = run_captured(monkeypatch, path, tmp_path, progress=False)
     out, err, took = run_captured(monkeypatch, path, tmp_path, progress=True)
@@ -101,7 +100,7 @@ def test_progress_never_touches_stdout_and_redraws_at_most_ten_times_a_second(wr
     assert 3 <= frames <= took * 10 + 1
     assert "runner: 5 done, 0 running, 0 queued" in err or "runner: 4 done" in err
     # the line is erased when the run ends: what follows is the summary
-    tail = err[err.rindex(CLEAR) + len(CLEAR):]
+    tail = err[err.rindex(CLEAR) + len(CLEAR) :]
     assert tail.startswith("run prog: ok in ")
 
 
@@ -110,8 +109,13 @@ def pty_run(args: list[str], *, both: bool = False) -> tuple[int, str, str]:
     terminal with ``both``)."""
     master, slave = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], stdout=slave if both else subprocess.PIPE,
-                            stderr=slave, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        stdout=slave if both else subprocess.PIPE,
+        stderr=slave,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(slave)
     chunks = []
     try:
@@ -206,7 +210,7 @@ def test_log_records_on_the_same_terminal_erase_the_line_first() -> None:
     text = err.getvalue()
     line = CLEAR + "runner: 0 done, 0 running, 0 queued, tokens 0 in / 0 out, 0.0 s"
     assert text.startswith(line + CLEAR)  # drawn, then erased before the record
-    assert text[len(line + CLEAR):].endswith(" WARNING runner: [n] careful\n")
+    assert text[len(line + CLEAR) :].endswith(" WARNING runner: [n] careful\n")
     assert bar.at_line_start and not bar.shown
     bar.draw()
     assert bar.frames == 2

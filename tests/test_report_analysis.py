@@ -68,15 +68,30 @@ def test_critical_path_goes_through_the_slowest_branch_and_splits_the_wall_time(
     path = report["critical_path"]
     assert path["nodes"] == ["notes", "notes[2]", "digest"]
     assert path["time_s"] == {
-        "model": 0.18, "pool": 0.02, "rate_limit": 0.01, "concurrency": 0.102, "retries": 0.1, "tools": 0.09,
-        "python": 0.0, "overhead": 0.008,
+        "model": 0.18,
+        "pool": 0.02,
+        "rate_limit": 0.01,
+        "concurrency": 0.102,
+        "retries": 0.1,
+        "tools": 0.09,
+        "python": 0.0,
+        "overhead": 0.008,
     }
     assert sum(path["time_s"].values()) == pytest.approx(report["run"]["wall_s"])
     assert path["share"]["model"] == round(0.18 / 0.51, 4)
     step = path["steps"][1]
     assert step == {
-        "node": "notes[2]", "kind": "agent", "start_s": 0.002, "end_s": 0.304, "model_s": 0.07, "pool_s": 0.02,
-        "rate_limit_s": 0.01, "concurrency_s": 0.102, "retries_s": 0.1, "tools_s": 0.0, "python_s": 0.0,
+        "node": "notes[2]",
+        "kind": "agent",
+        "start_s": 0.002,
+        "end_s": 0.304,
+        "model_s": 0.07,
+        "pool_s": 0.02,
+        "rate_limit_s": 0.01,
+        "concurrency_s": 0.102,
+        "retries_s": 0.1,
+        "tools_s": 0.0,
+        "python_s": 0.0,
     }
 
 
@@ -103,10 +118,16 @@ def test_per_model_figures_and_concurrency() -> None:
     report = build_report(info(FAN_THEN_AGENT), fan_then_agent_events(), status="ok", end=0.51, error=None)
     assert report["models"] == {
         "m": {
-            "provider": "openai", "model": "gpt-x", "calls": 4, "ok": 4, "failed": 0, "requests": 5,
+            "provider": "openai",
+            "model": "gpt-x",
+            "calls": 4,
+            "ok": 4,
+            "failed": 0,
+            "requests": 5,
             "latency_s": {"p50": 0.2, "p95": 0.2, "max": 0.2},
             "ttft_s": {"p50": 0.05, "p95": 0.05},
-            "tokens_in": 50, "tokens_out": 23,
+            "tokens_in": 50,
+            "tokens_out": 23,
             "tokens_per_s": round(23 / 0.65, 3),
             "retries": {"429": 1},
             "pool_wait": {"count": 1, "total_s": 0.02, "max_s": 0.02},
@@ -114,21 +135,32 @@ def test_per_model_figures_and_concurrency() -> None:
         }
     }
     assert report["concurrency"] == {"peak": 2, "mean": round(0.7 / 0.51, 3)}
-    assert report["totals"] == {"nodes": 6, "agents": 4, "tokens_in": 50, "tokens_out": 23, "requests": 5,
-                                "retries": 1}
+    assert report["totals"] == {"nodes": 6, "agents": 4, "tokens_in": 50, "tokens_out": 23, "requests": 5, "retries": 1}
 
 
 def test_node_spans_carry_waits_attempts_and_their_tool_calls() -> None:
     report = build_report(info(FAN_THEN_AGENT), fan_then_agent_events(), status="ok", end=0.51, error=None)
     nodes = {n["id"]: n for n in report["nodes"]}
     assert nodes["notes[2]"] == {
-        "id": "notes[2]", "kind": "agent", "status": "ok", "queued_s": 0.002, "start_s": 0.104, "first_token_s": None,
-        "end_s": 0.304, "queue_wait_s": 0.102, "agent": "a", "model": "m", "attempts": 2, "retries": 1,
-        "pool_wait_s": 0.02, "rate_wait_s": 0.01,
+        "id": "notes[2]",
+        "kind": "agent",
+        "status": "ok",
+        "queued_s": 0.002,
+        "start_s": 0.104,
+        "first_token_s": None,
+        "end_s": 0.304,
+        "queue_wait_s": 0.102,
+        "agent": "a",
+        "model": "m",
+        "attempts": 2,
+        "retries": 1,
+        "pool_wait_s": 0.02,
+        "rate_wait_s": 0.01,
         "retry_events": [{"at_s": 0.154, "delay_s": 0.05, "cause": "429"}],
         "pool_waits": [{"at_s": 0.234, "wait_s": 0.02}],
         "rate_waits": [{"at_s": 0.214, "wait_s": 0.01, "limit": "requests_per_minute"}],
-        "tokens_in": 10, "tokens_out": 5,
+        "tokens_in": 10,
+        "tokens_out": 5,
     }
     assert nodes["digest"]["tool_calls"] == 1 and nodes["digest"]["tool_s"] == 0.09
     assert nodes["digest.tool[0.0]"]["kind"] == "tool"
@@ -140,11 +172,16 @@ BRANCHES = Layout(
     stages=(
         StageShape("prep", "stages[0]", "python", function="mod:prep"),
         StageShape(
-            "fan", "stages[1]", "branches", max_concurrency=1,
+            "fan",
+            "stages[1]",
+            "branches",
+            max_concurrency=1,
             branches=(
                 (StageShape("a", "stages[1].fanout.branches[0][0]", "agent", "x", "s"),),
-                (StageShape("b1", "stages[1].fanout.branches[1][0]", "agent", "x", "s"),
-                 StageShape("b2", "stages[1].fanout.branches[1][1]", "agent", "x", "s")),
+                (
+                    StageShape("b1", "stages[1].fanout.branches[1][0]", "agent", "x", "s"),
+                    StageShape("b2", "stages[1].fanout.branches[1][1]", "agent", "x", "s"),
+                ),
             ),
         ),
     ),
@@ -184,8 +221,14 @@ def test_listed_branches_get_spans_and_the_path_runs_through_their_stages() -> N
     path = report["critical_path"]
     assert path["nodes"] == ["prep", "fan", "fan[1]", "b1", "b2"]
     assert path["time_s"] == {
-        "model": 0.2, "pool": 0.0, "rate_limit": 0.0, "concurrency": 0.2, "retries": 0.2, "tools": 0.0,
-        "python": 0.1, "overhead": 0.0,
+        "model": 0.2,
+        "pool": 0.0,
+        "rate_limit": 0.0,
+        "concurrency": 0.2,
+        "retries": 0.2,
+        "tools": 0.0,
+        "python": 0.1,
+        "overhead": 0.0,
     }
     assert [(b["cause"], b["subject"], b["setting"]) for b in report["bottlenecks"]] == [
         ("model", "s", "models.s.latency"),
@@ -200,9 +243,17 @@ def test_listed_branches_get_spans_and_the_path_runs_through_their_stages() -> N
 
 def test_per_item_pipelines_and_an_interrupted_run() -> None:
     layout = Layout(
-        stages=(StageShape("per", "stages[0]", "each_stages",
-                           stages=(StageShape("first", "stages[0].fanout.stages[0]", "agent", "x", "s"),
-                                   StageShape("second", "stages[0].fanout.stages[1]", "agent", "x", "s"))),),
+        stages=(
+            StageShape(
+                "per",
+                "stages[0]",
+                "each_stages",
+                stages=(
+                    StageShape("first", "stages[0].fanout.stages[0]", "agent", "x", "s"),
+                    StageShape("second", "stages[0].fanout.stages[1]", "agent", "x", "s"),
+                ),
+            ),
+        ),
         models={"s": ModelShape("s", "scripted")},
     )
     rec = Recorder()
@@ -219,7 +270,9 @@ def test_per_item_pipelines_and_an_interrupted_run() -> None:
     assert_valid_report(report)
     nodes = {n["id"]: n for n in report["nodes"]}
     assert [(nodes[b]["kind"], nodes[b]["status"]) for b in ("per[0]", "per[1]")] == [
-        ("branch", "ok"), ("branch", "cancelled")]
+        ("branch", "ok"),
+        ("branch", "cancelled"),
+    ]
     assert report["critical_path"]["nodes"] == ["per", "per[1]", "per[1].first", "per[1].second"]
     assert report["critical_path"]["time_s"]["model"] == 0.5
 
@@ -250,8 +303,9 @@ def test_cache_and_memory_sections_take_stats_objects_or_dicts() -> None:
 
     stats = EmbeddingStats("default", 3, 1, 0, 0, 0, 0, 10, 20, 0.01, 0.02, 1, 1, 4, 80)
     memory = {"analyst": {"tokens_before": 900, "tokens_after": 400, "summaries": 2, "compactions": 1}}
-    report = build_report(info(FAN_THEN_AGENT), Recorder(), status="ok", end=0.1, error=None, cache=[stats],
-                          memory=memory)
+    report = build_report(
+        info(FAN_THEN_AGENT), Recorder(), status="ok", end=0.1, error=None, cache=[stats], memory=memory
+    )
     assert_valid_report(report)
     assert report["cache"]["default"]["hits"] == 3 and report["cache"]["default"]["bytes_written"] == 20
     assert report["memory"] == memory
@@ -261,12 +315,28 @@ def test_cache_and_memory_sections_take_stats_objects_or_dicts() -> None:
 
 
 def test_secret_looking_inputs_are_redacted() -> None:
-    assert [is_secret_name(n) for n in ("api_key", "OPENAI_API_KEY", "accessToken", "db-password", "apiKey",
-                                        "secret", "max_tokens", "keywords", "topic", "monkey")] == [
-        True, True, True, True, True, True, False, False, False, False]
+    assert [
+        is_secret_name(n)
+        for n in (
+            "api_key",
+            "OPENAI_API_KEY",
+            "accessToken",
+            "db-password",
+            "apiKey",
+            "secret",
+            "max_tokens",
+            "keywords",
+            "topic",
+            "monkey",
+        )
+    ] == [True, True, True, True, True, True, False, False, False, False]
     inputs = {"topic": "x", "api_key": "sk-1", "nested": {"token": "t", "n": 1}, "items": [{"password": "p"}]}
-    assert redact_inputs(inputs) == {"topic": "x", "api_key": "[redacted]",
-                                     "nested": {"token": "[redacted]", "n": 1}, "items": [{"password": "[redacted]"}]}
+    assert redact_inputs(inputs) == {
+        "topic": "x",
+        "api_key": "[redacted]",
+        "nested": {"token": "[redacted]", "n": 1},
+        "items": [{"password": "[redacted]"}],
+    }
     report = build_report(info(FAN_THEN_AGENT, inputs), Recorder(), status="ok", end=0.1, error=None)
     assert report["run"]["inputs"]["api_key"] == "[redacted]"
 
@@ -301,8 +371,11 @@ def test_trace_is_valid_with_lanes_and_nested_retries() -> None:
     by_name = {e["name"]: e for e in spans}
     # notes[2]: queued at 2 ms, waited for its slot, failed once, backed off, then waited and answered
     lane = by_name["notes[2]"]["tid"]
-    on_lane = [(e["name"], e["ts"], e["dur"]) for e in spans if e["tid"] == lane and e["ts"] >= 2000
-               and e["ts"] + e["dur"] <= 304000]
+    on_lane = [
+        (e["name"], e["ts"], e["dur"])
+        for e in spans
+        if e["tid"] == lane and e["ts"] >= 2000 and e["ts"] + e["dur"] <= 304000
+    ]
     assert on_lane == [
         ("notes[2]", 2000, 302000),
         ("wait for a fan-out slot", 2000, 102000),
@@ -321,17 +394,35 @@ def test_trace_is_valid_with_lanes_and_nested_retries() -> None:
 def test_cache_and_memory_figures_recorded_during_the_run_fill_their_sections() -> None:
     rec = fan_then_agent_events()
     rec.emit("cache_stats", "default", {"embedder": "hashing/v1/256", "hits": 4, "misses": 1, "evictions": 0})
-    base = {"agent": "a", "mode": "auto", "budget": 3000, "tokens_before": 100, "tokens_after": 80,
-            "max_tokens_after": 80, "summaries": 1, "summary_seconds": 0.5}
+    base = {
+        "agent": "a",
+        "mode": "auto",
+        "budget": 3000,
+        "tokens_before": 100,
+        "tokens_after": 80,
+        "max_tokens_after": 80,
+        "summaries": 1,
+        "summary_seconds": 0.5,
+    }
     rec.emit("memory_stats", "notes[0]", base)
     rec.emit("memory_stats", "notes[1]", {**base, "tokens_before": 300, "max_tokens_after": 120, "summaries": 0})
     rec.emit("memory", "notes[1]", {"agent": "a", "action": "compact"})
     report = build_report(info(FAN_THEN_AGENT), rec, status="ok", end=0.51, error=None)
     assert_valid_report(report)
     assert report["cache"] == {"default": {"embedder": "hashing/v1/256", "hits": 4, "misses": 1, "evictions": 0}}
-    assert report["memory"] == {"a": {"agent": "a", "mode": "auto", "budget": 3000, "tokens_before": 400,
-                                      "tokens_after": 160, "max_tokens_after": 120, "summaries": 1,
-                                      "summary_seconds": 1.0, "calls": 2}}
+    assert report["memory"] == {
+        "a": {
+            "agent": "a",
+            "mode": "auto",
+            "budget": 3000,
+            "tokens_before": 400,
+            "tokens_after": 160,
+            "max_tokens_after": 120,
+            "summaries": 1,
+            "summary_seconds": 1.0,
+            "calls": 2,
+        }
+    }
     assert report["endpoints"] == {}  # figures are no endpoints
 
 
@@ -348,8 +439,14 @@ def test_a_retry_after_a_tool_call_counts_from_the_tool_calls_end() -> None:
     report = build_report(info(layout), rec, status="ok", end=0.6, error=None)
     assert_valid_report(report)
     assert report["critical_path"]["time_s"] == {
-        "model": 0.18, "pool": 0.02, "rate_limit": 0.0, "concurrency": 0.0, "retries": 0.2, "tools": 0.2,
-        "python": 0.0, "overhead": 0.0,
+        "model": 0.18,
+        "pool": 0.02,
+        "rate_limit": 0.0,
+        "concurrency": 0.0,
+        "retries": 0.2,
+        "tools": 0.2,
+        "python": 0.0,
+        "overhead": 0.0,
     }
     from runner.report.trace import to_trace
 
@@ -379,7 +476,9 @@ def test_tools_in_parallel_count_once_and_share_the_time() -> None:
     assert report["critical_path"]["time_s"]["tools"] == 0.3
     assert report["critical_path"]["time_s"]["model"] == 0.2
     assert [(b["subject"], b["seconds"]) for b in report["bottlenecks"] if b["cause"] == "tools"] == [
-        ("slow", 0.225), ("quick", 0.075)]
+        ("slow", 0.225),
+        ("quick", 0.075),
+    ]
 
 
 def test_lanes_never_overlap_and_reuse_the_lowest_free_one() -> None:

@@ -124,16 +124,19 @@ def test_diff_refuses_runs_of_different_workflows(tmp_path, capsys) -> None:
     a, b = saved(tmp_path, "a.json", 0.5), saved(tmp_path, "b.json", 0.5, workflow="other")
     assert main(["report", "diff", str(a), str(b)]) == 2
     assert capsys.readouterr().err == (
-        f"runner: error: {a} and {b} are runs of different workflows ('wf' and 'other')\n")
+        f"runner: error: {a} and {b} are runs of different workflows ('wf' and 'other')\n"
+    )
     assert main(["report", "diff", str(a)]) == 2
     assert main(["report", str(a), str(b)]) == 2
 
 
 def test_failed_and_timed_out_runs_write_a_report(write_wf, tmp_path) -> None:
-    failing = write_wf("version: 1\nname: bad\nstages:\n  - {id: one, python: \"tests.toolbox:boom\"}\n", "bad.yaml")
+    failing = write_wf('version: 1\nname: bad\nstages:\n  - {id: one, python: "tests.toolbox:boom"}\n', "bad.yaml")
     slow = write_wf(
         "version: 1\nname: slow\ntimeout: 0.3\nmodels:\n  m: {provider: scripted, latency: {first_token_ms: 5000}}\n"
-        "agents:\n  a: {model: m}\nstages:\n  - {id: one, agent: a, input: x}\n", "slow.yaml")
+        "agents:\n  a: {model: m}\nstages:\n  - {id: one, agent: a, input: x}\n",
+        "slow.yaml",
+    )
     for wf, error in [
         (failing, "raised TypeError: boom() missing 1 required positional argument"),
         (slow, "the run timed out after 0.3 s (the workflow's 'timeout')"),
@@ -169,9 +172,13 @@ def test_sigkill_mid_run_leaves_the_previous_reports_whole(write_wf, tmp_path) -
     out.mkdir()
     previous = saved(out, "slow-20260101T000000.000Z.json", 0.5, workflow="slow")
     before = previous.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(write_wf(SLOW)), "--report-dir", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(write_wf(SLOW)), "--report-dir", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         time.sleep(1.0)
         proc.send_signal(signal.SIGKILL)
@@ -216,8 +223,13 @@ def test_sigkill_while_writing_never_leaves_a_half_written_file(tmp_path) -> Non
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(WRITER))
     for reading in (0.4, 0.25):
-        proc = subprocess.Popen([sys.executable, str(script), str(source), str(target)], stdout=subprocess.PIPE,
-                                text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(source), str(target)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
             deadline = time.monotonic() + reading

@@ -63,7 +63,11 @@ stages:
     assert report["concurrency"]["peak"] == 2
     first = report["bottlenecks"][0]
     assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
-        "concurrency", "stages[0]", "stages[0].fanout.max_concurrency", 2)
+        "concurrency",
+        "stages[0]",
+        "stages[0].fanout.max_concurrency",
+        2,
+    )
     waits = [n["queue_wait_s"] for n in report["nodes"] if n["id"].startswith("fan[")]
     assert first["message"] == (
         f"branches of `fan` waited {first['seconds']:.2f} s for a slot on the critical path "
@@ -180,7 +184,11 @@ def test_a_saturated_pool_is_named_with_its_setting(write_wf, server) -> None:
     assert report["models"]["main"]["pool_wait"]["count"] == 4
     first = report["bottlenecks"][0]
     assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
-        "pool", "main", "models.main.pool.max_connections", 2)
+        "pool",
+        "main",
+        "models.main.pool.max_connections",
+        2,
+    )
     pool = report["models"]["main"]["pool_wait"]
     assert first["message"] == (
         f"calls to `main` waited {first['seconds']:.2f} s for a connection on the critical path "
@@ -195,7 +203,11 @@ def test_a_rate_limit_is_named_with_its_setting(write_wf, server) -> None:
     assert report["critical_path"]["time_s"]["rate_limit"] == pytest.approx(0.5, abs=0.05)
     first = report["bottlenecks"][0]
     assert (first["cause"], first["subject"], first["setting"], first["value"]) == (
-        "rate_limit", "main", "models.main.rate_limit.requests_per_minute", 120)
+        "rate_limit",
+        "main",
+        "models.main.rate_limit.requests_per_minute",
+        120,
+    )
     rate = report["models"]["main"]["rate_wait"]
     assert rate["count"] == 1
     assert first["message"] == (

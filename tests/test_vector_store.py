@@ -73,8 +73,6 @@ class RandomEmbedder:
         return None
 
 
-
-
 def files(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 

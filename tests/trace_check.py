@@ -23,7 +23,8 @@ def assert_valid_trace(trace: dict[str, Any]) -> None:
             continue
         assert isinstance(event["dur"], int) and event["dur"] >= 0, event
         by_track.setdefault((event["pid"], event["tid"]), []).append(
-            (event["ts"], event["ts"] + event["dur"], event["name"]))
+            (event["ts"], event["ts"] + event["dur"], event["name"])
+        )
     for track, spans in by_track.items():
         stack: list[tuple[int, int, str]] = []
         for begin, end, name in sorted(spans, key=lambda s: (s[0], -s[1])):

@@ -464,8 +464,6 @@ def _unit_rows(vectors: Vectors, dimensions: int) -> Vectors:
     return matrix
 
 
-
-
 def _fsync_dir(path: Path) -> None:
     """Make the renames in ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
     try:

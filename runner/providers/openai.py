@@ -131,8 +131,9 @@ class _ToolCallBuilder:
                 call[2] += arguments
 
     def result(self) -> tuple[ToolCall, ...]:
-        return tuple(ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}")
-                     for i, c in sorted(self.calls.items()))
+        return tuple(
+            ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}") for i, c in sorted(self.calls.items())
+        )
 
 
 def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
@@ -180,8 +181,9 @@ class OpenAIChatProvider:
     ``rate_wait`` (wait, limit), ``pool_wait`` (wait), ``stream_diverged`` (shown_chars).
     """
 
-    def __init__(self, name: str, config: OpenAIModelConfig, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, name: str, config: OpenAIModelConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.name = name
         self.config = config
         self._endpoint = _endpoint(f"model {name!r}", config, transport)
@@ -194,8 +196,7 @@ class OpenAIChatProvider:
     async def aclose(self) -> None:
         await self._endpoint.aclose()
 
-    def request_body(self, messages: Sequence[Message],
-                     tools: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    def request_body(self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         """The JSON body of one request, as the OpenAI wire format has it."""
         body: dict[str, Any] = {"model": self.config.model, "messages": list(messages), **self.config.params}
         body["stream"] = self.config.stream
@@ -205,8 +206,9 @@ class OpenAIChatProvider:
             body["tools"] = list(tools)
         return body
 
-    async def chat(self, messages: Sequence[Message], ctx: CallContext, *,
-                   tools: Sequence[Mapping[str, Any]] = ()) -> ChatResult:
+    async def chat(
+        self, messages: Sequence[Message], ctx: CallContext, *, tools: Sequence[Mapping[str, Any]] = ()
+    ) -> ChatResult:
         payload = _dumps(self.request_body(messages, tools))
         estimate = _estimate_tokens(messages, self.config.params)
         gate = _TokenGate(ctx.on_token)
@@ -220,14 +222,16 @@ class OpenAIChatProvider:
                 return await self._stream(payload, ctx, gate)
             return await self._json(payload, ctx, gate)
 
-        result, attempts = await self._endpoint.run(once, node_id=ctx.node_id, recorder=recorder,
-                                                    tokens=estimate, on_retry=on_retry)
+        result, attempts = await self._endpoint.run(
+            once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry
+        )
         used = result.usage.prompt_tokens + result.usage.completion_tokens
         self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
         if attempts == 1:
             return result
-        return ChatResult(result.content, result.usage, result.tool_calls, result.first_token_at, attempts,
-                          result.finish_reason)
+        return ChatResult(
+            result.content, result.usage, result.tool_calls, result.first_token_at, attempts, result.finish_reason
+        )
 
     async def _json(self, payload: bytes, ctx: CallContext, gate: _TokenGate) -> ChatResult:
         content = await self._endpoint.post_json(self._url, payload, ctx.recorder, ctx.node_id)
@@ -254,7 +258,8 @@ class OpenAIChatProvider:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             snippet = content[:200].decode("utf-8", errors="replace")
             raise self._endpoint.protocol_error(
-                f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet!r}") from exc
+                f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet!r}"
+            ) from exc
         if text:
             gate.push(text)
         return result
@@ -295,10 +300,12 @@ class OpenAIChatProvider:
             if state.done:
                 return state.result()
             if not state.alive:
-                raise ProviderTimeout(f"{ep.label}: timeout.first_token ({timeouts.first_token:g} s) fired: "
-                                      "no token arrived") from exc
-            raise ProviderTimeout(f"{ep.label}: timeout.idle ({timeouts.idle:g} s) fired: the stream "
-                                  f"stalled{state.progress()}") from exc
+                raise ProviderTimeout(
+                    f"{ep.label}: timeout.first_token ({timeouts.first_token:g} s) fired: no token arrived"
+                ) from exc
+            raise ProviderTimeout(
+                f"{ep.label}: timeout.idle ({timeouts.idle:g} s) fired: the stream stalled{state.progress()}"
+            ) from exc
         except httpx.HTTPError as exc:
             raise ep.translate(exc, during=state.progress()) from exc
         finally:
@@ -356,8 +363,7 @@ class _StreamState:
             if text:
                 self.parts.append(text)
                 if self.gate.push(text) and self.ctx.recorder is not None:
-                    self.ctx.recorder.emit("stream_diverged", self.ctx.node_id,
-                                           {"shown_chars": self.gate.shown_chars})
+                    self.ctx.recorder.emit("stream_diverged", self.ctx.node_id, {"shown_chars": self.gate.shown_chars})
                 got = True
             if delta.get("tool_calls"):
                 self.tools.add(delta["tool_calls"])
@@ -404,8 +410,14 @@ class OpenAIEmbedder:
     (``retry``, ``rate_wait``, ``pool_wait``) go to ``recorder`` under the node id ``embeddings.<name>``.
     """
 
-    def __init__(self, name: str, config: OpenAIEmbeddingConfig, *,
-                 transport: httpx.AsyncBaseTransport | None = None, recorder: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: OpenAIEmbeddingConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.recorder = recorder
@@ -482,14 +494,20 @@ class OpenAIEmbedder:
         except (ValueError, KeyError, TypeError) as exc:
             snippet = content[:200].decode("utf-8", errors="replace")
             raise self._endpoint.protocol_error(
-                f"the answer is not an embedding list ({type(exc).__name__}: {exc}): {snippet!r}") from exc
+                f"the answer is not an embedding list ({type(exc).__name__}: {exc}): {snippet!r}"
+            ) from exc
         if matrix.shape != (count, dim):
             got = matrix.shape[1] if matrix.ndim == 2 else "?"
             if matrix.ndim == 2 and matrix.shape[0] == count:
                 raise self._endpoint.protocol_error(
                     f"the server returned vectors of {got} dimensions, but dimensions is {dim}: set "
-                    f"dimensions to {got}" + ("" if self.config.send_dimensions else
-                                             " (or send_dimensions: true if the model can shorten them)"))
+                    f"dimensions to {got}"
+                    + (
+                        ""
+                        if self.config.send_dimensions
+                        else " (or send_dimensions: true if the model can shorten them)"
+                    )
+                )
             found = matrix.shape[0] if matrix.ndim else 0
             raise self._endpoint.protocol_error(f"the server returned {found} vectors for {count} texts")
         return matrix

@@ -86,8 +86,9 @@ class SSEDecoder:
     def _line(self, raw: bytes, events: list[ServerSentEvent]) -> None:
         if not raw:
             if self._data:
-                events.append(ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id,
-                                              self._retry))
+                events.append(
+                    ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id, self._retry)
+                )
             self._data = []
             self._event = ""
             self._retry = None

@@ -305,15 +305,20 @@ def format_summary(report: Mapping[str, Any]) -> str:
     wall = report["run"]["wall_s"]
     if path["nodes"]:
         lines.append("critical path: " + " -> ".join(path["nodes"]))
-    parts = [f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'][c]:.0%})"
-             for c in CATEGORIES if path["time_s"][c] > 0]
+    parts = [
+        f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'][c]:.0%})"
+        for c in CATEGORIES
+        if path["time_s"][c] > 0
+    ]
     if parts:
         lines.append(f"of the {wall:.3f} s: " + ", ".join(parts))
     for name, m in report["models"].items():
         lat, ttft = m["latency_s"], m["ttft_s"]
         calls = f"{m['calls']} call{'s' if m['calls'] != 1 else ''} ({m['requests']} request"
-        parts = [calls + ("s)" if m["requests"] != 1 else ")"), f"latency p50 {_fmt(lat['p50'])} p95 "
-                 f"{_fmt(lat['p95'])} max {_fmt(lat['max'])} s"]
+        parts = [
+            calls + ("s)" if m["requests"] != 1 else ")"),
+            f"latency p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} max {_fmt(lat['max'])} s",
+        ]
         if ttft["p50"] is not None:
             parts.append(f"first token p50 {_fmt(ttft['p50'])} p95 {_fmt(ttft['p95'])} s")
         if m["tokens_per_s"] is not None:

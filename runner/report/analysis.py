@@ -120,8 +120,16 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
     def agent_step(span: Span, fanout: StageShape | None, shape: StageShape) -> Step:
         start = span.start if span.start is not None else span.queued or 0.0
         queued = span.queued if span.queued is not None else start
-        step = Step(span.id, "agent", queued, span.end_or(wall), model=span.model, fanout=fanout, shape=shape,
-                    stage_retried=any(c == "stage" for _, _, c in span.retries))
+        step = Step(
+            span.id,
+            "agent",
+            queued,
+            span.end_or(wall),
+            model=span.model,
+            fanout=fanout,
+            shape=shape,
+            stage_retried=any(c == "stage" for _, _, c in span.retries),
+        )
         if span.start is None:  # still waiting for its slot when the run ended
             step.time = {"concurrency": step.end - queued}
             return step
@@ -144,8 +152,17 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
             end = span.end_or(wall)
             retry_end = span.retry_end(wall)
             start = span.start if span.start is not None else end
-            return [Step(node, "python", start, end, shape=shape, stage_retried=True,
-                         time={"retries": retry_end - start, "python": end - retry_end})]
+            return [
+                Step(
+                    node,
+                    "python",
+                    start,
+                    end,
+                    shape=shape,
+                    stage_retried=True,
+                    time={"retries": retry_end - start, "python": end - retry_end},
+                )
+            ]
         if not shape.is_fanout:
             return [agent_step(span, None, shape)]
         start = span.start if span.start is not None else 0.0
@@ -167,8 +184,11 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
             return steps
         queued = branch.queued if branch.queued is not None else start
         began = branch.start if branch.start is not None else branch.end_or(wall)
-        steps.append(Step(bid, "branch", queued, branch.end_or(wall), fanout=shape,
-                          time={"concurrency": max(0.0, began - queued)}))
+        steps.append(
+            Step(
+                bid, "branch", queued, branch.end_or(wall), fanout=shape, time={"concurrency": max(0.0, began - queued)}
+            )
+        )
         if shape.mode == "branches":
             steps.extend(sequence(shape.branches[best], prefix))
         else:
@@ -250,8 +270,11 @@ def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> 
             "ok": len(ok),
             "failed": sum(1 for s in calls if s.status == "failed"),
             "requests": sum(s.attempts if s.attempts is not None else 1 + len(s.retries) for s in calls),
-            "latency_s": {"p50": _r(percentile(latency, 50)), "p95": _r(percentile(latency, 95)),
-                          "max": _r(max(latency) if latency else None)},
+            "latency_s": {
+                "p50": _r(percentile(latency, 50)),
+                "p95": _r(percentile(latency, 95)),
+                "max": _r(max(latency) if latency else None),
+            },
             "ttft_s": {"p50": _r(percentile(ttft, 50)), "p95": _r(percentile(ttft, 95))},
             "tokens_in": sum(s.tokens_in or 0 for s in calls),
             "tokens_out": sum(s.tokens_out or 0 for s in calls),
@@ -319,8 +342,9 @@ def bottlenecks(
         share = seconds / wall if wall > 0 else 0.0
         entry = _advice(cause, subject, seconds, share, spans, agent_spans, shapes, layout, summary)
         if entry is not None:
-            found.append({"cause": cause, "subject": subject, "seconds": round(seconds, 6),
-                          "share": round(share, 4), **entry})
+            found.append(
+                {"cause": cause, "subject": subject, "seconds": round(seconds, 6), "share": round(share, 4), **entry}
+            )
     order = {c: i for i, c in enumerate(CATEGORIES)}
     found.sort(key=lambda b: (-b["seconds"], order[b["cause"]], b["subject"]))
     return found[:limit]
@@ -387,8 +411,11 @@ def _advice(
         shape = shapes.get(subject)
         if shape is None:
             return None
-        prefix_hits = [s for s in spans.values() if _is_branch_of(s.id, shape.id) and s.queued is not None
-                       and s.start is not None and s.start > s.queued]
+        prefix_hits = [
+            s
+            for s in spans.values()
+            if _is_branch_of(s.id, shape.id) and s.queued is not None and s.start is not None and s.start > s.queued
+        ]
         total = sum(s.start - s.queued for s in prefix_hits if s.start is not None and s.queued is not None)
         setting = f"{shape.path}.fanout.max_concurrency"
         return {
@@ -462,11 +489,15 @@ def _advice(
             return None
         startup = min(summary.startup, seconds)
         if startup >= seconds / 2:
-            why = (f"{_secs(startup)} of it before the first stage started (imports, opening clients, loading "
-                   "tools); it does not grow with the workflow")
+            why = (
+                f"{_secs(startup)} of it before the first stage started (imports, opening clients, loading "
+                "tools); it does not grow with the workflow"
+            )
         else:
-            why = ("between steps: template rendering, scheduling and the event loop; look for heavy templates "
-                   "or a very wide fan-out")
+            why = (
+                "between steps: template rendering, scheduling and the event loop; look for heavy templates "
+                "or a very wide fan-out"
+            )
         return {
             "setting": None,
             "value": None,

@@ -106,8 +106,9 @@ def format_diff(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float)
         if row.a is None and row.b is None:
             continue
         pct = row.change
-        table.append((row.subject, row.metric, _num(row.a), _num(row.b),
-                      "" if pct is None else f"{pct:+.1f}%", row.note))
+        table.append(
+            (row.subject, row.metric, _num(row.a), _num(row.b), "" if pct is None else f"{pct:+.1f}%", row.note)
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]

@@ -64,19 +64,34 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
         lines += [f"{i}. {b['message']}" for i, b in enumerate(report["bottlenecks"], 1)]
     if report["models"]:
         lines += ["", "## Models", ""]
-        header = ["model", "calls", "requests", "latency p50 / p95 / max s", "TTFT p50 / p95 s", "tokens/s",
-                  "retries", "pool wait s", "rate wait s"]
+        header = [
+            "model",
+            "calls",
+            "requests",
+            "latency p50 / p95 / max s",
+            "TTFT p50 / p95 s",
+            "tokens/s",
+            "retries",
+            "pool wait s",
+            "rate wait s",
+        ]
         mrows = []
         for name, m in report["models"].items():
             lat, ttft = m["latency_s"], m["ttft_s"]
             retries = ", ".join(f"{c} x{n}" for c, n in m["retries"].items()) or "0"
-            mrows.append((
-                f"`{name}`" + (f" ({m['model']})" if m.get("model") else ""),
-                m["calls"], m["requests"],
-                " / ".join(_cell(v) for v in (lat["p50"], lat["p95"], lat["max"])),
-                " / ".join(_cell(v) for v in (ttft["p50"], ttft["p95"])),
-                m["tokens_per_s"], retries, m["pool_wait"]["total_s"], m["rate_wait"]["total_s"],
-            ))
+            mrows.append(
+                (
+                    f"`{name}`" + (f" ({m['model']})" if m.get("model") else ""),
+                    m["calls"],
+                    m["requests"],
+                    " / ".join(_cell(v) for v in (lat["p50"], lat["p95"], lat["max"])),
+                    " / ".join(_cell(v) for v in (ttft["p50"], ttft["p95"])),
+                    m["tokens_per_s"],
+                    retries,
+                    m["pool_wait"]["total_s"],
+                    m["rate_wait"]["total_s"],
+                )
+            )
         lines += _table(header, mrows)
     lines += ["", "## Nodes", ""]
     nrows: list[tuple[Any, ...]] = []
@@ -88,14 +103,32 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
         durations = [s["end_s"] - s["start_s"] for s in spans if s["end_s"] is not None and s["start_s"] is not None]
         waits = [s["queue_wait_s"] for s in spans if s.get("queue_wait_s") is not None]
         ok = sum(1 for s in spans if s["status"] == "ok")
-        nrows.append((
-            f"`{entry[0]}` x{len(spans)}", spans[0]["kind"], spans[0].get("agent"), f"{ok} ok", "", "",
-            f"p50 {statistics.median(durations):.3f}, max {max(durations):.3f}" if durations else "",
-            f"max {max(waits):.3f}" if waits else "", sum(s.get("attempts", 0) for s in spans),
-            f"{sum(s.get('tokens_in', 0) for s in spans)} / {sum(s.get('tokens_out', 0) for s in spans)}",
-        ))
-    header = ["node", "kind", "agent", "status", "start s", "end s", "seconds", "queue wait s", "attempts",
-              "tokens in / out"]
+        nrows.append(
+            (
+                f"`{entry[0]}` x{len(spans)}",
+                spans[0]["kind"],
+                spans[0].get("agent"),
+                f"{ok} ok",
+                "",
+                "",
+                f"p50 {statistics.median(durations):.3f}, max {max(durations):.3f}" if durations else "",
+                f"max {max(waits):.3f}" if waits else "",
+                sum(s.get("attempts", 0) for s in spans),
+                f"{sum(s.get('tokens_in', 0) for s in spans)} / {sum(s.get('tokens_out', 0) for s in spans)}",
+            )
+        )
+    header = [
+        "node",
+        "kind",
+        "agent",
+        "status",
+        "start s",
+        "end s",
+        "seconds",
+        "queue wait s",
+        "attempts",
+        "tokens in / out",
+    ]
     lines += _table(header, nrows[:max_node_rows], right_from=4)
     if len(nrows) > max_node_rows:
         lines += ["", f"{len(nrows) - max_node_rows} more rows in the JSON report."]
@@ -103,15 +136,26 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
         lines += ["", "## Embedding cache", ""]
         lines += _table(
             ["embedder", "hits", "misses", "evictions", "bytes read", "bytes written"],
-            [(f"`{k}`", v.get("hits"), v.get("misses"), v.get("evictions"), v.get("bytes_read"),
-              v.get("bytes_written")) for k, v in report["cache"].items()],
+            [
+                (
+                    f"`{k}`",
+                    v.get("hits"),
+                    v.get("misses"),
+                    v.get("evictions"),
+                    v.get("bytes_read"),
+                    v.get("bytes_written"),
+                )
+                for k, v in report["cache"].items()
+            ],
         )
     if report["memory"]:
         lines += ["", "## Working memory", ""]
         lines += _table(
             ["agent", "tokens before", "tokens after", "summaries", "compactions"],
-            [(f"`{k}`", v.get("tokens_before"), v.get("tokens_after"), v.get("summaries"), v.get("compactions"))
-             for k, v in report["memory"].items()],
+            [
+                (f"`{k}`", v.get("tokens_before"), v.get("tokens_after"), v.get("summaries"), v.get("compactions"))
+                for k, v in report["memory"].items()
+            ],
         )
     return "\n".join(lines) + "\n"
 
@@ -120,6 +164,15 @@ def _node_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
     start, end = s.get("start_s"), s.get("end_s")
     tokens = f"{s['tokens_in']} / {s['tokens_out']}" if "tokens_in" in s else ""
     status = s["status"] + (f": {s['error']}" if s.get("error") else "")
-    return (f"`{s['id']}`", s["kind"], s.get("agent"), status, start, end,
-            end - start if start is not None and end is not None else None, s.get("queue_wait_s") or None,
-            s.get("attempts"), tokens)
+    return (
+        f"`{s['id']}`",
+        s["kind"],
+        s.get("agent"),
+        status,
+        start,
+        end,
+        end - start if start is not None and end is not None else None,
+        s.get("queue_wait_s") or None,
+        s.get("attempts"),
+        tokens,
+    )

@@ -65,8 +65,10 @@ def _agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple
     if start is None:
         return [(item, []) for item in _sequence([("wait for a fan-out slot", "queue", begin, end, {})], begin, end)]
     s = _us(start)
-    tools = [(f"tool {t['tool']}", "tool", _us(t["start_s"]), _us(t["end_s"]), {"ok": t["ok"]})
-             for t in node.get("tool_spans", [])]
+    tools = [
+        (f"tool {t['tool']}", "tool", _us(t["start_s"]), _us(t["end_s"]), {"ok": t["ok"]})
+        for t in node.get("tool_spans", [])
+    ]
     marks = [s] + [t[3] for t in tools]
 
     def began(at: int, extra: list[int]) -> int:
@@ -116,7 +118,8 @@ def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
     wall = _us(report["run"]["wall_s"])
     ids = {n["id"] for n in report["nodes"]}
     nodes = [
-        n for n in report["nodes"]
+        n
+        for n in report["nodes"]
         if (n.get("queued_s") is not None or n.get("start_s") is not None)
         and not (n["kind"] == "tool" and n.get("parent") in ids)  # nested in its caller's span instead
     ]
@@ -131,29 +134,50 @@ def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
         {"name": "process_name", "ph": "M", "pid": PID, "tid": 0, "args": {"name": name}},
     ]
     for lane in sorted(set(lanes)):
-        events.append({"name": "thread_name", "ph": "M", "pid": PID, "tid": lane + 1,
-                       "args": {"name": f"lane {lane + 1}"}})
-        events.append({"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": lane + 1,
-                       "args": {"sort_index": lane + 1}})
+        events.append(
+            {"name": "thread_name", "ph": "M", "pid": PID, "tid": lane + 1, "args": {"name": f"lane {lane + 1}"}}
+        )
+        events.append(
+            {"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": lane + 1, "args": {"sort_index": lane + 1}}
+        )
     for n, (begin, end), lane in zip(nodes, intervals, lanes, strict=True):
         tid = lane + 1
-        args = {k: n[k] for k in ("status", "agent", "model", "tokens_in", "tokens_out", "attempts", "error")
-                if n.get(k) is not None}
-        events.append({"name": n["id"], "cat": n["kind"], "ph": "X", "ts": begin, "dur": end - begin,
-                       "pid": PID, "tid": tid, "args": args})
+        args = {
+            k: n[k]
+            for k in ("status", "agent", "model", "tokens_in", "tokens_out", "attempts", "error")
+            if n.get(k) is not None
+        }
+        events.append(
+            {
+                "name": n["id"],
+                "cat": n["kind"],
+                "ph": "X",
+                "ts": begin,
+                "dur": end - begin,
+                "pid": PID,
+                "tid": tid,
+                "args": args,
+            }
+        )
         if n["kind"] != "agent":
             continue
         for item, nested in _agent_children(n, begin, end):
             for child, cat, b, e, cargs in (item, *nested):
-                events.append({"name": child, "cat": cat, "ph": "X", "ts": b, "dur": e - b, "pid": PID, "tid": tid,
-                               "args": cargs})
+                events.append(
+                    {"name": child, "cat": cat, "ph": "X", "ts": b, "dur": e - b, "pid": PID, "tid": tid, "args": cargs}
+                )
         if n.get("first_token_s") is not None:
             ts = min(max(_us(n["first_token_s"]), begin), end)
-            events.append({"name": "first token", "cat": "token", "ph": "i", "s": "t", "ts": ts, "pid": PID,
-                           "tid": tid})
+            events.append(
+                {"name": "first token", "cat": "token", "ph": "i", "s": "t", "ts": ts, "pid": PID, "tid": tid}
+            )
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
-        "otherData": {"workflow": report["workflow"]["name"], "run_id": report["run"]["id"],
-                      "status": report["run"]["status"], "wall_s": report["run"]["wall_s"]},
+        "otherData": {
+            "workflow": report["workflow"]["name"],
+            "run_id": report["run"]["id"],
+            "status": report["run"]["status"],
+            "wall_s": report["run"]["wall_s"],
+        },
     }
