@@ -202,7 +202,7 @@ def _gc_tuned() -> Iterator[None]:
     """
     old = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(max(old[0], 50_000), max(old[1], 20), max(old[2], 20))
+    gc.set_threshold(max(old[0], 200_000), max(old[1], 20), max(old[2], 20))
     try:
         yield
     finally:

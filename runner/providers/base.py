@@ -15,7 +15,10 @@ from runner.events import Recorder
 Message = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+# Usage and ChatResult are made once per model call on the engine's hot path: plain slotted classes,
+# because a frozen dataclass's __init__ costs four times as much (object.__setattr__ per field). They are
+# values all the same: nothing changes them after they are made.
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -31,13 +34,13 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatResult:
     """One model reply. ``first_token_at`` is a ``time.perf_counter()`` reading (None when not streamed
     or nothing came); ``attempts`` counts the requests made, retries included."""
 
     content: str
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     tool_calls: tuple[ToolCall, ...] = ()
     first_token_at: float | None = None
     attempts: int = 1
