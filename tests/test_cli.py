@@ -197,3 +197,15 @@ def test_cache_stats_and_clear_through_the_cli(tmp_path) -> None:
     assert cleared.returncode == 0 and cleared.stdout.startswith("removed 2 cache files (")
     missing = run_cli("cache", "stats", str(tmp_path / "nope"))
     assert missing.returncode == 1
+
+
+def test_working_memory_files_go_to_a_run_folder_beside_the_reports(tmp_path) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "workflows", tmp_path / "wf", ignore=shutil.ignore_patterns(".runner", "__pycache__"))
+    proc = run_cli("run", str(tmp_path / "wf" / "long-conversation.yaml"), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "r" / "runs").iterdir()
+    assert run_dir.name.startswith("long-conversation-")
+    assert f"run files: {run_dir}" in proc.stderr.splitlines()
+    assert len((run_dir / "memory" / "read.jsonl").read_text().splitlines()) == 27

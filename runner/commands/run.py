@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TextIO, cast
 
 from runner.engine.execute import as_text
@@ -16,7 +17,7 @@ from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.logs import EventLog, LogContext, configure_logging, secret_env_names, secret_values
 from runner.progress import ObservedStream, Progress
-from runner.report import RunInfo, format_summary, report_path, write_outputs
+from runner.report import RunInfo, format_summary, now_utc, report_path, write_outputs
 from runner.spec import load_workflow
 from runner.spec.inputs import read_input_file, resolve_inputs
 from runner.terminal import TerminalSink
@@ -56,8 +57,17 @@ def run_command(
         secrets=secret_values(secret_env_names(wf)),
         stream=cast(TextIO, ObservedStream(sys.stderr, bar)) if bar is not None else None,
     ) as log:
+        # Files a run keeps besides its report (working-memory histories, stored tool results) go in a
+        # folder beside the reports, named like them; it is created only when something is written there.
+        stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
+        run_dir = Path(report_dir or wf.report.dir) / "runs" / f"{wf.name}-{stamp}"
         outcome = run_plan(
-            plan, inputs, sink=sink.for_node if sink else None, use_uvloop=use_uvloop, watch=_watcher(log, bar)
+            plan,
+            inputs,
+            sink=sink.for_node if sink else None,
+            use_uvloop=use_uvloop,
+            watch=_watcher(log, bar),
+            run_dir=run_dir,
         )
         if sink is not None:
             sink.close()
@@ -73,6 +83,8 @@ def run_command(
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1:]:
             print(f"{'summary' if extra.suffix == '.md' else 'trace'}: {extra}", file=sys.stderr)
+        if run_dir.is_dir():
+            print(f"run files: {run_dir}", file=sys.stderr)
         print(f"report: {path}", file=sys.stderr)
     if outcome.status == "interrupted":
         print("runner: interrupted; partial report written", file=sys.stderr)
