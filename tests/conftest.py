@@ -43,6 +43,19 @@ def run_cli(
     )
 
 
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m runner ARGS`` in the background (to signal it), its output piped."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def report_schema() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
     return data

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.spec import load_workflow
-from tests.conftest import ROOT, assert_valid_report
+from tests.conftest import assert_valid_report, start_cli
 
 WIDE = """\
 version: 1
@@ -46,15 +44,7 @@ def test_signal_cancels_1000_in_flight_calls_and_writes_the_partial_report(tmp_p
     wf = tmp_path / "wide.yaml"
     wf.write_text(WIDE)
     reports = tmp_path / "reports"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(wf), "--report-dir", str(reports), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = start_cli("run", str(wf), "--report-dir", str(reports), "--quiet")
     try:
         time.sleep(1.5)
         sent = time.monotonic()

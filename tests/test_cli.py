@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, assert_valid_report, run_cli
+from tests.conftest import ROOT, assert_valid_report, run_cli, start_cli
 
 
 def reports_in(folder: Path) -> list[Path]:
@@ -113,15 +110,7 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
         "version: 1\nname: slow\nmodels:\n  m: {provider: scripted, latency: {first_token_ms: 20000}}\n"
         "agents:\n  a: {model: m}\nstages:\n  - id: fan\n    fanout: {for_each: [1, 2, 3], agent: a}\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(wf), "--report-dir", str(tmp_path / "r")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = start_cli("run", str(wf), "--report-dir", str(tmp_path / "r"))
     try:
         time.sleep(1.0)  # let it start the fan-out
         proc.send_signal(signal.SIGINT)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.spec import load_workflow
-from tests.conftest import ROOT, assert_valid_report, run_cli
+from tests.conftest import assert_valid_report, run_cli, start_cli
 from tests.oai_server import OAIServer, Plan
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,15 +83,7 @@ def test_signal_with_1000_requests_in_flight_exits_130_within_2_s(tmp_path: Path
     with OAIServer(latency=30) as server:
         wf = tmp_path / "wf.yaml"
         wf.write_text(workflow(server.url, fan=1000).replace("    api_key_env: RUNNER_TEST_KEY\n", ""))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", str(wf), "-q", "--report-dir", str(tmp_path / "r")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
+        proc = start_cli("run", str(wf), "-q", "--report-dir", str(tmp_path / "r"))
         try:
             deadline = time.monotonic() + 20
             while len(server.requests) < 1000 and time.monotonic() < deadline:

@@ -192,7 +192,7 @@ class Engine:
                         raise StageTimeout(f"stage '{node}' timed out after {policy.timeout:g} s") from None
                     raise
             except Exception as exc:
-                error = _first_error(exc)
+                error = first_error(exc)
                 if attempt >= retry.max_attempts or not _retryable(error):
                     raise error from None
                 delay = random.uniform(0, min(retry.max_delay, retry.initial_delay * 2 ** (attempt - 1)))
@@ -270,7 +270,7 @@ class Engine:
             rec.emit(
                 "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed",
                 node,
-                {"error": _brief(_first_error(exc))},
+                {"error": _brief(first_error(exc))},
             )
             raise
         failed = sum(1 for o in outputs if isinstance(o, Output) and o.error is not None)
@@ -328,7 +328,7 @@ class Engine:
             except Exception as exc:
                 if not collect:
                     raise
-                error = _first_error(exc)
+                error = first_error(exc)
                 rec.emit("failed", branch_node, {"error": _brief(error), "kind": "branch"}) if sp.branches else None
                 return Output(
                     "", agent.spec.name if agent is not None else "", branch_node, _NO_USAGE, error=_brief(error)
@@ -571,7 +571,7 @@ def _kind(sp: StagePlan) -> str:
     return "fanout" if sp.is_fanout else ("agent" if sp.agent is not None else "python")
 
 
-def _first_error(exc: BaseException) -> BaseException:
+def first_error(exc: BaseException) -> BaseException:
     """A TaskGroup raises an ExceptionGroup; the user wants the first real error inside it."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
@@ -581,5 +581,5 @@ def _first_error(exc: BaseException) -> BaseException:
 def _brief(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
-    exc = _first_error(exc)
+    exc = first_error(exc)
     return str(exc) or type(exc).__name__

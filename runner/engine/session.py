@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine import loop as loops
-from runner.engine.execute import Engine, TokenSinkFactory
+from runner.engine.execute import Engine, TokenSinkFactory, first_error
 from runner.engine.plan import Plan, walk_plans
 from runner.engine.resources import open_resources
 from runner.errors import RunnerError
@@ -176,7 +176,7 @@ def run_plan(
     except asyncio.CancelledError as exc:
         return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
     except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
-        return RunOutcome("failed", None, _unwrap(exc), info, recorder, time.perf_counter())
+        return RunOutcome("failed", None, first_error(exc), info, recorder, time.perf_counter())
     return RunOutcome("ok", output, None, info, recorder, time.perf_counter())
 
 
@@ -208,10 +208,3 @@ def _gc_tuned() -> Iterator[None]:
     finally:
         gc.set_threshold(*old)
         gc.unfreeze()
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """A TaskGroup raises an ExceptionGroup; the user wants the first real error inside it."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc

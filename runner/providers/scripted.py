@@ -28,6 +28,10 @@ def approx_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+def _prompt_tokens(messages: Sequence[Message]) -> int:
+    return (_message_chars(messages) + 3) // 4
+
+
 def _message_chars(messages: Sequence[Message]) -> int:
     total = 0
     for m in messages:
@@ -98,7 +102,7 @@ class ScriptedProvider:
         if self.config.turns:
             return await self._scripted_turn(messages, ctx)
         text = self._reply.render(ctx.template_vars)
-        usage = Usage((_message_chars(messages) + 3) // 4, approx_tokens(text))
+        usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         if self._first_token_s:
             await self._sleep(self._first_token_s)
         first = time.perf_counter()
@@ -150,7 +154,7 @@ class ScriptedProvider:
             )
             if self._first_token_s:
                 await self._sleep(self._first_token_s)
-            usage = Usage((_message_chars(messages) + 3) // 4, sum(approx_tokens(c.arguments) for c in calls))
+            usage = Usage(_prompt_tokens(messages), sum(approx_tokens(c.arguments) for c in calls))
             return ChatResult(content="", usage=usage, tool_calls=calls, finish_reason="tool_calls")
         reply = (self._turn_replies[iteration] if turn is not None else None) or self._reply
         text = reply.render(variables)
@@ -159,7 +163,7 @@ class ScriptedProvider:
         first = time.perf_counter()
         if self.config.stream and ctx.on_token is not None and text:
             ctx.on_token(text)
-        usage = Usage((_message_chars(messages) + 3) // 4, approx_tokens(text))
+        usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
 
     async def aclose(self) -> None:
