@@ -1,6 +1,7 @@
 """The engine: runs a compiled plan on one event loop with structured concurrency.
 
-Every task belongs to a TaskGroup; a fan-out is bounded by its ``max_concurrency`` semaphore; providers
+A fan-out's branches run as strands of one group (``strands.py``: driven like Tasks, without a Task each;
+the first failure cancels the rest); a fan-out is bounded by its ``max_concurrency`` semaphore; providers
 are shared by every agent on the same model. The hot path of a fan-out branch is one context dict, the
 renders its templates need, one provider call and two event appends; policies (timeouts, retries,
 conditions) cost nothing on stages that declare none.
@@ -12,13 +13,14 @@ import asyncio
 import inspect
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.engine.resources import RunResources
+from runner.engine.strands import run_strands
 from runner.errors import (
     ProviderConfigError,
     ProviderError,
@@ -337,9 +339,20 @@ class Engine:
                 if sem is not None:
                     sem.release()
 
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(branch(i, item)) for i, item in enumerate(items)]
-        return [t.result() for t in tasks]
+        if agent is not None and not sp.branches and sem is None and not collect:
+            # The common wide fan-out: each branch is one agent call, started directly (no wrapper coroutine).
+            def start_agent(i: int) -> Coroutine[Any, Any, Any]:
+                item = items[i]
+                item_ctx = {**ctx, "vars": {**vars_, as_name: item} if vars_ else {as_name: item}}
+                if shared_input is not None:
+                    text = shared_input
+                else:
+                    assert input_tpl is not None
+                    text = input_tpl.template.render(item_ctx)
+                return self.call_agent(f"{node}[{i}]", agent, text, item_ctx)
+
+            return await run_strands(node, items, start_agent)
+        return await run_strands(node, items, lambda i: branch(i, items[i]))
 
     def _items(self, sp: StagePlan, ctx: Mapping[str, Any]) -> Sequence[Any]:
         if isinstance(sp.for_each, tuple):
