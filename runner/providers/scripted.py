@@ -29,10 +29,7 @@ def approx_tokens(text: str) -> int:
 
 
 def _prompt_tokens(messages: Sequence[Message]) -> int:
-    return (_message_chars(messages) + 3) // 4
-
-
-def _message_chars(messages: Sequence[Message]) -> int:
+    """About four characters a token over the messages' text (text parts of list-shaped content too)."""
     total = 0
     for m in messages:
         content = m.get("content")
@@ -40,7 +37,7 @@ def _message_chars(messages: Sequence[Message]) -> int:
             total += len(content)
         elif isinstance(content, list):
             total += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
-    return total
+    return (total + 3) // 4
 
 
 class Ticker:
@@ -99,37 +96,38 @@ class ScriptedProvider:
         *,
         tools: Sequence[Mapping[str, Any]] = (),
     ) -> ChatResult:
-        if self.config.turns:
+        config = self.config
+        if config.turns:
             return await self._scripted_turn(messages, ctx)
         text = self._reply.render(ctx.template_vars)
         usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         if self._first_token_s:
             await self._sleep(self._first_token_s)
         first = time.perf_counter()
-        on_token = ctx.on_token if self.config.stream else None
-        if self._token_interval and text:
-            tokens = _TOKEN.findall(text)
-            if on_token is not None:
-                on_token(tokens[0])
-            # Sleep to each token's due time, sending every token already due at once: one timer per
-            # wake-up rather than per token keeps thousands of concurrent streams cheap.
-            start, sent = first, 1
-            while sent < len(tokens):
-                due = start + sent * self._token_interval
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await self._sleep(delay)
-                now = time.perf_counter()
-                upto = min(len(tokens), int((now - start) / self._token_interval) + 1)
-                upto = max(upto, sent + 1)
-                if on_token is not None:
-                    on_token("".join(tokens[sent:upto]))
-                sent = upto
-        elif self._token_interval and text:  # not streamed: the reply arrives once it is all generated
+        on_token = ctx.on_token if config.stream else None
+        if not self._token_interval or not text:  # the whole reply at once
+            if on_token is not None and text:
+                on_token(text)
+            return ChatResult(text, usage, (), first if config.stream else None)
+        if on_token is None:  # nobody watches the stream: the reply is there once it is all generated
             await self._sleep(self._token_interval * (len(_TOKEN.findall(text)) - 1))
-        elif on_token is not None and text:
-            on_token(text)
-        return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
+            return ChatResult(text, usage, (), first if config.stream else None)
+        tokens = _TOKEN.findall(text)
+        on_token(tokens[0])
+        # Sleep to each token's due time, sending every token already due at once: one timer per wake-up
+        # rather than per token keeps thousands of concurrent streams cheap.
+        start, sent = first, 1
+        while sent < len(tokens):
+            due = start + sent * self._token_interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await self._sleep(delay)
+            now = time.perf_counter()
+            upto = min(len(tokens), int((now - start) / self._token_interval) + 1)
+            upto = max(upto, sent + 1)
+            on_token("".join(tokens[sent:upto]))
+            sent = upto
+        return ChatResult(text, usage, (), first)
 
     async def _scripted_turn(self, messages: Sequence[Message], ctx: CallContext) -> ChatResult:
         """The i-th model call of an agent's turn (``ctx.iteration``) plays ``turns[i]`` (past the list:
