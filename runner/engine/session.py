@@ -206,5 +206,9 @@ def _gc_tuned() -> Iterator[None]:
     try:
         yield
     finally:
+        # What the run made is still young: restored as is, the low gen-0 threshold would walk all of it at the
+        # next allocation (measured: 20-35 ms after a 10,000-branch run). Freezing first moves it out of the
+        # young generation; unfreeze then hands everything to the oldest one, collected as usual later.
+        gc.freeze()
         gc.set_threshold(*old)
         gc.unfreeze()
