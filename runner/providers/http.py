@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import os
@@ -29,6 +30,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,6 +44,7 @@ from runner.errors import (
 )
 from runner.events import Recorder
 from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
+from runner.providers.proxy import proxy_for
 
 try:  # aiohttp is the fast path; without it the stock httpx transport still works, only slower
     import aiohttp
@@ -83,10 +86,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     :meth:`aclose`.
     """
 
-    def __init__(self, pool: PoolConfig | None = None) -> None:
+    def __init__(self, pool: PoolConfig | None = None, proxy: str | None = None) -> None:
         if aiohttp is None:  # pragma: no cover
             raise RuntimeError("AiohttpTransport needs aiohttp installed")
         self._pool = pool = pool or PoolConfig()
+        # aiohttp does not send the credentials in a proxy URL's user-info: the Proxy-Authorization header is
+        # built here, for the proxy only (on plain http requests, or on the CONNECT that opens a tunnel)
+        self._proxy: yarl.URL | None = None
+        self._proxy_headers: dict[str, str] | None = None
+        if proxy is not None:
+            url = yarl.URL(proxy)
+            if url.user is not None:
+                pair = f"{url.user}:{url.password or ''}".encode("latin-1")
+                self._proxy_headers = {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+            self._proxy = url.with_user(None)
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(pool.max_connections)
         self._timeouts: dict[tuple[Any, Any], aiohttp.ClientTimeout] = {}
@@ -137,15 +150,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if len(self._urls) >= 64:  # one or two URLs per endpoint in practice; never grow without bound
                 self._urls.clear()
             target = self._urls[url] = yarl.URL(url, encoded=True)
+        # raw bytes decoded once here: Headers.multi_items() re-detects the encoding per request
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        proxy_headers = self._proxy_headers
+        if proxy_headers is not None and target.scheme == "http":  # sent to the proxy, the first hop
+            headers += proxy_headers.items()
+            proxy_headers = None  # (on https, only the CONNECT carries them: never the tunnelled request)
         try:
             response = await session.request(
                 request.method,
                 target,
-                # raw bytes decoded once here: Headers.multi_items() re-detects the encoding per request
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                headers=headers,
                 data=request.content or None,
                 allow_redirects=False,
                 timeout=self._timeout(spec),
+                proxy=self._proxy,
+                proxy_headers=proxy_headers,
             )
         except BaseException as exc:
             self._slots.release()
@@ -210,6 +230,8 @@ class _AiohttpStream(httpx.AsyncByteStream):
 def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
     """The httpx exception the stock transport would raise for this aiohttp failure."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return httpx.ProxyError(message, request=request)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message, request=request)
     if isinstance(exc, TimeoutError):  # SocketTimeoutError and any other read timeout
@@ -223,17 +245,17 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
     return httpx.ReadError(message, request=request)
 
 
-def make_transport(pool: PoolConfig) -> httpx.AsyncBaseTransport:
+def make_transport(pool: PoolConfig, proxy: str | None = None) -> httpx.AsyncBaseTransport:
     """The fastest transport available: aiohttp's when installed, else httpx's own with ``pool``'s limits
-    (``RUNNER_HTTP_TRANSPORT=httpcore`` forces the latter, for comparison)."""
+    (``RUNNER_HTTP_TRANSPORT=httpcore`` forces the latter, for comparison); through ``proxy`` if given."""
     if aiohttp is not None and os.environ.get(TRANSPORT_ENV, "aiohttp") != "httpcore":
-        return AiohttpTransport(pool)
+        return AiohttpTransport(pool, proxy)
     limits = httpx.Limits(
         max_connections=pool.max_connections,
         max_keepalive_connections=pool.max_keepalive_connections,
         keepalive_expiry=pool.keepalive_expiry,
     )
-    return httpx.AsyncHTTPTransport(limits=limits)
+    return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
 
 
 # -- rate limits -----------------------------------------------------------------------------------------
@@ -379,6 +401,7 @@ class Endpoint:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.label = label
+        self.proxy = proxy_for(base_url)  # HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl reads them
         self.base_url = base_url = display_url(base_url)
         self.timeout = timeout
         self.pool = pool
@@ -396,7 +419,10 @@ class Endpoint:
         if self._key is not None:
             sent["Authorization"] = f"Bearer {self._key}"
         self.limiter = RateLimiter(rate_limit)
-        self.transport = transport if transport is not None else make_transport(pool)
+        self._proxy_password = urlsplit(self.proxy).password if self.proxy is not None else None
+        if self.proxy is not None:
+            self.label = label = f"{label} via proxy {display_url(self.proxy)}"
+        self.transport = transport if transport is not None else make_transport(pool, self.proxy)
         self.client = httpx.AsyncClient(
             headers=sent,
             timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool),
@@ -459,9 +485,11 @@ class Endpoint:
 
     # -- errors ----------------------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        """``text`` with the API key replaced: servers echo keys in their error messages."""
+        """``text`` with the API key (and the proxy's password) replaced: servers echo them in messages."""
         if self._key and self._key in text:
             text = text.replace(self._key, "[api key]")
+        if self._proxy_password and self._proxy_password in text:
+            text = text.replace(self._proxy_password, "[proxy password]")
         return text
 
     def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
@@ -488,6 +516,11 @@ class Endpoint:
             return ProviderTimeout(
                 f"{self.label}: timeout.pool ({t.pool:g} s) fired: no free connection, "
                 f"all pool.max_connections ({self.pool.max_connections}) were busy"
+            )
+        if isinstance(exc, httpx.ProxyError):
+            return ProviderConnectError(
+                f"{self.label}: the proxy did not connect us to {self.base_url}: {self.redact(_os_reason(exc))}; "
+                "check HTTPS_PROXY / HTTP_PROXY, or list the host in NO_PROXY"
             )
         if isinstance(exc, httpx.ConnectError):
             return ProviderConnectError(f"{self.label}: cannot connect to {self.base_url}: {_os_reason(exc)}")
