@@ -17,8 +17,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -129,6 +131,62 @@ async def make_runner(url: str, stream: bool, limit: int) -> tuple[Batch, Callab
     return batch, provider.aclose
 
 
+WORKFLOW = """
+version: 1
+name: http-fanout-{n}
+models:
+  bench:
+    provider: openai
+    base_url: "{url}"
+    model: bench
+    api_key_env: BENCH_KEY
+    stream: {stream}
+    pool: {{max_connections: {limit}}}
+    timeout: {{read: 120, pool: 120}}
+agents:
+  worker: {{model: bench, sys_prompt: "You are worker {{{{ vars.item }}}}."}}
+stages:
+  - id: fan
+    input: "Say something short about {{{{ vars.item }}}}."
+    fanout: {{for_each: "{{{{ range({n}) | list }}}}", agent: worker}}
+"""
+
+
+async def make_workflow(url: str, stream: bool, limit: int) -> tuple[Batch, Callable[[], Awaitable[None]]]:
+    """The whole engine: a workflow's for_each fan-out of N agent stages (templates rendered, events recorded,
+    outputs collected), sharing one warm provider across batches as the raw clients share their pools."""
+    from runner.engine.execute import Engine  # noqa: PLC0415
+    from runner.engine.plan import compile_workflow  # noqa: PLC0415
+    from runner.events import Recorder  # noqa: PLC0415
+    from runner.spec import load_workflow  # noqa: PLC0415
+
+    os.environ["BENCH_KEY"] = "bench"
+    plans: dict[int, Any] = {}
+    providers: dict[str, Any] = {}
+    folder = Path(tempfile.mkdtemp(prefix="runner-bench-"))
+
+    def plan_for(n: int) -> Any:
+        if n not in plans:
+            path = folder / f"fan-{n}.yaml"
+            path.write_text(WORKFLOW.format(n=n, url=url, stream=str(stream).lower(), limit=limit))
+            plans[n] = compile_workflow(load_workflow(path))
+        return plans[n]
+
+    async def batch(n: int) -> None:
+        plan = plan_for(n)
+        if not providers:
+            providers["bench"] = OpenAIChatProvider("bench", plan.workflow.models["bench"].config)
+        outputs = await Engine(plan, {}, providers, Recorder(), run_info={"id": "bench", "name": "bench"}).run()
+        assert len(outputs) == n
+
+    async def close() -> None:
+        for provider in providers.values():
+            await provider.aclose()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return batch, close
+
+
 async def make_runner_httpcore(url: str, stream: bool, limit: int) -> tuple[Batch, Callable[[], Awaitable[None]]]:
     os.environ["RUNNER_HTTP_TRANSPORT"] = "httpcore"
     try:
@@ -141,6 +199,7 @@ CLIENTS: dict[str, Callable[[str, bool, int], Awaitable[tuple[Batch, Callable[[]
     "aiohttp (raw)": make_aiohttp,
     "httpx (plain)": make_httpx,
     "runner provider": make_runner,
+    "runner workflow": make_workflow,
 }
 
 
