@@ -78,36 +78,35 @@ def _fast_parts(text: str) -> tuple[str | tuple[str, ...], ...] | None:
     return tuple(parts)
 
 
-class _Fallback(Exception):
-    pass
-
-
 _MISSING = object()
 
 
 def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    try:
-        value = context[path[0]]
-    except KeyError:
-        raise _Fallback from None
+    """``context[path[0]].path[1]...`` through plain dicts and registered data fields; else ``_MISSING``."""
+    value = context.get(path[0], _MISSING)
+    if value is _MISSING:
+        return _MISSING
     for attr in path[1:]:
         kind = type(value)
         if kind is dict:
-            if attr not in value:
-                raise _Fallback
-            value = value[attr]
+            value = value.get(attr, _MISSING)
+            if value is _MISSING:
+                return _MISSING
         elif attr in FAST_ATTRS.get(kind, ()):
             value = getattr(value, attr)
         else:
-            raise _Fallback
+            return _MISSING
     return value
 
 
-def _compile_fast(parts: tuple[str | tuple[str, ...], ...]) -> Callable[[Mapping[str, Any]], str]:
+def _compile_fast(
+    parts: tuple[str | tuple[str, ...], ...], slow: Callable[[Mapping[str, Any]], str]
+) -> Callable[[Mapping[str, Any]], str]:
     """A Python function rendering ``parts``: text, and ``name.key`` lookups inlined as dict gets.
 
     The generated source holds only ``repr``s of the template's text and of Jinja-parsed identifiers, so
-    running it is safe. Anything but a plain dict on the way raises ``_Fallback``: Jinja renders then.
+    running it is safe. Anything but a plain dict on the way hands the render to ``slow`` (Jinja), so the
+    output and the errors are Jinja's own.
     """
     lines = ["def render(ctx):"]
     pieces: list[str] = []
@@ -119,25 +118,42 @@ def _compile_fast(parts: tuple[str | tuple[str, ...], ...]) -> Callable[[Mapping
         if len(part) == 2:
             lines += [
                 f"    o = ctx.get({part[0]!r}, MISSING)",
-                "    if type(o) is not dict: raise Fallback",
+                "    if type(o) is not dict: return slow(ctx)",
                 f"    {name} = o.get({part[1]!r}, MISSING)",
-                f"    if {name} is MISSING: raise Fallback",
             ]
         else:
             lines.append(f"    {name} = lookup(ctx, {part!r})")
-        lines.append(f"    if type({name}) is not str: {name} = str({name})")
+        lines += [
+            f"    if {name} is MISSING: return slow(ctx)",
+            f"    if type({name}) is not str: {name} = str({name})",
+        ]
         pieces.append(name)
     lines.append(f"    return {' + '.join(pieces) if pieces else repr('')}")
-    namespace: dict[str, Any] = {"MISSING": _MISSING, "Fallback": _Fallback, "lookup": _lookup}
+    namespace: dict[str, Any] = {"MISSING": _MISSING, "lookup": _lookup, "slow": slow}
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from repr()s only, see above
     render: Callable[[Mapping[str, Any]], str] = namespace["render"]
     return render
 
 
-class Template:
-    """A compiled template; ``render`` raises :class:`TemplateError` naming the file position."""
+def _constant(text: str) -> Callable[[Mapping[str, Any]], str]:
+    def render(context: Mapping[str, Any]) -> str:
+        return text
 
-    __slots__ = ("src", "_template", "_constant", "_root", "_blocks", "_name", "_fast")
+    return render
+
+
+class Template:
+    """A compiled template; ``render(context)`` raises :class:`TemplateError` naming the file position.
+
+    ``render`` is set per template to the cheapest way to render it: the text itself for constant text, a
+    generated function for text with ``{{ name.key }}`` outputs (falling back to Jinja when a lookup is not
+    a plain one), Jinja otherwise. It is an attribute rather than a method so that the hot path makes one
+    call per render.
+    """
+
+    __slots__ = ("src", "_template", "_constant", "_root", "_blocks", "_name", "render")
+
+    render: Callable[[Mapping[str, Any]], str]
 
     def __init__(self, src: TemplateSrc) -> None:
         from jinja2 import TemplateSyntaxError  # noqa: PLC0415
@@ -145,29 +161,21 @@ class Template:
         self.src = src
         self._constant: str | None = src.text if is_constant(src.text) else None
         self._template: Any = None
-        self._fast: Callable[[Mapping[str, Any]], str] | None = None
-        if self._constant is None:
-            try:
-                self._template = environment().from_string(src.text)
-            except TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"{src.loc_of_line(exc.lineno or 1)}: template syntax error: {exc.message}"
-                ) from None
-            self._root = self._template.root_render_func
-            self._blocks = self._template.blocks
-            self._name = self._template.name
-            parts = _fast_parts(src.text)
-            self._fast = _compile_fast(parts) if parts is not None else None
-
-    def render(self, context: Mapping[str, Any]) -> str:
-        """Render with ``context``, which should come from :func:`base_context` (else it is merged here)."""
         if self._constant is not None:
-            return self._constant
-        if self._fast is not None:
-            try:
-                return self._fast(context)
-            except _Fallback:
-                pass
+            self.render = _constant(self._constant)
+            return
+        try:
+            self._template = environment().from_string(src.text)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{src.loc_of_line(exc.lineno or 1)}: template syntax error: {exc.message}") from None
+        self._root = self._template.root_render_func
+        self._blocks = self._template.blocks
+        self._name = self._template.name
+        parts = _fast_parts(src.text)
+        self.render = _compile_fast(parts, self._render_jinja) if parts is not None else self._render_jinja
+
+    def _render_jinja(self, context: Mapping[str, Any]) -> str:
+        """Render with ``context``, which should come from :func:`base_context` (else it is merged here)."""
         from jinja2.runtime import new_context  # noqa: PLC0415 - cached module lookup after the first call
 
         variables = context if "range" in context and isinstance(context, dict) else base_context(**context)
