@@ -148,15 +148,18 @@ class Strand:
     def _start(self) -> None:
         self._context.run(self._step, None)
 
-    def _wakeup(self, future: asyncio.Future[Any]) -> None:
-        try:
-            future.result()
-        except BaseException as exc:  # noqa: BLE001 - thrown into the coroutine, as Task does
-            self._step(exc)
-        else:
-            self._step(None)
-
-    def _step(self, exc: BaseException | None) -> None:
+    def _step(self, arg: BaseException | asyncio.Future[Any] | None) -> None:
+        """Run the coroutine to its next suspension. ``arg``: None (start, or after a bare yield), an exception
+        to throw in, or the future it waited on (the strand is that future's done callback)."""
+        exc: BaseException | None = None
+        if arg is not None:
+            if isinstance(arg, BaseException):
+                exc = arg
+            else:
+                try:
+                    arg.result()
+                except BaseException as error:  # noqa: BLE001 - thrown into the coroutine, as Task does
+                    exc = error
         if self._must_cancel:
             if not isinstance(exc, CancelledError):
                 exc = CancelledError(self._cancel_message) if self._cancel_message is not None else CancelledError()
@@ -171,8 +174,12 @@ class Strand:
             if self._must_cancel:  # cancelled during its last step: it counts as cancelled, as a Task does
                 self._must_cancel = False
                 self._finish(CANCELLED, None, CancelledError())
-            else:
-                self._finish(FINISHED, stop.value, None)
+            else:  # _finish, inlined: the hot path
+                self._state = FINISHED
+                self._result = value = stop.value
+                if self._callbacks:
+                    self._run_callbacks()
+                self._group._ended(self, FINISHED, value, None)
             return
         except CancelledError as cancelled:
             _leave_task(loop, self)
@@ -194,7 +201,7 @@ class Strand:
                 loop.call_soon(self._step, problem, context=self._context)
                 return
             yielded._asyncio_future_blocking = False
-            yielded.add_done_callback(self._wakeup, context=self._context)
+            yielded.add_done_callback(self._step, context=self._context)
             self._waiter = yielded
             if self._must_cancel and yielded.cancel(msg=self._cancel_message):
                 self._must_cancel = False
@@ -209,10 +216,14 @@ class Strand:
         self._result = value
         self._exception = exc
         if self._callbacks:
-            for fn, ctx in self._callbacks:
-                self._loop.call_soon(fn, self, context=ctx)
-            self._callbacks = None
+            self._run_callbacks()
         self._group._ended(self, state, value, exc)
+
+    def _run_callbacks(self) -> None:
+        assert self._callbacks is not None
+        for fn, ctx in self._callbacks:
+            self._loop.call_soon(fn, self, context=ctx)
+        self._callbacks = None
 
 
 class StrandGroup:
