@@ -6,7 +6,7 @@ because nearly every endpoint speaks it; providers that do not convert at their 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,12 +68,15 @@ class ChatProvider(Protocol):
     """A chat model endpoint. One instance per model in the workflow, shared by every agent using it,
     created before the run and closed (``aclose``) on every exit path."""
 
-    async def chat(
+    def chat(
         self,
         messages: Sequence[Message],
         ctx: CallContext,
         *,
         tools: Sequence[Mapping[str, Any]] = (),
-    ) -> ChatResult: ...
+    ) -> Awaitable[ChatResult]:
+        """The model's reply: an ``async def`` method, or a plain one returning a future (cheaper when the
+        reply needs no coroutine of its own, as the scripted provider's usually does)."""
+        ...
 
     async def aclose(self) -> None: ...

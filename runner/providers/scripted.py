@@ -11,7 +11,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from runner.errors import RunError
@@ -71,7 +71,12 @@ class Ticker:
 
 class ScriptedProvider:
     """Replies with its rendered ``reply`` template after ``first_token_ms``, then streams it word by word
-    at ``tokens_per_second`` (all at once when 0)."""
+    at ``tokens_per_second`` (all at once when 0).
+
+    The common case (a latency, no ``turns``, the reply at once) is what thousands of fan-out branches
+    use, so it costs no coroutine: :meth:`chat` returns a future, and the replies due in the same
+    millisecond are rendered, streamed and answered by one timer callback at their first token.
+    """
 
     def __init__(self, name: str, config: ScriptedConfig) -> None:
         self.name = name
@@ -82,6 +87,9 @@ class ScriptedProvider:
         self._ticker: Ticker | None = None
         self._turn_replies = [Template(t.reply) if t.reply is not None else None for t in config.turns]
         self._turn_fails = [Template(t.fail) if t.fail is not None else None for t in config.turns]
+        self._whole_reply_later = bool(self._first_token_s and not config.turns and not self._token_interval)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due: dict[int, list[tuple[asyncio.Future[ChatResult], Sequence[Message], CallContext]]] = {}
 
     def _sleep(self, seconds: float) -> asyncio.Future[None]:
         ticker = self._ticker
@@ -89,20 +97,54 @@ class ScriptedProvider:
             ticker = self._ticker = Ticker(asyncio.get_running_loop())
         return ticker.wait_until(ticker.loop.time() + seconds)
 
-    async def chat(
+    def chat(
         self,
         messages: Sequence[Message],
         ctx: CallContext,
         *,
         tools: Sequence[Mapping[str, Any]] = (),
-    ) -> ChatResult:
+    ) -> Awaitable[ChatResult]:
+        if not self._whole_reply_later:
+            return self._chat(messages, ctx)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        # Due at the next millisecond at or after the first token, like Ticker.wait_until.
+        tick = math.ceil((loop.time() + self._first_token_s) * 1000.0)
+        reply: asyncio.Future[ChatResult] = loop.create_future()
+        due = self._due.get(tick)
+        if due is None:
+            due = self._due[tick] = []
+            loop.call_at(tick / 1000.0, self._answer, tick)
+        due.append((reply, messages, ctx))
+        return reply
+
+    def _answer(self, tick: int) -> None:
+        """The first token of every reply due at ``tick``: each is rendered, streamed whole and answered."""
+        first = time.perf_counter()
+        render = self._reply.render
+        stream = self.config.stream
+        for reply, messages, ctx in self._due.pop(tick, ()):
+            if reply.done():  # the call was cancelled
+                continue
+            try:
+                text = render(ctx.template_vars)
+                if stream and text and ctx.on_token is not None:
+                    ctx.on_token(text)
+            except Exception as exc:  # noqa: BLE001 - the caller's failure: raised where it awaits the reply
+                reply.set_exception(exc)
+                continue
+            usage = Usage(_prompt_tokens(messages), (len(text) + 3) // 4)
+            reply.set_result(ChatResult(text, usage, (), first if stream else None))
+
+    async def _chat(self, messages: Sequence[Message], ctx: CallContext) -> ChatResult:
         config = self.config
         if config.turns:
             return await self._scripted_turn(messages, ctx)
-        text = self._reply.render(ctx.template_vars)
-        usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         if self._first_token_s:
             await self._sleep(self._first_token_s)
+        text = self._reply.render(ctx.template_vars)
+        usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         first = time.perf_counter()
         on_token = ctx.on_token if config.stream else None
         if not self._token_interval or not text:  # the whole reply at once
