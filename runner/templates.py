@@ -102,35 +102,40 @@ def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 def _compile_fast(
     parts: tuple[str | tuple[str, ...], ...], slow: Callable[[Mapping[str, Any]], str]
 ) -> Callable[[Mapping[str, Any]], str]:
-    """A Python function rendering ``parts``: text, and ``name.key`` lookups inlined as dict gets.
+    """A Python function rendering ``parts``: ``name`` and ``name.key`` lookups as subscripts, joined by an
+    f-string (``{value!s}``: ``str()``, as Jinja converts).
 
-    The generated source holds only ``repr``s of the template's text and of Jinja-parsed identifiers, so
-    running it is safe. Anything but a plain dict on the way hands the render to ``slow`` (Jinja), so the
-    output and the errors are Jinja's own.
+    The generated source holds only ``repr``s of Jinja-parsed identifiers; the template's text goes into the
+    f-string as constants of its syntax tree, never as source, so running it is safe. A missing key, or
+    anything but a plain dict on the way, hands the render to ``slow`` (Jinja), so the output and the
+    errors are Jinja's own.
     """
-    lines = ["def render(ctx):"]
-    pieces: list[str] = []
+    import ast  # noqa: PLC0415 - only when a template is compiled
+
+    lines = ["def render(ctx):", "    try:"]
+    pieces: list[ast.expr] = []
     for i, part in enumerate(parts):
         if isinstance(part, str):
-            pieces.append(repr(part))
+            pieces.append(ast.Constant(part))
             continue
         name = f"v{i}"
-        if len(part) == 2:
-            lines += [
-                f"    o = ctx.get({part[0]!r}, MISSING)",
-                "    if type(o) is not dict: return slow(ctx)",
-                f"    {name} = o.get({part[1]!r}, MISSING)",
-            ]
+        if len(part) <= 2:
+            lines.append(f"        {name} = ctx[{part[0]!r}]")
+            if len(part) == 2:
+                lines += [
+                    f"        if type({name}) is not dict: return slow(ctx)",
+                    f"        {name} = {name}[{part[1]!r}]",
+                ]
         else:
-            lines.append(f"    {name} = lookup(ctx, {part!r})")
-        lines += [
-            f"    if {name} is MISSING: return slow(ctx)",
-            f"    if type({name}) is not str: {name} = str({name})",
-        ]
-        pieces.append(name)
-    lines.append(f"    return {' + '.join(pieces) if pieces else repr('')}")
+            lines += [f"        {name} = lookup(ctx, {part!r})", f"        if {name} is MISSING: return slow(ctx)"]
+        pieces.append(ast.FormattedValue(ast.Name(name, ast.Load()), conversion=ord("s"), format_spec=None))
+    lines += ["    except KeyError:", "        return slow(ctx)", "    return TEXT"]
+    module = ast.parse("\n".join(lines))
+    returned = module.body[0].body[-1]  # type: ignore[attr-defined]
+    returned.value = ast.JoinedStr(pieces)
+    code = compile(ast.fix_missing_locations(module), "<fast template>", "exec")
     namespace: dict[str, Any] = {"MISSING": _MISSING, "lookup": _lookup, "slow": slow}
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from repr()s only, see above
+    exec(code, namespace)  # noqa: S102 - identifiers from repr()s and text as constants, see above
     render: Callable[[Mapping[str, Any]], str] = namespace["render"]
     return render
 

@@ -402,3 +402,51 @@ def test_aiohttp_timeouts_cancel_only_their_branch(loop: str) -> None:
     t0 = time.perf_counter()
     assert run_on(loop, main()) == ["timed out", "ok", "ok"]
     assert time.perf_counter() - t0 < 5
+
+
+def test_a_failed_future_raises_in_the_branch_that_awaits_it(loop: str) -> None:
+    async def main() -> list[Any]:
+        loop_ = asyncio.get_running_loop()
+        futures = [loop_.create_future() for _ in range(2)]
+
+        async def branch(i: int) -> Any:
+            try:
+                return await futures[i]
+            except ValueError as exc:
+                return f"caught {exc}"
+
+        loop_.call_later(0.01, futures[0].set_exception, ValueError("boom"))
+        loop_.call_later(0.01, futures[1].set_result, "fine")
+        return await run_strands("fan", range(2), branch)
+
+    assert run_on(loop, main()) == ["caught boom", "fine"]
+
+
+def test_a_cancel_after_its_future_failed_wins_and_the_failure_is_retrieved(loop: str) -> None:
+    """The future failed, then the strand was cancelled before it resumed: CancelledError goes in (as with a
+    Task), and the future's exception counts as retrieved, so asyncio will log no 'never retrieved' error."""
+
+    async def main() -> tuple[list[str], bool]:
+        loop_ = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop_.create_future()
+        seen: list[str] = []
+
+        async def branch(i: int) -> None:
+            try:
+                await future
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        group = asyncio.ensure_future(run_strands("fan", range(1), branch))
+        await asyncio.sleep(0.01)
+        strand = future._callbacks[0][0].__self__  # type: ignore[attr-defined]
+        future.set_exception(ValueError("lost"))
+        strand.cancel()  # before the strand's step runs
+        with pytest.raises(asyncio.CancelledError):
+            await group
+        return seen, future._log_traceback  # type: ignore[attr-defined]
+
+    seen, unretrieved = run_on(loop, main())
+    assert seen == ["cancelled"]
+    assert unretrieved is False

@@ -13,9 +13,25 @@ def T(text: str) -> Template:
     return Template(TemplateSrc(text, Loc("f.yaml", 3, 5)))
 
 
+class Shown:
+    def __str__(self) -> str:
+        return "str() of Shown"
+
+    def __format__(self, spec: str) -> str:
+        return "format() of Shown"
+
+
+class Text(str):
+    def __str__(self) -> str:
+        return "str() of Text"
+
+
 CONTEXTS = [
     {"vars": {"item": 3, "items": "mine", "none": None, "lst": [1, 2]}, "input": "in", "inputs": {"keys": "k"}},
     {"vars": {"item": "x"}, "prev": Output("c", "a", "n", Usage(1, 2)), "input": "", "inputs": {}},
+    # str() is what Jinja prints, not format(); a str subclass prints as its __str__ says
+    {"vars": {"item": Shown(), "lst": Text("t")}, "input": Text("i"), "inputs": {"keys": 1.5}},
+    {"vars": ["not", "a", "dict"], "input": {"a": 1}, "inputs": {}},
 ]
 TEMPLATES = [
     "plain text",
@@ -25,11 +41,13 @@ TEMPLATES = [
     "{{ vars.none }}|{{ vars.lst }}",
     "{{ prev.content }}/{{ prev.usage.completion_tokens }}",
     "{{ vars.item }}{{ vars.item }}\n",
+    "quotes ' \" and \\n, braces { } {x} {{ input }} \u00e9\U0001f600 tab\t",
+    "{{ vars.lst }}",
 ]
 
 
 @pytest.mark.parametrize("text", TEMPLATES)
-@pytest.mark.parametrize("ctx", CONTEXTS, ids=["dicts", "objects"])
+@pytest.mark.parametrize("ctx", CONTEXTS, ids=["dicts", "objects", "str-of-values", "not-dicts"])
 def test_fast_path_renders_exactly_what_jinja_renders(text: str, ctx: dict) -> None:
     template = T(text)
     try:

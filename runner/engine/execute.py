@@ -341,15 +341,16 @@ class Engine:
 
         if agent is not None and not sp.branches and sem is None and not collect:
             # The common wide fan-out: each branch is one agent call, started directly (no wrapper coroutine).
+            render_input = input_tpl.template.render if shared_input is None and input_tpl is not None else None
+            call_agent = self.call_agent
+
             def start_agent(i: int) -> Coroutine[Any, Any, Any]:
                 item = items[i]
-                item_ctx = {**ctx, "vars": {**vars_, as_name: item} if vars_ else {as_name: item}}
-                if shared_input is not None:
-                    text = shared_input
-                else:
-                    assert input_tpl is not None
-                    text = input_tpl.template.render(item_ctx)
-                return self.call_agent(f"{node}[{i}]", agent, text, item_ctx)
+                item_ctx = ctx.copy()  # a copy, then a set: cheaper than {**ctx, "vars": ...}
+                item_ctx["vars"] = {**vars_, as_name: item} if vars_ else {as_name: item}
+                text = render_input(item_ctx) if render_input is not None else shared_input
+                assert text is not None
+                return call_agent(f"{node}[{i}]", agent, text, item_ctx)
 
             return await run_strands(node, items, start_agent)
         return await run_strands(node, items, lambda i: branch(i, items[i]))
@@ -389,7 +390,8 @@ class Engine:
         )
         on_token = self.sink(node, name) if self.sink is not None else None
         rec = self.recorder
-        rec.emit("started", node, agent.started_event)
+        events = rec.events
+        events.append((rec.clock(), "started", node, agent.started_event))  # rec.emit, inlined: the hot path
         provider = self.providers[agent.model.name]
         try:
             call = CallContext(node, name, ctx, on_token, rec)
@@ -402,7 +404,7 @@ class Engine:
             raise
         # The result itself is the event's data: the report reads its timings and usage, so the hot path
         # builds no dict for it.
-        rec.emit("finished", node, result)
+        events.append((rec.clock(), "finished", node, result))
         if on_token is not None:
             on_token("")  # end of this node's stream
         return Output(result.content, name, node, result.usage)

@@ -56,20 +56,22 @@ class Strand:
         "__weakref__",  # as a Task: code may keep weak references to the current task
     )
 
-    def __init__(self, group: StrandGroup, index: int, coro: Coroutine[Any, Any, Any]) -> None:
-        self._coro = coro
-        self._loop = group.loop
-        self._group = group
-        self._index = index
-        self._context = contextvars.copy_context()
-        self._waiter: asyncio.Future[Any] | None = None
-        self._must_cancel = False
-        self._cancel_message: str | None = None
-        self._cancels = 0
-        self._state = PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] | None = None
+    # No __init__: StrandGroup._spawn makes strands with object.__new__ and sets their fields inline, which
+    # saves a Python call per branch. It sets every field but _cancel_message (read only once _must_cancel is
+    # set with it) and _result (set when the strand ends).
+    _coro: Coroutine[Any, Any, Any]
+    _loop: asyncio.AbstractEventLoop
+    _group: StrandGroup
+    _index: int
+    _context: contextvars.Context
+    _waiter: asyncio.Future[Any] | None
+    _must_cancel: bool
+    _cancel_message: str | None
+    _cancels: int
+    _state: int
+    _result: Any
+    _exception: BaseException | None
+    _callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] | None
 
     # -- the Task protocol, as code running inside the strand uses it -------------------------------------
 
@@ -145,26 +147,17 @@ class Strand:
 
     # -- driving the coroutine ------------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        self._context.run(self._step, None)
-
     def _step(self, arg: BaseException | asyncio.Future[Any] | None) -> None:
         """Run the coroutine to its next suspension. ``arg``: None (start, or after a bare yield), an exception
         to throw in, or the future it waited on (the strand is that future's done callback)."""
-        exc: BaseException | None = None
-        if arg is not None:
-            if isinstance(arg, BaseException):
-                exc = arg
-            else:
-                try:
-                    arg.result()
-                except BaseException as error:  # noqa: BLE001 - thrown into the coroutine, as Task does
-                    exc = error
+        # A future's outcome is not read here: the coroutine's await reads it (and raises its exception) when
+        # it resumes, which is what a Task's throwing it in amounts to. The done waiter stays in _waiter until
+        # the next one: cancel() on a done future does nothing, and falls back to _must_cancel.
+        exc = arg if isinstance(arg, BaseException) else None
         if self._must_cancel:
             if not isinstance(exc, CancelledError):
                 exc = CancelledError(self._cancel_message) if self._cancel_message is not None else CancelledError()
             self._must_cancel = False
-        self._waiter = None
         loop = self._loop
         _enter_task(loop, self)
         try:
@@ -174,12 +167,18 @@ class Strand:
             if self._must_cancel:  # cancelled during its last step: it counts as cancelled, as a Task does
                 self._must_cancel = False
                 self._finish(CANCELLED, None, CancelledError())
-            else:  # _finish, inlined: the hot path
+            else:  # _finish and the group's _ended, inlined: the hot path
                 self._state = FINISHED
                 self._result = value = stop.value
                 if self._callbacks:
                     self._run_callbacks()
-                self._group._ended(self, FINISHED, value, None)
+                group = self._group
+                group._running -= 1
+                index = self._index
+                group._strands[index] = None  # let the finished coroutine go
+                group._results[index] = value
+                if group._running == 0 and (group._aborting or group._next >= group._n):
+                    group._settle()
             return
         except CancelledError as cancelled:
             _leave_task(loop, self)
@@ -294,7 +293,8 @@ class StrandGroup:
         if self._aborting:
             self._settle()
             return
-        start, strands = self._start_fn, self._strands
+        start, strands, loop = self._start_fn, self._strands, self.loop
+        new_strand, copy_context = object.__new__, contextvars.copy_context
         end = min(self._next + CHUNK, self._n)
         for i in range(self._next, end):
             if self._aborting:
@@ -309,11 +309,22 @@ class StrandGroup:
                 self._abort()
                 end = i
                 break
-            strand = Strand(self, i, coro)
+            strand = new_strand(Strand)  # see Strand: its fields are set here
+            strand._coro = coro
+            strand._loop = loop
+            strand._group = self
+            strand._index = i
+            strand._context = context = copy_context()
+            strand._waiter = None
+            strand._must_cancel = False
+            strand._cancels = 0
+            strand._state = PENDING
+            strand._exception = None
+            strand._callbacks = None
             strands.append(strand)
             self._running += 1
             self._next = i + 1
-            strand._start()
+            context.run(strand._step, None)
         self._next = end
         if end < self._n and not self._aborting:
             self.loop.call_soon(self._spawn)
