@@ -7,7 +7,7 @@ Templates see only what the engine passes (``inputs``, ``stages``, ``prev``, ``v
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from runner.errors import TemplateError
@@ -213,6 +213,14 @@ class Template:
                 lineno = tb.tb_lineno
             tb = tb.tb_next
         return str(self.src.loc_of_line(lineno))
+
+
+@lru_cache(maxsize=4096)
+def template_for(src: TemplateSrc) -> Template:
+    """The compiled template of ``src``, made once per process: compiling costs about a millisecond, which
+    things made per run (providers, a scripted model's tool arguments) would otherwise pay inside the run.
+    Templates never change once made, so sharing them is safe."""
+    return Template(src)
 
 
 @cache

@@ -64,6 +64,27 @@ def test_a_reply_with_latency_is_a_future_answered_at_its_first_token(use_uvloop
 
 
 @LOOPS
+@pytest.mark.parametrize("settings", [{}, {"tokens_per_second": 1000}], ids=["future", "coroutine"])
+def test_a_reply_is_never_early(use_uvloop: bool, settings: dict) -> None:
+    """uvloop's loop.time() counts whole milliseconds: a due time computed from it would end waits up to
+    1 ms early. Each of these calls waits its whole latency from the moment it was made."""
+
+    async def main() -> list[float]:
+        p = provider(first_token_ms=3, **settings)
+        waited = []
+        for _ in range(20):
+            while time.monotonic() * 1000 % 1 < 0.8:  # call late in a millisecond: the worst case
+                pass
+            t0 = time.perf_counter()
+            result = await p.chat(MESSAGES, call())
+            assert result.first_token_at is not None
+            waited.append(result.first_token_at - t0)
+        return waited
+
+    assert min(run(main, use_uvloop)) >= 0.003
+
+
+@LOOPS
 def test_fast_and_coroutine_paths_give_the_same_reply(use_uvloop: bool) -> None:
     async def main() -> tuple[ChatResult, ChatResult]:
         fast = await provider(first_token_ms=5).chat(MESSAGES, call())
@@ -127,21 +148,24 @@ def test_a_failing_stream_sink_fails_its_call_and_the_others_are_answered(use_uv
     assert isinstance(answered, ChatResult) and answered.content == "re: hello"
 
 
+class Watched(str):
+    """Text that notes each time it is printed (rendered)."""
+
+    printed: list[str] = []
+
+    def __str__(self) -> str:
+        Watched.printed.append(str.__str__(self))
+        return str.__str__(self)
+
+
 @LOOPS
 def test_a_cancelled_call_is_skipped_and_its_neighbours_are_answered(use_uvloop: bool) -> None:
-    rendered: list[str] = []
+    Watched.printed = []
 
     async def main() -> tuple[Any, ChatResult]:
         p = provider("{{ input }}", first_token_ms=20)
-        seen = p._reply.render
-
-        def spy(context: Any) -> str:
-            rendered.append(context["input"])
-            return seen(context)
-
-        p._reply.render = spy
-        cancelled = p.chat(MESSAGES, call("dropped"))
-        kept = p.chat(MESSAGES, call("kept"))
+        cancelled = p.chat(MESSAGES, call(Watched("dropped")))
+        kept = p.chat(MESSAGES, call(Watched("kept")))
         assert isinstance(cancelled, asyncio.Future)
         cancelled.cancel()
         return cancelled, await kept
@@ -149,7 +173,14 @@ def test_a_cancelled_call_is_skipped_and_its_neighbours_are_answered(use_uvloop:
     cancelled, kept = run(main, use_uvloop)
     assert cancelled.cancelled()
     assert kept.content == "kept"
-    assert rendered == ["kept"]  # a cancelled call's reply is never made
+    assert Watched.printed == ["kept"]  # a cancelled call's reply is never made
+
+
+def test_providers_made_per_run_share_their_compiled_templates() -> None:
+    """Compiling a template costs about a millisecond: a provider made for each run must not pay it inside
+    the run's wall time."""
+    assert provider("{{ input }}!")._reply is provider("{{ input }}!")._reply
+    assert provider("{{ input }}!")._reply is not provider("{{ input }}?")._reply
 
 
 @LOOPS

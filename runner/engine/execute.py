@@ -275,7 +275,14 @@ class Engine:
                 {"error": _brief(first_error(exc))},
             )
             raise
-        failed = sum(1 for o in outputs if isinstance(o, Output) and o.error is not None)
+        stage = sp.stage
+        assert isinstance(stage, FanoutStage)
+        # Only on_error: collect keeps failed branches as outputs; otherwise a failure has raised above.
+        failed = (
+            sum(1 for o in outputs if isinstance(o, Output) and o.error is not None)
+            if stage.on_error == "collect"
+            else 0
+        )
         rec.emit("finished", node, {"failed_branches": failed} if failed else None)
         return outputs
 

@@ -18,7 +18,7 @@ from runner.errors import RunError
 from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
 from runner.providers.scripted_config import ScriptedConfig
 from runner.spec.records import Loc, TemplateSrc
-from runner.templates import Template
+from runner.templates import template_for
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
@@ -48,6 +48,9 @@ class Ticker:
     Thousands of simulated calls waiting the same latency would each arm a timer; here waiters whose
     due times fall in the same millisecond share one timer, and each waits on a future of its own (so
     cancelling one waiter never disturbs another). Wake-ups are never early, and late by under 1 ms.
+
+    Due times are ``time.monotonic()`` readings, the clock both loops run on, rather than ``loop.time()``:
+    uvloop's counts whole milliseconds (rounded down), so waits computed from it would end up to 1 ms early.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -55,7 +58,7 @@ class Ticker:
         self._buckets: dict[int, list[asyncio.Future[None]]] = {}
 
     def wait_until(self, when: float) -> asyncio.Future[None]:
-        """A future done at loop time ``when`` (rounded up to the next millisecond)."""
+        """A future done at ``when``, a ``time.monotonic()`` reading (rounded up to the next millisecond)."""
         tick = math.ceil(when * 1000.0)
         waiter: asyncio.Future[None] = self.loop.create_future()
         bucket = self._buckets.get(tick)
@@ -83,12 +86,12 @@ class ScriptedProvider:
     def __init__(self, name: str, config: ScriptedConfig) -> None:
         self.name = name
         self.config = config
-        self._reply = Template(config.reply)
+        self._reply = template_for(config.reply)
         self._first_token_s = config.first_token_ms / 1000.0
         self._token_interval = 1.0 / config.tokens_per_second if config.tokens_per_second > 0 else 0.0
         self._ticker: Ticker | None = None
-        self._turn_replies = [Template(t.reply) if t.reply is not None else None for t in config.turns]
-        self._turn_fails = [Template(t.fail) if t.fail is not None else None for t in config.turns]
+        self._turn_replies = [template_for(t.reply) if t.reply is not None else None for t in config.turns]
+        self._turn_fails = [template_for(t.fail) if t.fail is not None else None for t in config.turns]
         self._whole_reply_later = bool(self._first_token_s and not config.turns and not self._token_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due: dict[int, list[tuple[asyncio.Future[ChatResult], Sequence[Message], CallContext]]] = {}
@@ -97,7 +100,7 @@ class ScriptedProvider:
         ticker = self._ticker
         if ticker is None:
             ticker = self._ticker = Ticker(asyncio.get_running_loop())
-        return ticker.wait_until(ticker.loop.time() + seconds)
+        return ticker.wait_until(time.monotonic() + seconds)
 
     def chat(
         self,
@@ -112,7 +115,7 @@ class ScriptedProvider:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         # Due at the next millisecond at or after the first token, like Ticker.wait_until.
-        tick = math.ceil((loop.time() + self._first_token_s) * 1000.0)
+        tick = math.ceil((time.monotonic() + self._first_token_s) * 1000.0)
         reply: asyncio.Future[ChatResult] = loop.create_future()
         due = self._due.get(tick)
         if due is None:
@@ -218,7 +221,7 @@ class ScriptedProvider:
 
 def _render_args(value: Any, variables: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
-        return Template(TemplateSrc(value, Loc("<scripted tool arguments>", 1, 1))).render(variables)
+        return template_for(TemplateSrc(value, Loc("<scripted tool arguments>", 1, 1))).render(variables)
     if isinstance(value, Mapping):
         return {k: _render_args(v, variables) for k, v in value.items()}
     if isinstance(value, list):
