@@ -265,3 +265,36 @@ stages:
     )
     outcome, _ = run(path)
     assert [o.content for o in outcome.output] == ["e<from e<hello>>", "e<from e<hello>!>"]
+
+
+def test_the_hot_path_builds_complete_call_contexts_outputs_and_replies(write_wf) -> None:
+    """call_agent and the scripted provider build these records field by field (no __init__ call, to save
+    time per branch): each must equal the record built the usual way, every field set."""
+    from runner.engine.execute import Engine
+    from runner.events import Recorder
+    from runner.providers.base import CallContext, ChatResult, Usage
+    from runner.providers.scripted import ScriptedProvider
+
+    path = write_wf(
+        MODELS + "agents:\n  e: {model: fast}\nstages:\n  - id: f\n    fanout: {for_each: [1, 2], agent: e}\n"
+    )
+    plan = compile_workflow(load_workflow(path))
+    seen: list[tuple[CallContext, ChatResult]] = []
+
+    class Watching(ScriptedProvider):
+        async def chat(self, messages, ctx, *, tools=()):  # type: ignore[no-untyped-def]
+            result = await super().chat(messages, ctx, tools=tools)
+            seen.append((ctx, result))
+            return result
+
+    recorder = Recorder()
+    model = plan.workflow.models["fast"]
+    engine = Engine(plan, {}, {"fast": Watching("fast", model.config)}, recorder)
+    outputs = asyncio.run(engine.run())
+
+    assert [o.content for o in outputs] == ["fast:", "fast:"]  # no input: the previous output, none here
+    for i, (out, (ctx, result)) in enumerate(zip(outputs, sorted(seen, key=lambda s: s[0].node_id), strict=True)):
+        assert ctx == CallContext(f"f[{i}]", "e", ctx.template_vars, None, recorder, 0)
+        expected_usage = Usage(result.usage.prompt_tokens, result.usage.completion_tokens)
+        assert result == ChatResult(result.content, expected_usage, (), result.first_token_at, 1, "stop")
+        assert out == Output(result.content, "e", f"f[{i}]", expected_usage, None)

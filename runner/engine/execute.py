@@ -40,6 +40,7 @@ TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
 """(node_id, agent name) -> the callback receiving that node's streamed text, or None."""
 
 _NO_USAGE = Usage()
+_new = object.__new__  # see call_agent
 
 
 @dataclass(slots=True)
@@ -400,8 +401,17 @@ class Engine:
         events = rec.events
         events.append((rec.clock(), "started", node, agent.started_event))  # rec.emit, inlined: the hot path
         provider = self.providers[agent.model.name]
+        # CallContext(node, name, ctx, on_token, rec) and, below, Output(...): built field by field, without
+        # an __init__ call (0.06 µs each; the two are 3% of a fan-out branch). A test compares them with the
+        # usual build.
+        call = _new(CallContext)
+        call.node_id = node
+        call.agent = name
+        call.template_vars = ctx
+        call.on_token = on_token
+        call.recorder = rec
+        call.iteration = 0
         try:
-            call = CallContext(node, name, ctx, on_token, rec)
             if agent.spec.tools or agent.spec.memory:
                 result = await self._agent_loop(node, agent, provider, messages, call)
             else:
@@ -414,7 +424,13 @@ class Engine:
         events.append((rec.clock(), "finished", node, result))
         if on_token is not None:
             on_token("")  # end of this node's stream
-        return Output(result.content, name, node, result.usage)
+        out = _new(Output)
+        out.content = result.content
+        out.name = name
+        out.node = node
+        out.usage = result.usage
+        out.error = None
+        return out
 
     async def _agent_loop(
         self, node: str, agent: AgentPlan, provider: ChatProvider, messages: list[Message], call: CallContext

@@ -21,6 +21,7 @@ from runner.spec.records import Loc, TemplateSrc
 from runner.templates import template_for
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
+_new = object.__new__
 
 
 def approx_tokens(text: str) -> int:
@@ -143,8 +144,19 @@ class ScriptedProvider:
             for message in messages:  # _prompt_tokens, inlined: the hot path
                 content = message.get("content")
                 chars += len(content) if type(content) is str else _chars(content)
-            usage = Usage((chars + 3) // 4, (len(text) + 3) // 4)
-            reply.set_result(ChatResult(text, usage, (), first if stream else None))
+            # Usage(...) and ChatResult(text, usage, (), first): built field by field, without __init__ calls
+            # (the engine's call_agent does the same; a test compares them with the usual build).
+            usage = _new(Usage)
+            usage.prompt_tokens = (chars + 3) // 4
+            usage.completion_tokens = (len(text) + 3) // 4
+            result = _new(ChatResult)
+            result.content = text
+            result.usage = usage
+            result.tool_calls = ()
+            result.first_token_at = first if stream else None
+            result.attempts = 1
+            result.finish_reason = "stop"
+            reply.set_result(result)
 
     async def _chat(self, messages: Sequence[Message], ctx: CallContext) -> ChatResult:
         config = self.config
