@@ -295,19 +295,21 @@ class StrandGroup:
             return
         start, strands, loop = self._start_fn, self._strands, self.loop
         new_strand, copy_context = object.__new__, contextvars.copy_context
-        end = min(self._next + CHUNK, self._n)
-        for i in range(self._next, end):
+        first = self._next
+        end = min(first + CHUNK, self._n)
+        # The whole chunk counts as running from the start, so a strand that ends within its first step cannot
+        # settle the group early; what did not start is taken off after the loop (strands holds one entry per
+        # strand started, so its length is the next index). This keeps the loop free of group bookkeeping.
+        self._running += end - first
+        for i in range(first, end):
             if self._aborting:
-                end = i
                 break
             try:
                 coro = start(i)
             except Exception as exc:  # noqa: BLE001 - preparing the branch failed: the branch failed
-                self._next = i
                 if self._error is None:
                     self._error = exc
                 self._abort()
-                end = i
                 break
             strand = new_strand(Strand)  # see Strand: its fields are set here
             strand._coro = coro
@@ -322,11 +324,10 @@ class StrandGroup:
             strand._exception = None
             strand._callbacks = None
             strands.append(strand)
-            self._running += 1
-            self._next = i + 1
             context.run(strand._step, None)
-        self._next = end
-        if end < self._n and not self._aborting:
+        self._next = started = len(strands)
+        self._running -= end - started
+        if started < self._n and not self._aborting:
             self.loop.call_soon(self._spawn)
         else:
             self._settle()
