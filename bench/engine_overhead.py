@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def floor_case(n: int, repeat: int, *, strands: bool = False) -> dict[str, float
                 waiter.set_result(None)
 
         async def branch(i: int) -> int:
-            tick = int((loop.time() + latency) * 1000) + 1
+            tick = math.ceil((time.monotonic() + latency) * 1000)  # as the scripted provider: never early
             waiter = loop.create_future()
             bucket = buckets.get(tick)
             if bucket is None:
