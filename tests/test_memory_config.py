@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -19,6 +21,7 @@ from runner.memory.config import (
 from runner.memory.tokens import (
     COUNTERS_BY_NAME,
     IMAGE_PART_TOKENS,
+    MESSAGE_OVERHEAD,
     ApproxCounter,
     TokenCounterError,
     make_counter,
@@ -264,3 +267,56 @@ def test_public_names_resolve() -> None:
         assert getattr(runner.memory, name) is not None
     with pytest.raises(AttributeError):
         _ = runner.memory.nothing_here
+
+
+class _Encoding:
+    """A stand-in tiktoken encoding: one token per whitespace-separated word; notes how it was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def encode(self, text: str, *, disallowed_special: object = "all") -> list[int]:
+        self.calls.append((text, disallowed_special))
+        return list(range(len(text.split())))
+
+
+def _fake_tiktoken(monkeypatch: pytest.MonkeyPatch, get_encoding: Any) -> list[str]:
+    """Install a `tiktoken` module whose get_encoding is given (the real one downloads its tables)."""
+    asked: list[str] = []
+
+    def get(name: str) -> Any:
+        asked.append(name)
+        return get_encoding(name)
+
+    monkeypatch.setitem(sys.modules, "tiktoken", types.SimpleNamespace(get_encoding=get))
+    return asked
+
+
+def test_tiktoken_counts_with_the_o200k_encoding_and_treats_special_tokens_as_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoding = _Encoding()
+    asked = _fake_tiktoken(monkeypatch, lambda name: encoding)
+    counter = make_counter("tiktoken")
+    assert asked == ["o200k_base"]
+    assert counter.name == "tiktoken"
+    assert counter.text("three short words") == 3
+    # user text that looks like a special token is counted as text, never refused
+    assert encoding.calls[-1] == ("three short words", ())
+    message = {"role": "user", "content": [{"type": "text", "text": "a b"}, {"type": "image_url", "image_url": {}}]}
+    assert counter.message(message) == 2 + IMAGE_PART_TOKENS + MESSAGE_OVERHEAD
+
+
+def test_tiktoken_without_its_tables_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(name: str) -> Any:
+        raise ConnectionError("could not reach openaipublic.blob.core.windows.net")
+
+    _fake_tiktoken(monkeypatch, offline)
+    with pytest.raises(TokenCounterError) as caught:
+        make_counter("tiktoken")
+    assert str(caught.value) == (
+        "token_counter: tiktoken could not load the o200k_base encoding (could not reach "
+        "openaipublic.blob.core.windows.net); it downloads its tables on first use, so run once online or use "
+        "token_counter: approx"
+    )
+    assert isinstance(caught.value.__cause__, ConnectionError)
