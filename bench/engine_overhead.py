@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 LATENCY_MS = 50
+BARS = {("fanout", 1000): 1.2, ("fanout", 10000): 2.0}
+"""Issue 2's bars: the best ratio at most this, under MAX_PEAK_MB of peak memory."""
+MAX_PEAK_MB = 300
 LABELS = {"floor": "asyncio floor", "strands": "strand floor"}
 
 FANOUT = """
@@ -174,13 +177,19 @@ def main() -> None:
         f"engine overhead, scripted latency {LATENCY_MS} ms, best of {args.rounds} rounds x {args.repeat} runs, "
         "one process per case and round"
     )
-    print(f"{'case':<20} {'ideal s':>8} {'wall s':>8} {'median s':>9} {'ratio':>6} {'peak MB':>8}")
+    print(f"{'case':<20} {'ideal s':>8} {'wall s':>8} {'median s':>9} {'ratio':>6} {'peak MB':>8}  bar")
     for (kind, n), rounds in results.items():
         r = min(rounds, key=lambda one: one["wall_s"])
         median = sorted(one["median_wall_s"] for one in rounds)[len(rounds) // 2]
+        peak = max(one["peak_mb"] for one in rounds)
+        bar = BARS.get((kind, n))
+        verdict = ""
+        if bar is not None:
+            met = r["ratio"] <= bar and peak < MAX_PEAK_MB
+            verdict = f"<= {bar}x, < {MAX_PEAK_MB} MB: {'met' if met else 'MISSED'}"
         print(
             f"{LABELS.get(kind, kind) + ' ' + str(n):<20} {r['ideal_s']:>8.3f} {r['wall_s']:>8.3f} "
-            f"{median:>9.3f} {r['ratio']:>6.2f} {max(one['peak_mb'] for one in rounds):>8.1f}"
+            f"{median:>9.3f} {r['ratio']:>6.2f} {peak:>8.1f}  {verdict}"
         )
 
 
