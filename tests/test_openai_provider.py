@@ -8,8 +8,10 @@ import email.utils
 import json
 import logging
 import socket
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -485,6 +487,123 @@ def test_stalled_stream_fires_idle(server: OAIServer, transport: str) -> None:
     )
     assert events(recorder, "retry")[0]["cause"] == "timeout"
     assert sink.text == "Hello, w"  # what the first attempt showed; the retry's repeat was not shown again
+
+
+class SlowReader:
+    """A bare HTTP server in a thread, for what the OAI server cannot do: take a request body slowly
+    (``bytes_per_s``) or not at all (None), then answer with a one-word completion. Its sockets have small
+    buffers, so a client's writes wait for it after a few megabytes."""
+
+    def __init__(self, bytes_per_s: float | None) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.received: list[int] = []
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen()
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+
+    def __enter__(self) -> SlowReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        self._conns.append(conn)
+        conn.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(1)
+        if self.bytes_per_s is None:
+            return  # never reads the body, never answers
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+        got, step = 0, 65536
+        while got < length:
+            chunk = conn.recv(min(step, length - got))
+            if not chunk:
+                return
+            got += len(chunk)
+            time.sleep(len(chunk) / self.bytes_per_s)
+        self.received.append(got)
+        answer = json.dumps(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "test-model",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "taken"}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(answer))
+        conn.sendall(answer)
+
+
+BIG = [{"role": "user", "content": "x" * (8 << 20)}]  # 8 MB: more than the kernel takes without the server
+
+
+def test_a_server_that_stops_reading_fires_the_write_timeout(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with SlowReader(bytes_per_s=None) as server:
+        url = server.url
+        provider = make(url, stream=False, timeout={"write": 0.3, "read": 10}, retry={"max_attempts": 1})
+        start = time.perf_counter()
+        # Recorded rather than raised: a ResourceWarning raised inside uvloop's loop.close() hangs it.
+        with warnings.catch_warnings(record=True) as caught, pytest.raises(ProviderTimeout) as info:
+            warnings.simplefilter("always")
+            run(big_chat(provider))
+        assert time.perf_counter() - start < 3
+    assert str(info.value) == f"{label(url)}: timeout.write (0.3 s) fired: could not send the request"
+    # the connection was aborted, not closed: a close would wait for the server to take the rest, forever
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_aiohttp_bounds_each_64_kib_of_the_body_not_the_whole_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server takes the body steadily but slowly: about 1.2 s for all of it, far over the 0.3 s write
+    timeout, yet no 64 KiB of it waits that long. (The stock httpx transport sends a body in one write, so
+    there the whole body must go within timeout.write.)"""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("RUNNER_HTTP_TRANSPORT", "aiohttp")
+    with SlowReader(bytes_per_s=8e6) as server:
+        provider = make(server.url, stream=False, timeout={"write": 0.3, "read": 10}, retry={"max_attempts": 1})
+        start = time.perf_counter()
+        result = run(big_chat(provider))
+        took = time.perf_counter() - start
+    assert result.content == "taken"
+    assert len(server.received) == 1 and server.received[0] > 8 << 20  # all of its Content-Length
+    assert took > 0.6  # the server really did hold the body back
+
+
+def test_a_large_body_arrives_whole_with_its_content_length(server: OAIServer, transport: str) -> None:
+    server.plan(Plan(content="ok"))
+    provider = make(server.url, stream=False, timeout={"write": 5})
+    result = run(big_chat(provider))
+    assert result.content == "ok"
+    request = server.requests[-1]
+    assert request.headers.get("content-length") is not None and "transfer-encoding" not in request.headers
+    assert request.body["messages"] == BIG
+
+
+async def big_chat(provider: OpenAIChatProvider) -> ChatResult:
+    try:
+        return await provider.chat(BIG, CallContext(node_id="n1", agent="writer"))
+    finally:
+        await provider.aclose()
 
 
 def test_total_timeout(server: OAIServer) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import contextvars
 import email.utils
 import json
 import os
@@ -76,8 +78,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     At most ``pool.max_connections`` requests are in flight; more wait (FIFO) for a slot, up to the
     request's ``pool`` timeout, and the time waited is put in the response's extensions under
     :data:`POOL_WAIT`. Timeouts map as: ``connect`` -> aiohttp ``sock_connect``, ``read`` -> ``sock_read``
-    (the longest wait for any bytes, headers included); ``write`` is not enforced by aiohttp (a request
-    body is small and the read timeout follows it). aiohttp errors become the httpx exceptions the stock
+    (the longest wait for any bytes, headers included), ``write`` -> :class:`_BodyWatch` (aiohttp has no
+    write timeout of its own). aiohttp errors become the httpx exceptions the stock
     transport raises, so the code above it cannot tell the two transports apart. aiohttp keeps every idle
     connection up to ``max_connections`` (``pool.max_keepalive_connections`` applies to the stock
     transport only) and closes it after ``keepalive_expiry`` seconds.
@@ -106,7 +108,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._urls: dict[str, yarl.URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
+        connector = _WatchingConnector(
             limit=self._pool.max_connections,
             limit_per_host=0,
             keepalive_timeout=self._pool.keepalive_expiry,
@@ -156,24 +158,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if proxy_headers is not None and target.scheme == "http":  # sent to the proxy, the first hop
             headers += proxy_headers.items()
             proxy_headers = None  # (on https, only the CONNECT carries them: never the tunnelled request)
+        content = request.content
+        write = spec.get("write")
+        watch = _BodyWatch(content, write) if write is not None and len(content) > _BodyWatch.CHUNK else None
+        token = _WATCH.set(watch) if watch is not None else None
         try:
-            response = await session.request(
-                request.method,
-                target,
-                headers=headers,
-                data=request.content or None,
-                allow_redirects=False,
-                timeout=self._timeout(spec),
-                proxy=self._proxy,
-                proxy_headers=proxy_headers,
-            )
+            async with watch if watch is not None else contextlib.nullcontext():
+                response = await session.request(
+                    request.method,
+                    target,
+                    headers=headers,
+                    data=watch.chunks() if watch is not None else content or None,
+                    allow_redirects=False,
+                    timeout=self._timeout(spec),
+                    proxy=self._proxy,
+                    proxy_headers=proxy_headers,
+                )
         except BaseException as exc:
             self._slots.release()
+            if watch is not None:
+                watch.abandon()
+            if watch is not None and watch.expired():
+                message = f"the server took no part of the body for {write:g} s"
+                raise httpx.WriteTimeout(message, request=request) from exc
             if isinstance(exc, aiohttp.ClientError | TimeoutError):
                 raise _httpx_error(exc, request) from exc
             if isinstance(exc, ValueError):  # aiohttp refuses the request itself (e.g. credentials in the URL)
                 raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
             raise
+        finally:
+            if token is not None:
+                _WATCH.reset(token)
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", POOL_WAIT: waited}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
@@ -204,6 +219,81 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class _BodyWatch:
+    """The write timeout for :class:`AiohttpTransport`: a request body sent in chunks, each taken by the server
+    within ``seconds``. (httpx's timeout bounds each write too; its stock transport writes a body at once, so
+    there the whole body must go within it. Per chunk, a slow but steady upload of a large body is not cut.)
+
+    aiohttp hands a bytes body to the kernel in one write and then waits, without a limit, until the kernel has
+    taken it: a server that stops reading would hold the request until ``first_token`` or ``total``. Given as
+    an async iterable, the body is asked for its next chunk only once the previous one has been taken (aiohttp
+    waits for the kernel above 64 KiB buffered), so each chunk re-arms an ``asyncio.timeout`` around the request
+    and the end of the body disarms it. Bodies of one chunk or less are not watched: the kernel takes them at
+    once. The request's Content-Length (set by httpx) keeps aiohttp from switching to chunked encoding.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, content: bytes, seconds: float) -> None:
+        self._content = content
+        self._seconds = seconds
+        self._scope: asyncio.Timeout | None = None
+        self._timeout = asyncio.timeout(None)
+        self._sent = False
+        self.transport: asyncio.Transport | None = None  # the connection's, set by _WatchingConnector
+
+    def abandon(self) -> None:
+        """The request failed (this timeout, another, a cancel): if the body was not all sent, abort the
+        connection. aiohttp closes it, and a close waits until the server has taken the rest, which a
+        server that stopped reading never does: the socket would stay open."""
+        if not self._sent and self.transport is not None:
+            self.transport.abort()
+
+    async def __aenter__(self) -> _BodyWatch:
+        self._scope = await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self._scope = None  # the response has come (or the request failed): the rest of the body goes unwatched
+        await self._timeout.__aexit__(*exc_info)  # raises TimeoutError if it fired
+
+    def expired(self) -> bool:
+        return self._timeout.expired()
+
+    async def chunks(self) -> AsyncIterator[memoryview]:
+        loop = asyncio.get_running_loop()
+        content, size = memoryview(self._content), self.CHUNK
+        for start in range(0, len(content), size):
+            if self._scope is not None:
+                self._scope.reschedule(loop.time() + self._seconds)
+            yield content[start : start + size]
+        self._sent = True
+        if self._scope is not None:
+            self._scope.reschedule(None)
+
+
+_WATCH: contextvars.ContextVar[_BodyWatch | None] = contextvars.ContextVar("runner_body_watch", default=None)
+"""The watched request (see _BodyWatch) being sent in this context, for _WatchingConnector."""
+
+if aiohttp is not None:
+
+    class _WatchingConnector(aiohttp.TCPConnector):
+        """A TCPConnector that gives a watched request its connection's transport, so that a body write that
+        failed half-way can abort the connection (see :meth:`_BodyWatch.abandon`)."""
+
+        async def connect(
+            self,
+            req: aiohttp.ClientRequest,
+            traces: list[Any],
+            timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's own signature, overridden
+        ) -> aiohttp.connector.Connection:
+            conn = await super().connect(req, traces, timeout)
+            watch = _WATCH.get()
+            if watch is not None:
+                watch.transport = conn.transport  # uvloop's transports are not asyncio.Transport subclasses
+            return conn
 
 
 class _AiohttpStream(httpx.AsyncByteStream):
