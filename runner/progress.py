@@ -139,7 +139,9 @@ class Progress:
             self.shown = False
 
     async def run(self, recorder: Recorder, t0: float | None = None) -> None:
-        """Redraw every ``interval`` until cancelled; then erase the line."""
+        """Redraw every ``interval`` until cancelled; then erase the line. (The events since the last frame
+        are not counted at the end: the line they would change is erased, and counting them is work inside the
+        run's wall time, 10% of a 10,000-branch fan-out.)"""
         if t0 is not None:
             self.t0 = t0
         try:
@@ -147,8 +149,6 @@ class Progress:
                 await asyncio.sleep(self.interval)
                 self.tick(recorder)
         finally:
-            events, self._cursor = tail(recorder, self._cursor)
-            self.feed(events)
             self.hide()
 
 
