@@ -178,9 +178,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._slots.release()
             if watch is not None:
                 watch.abandon()
-            if watch is not None and watch.expired():
-                message = f"the server took no part of the body for {write:g} s"
-                raise httpx.WriteTimeout(message, request=request) from exc
+                if watch.expired():
+                    message = f"the server took no part of the body for {write:g} s"
+                    raise httpx.WriteTimeout(message, request=request) from exc
             if isinstance(exc, aiohttp.ClientError | TimeoutError):
                 raise _httpx_error(exc, request) from exc
             if isinstance(exc, ValueError):  # aiohttp refuses the request itself (e.g. credentials in the URL)

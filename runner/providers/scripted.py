@@ -29,18 +29,16 @@ def approx_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _chars(content: Any) -> int:
-    """The length of a message's text: its content, or the text parts of list-shaped content."""
-    if type(content) is str:
-        return len(content)
-    if isinstance(content, list):
-        return sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
-    return 0
-
-
 def _prompt_tokens(messages: Sequence[Message]) -> int:
-    """About four characters a token over the messages' text."""
-    return (sum(_chars(m.get("content")) for m in messages) + 3) // 4
+    """About four characters a token over the messages' text (text parts of list-shaped content too)."""
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        if type(content) is str:
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    return (total + 3) // 4
 
 
 class Ticker:
@@ -115,7 +113,9 @@ class ScriptedProvider:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        # Due at the next millisecond at or after the first token, like Ticker.wait_until.
+        # Ticker's bucketing, written out here rather than shared: this runs once per fan-out branch, and a
+        # call into a shared helper measured 2-3% of a 10,000-branch fan-out. Due at the next millisecond at or
+        # after the first token, like Ticker.wait_until.
         tick = math.ceil((time.monotonic() + self._first_token_s) * 1000.0)
         reply: asyncio.Future[ChatResult] = loop.create_future()
         due = self._due.get(tick)
@@ -140,15 +140,11 @@ class ScriptedProvider:
             except Exception as exc:  # noqa: BLE001 - the caller's failure: raised where it awaits the reply
                 reply.set_exception(exc)
                 continue
-            chars = 0
-            for message in messages:  # _prompt_tokens, inlined: the hot path
-                content = message.get("content")
-                chars += len(content) if type(content) is str else _chars(content)
             # Usage(...) and ChatResult(text, usage, (), first): built field by field, without __init__ calls
             # (the engine's call_agent does the same; a test compares them with the usual build).
             usage = _new(Usage)
-            usage.prompt_tokens = (chars + 3) // 4
-            usage.completion_tokens = (len(text) + 3) // 4
+            usage.prompt_tokens = _prompt_tokens(messages)
+            usage.completion_tokens = approx_tokens(text)
             result = _new(ChatResult)
             result.content = text
             result.usage = usage
