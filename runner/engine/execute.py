@@ -1,7 +1,7 @@
 """The engine: runs a compiled plan on one event loop with structured concurrency.
 
-A fan-out's branches run as strands of one group (``strands.py``: driven like Tasks, without a Task each;
-the first failure cancels the rest); a fan-out is bounded by its ``max_concurrency`` semaphore; providers
+A fan-out's branches run as tasks of one ``asyncio.TaskGroup`` (``dispatch.py``: at most ``max_concurrency``
+at once; the first failure cancels the rest and starts nothing more); providers
 are shared by every agent on the same model. The hot path of a fan-out branch is one context dict, the
 renders its templates need, one provider call and two event appends; policies (timeouts, retries,
 conditions) cost nothing on stages that declare none.
@@ -10,6 +10,7 @@ conditions) cost nothing on stages that declare none.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import random
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.engine.dispatch import first_error, run_all
 from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.engine.resources import RunResources
-from runner.engine.strands import run_strands
 from runner.errors import (
     ProviderConfigError,
     ProviderError,
@@ -244,11 +245,18 @@ class Engine:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(**kwargs)
             else:
-                value = await asyncio.get_running_loop().run_in_executor(self.tools.executor(), _call_with, fn, kwargs)
+                # in the branch's context, as asyncio.to_thread does: the function sees its caller's context vars
+                context = contextvars.copy_context()
+                value = await asyncio.get_running_loop().run_in_executor(
+                    self.tools.executor(), context.run, _call_with, fn, kwargs
+                )
         except BaseException as exc:
             rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": _brief(exc)})
             if isinstance(exc, Exception) and not isinstance(exc, RunError):
-                raise RunError(f"python stage '{node}' ({stage.function}) raised {type(exc).__name__}: {exc}") from exc
+                cause = first_error(exc)  # the user's own TaskGroup: its first real error, not the group
+                raise RunError(
+                    f"python stage '{node}' ({stage.function}) raised {type(cause).__name__}: {cause}"
+                ) from exc
             raise
         rec.emit("finished", node)
         if isinstance(value, str):
@@ -306,18 +314,19 @@ class Engine:
         elif sp.branches or not sp.input.per_branch:  # listed branches have no per-branch variables
             shared_input = sp.input.template.render(ctx)
         items: Sequence[Any] = sp.branches if sp.branches else self._items(sp, ctx)
+        n = len(items)
         limit = stage.max_concurrency
-        sem = asyncio.Semaphore(limit) if limit is not None and limit < len(items) else None
+        bounded = limit is not None and limit < n
         collect = stage.on_error == "collect"
         rec = self.recorder
         agent = sp.agent
         input_tpl: CompiledTemplate | None = sp.input
+        if bounded:  # the branches past the bound wait for a slot from now: the report's concurrency wait
+            for i in range(n):
+                rec.emit("queued", f"{node}[{i}]")
 
         async def branch(i: int, item: Any) -> Any:
             branch_node = f"{node}[{i}]"
-            if sem is not None:
-                rec.emit("queued", branch_node)
-                await sem.acquire()
             try:
                 if sp.branches:
                     scope = dict(stages)
@@ -343,11 +352,8 @@ class Engine:
                 return Output(
                     "", agent.spec.name if agent is not None else "", branch_node, _NO_USAGE, error=_brief(error)
                 )
-            finally:
-                if sem is not None:
-                    sem.release()
 
-        if agent is not None and not sp.branches and sem is None and not collect:
+        if agent is not None and not sp.branches and not collect:
             # The common wide fan-out: each branch is one agent call, started directly (no wrapper coroutine).
             render_input = input_tpl.template.render if shared_input is None and input_tpl is not None else None
             call_agent = self.call_agent
@@ -360,8 +366,8 @@ class Engine:
                 assert text is not None
                 return call_agent(f"{node}[{i}]", agent, text, item_ctx)
 
-            return await run_strands(node, items, start_agent)
-        return await run_strands(node, items, lambda i: branch(i, items[i]))
+            return await run_all(n, start_agent, limit=limit)
+        return await run_all(n, lambda i: branch(i, items[i]), limit=limit)
 
     def _items(self, sp: StagePlan, ctx: Mapping[str, Any]) -> Sequence[Any]:
         if isinstance(sp.for_each, tuple):
@@ -580,7 +586,9 @@ class Engine:
     async def _builtin(self, fn: Callable[..., str], arguments: str) -> tuple[str, bool]:
         try:
             args = json.loads(arguments or "{}")
-            return await asyncio.get_running_loop().run_in_executor(self.tools.executor(), _call_with, fn, args), True
+            context = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.tools.executor(), context.run, _call_with, fn, args), True
         except (json.JSONDecodeError, TypeError, RunnerError) as exc:
             return f"error: {exc}", False
 
@@ -607,13 +615,6 @@ def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 def _kind(sp: StagePlan) -> str:
     return "fanout" if sp.is_fanout else ("agent" if sp.agent is not None else "python")
-
-
-def first_error(exc: BaseException) -> BaseException:
-    """A TaskGroup raises an ExceptionGroup; the user wants the first real error inside it."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _brief(exc: BaseException) -> str:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine import loop as loops
-from runner.engine.execute import Engine, TokenSinkFactory, first_error
+from runner.engine.dispatch import first_error
+from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.plan import Plan, walk_plans
 from runner.engine.resources import open_resources
 from runner.errors import RunnerError
