@@ -8,6 +8,7 @@ agent can recover; it never crashes the run.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 import json
@@ -177,12 +178,15 @@ class ToolRunner:
                     value = await tool.fn(**args)
                 else:
                     loop = asyncio.get_running_loop()
-                    value = await loop.run_in_executor(self.executor(), _call, tool.fn, args)
+                    context = contextvars.copy_context()  # the caller's context vars, as asyncio.to_thread
+                    value = await loop.run_in_executor(self.executor(), context.run, _call, tool.fn, args)
         except TimeoutError:
             return f"error: tool {name!r} timed out after {tool.timeout:g} s", False
         except TypeError as exc:
             return f"error: bad arguments for tool {name!r}: {exc}", False
         except Exception as exc:  # noqa: BLE001 - the model gets the error and may recover
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the tool's own TaskGroup: its first error
+                exc = exc.exceptions[0]
             return f"error: tool {name!r} raised {type(exc).__name__}: {exc}", False
         return _as_text(value), True
 
