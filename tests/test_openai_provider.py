@@ -33,7 +33,7 @@ from runner.providers.http import Endpoint, _retry_after
 from runner.providers.openai import OpenAIChatProvider
 from runner.providers.openai_config import parse_openai_model
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
 KEY = "sk-test-7f3a9c2e0b1d4e5f-SECRET"
 KEY_ENV = "RUNNER_TEST_OPENAI_KEY"

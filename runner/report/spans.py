@@ -11,6 +11,7 @@ from typing import Any
 from runner.events import Event
 from runner.providers.base import ChatResult
 from runner.report.layout import Layout, StageShape
+from runner.secrets import redact
 
 _STATUS = {"finished": "ok", "failed": "failed", "cancelled": "cancelled", "skipped": "skipped"}
 _INDEX = re.compile(r"\[(\d+)\](?=\.|$)")
@@ -93,7 +94,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                 span.attempts = data.attempts
             elif isinstance(data, Mapping):
                 if data.get("error") is not None:
-                    span.error = str(data["error"])
+                    span.error = redact(data["error"])
                 if kind == "skipped" and data.get("kind"):
                     span.kind = str(data["kind"])
                 if "reason" in data:
