@@ -194,7 +194,7 @@ class EventLog:
             return
         if not log.isEnabledFor(logging.INFO):  # the default: only failures and retries, found cheaply
             for event in events:
-                if event[1] == "failed" or event[1] == "retry":
+                if event[1] == "failed" or event[1] == "retry" or event[1] == "stream_diverged":
                     self._log(event, debug=False, info=False)
             return
         debug = log.isEnabledFor(logging.DEBUG)
@@ -236,6 +236,13 @@ class EventLog:
             log.warning(
                 f"attempt {d.get('attempt')} failed ({d.get('cause')}); retrying in {delay:.2f} s"
                 + (f": {d['error']}" if d.get("error") else ""),
+                extra=extra,
+            )
+        elif kind == "stream_diverged":
+            shown = int((data or {}).get("shown_chars") or 0)
+            log.warning(
+                f"the answer restarted: the retry's answer differs from the {shown} character"
+                f"{'' if shown == 1 else 's'} already streamed, which are void",
                 extra=extra,
             )
         elif kind in ("pool_wait", "rate_wait") and debug:

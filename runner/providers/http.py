@@ -26,6 +26,7 @@ import base64
 import contextlib
 import contextvars
 import email.utils
+import importlib.util
 import json
 import os
 import random
@@ -66,6 +67,14 @@ async byte-stream generators."""
 
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: retrying cannot help, whatever ``retry_on`` says."""
+
+DECODABLE = frozenset(
+    {"identity", "gzip", "x-gzip", "deflate"}
+    | ({"br"} if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi") else set())
+    | ({"zstd"} if importlib.util.find_spec("zstandard") else set())
+)
+"""Content-Encodings httpx decodes here. httpx passes any other through undecoded, which would then read as
+garbage: such an answer is refused by name (:meth:`Endpoint.check_encoding`)."""
 
 TRANSPORT_ENV = "RUNNER_HTTP_TRANSPORT"
 """``aiohttp`` (default when installed) or ``httpcore`` (the stock httpx transport), for comparison."""
@@ -641,9 +650,20 @@ class Endpoint:
             raise self.translate(exc) from exc
         finally:
             await response.aclose()
+        self.check_encoding(response.headers)
         if response.status_code >= 400:
             raise self.http_error(response.status_code, content, response.headers)
         return content
+
+    def check_encoding(self, headers: httpx.Headers) -> None:
+        """Refuse an answer compressed in a way httpx cannot decode here (see :data:`DECODABLE`)."""
+        for encoding in headers.get("content-encoding", "").split(","):
+            name = encoding.strip().lower()
+            if name and name not in DECODABLE:
+                raise ProviderProtocolError(
+                    f"{self.label}: the server encoded its answer with Content-Encoding {name!r}, which runner "
+                    f"cannot decode (it accepts {', '.join(sorted(DECODABLE))})"
+                )
 
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"
@@ -703,6 +723,25 @@ class Endpoint:
         broken = ProviderProtocolError(f"{self.label}: the connection broke while reading the answer{during}")
         broken.kind = "read"
         return broken
+
+    def reported_error(self, error: Any, where: str, headers: httpx.Headers | None = None) -> ProviderError:
+        """The error for an error object a server put in a body it answered with status 200 (``where`` says
+        where: mid-stream, or in the JSON answer). Gateways and servers (LiteLLM, vLLM, OpenAI) report an
+        upstream failure this way once the stream has begun: its code makes it the error its HTTP status would
+        be, retried (or not) as that status would be, honouring a ``retry_after`` it gives (in seconds) or the
+        response's Retry-After header. Without a code it is a protocol error."""
+        message = clip(self.redact(reported_message(error)))
+        status = reported_status(error)
+        if status is None:
+            return ProviderProtocolError(f"{self.label}: the server reported an error {where}: {message}")
+        retry_after = _retry_after(headers.get("retry-after")) if headers is not None else None
+        if retry_after is None and isinstance(error, Mapping):
+            given = error.get("retry_after")
+            if isinstance(given, int | float) and not isinstance(given, bool) and given >= 0:
+                retry_after = float(given)
+        return ProviderHTTPError(
+            f"{self.label}: the server reported error {status} {where}: {message}", status, retry_after
+        )
 
     def protocol_error(self, what: str) -> ProviderProtocolError:
         return ProviderProtocolError(f"{self.label}: {self.redact(what)}")
