@@ -164,8 +164,10 @@ class _Guarded:
     def write(self, text: str) -> int:
         if not text:
             return self._stream.write(text)
-        with self._sink.lock:
-            self._sink._break_line()
+        sink = self._sink
+        with sink.lock:
+            sink._break_line()
+            sink.out.flush()  # streamed text written before this line goes out before it (stdout is buffered)
             return self._stream.write(text)
 
     def flush(self) -> None:
