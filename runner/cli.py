@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except RunnerError as exc:
-        print(f"runner: error: {exc}", file=sys.stderr)
+        from runner.secrets import redact  # noqa: PLC0415
+
+        print(f"runner: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
@@ -115,8 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception:  # noqa: BLE001 - the last resort: a bug in runner, reported as one
+        from runner.secrets import redact  # noqa: PLC0415
+
         print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)
-        traceback.print_exc()
+        sys.stderr.write(redact(traceback.format_exc()))
         return EXIT_BUG
 
 

@@ -2,9 +2,10 @@
 
 Records go through a :class:`logging.handlers.QueueHandler` to a :class:`~logging.handlers.QueueListener`
 thread that formats and writes them, so a slow disk never blocks the event loop. The format is ``text`` or
-``json`` (one object a line, with the run id and the node id). Secrets never reach the output: the values
-of the environment variables named by any ``api_key_env`` and bearer tokens are replaced by
-``[redacted]`` in every formatted line.
+``json`` (one object a line, with the run id and the node id). Secrets never reach the output: every
+formatted line passes through :func:`runner.secrets.redact` (the values of the environment variables named
+by any ``api_key_env``, proxy credentials, bearer and basic tokens, in every form they travel in). A text line
+is one line: a multi-line message (a server's) is folded onto it.
 
 The run's events become log records through :class:`EventLog`, a loop task that tails the recorder.
 """
@@ -17,7 +18,6 @@ import json
 import logging
 import os
 import queue
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -27,29 +27,27 @@ from typing import Any, TextIO
 from runner.errors import RunnerError
 from runner.events import Event, Recorder, tail
 from runner.providers.base import ChatResult
+from runner.secrets import REDACTED, SECRETS, one_line
 
 LOGGER = "runner"
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
-REDACTED = "[redacted]"
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+__all__ = ["REDACTED", "Redactor", "configure_logging", "EventLog", "secret_env_names", "secret_values"]
 _CONTEXT_FIELDS = ("run_id", "node_id", "event")
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class Redactor:
-    """Replaces secret values and bearer tokens in text."""
+    """The log's redactor: registers ``secrets`` with :data:`runner.secrets.SECRETS` (values under 6
+    characters are no secrets: they would blank ordinary words) and redacts with the whole registry, so a
+    key an endpoint registered later is redacted too."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # longest first, so a secret containing another is replaced whole; very short values would redact
-        # ordinary words, so they are not treated as secrets
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        for secret in secrets:
+            SECRETS.add(secret)
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _BEARER.sub(r"\1 " + REDACTED, text)
+        return SECRETS.redact(text)
 
 
 def secret_values(env_names: Iterable[str]) -> list[str]:
@@ -89,11 +87,19 @@ class TextFormatter(logging.Formatter):
         self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        # redacted before the message is folded onto one line: a secret split by a line fold is still found
+        message = one_line(self.redact(record.getMessage()))
+        text = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: "
         node = getattr(record, "node_id", None)
         if node:
-            head, _, rest = text.partition(": ")
-            text = f"{head}: [{node}] {rest}"
+            text += f"[{node}] "
+        text += message
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + record.exc_text
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
         return self.redact(text)
 
 
@@ -188,7 +194,7 @@ class EventLog:
             return
         if not log.isEnabledFor(logging.INFO):  # the default: only failures and retries, found cheaply
             for event in events:
-                if event[1] == "failed" or event[1] == "retry":
+                if event[1] == "failed" or event[1] == "retry" or event[1] == "stream_diverged":
                     self._log(event, debug=False, info=False)
             return
         debug = log.isEnabledFor(logging.DEBUG)
@@ -230,6 +236,13 @@ class EventLog:
             log.warning(
                 f"attempt {d.get('attempt')} failed ({d.get('cause')}); retrying in {delay:.2f} s"
                 + (f": {d['error']}" if d.get("error") else ""),
+                extra=extra,
+            )
+        elif kind == "stream_diverged":
+            shown = int((data or {}).get("shown_chars") or 0)
+            log.warning(
+                f"the answer restarted: the retry's answer differs from the {shown} character"
+                f"{'' if shown == 1 else 's'} already streamed, which are void",
                 extra=extra,
             )
         elif kind in ("pool_wait", "rate_wait") and debug:

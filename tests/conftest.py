@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.secret_scan import API_KEY, API_KEY_ENV, PROXY_ENV, SecretScan, proxy_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -32,15 +35,21 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m runner ARGS`` as a user would, bounded in time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **(env_extra or {})}
-    return subprocess.run(
+    if "stdout" not in kw and "stderr" not in kw:
+        kw["capture_output"] = True
+    proc = subprocess.run(
         [sys.executable, "-m", "runner", *args],
         cwd=cwd or ROOT,
-        capture_output=True,
         text=True,
         timeout=timeout,
         env=env,
         **kw,
     )
+    if _SCAN is not None:  # the secret scan sees what the process printed and the secrets it was given
+        _SCAN.add_secret(*(v for k, v in (env_extra or {}).items() if _SECRET_NAME.search(k)))
+        _SCAN.add_text(f"runner {' '.join(args)}: stdout", proc.stdout)
+        _SCAN.add_text(f"runner {' '.join(args)}: stderr", proc.stderr)
+    return proc
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
@@ -107,6 +116,8 @@ def run_on(loop: str, coro: Any) -> Any:
 
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|passw")
+_SCAN: SecretScan | None = None
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +126,54 @@ def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def secret_scan(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[SecretScan]:
+    """Marker secrets in the environment, and after the test a scan of every file it wrote (``tmp_path``, and
+    the project's ``reports/`` folder) and everything printed (captured output, ``run_cli``'s output) for
+    each marker, and each secret the test set in the environment, in every form (tests/secret_scan.py).
+
+    The markers: an API key in ``RUNNER_MARKER_API_KEY``; proxy credentials in ``ALL_PROXY`` (a closed
+    loopback port: runner reaches loopback servers directly, and ``NO_PROXY`` says so to other clients, so
+    only the credentials are in play) and, as a URL for tests to route through a proxy of theirs,
+    ``scan.proxy_url(port)``."""
+    global _SCAN
+    from runner.secrets import SECRETS
+
+    saved = SECRETS.snapshot()
+    capture = request.getfixturevalue("capsys" if "capsys" in request.fixturenames else "capfd")
+    monkeypatch.setenv(API_KEY_ENV, API_KEY)
+    monkeypatch.setenv(PROXY_ENV, proxy_url(9))
+    monkeypatch.setenv("ALL_PROXY", proxy_url(9))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # for clients (the OpenAI SDK) that proxy loopback
+    scan = SecretScan()
+    scan.add_secret(API_KEY)
+    scan.add_folder(tmp_path)
+    reports = ROOT / "reports"
+    before = {p: p.stat().st_mtime for p in reports.rglob("*")} if reports.is_dir() else {}
+    _SCAN = scan
+    try:
+        yield scan
+    finally:
+        _SCAN = None
+        SECRETS.restore(saved)
+    out, err = capture.readouterr()
+    scan.add_text("stdout", out)
+    scan.add_text("stderr", err)
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and value.strip():
+            scan.add_secret(value.strip())
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and "@" in value:
+            from urllib.parse import unquote, urlsplit
+
+            parts = urlsplit(value)
+            scan.add_secret(unquote(f"{parts.username}:{parts.password or ''}"))
+    if reports.is_dir():
+        for path in reports.rglob("*"):
+            if path.is_file() and before.get(path) != path.stat().st_mtime:
+                scan.add_text(str(path), path.read_bytes())
+    leaks = scan.leaks()
+    assert not leaks, "secrets leaked:\n" + "\n".join(map(str, leaks))

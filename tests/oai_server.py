@@ -19,6 +19,7 @@ import collections
 import json
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,16 @@ class Plan:
     replaces the generated stream with these raw SSE chunks; ``force_json`` answers a streamed request
     with one JSON completion (as servers that ignore ``stream`` do); ``hold_open`` waits that long after
     the last event before ending the response body.
+
+    Gateway behaviour (LiteLLM's proxy, vLLM, OpenAI), for the faults a gateway adds: ``stream_error`` is an
+    error object sent as ``data: {"error": ...}`` after ``error_after`` content chunks (the stream then ends
+    without ``[DONE]``, as LiteLLM's proxy ends it when its upstream breaks); ``error_event`` sends it as an
+    SSE ``event: error`` instead. ``echo`` makes error messages (of an error status or of ``stream_error``)
+    quote the request's headers, as some servers and proxies do: ``"lines"`` (one header a line),
+    ``"folded"`` (each value folded onto a continuation line, HTTP's obs-fold), ``"json"`` (a JSON object),
+    ``"escaped"`` (that object JSON-encoded once more, as gateways quote an upstream's body) or ``"query"``
+    (percent-encoded). ``content_type`` replaces the answer's Content-Type. ``wait`` holds the answer until
+    the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep.
     """
 
     status: int = 200
@@ -65,6 +76,12 @@ class Plan:
     events: list[bytes] | None = None
     force_json: bool = False
     hold_open: float = 0.0
+    stream_error: dict[str, Any] | None = None
+    error_after: int = 0
+    error_event: bool = False
+    echo: str | None = None
+    content_type: str | None = None
+    wait: threading.Event | None = None
 
 
 @dataclass
@@ -181,6 +198,8 @@ class OAIServer:
             await asyncio.sleep(self.latency)
         if plan.stall_before:
             await asyncio.sleep(plan.stall_before)
+        if plan.wait is not None:
+            await asyncio.to_thread(plan.wait.wait, 10)
         if plan.drop_before_response:
             return False
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
@@ -195,14 +214,13 @@ class OAIServer:
             self._send(writer, 401, json.dumps(error).encode(), {})
             return True
         if plan.body is not None or plan.status != 200:
+            message = f"scripted error {plan.status}" + echo_headers(plan.echo, headers)
             payload = (
                 plan.body
                 if plan.body is not None
-                else json.dumps(
-                    {"error": {"message": f"scripted error {plan.status}", "type": "server_error"}}
-                ).encode()
+                else json.dumps({"error": {"message": message, "type": "server_error"}}).encode()
             )
-            self._send(writer, plan.status, payload, plan.headers)
+            self._send(writer, plan.status, payload, plan.headers, plan.content_type)
             return True
         if path.endswith("/embeddings"):
             texts = body["input"]
@@ -221,7 +239,7 @@ class OAIServer:
         model = body.get("model", "") if isinstance(body, dict) else ""
         if isinstance(body, dict) and body.get("stream") and not plan.force_json:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(writer, plan, model, include_usage)
+            return await self._stream(writer, plan, model, include_usage, headers)
         message: dict[str, Any] = {"role": "assistant", "content": plan.content}
         if plan.tool_calls:
             message["tool_calls"] = plan.tool_calls
@@ -233,16 +251,26 @@ class OAIServer:
             "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
             "usage": plan.usage,
         }
-        self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
+        self._send(writer, 200, json.dumps(answer).encode(), plan.headers, plan.content_type)
         return True
 
     @staticmethod
-    def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, headers: dict[str, str]) -> None:
-        head = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    def _send(
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str],
+        content_type: str | None = None,
+    ) -> None:
+        head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(payload)}"]
+        if content_type != "":
+            head.insert(1, f"Content-Type: {content_type or 'application/json'}")
         head += [f"{k}: {v}" for k, v in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
 
-    async def _stream(self, writer: asyncio.StreamWriter, plan: Plan, model: str, include_usage: bool) -> bool:
+    async def _stream(
+        self, writer: asyncio.StreamWriter, plan: Plan, model: str, include_usage: bool, request: dict[str, str]
+    ) -> bool:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             event = {
                 "id": "chatcmpl-1",
@@ -260,6 +288,12 @@ class OAIServer:
         )
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": t}) for t in tokens]
+        if plan.stream_error is not None:
+            error = dict(plan.stream_error)
+            error["message"] = str(error.get("message", "")) + echo_headers(plan.echo, request)
+            data = json.dumps({"error": error}).encode()
+            line = (b"event: error\n" if plan.error_event else b"") + b"data: " + data + b"\n\n"
+            events = events[: 1 + plan.error_after] + [line]
         events += [chunk({"tool_calls": calls}) for calls in plan.tool_calls or ()]
         events.append(chunk({}, plan.finish_reason))
         if include_usage and plan.usage is not None:
@@ -272,11 +306,14 @@ class OAIServer:
                 "usage": plan.usage,
             }
             events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
-        if plan.done:
+        if plan.stream_error is None and plan.done:
             events.append(b"data: [DONE]\n\n")
         if plan.events is not None:
             events = list(plan.events)
-        head = [f"HTTP/1.1 {plan.status} OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked"]
+        content_type = plan.content_type if plan.content_type is not None else "text/event-stream"
+        head = [f"HTTP/1.1 {plan.status} OK", "Transfer-Encoding: chunked"]
+        if content_type:
+            head.insert(1, f"Content-Type: {content_type}")
         head += [f"{k}: {v}" for k, v in plan.headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         for index, event in enumerate(events):
@@ -294,6 +331,26 @@ class OAIServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+def echo_headers(form: str | None, headers: dict[str, str]) -> str:
+    """The request's headers quoted in an error message, in the given form (see :class:`Plan`)."""
+    if form is None:
+        return ""
+    shown = {k: v for k, v in headers.items() if k not in ("content-length",)}
+    if form == "lines":
+        return "; request headers:\r\n" + "\r\n".join(f"{k}: {v}" for k, v in shown.items())
+    if form == "folded":
+        return "; request headers:\r\n" + "\r\n".join(
+            f"{k}: {v[: len(v) // 2]}\r\n {v[len(v) // 2 :]}" for k, v in shown.items()
+        )
+    if form == "json":
+        return "; request headers: " + json.dumps(shown)
+    if form == "escaped":
+        return "; upstream said: " + json.dumps(json.dumps({"headers": shown}))
+    if form == "query":
+        return "; request: /v1/chat/completions?" + urllib.parse.urlencode(shown)
+    raise ValueError(f"unknown echo form {form!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from runner.events import Recorder
 from runner.providers.openai import OpenAIEmbedder
 from runner.providers.openai_config import parse_openai_embedding
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
 KEY = "sk-embed-test-91c0ffee-SECRET"
 KEY_ENV = "RUNNER_TEST_EMBED_KEY"

@@ -33,7 +33,7 @@ from runner.providers.http import Endpoint, _retry_after
 from runner.providers.openai import OpenAIChatProvider
 from runner.providers.openai_config import parse_openai_model
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
 KEY = "sk-test-7f3a9c2e0b1d4e5f-SECRET"
 KEY_ENV = "RUNNER_TEST_OPENAI_KEY"
@@ -437,9 +437,12 @@ def test_malformed_json_in_a_stream(server: OAIServer) -> None:
 
 
 def test_error_event_mid_stream(server: OAIServer) -> None:
+    # an error event is the error its code stands for (503 here: retried by default; see
+    # tests/test_hardening_providers.py for the retries)
     server.plan(Plan(events=[b'data: {"error": {"message": "model overloaded", "code": 503}}\n\n']))
-    err = failure(make(server.url))
-    assert str(err) == f"{label(server.url)}: the server reported an error mid-stream: model overloaded"
+    err = failure(make(server.url, retry={"max_attempts": 1}))
+    assert isinstance(err, ProviderHTTPError) and err.status == 503
+    assert str(err) == f"{label(server.url)}: the server reported error 503 mid-stream: model overloaded"
 
 
 # -- connections and timeouts ------------------------------------------------------------------------------
@@ -940,5 +943,5 @@ def test_reasoning_deltas_keep_a_stream_alive_but_are_not_reply_text(server: OAI
 def test_an_error_answered_with_status_200(server: OAIServer) -> None:
     server.plan(Plan(body=b'{"error": {"message": "context length exceeded", "code": 400}}'))
     err = failure(make(server.url, stream=False))
-    assert isinstance(err, ProviderProtocolError)
-    assert str(err) == f"{label(server.url)}: the server reported an error: context length exceeded"
+    assert isinstance(err, ProviderHTTPError) and err.status == 400  # as if answered with its status
+    assert str(err) == f"{label(server.url)}: the server reported error 400 in a 200 answer: context length exceeded"

@@ -17,7 +17,7 @@ from runner.spec import load_workflow
 from tests.conftest import assert_valid_report, run_cli, start_cli
 from tests.oai_server import OAIServer, Plan
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
 
 def workflow(url: str, *, fan: int = 3, stream: bool = True, extra: str = "") -> str:

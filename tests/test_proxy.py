@@ -22,7 +22,7 @@ from runner.providers.proxy import proxy_for
 from tests.conftest import assert_valid_report, run_cli
 from tests.test_openai_provider import KEY, KEY_ENV, chat, make, run
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
 REMOTE = "http://model.test/v1"  # never resolved: with a proxy set, only the proxy is connected to
 

@@ -12,6 +12,7 @@ from runner.errors import RunnerError, UsageError
 from runner.report import REPORT_VERSION, format_summary
 from runner.report.diff import format_diff
 from runner.report.markdown import to_markdown
+from runner.secrets import redact
 
 
 def load_report(path: str) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def load_report(path: str) -> dict[str, Any]:
 
 def report_command(path: str, *, fmt: str = "text", out: TextIO) -> int:
     report = load_report(path)
-    out.write(to_markdown(report) if fmt == "markdown" else format_summary(report) + "\n")
+    # a report written by an older runner may hold a credential: what is printed is redacted all the same
+    out.write(redact(to_markdown(report) if fmt == "markdown" else format_summary(report) + "\n"))
     return 0
 
 

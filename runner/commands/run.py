@@ -20,7 +20,7 @@ from runner.progress import ObservedStream, Progress
 from runner.report import RunInfo, format_summary, now_utc, report_path, write_outputs
 from runner.spec import load_workflow
 from runner.spec.inputs import read_input_file, resolve_inputs
-from runner.terminal import TerminalSink
+from runner.terminal import TerminalSink, printable_error, same_terminal
 
 EXIT_INTERRUPTED = 130
 
@@ -50,12 +50,15 @@ def run_command(
     out = cast(TextIO, ObservedStream(sys.stdout, bar)) if bar is not None and sys.stdout.isatty() else sys.stdout
     sink = None if quiet else TerminalSink(out, flush_each=sys.stdout.isatty())
     spec = wf.logging
+    log_stream = cast(TextIO, ObservedStream(sys.stderr, bar)) if bar is not None else sys.stderr
+    if sink is not None and same_terminal(sys.stdout, sys.stderr):
+        log_stream = sink.guard(log_stream)  # a warning never starts in the middle of streamed text
     with configure_logging(
         level=log_level or spec.level,
         file=log_file or spec.file,
         fmt=spec.format,
         secrets=secret_values(secret_env_names(wf)),
-        stream=cast(TextIO, ObservedStream(sys.stderr, bar)) if bar is not None else None,
+        stream=log_stream,
     ) as log:
         # Files a run keeps besides its report (working-memory histories, stored tool results) go in a
         # folder beside the reports, named like them; it is created only when something is written there.
@@ -92,7 +95,7 @@ def run_command(
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
-            print(f"runner: error: {error}", file=sys.stderr)
+            print(f"runner: error: {printable_error(error)}", file=sys.stderr)
             return 1
         raise error if error is not None else AssertionError("failed run without an error")
     return 0

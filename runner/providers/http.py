@@ -26,13 +26,13 @@ import base64
 import contextlib
 import contextvars
 import email.utils
+import importlib.util
 import json
 import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -47,6 +47,7 @@ from runner.errors import (
 from runner.events import Recorder
 from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 from runner.providers.proxy import proxy_for
+from runner.secrets import API_KEY, SECRETS
 
 try:  # aiohttp is the fast path; without it the stock httpx transport still works, only slower
     import aiohttp
@@ -66,6 +67,14 @@ async byte-stream generators."""
 
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: retrying cannot help, whatever ``retry_on`` says."""
+
+DECODABLE = frozenset(
+    {"identity", "gzip", "x-gzip", "deflate"}
+    | ({"br"} if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi") else set())
+    | ({"zstd"} if importlib.util.find_spec("zstandard") else set())
+)
+"""Content-Encodings httpx decodes here. httpx passes any other through undecoded, which would then read as
+garbage: such an answer is refused by name (:meth:`Endpoint.check_encoding`)."""
 
 TRANSPORT_ENV = "RUNNER_HTTP_TRANSPORT"
 """``aiohttp`` (default when installed) or ``httpcore`` (the stock httpx transport), for comparison."""
@@ -442,7 +451,8 @@ def _retry_after(value: str | None) -> float | None:
 
 def _server_message(body: bytes) -> str:
     """The error message in an error answer: OpenAI's ``{"error": {"message"}}`` and the shapes other
-    compatible servers use, else the start of the body."""
+    compatible servers use, else the body (its start: see :func:`clip`, applied after redaction so that a
+    credential is never cut in two and half of it shown)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -454,10 +464,84 @@ def _server_message(body: bytes) -> str:
         for candidate in (error, data.get("message"), data.get("detail")):
             if isinstance(candidate, str) and candidate:
                 return candidate
-    text = body.decode("utf-8", errors="replace").strip()
-    if not text:
-        return "(empty answer)"
-    return text if len(text) <= 500 else text[:500] + "..."
+    text = body[:_CLIP_BYTES].decode("utf-8", errors="replace").strip()
+    return text or "(empty answer)"
+
+
+_CLIP_BYTES = 16384
+
+
+def clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def snippet(data: bytes | str, limit: int = 200) -> str:
+    """The start of an answer for a message, quoted: redacted before it is cut (a credential cut in two
+    would no longer be recognised)."""
+    text = data[:_CLIP_BYTES].decode("utf-8", errors="replace") if isinstance(data, bytes) else data[:_CLIP_BYTES]
+    return repr(SECRETS.redact(text)[:limit])
+
+
+# The error types that servers and gateways put in an error object instead of (or beside) a numeric code,
+# normalised (lower case, no "_"), and the HTTP status each stands for: OpenAI's types, the exception names
+# vLLM and LiteLLM report, Anthropic's types (some gateways pass them through).
+_ERROR_TYPE_STATUS = {
+    "invalidrequesterror": 400,
+    "badrequesterror": 400,
+    "contextwindowexceedederror": 400,
+    "authenticationerror": 401,
+    "permissionerror": 403,
+    "permissiondeniederror": 403,
+    "notfounderror": 404,
+    "requesttimeout": 408,
+    "timeout": 408,
+    "timeouterror": 408,
+    "apitimeouterror": 408,
+    "unprocessableentityerror": 422,
+    "ratelimiterror": 429,
+    "ratelimitexceeded": 429,
+    "servererror": 500,
+    "internalservererror": 500,
+    "apierror": 500,
+    "apiconnectionerror": 502,
+    "badgatewayerror": 502,
+    "serviceunavailableerror": 503,
+    "serviceunavailable": 503,
+    "overloadederror": 503,
+}
+
+
+def _status_of(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 100 <= value <= 599 else None
+
+
+def reported_status(error: Any) -> int | None:
+    """The HTTP status an error object reported in a body stands for: a numeric ``code`` or ``status`` (as a
+    number or as text: LiteLLM sends ``"code": "500"``), else a known error ``type`` or ``code`` name; None
+    when it names none."""
+    if not isinstance(error, Mapping):
+        return None
+    for key in ("code", "status", "status_code", "http_status"):
+        status = _status_of(error.get(key))
+        if status is not None:
+            return status
+    for key in ("type", "code"):
+        name = error.get(key)
+        if isinstance(name, str):
+            status = _ERROR_TYPE_STATUS.get(name.lower().replace("_", "").replace(" ", ""))
+            if status is not None:
+                return status
+    return None
+
+
+def reported_message(error: Any) -> str:
+    if isinstance(error, Mapping) and error.get("message"):
+        return str(error["message"])
+    return str(error)
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -496,20 +580,23 @@ class Endpoint:
         self.timeout = timeout
         self.pool = pool
         self.retry = retry
+        # every secret this endpoint holds is registered before any request can echo it back
+        SECRETS.add_proxy_environment()
+        SECRETS.add_url_credentials(self.proxy)
+        SECRETS.add_headers(headers)
         self._key: str | None = None
         if api_key_env is not None:
-            key = os.environ.get(api_key_env, "")
-            if not key.strip():
+            key = SECRETS.add_env(api_key_env, API_KEY)
+            if key is None:
                 raise ProviderConfigError(
                     f"{label}: the environment variable {api_key_env} (api_key_env) is not set; "
                     f"export it with the API key for {base_url}"
                 )
-            self._key = key.strip()
+            self._key = key
         sent = {"User-Agent": "runner", **headers}
         if self._key is not None:
             sent["Authorization"] = f"Bearer {self._key}"
         self.limiter = RateLimiter(rate_limit)
-        self._proxy_password = urlsplit(self.proxy).password if self.proxy is not None else None
         if self.proxy is not None:
             self.label = label = f"{label} via proxy {display_url(self.proxy)}"
         self.transport = transport if transport is not None else make_transport(pool, self.proxy)
@@ -563,9 +650,20 @@ class Endpoint:
             raise self.translate(exc) from exc
         finally:
             await response.aclose()
+        self.check_encoding(response.headers)
         if response.status_code >= 400:
             raise self.http_error(response.status_code, content, response.headers)
         return content
+
+    def check_encoding(self, headers: httpx.Headers) -> None:
+        """Refuse an answer compressed in a way httpx cannot decode here (see :data:`DECODABLE`)."""
+        for encoding in headers.get("content-encoding", "").split(","):
+            name = encoding.strip().lower()
+            if name and name not in DECODABLE:
+                raise ProviderProtocolError(
+                    f"{self.label}: the server encoded its answer with Content-Encoding {name!r}, which runner "
+                    f"cannot decode (it accepts {', '.join(sorted(DECODABLE))})"
+                )
 
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"
@@ -574,16 +672,13 @@ class Endpoint:
         await self.client.aclose()
 
     # -- errors ----------------------------------------------------------------------------------------
-    def redact(self, text: str) -> str:
-        """``text`` with the API key (and the proxy's password) replaced: servers echo them in messages."""
-        if self._key and self._key in text:
-            text = text.replace(self._key, "[api key]")
-        if self._proxy_password and self._proxy_password in text:
-            text = text.replace(self._proxy_password, "[proxy password]")
-        return text
+    @staticmethod
+    def redact(text: str) -> str:
+        """``text`` without any secret (:mod:`runner.secrets`): servers and proxies echo keys and headers."""
+        return SECRETS.redact(text)
 
     def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
-        message = self.redact(_server_message(body))
+        message = clip(self.redact(_server_message(body)))
         return ProviderHTTPError(
             f"{self.label}: HTTP {status}: {message}", status, _retry_after(headers.get("retry-after"))
         )
@@ -613,7 +708,14 @@ class Endpoint:
                 "check HTTPS_PROXY / HTTP_PROXY, or list the host in NO_PROXY"
             )
         if isinstance(exc, httpx.ConnectError):
-            return ProviderConnectError(f"{self.label}: cannot connect to {self.base_url}: {_os_reason(exc)}")
+            return ProviderConnectError(
+                f"{self.label}: cannot connect to {self.base_url}: {self.redact(_os_reason(exc))}"
+            )
+        if isinstance(exc, httpx.DecodingError):
+            return ProviderProtocolError(
+                f"{self.label}: the answer could not be decoded: its body does not match its Content-Encoding "
+                f"({self.redact(str(exc))})"
+            )
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return ProviderConfigError(
                 f"{self.label}: base_url {self.base_url!r} is not a usable URL: {self.redact(str(exc))}"
@@ -621,6 +723,25 @@ class Endpoint:
         broken = ProviderProtocolError(f"{self.label}: the connection broke while reading the answer{during}")
         broken.kind = "read"
         return broken
+
+    def reported_error(self, error: Any, where: str, headers: httpx.Headers | None = None) -> ProviderError:
+        """The error for an error object a server put in a body it answered with status 200 (``where`` says
+        where: mid-stream, or in the JSON answer). Gateways and servers (LiteLLM, vLLM, OpenAI) report an
+        upstream failure this way once the stream has begun: its code makes it the error its HTTP status would
+        be, retried (or not) as that status would be, honouring a ``retry_after`` it gives (in seconds) or the
+        response's Retry-After header. Without a code it is a protocol error."""
+        message = clip(self.redact(reported_message(error)))
+        status = reported_status(error)
+        if status is None:
+            return ProviderProtocolError(f"{self.label}: the server reported an error {where}: {message}")
+        retry_after = _retry_after(headers.get("retry-after")) if headers is not None else None
+        if retry_after is None and isinstance(error, Mapping):
+            given = error.get("retry_after")
+            if isinstance(given, int | float) and not isinstance(given, bool) and given >= 0:
+                retry_after = float(given)
+        return ProviderHTTPError(
+            f"{self.label}: the server reported error {status} {where}: {message}", status, retry_after
+        )
 
     def protocol_error(self, what: str) -> ProviderProtocolError:
         return ProviderProtocolError(f"{self.label}: {self.redact(what)}")

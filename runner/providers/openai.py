@@ -21,7 +21,7 @@ import numpy.typing as npt
 from runner.errors import ProviderError, ProviderTimeout
 from runner.events import Recorder
 from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
-from runner.providers.http import Endpoint, display_url
+from runner.providers.http import Endpoint, display_url, snippet
 from runner.providers.openai_config import OpenAIEmbeddingConfig, OpenAIModelConfig
 from runner.providers.sse import SSEDecoder
 
@@ -48,47 +48,73 @@ class _TokenGate:
     """Passes streamed text to ``ctx.on_token`` so that a retried stream never duplicates text.
 
     * The first attempt streams live.
-    * When an attempt fails after showing text and the sink has a ``reset()`` method (a terminal
-      renderer that can take back what it printed), ``reset()`` is called before the retry, and the
-      retry streams live from scratch.
-    * With a plain callable (no ``reset``), what was shown cannot be taken back: the retry's text is
-      compared with it and withheld while it repeats it; text past that point streams live. If the
-      retry's text departs from what was shown (a sampled reply rarely comes out the same twice), the
-      rest of that attempt is withheld from the sink (the returned ``ChatResult`` always holds the
-      complete text of the attempt that succeeded) and a ``stream_diverged`` event is recorded.
+    * When an attempt fails after showing text and the sink has a ``reset()`` method (a renderer that can
+      take back what it printed), ``reset()`` is called before the retry, and the retry streams live from
+      scratch.
+    * Otherwise what was shown cannot be taken back: the retry's text is compared with it and withheld while
+      it repeats it; text past that point streams live. If the retry's answer departs from what was shown
+      (a sampled reply rarely comes out the same twice), or ends before it, the shown text is void: a
+      ``stream_diverged`` event is recorded, and a sink with a ``restart()`` method (the terminal) is told so
+      (it says it on the screen), then given the new answer from its start. A plain callable gets nothing
+      more of that attempt. (The returned ``ChatResult`` always holds the complete text of the attempt
+      that succeeded.)
     """
 
-    __slots__ = ("_sink", "_reset", "_shown", "_parts", "_pos", "_diverged")
+    __slots__ = ("_sink", "_reset", "_restart", "_shown", "_parts", "_text", "_pos", "_diverged", "_ctx")
 
-    def __init__(self, sink: Callable[[str], None] | None) -> None:
+    def __init__(self, sink: Callable[[str], None] | None, ctx: CallContext | None = None) -> None:
         self._sink = sink
         reset = getattr(sink, "reset", None)
         self._reset: Callable[[], None] | None = reset if callable(reset) else None
+        restart = getattr(sink, "restart", None)
+        self._restart: Callable[[], None] | None = restart if callable(restart) else None
+        self._ctx = ctx
         self._shown = ""  # text of earlier attempts still on the sink's screen
         self._parts: list[str] = []  # text shown during the current attempt
+        self._text: list[str] = []  # the current attempt's whole text, while it is compared with _shown
         self._pos = 0  # length of the current attempt's text so far
         self._diverged = False
 
-    def push(self, text: str) -> bool:
-        """Forward ``text`` as far as it is new; True when this text made the attempt depart from what
-        was shown (once per attempt)."""
+    def push(self, text: str) -> None:
+        """Forward ``text`` as far as it is new."""
         sink = self._sink
         if sink is None or self._diverged:
-            return False
-        start, self._pos = self._pos, self._pos + len(text)
+            return
         shown = self._shown
+        if shown:
+            self._text.append(text)
+        start, self._pos = self._pos, self._pos + len(text)
         if start >= len(shown):
             sink(text)
             self._parts.append(text)
-            return False
+            return
         overlap = min(len(shown), self._pos) - start
         if shown[start : start + overlap] != text[:overlap]:
-            self._diverged = True
-            return True
+            self._depart()
+            return
         if len(text) > overlap:
             sink(text[overlap:])
             self._parts.append(text[overlap:])
-        return False
+
+    def finish(self) -> None:
+        """The current attempt succeeded: an answer shorter than what was shown departs from it too."""
+        if self._sink is not None and not self._diverged and self._pos < len(self._shown):
+            self._depart()
+
+    def _depart(self) -> None:
+        ctx = self._ctx
+        if ctx is not None and ctx.recorder is not None:
+            ctx.recorder.emit("stream_diverged", ctx.node_id, {"shown_chars": len(self._shown)})
+        if self._restart is None or self._sink is None:
+            self._diverged = True
+            return
+        self._restart()
+        whole = "".join(self._text)
+        self._shown = ""  # void now: from here the screen holds this attempt's text
+        self._text = []
+        self._parts = [whole] if whole else []
+        if whole:
+            self._sink(whole)
 
     @property
     def shown_chars(self) -> int:
@@ -99,6 +125,7 @@ class _TokenGate:
         discarded = self._pos
         self._shown += "".join(self._parts)
         self._parts = []
+        self._text = []
         self._pos = 0
         self._diverged = False
         if self._shown and self._reset is not None:
@@ -211,7 +238,7 @@ class OpenAIChatProvider:
     ) -> ChatResult:
         payload = _dumps(self.request_body(messages, tools))
         estimate = _estimate_tokens(messages, self.config.params)
-        gate = _TokenGate(ctx.on_token)
+        gate = _TokenGate(ctx.on_token, ctx)
         recorder = ctx.recorder
 
         def on_retry(err: ProviderError) -> dict[str, Any]:
@@ -225,6 +252,7 @@ class OpenAIChatProvider:
         result, attempts = await self._endpoint.run(
             once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry
         )
+        gate.finish()
         used = result.usage.prompt_tokens + result.usage.completion_tokens
         self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
         if attempts == 1:
@@ -237,11 +265,22 @@ class OpenAIChatProvider:
         content = await self._endpoint.post_json(self._url, payload, ctx.recorder, ctx.node_id)
         return self._parse_json(content, gate)
 
-    def _parse_json(self, content: bytes, gate: _TokenGate) -> ChatResult:
+    def _parse_json(self, content: bytes, gate: _TokenGate, headers: httpx.Headers | None = None) -> ChatResult:
+        ep = self._endpoint
+        if _looks_like_html(content, headers):
+            raise ep.protocol_error(f"the server answered with an HTML page, not a chat completion: {snippet(content)}")
         try:
             data = json.loads(content)
-            if isinstance(data, dict) and data.get("error"):  # some servers answer errors with status 200
-                raise self._endpoint.protocol_error(f"the server reported an error: {_event_error(data['error'])}")
+            if not isinstance(data, dict):
+                raise TypeError("the answer is not a JSON object")
+            error = _error_object(data)
+            if error is not None:  # some servers answer errors with status 200
+                raise ep.reported_error(error, "in a 200 answer", headers)
+            choices = data.get("choices")
+            if not choices and isinstance(choices, list | None):
+                # the same rule as a stream's (see _StreamState.result): an answer must carry a choice
+                what = "is empty" if isinstance(choices, list) else "is missing"
+                raise ep.protocol_error(f'the answer has no choice: its "choices" {what}: {snippet(content)}')
             choice = data["choices"][0]
             message = choice["message"]
             text = message.get("content") or ""
@@ -256,9 +295,8 @@ class OpenAIChatProvider:
                 finish_reason=str(choice.get("finish_reason") or "stop"),
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            snippet = content[:200].decode("utf-8", errors="replace")
-            raise self._endpoint.protocol_error(
-                f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet!r}"
+            raise ep.protocol_error(
+                f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet(content)}"
             ) from exc
         if text:
             gate.push(text)
@@ -277,14 +315,31 @@ class OpenAIChatProvider:
                 ep.note_pool_wait(resp, ctx.recorder, ctx.node_id)
                 if resp.status_code >= 400:
                     raise ep.http_error(resp.status_code, await resp.aread(), resp.headers)
-                if resp.headers.get("content-type", "").startswith("application/json"):
-                    # a server that ignores "stream": true answers with one JSON completion
-                    return self._parse_json(await resp.aread(), gate)
+                ep.check_encoding(resp.headers)
+                state.headers = resp.headers
+                chunks = resp.aiter_bytes()
+                # What the answer is, before reading it as a stream: its content type, and its first bytes
+                # (a server may mislabel it). A server that ignores "stream": true answers with one JSON
+                # completion; an HTML page (a portal, a proxy's login, a base_url that is a web UI), an
+                # empty body or anything else is refused at once by name rather than read as a stream that
+                # "ended before it was complete", which would be retried in vain.
+                first = b""
+                async for chunk in chunks:
+                    first += chunk
+                    if first.lstrip(b"\xef\xbb\xbf \t\r\n"):
+                        break
+                shape = _answer_shape(resp.headers.get("content-type", ""), first)
+                if shape == "json":
+                    rest = [first] + [chunk async for chunk in chunks]
+                    return self._parse_json(b"".join(rest), gate, resp.headers)
+                if shape != "sse":
+                    raise ep.protocol_error(_not_a_stream(shape, resp.headers.get("content-type"), first))
                 decoder = SSEDecoder()
-                async for chunk in resp.aiter_bytes():
+                chunk = first
+                while True:
                     was_alive = state.alive
                     for event in decoder.feed(chunk):
-                        state.event(event.data)
+                        state.event(event.data, event.event)
                     if state.done:
                         # complete; the end of the body normally follows at once, and reading it lets the
                         # connection be reused, but a server that holds the stream open must not stall us
@@ -292,8 +347,12 @@ class OpenAIChatProvider:
                     elif was_alive or state.alive:
                         # the first token switches the deadline from first_token to idle; any chunk renews it
                         scope.reschedule(None if timeouts.idle is None else loop.time() + timeouts.idle)
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
                 for event in decoder.flush():
-                    state.event(event.data)
+                    state.event(event.data, event.event)
         except TimeoutError as exc:
             if not scope.expired():
                 raise
@@ -314,6 +373,55 @@ class OpenAIChatProvider:
         return state.result()
 
 
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"data\n", b"data\r")
+
+
+def _answer_shape(content_type: str, first: bytes) -> str:
+    """``sse``, ``json``, ``html``, ``empty`` or ``other``: what a 200 answer to a streamed request is, by
+    its first bytes where they tell, else by its declared content type."""
+    head = first.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head:
+        return "empty"
+    if head.startswith(_SSE_FIELDS):
+        return "sse"
+    if head[:1] in (b"{", b"["):
+        return "json"
+    if head[:1] == b"<":
+        return "html"
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "text/event-stream":
+        return "sse"  # an event-stream may open with a field this parser ignores
+    return "html" if media in ("text/html", "application/xhtml+xml") else "other"
+
+
+def _looks_like_html(content: bytes, headers: httpx.Headers | None) -> bool:
+    head = content[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--")):
+        return True
+    media = (headers.get("content-type", "") if headers is not None else "").partition(";")[0].strip().lower()
+    return media in ("text/html", "application/xhtml+xml") and head[:1] == b"<"
+
+
+def _not_a_stream(shape: str, content_type: str | None, first: bytes) -> str:
+    declared = f"Content-Type: {content_type}" if content_type else "no Content-Type"
+    if shape == "empty":
+        return f"the server answered 200 with an empty body ({declared}), not a stream of events"
+    what = "an HTML page" if shape == "html" else "something else"
+    return f"the server answered with {what} ({declared}), not a stream of events: {snippet(first)}"
+
+
+def _error_object(data: Any) -> Any:
+    """The error a JSON body reports, or None: OpenAI's ``{"error": {...}}`` (or a bare string), or vLLM's
+    older top-level ``{"object": "error", "message": ..., "code": ...}``."""
+    if not isinstance(data, dict):
+        return None
+    if data.get("error"):
+        return data["error"]
+    if data.get("object") == "error":
+        return data
+    return None
+
+
 class _StreamState:
     """What one streamed attempt has received so far."""
 
@@ -321,6 +429,7 @@ class _StreamState:
         self.ep = ep
         self.ctx = ctx
         self.gate = gate
+        self.headers: httpx.Headers | None = None
         self.parts: list[str] = []
         self.tools = _ToolCallBuilder()
         self.first_token_at: float | None = None
@@ -329,12 +438,13 @@ class _StreamState:
         self.usage = Usage()
         self.done = False
         self.chunks = 0
+        self.choices = 0  # events that carried a choice
 
     def progress(self) -> str:
         n = self.chunks
         return f" after {n} event{'' if n == 1 else 's'} of the stream" if n else ""
 
-    def event(self, data: str) -> None:
+    def event(self, data: str, kind: str = "message") -> None:
         if self.done:
             return
         if data == "[DONE]":
@@ -343,13 +453,17 @@ class _StreamState:
         try:
             obj = json.loads(data)
         except ValueError as exc:
-            what = f"malformed JSON in the stream{self.progress()}: {data[:200]!r}"
+            if kind == "error":  # "event: error" with a plain-text message
+                raise self.ep.reported_error(data, f"mid-stream{self.progress()}", self.headers) from exc
+            what = f"malformed JSON in the stream{self.progress()}: {snippet(data)}"
             raise self.ep.protocol_error(what) from exc
+        error = _error_object(obj)
+        if error is None and kind == "error":
+            error = obj
+        if error is not None:
+            raise self.ep.reported_error(error, f"mid-stream{self.progress()}", self.headers)
         if not isinstance(obj, dict):
-            raise self.ep.protocol_error(f"unexpected stream event{self.progress()}: {data[:200]!r}")
-        if obj.get("error"):
-            reported = _event_error(obj["error"])
-            raise self.ep.protocol_error(f"the server reported an error mid-stream: {reported}")
+            raise self.ep.protocol_error(f"unexpected stream event{self.progress()}: {snippet(data)}")
         self.chunks += 1
         usage = obj.get("usage")
         if usage:
@@ -357,13 +471,13 @@ class _StreamState:
         for choice in obj.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
+            self.choices += 1
             delta = choice.get("delta") or {}
             text = delta.get("content")
             got = False
             if text:
                 self.parts.append(text)
-                if self.gate.push(text) and self.ctx.recorder is not None:
-                    self.ctx.recorder.emit("stream_diverged", self.ctx.node_id, {"shown_chars": self.gate.shown_chars})
+                self.gate.push(text)
                 got = True
             if delta.get("tool_calls"):
                 self.tools.add(delta["tool_calls"])
@@ -382,6 +496,14 @@ class _StreamState:
             broken = self.ep.protocol_error(f"the stream ended before it was complete{self.progress()}")
             broken.kind = "read"
             raise broken
+        if not self.choices:
+            # the JSON path's rule too: a stream of events none of which carries a choice (a usage-only
+            # last event with "choices": [], as OpenAI sends with include_usage, is fine after others)
+            n = self.chunks
+            raise self.ep.protocol_error(
+                f"the answer has no choice: none of the {n} event{'' if n == 1 else 's'} of the stream had one "
+                'in its "choices"'
+            )
         return ChatResult(
             content="".join(self.parts),
             usage=self.usage,
@@ -389,12 +511,6 @@ class _StreamState:
             first_token_at=self.first_token_at,
             finish_reason=self.finish or "stop",
         )
-
-
-def _event_error(error: Any) -> str:
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return str(error)
 
 
 Vectors = npt.NDArray[np.float32]

@@ -21,7 +21,14 @@ RETRY_KINDS = ("timeout", "connect", "read", "protocol")
 not be made, the connection broke while reading the answer (a stream cut mid-way included), the answer
 could not be understood (malformed JSON)."""
 
-DEFAULT_RETRY_ON: tuple[int | str, ...] = (429, 500, 502, 503, 504, "timeout", "connect", "read")
+DEFAULT_RETRY_ON: tuple[int | str, ...] = (408, 409, 429, 500, 502, 503, 504, "timeout", "connect", "read")
+"""Retried by default: what a later attempt of the same request can fix. 408 (the server or a gateway timed
+the request out: LiteLLM's proxy answers its own timeouts so) and 409 (a conflict, OpenAI's "lock timeout":
+chat and embedding requests create nothing, so the retry cannot conflict), as the OpenAI SDK retries them;
+429 and the transient 5xx (500, 502, 503, 504); a timeout, a refused connection, a connection broken while
+reading. Not 501/505 (the server cannot do it, however often asked), nor ``protocol`` (an answer that cannot be
+understood comes out the same again). The same statuses reported in a body (an error event mid-stream) count
+the same."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -31,6 +31,7 @@ from runner.report.analysis import (
 )
 from runner.report.layout import Layout, describe_workflow
 from runner.report.spans import add_branch_spans, collect, span_dict, stats_from_events
+from runner.secrets import redact
 
 __all__ = [
     "REPORT_VERSION",
@@ -140,7 +141,7 @@ def build_report(
             "id": info.run_id,
             "started_at": info.started_at.isoformat().replace("+00:00", "Z"),
             "status": status,
-            "error": error,
+            "error": None if error is None else redact(error),
             "wall_s": round(wall, 6),
             "loop": info.loop,
             "python": platform.python_version(),
@@ -187,7 +188,7 @@ def report_path(directory: str | Path, info: RunInfo) -> Path:
 
 
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
-    atomic_write_text(path, report_json(report) + "\n")
+    atomic_write_text(path, redact(report_json(report)) + "\n")  # every writer redacts what it writes
     return path
 
 
@@ -218,11 +219,11 @@ def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] 
     base = path.with_suffix("")
     if "markdown" in formats:
         md = base.with_name(base.name + ".md")
-        atomic_write_text(md, to_markdown(report))
+        atomic_write_text(md, redact(to_markdown(report)))
         written.append(md)
     if "trace" in formats:
         trace = base.with_name(base.name + ".trace.json")
-        atomic_write_text(trace, json.dumps(to_trace(report), separators=(",", ":")) + "\n")
+        atomic_write_text(trace, redact(json.dumps(to_trace(report), separators=(",", ":"))) + "\n")
         written.append(trace)
     return written
 

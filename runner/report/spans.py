@@ -11,6 +11,7 @@ from typing import Any
 from runner.events import Event
 from runner.providers.base import ChatResult
 from runner.report.layout import Layout, StageShape
+from runner.secrets import redact
 
 _STATUS = {"finished": "ok", "failed": "failed", "cancelled": "cancelled", "skipped": "skipped"}
 _INDEX = re.compile(r"\[(\d+)\](?=\.|$)")
@@ -37,6 +38,7 @@ class Span:
     pool_waits: list[tuple[float, float]] = field(default_factory=list)  # (at, seconds waited)
     rate_waits: list[tuple[float, float, str]] = field(default_factory=list)  # (at, seconds, limit)
     tools: list[tuple[float, float, str, bool]] = field(default_factory=list)  # (start, end, tool, ok)
+    void: dict[int, int] = field(default_factory=dict)  # retry index -> streamed characters it made void
 
     def end_or(self, wall: float) -> float:
         return self.end if self.end is not None else wall
@@ -93,7 +95,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                 span.attempts = data.attempts
             elif isinstance(data, Mapping):
                 if data.get("error") is not None:
-                    span.error = str(data["error"])
+                    span.error = redact(data["error"])
                 if kind == "skipped" and data.get("kind"):
                     span.kind = str(data["kind"])
                 if "reason" in data:
@@ -110,6 +112,9 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
             stage = data.get("scope") == "stage" or "error" not in data
             cause = "stage" if stage else str(data.get("cause", "error"))
             span.retries.append((rel, float(data.get("delay") or 0.0), cause))
+        elif kind == "stream_diverged" and span.retries:
+            # the text streamed before the latest retry is void: the retry's answer departed from it
+            span.void[len(span.retries) - 1] = int(data.get("shown_chars") or 0)
         elif kind == "pool_wait":
             span.pool_waits.append((rel, float(data.get("wait") or 0.0)))
         elif kind == "rate_wait":
@@ -209,6 +214,8 @@ def span_dict(span: Span) -> dict[str, Any]:
             out["tool_s"] = _r(sum(e - s for s, e, _, _ in span.tools))
     if span.retries:
         out["retry_events"] = [{"at_s": _r(at), "delay_s": _r(d), "cause": c} for at, d, c in span.retries]
+        for index, chars in span.void.items():
+            out["retry_events"][index]["void_chars"] = chars
     if span.pool_waits:
         out["pool_waits"] = [{"at_s": _r(at), "wait_s": _r(w)} for at, w in span.pool_waits]
     if span.rate_waits:
