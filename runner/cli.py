@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except RunnerError as exc:
-        print(f"runner: error: {exc}", file=sys.stderr)
+        from runner.spec.formats import format_error  # noqa: PLC0415
+
+        sys.stderr.write(format_error(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ from runner.logs import EventLog, LogContext, configure_logging, secret_env_name
 from runner.progress import ObservedStream, Progress
 from runner.report import RunInfo, format_summary, now_utc, report_path, write_outputs
 from runner.spec import load_workflow
+from runner.spec.formats import format_error
 from runner.spec.inputs import read_input_file, resolve_inputs
 from runner.terminal import TerminalSink
 
@@ -92,7 +93,7 @@ def run_command(
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
-            print(f"runner: error: {error}", file=sys.stderr)
+            sys.stderr.write(format_error(error))
             return 1
         raise error if error is not None else AssertionError("failed run without an error")
     return 0
