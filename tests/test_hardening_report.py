@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner.cli import main
+from runner.engine.graph_view import LABELS, render_mermaid, render_text
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.events import NullRecorder, Recorder
@@ -29,6 +31,7 @@ from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
 from runner.report.layout import Layout, ModelShape, StageShape
 from runner.spec import load_workflow
 from runner.spec.inputs import resolve_inputs
+from runner.spec.records import Stage
 from tests.conftest import ROOT, run_cli
 from tests.report_docs import assert_every_node_is_shown, random_report, save, writer_outputs
 from tests.test_report_analysis import AGENT_A, FAN_THEN_AGENT, fan_then_agent_events, info, result
@@ -408,6 +411,122 @@ def test_the_forms_the_help_shows_work_as_users_type_them(tmp_path) -> None:
     proc = run_cli("report", "diff", "--threshold", "10", a, b)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.splitlines()[0] == "wf: wall time 1.000 s -> 1.050 s (+5.0%): within 10%"
+
+
+# -- runner graph over every stage kind ------------------------------------------------------------------------------
+
+EVERY_STAGE = """\
+version: 1
+name: every
+timeout: 60
+models:
+  m: {provider: scripted}
+tools:
+  count: {function: "corpus_tools:count"}
+agents:
+  a: {model: m}
+  t: {model: m, tools: [count]}
+stages:
+  - {id: split, python: "corpus_tools:split", input: "a b", timeout: 5, retry: {max_attempts: 3}}
+  - id: each
+    when: "{{ stages.split | length > 1 }}"
+    fanout:
+      for_each: "{{ stages.split }}"
+      as: word
+      max_concurrency: 2
+      on_error: collect
+      stages:
+        - {id: check, python: "corpus_tools:check", input: "{{ vars.word }}"}
+        - id: inner
+          fanout:
+            branches:
+              - [{id: left, agent: a, when: "{{ vars.word != '#' }}"}]
+              - [{id: right, agent: t}]
+  - id: fixed
+    fanout: {for_each: [1, 2, 3], agent: a}
+  - id: notes
+    input: |
+      Read
+      {{ prev }}
+    agent: a
+"""
+
+
+def test_graph_shows_every_stage_kind_and_its_policies(tmp_path) -> None:
+    (tmp_path / "corpus_tools.py").write_text(TOOLS, encoding="utf-8")
+    path = tmp_path / "every.yaml"
+    path.write_text(EVERY_STAGE, encoding="utf-8")
+    plan = compile_workflow(load_workflow(path))
+    assert render_text(plan).splitlines() == [
+        "every: 4 stages, timeout 60 s",
+        "  1. split: python corpus_tools:split; timeout 5 s; up to 3 attempts",
+        "  2. each: fanout for each word in {{ stages.split }}, max 2 at once, on error collect; "
+        "when {{ stages.split | length > 1 }}",
+        "     each:",
+        "       1. check: python corpus_tools:check",
+        "       2. inner: fanout over 2 branches",
+        "          branch 0:",
+        "            1. left: agent a (model m, scripted); when {{ vars.word != '#' }}",
+        "          branch 1:",
+        "            1. right: agent t (model m, scripted; tools count)",
+        "  3. fixed: fanout for each item in 3 items",
+        "     each: agent a (model m, scripted)",
+        "  4. notes: agent a (model m, scripted)",
+    ]
+    assert_mermaid_well_formed(render_mermaid(plan))
+    mermaid = render_mermaid(plan)
+    assert '  n_split[/"split: python corpus_tools:split; timeout 5 s; up to 3 attempts"/]' in mermaid
+    assert "when #123;#123; vars.word != '#35;' #125;#125;" in mermaid
+    assert "length #gt; 1" in mermaid
+
+
+def test_every_stage_kind_has_a_graph_label() -> None:
+    assert set(LABELS) == set(typing.get_args(Stage))
+
+
+_LABEL = r'"[^"\n<>{}]*"'  # quoted, without what would end or confuse it
+_MERMAID_NODE = re.compile(
+    rf"^  (\w+)(\(\[{_LABEL}\]\)|\[{_LABEL}\]|\[/{_LABEL}/\]|\{{\{{{_LABEL}\}}\}}|\[\[{_LABEL}\]\]|\(\( \)\))$"
+)
+_MERMAID_EDGE = re.compile(r"^  (\w+) --> (\w+)$")
+
+
+def assert_mermaid_well_formed(text: str) -> None:
+    """A flowchart of known shapes: every node defined once with a quoted label free of characters that end
+    or confuse it, every edge between defined nodes, and every node reachable from the start."""
+    lines = text.splitlines()
+    assert lines[0] == "flowchart TD"
+    defined: list[str] = []
+    edges: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if (node := _MERMAID_NODE.match(line)) is not None:
+            defined.append(node.group(1))
+        elif (edge := _MERMAID_EDGE.match(line)) is not None:
+            edges.append((edge.group(1), edge.group(2)))
+        else:
+            raise AssertionError(f"not a Mermaid node or edge: {line!r}")
+    assert len(defined) == len(set(defined)), "a node id used twice"
+    assert {n for edge in edges for n in edge} <= set(defined)
+    reached, frontier = {"start"}, ["start"]
+    while frontier:
+        here = frontier.pop()
+        for a, b in edges:
+            if a == here and b not in reached:
+                reached.add(b)
+                frontier.append(b)
+    assert reached == set(defined)
+
+
+def test_mermaid_ids_stay_unique_when_stage_names_differ_only_in_punctuation(tmp_path) -> None:
+    path = tmp_path / "ids.yaml"
+    path.write_text(
+        "version: 1\nname: ids\nmodels:\n  m: {provider: scripted}\nagents:\n  a: {model: m}\n"
+        "stages:\n  - {id: a-b, agent: a}\n  - {id: a_b, agent: a}\n",
+        encoding="utf-8",
+    )
+    mermaid = render_mermaid(compile_workflow(load_workflow(path)))
+    assert_mermaid_well_formed(mermaid)
+    assert "  n_a_b --> n_a_b_2" in mermaid.splitlines()
 
 
 # -- one renderer for a file's problems ------------------------------------------------------------------------------
