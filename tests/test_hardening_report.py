@@ -13,8 +13,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import sys
+import termios
 import typing
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ from runner.engine.graph_view import LABELS, render_mermaid, render_text
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.events import NullRecorder, Recorder
+from runner.progress import CLEAR, Progress
 from runner.report import build_report, format_summary, format_table
 from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
 from runner.report.layout import Layout, ModelShape, StageShape
@@ -578,3 +587,171 @@ def test_an_input_files_yaml_error_is_shown_with_its_source_line(tmp_path, capsy
     assert "runner: error:" not in err
 
 
+# -- the progress line on a terminal of any width --------------------------------------------------------------------
+
+
+class Terminal:
+    """Enough of a terminal to see what a stream of progress frames leaves on the screen: printable characters
+    at the cursor, wrapping at the right margin (deferred, as xterm does), ``\\r``, ``\\n`` and erase-line."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.rows: list[list[str]] = [[]]
+        self.row = self.col = 0
+
+    def feed(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            if text.startswith("\x1b[2K", i):
+                self.rows[self.row] = []
+                i += 4
+                continue
+            char = text[i]
+            i += 1
+            if char == "\r":
+                self.col = 0
+            elif char == "\n":
+                self._next_row()
+            else:
+                if self.col >= self.width:
+                    self._next_row()
+                line = self.rows[self.row]
+                line.extend(" " * (self.col + 1 - len(line)))
+                line[self.col] = char
+                self.col += 1
+
+    def _next_row(self) -> None:
+        self.row += 1
+        self.col = 0
+        if self.row == len(self.rows):
+            self.rows.append([])
+
+    def lines(self) -> list[str]:
+        return ["".join(r).rstrip() for r in self.rows]
+
+
+_FRAME = re.compile(r"\d+ done")
+
+
+def _set_size(fd: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+
+
+def _drain(master: int) -> str:
+    chunks = []
+    while select.select([master], [], [], 0)[0]:
+        chunks.append(os.read(master, 65536))
+    return b"".join(chunks).decode()
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("columns", [1, 2, 5, 12, 30, 50, 80, 200])
+def test_every_redraw_fits_the_terminal_and_leaves_no_stale_copy(columns, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # a stale COLUMNS: the terminal's own size must win
+    master, slave = pty.openpty()
+    _set_size(slave, columns)
+    stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 - closed below
+    try:
+        clock = Clock()
+        bar = Progress(stream, clock=clock)
+        terminal = Terminal(columns)
+        rec = Recorder()
+        for i in range(60):  # counts grow through every width: 1 to 60 done, thousands of tokens, retries
+            rec.emit("queued", f"fan[{i}]")
+            rec.emit("started", f"fan[{i}]", AGENT_A)
+            if i % 7 == 0:
+                rec.emit("retry", f"fan[{i}]", {"cause": "429", "delay": 0.1, "error": "x"})
+            rec.emit("finished", f"fan[{i}]", result(tokens_in=400 * i, tokens_out=37 * i))
+            clock.now += 0.1
+            bar.tick(rec)
+            terminal.feed(_drain(master))
+            assert len([line for line in terminal.lines() if line]) <= 1, terminal.lines()
+            assert terminal.row == 0  # never wrapped onto a second row
+        bar.hide()
+        terminal.feed(_drain(master))
+        assert [line for line in terminal.lines() if line] == []
+        frames = bar.frames
+        assert frames == (0 if columns <= 1 else 60)
+    finally:
+        stream.close()
+        os.close(master)
+
+
+def test_the_line_follows_a_resized_terminal(monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    master, slave = pty.openpty()
+    _set_size(slave, 100)
+    stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 - closed below
+    try:
+        bar = Progress(stream, clock=Clock())
+        bar.tick(Recorder())
+        assert _drain(master) == CLEAR + "runner: 0 done, 0 running, 0 queued, tokens 0 in / 0 out, 0.0 s"
+        _set_size(slave, 30)  # the window shrank (SIGWINCH): the next frame is read at the new width
+        bar.tick(Recorder())
+        assert _drain(master) == CLEAR + "0 done, 0 running, 0.0 s"
+        _set_size(slave, 45)
+        bar.tick(Recorder())
+        assert _drain(master) == CLEAR + "runner: 0 done, 0 running, 0 queued, 0.0 s"
+    finally:
+        stream.close()
+        os.close(master)
+
+
+def test_a_run_on_a_narrow_terminal_leaves_no_stale_progress_lines(write_wf, tmp_path) -> None:
+    """stderr on a 50-column terminal, stdout piped (so only stderr knows the width), a stale COLUMNS."""
+    path = write_wf(
+        """\
+        version: 1
+        name: narrow
+        models:
+          m:
+            provider: scripted
+            reply: "one two three four five six"
+            latency: {first_token_ms: 100, tokens_per_second: 40}
+        agents:
+          a: {model: m}
+        stages:
+          - id: fan
+            fanout: {for_each: [1, 2, 3, 4, 5, 6], agent: a, max_concurrency: 2}
+        """
+    )
+    master, slave = pty.openpty()
+    _set_size(slave, 50)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(path), "--report-dir", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        cwd=ROOT,
+        env=env,
+    )
+    os.close(slave)
+    raw = b""
+    try:
+        while select.select([master], [], [], 20)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not data:
+                break
+            raw += data
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    text = raw.decode()
+    frames = text.split(CLEAR)[1:-1]
+    assert len(frames) >= 3  # the line was drawn, more than once
+    assert all(len(frame) <= 49 for frame in frames), frames
+    terminal = Terminal(50)
+    terminal.feed(text)
+    assert not any(_FRAME.search(line) for line in terminal.lines()), terminal.lines()
