@@ -42,6 +42,7 @@ from runner.spec import load_workflow
 from runner.spec.inputs import resolve_inputs
 from runner.spec.records import Stage
 from tests.conftest import ROOT, run_cli
+from tests.graph_check import assert_mermaid_well_formed
 from tests.report_docs import assert_every_node_is_shown, random_report, save, writer_outputs
 from tests.test_report_analysis import AGENT_A, FAN_THEN_AGENT, fan_then_agent_events, info, result
 
@@ -491,39 +492,6 @@ def test_graph_shows_every_stage_kind_and_its_policies(tmp_path) -> None:
 
 def test_every_stage_kind_has_a_graph_label() -> None:
     assert set(LABELS) == set(typing.get_args(Stage))
-
-
-_LABEL = r'"[^"\n<>{}]*"'  # quoted, without what would end or confuse it
-_MERMAID_NODE = re.compile(
-    rf"^  (\w+)(\(\[{_LABEL}\]\)|\[{_LABEL}\]|\[/{_LABEL}/\]|\{{\{{{_LABEL}\}}\}}|\[\[{_LABEL}\]\]|\(\( \)\))$"
-)
-_MERMAID_EDGE = re.compile(r"^  (\w+) --> (\w+)$")
-
-
-def assert_mermaid_well_formed(text: str) -> None:
-    """A flowchart of known shapes: every node defined once with a quoted label free of characters that end
-    or confuse it, every edge between defined nodes, and every node reachable from the start."""
-    lines = text.splitlines()
-    assert lines[0] == "flowchart TD"
-    defined: list[str] = []
-    edges: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if (node := _MERMAID_NODE.match(line)) is not None:
-            defined.append(node.group(1))
-        elif (edge := _MERMAID_EDGE.match(line)) is not None:
-            edges.append((edge.group(1), edge.group(2)))
-        else:
-            raise AssertionError(f"not a Mermaid node or edge: {line!r}")
-    assert len(defined) == len(set(defined)), "a node id used twice"
-    assert {n for edge in edges for n in edge} <= set(defined)
-    reached, frontier = {"start"}, ["start"]
-    while frontier:
-        here = frontier.pop()
-        for a, b in edges:
-            if a == here and b not in reached:
-                reached.add(b)
-                frontier.append(b)
-    assert reached == set(defined)
 
 
 def test_mermaid_ids_stay_unique_when_stage_names_differ_only_in_punctuation(tmp_path) -> None:
