@@ -189,6 +189,26 @@ def interrupted_report() -> dict[str, Any]:
     return build_report(info(FAN_THEN_AGENT), rec, status="interrupted", end=0.5, error="interrupted")
 
 
+def pipeline_interrupted_report() -> dict[str, Any]:
+    """Ctrl-C in a per-item pipeline: one branch done, the other cancelled in its second stage."""
+    first = StageShape("first", "stages[0].fanout.stages[0]", "agent", "a", "m")
+    second = StageShape("second", "stages[0].fanout.stages[1]", "agent", "a", "m")
+    layout = Layout(
+        stages=(StageShape("per", "stages[0]", "each_stages", stages=(first, second)),),
+        models={"m": ModelShape("m", "scripted")},
+    )
+    rec = Recorder()
+    rec.emit("started", "per", {"kind": "fanout"}, at=0.0)
+    for i in range(2):
+        rec.emit("started", f"per[{i}].first", AGENT_A, at=0.0)
+        rec.emit("finished", f"per[{i}].first", result(first=0.05), at=0.1)
+        rec.emit("started", f"per[{i}].second", AGENT_A, at=0.1)
+    rec.emit("finished", "per[0].second", result(first=0.15), at=0.2)
+    rec.emit("cancelled", "per[1].second", {"error": "cancelled"}, at=0.5)
+    rec.emit("cancelled", "per", {"error": "cancelled"}, at=0.5)
+    return build_report(info(layout), rec, status="interrupted", end=0.5, error="interrupted")
+
+
 def unfinished_report() -> dict[str, Any]:
     rec = Recorder()
     rec.emit("started", "digest", {"kind": "agent", "agent": "e", "model": "m"}, at=0.1)
@@ -208,6 +228,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
         "timeouts": run_report(folder, TIMEOUTS, "timeouts.yaml"),
         "slowagent": run_report(folder, SLOW_AGENT, "slowagent.yaml"),
         "interrupted": interrupted_report(),
+        "pipeline": pipeline_interrupted_report(),
         "unfinished": unfinished_report(),
         "unrecorded": unrecorded_report(),
     }
@@ -241,7 +262,7 @@ def REPORT_ENUMS(key: str) -> set[str]:  # noqa: N802 - reads like the constant 
 
 
 @pytest.mark.parametrize(
-    "name", ["kinds", "failfast", "timeouts", "slowagent", "interrupted", "unfinished", "unrecorded"]
+    "name", ["kinds", "failfast", "timeouts", "slowagent", "interrupted", "pipeline", "unfinished", "unrecorded"]
 )
 def test_every_writer_renders_every_node_kind_and_run_status(corpus, name, tmp_path, capsys) -> None:
     report = corpus[name]
@@ -301,6 +322,17 @@ def test_calls_that_never_started_are_not_counted_as_calls(corpus) -> None:
     assert "| agent calls | 2, 3 never started (2 requests, 0 retries) |" in markdown
     assert "| `notes[*]` x5 | agent | a | 2 cancelled, 3 not started |  |  |  | max 0.001 | 2 | 0 / 0 |" in markdown
     assert [n.get("attempts") for n in report["nodes"] if n["kind"] == "agent"] == [1, 1, None, None, None]
+
+
+def test_skipped_calls_are_no_calls_and_branches_that_never_ran_say_so(corpus) -> None:
+    # `maybe` was skipped by its `when:`: not a call, and not one that never started
+    assert format_table(corpus["kinds"]).splitlines()[0].split("; ")[1].startswith("4 agent calls, tokens in/out ")
+    # fail_fast: one branch failed, two were stopped running (cancelled, or unfinished when the stop came
+    # between their two stages), the fourth never got a slot
+    rows = {line.split()[0]: line for line in format_table(corpus["failfast"]).splitlines()[2:]}
+    said = re.search(r"branches +(1 failed, (\d+) cancelled, (?:(\d+) unfinished, )?1 not started) ", rows["fan[*]"])
+    assert said is not None, rows["fan[*]"]
+    assert int(said.group(2)) + int(said.group(3) or 0) == 2
 
 
 def test_a_timed_out_stage_is_failed_with_its_timeout_not_cancelled(corpus) -> None:

@@ -245,7 +245,7 @@ def node_status(node: Mapping[str, Any]) -> str:
     return str(node.get("status", ""))
 
 
-_STATUS_ORDER = ("ok", "failed", "timed out", "cancelled", "not started", "skipped", "unfinished")
+_STATUS_ORDER = ("ok", "failed", "timed out", "cancelled", "unfinished", "not started", "skipped")
 
 
 def count_statuses(nodes: Sequence[Mapping[str, Any]]) -> str:
@@ -253,8 +253,8 @@ def count_statuses(nodes: Sequence[Mapping[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for node in nodes:
         status = node_status(node)
-        if status == "cancelled" and node.get("start_s") is None:
-            status = "not started"  # cancelled while it waited for a slot
+        if status in ("cancelled", "unfinished") and node.get("start_s") is None:
+            status = "not started"  # the run or a failing sibling stopped it while it waited for a slot
         counts[status] = counts.get(status, 0) + 1
     order = {s: i for i, s in enumerate(_STATUS_ORDER)}
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
@@ -264,10 +264,11 @@ def agent_calls(report: Mapping[str, Any]) -> tuple[int, int]:
     """The agent calls made (agent nodes that started) and those that never started: an interrupted or failed
     run also has agent nodes still waiting for a fan-out slot, which made no request."""
     agents = [n for n in report["nodes"] if n.get("kind") == "agent"]
-    made = sum(1 for n in agents if n.get("start_s") is not None)
     if not agents:  # a report recorded without nodes: only the total is known
         return int(report["totals"]["agents"]), 0
-    return made, len(agents) - made
+    made = sum(1 for n in agents if n.get("start_s") is not None)
+    skipped = sum(1 for n in agents if n.get("start_s") is None and n.get("status") == "skipped")  # by `when:`
+    return made, len(agents) - made - skipped
 
 
 def _num(value: float | None) -> str:
