@@ -6,9 +6,11 @@ Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from runner.errors import RunnerError
 
@@ -16,10 +18,36 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
+    """Exits 2 on usage errors. ``word_commands``: sub-commands picked by their first word in a parser that
+    also takes positionals of its own (``report FILE`` beside ``report diff A B``), which argparse's
+    sub-parsers cannot mix; each is a whole parser, so its options go anywhere after its word."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.word_commands: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if args and args[0] in self.word_commands:
+            return self.word_commands[args[0]].parse_known_args(args[1:], namespace)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _percent(text: str) -> float:
+    """``--threshold``: a finite percentage, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a percentage of 0 or more, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,20 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("directory", metavar="DIR", help="the cache folder (an embeddings.<name>.cache.dir)")
 
+    from runner.commands.report import REPORT_FORMATS  # noqa: PLC0415 - light: the writers load when used
+
     report = sub.add_parser(
         "report",
-        help="print a saved report's summary, or compare two: report diff A B",
-        usage="runner report [-h] [--format {text,markdown}] FILE\n       runner report diff [--threshold PCT] A B",
+        help="print a saved report (summary, markdown, json, trace), or compare two: report diff A B",
+        usage=f"runner report [-h] [--format {{{','.join(REPORT_FORMATS)}}}] FILE\n"
+        "       runner report diff [-h] [--threshold PCT] A B",
+        description="Print a saved report in any writer's format; `runner report diff A B` compares two runs.",
     )
-    report.add_argument("args", nargs="+", metavar="FILE", help="a report, or: diff A B")
-    report.add_argument("--format", choices=["text", "markdown"], default="text", help="summary format")
+    report.set_defaults(report_action="show")
+    report.add_argument("file", metavar="FILE", help="a report written by `runner run` (its .json)")
     report.add_argument(
+        "--format", choices=list(REPORT_FORMATS), default="text", help="output format (default: text, the summary)"
+    )
+    diff = _Parser(
+        prog="runner report diff",
+        description="Compare two runs of one workflow by stage and model. Exit 1 when B's wall time grew by more "
+        "than the threshold or B failed where A succeeded; 0 otherwise (an improvement is reported, not failed).",
+    )
+    diff.set_defaults(command="report", report_action="diff")
+    diff.add_argument("a", metavar="A", help="the earlier report (the baseline)")
+    diff.add_argument("b", metavar="B", help="the later report")
+    diff.add_argument(
         "--threshold",
-        type=float,
+        type=_percent,
         default=10.0,
         metavar="PCT",
-        help="diff: exit 1 when the wall time grew by more than PCT percent (default 10)",
+        help="exit 1 when the wall time grew by more than PCT percent (default 10)",
     )
+    assert isinstance(report, _Parser)
+    report.word_commands["diff"] = diff
 
     graph = sub.add_parser("graph", help="show the compiled graph without running it")
     graph.add_argument("workflow", metavar="WF")
@@ -107,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except RunnerError as exc:
-        from runner.secrets import redact  # noqa: PLC0415
+        from runner.spec.formats import format_error  # noqa: PLC0415
 
-        print(f"runner: error: {redact(exc)}", file=sys.stderr)
+        sys.stderr.write(format_error(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
@@ -154,15 +199,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "report":
         from runner.commands.report import diff_command, report_command  # noqa: PLC0415
-        from runner.errors import UsageError  # noqa: PLC0415
 
-        if args.args[0] == "diff":
-            if len(args.args) != 3:
-                raise UsageError("report diff takes two reports: runner report diff A B")
-            return diff_command(args.args[1], args.args[2], threshold=args.threshold, out=sys.stdout)
-        if len(args.args) != 1:
-            raise UsageError("report takes one report file (or: report diff A B)")
-        return report_command(args.args[0], fmt=args.format, out=sys.stdout)
+        if args.report_action == "diff":
+            return diff_command(args.a, args.b, threshold=args.threshold, out=sys.stdout)
+        return report_command(args.file, fmt=args.format, out=sys.stdout)
     if args.command == "graph":
         from runner.commands.graph import graph_command  # noqa: PLC0415
 

@@ -44,11 +44,13 @@ class UsageError(RunnerError):
 
 
 class SpecError(RunnerError):
-    """A workflow file that does not validate; ``diagnostics`` holds every problem found."""
+    """A workflow file that does not validate; ``diagnostics`` holds every problem found (the warnings too,
+    so the CLI shows what `runner validate` shows); the message lists the errors."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = tuple(diagnostics)
-        super().__init__("\n".join(d.format_line() for d in self.diagnostics))
+        errors = [d for d in self.diagnostics if d.severity == "error"] or list(self.diagnostics)
+        super().__init__("\n".join(d.format_line() for d in errors))
 
 
 class TokenCounterError(RunnerError):

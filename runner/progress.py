@@ -10,6 +10,7 @@ stdout is never changed.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import time
@@ -94,20 +95,45 @@ class Progress:
             elif kind == "retry":
                 self.retries += 1
 
+    def columns(self) -> int:
+        """The width of the terminal the line is drawn on, read at every redraw (so a resized terminal is
+        followed): the stream's own terminal first (stdout may be piped while stderr is a narrow terminal),
+        then ``COLUMNS``, then 80."""
+        if self.width is not None:
+            return self.width
+        try:
+            columns = os.get_terminal_size(self.out.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # not a file, not a terminal, or closed
+            columns = 0
+        if columns <= 0:  # a terminal that does not know its size (a fresh pty says 0)
+            columns = shutil.get_terminal_size((80, 24)).columns
+        return columns
+
     def line(self) -> str:
-        elapsed = self.clock() - self.t0
-        parts = [
-            f"{self.done} done" + (f" ({self.failed} failed)" if self.failed else ""),
-            f"{self.running} running",
-            f"{self.queued} queued",
-            f"tokens {_k(self.tokens_in)} in / {_k(self.tokens_out)} out",
-        ]
-        if self.retries:
-            parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
-        parts.append(f"{elapsed:.1f} s")
-        text = "runner: " + ", ".join(parts)
-        width = self.width or shutil.get_terminal_size((100, 20)).columns
-        return text[: max(10, width - 1)]
+        """The line for the terminal's width: the most detailed form that fits in all but its last column (a
+        line that wraps could not be erased by the next redraw and would stay on the screen, once per frame).
+        Details go first (tokens, retries), then the ``runner:`` prefix, then the queued count; what still does
+        not fit is cut.
+        Empty when not even one column is free."""
+        room = self.columns() - 1
+        elapsed = f"{self.clock() - self.t0:.1f} s"
+        done = f"{self.done} done" + (f" ({self.failed} failed)" if self.failed else "")
+        running, queued = f"{self.running} running", f"{self.queued} queued"
+        tokens = f"tokens {_k(self.tokens_in)} in / {_k(self.tokens_out)} out"
+        retries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}" if self.retries else ""
+        forms = (
+            ("runner: ", [done, running, queued, tokens, retries, elapsed]),
+            ("runner: ", [done, running, queued, retries, elapsed]),
+            ("runner: ", [done, running, queued, elapsed]),
+            ("", [done, running, queued, elapsed]),
+            ("", [done, running, elapsed]),
+        )
+        text = ""
+        for prefix, parts in forms:
+            text = prefix + ", ".join(p for p in parts if p)
+            if len(text) <= room:
+                return text
+        return text[: max(0, room)]
 
     def tick(self, recorder: Recorder) -> None:
         events, self._cursor = tail(recorder, self._cursor)
@@ -121,7 +147,11 @@ class Progress:
         try:
             if not self.at_line_start:
                 return
-            self.out.write(CLEAR + self.line())
+            line = self.line()
+            if not line:  # a terminal too narrow for anything: erase what an earlier, wider frame drew
+                self.hide_locked()
+                return
+            self.out.write(CLEAR + line)
             self.out.flush()
             self.shown = True
             self.frames += 1

@@ -16,9 +16,6 @@ import os
 import threading
 from typing import Any, TextIO
 
-from runner.errors import ProviderError
-from runner.secrets import one_line, redact
-
 RESTART_NOTE = "(retried: the partial answer above is void; the new answer follows)"
 
 
@@ -184,10 +181,3 @@ def same_terminal(a: TextIO, b: TextIO) -> bool:
         return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
     except (AttributeError, OSError, ValueError):  # no file descriptor (a StringIO, a captured stream)
         return False
-
-
-def printable_error(error: BaseException) -> str:
-    """An error's message for stderr: redacted; a provider's error (which quotes the server, whose messages
-    may span lines) folded onto one line. The report keeps the whole text."""
-    text = redact(str(error))
-    return one_line(text) if isinstance(error, ProviderError) else text

@@ -1,30 +1,38 @@
-"""``runner report FILE`` prints a saved report's summary; ``runner report diff A B`` compares two runs of one
-workflow and exits 1 when the wall time regressed by more than ``--threshold`` percent (or B failed where A
-succeeded)."""
+"""``runner report FILE`` prints a saved report in any writer's format (the summary by default);
+``runner report diff A B`` compares two runs of one workflow and exits 1 when the wall time regressed by more
+than ``--threshold`` percent (or B failed where A succeeded).
+
+Light at import (the CLI reads :data:`REPORT_FORMATS` to build its parser): the writers load when used.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import RunnerError, UsageError
-from runner.report import REPORT_VERSION, format_summary
-from runner.report.diff import format_diff
-from runner.report.markdown import to_markdown
 from runner.secrets import redact
+
+# What `runner report FILE --format` prints: the summary `runner run` prints after a run (text), or the content
+# of a file `report: {formats: [...]}` writes beside the JSON report.
+REPORT_FORMATS = ("text", "markdown", "json", "trace")
 
 
 def load_report(path: str) -> dict[str, Any]:
     """A saved report, checked against ``schemas/report.schema.json``; a user error when it is not one."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
 
+    from runner.report import REPORT_VERSION  # noqa: PLC0415
     from runner.resources import load_schema  # noqa: PLC0415
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RunnerError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RunnerError(f"{path} is not JSON: it is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -42,14 +50,35 @@ def load_report(path: str) -> dict[str, Any]:
     return data
 
 
+def _writers() -> Mapping[str, Callable[[Mapping[str, Any]], str]]:
+    """Each format's writer, by name: the same functions `runner run` writes its files with."""
+    from runner.report import format_summary, report_json  # noqa: PLC0415
+    from runner.report.markdown import to_markdown  # noqa: PLC0415
+    from runner.report.trace import to_trace  # noqa: PLC0415
+
+    writers: dict[str, Callable[[Mapping[str, Any]], str]] = {
+        "text": lambda report: format_summary(report) + "\n",
+        "markdown": to_markdown,
+        "json": lambda report: report_json(report) + "\n",
+        "trace": lambda report: json.dumps(to_trace(report), separators=(",", ":")) + "\n",
+    }
+    assert tuple(writers) == REPORT_FORMATS, "every format has its writer"
+    return writers
+
+
 def report_command(path: str, *, fmt: str = "text", out: TextIO) -> int:
+    writer = _writers().get(fmt)
+    if writer is None:
+        raise UsageError(f"unknown format {fmt!r}; choose from: {', '.join(REPORT_FORMATS)}")
     report = load_report(path)
     # a report written by an older runner may hold a credential: what is printed is redacted all the same
-    out.write(redact(to_markdown(report) if fmt == "markdown" else format_summary(report) + "\n"))
+    out.write(redact(writer(report)))
     return 0
 
 
 def diff_command(path_a: str, path_b: str, *, threshold: float = 10.0, out: TextIO) -> int:
+    from runner.report.diff import format_diff  # noqa: PLC0415
+
     a, b = load_report(path_a), load_report(path_b)
     if a["workflow"]["name"] != b["workflow"]["name"]:
         raise UsageError(

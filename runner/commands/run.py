@@ -19,8 +19,9 @@ from runner.logs import EventLog, LogContext, configure_logging, secret_env_name
 from runner.progress import ObservedStream, Progress
 from runner.report import RunInfo, format_summary, now_utc, report_path, write_outputs
 from runner.spec import load_workflow
+from runner.spec.formats import format_error
 from runner.spec.inputs import read_input_file, resolve_inputs
-from runner.terminal import TerminalSink, printable_error, same_terminal
+from runner.terminal import TerminalSink, same_terminal
 
 EXIT_INTERRUPTED = 130
 
@@ -95,7 +96,7 @@ def run_command(
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
-            print(f"runner: error: {printable_error(error)}", file=sys.stderr)
+            sys.stderr.write(format_error(error))
             return 1
         raise error if error is not None else AssertionError("failed run without an error")
     return 0

@@ -193,7 +193,10 @@ class Engine:
                         return await self._run_stage_once(sp, stages, prev, vars_, prefix, ctx)
                 except TimeoutError:
                     if scope.expired():
-                        raise StageTimeout(f"stage '{node}' timed out after {policy.timeout:g} s") from None
+                        # The node saw its cancellation ("cancelled"); the report must say the timeout stopped it.
+                        timed_out = StageTimeout(f"stage '{node}' timed out after {policy.timeout:g} s")
+                        self.recorder.emit("failed", node, {"error": str(timed_out), "timeout": policy.timeout})
+                        raise timed_out from None
                     raise
             except Exception as exc:
                 error = first_error(exc)

@@ -38,10 +38,13 @@ __all__ = [
     "FORMATS",
     "Layout",
     "RunInfo",
+    "agent_calls",
     "build_report",
+    "count_statuses",
     "describe_workflow",
     "format_summary",
     "format_table",
+    "node_status",
     "now_utc",
     "redact_inputs",
     "report_path",
@@ -236,14 +239,56 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def node_status(node: Mapping[str, Any]) -> str:
+    """A node's status as a reader says it: ``timed out`` for a node that its stage's ``timeout`` stopped."""
+    if node.get("status") == "failed" and node.get("timeout_s") is not None:
+        return "timed out"
+    return str(node.get("status", ""))
+
+
+_STATUS_ORDER = ("ok", "failed", "timed out", "cancelled", "unfinished", "not started", "skipped")
+
+
+def count_statuses(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """The statuses of many nodes (a fan-out's branches) in a few words: ``3 ok, 1 failed, 28 not started``."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        status = node_status(node)
+        if status in ("cancelled", "unfinished") and node.get("start_s") is None:
+            status = "not started"  # the run or a failing sibling stopped it while it waited for a slot
+        counts[status] = counts.get(status, 0) + 1
+    order = {s: i for i, s in enumerate(_STATUS_ORDER)}
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+
+
+def agent_calls(report: Mapping[str, Any]) -> tuple[int, int]:
+    """The agent calls made (agent nodes that started) and those that never started: an interrupted or failed
+    run also has agent nodes still waiting for a fan-out slot, which made no request."""
+    agents = [n for n in report["nodes"] if n.get("kind") == "agent"]
+    if not agents:  # a report recorded without nodes: only the total is known
+        return int(report["totals"]["agents"]), 0
+    made = sum(1 for n in agents if n.get("start_s") is not None)
+    skipped = sum(1 for n in agents if n.get("start_s") is None and n.get("status") == "skipped")  # by `when:`
+    return made, len(agents) - made - skipped
+
+
+def _num(value: float | None) -> str:
+    """A figure in a sentence: ``-`` where it is unknown (a blank would read as a typo)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _calls_text(made: int, waiting: int) -> str:
+    text = f"{made} agent call{'' if made == 1 else 's'}"
+    return text + (f" ({waiting} never started)" if waiting else "")
+
+
 def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     """A short table: one row per stage, and one summary row per fan-out's branches."""
     run = report["run"]
     totals = report["totals"]
     lines = [
         f"run {report['workflow']['name']}: {run['status']} in {run['wall_s']:.3f} s on {run['loop']}; "
-        f"{totals['agents']} agent call{'' if totals['agents'] == 1 else 's'}, "
-        f"tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
+        f"{_calls_text(*agent_calls(report))}, tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
     ]
     rows: list[tuple[str, ...]] = [("node", "kind", "status", "start", "1st tok", "end", "secs")]
     for entry in group_nodes(report["nodes"]):
@@ -255,17 +300,16 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
             rows.extend(_row(s, s["id"]) for s in spans)
             continue
         durations = [s["end_s"] - s["start_s"] for s in spans if s["end_s"] is not None and s["start_s"] is not None]
-        ok = sum(1 for s in spans if s["status"] == "ok")
         p50 = statistics.median(durations) if durations else None
         rows.append(
             (
                 f"{stage} x{len(spans)}",
                 "branches",
-                f"{ok} ok",
+                count_statuses(spans),
                 "",
                 "",
                 "",
-                f"p50 {_fmt(p50)} max {_fmt(max(durations) if durations else None)}",
+                f"p50 {_fmt(p50)} max {_fmt(max(durations))}" if durations else "",
             )
         )
     shown = rows[: max_rows + 1]
@@ -308,7 +352,7 @@ def _row(span: Mapping[str, Any], label: str) -> tuple[str, ...]:
     return (
         label,
         span.get("kind", ""),
-        span["status"],
+        node_status(span),
         _fmt(start),
         _fmt(span.get("first_token_s")),
         _fmt(end),
@@ -333,12 +377,13 @@ def format_summary(report: Mapping[str, Any]) -> str:
     for name, m in report["models"].items():
         lat, ttft = m["latency_s"], m["ttft_s"]
         calls = f"{m['calls']} call{'s' if m['calls'] != 1 else ''} ({m['requests']} request"
-        parts = [
-            calls + ("s)" if m["requests"] != 1 else ")"),
-            f"latency p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} max {_fmt(lat['max'])} s",
-        ]
+        parts = [calls + ("s)" if m["requests"] != 1 else ")")]
+        if lat["p50"] is not None:
+            parts.append(f"latency p50 {_num(lat['p50'])} p95 {_num(lat['p95'])} max {_num(lat['max'])} s")
+        else:  # latencies are those of successful calls
+            parts.append("no call succeeded" if m["calls"] else "no call made")
         if ttft["p50"] is not None:
-            parts.append(f"first token p50 {_fmt(ttft['p50'])} p95 {_fmt(ttft['p95'])} s")
+            parts.append(f"first token p50 {_num(ttft['p50'])} p95 {_num(ttft['p95'])} s")
         if m["tokens_per_s"] is not None:
             parts.append(f"{m['tokens_per_s']:.0f} tokens/s")
         if m["retries"]:

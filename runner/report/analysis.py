@@ -27,9 +27,25 @@ from typing import Any
 from runner.report.layout import Layout, ModelShape, StageShape
 from runner.report.spans import Span, branch_indices
 
-CATEGORIES = ("model", "pool", "rate_limit", "concurrency", "retries", "tools", "python", "overhead")
+# Every category with the words a reader sees for it. The categories are this mapping's keys, so a new one
+# cannot come without its label (a missing label once crashed the Markdown writer: issue 14).
+CATEGORY_LABELS = {
+    "model": "model latency",
+    "pool": "waiting for a pool connection",
+    "rate_limit": "waiting for the rate limiter",
+    "concurrency": "waiting for a fan-out slot (`max_concurrency`)",
+    "retries": "failed attempts and back-off",
+    "tools": "tool calls",
+    "python": "python stages",
+    "overhead": "runner overhead",
+}
+CATEGORIES = tuple(CATEGORY_LABELS)
 OVERHEAD_NAMED_FROM = 0.10  # the runner's overhead is named a bottleneck from this share of the wall time up
 OVERHEAD_NAMED_ABOVE_S = 0.05  # ... and from this many seconds: a few milliseconds of a tiny run are no bottleneck
+# A call's output rate counts only when its tokens took at least this long to arrive: a reply that comes in one
+# chunk (a local or scripted model, a cached answer) arrives in microseconds, and tokens over microseconds gave
+# rates of millions of tokens a second (issue 14).
+RATE_MIN_WINDOW_S = 0.02
 
 
 @dataclass(slots=True)
@@ -257,8 +273,8 @@ def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> 
         ok = [s for s in calls if s.status == "ok" and s.end is not None]
         latency = [s.end - s.start for s in ok if s.end is not None and s.start is not None]
         ttft = [s.first_token - s.start for s in ok if s.first_token is not None and s.start is not None]
-        tokens_out = sum(s.tokens_out or 0 for s in ok)
-        gen = sum((s.end or 0.0) - (s.first_token if s.first_token is not None else s.start or 0.0) for s in ok)
+        timed = [(s.tokens_out or 0, w) for s in ok if (w := _generation_window(s)) >= RATE_MIN_WINDOW_S]
+        tokens_out, gen = sum(n for n, _ in timed), sum(w for _, w in timed)
         causes = Counter(cause for s in calls for _, _, cause in s.retries)
         pool = [w for s in calls for _, w in s.pool_waits]
         rate = [w for s in calls for _, w, _ in s.rate_waits]
@@ -278,13 +294,21 @@ def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> 
             "ttft_s": {"p50": _r(percentile(ttft, 50)), "p95": _r(percentile(ttft, 95))},
             "tokens_in": sum(s.tokens_in or 0 for s in calls),
             "tokens_out": sum(s.tokens_out or 0 for s in calls),
-            "tokens_per_s": round(tokens_out / gen, 3) if gen > 1e-6 and tokens_out else None,
+            "tokens_per_s": round(tokens_out / gen, 3) if gen > 0 and tokens_out else None,
             "retries": dict(sorted(causes.items())),
             "pool_wait": _waits(pool),
             "rate_wait": _waits(rate),
         }
         out[name] = entry
     return out
+
+
+def _generation_window(span: Span) -> float:
+    """From the first token (or the start, for a reply that was not streamed) to the end."""
+    begin = span.first_token if span.first_token is not None else span.start
+    if begin is None or span.end is None:
+        return 0.0
+    return span.end - begin
 
 
 def endpoint_stats(endpoints: Mapping[str, Span]) -> dict[str, dict[str, Any]]:
@@ -337,10 +361,10 @@ def bottlenecks(
     agent_spans = [s for s in spans.values() if s.kind == "agent" and s.start is not None]
     found: list[dict[str, Any]] = []
     for (cause, subject), seconds in summary.causes.items():
-        if seconds < 0.001:
+        if seconds < 0.005:  # what rounds to "0.00 s" is no bottleneck
             continue
         share = seconds / wall if wall > 0 else 0.0
-        entry = _advice(cause, subject, seconds, share, spans, agent_spans, shapes, layout, summary)
+        entry = _advice(cause, subject, seconds, share, spans, agent_spans, shapes, layout, summary, wall)
         if entry is not None:
             found.append(
                 {"cause": cause, "subject": subject, "seconds": round(seconds, 6), "share": round(share, 4), **entry}
@@ -378,6 +402,7 @@ def _advice(
     shapes: Mapping[str, StageShape],
     layout: Layout,
     summary: PathSummary,
+    wall: float,
 ) -> dict[str, Any] | None:
     """``message``, ``setting`` and ``value`` (the setting's current value) for one cause."""
     secs = _secs(seconds)
@@ -411,18 +436,21 @@ def _advice(
         shape = shapes.get(subject)
         if shape is None:
             return None
-        prefix_hits = [
-            s
+        # A branch that never got a slot (the run stopped first) waited until its end too.
+        slot_waits = [
+            slot_wait
             for s in spans.values()
-            if _is_branch_of(s.id, shape.id) and s.queued is not None and s.start is not None and s.start > s.queued
+            if _is_branch_of(s.id, shape.id)
+            and s.queued is not None
+            and (slot_wait := (s.start if s.start is not None else s.end_or(wall)) - s.queued) > 0
         ]
-        total = sum(s.start - s.queued for s in prefix_hits if s.start is not None and s.queued is not None)
+        total = sum(slot_waits)
         setting = f"{shape.path}.fanout.max_concurrency"
         return {
             "setting": setting,
             "value": shape.max_concurrency,
             "message": f"branches of `{shape.id}` waited {secs} for a slot on the critical path "
-            f"({_secs(total)} over {_count(len(prefix_hits), 'branch', 'branches')} in all): raise `{setting}`"
+            f"({_secs(total)} over {_count(len(slot_waits), 'branch', 'branches')} in all): raise `{setting}`"
             + (f" above {shape.max_concurrency}" if shape.max_concurrency is not None else ""),
         }
     stage = _stages_by_path(layout).get(subject)

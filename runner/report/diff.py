@@ -5,6 +5,7 @@ Pure: takes two report documents, gives rows and the wall-time change; the comma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +95,18 @@ def format_diff(a: Mapping[str, Any], b: Mapping[str, Any], *, threshold: float)
     change = wall_change(a, b)
     slower = change > threshold
     broke = a["run"]["status"] == "ok" and b["run"]["status"] != "ok"
+    if math.isinf(change):
+        verdict = "slower (A took no time)"
+    elif slower:
+        verdict = f"slower by more than {threshold:g}%"
+    elif change < -threshold:  # an improvement is said as one; only a regression fails the comparison
+        verdict = f"faster by more than {threshold:g}%"
+    else:
+        verdict = f"within {threshold:g}%"
+    shown = "" if math.isinf(change) else f" ({change:+.1f}%)"
+    walls = f"{a['run']['wall_s']:.3f} s -> {b['run']['wall_s']:.3f} s"
     lines = [
-        f"{a['workflow']['name']}: wall time {a['run']['wall_s']:.3f} s -> {b['run']['wall_s']:.3f} s "
-        f"({change:+.1f}%): " + (f"slower by more than {threshold:g}%" if slower else f"within {threshold:g}%"),
+        f"{a['workflow']['name']}: wall time {walls}{shown}: {verdict}",
         f"A: run {a['run']['id']} ({a['run']['status']}), B: run {b['run']['id']} ({b['run']['status']})"
         + (": B did not succeed" if broke else ""),
     ]

@@ -7,17 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.report.analysis import CATEGORIES
-
-_LABELS = {
-    "model": "model latency",
-    "pool": "waiting for a pool connection",
-    "rate_limit": "waiting for the rate limiter",
-    "concurrency": "waiting for a fan-out slot (`max_concurrency`)",
-    "retries": "failed attempts and back-off",
-    "tools": "tool calls",
-    "overhead": "runner overhead",
-}
+from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
 
 
 def _cell(value: Any) -> str:
@@ -28,6 +18,18 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _calls_fact(made: int, waiting: int, requests: int, retries: int) -> str:
+    never = f", {waiting} never started" if waiting else ""
+    return f"{made}{never} ({requests} requests, {retries} retries)"
+
+
+def _several(*values: Any) -> str:
+    """Figures that share a cell (``p50 / p95 / max``): empty when none is known, ``-`` for one that is not."""
+    if all(v is None for v in values):
+        return ""
+    return " / ".join(_cell(v) or "-" for v in values)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int = 1) -> list[str]:
     align = ["---" if i < right_from else "---:" for i in range(len(header))]
     out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -36,7 +38,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int
 
 
 def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
-    from runner.report import group_nodes  # noqa: PLC0415
+    from runner.report import agent_calls, count_statuses, group_nodes  # noqa: PLC0415
 
     run, wf, totals = report["run"], report["workflow"], report["totals"]
     lines = [f"# Run `{wf['name']}`: {run['status']} in {run['wall_s']:.3f} s", ""]
@@ -48,7 +50,7 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     if run["error"]:
         facts.append(("error", run["error"]))
     facts += [
-        ("agent calls", f"{totals['agents']} ({totals['requests']} requests, {totals['retries']} retries)"),
+        ("agent calls", _calls_fact(*agent_calls(report), totals["requests"], totals["retries"])),
         ("tokens in / out", f"{totals['tokens_in']} / {totals['tokens_out']}"),
         ("in-flight requests", f"peak {report['concurrency']['peak']}, mean {report['concurrency']['mean']:g}"),
     ]
@@ -57,7 +59,9 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     lines += ["", "## Where the time went", ""]
     if path["nodes"]:
         lines += ["Critical path: " + " → ".join(f"`{n}`" for n in path["nodes"]), ""]
-    rows = [(_LABELS[c], path["time_s"][c], f"{path['share'][c]:.1%}") for c in CATEGORIES if path["time_s"][c] > 0]
+    rows = [
+        (CATEGORY_LABELS[c], path["time_s"][c], f"{path['share'][c]:.1%}") for c in CATEGORIES if path["time_s"][c] > 0
+    ]
     lines += _table(["on the critical path", "seconds", "share of wall time"], rows)
     if report["bottlenecks"]:
         lines += ["", "## Bottlenecks", ""]
@@ -84,12 +88,12 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
                     f"`{name}`" + (f" ({m['model']})" if m.get("model") else ""),
                     m["calls"],
                     m["requests"],
-                    " / ".join(_cell(v) for v in (lat["p50"], lat["p95"], lat["max"])),
-                    " / ".join(_cell(v) for v in (ttft["p50"], ttft["p95"])),
+                    _several(lat["p50"], lat["p95"], lat["max"]),
+                    _several(ttft["p50"], ttft["p95"]),
                     m["tokens_per_s"],
                     retries,
-                    m["pool_wait"]["total_s"],
-                    m["rate_wait"]["total_s"],
+                    float(m["pool_wait"]["total_s"]),  # seconds, also when a total of none is written as 0
+                    float(m["rate_wait"]["total_s"]),
                 )
             )
         lines += _table(header, mrows)
@@ -102,13 +106,12 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
             continue
         durations = [s["end_s"] - s["start_s"] for s in spans if s["end_s"] is not None and s["start_s"] is not None]
         waits = [s["queue_wait_s"] for s in spans if s.get("queue_wait_s") is not None]
-        ok = sum(1 for s in spans if s["status"] == "ok")
         nrows.append(
             (
                 f"`{entry[0]}` x{len(spans)}",
                 spans[0]["kind"],
                 spans[0].get("agent"),
-                f"{ok} ok",
+                count_statuses(spans),
                 "",
                 "",
                 f"p50 {statistics.median(durations):.3f}, max {max(durations):.3f}" if durations else "",
@@ -161,9 +164,11 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
 
 
 def _node_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
+    from runner.report import node_status  # noqa: PLC0415
+
     start, end = s.get("start_s"), s.get("end_s")
-    tokens = f"{s['tokens_in']} / {s['tokens_out']}" if "tokens_in" in s else ""
-    status = s["status"] + (f": {s['error']}" if s.get("error") else "")
+    tokens = _several(s.get("tokens_in"), s.get("tokens_out"))
+    status = node_status(s) + (f": {s['error']}" if s.get("error") else "")
     return (
         f"`{s['id']}`",
         s["kind"],

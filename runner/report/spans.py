@@ -33,7 +33,7 @@ class Span:
     tokens_out: int | None = None
     attempts: int | None = None
     error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)  # tool, parent, function, reason, failed_branches
+    detail: dict[str, Any] = field(default_factory=dict)  # tool, parent, function, reason, failed_branches, timeout_s
     retries: list[tuple[float, float, str]] = field(default_factory=list)  # (at, delay, cause)
     pool_waits: list[tuple[float, float]] = field(default_factory=list)  # (at, seconds waited)
     rate_waits: list[tuple[float, float, str]] = field(default_factory=list)  # (at, seconds, limit)
@@ -73,6 +73,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
             if span.start is None:  # a stage retried as a whole starts again: its span keeps the first start
                 span.start = rel
             span.status, span.end = "running", None
+            span.detail.pop("timeout_s", None)  # an attempt that timed out and was retried
             if span.queued is None:
                 span.queued = rel
             if data:
@@ -102,6 +103,8 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                     span.detail["reason"] = str(data["reason"])
                 if "failed_branches" in data:
                     span.detail["failed_branches"] = int(data["failed_branches"])
+                if kind == "failed" and data.get("timeout") is not None:  # stopped by its stage's timeout
+                    span.detail["timeout_s"] = float(data["timeout"])
             if kind == "finished":
                 span.error = None
         elif kind == "first_token":
@@ -205,7 +208,8 @@ def span_dict(span: Span) -> dict[str, Any]:
     if span.model is not None:
         out["model"] = span.model
     if span.kind == "agent":
-        out["attempts"] = span.attempts if span.attempts is not None else 1 + len(span.retries)
+        if span.start is not None:  # a call still waiting for its slot made no request
+            out["attempts"] = span.attempts if span.attempts is not None else 1 + len(span.retries)
         out["retries"] = len(span.retries)
         out["pool_wait_s"] = _r(sum(w for _, w in span.pool_waits))
         out["rate_wait_s"] = _r(sum(w for _, w, _ in span.rate_waits))

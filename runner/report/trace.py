@@ -17,7 +17,9 @@ PID = 1
 
 
 def _us(seconds: float) -> int:
-    return round(seconds * 1_000_000)
+    """Microseconds since the run started; never before it (trace viewers start the timeline at 0, and a
+    report edited by hand, or written by a clock that stepped back, may hold a time below 0)."""
+    return max(0, round(seconds * 1_000_000))
 
 
 def assign_lanes(intervals: list[tuple[int, int]]) -> list[int]:

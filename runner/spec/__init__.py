@@ -63,5 +63,5 @@ def load_workflow(path: str | Path) -> Workflow:
     """The workflow's records; :class:`SpecError` with every problem when the file is not valid."""
     wf, problems = check_file(path)
     if wf is None:
-        raise SpecError([p for p in problems if p.severity == "error"])
+        raise SpecError(problems)
     return wf

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from runner.errors import ProviderError, RunnerError, SpecError
+from runner.secrets import one_line, redact
 from runner.spec.diagnostics import Diagnostic
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -41,8 +43,9 @@ class _Lines:
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 
-def format_text(diagnostics: Sequence[Diagnostic], files: int) -> str:
-    """``path:line:col: severity: message [rule]``, the source line, a caret under the span, the hint."""
+def render_diagnostics(diagnostics: Sequence[Diagnostic]) -> list[str]:
+    """Each problem as ``path:line:col: severity: message [rule]``, the source line, a caret under the span and
+    the hint: how `runner validate` shows a problem, and `runner run` / `runner graph` the same one."""
     out: list[str] = []
     lines = _Lines()
     for d in diagnostics:
@@ -57,6 +60,12 @@ def format_text(diagnostics: Sequence[Diagnostic], files: int) -> str:
             out.append(f"       | {pad}{'^' * width}")
         if d.hint:
             out.append(f"       = hint: {d.hint}")
+    return out
+
+
+def format_text(diagnostics: Sequence[Diagnostic], files: int) -> str:
+    """The problems (:func:`render_diagnostics`), then how many in how many files."""
+    out = render_diagnostics(diagnostics)
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = len(diagnostics) - errors
     if diagnostics:
@@ -64,6 +73,17 @@ def format_text(diagnostics: Sequence[Diagnostic], files: int) -> str:
     else:
         out.append(f"{files} file(s) valid")
     return "\n".join(out) + "\n"
+
+
+def format_error(exc: RunnerError) -> str:
+    """A user-facing error as the CLI prints it, whatever the command: the problems of a file that does not
+    validate exactly as `runner validate` shows them (no prefix: each line names its file and severity), else
+    ``runner: error: <message>``."""
+    if isinstance(exc, SpecError) and exc.diagnostics:
+        return format_text(exc.diagnostics, len({d.file for d in exc.diagnostics}))
+    # redacted; a provider's error (which quotes the server, whose messages may span lines) on one line
+    text = redact(str(exc))
+    return f"runner: error: {one_line(text) if isinstance(exc, ProviderError) else text}\n"
 
 
 def format_json(diagnostics: Sequence[Diagnostic], files: int) -> str:

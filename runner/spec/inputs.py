@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, SpecError
 from runner.spec.records import InputSpec, Workflow
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -121,13 +121,14 @@ def read_input_file(path: str) -> dict[str, Any]:
     from runner.spec.yamlpos import LoadError, decode, load_document  # noqa: PLC0415
 
     try:
-        raw = open(path, "rb").read()  # noqa: SIM115 - read at once
+        with open(path, "rb") as file:  # closed at once: a leaked file is a ResourceWarning in every caller
+            raw = file.read()
     except OSError as exc:
         raise RunnerError(f"--input {path}: cannot read the file: {exc.strerror}") from None
     try:
         doc = load_document(decode(raw, path), path)
     except LoadError as exc:
-        raise RunnerError("\n".join(d.format_line() for d in exc.diagnostics)) from None
+        raise SpecError(exc.diagnostics) from None
     if not isinstance(doc.data, dict):
         raise RunnerError(f"{path}:1:1: --input needs a mapping of input names to values")
     return doc.data
