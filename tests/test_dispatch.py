@@ -1,4 +1,4 @@
-"""The fan-out dispatcher (runner/engine/dispatch.py): branches as tasks of one asyncio.TaskGroup, bounded.
+"""The fan-out dispatcher (runner/dispatch.py): branches as tasks of one asyncio.TaskGroup, bounded.
 
 Checked on both loops, and with eager tasks where Python has them (3.12+), as the engine's own loop runs:
 results in order, each branch a real Task with its own context, the bound held, fail-fast cancelling the
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runner.engine.dispatch import CHUNK, first_error, run_all
+from runner.dispatch import CHUNK, first_error, run_all
 from runner.engine.loop import eager_factory
 from tests.conftest import LOOPS
 

@@ -122,11 +122,28 @@ def test_a_failed_batch_is_retried(server: OAIServer) -> None:
     assert {node for _, kind, node, _ in recorder.events} == {"embeddings.default"}
 
 
-def test_one_failing_batch_fails_the_call_with_one_error(server: OAIServer) -> None:
-    server.plan(Plan(), Plan(status=400, body=b'{"error": {"message": "input too long"}}'))
+@pytest.mark.parametrize("max_concurrency", [1, 2])
+def test_one_failing_batch_fails_the_call_and_no_later_batch_is_sent(
+    server: OAIServer, monkeypatch: pytest.MonkeyPatch, max_concurrency: int
+) -> None:
+    """After a 400 on one batch nothing more is sent (issue 14: the next batch went out anyway, late, and
+    took the next test's answer from the shared server)."""
+    sent: list[list[str]] = []
+    batch = OpenAIEmbedder._batch
+
+    async def spy(self: OpenAIEmbedder, texts: list[str]) -> Any:
+        sent.append(texts)
+        return await batch(self, texts)
+
+    monkeypatch.setattr(OpenAIEmbedder, "_batch", spy)
+    if max_concurrency == 1:
+        server.plan(Plan(), Plan(status=400, body=b'{"error": {"message": "input too long"}}'))
+    else:  # b fails while a is still in flight (a waits for the server): a is cancelled, c never sent
+        server.plan(Plan(stall_before=30), Plan(status=400, body=b'{"error": {"message": "input too long"}}'))
     with pytest.raises(ProviderHTTPError) as info:
-        run(embed(make(server.url, batch_size=1, max_concurrency=1), ["a", "b", "c"]))
+        run(embed(make(server.url, batch_size=1, max_concurrency=max_concurrency), ["a", "b", "c", "d"]))
     assert str(info.value) == f"{label(server.url)}: HTTP 400: input too long"
+    assert sent == [["a"], ["b"]]
 
 
 def test_wrong_dimensions_say_what_to_set(server: OAIServer) -> None:

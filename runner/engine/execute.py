@@ -1,6 +1,6 @@
 """The engine: runs a compiled plan on one event loop with structured concurrency.
 
-A fan-out's branches run as tasks of one ``asyncio.TaskGroup`` (``dispatch.py``: at most ``max_concurrency``
+A fan-out's branches run as tasks of one ``asyncio.TaskGroup`` (``runner/dispatch.py``: at most ``max_concurrency``
 at once; the first failure cancels the rest and starts nothing more); providers
 are shared by every agent on the same model. The hot path of a fan-out branch is one context dict, the
 renders its templates need, one provider call and two event appends; policies (timeouts, retries,
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.engine.dispatch import first_error, run_all
+from runner.dispatch import first_error, run_all
 from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.engine.resources import RunResources
 from runner.errors import (

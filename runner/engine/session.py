@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.dispatch import first_error
 from runner.engine import loop as loops
-from runner.engine.dispatch import first_error
 from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.plan import Plan, walk_plans
 from runner.engine.resources import open_resources

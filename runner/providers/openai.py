@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from runner.dispatch import run_all
 from runner.errors import ProviderError, ProviderTimeout
 from runner.events import Recorder
 from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
@@ -563,26 +564,14 @@ class OpenAIEmbedder:
         if not texts:
             return out
         size = self.config.batch_size
-        batches = [(start, list(texts[start : start + size])) for start in range(0, len(texts), size)]
-        slots = asyncio.Semaphore(self.config.max_concurrency)
 
-        async def one(start: int, batch: list[str]) -> None:
-            async with slots:
-                out[start : start + len(batch)] = await self._batch(batch)
+        async def one(k: int) -> None:
+            batch = list(texts[k * size : (k + 1) * size])
+            out[k * size : k * size + len(batch)] = await self._batch(batch)
 
-        if len(batches) == 1:
-            await one(*batches[0])
-            return out
-        try:
-            async with asyncio.TaskGroup() as group:
-                for start, batch in batches:
-                    group.create_task(one(start, batch))
-        except BaseExceptionGroup as group_error:
-            # callers expect one ProviderError, not a group; the first failure cancelled the rest
-            errors = [e for e in group_error.exceptions if isinstance(e, ProviderError)]
-            if errors:
-                raise errors[0] from errors[0].__cause__
-            raise
+        # At most max_concurrency batches at once; after a failure (a 400 on one batch) no further batch is
+        # sent, and the first error is raised as itself (callers expect one ProviderError, not a group).
+        await run_all(-(-len(texts) // size), one, limit=self.config.max_concurrency)
         return out
 
     async def _batch(self, batch: list[str]) -> Vectors:
