@@ -33,24 +33,13 @@ from runner.spec.yamlpos import Document, Path
 class _Builder:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.lines = doc.text.splitlines()
 
     def loc(self, path: Path, *, key: bool = False) -> Loc:
         span = self.doc.span(path, key=key)
         return Loc(self.doc.file, span.line, span.column)
 
     def template(self, path: Path) -> TemplateSrc:
-        value = self._get(path)
-        span = self.doc.span(path)
-        # A block scalar (| or >) starts with its indicator; the text begins on the next line.
-        line_text = self.lines[span.line - 1] if span.line - 1 < len(self.lines) else ""
-        indicator = line_text[span.column - 1 : span.column] if span.column - 1 < len(line_text) else ""
-        offset = 1 if indicator in ("|", ">") else 0
-        column = span.column + (1 if indicator in ('"', "'") else 0)
-        if offset and span.line < len(self.lines):  # a block's text starts at its indentation, next line
-            body = self.lines[span.line]
-            column = len(body) - len(body.lstrip(" ")) + 1
-        return TemplateSrc(str(value), Loc(self.doc.file, span.line, column), offset)
+        return template_src(self.doc, path)
 
     def _templates_under(self, base: Path) -> Callable[[Path], TemplateSrc]:
         def template(rel: Path) -> TemplateSrc:
@@ -213,6 +202,26 @@ def _memory_spec(name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
     working = parse_working_memory(working_raw) if "max_total_tokens" in working_raw else None
     long_term = parse_long_term(raw["long_term"]) if "long_term" in raw else None
     return MemorySpec(name, working, long_term, loc)
+
+
+def template_src(doc: Document, path: Path) -> TemplateSrc:
+    """The string at ``path`` as a template located in the file, character by character (issue 14: a
+    folded block's third line was reported on its first line, past its end)."""
+    value: Any = doc.data
+    for part in path:
+        value = value[part]
+    span = doc.span(path)
+    segments = doc.segments(path)
+    if segments:
+        _, line, column = segments[0]
+        return TemplateSrc(str(value), Loc(doc.file, line, column), 0, segments)
+    # Not re-readable (never seen; kept so that a surprise costs a column, not the run): the scalar's start.
+    start = doc.offset(span.line, span.column)
+    first = doc.text[start : start + 1]
+    if first in ("|", ">") and span.line < len(doc.line_starts):  # the text starts on the next line
+        body = doc.text[doc.line_starts[span.line] :].split("\n", 1)[0]
+        return TemplateSrc(str(value), Loc(doc.file, span.line, len(body) - len(body.lstrip(" ")) + 1), 1)
+    return TemplateSrc(str(value), Loc(doc.file, span.line, span.column + (first in ("'", '"'))))
 
 
 def build_workflow(doc: Document, sha256: str) -> Workflow:
