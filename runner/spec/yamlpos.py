@@ -104,8 +104,9 @@ def _span(node: yaml.Node) -> Span:
 
 
 class _Builder:
-    def __init__(self, file: str, loader: yaml.SafeLoader) -> None:
+    def __init__(self, file: str, text: str, loader: yaml.SafeLoader) -> None:
         self.file = file
+        self.text = text
         self.loader = loader
         self.values: dict[Path, Span] = {}
         self.keys: dict[Path, Span] = {}
@@ -145,7 +146,18 @@ class _Builder:
             merged = id(key_node) not in own
             key_span = _span(key_node)
             if not isinstance(key_node, yaml.ScalarNode):
-                self.diag(key_span, "yaml-syntax", "a mapping key must be a plain value, not a list or mapping")
+                at = node.start_mark.index
+                if self.text.startswith("{{", at):  # `input: {{ x }}`: YAML reads a mapping holding a mapping
+                    end = node.end_mark.index
+                    template = self.text[at:end] if "\n" not in self.text[at:end] else "{{ ... }}"
+                    self.diag(
+                        _span(node),
+                        "yaml-syntax",
+                        f"an unquoted template: YAML reads {template} as a mapping",
+                        f'quote it: "{template}"',
+                    )
+                else:
+                    self.diag(key_span, "yaml-syntax", "a mapping key must be a plain value, not a list or mapping")
                 continue
             raw_key = self.loader.construct_object(key_node, deep=True)
             key = raw_key if isinstance(raw_key, str) else str(raw_key)
@@ -222,18 +234,11 @@ def load_document(text: str, file: str) -> Document:
         except RecursionError:
             raise _too_large(file, 1, 1, "the document nests too deeply to parse") from None
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = exc.problem or "invalid YAML"
-            if exc.context:
-                problem = f"{problem} ({exc.context})"
-            message = f"YAML syntax error: {problem}"
-            hint = "fix the YAML syntax at this position"
-            if "\\t" in problem or "'\\t'" in problem or "tab" in problem:
-                hint = "YAML does not allow tabs for indentation; indent with spaces"
-            raise LoadError(
-                [Diagnostic(file, line, col, line, col + 1, "error", "yaml-syntax", message, hint)]
-            ) from exc
+            from runner.spec.yamlsyntax import describe  # noqa: PLC0415 - only for a broken file
+
+            p = describe(exc, text)
+            where = (p.line, p.column, p.end_line, p.end_column)
+            raise LoadError([Diagnostic(file, *where, "error", "yaml-syntax", p.message, p.hint)]) from exc
         except yaml.YAMLError as exc:
             raise LoadError([Diagnostic(file, 1, 1, 1, 2, "error", "yaml-syntax", f"YAML error: {exc}")]) from exc
         if root is None:
@@ -252,7 +257,7 @@ def load_document(text: str, file: str) -> Document:
                     )
                 ]
             )
-        builder = _Builder(file, loader)
+        builder = _Builder(file, text, loader)
         try:
             data = builder.build(root, (), 0)
         except _TooBig as exc:
