@@ -1,0 +1,348 @@
+"""Every check of the settings parsers reaches the user as a located diagnostic, never a bare ValueError
+(issue 14: ``max_tool_message_tokens`` above ``max_total_tokens`` was an exit 3 from ``runner validate``).
+
+The checks the schema can state are schema rules, located at the key with a hint; the ones it cannot (one
+setting against another, a size under one byte) are ``invalid-setting`` diagnostics from the parsers, at the
+offending key, reported with every other problem by ``runner validate`` and by ``runner run`` before any
+call. The parsers themselves raise :class:`ConfigError`, which names the key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.embeddings.config import parse_embedding_config, parse_long_term, parse_size
+from runner.errors import ConfigError
+from runner.memory.config import parse_working_memory
+from runner.providers.openai_config import parse_openai_embedding, parse_openai_model
+from runner.spec import check_file
+from tests.conftest import ROOT, run_cli
+from tests.oai_server import OAIServer
+
+PARSERS = [
+    ROOT / "runner" / "providers" / "openai_config.py",
+    ROOT / "runner" / "memory" / "config.py",
+    ROOT / "runner" / "embeddings" / "config.py",
+]
+
+BASE = """\
+version: 1
+name: settings
+models:
+  m: {provider: scripted, reply: "hi"}
+  o:
+    provider: openai
+    base_url: http://127.0.0.1:9/v1
+    model: x
+MODEL
+embeddings:
+  e:
+    provider: hashing
+EMBEDDING
+memory:
+  w:
+    max_total_tokens: 2000
+WORKING
+  lt:
+    long_term:
+      embedding: e
+      store: .runner/memory/settings
+LONG_TERM
+agents:
+  a: {model: m, memory: w}
+  b: {model: o, memory: lt}
+stages:
+  - {id: s, agent: a}
+  - {id: t, agent: b}
+"""
+
+
+def workflow(**parts: str) -> str:
+    text = BASE
+    for name in ("MODEL", "EMBEDDING", "WORKING", "LONG_TERM"):
+        text = text.replace(name + "\n", parts.get(name.lower(), "") + ("\n" if name.lower() in parts else ""))
+    return text
+
+
+OPENAI_EMBEDDING = "    provider: openai\n    base_url: http://127.0.0.1:9/v1\n"
+_SIZE = "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+_RETRY_ON = "is not an HTTP status worth retrying (408, 409, 425, 429, 5xx) nor one of timeout, connect, read, protocol"
+_RETRY_ON_HINT = "use a status such as 429 or 503, or an error kind: timeout, connect, read, protocol"
+_PARAMS_HINT = (
+    "remove it from params: the runner sets model, messages, stream, stream_options and tools "
+    "(stream: false on the model turns streaming off)"
+)
+
+# (what is wrong, the workflow, where, rule, message, hint): one case per check of the three parsers, as a
+# user meets it. The schema states most of them; the parsers keep the rest.
+CASES = [
+    ("timeout 0", {"model": "    timeout: {read: 0}"}, "9:21", "schema",
+     "models.o.timeout.read: must be > 0, got 0", "use a value > 0"),
+    ("timeout null", {"model": "    timeout: {connect: null}"}, "9:24", "schema",
+     "models.o.timeout.connect: expected a number, got null", "write a number"),
+    ("timeout not a mapping", {"model": "    timeout: fast"}, "9:14", "schema",
+     "models.o.timeout: expected a mapping, got a string", "write a mapping"),
+    ("pool 0", {"model": "    pool: {max_connections: 0}"}, "9:29", "schema",
+     "models.o.pool.max_connections: must be >= 1, got 0", "use a value >= 1"),
+    ("keepalive -1", {"model": "    pool: {keepalive_expiry: -1}"}, "9:30", "schema",
+     "models.o.pool.keepalive_expiry: must be >= 0, got -1", "use a value >= 0"),
+    ("jitter", {"model": "    retry: {jitter: some}"}, "9:21", "schema",
+     "models.o.retry.jitter: 'some' is not one of full, none", "use one of: full, none"),
+    ("retry_on not a list", {"model": "    retry: {retry_on: timeout}"}, "9:23", "schema",
+     "models.o.retry.retry_on: expected a list, got a string", "write a list"),
+    ("retry_on entry", {"model": "    retry: {retry_on: [429, sometimes]}"}, "9:29", "schema",
+     f"models.o.retry.retry_on[1]: 'sometimes' {_RETRY_ON}", _RETRY_ON_HINT),
+    ("retry_on status", {"model": "    retry: {retry_on: [99]}"}, "9:24", "schema",
+     f"models.o.retry.retry_on[0]: 99 {_RETRY_ON}", _RETRY_ON_HINT),
+    ("headers value", {"model": "    headers: {X-Team: 1}"}, "9:23", "schema",
+     "models.o.headers.X-Team: expected a string, got an integer", "write a string"),
+    ("headers authorization", {"model": "    headers: {authorization: '{{ token }}'}"}, "9:15", "schema",
+     "models.o.headers.authorization: the Authorization header is not set here: keys never go in workflow files",
+     "remove it and set api_key_env to the name of the environment variable that holds the key"),
+    ("stream", {"model": "    stream: sometimes"}, "9:13", "schema",
+     "models.o.stream: expected true or false, got a string", "write true or false"),
+    ("params stream", {"model": "    params: {temperature: 0.2, stream: false}"}, "9:32", "schema",
+     "models.o.params.stream: 'stream' is set by the runner, not by params", _PARAMS_HINT),
+    ("api_key_env", {"model": "    api_key_env: my-key"}, "9:18", "schema",
+     "models.o.api_key_env: 'my-key' does not match the pattern ^[A-Za-z_][A-Za-z0-9_]*$",
+     "name an environment variable: letters, digits and '_', not starting with a digit, e.g. OPENAI_API_KEY"),
+    ("base_url", {"replace": ("base_url: http://127.0.0.1:9/v1", "base_url: 127.0.0.1:9/v1")}, "7:15", "schema",
+     "models.o.base_url: '127.0.0.1:9/v1' does not match the pattern ^https?://[^\\s]+$",
+     "write the endpoint's URL up to and including /v1, e.g. https://api.openai.com/v1"),
+    ("model empty", {"replace": ("    model: x\n", "    model: ''\n")}, "8:12", "schema",
+     "models.o.model: must not be empty", "write a value, or leave the key out"),
+    ("embedding model missing", {"embedding": OPENAI_EMBEDDING + "    dimensions: 8"}, "11:5", "schema",
+     "embeddings.e: missing required key 'model'", "add 'model'"),
+    ("dimensions missing", {"embedding": OPENAI_EMBEDDING + "    model: e"}, "11:5", "schema",
+     "embeddings.e: missing required key 'dimensions'", "add 'dimensions'"),
+    ("send_dimensions", {"embedding": OPENAI_EMBEDDING + "    model: e\n    dimensions: 8\n    send_dimensions: 1"},
+     "15:22", "schema", "embeddings.e.send_dimensions: expected true or false, got an integer", "write true or false"),
+    ("max_concurrency", {"embedding": OPENAI_EMBEDDING + "    model: e\n    dimensions: 8\n    max_concurrency: 0"},
+     "15:22", "schema", "embeddings.e.max_concurrency: must be >= 1, got 0", "use a value >= 1"),
+    ("model on hashing", {"embedding": "    model: x"}, "12:5", "schema",
+     "embeddings.e.model: applies only to provider openai", "remove model, or set provider: openai"),
+    ("dimensions 0", {"embedding": "    dimensions: 0"}, "12:17", "schema",
+     "embeddings.e.dimensions: must be >= 1, got 0", "use a value >= 1"),
+    ("cache not a mapping", {"embedding": "    cache: .cache"}, "12:12", "schema",
+     "embeddings.e.cache: expected a mapping, got a string", "write a mapping"),
+    ("cache without dir", {"embedding": "    cache: {max_file_number: 3}"}, "12:12", "schema",
+     "embeddings.e.cache: missing required key 'dir'", "add 'dir'"),
+    ("cache dir empty", {"embedding": "    cache: {dir: ''}"}, "12:18", "schema",
+     "embeddings.e.cache.dir: must not be empty", "write a value, or leave the key out"),
+    ("size not a size", {"embedding": "    cache: {dir: c, max_cache_size: lots}"}, "12:37", "schema",
+     f"embeddings.e.cache.max_cache_size: 'lots' is not a size: use bytes (at least 1) or a number with a unit {_SIZE}",
+     "write e.g. 256MB, 1.5GiB or 1048576"),
+    ("size 0", {"embedding": "    cache: {dir: c, max_cache_size: 0}"}, "12:37", "schema",
+     f"embeddings.e.cache.max_cache_size: 0 is not a size: use bytes (at least 1) or a number with a unit {_SIZE}",
+     "write e.g. 256MB, 1.5GiB or 1048576"),
+    ("size under a byte", {"embedding": "    cache: {dir: c, max_cache_size: 0.1B}"}, "12:21", "invalid-setting",
+     "embeddings.e: cache.max_cache_size: a size must be at least 1 byte, not '0.1B'",
+     "bytes (4096) or a number with a unit, such as '256MB' or '1.5GiB'"),
+    ("max_file_number 0", {"embedding": "    cache: {dir: c, max_file_number: 0}"}, "12:38", "schema",
+     "embeddings.e.cache.max_file_number: must be >= 1, got 0", "use a value >= 1"),
+    ("ttl 0", {"embedding": "    cache: {dir: c, ttl: 0}"}, "12:26", "schema",
+     "embeddings.e.cache.ttl: must be > 0, got 0", "use a value > 0"),
+    ("keep_recent_count", {"working": "    keep_recent_count: -1"}, "15:24", "schema",
+     "memory.w.keep_recent_count: must be >= 0, got -1", "use a value >= 0"),
+    ("mode", {"working": "    working_summary_mode: shrink"}, "15:27", "schema",
+     "memory.w.working_summary_mode: 'shrink' is not one of compact, compress, auto",
+     "use one of: compact, compress, auto"),
+    ("token_counter", {"working": "    token_counter: exact"}, "15:20", "schema",
+     "memory.w.token_counter: 'exact' is not one of approx, tiktoken", "use one of: approx, tiktoken"),
+    ("ratio 0", {"working": "    compact_ratio_threshold: 0"}, "15:30", "schema",
+     "memory.w.compact_ratio_threshold: must be > 0, got 0", "use a value > 0"),
+    ("ratio 1.5", {"working": "    compact_ratio_threshold: 1.5"}, "15:30", "schema",
+     "memory.w.compact_ratio_threshold: must be <= 1, got 1.5", "use a value <= 1"),
+    ("tool tokens 63", {"working": "    max_tool_message_tokens: 63"}, "15:30", "schema",
+     "memory.w.max_tool_message_tokens: must be >= 64, got 63", "use a value >= 64"),
+    ("tool tokens above the budget", {"working": "    max_tool_message_tokens: 3000"}, "15:5", "invalid-setting",
+     "memory.w: max_tool_message_tokens (3000) must be below max_total_tokens (2000): "
+     "a single tool result could otherwise fill the whole budget",
+     "lower max_tool_message_tokens below 2000 (a tenth of the budget is typical), or raise max_total_tokens"),
+    ("summary_model empty", {"working": "    summary_model: ''"}, "15:20", "schema",
+     "memory.w.summary_model: must not be empty", "write a value, or leave the key out"),
+    ("summary_group_tokens", {"working": "    summary_group_tokens: 10"}, "15:27", "schema",
+     "memory.w.summary_group_tokens: must be >= 256, got 10", "use a value >= 256"),
+    ("retrieval", {"long_term": "      retrieval: always"}, "19:18", "schema",
+     "memory.lt.long_term.retrieval: 'always' is not one of auto, tool", "use one of: auto, tool"),
+    ("top_k", {"long_term": "      top_k: 0"}, "19:14", "schema",
+     "memory.lt.long_term.top_k: must be >= 1, got 0", "use a value >= 1"),
+]  # fmt: skip
+
+
+def _write(tmp_path: Path, parts: dict[str, Any]) -> Path:
+    old, new = parts.pop("replace", ("", ""))
+    text = workflow(**parts).replace(old, new) if old else workflow(**parts)
+    if "provider: openai" in parts.get("embedding", ""):
+        text = text.replace("    provider: hashing\n    provider: openai\n", "    provider: openai\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("parts", "where", "rule", "message", "hint"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_settings_check_is_a_located_diagnostic_with_a_hint(
+    tmp_path: Path, parts: dict[str, Any], where: str, rule: str, message: str, hint: str
+) -> None:
+    wf, problems = check_file(_write(tmp_path, dict(parts)))
+    assert wf is None
+    assert [(f"{p.line}:{p.column}", p.rule, p.message, p.hint) for p in problems if p.severity == "error"] == [
+        (where, rule, message, hint)
+    ]
+
+
+def test_the_exit_3_of_issue_14_is_a_located_error_in_validate(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"working": "    max_tool_message_tokens: 3000"})
+    result = run_cli("validate", str(path))
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout == (
+        f"{path}:15:5: error: memory.w: max_tool_message_tokens (3000) must be below max_total_tokens (2000): "
+        "a single tool result could otherwise fill the whole budget [invalid-setting]\n"
+        "    15 |     max_tool_message_tokens: 3000\n"
+        "       |     ^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "       = hint: lower max_tool_message_tokens below 2000 (a tenth of the budget is typical), "
+        "or raise max_total_tokens\n"
+        "1 error(s), 0 warning(s) in 1 file(s)\n"
+    )
+
+
+def test_settings_problems_come_with_every_other_problem(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        {
+            "working": "    max_tool_message_tokens: 3000",
+            "embedding": "    cache: {dir: c, max_cache_size: 0B}",
+            "replace": ("  - {id: s, agent: a}", "  - {id: s, agent: a, input: '{{ inputs.nope }}'}"),
+        },
+    )
+    _, problems = check_file(path)
+    assert [(p.line, p.column, p.rule) for p in problems] == [
+        (12, 21, "invalid-setting"),
+        (16, 5, "invalid-setting"),
+        (25, 34, "unknown-input"),
+    ]
+
+
+def test_run_reports_a_refused_setting_before_any_call(tmp_path: Path) -> None:
+    with OAIServer() as server:
+        text = workflow(working="    max_tool_message_tokens: 3000").replace("http://127.0.0.1:9/v1", server.url)
+        path = tmp_path / "wf.yaml"
+        path.write_text(text)
+        result = run_cli("run", str(path), "--report-dir", str(tmp_path / "reports"))
+        assert server.requests == []
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        f"runner: error: {path}:15:5: error: memory.w: max_tool_message_tokens (3000) must be below "
+        "max_total_tokens (2000): a single tool result could otherwise fill the whole budget [invalid-setting]"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+# --- the parsers themselves ------------------------------------------------------------------------------
+
+MODEL = {"provider": "openai", "base_url": "http://h/v1", "model": "m"}
+EMBEDDER = {"provider": "openai", "base_url": "http://h/v1", "model": "e", "dimensions": 8}
+WORKING = {"max_total_tokens": 1000}
+LONG_TERM = {"embedding": "e", "store": "s"}
+
+# (parser, raw, the key it names, the message): every check of the three parsers (35 in all).
+PARSER_CASES: list[tuple[Callable[[Any], Any], dict[str, Any], tuple[str | int, ...], str]] = [
+    (parse_openai_model, {**MODEL, "timeout": {"read": 0}}, ("timeout", "read"),
+     "timeout.read must be a number greater than 0, not 0"),
+    (parse_openai_model, {**MODEL, "pool": {"max_connections": 0}}, ("pool", "max_connections"),
+     "pool.max_connections must be a positive integer, not 0"),
+    (parse_openai_model, {**MODEL, "model": ""}, ("model",), "model must be a non-empty string, not ''"),
+    (parse_openai_model, {**MODEL, "retry": "often"}, ("retry",), "retry must be a mapping, not 'often'"),
+    (parse_openai_model, {**MODEL, "retry": {"jitter": "some"}}, ("retry", "jitter"),
+     "retry.jitter must be one of full, none, not 'some'"),
+    (parse_openai_model, {**MODEL, "retry": {"retry_on": "timeout"}}, ("retry", "retry_on"),
+     "retry.retry_on must be a list, not 'timeout'"),
+    (parse_openai_model, {**MODEL, "retry": {"retry_on": [429, "never"]}}, ("retry", "retry_on", 1),
+     "retry.retry_on entries are HTTP statuses or one of timeout, connect, read, protocol, not 'never'"),
+    (parse_openai_model, {**MODEL, "headers": {"X-A": 1}}, ("headers", "X-A"),
+     "headers must map names to strings, not 'X-A': 1"),
+    (parse_openai_model, {**MODEL, "headers": {"Authorization": "x"}}, ("headers", "Authorization"),
+     "headers must not set Authorization: name the key's variable in api_key_env"),
+    (parse_openai_model, {**MODEL, "stream": "yes"}, ("stream",), "stream must be true or false, not 'yes'"),
+    (parse_openai_model, {**MODEL, "params": {"tools": []}}, ("params", "tools"),
+     "params must not set 'tools': the runner sets it"),
+    (parse_openai_embedding, {**EMBEDDER, "send_dimensions": 1}, ("send_dimensions",),
+     "send_dimensions must be true or false, not 1"),
+    (parse_openai_embedding, {k: v for k, v in EMBEDDER.items() if k != "dimensions"}, (),
+     "dimensions is required: the length of the vectors the model returns"),
+    (parse_working_memory, {**WORKING, "keep_recent_count": -1}, ("keep_recent_count",),
+     "keep_recent_count must be an integer of at least 0, not -1"),
+    (parse_working_memory, {}, (), "max_total_tokens is required for a working memory (e.g. 20000)"),
+    (parse_working_memory, {**WORKING, "working_summary_mode": "x"}, ("working_summary_mode",),
+     "working_summary_mode must be one of compact, compress, auto, not 'x'"),
+    (parse_working_memory, {**WORKING, "token_counter": "x"}, ("token_counter",),
+     "token_counter must be one of approx, tiktoken, not 'x'"),
+    (parse_working_memory, {**WORKING, "compact_ratio_threshold": 2}, ("compact_ratio_threshold",),
+     "compact_ratio_threshold must be a number above 0 and at most 1, not 2"),
+    (parse_working_memory, {**WORKING, "summary_model": ""}, ("summary_model",),
+     "summary_model must be the name of an entry under models:, not ''"),
+    (parse_working_memory, {**WORKING, "max_tool_message_tokens": 1000}, ("max_tool_message_tokens",),
+     "max_tool_message_tokens (1000) must be below max_total_tokens (1000): "
+     "a single tool result could otherwise fill the whole budget"),
+    (parse_size, True, (), "a size must be an integer or a string such as '256MB', not True"),  # type: ignore[list-item]
+    (parse_size, "lots", (), "'lots' is not a size: use bytes (4096) or a number with a unit "  # type: ignore[list-item]
+     "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), such as '256MB' or '1.5GiB'"),
+    (parse_size, "0.5B", (), "a size must be at least 1 byte, not '0.5B'"),  # type: ignore[list-item]
+    (parse_embedding_config, {"provider": "hashing", "dimensions": 0}, ("dimensions",),
+     "dimensions must be a positive integer, not 0"),
+    (parse_embedding_config, {"provider": "openai", "model": ""}, ("model",),
+     "model must be a non-empty string, not ''"),
+    (parse_embedding_config, {"provider": "hashing", "cache": {"dir": ""}}, ("cache", "dir"),
+     "cache.dir must be a non-empty string, not ''"),
+    (parse_embedding_config, {"provider": "hashing", "cache": {"dir": "c", "max_cache_size": "0B"}},
+     ("cache", "max_cache_size"), "cache.max_cache_size: a size must be at least 1 byte, not '0B'"),
+    (parse_embedding_config, {"provider": "hashing", "cache": {"dir": "c", "ttl": 0}}, ("cache", "ttl"),
+     "cache.ttl must be a positive number of seconds, not 0"),
+    (parse_embedding_config, {"provider": "word2vec"}, ("provider",),
+     "provider must be one of hashing, openai, not 'word2vec'"),
+    (parse_embedding_config, {"provider": "openai"}, (),
+     "model is required for provider openai (e.g. text-embedding-3-small)"),
+    (parse_embedding_config, {"provider": "hashing", "base_url": "http://h/v1"}, ("base_url",),
+     "base_url applies only to provider openai, not hashing"),
+    (parse_embedding_config, {"provider": "hashing", "cache": "c"}, ("cache",),
+     "cache must be a mapping with at least 'dir', not 'c'"),
+    (parse_long_term, {"store": "s"}, (), "embedding is required: the name of an entry under embeddings:"),
+    (parse_long_term, {"embedding": "e"}, (), "store is required: the folder that keeps the memory between runs"),
+    (parse_long_term, {**LONG_TERM, "retrieval": "always"}, ("retrieval",),
+     "retrieval must be one of auto, tool, not 'always'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("parse", "raw", "key", "message"), PARSER_CASES)
+def test_every_parser_check_names_its_key_and_gives_a_hint(
+    parse: Callable[[Any], Any], raw: Any, key: tuple[str | int, ...], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(raw)
+    assert (str(info.value), info.value.key) == (message, key)
+    assert info.value.hint
+    assert isinstance(info.value, ValueError)  # what the parsers raised before, for callers that catch it
+
+
+def _raises(path: Path) -> list[ast.Raise]:
+    return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Raise)]
+
+
+def test_the_settings_parsers_raise_no_bare_value_error() -> None:
+    sites = 0
+    for path in PARSERS:
+        for node in _raises(path):
+            call = node.exc
+            assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name), ast.unparse(node)
+            assert call.func.id == "ConfigError", f"{path.name}:{node.lineno}: {ast.unparse(node)}"
+            assert len(call.args) == 3, f"{path.name}:{node.lineno}: a ConfigError needs its key and a hint"
+            sites += 1
+    assert sites == len(PARSER_CASES)  # each check has its case above
