@@ -346,3 +346,120 @@ def test_the_settings_parsers_raise_no_bare_value_error() -> None:
             assert len(call.args) == 3, f"{path.name}:{node.lineno}: a ConfigError needs its key and a hint"
             sites += 1
     assert sites == len(PARSER_CASES)  # each check has its case above
+
+
+# --- issue 21: inputs are bounded like workflow files ----------------------------------------------------
+
+DEEP_WF = """\
+version: 1
+name: deep
+inputs:
+  data: {type: object, default: {}}
+models:
+  m: {provider: scripted, reply: "{{ inputs.data | tojson | length }}"}
+agents:
+  a: {model: m}
+stages:
+  - {id: s, agent: a, input: "{{ inputs.data }}"}
+"""
+
+
+def _nested(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("levels", [201, 500, 5000])
+def test_deep_json_in_set_is_a_located_error_in_validate(tmp_path: Path, levels: int) -> None:
+    from runner.commands.validate import check_paths
+
+    path = tmp_path / "wf.yaml"
+    path.write_text(DEEP_WF)
+    problems, _ = check_paths([str(path)], sets=[f"data={_nested(levels)}"])
+    assert [(p.line, p.column, p.rule, p.message) for p in problems] == [
+        (
+            4,
+            3,
+            "set-value",
+            f"--set data={_nested(levels)[:77]}...: the value nests deeper than 200 levels, the most an input may "
+            "(as in a workflow file) (input 'data' has type object)",
+        )
+    ]
+
+
+def test_deep_json_in_set_stops_run_before_it_starts(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(DEEP_WF)
+    result = run_cli("run", str(path), "--set", f"data={_nested(500)}", "--report-dir", str(tmp_path / "r"))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "runner: error: --set data: the value nests deeper than 200 levels, the most an input may "
+        "(as in a workflow file)\n"
+    )
+    assert not (tmp_path / "r").exists()
+    validate = run_cli("validate", str(path), "--set", f"data={_nested(5000)}")
+    assert validate.returncode == 1 and "[set-value]" in validate.stdout and not validate.stderr
+
+
+def test_the_deepest_input_allowed_runs_and_is_reported(tmp_path: Path) -> None:
+    """200 levels: the limit is where nothing downstream (templates, report, trace) runs out of stack."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(DEEP_WF.replace("stages:", "report: {formats: [json, markdown, trace]}\nstages:"))
+    result = run_cli("run", str(path), "--set", f"data={_nested(199)}", "--report-dir", str(tmp_path / "r"), "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{len(_nested(199).replace(':', ': '))}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            '{"data": ' + _nested(500) + "}\n",
+            "{path}:1:1010: error: the document nests deeper than 200 levels [yaml-too-large]",
+            id="deep",
+        ),
+        pytest.param(
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join([f'*{chr(ord(c) - 1)}'] * 9)}]\n" for c in "bcdefghij")
+            + "data: {k: *j}\n",
+            "{path}:1:32: error: the document expands to more than 200,000 values [yaml-too-large]",
+            id="alias bomb",
+        ),
+        pytest.param(
+            '{"data": {"x": "' + "y" * (1 << 20) + '"}}\n',
+            "--input {path}: the file is 1,048,596 bytes, over the limit of 1,048,576 bytes for inputs; "
+            "pass large data as a file path in an input, and read it in a tool or a python stage",
+            id="huge",
+        ),
+    ],
+)
+def test_input_files_are_bounded_like_workflow_files(tmp_path: Path, content: str, expected: str) -> None:
+    from runner.errors import RunnerError
+    from runner.spec.inputs import read_input_file
+
+    path = tmp_path / "inputs.json"
+    path.write_text(content)
+    with pytest.raises(RunnerError) as info:
+        read_input_file(str(path))
+    assert str(info.value) == expected.format(path=path)
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure Python"])
+@pytest.mark.parametrize(("levels", "closed"), [(300, 300), (3000, 3000), (3000, 2999)])
+def test_deep_workflows_are_refused_where_the_limit_is_crossed(
+    monkeypatch: pytest.MonkeyPatch, libyaml: bool, levels: int, closed: int
+) -> None:
+    """PyYAML's own composer recurses once per level (a RecursionError past about 330); libyaml stops at 1,000
+    levels. Either way the error is at the level where the limit is crossed (without libyaml, or when it
+    finds a problem and the pure-Python loader runs for the messages, found from the parser's events)."""
+    import yaml
+
+    from runner.spec.yamlpos import LoadError, load_document
+
+    if not libyaml:
+        monkeypatch.delattr(yaml, "CSafeLoader")
+    text = "version: 1\nname: deep\nstages: " + "[" * levels + "]" * closed + "\n"
+    with pytest.raises(LoadError) as info:
+        load_document(text, "wf.yaml")
+    assert [d.format_line() for d in info.value.diagnostics] == [
+        "wf.yaml:3:209: error: the document nests deeper than 200 levels [yaml-too-large]"
+    ]

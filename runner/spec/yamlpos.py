@@ -203,12 +203,36 @@ def _fast_compose(text: str, file: str) -> tuple[Any, yaml.Node | None] | None:
         loader.dispose()
         mark = exc.problem_mark
         if "maximum nesting depth" in str(exc.problem) and mark is not None:  # PyYAML's own would recurse
+            # libyaml stops at its own limit (1,000 levels): say where ours is crossed, as for shallower files
+            line, column = _too_deep_at(text)
             message = f"the document nests deeper than {MAX_DEPTH} levels"
-            raise _too_large(file, mark.line + 1, mark.column + 1, message) from None
+            raise _too_large(file, line, column, message) from None
         return None
     except yaml.YAMLError:
         loader.dispose()
         return None
+
+
+def _too_deep_at(text: str) -> tuple[int, int]:
+    """Where the nesting first goes past ``MAX_DEPTH``, from the parser's events (no recursion); 1:1 when the
+    text breaks before that."""
+    loader = yaml.SafeLoader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                mark = event.start_mark
+                if depth > MAX_DEPTH + 1 and mark is not None:  # the root is level 0, as in _Builder.build
+                    return mark.line + 1, mark.column + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return 1, 1
 
 
 def load_document(text: str, file: str) -> Document:
@@ -231,8 +255,9 @@ def load_document(text: str, file: str) -> Document:
         try:
             if fast is None:
                 root = loader.get_single_node()
-        except RecursionError:
-            raise _too_large(file, 1, 1, "the document nests too deeply to parse") from None
+        except RecursionError:  # PyYAML's composer recurses once per level; its parser does not
+            line, column = _too_deep_at(text)
+            raise _too_large(file, line, column, f"the document nests deeper than {MAX_DEPTH} levels") from None
         except yaml.MarkedYAMLError as exc:
             from runner.spec.yamlsyntax import describe  # noqa: PLC0415 - only for a broken file
 
