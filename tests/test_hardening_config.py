@@ -10,11 +10,13 @@ call. The parsers themselves raise :class:`ConfigError`, which names the key and
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runner.embeddings.config import parse_embedding_config, parse_long_term, parse_size
 from runner.errors import ConfigError
@@ -463,3 +465,150 @@ def test_deep_workflows_are_refused_where_the_limit_is_crossed(
     assert [d.format_line() for d in info.value.diagnostics] == [
         "wf.yaml:3:209: error: the document nests deeper than 200 levels [yaml-too-large]"
     ]
+
+
+# --- which files `runner validate` checks (issues 14 and 21) ---------------------------------------------
+
+QUICKSTART = (ROOT / "workflows" / "quickstart.yaml").read_text(encoding="utf-8")
+NOT_WORKFLOWS = {
+    ".pre-commit-config.yaml": "repos:\n  - repo: local\n    hooks: []\n",
+    ".pre-commit-hooks.yaml": "- id: x\n  name: x\n  entry: x\n  language: system\n",
+    "docker-compose.yml": 'version: "3"\nservices: {web: {image: nginx}}\n',
+    "ci.yml": "name: ci\non: [push]\njobs: {}\n",
+    "data.yaml": "items: [1, 2]\nversion: 2\n",
+    "empty.yaml": "",
+}
+
+
+def _validate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from runner.cli import main
+
+    code = main(["validate", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_folder_without_workflows_fails_unless_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _validate(capsys, str(tmp_path)) == (
+        1,
+        "",
+        f"runner: error: no workflow files found in {tmp_path}: a workflow has a top-level 'version:' beside "
+        "'stages:', 'agents:' or 'models:', or the schema modeline; pass --allow-empty if finding none is fine\n",
+    )
+    assert _validate(capsys, "--allow-empty", str(tmp_path)) == (0, "0 file(s) valid\n", "")
+    for name, text in NOT_WORKFLOWS.items():
+        (tmp_path / name).write_text(text)
+    code, out, err = _validate(capsys, "--format", "json", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"runner: error: no workflow files found in {tmp_path} (6 YAML file(s) there are not ")
+
+
+def test_the_no_workflow_error_through_a_subprocess(tmp_path: Path) -> None:
+    result = run_cli("validate", str(tmp_path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("runner: error: no workflow files found in ")
+
+
+def test_a_folder_holds_workflows_by_their_keys_or_modeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, text in NOT_WORKFLOWS.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text(NOT_WORKFLOWS["ci.yml"])
+    (tmp_path / "a.yaml").write_text(QUICKSTART)
+    modeline = "# yaml-language-server: $schema=../schemas/workflow.schema.json\nname: only-a-name\n"
+    (tmp_path / "b.yml").write_text(modeline)  # recognised by its modeline, and so reported
+    (tmp_path / "c.yaml").write_text('{"version": 1, "name": "c", "stages": []}\n')
+    typo = "# a workflow whose stages key has a typo\nversion: 1\nname: d\nmodels: {}\nstage: []\n"
+    (tmp_path / "d.yaml").write_text(typo)
+    code, out, err = _validate(capsys, str(tmp_path))
+    lines = out.splitlines()
+    assert (code, err) == (1, "")
+    assert [line.split(": error: ")[0].removeprefix(f"{tmp_path}/") for line in lines if ": error: " in line] == [
+        "b.yml:2:1",
+        "b.yml:2:1",
+        "c.yaml:1:39",
+        "d.yaml:2:1",
+        "d.yaml:5:1",
+    ]
+    assert lines[-2] == "5 error(s), 0 warning(s) in 4 file(s)"
+    assert lines[-1] == (
+        f"skipped 6 YAML file(s) that are not workflows: {tmp_path}/.pre-commit-config.yaml, "
+        f"{tmp_path}/.pre-commit-hooks.yaml, {tmp_path}/ci.yml and 3 more"
+    )
+    # named on the command line, a file is checked whatever it holds
+    code, out, _ = _validate(capsys, str(tmp_path / "ci.yml"))
+    assert code == 1 and f"{tmp_path / 'ci.yml'}:2:1: error: unknown key 'True' in the top level [schema]" in out
+
+
+def test_runnerignore_skips_what_it_lists_below_its_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = "version: 1\nname: broken\nstages: []\nagents: {}\nmodels: {}\n"
+    for rel in ("flows/good.yaml", "flows/sub/also.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(QUICKSTART)
+    for rel in ("fixtures/bad.yaml", "flows/wip.draft.yaml", "flows/sub/deep/fixtures/bad.yml", "flows/sub/x.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(broken)
+    (tmp_path / ".runnerignore").write_text("# comment\n\nfixtures/\n*.draft.yaml\n")
+    (tmp_path / "flows" / "sub" / ".runnerignore").write_text("/x.yaml\n")
+    assert _validate(capsys, str(tmp_path)) == (0, "2 file(s) valid\n", "")
+    # not read above a folder named on the command line: the folder's own contents are what was asked for
+    code, out, _ = _validate(capsys, str(tmp_path / "fixtures"))
+    assert code == 1 and out.endswith("in 1 file(s)\n")
+
+
+HOOKS = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+
+
+def _selected_by_the_hook(path: str) -> bool:
+    """pre-commit's own test: `files` and `exclude` searched in the path relative to the repository."""
+    (hook,) = HOOKS
+    return bool(re.search(hook["files"], path)) and not re.search(hook["exclude"], path)
+
+
+@pytest.mark.parametrize(
+    ("path", "selected"),
+    [
+        ("workflows/quickstart.yaml", True),
+        ("workflows/nested/review.yml", True),
+        ("services/billing/workflows/digest.yaml", True),
+        (".pre-commit-config.yaml", False),
+        (".pre-commit-hooks.yaml", False),
+        (".github/workflows/ci.yml", False),
+        ("services/billing/.github/workflows/ci.yaml", False),
+        ("docker-compose.yml", False),
+        ("tests/invalid/empty.yaml", False),
+        ("workflows/README.md", False),
+        ("myworkflows/x.yaml", False),
+    ],
+)
+def test_the_hook_selects_workflow_folders_only(path: str, selected: bool) -> None:
+    assert _selected_by_the_hook(path) is selected
+
+
+def test_the_hook_on_this_checkout_checks_the_examples_and_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    (hook,) = HOOKS
+    assert (hook["id"], hook["entry"], hook["language"], hook["types"]) == (
+        "runner-validate",
+        "runner validate",
+        "python",
+        ["yaml"],
+    )
+    tracked = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in ROOT.rglob("*")
+        if p.suffix in (".yaml", ".yml") and not {".venv", ".git"} & set(p.relative_to(ROOT).parts)
+    )
+    chosen = [p for p in tracked if _selected_by_the_hook(p)]
+    assert chosen == sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "workflows").glob("*.yaml"))
+    code, out, err = _validate(capsys, *(str(ROOT / p) for p in chosen))
+    assert (code, err) == (0, ""), out
+
+
+def test_validate_dot_on_this_checkout_is_clean(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, err = _validate(capsys, ".")
+    examples = len(list((ROOT / "workflows").glob("*.yaml")))
+    assert (code, err) == (0, ""), out
+    assert out == f"{examples} file(s) valid\nskipped 1 YAML file(s) that are not workflows: .pre-commit-hooks.yaml\n"
