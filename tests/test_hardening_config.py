@@ -10,6 +10,7 @@ call. The parsers themselves raise :class:`ConfigError`, which names the key and
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -612,3 +613,71 @@ def test_validate_dot_on_this_checkout_is_clean(
     examples = len(list((ROOT / "workflows").glob("*.yaml")))
     assert (code, err) == (0, ""), out
     assert out == f"{examples} file(s) valid\nskipped 1 YAML file(s) that are not workflows: .pre-commit-hooks.yaml\n"
+
+
+# --- issue 14: what an editor shows from the schema reads as words ----------------------------------------
+
+SCHEMA = json.loads((ROOT / "schemas" / "workflow.schema.json").read_text(encoding="utf-8"))
+_IDENTIFIER = re.compile(r"\b[a-z]+[A-Z]\w*\b")  # openaiModel, longTerm: names for code, not for people
+_TITLE = re.compile(r"^[A-Z][A-Za-z0-9-]*( [A-Za-z0-9()-]+)*$")
+
+
+def _shown(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every schema an editor describes: the definitions, named entries and properties, not the conditions
+    (``if``, ``not``) that only steer validation."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("if", "not"):
+                continue
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                out.extend((f"{path}/{key}/{name}", sub) for name, sub in value.items() if isinstance(sub, dict))
+            out.extend(_shown(value, f"{path}/{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out.extend(_shown(value, f"{path}[{i}]"))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA["$defs"]))
+def test_every_definition_has_a_title_and_description_in_words(name: str) -> None:
+    definition = SCHEMA["$defs"][name]
+    title = definition.get("title", "")
+    assert _TITLE.match(title) and not _IDENTIFIER.search(title) and title != name, title
+    assert definition.get("description", "").endswith("."), definition.get("description")
+
+
+def test_every_named_entry_has_a_title_and_description() -> None:
+    """`models.<name>`, `agents.<name>`, ...: what an editor shows for an entry it cannot name by key."""
+    for key, prop in SCHEMA["properties"].items():
+        entry = prop.get("additionalProperties")
+        if not isinstance(entry, dict):
+            continue
+        shown = SCHEMA["$defs"][entry["$ref"].rsplit("/", 1)[1]] if "$ref" in entry else entry
+        assert _TITLE.match(shown.get("title", "")), key
+        assert shown.get("description", "").endswith("."), key
+
+
+def test_every_property_an_editor_shows_has_a_description_in_words() -> None:
+    shown = _shown(SCHEMA)
+    assert len(shown) > 100
+    for path, schema in shown:
+        if "$ref" in schema and set(schema) <= {"$ref"}:
+            continue  # the definition's own title and description are shown
+        description = schema.get("description")
+        assert isinstance(description, str) and description.endswith("."), (path, description)
+        for named in re.findall(r"[\w-]+\.schema\.json", description):  # no file that does not exist
+            assert (ROOT / "schemas" / named).is_file(), (path, named)
+
+
+def test_no_internal_definition_name_reaches_the_editor() -> None:
+    text = json.dumps([(s.get("title", ""), s.get("description", "")) for _, s in _shown(SCHEMA)])
+    for name in SCHEMA["$defs"]:
+        if _IDENTIFIER.fullmatch(name):
+            assert name not in text, name
+
+
+def test_the_schema_with_its_titles_is_still_a_valid_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(SCHEMA)
