@@ -244,6 +244,41 @@ stages:
 """
 
 
+TOOL_ARGUMENTS = """\
+version: 1
+name: tc
+inputs:
+  n: {type: object, default: {}}
+tools:
+  lookup: {function: "example_tools:lookup"}
+models:
+  m:
+    provider: scripted
+    turns:
+      - tool_calls:
+          - name: lookup
+            arguments:
+              query: {topic: 'it''s {{ inputs.n.zz.y }}'}
+      - reply: done
+agents:
+  a: {model: m, tools: [lookup]}
+stages:
+  - {id: s, agent: a, input: go}
+"""
+
+
+def test_run_time_errors_in_scripted_tool_arguments_point_inside_the_file(tmp_path: Path) -> None:
+    """They were reported at '<scripted tool arguments>:1:1'."""
+    (tmp_path / "example_tools.py").write_text('def lookup(query: dict) -> str:\n    """Look up."""\n    return "x"\n')
+    path = tmp_path / "wf.yaml"
+    path.write_text(TOOL_ARGUMENTS)
+    result = run_cli("run", str(path), "--report-dir", str(tmp_path / "r"), "-q", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"runner: error: {path}:14:31: template error: 'dict object' has no attribute 'zz'"
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "text", "where", "error"),
     [
