@@ -93,9 +93,7 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
         active = (*parent, own) if own is not None else parent
         rules[here] = active
         dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".") and not any(rule.matches(here / d, is_dir=True) for rule in active)
+            d for d in dirs if not d.startswith(".") and not any(rule.matches(here / d, is_dir=True) for rule in active)
         )
         for name in names:
             path = here / name

@@ -209,7 +209,6 @@ class _Builder:
             logging=LoggingSpec(**(data.get("logging") or {})),
         )
 
-
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
         from runner.embeddings.config import parse_embedding_config  # noqa: PLC0415
         from runner.providers.openai_config import parse_openai_embedding  # noqa: PLC0415

@@ -105,9 +105,8 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
         hint = _did_you_mean(str(error.instance), options) or f"use one of: {', '.join(options)}"
         return path, False, f"{where}: {error.instance!r} is not one of {', '.join(options)}", hint
     if kind == "const":
-        return path, False, f"{where}: must be {error.validator_value!r}, got {error.instance!r}", (
-            f"write {json.dumps(error.validator_value)}"
-        )
+        hint = f"write {json.dumps(error.validator_value)}"
+        return path, False, f"{where}: must be {error.validator_value!r}, got {error.instance!r}", hint
     if kind == "pattern":
         hint = schema.get("x-hint") or (
             "use letters, digits, '_' and '-', starting with a letter or '_'"
