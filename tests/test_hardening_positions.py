@@ -583,3 +583,32 @@ def test_mistakes_made_in_every_example_are_located_exactly(example: Path) -> No
         else:  # a dropped ':' can leave valid YAML (`a b` continues a value): the schema reports that
             assert kind == "missing colon", (kind, line)
     assert checked >= 10
+
+
+def test_random_edits_of_the_examples_are_reported_inside_the_file_never_raised() -> None:
+    """The class of issue 14's end-of-stream positions: whatever breaks a file, the diagnostic is a located
+    LoadError on a line the file has (a seeded sample of 400 random character edits of the examples)."""
+    from runner.spec.yamlpos import LoadError
+
+    rng = random.Random(14)
+    texts = [path.read_text() for path in EXAMPLES]
+    broken = 0
+    for _ in range(400):
+        text = rng.choice(texts)
+        for _ in range(rng.randrange(1, 4)):
+            i = rng.randrange(len(text))
+            edit = rng.randrange(3)
+            if edit == 0:
+                text = text[:i] + text[i + 1 :]
+            elif edit == 1:
+                text = text[:i] + rng.choice("\"'[]{}:#-|>\t \n&*!%@`\\") + text[i:]
+            else:
+                j = rng.randrange(len(text))
+                text = text[:i] + text[j : j + 5] + text[i:]
+        try:
+            load_document(text, "f.yaml")
+        except LoadError as exc:
+            broken += 1
+            last_line = len(text.rstrip("\n").split("\n"))
+            assert all(1 <= d.line <= last_line for d in exc.diagnostics), (text, exc.diagnostics)
+    assert broken > 100
