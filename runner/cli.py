@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.spec.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
     validate = sub.add_parser("validate", help="check workflow files and folders; exit 1 on problems")
-    validate.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders searched for *.yaml/*.yml")
+    validate.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files (always checked), or folders searched for workflows"
+    )
     validate.add_argument(
         "--format", choices=list(FORMATS_BY_NAME), default="text", help="output format (default: text)"
     )
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="check an input value against every file's inputs, as `runner run --set` would parse it",
+    )
+    validate.add_argument(
+        "--allow-empty", action="store_true", help="exit 0 when the folders hold no workflow (default: exit 1)"
     )
 
     sub.add_parser("schema", help="print the workflow JSON Schema")
@@ -187,7 +192,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
 
-        return validate_command(args.paths, fmt=args.format, out=sys.stdout, strict=args.strict, sets=args.sets)
+        return validate_command(
+            args.paths,
+            fmt=args.format,
+            out=sys.stdout,
+            strict=args.strict,
+            sets=args.sets,
+            allow_empty=args.allow_empty,
+        )
     if args.command == "cache":
         from runner.commands.cache import cache_command  # noqa: PLC0415
 

@@ -8,6 +8,7 @@ with its message and never a traceback. Anything else escaping to the CLI is a b
     RunnerError                     user-facing; exit 1
     ├── UsageError                  bad command-line use; exit 2
     ├── SpecError                   an invalid workflow file; carries every Diagnostic found
+    ├── ConfigError                 a setting a section's parser refuses (also a ValueError); names its key
     ├── TokenCounterError           a token counter that cannot be used here (tiktoken missing)
     └── RunError                    a run that failed
         ├── TemplateError           a template failed to render (undefined name, bad filter, ...)
@@ -51,6 +52,20 @@ class SpecError(RunnerError):
         self.diagnostics = tuple(diagnostics)
         errors = [d for d in self.diagnostics if d.severity == "error"] or list(self.diagnostics)
         super().__init__("\n".join(d.format_line() for d in errors))
+
+
+class ConfigError(RunnerError, ValueError):
+    """A setting that a section's parser (a model's, an embedder's, a memory's) refuses.
+
+    ``key`` is the path of the offending key inside the parsed mapping (``("retry", "jitter")``; empty for
+    the mapping itself), so that ``runner validate`` can point at it; ``hint`` says how to fix it. It is a
+    ``ValueError`` too, as the parsers' errors always were.
+    """
+
+    def __init__(self, message: str, key: tuple[str | int, ...] = (), hint: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.hint = hint
 
 
 class TokenCounterError(RunnerError):

@@ -202,7 +202,15 @@ class Template:
             try:
                 return _expression(text[2:-2])(**context)
             except Exception as exc:  # noqa: BLE001 - as in render
-                raise TemplateError(f"{self._where(exc)}: template error: {_describe(exc)}") from None
+                # A compiled expression's traceback holds lines of Jinja's generated Python, not of the template
+                # (issue 21: for_each errors on line 21 of a 10-line file): render the template, whose traceback
+                # Jinja maps to template lines, to say where.
+                where = str(self.src.loc_of_line(1))
+                try:
+                    self._template.render(context)
+                except Exception as located:  # noqa: BLE001 - the same failure, now with its template line
+                    where = self._where(located)
+                raise TemplateError(f"{where}: template error: {_describe(exc)}") from None
         return self.render(context)
 
     def _where(self, exc: BaseException) -> str:

@@ -52,7 +52,7 @@ def test_the_pre_commit_hook_runs_runner_validate_on_yaml_files(tmp_path, capsys
     assert hook["language"] == "python"
     assert hook["types"] == ["yaml"]
     assert re.search(hook["files"], "workflows/quickstart.yaml")
-    assert re.search(hook["files"], "ci/flow.yml")
+    assert not re.search(hook["files"], "ci/flow.yml")  # issue 14: by default only YAML in workflows/ folders
     assert not re.search(hook["files"], "README.md")
     command, *args = shlex.split(hook["entry"])
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
@@ -87,4 +87,4 @@ def test_the_actions_snippet_is_valid_yaml_and_its_commands_parse() -> None:
         argv = shlex.split(command.split(">")[0])[1:]
         args = build_parser().parse_args(argv)
         assert args.command == "validate"
-    assert pre_commit["repos"][0]["hooks"] == [{"id": "runner-validate", "files": "^workflows/"}]
+    assert pre_commit["repos"][0]["hooks"] == [{"id": "runner-validate"}]

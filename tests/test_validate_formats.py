@@ -166,7 +166,7 @@ def test_sarif_is_valid_sarif_2_1_0_with_rules_and_exact_regions(write_wf, capsy
 def test_sarif_of_the_whole_corpus_is_valid() -> None:
     from runner.commands.validate import check_paths
 
-    problems, files = check_paths([str(ROOT / "tests" / "invalid")])
+    problems, files = check_paths([str(path) for path in sorted((ROOT / "tests" / "invalid").glob("*.yaml"))])
     doc = sarif_document(problems, files)
     assert sorted(e.message for e in sarif_validator().iter_errors(doc)) == []
     regions = [r["locations"][0]["physicalLocation"]["region"] for r in doc["runs"][0]["results"]]
@@ -239,7 +239,7 @@ def test_the_examples_are_clean_even_when_strict(capsys) -> None:
 def test_problems_of_several_files_are_sorted_by_file_then_line(tmp_path, capsys) -> None:
     (tmp_path / "b.yaml").write_text("version: 1\n")
     (tmp_path / "a.yaml").write_text("name: x\n")
-    code, out = validate(capsys, "--format", "json", str(tmp_path))
+    code, out = validate(capsys, "--format", "json", str(tmp_path / "b.yaml"), str(tmp_path / "a.yaml"))
     assert code == 1
     assert [(Path(p["file"]).name, p["line"]) for p in json.loads(out)["problems"]] == [
         ("a.yaml", 1),

@@ -44,8 +44,8 @@ def test_python_tags_are_refused(write_wf) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("a: [1\n", "2:1: error: YAML syntax error: expected ',' or ']', but got '<stream end>'"),
-        ("a:\n\tb: 1\n", "2:1: error: YAML syntax error: found character '\\t' that cannot start any token"),
+        ("a: [1\n", "1:4: error: unclosed '[': the list opened here is still open at the end of the file"),
+        ("a:\n\tb: 1\n", "2:1: error: a tab character: YAML indents and separates with spaces only"),
         ("", "1:1: error: the file is empty [empty-file]"),
         ("# only a comment\n", "1:1: error: the file is empty [empty-file]"),
         ("- a\n- b\n", "1:1: error: a workflow must be a mapping, not a list [schema]"),

@@ -2,8 +2,9 @@
 
 Kept free of heavy imports (no numpy): ``runner validate`` reads this module and its cold start matters.
 The raw mappings come from YAML that already passed ``$defs/hashingEmbedding`` of ``schemas/workflow.schema.json`` and
-``long_term.schema.json``; the parsers still check what they convert and raise :class:`ValueError` naming
-the key, so a caller that skips the schema gets a message, not a wrong record.
+``long_term.schema.json``; the parsers still check what they convert and raise
+:class:`~runner.errors.ConfigError` with the key's path and a hint, which ``runner validate`` reports at that
+key; a caller that skips the schema gets the same message, never a wrong record.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from runner.errors import ConfigError
 
 PROVIDERS = ("hashing", "openai")
 RETRIEVAL_MODES = ("auto", "tool")
@@ -36,30 +39,38 @@ _UNITS = {
 # The same pattern is in $defs/size of schemas/workflow.schema.json; a test keeps the two in step.
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(([KkMmGgTt][Ii]?)?[Bb])?\s*$"
 _SIZE = re.compile(SIZE_PATTERN)
+_SIZE_HINT = "bytes (4096) or a number with a unit, such as '256MB' or '1.5GiB'"
+
+
+def _path(where: str, key: str) -> tuple[str, ...]:
+    """``("cache", "ttl")`` for ``where="cache."`` and ``key="ttl"``."""
+    return (*(part for part in where.split(".") if part), key)
 
 
 def parse_size(value: int | str) -> int:
     """Bytes in ``value``: a plain integer (bytes) or a string such as ``"256MB"``, ``"1.5GiB"``, ``"4096"``.
 
-    Fractions of a byte are dropped. Raises :class:`ValueError` for anything else, negative numbers and zero
-    included (a cache of at most zero bytes can hold nothing).
+    Fractions of a byte are dropped. Raises :class:`~runner.errors.ConfigError` (a ValueError) for anything
+    else, negative numbers and zero included (a cache of at most zero bytes can hold nothing).
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"a size must be an integer or a string such as '256MB', not {value!r}")
+        raise ConfigError(f"a size must be an integer or a string such as '256MB', not {value!r}", (), _SIZE_HINT)
     if isinstance(value, int):
         size = value
     else:
         if not _SIZE.match(value):
-            raise ValueError(
+            raise ConfigError(
                 f"{value!r} is not a size: use bytes (4096) or a number with a unit "
-                "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), such as '256MB' or '1.5GiB'"
+                "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), such as '256MB' or '1.5GiB'",
+                (),
+                _SIZE_HINT,
             )
         text = value.strip()
         split = len(text.rstrip("BbIiKkMmGgTt"))
         number, unit = text[:split].strip(), text[split:].lower()
         size = int(Decimal(number) * _UNITS[unit])
     if size < 1:
-        raise ValueError(f"a size must be at least 1 byte, not {value!r}")
+        raise ConfigError(f"a size must be at least 1 byte, not {value!r}", (), _SIZE_HINT)
     return size
 
 
@@ -104,29 +115,39 @@ def _positive_int(raw: Mapping[str, Any], key: str, where: str, default: int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}{key} must be a positive integer, not {value!r}")
+        raise ConfigError(
+            f"{where}{key} must be a positive integer, not {value!r}", _path(where, key), "write a whole number >= 1"
+        )
     return value
 
 
 def _optional_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
     value = raw.get(key)
     if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"{where}{key} must be a non-empty string, not {value!r}")
+        raise ConfigError(f"{where}{key} must be a non-empty string, not {value!r}", _path(where, key), "write a name")
     return value
 
 
 def parse_cache_config(raw: Mapping[str, Any]) -> CacheConfig:
     directory = raw.get("dir")
     if not isinstance(directory, str) or not directory:
-        raise ValueError(f"cache.dir must be a non-empty string, not {directory!r}")
+        raise ConfigError(
+            f"cache.dir must be a non-empty string, not {directory!r}",
+            ("cache", "dir"),
+            "name the cache's folder, e.g. dir: .runner/cache/embeddings",
+        )
     size = raw.get("max_cache_size")
     try:
         max_size = None if size is None else parse_size(size)
     except ValueError as exc:
-        raise ValueError(f"cache.max_cache_size: {exc}") from exc
+        raise ConfigError(f"cache.max_cache_size: {exc}", ("cache", "max_cache_size"), _SIZE_HINT) from exc
     ttl = raw.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise ValueError(f"cache.ttl must be a positive number of seconds, not {ttl!r}")
+        raise ConfigError(
+            f"cache.ttl must be a positive number of seconds, not {ttl!r}",
+            ("cache", "ttl"),
+            "seconds an entry stays fresh, e.g. 86400 for a day; leave it out for no limit",
+        )
     return CacheConfig(
         dir=directory,
         max_file_number=_positive_int(raw, "max_file_number", "cache.", None),
@@ -139,20 +160,36 @@ def parse_embedding_config(raw: Mapping[str, Any]) -> EmbeddingConfig:
     """The record for one ``embeddings.<name>`` mapping, defaults applied."""
     provider = raw.get("provider", "hashing")
     if provider not in PROVIDERS:
-        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+        raise ConfigError(
+            f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
+            ("provider",),
+            f"use one of: {', '.join(PROVIDERS)}",
+        )
     model = _optional_str(raw, "model", "")
     if provider == "openai" and model is None:
-        raise ValueError("model is required for provider openai (e.g. text-embedding-3-small)")
+        raise ConfigError(
+            "model is required for provider openai (e.g. text-embedding-3-small)",
+            (),
+            "add model: the name the endpoint knows the embedding model by",
+        )
     if provider == "hashing":
         for key in ("model", "base_url", "api_key_env"):
             if key in raw:
-                raise ValueError(f"{key} applies only to provider openai, not hashing")
+                raise ConfigError(
+                    f"{key} applies only to provider openai, not hashing",
+                    (key,),
+                    f"remove {key}, or set provider: openai",
+                )
     dimensions = _positive_int(raw, "dimensions", "", DEFAULT_DIMENSIONS)
     batch_size = _positive_int(raw, "batch_size", "", DEFAULT_BATCH_SIZE)
     assert dimensions is not None and batch_size is not None  # defaults are given
     cache_raw = raw.get("cache")
     if cache_raw is not None and not isinstance(cache_raw, Mapping):
-        raise ValueError(f"cache must be a mapping with at least 'dir', not {cache_raw!r}")
+        raise ConfigError(
+            f"cache must be a mapping with at least 'dir', not {cache_raw!r}",
+            ("cache",),
+            "write cache: {dir: .runner/cache/embeddings}",
+        )
     return EmbeddingConfig(
         provider=provider,
         dimensions=dimensions,
@@ -169,12 +206,20 @@ def parse_long_term(raw: Mapping[str, Any]) -> LongTermConfig:
     embedding = _optional_str(raw, "embedding", "")
     store = _optional_str(raw, "store", "")
     if embedding is None:
-        raise ValueError("embedding is required: the name of an entry under embeddings:")
+        raise ConfigError("embedding is required: the name of an entry under embeddings:", (), "add embedding: <name>")
     if store is None:
-        raise ValueError("store is required: the folder that keeps the memory between runs")
+        raise ConfigError(
+            "store is required: the folder that keeps the memory between runs",
+            (),
+            "add store: .runner/memory/<name>",
+        )
     retrieval = raw.get("retrieval", "auto")
     if retrieval not in RETRIEVAL_MODES:
-        raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {retrieval!r}")
+        raise ConfigError(
+            f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {retrieval!r}",
+            ("retrieval",),
+            f"use one of: {', '.join(RETRIEVAL_MODES)}",
+        )
     top_k = _positive_int(raw, "top_k", "", DEFAULT_TOP_K)
     assert top_k is not None
     return LongTermConfig(embedding=embedding, store=store, top_k=top_k, retrieval=retrieval)

@@ -5,7 +5,8 @@ defaults applied.
 Kept free of heavy imports (no httpx, no numpy): ``runner validate`` imports this module and its cold
 start matters. The raw mappings have passed ``$defs/openaiModel`` of ``schemas/workflow.schema.json`` (or
 ``$defs/openaiEmbedding``); the parsers still check what they convert and raise
-:class:`ValueError` naming the key, so a caller that skips the schema gets a message, not a wrong record.
+:class:`~runner.errors.ConfigError` with the key's path and a hint, which ``runner validate`` reports at that
+key; a caller that skips the schema gets the same message, never a wrong record.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from runner.errors import ConfigError
 
 JITTER_MODES = ("full", "none")
 RETRY_KINDS = ("timeout", "connect", "read", "protocol")
@@ -31,6 +34,11 @@ understood comes out the same again). The same statuses reported in a body (an e
 the same."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _path(where: str, key: str) -> tuple[str, ...]:
+    """``("retry", "max_delay")`` for ``where="retry."`` and ``key="max_delay"``."""
+    return (*(part for part in where.split(".") if part), key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +158,20 @@ def _number(
     ):
         bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
         null = " or null" if nullable else ""
-        raise ValueError(f"{where}{key} must be a number {bound}{null}, not {value!r}")
+        raise ConfigError(
+            f"{where}{key} must be a number {bound}{null}, not {value!r}",
+            _path(where, key),
+            f"write a number {bound}" + (", or null for no limit" if nullable else ""),
+        )
     return float(value)
 
 
 def _int(raw: Mapping[str, Any], key: str, where: str, default: int) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}{key} must be a positive integer, not {value!r}")
+        raise ConfigError(
+            f"{where}{key} must be a positive integer, not {value!r}", _path(where, key), "write a whole number >= 1"
+        )
     return value
 
 
@@ -166,7 +180,7 @@ def _str(raw: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be a non-empty string, not {value!r}")
+        raise ConfigError(f"{key} must be a non-empty string, not {value!r}", (key,), f"write the {key}")
     return value
 
 
@@ -175,7 +189,7 @@ def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if value is None:
         return _EMPTY
     if not isinstance(value, Mapping):
-        raise ValueError(f"{key} must be a mapping, not {value!r}")
+        raise ConfigError(f"{key} must be a mapping, not {value!r}", (key,), f"write {key}: {{name: value, ...}}")
     return value
 
 
@@ -213,15 +227,25 @@ def parse_retry(raw: Mapping[str, Any]) -> RetryConfig:
     d = RetryConfig()
     jitter = raw.get("jitter", d.jitter)
     if jitter not in JITTER_MODES:
-        raise ValueError(f"retry.jitter must be one of {', '.join(JITTER_MODES)}, not {jitter!r}")
+        raise ConfigError(
+            f"retry.jitter must be one of {', '.join(JITTER_MODES)}, not {jitter!r}",
+            ("retry", "jitter"),
+            f"use one of: {', '.join(JITTER_MODES)}",
+        )
     retry_on = raw.get("retry_on", d.retry_on)
     if isinstance(retry_on, str | bytes) or not isinstance(retry_on, list | tuple):
-        raise ValueError(f"retry.retry_on must be a list, not {retry_on!r}")
+        raise ConfigError(
+            f"retry.retry_on must be a list, not {retry_on!r}",
+            ("retry", "retry_on"),
+            "write a list such as [429, 503, timeout]",
+        )
     for entry in retry_on:
         is_status = isinstance(entry, int) and not isinstance(entry, bool) and 100 <= entry <= 599
         if not is_status and entry not in RETRY_KINDS:
-            raise ValueError(
-                f"retry.retry_on entries are HTTP statuses or one of {', '.join(RETRY_KINDS)}, not {entry!r}"
+            raise ConfigError(
+                f"retry.retry_on entries are HTTP statuses or one of {', '.join(RETRY_KINDS)}, not {entry!r}",
+                ("retry", "retry_on", retry_on.index(entry)),
+                f"use a status from 100 to 599, or one of: {', '.join(RETRY_KINDS)}",
             )
     initial = _number(raw, "initial_delay", "retry.", d.initial_delay, strict=False)
     max_delay = _number(raw, "max_delay", "retry.", d.max_delay, strict=False)
@@ -246,9 +270,17 @@ def _headers(raw: Mapping[str, Any]) -> Mapping[str, str]:
     headers = _section(raw, "headers")
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError(f"headers must map names to strings, not {key!r}: {value!r}")
+            raise ConfigError(
+                f"headers must map names to strings, not {key!r}: {value!r}",
+                ("headers", key) if isinstance(key, str) else ("headers",),
+                "quote the value",
+            )
         if key.lower() == "authorization":
-            raise ValueError("headers must not set Authorization: name the key's variable in api_key_env")
+            raise ConfigError(
+                "headers must not set Authorization: name the key's variable in api_key_env",
+                ("headers", key),
+                "remove the header and set api_key_env to the name of the variable that holds the key",
+            )
     return MappingProxyType(dict(headers))
 
 
@@ -259,11 +291,15 @@ def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
     assert base_url is not None and model is not None
     stream = raw.get("stream", True)
     if not isinstance(stream, bool):
-        raise ValueError(f"stream must be true or false, not {stream!r}")
+        raise ConfigError(f"stream must be true or false, not {stream!r}", ("stream",), "write true or false")
     params = _section(raw, "params")
     for reserved in ("model", "messages", "stream", "stream_options", "tools"):
         if reserved in params:
-            raise ValueError(f"params must not set {reserved!r}: the runner sets it")
+            raise ConfigError(
+                f"params must not set {reserved!r}: the runner sets it",
+                ("params", reserved),
+                f"remove {reserved} from params" + (": set stream on the model itself" if reserved == "stream" else ""),
+            )
     return OpenAIModelConfig(
         base_url=base_url.rstrip("/"),
         model=model,
@@ -287,9 +323,17 @@ def parse_openai_embedding(raw: Mapping[str, Any]) -> OpenAIEmbeddingConfig:
     assert base_url is not None and model is not None
     send_dimensions = raw.get("send_dimensions", False)
     if not isinstance(send_dimensions, bool):
-        raise ValueError(f"send_dimensions must be true or false, not {send_dimensions!r}")
+        raise ConfigError(
+            f"send_dimensions must be true or false, not {send_dimensions!r}",
+            ("send_dimensions",),
+            "write true or false",
+        )
     if "dimensions" not in raw:
-        raise ValueError("dimensions is required: the length of the vectors the model returns")
+        raise ConfigError(
+            "dimensions is required: the length of the vectors the model returns",
+            (),
+            "add dimensions: the length of the model's vectors (1536 for text-embedding-3-small)",
+        )
     return OpenAIEmbeddingConfig(
         base_url=base_url.rstrip("/"),
         model=model,

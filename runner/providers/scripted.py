@@ -206,7 +206,11 @@ class ScriptedProvider:
                 raise RunError(f"model '{self.name}' (scripted) failed: {message}")
         if turn is not None and turn.tool_calls:
             calls = tuple(
-                ToolCall(f"call_{iteration}_{j}", call.name, json.dumps(_render_args(call.arguments, variables)))
+                ToolCall(
+                    f"call_{iteration}_{j}",
+                    call.name,
+                    json.dumps(_render_args(call.arguments, variables, call.templates, ())),
+                )
                 for j, call in enumerate(turn.tool_calls)
             )
             if self._first_token_s:
@@ -227,11 +231,17 @@ class ScriptedProvider:
         return None
 
 
-def _render_args(value: Any, variables: Mapping[str, Any]) -> Any:
+def _render_args(
+    value: Any,
+    variables: Mapping[str, Any],
+    templates: Mapping[tuple[str | int, ...], TemplateSrc],
+    path: tuple[str | int, ...],
+) -> Any:
     if isinstance(value, str):
-        return template_for(TemplateSrc(value, Loc("<scripted tool arguments>", 1, 1))).render(variables)
+        src = templates.get(path) or TemplateSrc(value, Loc("<scripted tool arguments>", 1, 1))
+        return template_for(src).render(variables)
     if isinstance(value, Mapping):
-        return {k: _render_args(v, variables) for k, v in value.items()}
+        return {k: _render_args(v, variables, templates, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_args(v, variables) for v in value]
+        return [_render_args(v, variables, templates, (*path, i)) for i, v in enumerate(value)]
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.spec.records import Loc, TemplateSrc
@@ -13,6 +13,9 @@ from runner.spec.records import Loc, TemplateSrc
 class ScriptedToolCall:
     name: str
     arguments: Mapping[str, Any]  # string values (at any depth) are templates, rendered per call
+    # those templates located in the workflow file, by their path inside ``arguments`` (issue 21: a template
+    # error there was reported at "<scripted tool arguments>:1:1")
+    templates: Mapping[tuple[str | int, ...], TemplateSrc] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,8 @@ def parse_scripted(
         ScriptedTurn(
             reply=template(("turns", i, "reply")) if "reply" in turn else None,
             tool_calls=tuple(
-                ScriptedToolCall(call["name"], dict(call.get("arguments") or {})) for call in turn.get("tool_calls", ())
+                _tool_call(call, template, ("turns", i, "tool_calls", j))
+                for j, call in enumerate(turn.get("tool_calls", ()))
             ),
             fail=template(("turns", i, "fail")) if "fail" in turn else None,
         )
@@ -57,3 +61,20 @@ def parse_scripted(
         turns=turns,
         context_window=raw.get("context_window"),
     )
+
+
+def _tool_call(
+    raw: Mapping[str, Any], template: Callable[[tuple[str | int, ...]], TemplateSrc], base: tuple[str | int, ...]
+) -> ScriptedToolCall:
+    arguments = dict(raw.get("arguments") or {})
+    templates: dict[tuple[str | int, ...], TemplateSrc] = {}
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), arguments)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            templates[path] = template((*base, "arguments", *path))
+        elif isinstance(value, Mapping):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+    return ScriptedToolCall(raw["name"], arguments, templates)

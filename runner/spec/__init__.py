@@ -54,8 +54,9 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
     problems = schema_diagnostics(doc)
     if problems:
         return None, sorted(problems + secrets)
-    wf = build_workflow(doc, hashlib.sha256(text).hexdigest())
-    problems = sorted(check_workflow(wf, doc) + secrets)
+    settings: list[Diagnostic] = []  # what the sections' parsers refuse, beside what the rules find
+    wf = build_workflow(doc, hashlib.sha256(text).hexdigest(), settings)
+    problems = sorted(check_workflow(wf, doc) + settings + secrets)
     return (None if any(p.severity == "error" for p in problems) else wf), problems
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
+from runner.errors import ConfigError, SpecError
 from runner.providers import PROVIDERS
+from runner.spec.diagnostics import Diagnostic
 from runner.spec.records import (
     NO_POLICY,
     AgentSpec,
@@ -29,28 +31,45 @@ from runner.spec.records import (
 )
 from runner.spec.yamlpos import Document, Path
 
+T = TypeVar("T")
+
 
 class _Builder:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.lines = doc.text.splitlines()
+        self.problems: list[Diagnostic] = []
+
+    def setting(self, base: Path, parse: Callable[..., T], *args: Any) -> T | None:
+        """What a section's parser makes of the mapping at ``base``; None, with a diagnostic at the offending
+        key, when it refuses a setting (issue 14: a bare ValueError from a parser was an exit 3)."""
+        try:
+            return parse(*args)
+        except ConfigError as exc:
+            from runner.spec.schema import describe_path  # noqa: PLC0415 - only for a refused setting
+
+            span = self.doc.span((*base, *exc.key), key=True)
+            where = describe_path(base, self.doc.data)
+            self.problems.append(
+                Diagnostic(
+                    self.doc.file,
+                    span.line,
+                    span.column,
+                    span.end_line,
+                    span.end_column,
+                    "error",
+                    "invalid-setting",
+                    f"{where}: {exc}",
+                    exc.hint,
+                )
+            )
+            return None
 
     def loc(self, path: Path, *, key: bool = False) -> Loc:
         span = self.doc.span(path, key=key)
         return Loc(self.doc.file, span.line, span.column)
 
     def template(self, path: Path) -> TemplateSrc:
-        value = self._get(path)
-        span = self.doc.span(path)
-        # A block scalar (| or >) starts with its indicator; the text begins on the next line.
-        line_text = self.lines[span.line - 1] if span.line - 1 < len(self.lines) else ""
-        indicator = line_text[span.column - 1 : span.column] if span.column - 1 < len(line_text) else ""
-        offset = 1 if indicator in ("|", ">") else 0
-        column = span.column + (1 if indicator in ('"', "'") else 0)
-        if offset and span.line < len(self.lines):  # a block's text starts at its indentation, next line
-            body = self.lines[span.line]
-            column = len(body) - len(body.lstrip(" ")) + 1
-        return TemplateSrc(str(value), Loc(self.doc.file, span.line, column), offset)
+        return template_src(self.doc, path)
 
     def _templates_under(self, base: Path) -> Callable[[Path], TemplateSrc]:
         def template(rel: Path) -> TemplateSrc:
@@ -133,7 +152,7 @@ class _Builder:
         for name, spec in (data.get("models") or {}).items():
             kind = PROVIDERS[spec["provider"]]
             base: Path = ("models", name)
-            config = kind.parse(spec, self._templates_under(base), self.loc(base, key=True))
+            config = self.setting(base, kind.parse, spec, self._templates_under(base), self.loc(base, key=True))
             models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
         agents = {
             name: AgentSpec(
@@ -151,11 +170,11 @@ class _Builder:
             for name, spec in (data.get("agents") or {}).items()
         }
         embeddings = {
-            name: _embedding_spec(name, spec, self.loc(("embeddings", name), key=True))
+            name: self.embedding(name, spec, self.loc(("embeddings", name), key=True))
             for name, spec in (data.get("embeddings") or {}).items()
         }
         memory = {
-            name: _memory_spec(name, spec, self.loc(("memory", name), key=True))
+            name: self.memory(name, spec, self.loc(("memory", name), key=True))
             for name, spec in (data.get("memory") or {}).items()
         }
         tools = {
@@ -190,30 +209,62 @@ class _Builder:
             logging=LoggingSpec(**(data.get("logging") or {})),
         )
 
+    def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
+        from runner.embeddings.config import parse_embedding_config  # noqa: PLC0415
+        from runner.providers.openai_config import parse_openai_embedding  # noqa: PLC0415
+
+        base: Path = ("embeddings", name)
+        common_raw = {k: v for k, v in raw.items() if k in _COMMON_EMBEDDING_KEYS}
+        common = self.setting(base, parse_embedding_config, common_raw)
+        endpoint = None
+        if raw["provider"] == "openai":
+            endpoint = self.setting(base, parse_openai_embedding, {k: v for k, v in raw.items() if k != "cache"})
+        return EmbeddingSpec(name, raw["provider"], common, endpoint, loc)
+
+    def memory(self, name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
+        from runner.embeddings.config import parse_long_term  # noqa: PLC0415
+        from runner.memory.config import parse_working_memory  # noqa: PLC0415
+
+        base: Path = ("memory", name)
+        working_raw = {k: v for k, v in raw.items() if k != "long_term"}
+        working = self.setting(base, parse_working_memory, working_raw) if "max_total_tokens" in raw else None
+        long_term = None
+        if "long_term" in raw:
+            long_term = self.setting((*base, "long_term"), parse_long_term, raw["long_term"])
+        return MemorySpec(name, working, long_term, loc)
+
 
 _COMMON_EMBEDDING_KEYS = ("provider", "dimensions", "batch_size", "model", "cache", "base_url", "api_key_env")
 
 
-def _embedding_spec(name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
-    from runner.embeddings.config import parse_embedding_config  # noqa: PLC0415
-    from runner.providers.openai_config import parse_openai_embedding  # noqa: PLC0415
+def template_src(doc: Document, path: Path) -> TemplateSrc:
+    """The string at ``path`` as a template located in the file, character by character (issue 14: a
+    folded block's third line was reported on its first line, past its end)."""
+    value: Any = doc.data
+    for part in path:
+        value = value[part]
+    span = doc.span(path)
+    segments = doc.segments(path)
+    if segments:
+        _, line, column = segments[0]
+        return TemplateSrc(str(value), Loc(doc.file, line, column), 0, segments)
+    # Not re-readable (never seen; kept so that a surprise costs a column, not the run): the scalar's start.
+    start = doc.offset(span.line, span.column)
+    first = doc.text[start : start + 1]
+    if first in ("|", ">") and span.line < len(doc.line_starts):  # the text starts on the next line
+        body = doc.text[doc.line_starts[span.line] :].split("\n", 1)[0]
+        return TemplateSrc(str(value), Loc(doc.file, span.line, len(body) - len(body.lstrip(" ")) + 1), 1)
+    return TemplateSrc(str(value), Loc(doc.file, span.line, span.column + (first in ("'", '"'))))
 
-    common = parse_embedding_config({k: v for k, v in raw.items() if k in _COMMON_EMBEDDING_KEYS})
-    endpoint = None
-    if raw["provider"] == "openai":
-        endpoint = parse_openai_embedding({k: v for k, v in raw.items() if k != "cache"})
-    return EmbeddingSpec(name, raw["provider"], common, endpoint, loc)
 
-
-def _memory_spec(name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
-    from runner.embeddings.config import parse_long_term  # noqa: PLC0415
-    from runner.memory.config import parse_working_memory  # noqa: PLC0415
-
-    working_raw = {k: v for k, v in raw.items() if k != "long_term"}
-    working = parse_working_memory(working_raw) if "max_total_tokens" in working_raw else None
-    long_term = parse_long_term(raw["long_term"]) if "long_term" in raw else None
-    return MemorySpec(name, working, long_term, loc)
-
-
-def build_workflow(doc: Document, sha256: str) -> Workflow:
-    return _Builder(doc).build(sha256)
+def build_workflow(doc: Document, sha256: str, problems: list[Diagnostic] | None = None) -> Workflow:
+    """The records of a schema-valid document. A setting a section's parser refuses is a located
+    diagnostic: added to ``problems`` when given (the records then hold None for that section's config, and
+    must not be run), else raised as :class:`SpecError`."""
+    builder = _Builder(doc)
+    wf = builder.build(sha256)
+    if problems is not None:
+        problems.extend(builder.problems)
+    elif builder.problems:
+        raise SpecError(sorted(builder.problems))
+    return wf

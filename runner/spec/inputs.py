@@ -9,6 +9,11 @@ from typing import Any
 
 from runner.errors import RunnerError, SpecError
 from runner.spec.records import InputSpec, Workflow
+from runner.spec.yamlpos import MAX_DEPTH
+
+# Deeper data crashed the run and the report with a RecursionError (issue 21); a workflow file may not nest
+# deeper either, so what a file can hold an input can hold.
+_TOO_DEEP = f"the value nests deeper than {MAX_DEPTH} levels, the most an input may (as in a workflow file)"
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -18,6 +23,27 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list, tuple),
     "object": (dict,),
 }
+
+
+def nesting(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deep lists and mappings nest in ``value`` (a scalar: 0), counted without recursion and only up to
+    ``limit + 1``: enough to refuse a value nested past the limit."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def _too_deep(value: Any) -> str | None:
+    return _TOO_DEEP if nesting(value) > MAX_DEPTH else None
 
 
 def type_matches(value: Any, type_name: str) -> bool:
@@ -50,14 +76,26 @@ def parse_value(text: str, spec: InputSpec) -> Any:
         raise ValueError(f"expected true or false, got {text!r}")
     try:
         value = json.loads(text)
+    except RecursionError:  # issue 21: 500 levels of JSON were an exit 3 from run and validate
+        raise ValueError(_TOO_DEEP) from None
     except json.JSONDecodeError:
         if kind == "array":  # a convenience: --set perspectives=a,b,c
             value = [part.strip() for part in text.split(",") if part.strip()]
         else:
-            raise ValueError(f"expected a JSON object, got {text!r}") from None
+            raise ValueError(f"expected a JSON object, got {preview(text)}") from None
     if not type_matches(value, kind):
-        raise ValueError(f"expected a JSON {kind}, got {text!r}")
+        raise ValueError(f"expected a JSON {kind}, got {preview(text)}")
+    deep = _too_deep(value)
+    if deep is not None:
+        raise ValueError(deep)
     return value
+
+
+def preview(text: str, *, quote: bool = True) -> str:
+    """The value as typed, cut short: a message quotes what the user gave, not a megabyte of it."""
+    short = text if len(text) <= 80 else text[:77]
+    shown = repr(short) if quote else short
+    return shown if short is text else shown + "..."
 
 
 def check_items(value: Any, spec: InputSpec) -> str | None:
@@ -103,6 +141,10 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
         if not type_matches(value, spec.type):
             problems.append(f"input {name}: expected {spec.type}, got {type(value).__name__}")
             continue
+        deep = _too_deep(value)
+        if deep is not None:
+            problems.append(f"input {name}: {deep}")
+            continue
         bad = check_items(value, spec)
         if bad:
             problems.append(f"input {name}: {bad}")
@@ -118,13 +160,18 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
 
 def read_input_file(path: str) -> dict[str, Any]:
     """Inputs from a YAML or JSON file holding one mapping (``--input FILE``); safe YAML only."""
-    from runner.spec.yamlpos import LoadError, decode, load_document  # noqa: PLC0415
+    from runner.spec.rules.limits import MAX_FILE_BYTES, read_limited  # noqa: PLC0415
+    from runner.spec.yamlpos import LoadError, decode, load_document  # noqa: PLC0415 - beside MAX_DEPTH above
 
     try:
-        with open(path, "rb") as file:  # closed at once: a leaked file is a ResourceWarning in every caller
-            raw = file.read()
+        raw, size = read_limited(path)
     except OSError as exc:
         raise RunnerError(f"--input {path}: cannot read the file: {exc.strerror}") from None
+    if size > MAX_FILE_BYTES:  # the limit of workflow files: PyYAML would take minutes on a huge file
+        raise RunnerError(
+            f"--input {path}: the file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes for inputs; "
+            "pass large data as a file path in an input, and read it in a tool or a python stage"
+        )
     try:
         doc = load_document(decode(raw, path), path)
     except LoadError as exc:

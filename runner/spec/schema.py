@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from functools import cache
 from typing import Any
 
@@ -11,6 +12,7 @@ from runner.spec.diagnostics import Diagnostic
 from runner.spec.yamlpos import Document, Path
 
 WORKFLOW_SCHEMA = "workflow.schema.json"
+_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$"  # ids and names of models, agents, tools, ...
 _TYPE_NAMES = {
     "object": "a mapping",
     "array": "a list",
@@ -77,11 +79,17 @@ def _messages(error: Any, doc: Document) -> list[tuple[Path, bool, str, str]]:
 
 def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
     path: Path = tuple(error.absolute_path)
-    where = describe_path(path, doc.data)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        path = (*path, error.instance)  # a refused key name: point at the key, not at its mapping
+        where = describe_path(path, doc.data)
+        if "x-error" in schema:
+            return path, True, f"{where}: {_x_error(schema, error.instance)}", schema.get("x-hint", "")
+    where = describe_path(path, doc.data)
     if "x-error" in schema and kind in ("oneOf", "not", "anyOf"):
-        return path, False, f"{where}: {schema['x-error']}", ""
+        # `not` refuses a key that is there (`model` on a hashing embedder): point at the key
+        return path, kind == "not", f"{where}: {_x_error(schema, error.instance)}", schema.get("x-hint", "")
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return path, False, f"{where}: missing required key '{missing}'", f"add '{missing}'"
@@ -89,20 +97,23 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         want = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
         got = _TYPE_NAMES[_type_of(error.instance)]
-        return path, False, f"{where}: expected {want}, got {got}", ""
+        examples = schema.get("examples")
+        hint = f"write {want}" + (f", e.g. {json.dumps(examples[0])}" if examples else "")
+        return path, False, f"{where}: expected {want}, got {got}", hint
     if kind == "enum":
         options = [str(o) for o in error.validator_value]
         hint = _did_you_mean(str(error.instance), options) or f"use one of: {', '.join(options)}"
         return path, False, f"{where}: {error.instance!r} is not one of {', '.join(options)}", hint
     if kind == "const":
-        return path, False, f"{where}: must be {error.validator_value!r}, got {error.instance!r}", ""
+        hint = f"write {json.dumps(error.validator_value)}"
+        return path, False, f"{where}: must be {error.validator_value!r}, got {error.instance!r}", hint
     if kind == "pattern":
-        return (
-            path,
-            False,
-            f"{where}: {error.instance!r} does not match the pattern {error.validator_value}",
-            "use letters, digits, '_' and '-', starting with a letter or '_'",
+        hint = schema.get("x-hint") or (
+            "use letters, digits, '_' and '-', starting with a letter or '_'"
+            if error.validator_value == _NAME_PATTERN
+            else f"write a value that matches {error.validator_value}"
         )
+        return path, False, f"{where}: {error.instance!r} does not match the pattern {error.validator_value}", hint
     if kind == "propertyNames":
         return (
             (*path, error.instance),
@@ -112,12 +123,21 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
         )
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
-        return path, False, f"{where}: must be {op} {error.validator_value}, got {error.instance!r}", ""
+        hint = f"use a value {op} {error.validator_value}"
+        return path, False, f"{where}: must be {op} {error.validator_value}, got {error.instance!r}", hint
     if kind in ("minItems", "minLength"):
-        return path, False, f"{where}: must not be empty", ""
+        hint = "list at least one item" if kind == "minItems" else "write a value, or leave the key out"
+        return path, False, f"{where}: must not be empty", hint
     if kind == "uniqueItems":
         return path, False, f"{where}: items must be unique", "remove the repeated item"
     return path, False, f"{where}: {error.message}", ""
+
+
+def _x_error(schema: dict[str, Any], value: Any) -> str:
+    """The schema's own words for a failed ``oneOf``/``anyOf``/``not`` (``x-error``), naming the value where
+    the text asks for it (``{value!r}``)."""
+    text = str(schema["x-error"])
+    return text.format(value=value) if "{value" in text else text
 
 
 def _leaves(error: Any) -> list[Any]:

@@ -49,6 +49,12 @@ _RULES = (
         "Fix the key or value shown; `runner schema` prints the schema.",
     ),
     Rule(
+        "invalid-setting",
+        ERROR,
+        "A setting is out of its range or conflicts with another setting.",
+        "Fix the value shown, as the hint says; most ranges are in the schema, the rest compare two settings.",
+    ),
+    Rule(
         "literal-secret",
         ERROR,
         "A key, token or password is written in the file.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.spec.diagnostics import Diagnostic
-from runner.spec.inputs import check_items, parse_value, type_matches
+from runner.spec.inputs import check_items, parse_value, preview, type_matches
 from runner.spec.records import Loc, Workflow
 from runner.spec.rules.common import A_TYPE, describe_value, diag, suggest
 from runner.spec.rules.source import Source, Where
@@ -74,7 +74,7 @@ def check_sets(wf: Workflow, assignments: list[tuple[str, str]]) -> list[Diagnos
                     wf.file,
                     where,
                     "set-value",
-                    f"--set {name}={text}: {problem} (input '{name}' has type {spec.type})",
+                    f"--set {name}={preview(text, quote=False)}: {problem} (input '{name}' has type {spec.type})",
                     f"pass a value of type {spec.type}" + (f" with items of type {spec.items}" if spec.items else ""),
                 )
             )
