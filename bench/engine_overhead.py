@@ -123,7 +123,7 @@ def one_case(kind: str, n: int, repeat: int) -> dict[str, Any]:
         plan = compile_workflow(load_workflow(path))
     walls = []
     for _ in range(repeat):
-        outcome = run_plan(plan, {})
+        outcome = run_plan(plan, {}, tune_gc=True)  # as runner run
         assert outcome.status == "ok", outcome.error
         walls.append(outcome.report()["run"]["wall_s"])
     return {"walls": walls, "ideal_s": ideal, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

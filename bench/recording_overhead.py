@@ -53,7 +53,7 @@ def one(plan, mode: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(wall time, seconds to build the report afterwards)."""
     recorder = NullRecorder() if mode == "off" else Recorder()
     watch = _watchers if mode == "on+watch" else None
-    outcome = run_plan(plan, {}, recorder=recorder, watch=watch)
+    outcome = run_plan(plan, {}, recorder=recorder, watch=watch, tune_gc=True)
     assert outcome.status == "ok", outcome.error
     wall = outcome.end - outcome.info.t0
     t = time.perf_counter()

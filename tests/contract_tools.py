@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 
 import anyio
 import httpx
@@ -105,3 +106,12 @@ async def group_tool(item: int) -> str:
     """A tool whose own TaskGroup fails: the model gets the first real error."""
     await group_failure({"item": item})
     return "never"
+
+
+GC_SEEN: list[tuple[tuple[int, int, int], int]] = []
+
+
+def observe_gc() -> str:
+    """A python stage: the collector's thresholds and freeze count while the run is in flight."""
+    GC_SEEN.append((gc.get_threshold(), gc.get_freeze_count()))
+    return "seen"

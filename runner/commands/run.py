@@ -72,6 +72,7 @@ def run_command(
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
             run_dir=run_dir,
+            tune_gc=True,  # the CLI owns the process
         )
         if sink is not None:
             sink.close()

@@ -151,11 +151,14 @@ def run_plan(
     run_dir: str | Path | None = None,
     recorder: Recorder | None = None,
     watch: Callable[[Recorder, RunInfo], Coroutine[Any, Any, None]] | None = None,
+    tune_gc: bool = False,
 ) -> RunOutcome:
     """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says.
 
     ``recorder``: a :class:`~runner.events.NullRecorder` runs with recording off. ``watch(recorder, info)``
-    runs as a task beside the run (live progress, the event log), cancelled and awaited when the run ends."""
+    runs as a task beside the run (live progress, the event log), cancelled and awaited when the run ends.
+    ``tune_gc``: fewer garbage collections during the run (:func:`gc_tuned`); for the CLI, which owns the
+    process. A program that calls runner keeps its garbage collector as it set it."""
     wf = plan.workflow
     _, loop_name = loops.loop_factory() if use_uvloop else (None, "asyncio")
     recorder = recorder if recorder is not None else Recorder()
@@ -170,7 +173,7 @@ def run_plan(
         return run if watch is None else _watched(run, watch(recorder, info))
 
     try:
-        with _gc_tuned():
+        with gc_tuned() if tune_gc else contextlib.nullcontext():
             output = loops.run(main, use_uvloop=use_uvloop)
     except KeyboardInterrupt as exc:
         return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
@@ -192,24 +195,35 @@ async def _watched(run: Coroutine[Any, Any, Any], watcher: Coroutine[Any, Any, N
 
 
 @contextlib.contextmanager
-def _gc_tuned() -> Iterator[None]:
+def gc_tuned() -> Iterator[None]:
     """Fewer garbage collections while the run is in flight.
 
     A wide fan-out allocates a few small objects per branch and keeps them alive until the fan-out
     ends, so the default gen-0 threshold (700) triggers collections that find nothing to free yet walk
-    every live task again: measured at a third of the engine's time in a 10,000-branch fan-out
-    (bench/engine_overhead.py). Objects alive before the run are frozen out of collection, and the
-    thresholds are restored afterwards; reference counting still frees everything acyclic at once.
+    every live task again (bench/engine_overhead.py: bare TaskGroup tasks spend a sixth of their
+    instructions in collections at 5,000 branches). The thresholds are raised for the run and restored
+    afterwards; reference counting still frees everything acyclic at once. Nothing changes when the
+    collector is off.
     """
+    if not gc.isenabled():
+        yield
+        return
     old = gc.get_threshold()
-    gc.freeze()
+    # Freezing (to hand the run's survivors to the oldest generation at the end without walking them) is
+    # only for a process whose collector nobody else froze: unfreeze cannot tell our objects from a host's.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     gc.set_threshold(max(old[0], 200_000), max(old[1], 20), max(old[2], 20))
     try:
         yield
     finally:
-        # What the run made is still young: restored as is, the low gen-0 threshold would walk all of it at the
-        # next allocation (measured: 20-35 ms after a 10,000-branch run). Freezing first moves it out of the
-        # young generation; unfreeze then hands everything to the oldest one, collected as usual later.
-        gc.freeze()
-        gc.set_threshold(*old)
-        gc.unfreeze()
+        if freeze:
+            # What the run made is still young: restored as is, the low gen-0 threshold would walk all of it
+            # at the next allocation (measured: 20-35 ms after a 10,000-branch run). Freezing first moves it
+            # out of the young generation; unfreeze then hands it to the oldest one, collected as usual later.
+            gc.freeze()
+            gc.set_threshold(*old)
+            gc.unfreeze()
+        else:
+            gc.set_threshold(*old)
