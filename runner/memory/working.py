@@ -50,6 +50,7 @@ from typing import Any
 
 from runner.errors import RunError, ToolError
 from runner.events import Recorder
+from runner.fsutil import WriteError, append_whole, atomic_write_text
 from runner.memory.config import WorkingMemoryConfig
 from runner.memory.tokens import TokenCounter, make_counter
 from runner.providers.base import CallContext, ChatProvider, Message
@@ -409,8 +410,11 @@ class _History:
         self.offsets: list[int] = []  # line n (1-based) starts at byte offsets[n - 1]
         self._buffer: list[bytes] = []
         self._buffered = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:  # a file in the run folder's place, a read-only or full disk
+            raise WriteError(path, exc) from exc
         self._size = os.fstat(self._fd).st_size
         if self._size:
             # A second memory under the same name in one run: go on numbering after its lines.
@@ -457,15 +461,8 @@ class _History:
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             raise RunError(f"memory history {self.path} is closed")
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            # Take back a partial write so the file never ends in half a line.
-            os.ftruncate(self._fd, self._size)
-            raise RunError(f"could not write memory history {self.path}: {exc}") from exc
-        self._size += len(data)
+        # Whole lines or nothing: a failed append is cut back, so the file never ends in half a line.
+        self._size = append_whole(self._fd, data, self._size, self.path)
 
     def read(self, first: int, last: int) -> list[Message]:
         """Written lines ``first`` to ``last`` (1-based, inclusive), as messages; a line that is not JSON
@@ -498,10 +495,8 @@ class _History:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
     # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
-    temporary.write_text(text, encoding="utf-8", errors="surrogatepass")
-    os.replace(temporary, path)
+    atomic_write_text(path, text, errors="surrogatepass")
 
 
 class WorkingMemory:
@@ -723,7 +718,6 @@ class WorkingMemory:
             if size <= limit:
                 continue
             ref = f"result:{entry.number}"
-            self._results.mkdir(parents=True, exist_ok=True)
             _write_atomic(self._results / f"result-{entry.number}.txt", content)
             replaced = {**message, "content": stand_in(content, ref, size, self._preview_chars)}
             tokens = self._counter.message(replaced)
@@ -974,7 +968,6 @@ class WorkingMemory:
     def _write_snapshot(self) -> None:
         # Each snapshot is kept beside the stored results, so a report can show what the model was told.
         self._snapshots_written += 1
-        self._results.mkdir(parents=True, exist_ok=True)
         assert self._snapshot is not None and self._removed is not None
         header = f"# Snapshot {self._snapshots_written}: messages #{self._removed[0]}-#{self._removed[1]}\n\n"
         _write_atomic(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
