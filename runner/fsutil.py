@@ -59,7 +59,8 @@ _counter = itertools.count()
 _host: str | None = None
 
 fault: Callable[[str], None] | None = None
-"""A test seam: called with the final path before every write; raising an ``OSError`` fails that write."""
+"""A test seam: called with the final path before every write (with the folder before the probe of
+:func:`ensure_writable_dir`); raising an ``OSError`` fails that write."""
 
 
 class WriteError(RunError, OSError):
@@ -221,6 +222,8 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> None:
     except OSError as exc:
         raise WriteError(target, exc, "create the folder") from exc
     try:
+        if fault is not None:
+            fault(target)
         fd, tmp = _create_temp(target, "probe")
     except OSError as exc:
         raise WriteError(target, exc, "write in") from exc

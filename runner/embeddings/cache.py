@@ -355,18 +355,27 @@ class EmbeddingCache:
                     path = self._path(key)
                     try:
                         before = _size_of(path)
+                    except OSError as exc:
+                        errors += 1
+                        cause = cause or (exc.strerror or str(exc))
+                        continue
+                    added = (before is None, len(payload) - (before or 0))
+                    old = index.pop(key, None)
+                    if old is not None:
+                        self._bytes -= old.size
+                    # Room first, then the write: the folder is never over a limit, even for a moment.
+                    files, size, dropped = self._evict_locked(files, size, room=added)
+                    evicted += dropped
+                    try:
                         atomic_write_bytes(path, payload, fsync=False, make_parents=False)
                     except OSError as exc:
                         errors += 1
                         cause = cause or (exc.strerror or str(exc))
                         continue
+                    files, size = files + added[0], size + added[1]
                     written += len(payload)
-                    files += before is None
-                    size += len(payload) - (before or 0)
-                    old = index.pop(key, None)
-                    self._bytes += len(payload) - (old.size if old is not None else 0)
+                    self._bytes += len(payload)
                     index[key] = _Entry(len(payload), self._clock())
-                files, size, evicted = self._evict_locked(files, size)
                 self._store_ledger(files, size)
         if counters is not None:
             counters.add(
@@ -474,14 +483,15 @@ class EmbeddingCache:
             self.max_cache_size is not None and size > self.max_cache_size
         )
 
-    def _evict_locked(self, files: int, size: int) -> tuple[int, int, int]:
-        """Evict the least recently used entries this process knows of until the folder's (files, size) are
-        within the limits; return the new (files, size) and the number evicted. Caller holds both locks."""
+    def _evict_locked(self, files: int, size: int, room: tuple[int, int] = (0, 0)) -> tuple[int, int, int]:
+        """Evict the least recently used entries this process knows of until the folder's (files, size), plus
+        ``room`` for an entry about to be written, are within the limits; return the new (files, size) and the
+        number evicted. Caller holds both locks."""
         index = self._index
         assert index is not None
         evicted = 0
         rescanned = False
-        while self._over(files, size):
+        while self._over(files + room[0], size + room[1]):
             if not index:
                 if rescanned or self._shared is None:
                     break
