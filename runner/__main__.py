@@ -1,11 +1,15 @@
-"""``python -m runner``: the signal handlers are already installed (see ``runner/__init__.py``)."""
+"""``python -m runner``. The signal handlers were installed as the package was imported (``runner/__init__.py``);
+a signal that came since is raised by ``arm()``, inside the ``try``, as is one while the CLI is imported."""
+
+from runner import interrupts
 
 try:
+    interrupts.arm()
     from runner.cli import main
-except KeyboardInterrupt as exc:  # a signal while the CLI is imported: nothing started yet
-    import sys
 
-    from runner import interrupts
+    interrupts.disarm()  # main() arms them again inside its own try
+except KeyboardInterrupt as exc:  # nothing has started yet
+    import sys
 
     print(f"runner: {interrupts.describe()}", file=sys.stderr)
     raise SystemExit(interrupts.exit_code(exc)) from None

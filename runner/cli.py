@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     then stay in charge until it exits (see :mod:`runner.interrupts`); with ``argv`` they are put back."""
     interrupts.install()  # first: a signal while the parser is built is an interruption, not a traceback
     try:
+        interrupts.arm()  # raises here one that came while runner was imported
         code = _main(argv)
         if code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and interrupts.received() is not None:
             code = interrupts.exit_code()  # it came after the work was done: still, the program was stopped
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner: {interrupts.describe()}", file=sys.stderr)
         return interrupts.exit_code(exc)
     finally:
+        interrupts.disarm()  # from here a signal is remembered; at the exit it gives the exit code
         if argv is None:
             for stream in (sys.stdout, sys.stderr):
                 try:

@@ -84,6 +84,7 @@ def run_command(
             watch=_watcher(log, bar),
             run_dir=run_dir,
         )
+        interrupts.end_run()  # a signal from here on waits for the report to be written
         if sink is not None:
             sink.close()
         # The run's output first: whatever happens to the report files, what the run made is not lost.
@@ -120,8 +121,9 @@ def run_command(
         else:
             code = 1
     if outcome.status == "interrupted" or interrupts.received() is not None:
-        partial = "partial report written" if json_written else "the partial report could not be written"
-        print(f"runner: {interrupts.describe()}; {partial}", file=sys.stderr)
+        partial = "partial report" if outcome.status == "interrupted" else "report"
+        said = f"{partial} written" if json_written else f"the {partial} could not be written"
+        print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
         return interrupts.exit_code(outcome.error)
     if outcome.status == "failed":
         error = outcome.error
