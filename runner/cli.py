@@ -108,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupts.arm()  # raises here one that came while runner was imported
         code = _main(argv)
         if code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and interrupts.received() is not None:
-            code = interrupts.exit_code()  # it came after the work was done: still, the program was stopped
+            # It came where it could not be raised (an import) and the command ended before a checkpoint:
+            # still, the program was stopped.
+            print(f"runner: {interrupts.describe()}", file=sys.stderr)
+            code = interrupts.exit_code()
         return code
     except KeyboardInterrupt as exc:  # also when it comes while an error is being printed
         print(f"runner: {interrupts.describe()}", file=sys.stderr)

@@ -238,6 +238,32 @@ def test_a_signal_while_the_parser_is_built(
     assert capsys.readouterr() == ("", "runner: interrupted\n")
 
 
+def test_a_signal_during_an_import_is_raised_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raised inside an import, an interruption can surface where Python only reports it, or make the
+    interpreter kill itself with SIGINT at exit (-2) although the CLI caught it. So it waits for the import."""
+    import importlib
+
+    import runner.cli as cli
+
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nfor _ in range(1000):\n    pass\nDONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = cli.build_parser
+
+    def importing_build() -> object:
+        assert importlib.import_module("slow_module").DONE  # the import ran to its end
+        return real()
+
+    monkeypatch.setattr(cli, "build_parser", importing_build)
+    monkeypatch.delitem(sys.modules, "slow_module", raising=False)  # and again after the test
+    assert main(["--version"]) == 143
+    out, err = capsys.readouterr()
+    assert (out.startswith("runner "), err) == (True, "runner: terminated\n")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_workflow_loads(
     workflow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sig: int
