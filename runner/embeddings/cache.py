@@ -367,6 +367,8 @@ class EmbeddingCache:
                     files, size, dropped = self._evict_locked(files, size, room=added)
                     evicted += dropped
                     try:
+                        # No fsync, for speed (a store costs a fraction of a bare save, bench/embedding_cache.py):
+                        # an entry a power cut tears reads as corrupt, is removed and embedded again.
                         atomic_write_bytes(path, payload, fsync=False, make_parents=False)
                     except OSError as exc:
                         errors += 1
