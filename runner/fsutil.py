@@ -89,8 +89,23 @@ def _host_tag() -> str:
     return _host
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def _temp_name(name: str) -> str:
-    return f".{name[:_NAME_KEEP]}.{os.getpid()}-{_host_tag()}-{next(_counter)}.tmp"
+    global _stamp
+    pid = os.getpid()
+    if _stamp[0] != pid:  # first use, or a forked child: the PID changed
+        _stamp = (pid, f".{pid}-{_host_tag()}-")
+    return f".{name[:_NAME_KEEP]}{_stamp[1]}{next(_counter)}.tmp"
+
+
+def _split(target: str) -> tuple[str, str]:
+    """(folder, name) of a path; ``os.path.split`` without its cost on the hot path of the cache."""
+    if os.altsep is None:
+        directory, _, name = target.rpartition(os.sep)
+        return directory if directory or not target.startswith(os.sep) else os.sep, name
+    return os.path.split(target)
 
 
 def is_temp_name(name: str) -> bool:
@@ -100,7 +115,7 @@ def is_temp_name(name: str) -> bool:
 
 def _create_temp(directory: str, name: str) -> tuple[int, str]:
     while True:
-        tmp = os.path.join(directory, _temp_name(name))
+        tmp = f"{directory}{os.sep}{_temp_name(name)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
         except FileExistsError:
@@ -155,7 +170,7 @@ def atomic_write_bytes(
 ) -> None:
     """``data`` to ``path`` atomically (see :func:`atomic_write_with`), in as few system calls as it takes."""
     target = os.fspath(path)
-    directory, name = os.path.split(target)
+    directory, name = _split(target)
     directory = directory or "."
     if make_parents:
         try:

@@ -183,7 +183,7 @@ def test_reports_larger_than_the_free_space(tmp_path: Path) -> None:
     base = str(md)[: -len(".md")]
     assert proc.stderr == (
         f"runner: error: could not write the report {base}.json: File too large\n"
-        f"could not write the trace {base}.trace.json: File too large\n"
+        f"runner: error: could not write the trace {base}.trace.json: File too large\n"
     )
     assert md.read_text().startswith("# Run `wide`: ok in ")
     assert sorted(p.name for p in reports.iterdir()) == [md.name]

@@ -92,13 +92,14 @@ def run_command(
             sys.stdout.write(as_text(outcome.output) + "\n")
             sys.stdout.flush()
         report = outcome.report()
+        target = report_path(directory, outcome.info)
         try:
-            paths = write_outputs(report, report_path(directory, outcome.info), wf.report.formats)
+            paths = write_outputs(report, target, wf.report.formats)
         except ReportWriteError as exc:
             paths, write_failed = exc.written, exc
         logger = logging.getLogger("runner")
-        json_written = bool(paths) and paths[0].suffix == ".json" and not paths[0].name.endswith(".trace.json")
-        where = f"report: {paths[0]}" if json_written else "no report written"
+        json_written = target in paths
+        where = f"report: {target}" if json_written else "no report written"
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
     if not quiet:
         print(format_summary(report), file=sys.stderr)
@@ -107,12 +108,13 @@ def run_command(
         if run_dir.is_dir():
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:
-            print(f"report: {paths[0]}", file=sys.stderr)
+            print(f"report: {target}", file=sys.stderr)
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
     code = 0
     if write_failed is not None:
-        print(f"runner: error: {write_failed}", file=sys.stderr)
+        for line in str(write_failed).splitlines():  # one line for each file that could not be written
+            print(f"runner: error: {line}", file=sys.stderr)
         if write_failed.is_bug:
             bug = next(exc for _, exc in write_failed.failures if not isinstance(exc, OSError))
             print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)

@@ -241,6 +241,7 @@ class EmbeddingCache:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
         self.dir = Path(dir)
+        self._prefix = os.path.join(self.dir, "")  # the folder and a separator: entry paths are built often
         self.max_file_number = max_file_number
         self.max_cache_size = None if max_cache_size is None else parse_size(max_cache_size)
         self.ttl = ttl
@@ -364,8 +365,9 @@ class EmbeddingCache:
                     if old is not None:
                         self._bytes -= old.size
                     # Room first, then the write: the folder is never over a limit, even for a moment.
-                    files, size, dropped = self._evict_locked(files, size, room=added)
-                    evicted += dropped
+                    if self._over(files + added[0], size + added[1]):
+                        files, size, dropped = self._evict_locked(files, size, room=added)
+                        evicted += dropped
                     try:
                         # No fsync, for speed (a store costs a fraction of a bare save, bench/embedding_cache.py):
                         # an entry a power cut tears reads as corrupt, is removed and embedded again.
@@ -404,7 +406,7 @@ class EmbeddingCache:
     # -- internals ---------------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.dir, key + SUFFIX)
+        return f"{self._prefix}{key}{SUFFIX}"
 
     def _open_locked(self) -> OrderedDict[str, _Entry]:
         """Caller holds ``self._lock``."""
