@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from runner.errors import RunError
@@ -47,6 +47,7 @@ __all__ = [
     "ensure_writable_dir",
     "is_temp_name",
     "sweep_stale_temps",
+    "sync_files",
 ]
 
 # A temporary file of another host or PID namespace (whose PID means nothing here) is stale once untouched this long.
@@ -200,9 +201,26 @@ def atomic_write_bytes(
                 os.unlink(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, errors: str = "strict") -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, errors: str = "strict", fsync: bool = True) -> None:
     """``text`` as UTF-8 (``errors="surrogatepass"`` keeps lone surrogates) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8", errors))
+    atomic_write_bytes(path, text.encode("utf-8", errors), fsync=fsync)
+
+
+def sync_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """fsync files written earlier with ``fsync=False``, all at once (a file gone since is skipped)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise WriteError(path, exc, "sync") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise WriteError(path, exc, "sync") from exc
+        finally:
+            os.close(fd)
 
 
 def append_whole(fd: int, data: bytes, size: int, path: str | os.PathLike[str]) -> int:

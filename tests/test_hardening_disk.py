@@ -594,3 +594,25 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(timeout=10)
     return proc.pid
+
+
+def test_stored_results_and_snapshots_are_synced_when_the_memory_closes(
+    long_conversation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21: the snapshot writer did not sync. Each file is synced once, at the memory's close, off the
+    loop (an fsync in the middle of a turn would be most of what memory costs a turn)."""
+    import runner.memory.working as working
+
+    synced: list[Path] = []
+    real = working.sync_files
+
+    def recording(paths: list[Path]) -> None:
+        synced.extend(paths)
+        real(paths)
+
+    monkeypatch.setattr(working, "sync_files", recording)
+    assert main(["run", str(long_conversation), "--report-dir", str(tmp_path / "r"), "-q"]) == 0
+    capsys.readouterr()
+    (folder,) = (tmp_path / "r").glob("runs/*/memory/read")
+    written = sorted(folder.iterdir())
+    assert len(written) > 10 and sorted(synced) == written

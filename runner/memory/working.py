@@ -50,7 +50,7 @@ from typing import Any
 
 from runner.errors import RunError, ToolError
 from runner.events import Recorder
-from runner.fsutil import WriteError, append_whole, atomic_write_text
+from runner.fsutil import WriteError, append_whole, atomic_write_text, sync_files
 from runner.memory.config import WorkingMemoryConfig
 from runner.memory.tokens import TokenCounter, make_counter
 from runner.providers.base import CallContext, ChatProvider, Message
@@ -494,11 +494,6 @@ class _History:
             self._fd = None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
-    atomic_write_text(path, text, errors="surrogatepass")
-
-
 class WorkingMemory:
     """One agent's conversation: the full history on disk and a context within the token budget.
 
@@ -552,6 +547,7 @@ class WorkingMemory:
         self._calls: dict[str, int] = {}  # tool call id -> number of the message that made the call
         self._summarize_ahead = summarize_ahead and config.summarises
         self._ahead: _Job | None = None  # the one background task this memory owns; see aclose()
+        self._unsynced: list[Path] = []  # stored results and snapshots, synced at close
 
     # -- the agent loop's side
 
@@ -664,10 +660,15 @@ class WorkingMemory:
                 ahead.task.cancel()
             except RuntimeError:  # its loop is closed; the task can never run again
                 pass
-        self._history.close()
+        try:
+            self._history.close()
+        finally:
+            unsynced, self._unsynced = self._unsynced, []
+            sync_files(unsynced)
 
     async def aclose(self) -> None:
-        """:meth:`close`, and wait until a snapshot being made ahead has stopped."""
+        """:meth:`close`, and wait until a snapshot being made ahead has stopped. The files written are
+        synced in a worker thread, so the loop goes on serving the other agents meanwhile."""
         ahead = self._ahead
         task = None if ahead is None else ahead.task
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
@@ -675,7 +676,10 @@ class WorkingMemory:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.close()
+        if self._unsynced:
+            await asyncio.to_thread(self.close)
+        else:
+            self.close()
 
     def __enter__(self) -> WorkingMemory:
         return self
@@ -718,7 +722,7 @@ class WorkingMemory:
             if size <= limit:
                 continue
             ref = f"result:{entry.number}"
-            _write_atomic(self._results / f"result-{entry.number}.txt", content)
+            self._write(self._results / f"result-{entry.number}.txt", content)
             replaced = {**message, "content": stand_in(content, ref, size, self._preview_chars)}
             tokens = self._counter.message(replaced)
             self._view_tokens += tokens - entry.tokens
@@ -970,7 +974,15 @@ class WorkingMemory:
         self._snapshots_written += 1
         assert self._snapshot is not None and self._removed is not None
         header = f"# Snapshot {self._snapshots_written}: messages #{self._removed[0]}-#{self._removed[1]}\n\n"
-        _write_atomic(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
+        self._write(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
+
+    def _write(self, path: Path, text: str) -> None:
+        """A stored result or a snapshot, atomically (never half a file, no temporary file left on failure).
+        Synced with the history when the memory closes, off the event loop: an fsync per file in the middle
+        of a turn (4 ms each on this machine's disk) would be most of what memory costs a turn."""
+        # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
+        atomic_write_text(path, text, errors="surrogatepass", fsync=False)
+        self._unsynced.append(path)
 
     def _emit(self, data: dict[str, Any]) -> None:
         if self._recorder is not None:
