@@ -1,6 +1,7 @@
 """Command line: argparse in one place, dispatch to ``runner.commands``, errors mapped to exit codes.
 
-Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 130 interrupted.
+Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 130 interrupted
+(SIGINT, Ctrl-C), 143 terminated (SIGTERM). Signals are handled at every moment: :mod:`runner.interrupts`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from runner import interrupts
 from runner.errors import RunnerError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,8 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """The program. ``argv=None`` (the command line) means this is the process itself: the signal handlers
+    then stay in charge until it exits (see :mod:`runner.interrupts`); with ``argv`` they are put back."""
+    interrupts.install()  # first: a signal while the parser is built is an interruption, not a traceback
     try:
+        interrupts.arm()  # raises here one that came while runner was imported
+        code = _main(argv)
+        if code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and interrupts.received() is not None:
+            # It came where it could not be raised (an import) and the command ended before a checkpoint:
+            # still, the program was stopped.
+            print(f"runner: {interrupts.describe()}", file=sys.stderr)
+            code = interrupts.exit_code()
+        return code
+    except KeyboardInterrupt as exc:  # also when it comes while an error is being printed
+        print(f"runner: {interrupts.describe()}", file=sys.stderr)
+        return interrupts.exit_code(exc)
+    finally:
+        interrupts.disarm()  # from here a signal is remembered; at the exit it gives the exit code
+        if argv is None:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+        interrupts.uninstall(final=argv is None)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
@@ -161,9 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stderr.write(format_error(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("runner: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"runner: {interrupts.describe()}", file=sys.stderr)
+        return interrupts.exit_code(exc)
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception:  # noqa: BLE001 - the last resort: a bug in runner, reported as one

@@ -1,39 +1,425 @@
-"""Atomic file writes: a temporary file in the same folder, flushed and fsynced, then ``os.replace``d.
+"""Every file runner writes goes through here: atomically, with a user-facing error, and sweepable after a crash.
 
-A reader (or a crash) sees either the old complete file or the new complete file, never half of one.
+- **Atomic writes** (:func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_write_with`): the data
+  goes to a temporary file in the target's folder, is flushed and fsynced, then ``os.replace``d over the target.
+  A reader, or a crash, sees the old complete file or the new complete file, never half of one. On any failure
+  the temporary file is removed before the error is raised.
+- **Errors name the file and the cause.** An ``OSError`` (disk full, read-only folder, a file where a folder
+  should be, a file larger than the process may write) becomes a :class:`WriteError`: a ``RunError``, so the CLI
+  prints it as a user-facing error (exit 1), that is also an ``OSError`` with the original ``errno``, so code
+  that treats write failures as expected (the embedding cache) still catches it as one.
+- **Appends** (:func:`append_whole`) write whole records or nothing: a failed or short append is cut back to the
+  size the file had, so a JSONL history never ends in half a line.
+- **Temporary files are named for the sweep**: ``.<name>.<pid>-<host>-<n>.tmp``, where ``host`` tags this host
+  and PID namespace. :func:`sweep_stale_temps` removes, in a folder runner owns, the ones whose writer is
+  provably gone (issue 21: ``kill -9`` left them behind): on this host, a writer whose process no longer exists;
+  from another host or container, where its PID cannot be checked, one untouched for an hour.
+- **A lock across processes** (:class:`FileLock`): ``fcntl.flock`` (``msvcrt`` on Windows) on a lock file, plus
+  a thread lock, so both other processes and other threads wait.
+
+Tests inject faults through :data:`fault`: when set, it is called with the final path before each write and may
+raise an ``OSError`` (the seam for a disk-full error on a machine whose disk is not full).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import itertools
 import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+from runner.errors import RunError
 
-def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(file)`` (for example ``numpy.save``) to a temporary file, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+__all__ = [
+    "FileLock",
+    "WriteError",
+    "append_whole",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_with",
+    "ensure_writable_dir",
+    "is_temp_name",
+    "sweep_stale_temps",
+    "sync_files",
+]
+
+# A temporary file of another host or PID namespace (whose PID means nothing here) is stale once untouched this long.
+FOREIGN_TEMP_SECONDS = 3600.0
+_TEMP = re.compile(r"^\..*\.(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{6})-[0-9]+\.tmp$")
+# The target's name is kept in the temporary one for a person looking at the folder, cut so the whole name
+# stays within the 255 bytes most file systems allow.
+_NAME_KEEP = 120
+_counter = itertools.count()
+_host: str | None = None
+
+fault: Callable[[str], None] | None = None
+"""A test seam: called with the final path before every write (with the folder before the probe of
+:func:`ensure_writable_dir`); raising an ``OSError`` fails that write."""
+
+
+class WriteError(RunError, OSError):
+    """A file (or the folder for it) could not be written: names the path and the cause, e.g.
+    ``could not write reports/wf.json: No space left on device``. Also an ``OSError`` with the cause's errno."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError, action: str = "write") -> None:
+        OSError.__init__(self, cause.errno, cause.strerror or str(cause), os.fspath(path))
+        self.path = os.fspath(path)
+        self.action = action
+
+    def __str__(self) -> str:
+        return f"could not {self.action} {self.path}: {self.strerror}"
+
+
+def _host_tag() -> str:
+    """Six hex digits naming this host and PID namespace: PIDs are comparable only between equal tags."""
+    global _host
+    if _host is None:
+        try:
+            namespace = os.readlink("/proc/self/ns/pid")
+        except OSError:
+            namespace = ""
+        node = os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+        _host = hashlib.blake2s(f"{node}\0{namespace}".encode(), digest_size=3).hexdigest()
+    return _host
+
+
+_stamp: tuple[int, str] = (0, "")
+
+
+def _temp_name(name: str) -> str:
+    global _stamp
+    pid = os.getpid()
+    if _stamp[0] != pid:  # first use, or a forked child: the PID changed
+        _stamp = (pid, f".{pid}-{_host_tag()}-")
+    return f".{name[:_NAME_KEEP]}{_stamp[1]}{next(_counter)}.tmp"
+
+
+def _split(target: str) -> tuple[str, str]:
+    """(folder, name) of a path; ``os.path.split`` without its cost on the hot path of the cache."""
+    if os.altsep is None:
+        directory, _, name = target.rpartition(os.sep)
+        return directory if directory or not target.startswith(os.sep) else os.sep, name
+    return os.path.split(target)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporary files."""
+    return _TEMP.match(name) is not None
+
+
+def _create_temp(directory: str, name: str) -> tuple[int, str]:
+    while True:
+        tmp = f"{directory}{os.sep}{_temp_name(name)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        except FileExistsError:
+            continue  # a dead process with our PID left this name behind: take the next number
+        return fd, tmp
+
+
+def atomic_write_with(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    fsync: bool = True,
+    make_parents: bool = True,
+) -> None:
+    """Write through ``write(file)`` (for example ``numpy.save``) to a temporary file, then rename it to ``path``.
+
+    ``fsync=False`` skips the flush to the device (a power cut may then leave an empty or torn file under the
+    final name; only for files whose readers check them, like the embedding cache's). Raises
+    :class:`WriteError`; the temporary file is gone whatever happens, ``KeyboardInterrupt`` included."""
+    target = os.fspath(path)
+    directory, name = os.path.split(target)
+    directory = directory or "."
+    if make_parents:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(target, exc) from exc
+    tmp = None
     try:
+        if fault is not None:
+            fault(target)
+        fd, tmp = _create_temp(directory, name)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+        tmp = None
+    except OSError as exc:
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(target, exc) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, make_parents: bool = True
+) -> None:
+    """``data`` to ``path`` atomically (see :func:`atomic_write_with`), in as few system calls as it takes."""
+    target = os.fspath(path)
+    directory, name = _split(target)
+    directory = directory or "."
+    if make_parents:
         try:
-            os.unlink(tmp)
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(target, exc) from exc
+    tmp = None
+    try:
+        if fault is not None:
+            fault(target)
+        fd, tmp = _create_temp(directory, name)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise WriteError(target, exc) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, errors: str = "strict", fsync: bool = True) -> None:
+    """``text`` as UTF-8 (``errors="surrogatepass"`` keeps lone surrogates) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8", errors), fsync=fsync)
+
+
+def sync_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """fsync files written earlier with ``fsync=False``, all at once (a file gone since is skipped)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
-            pass
-        raise
+            continue
+        except OSError as exc:
+            raise WriteError(path, exc, "sync") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise WriteError(path, exc, "sync") from exc
+        finally:
+            os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write_with(path, lambda f: f.write(data))
+def append_whole(fd: int, data: bytes, size: int, path: str | os.PathLike[str]) -> int:
+    """Append ``data`` to the file open on ``fd`` (``O_APPEND``), whose size is ``size``; return the new size.
+
+    All of it or none: when a write fails part way (disk full), the file is cut back to ``size`` and a
+    :class:`WriteError` naming ``path`` is raised, so a file of lines never ends in half a line."""
+    try:
+        if fault is not None:
+            fault(os.fspath(path))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise WriteError(path, exc) from exc
+    return size + len(data)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def ensure_writable_dir(path: str | os.PathLike[str]) -> None:
+    """Create the folder ``path`` if it is missing (with its parents), then prove a file can be created in it.
+
+    Raises :class:`WriteError` saying why not: a file in its place, a missing parent that cannot be made, a
+    read-only folder or file system. The proof is a temporary file made and removed at once: permission bits
+    say nothing for root, and a read-only mount or an immutable folder stops root too."""
+    target = os.fspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise WriteError(target, OSError(errno.ENOTDIR, "it is a file, not a folder"), "use")
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(target, exc, "create the folder") from exc
+    try:
+        if fault is not None:
+            fault(target)
+        fd, tmp = _create_temp(target, "probe")
+    except OSError as exc:
+        raise WriteError(target, exc, "write in") from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _alive(pid: int) -> bool:
+    # POSIX only: on Windows os.kill(pid, 0) would terminate the process; there, files go by the age rule.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _stale(name: str, mtime_ns: int, now_ns: int, legacy: re.Pattern[str] | None) -> bool:
+    age = (now_ns - mtime_ns) / 1e9
+    match = _TEMP.match(name)
+    if match is not None:
+        if match["host"] != _host_tag() or os.name != "posix":
+            return age >= FOREIGN_TEMP_SECONDS
+        # A PID of this host and namespace: its writer is gone when no such process exists. No age guard is
+        # needed: a dead PID cannot come back to finish the file, and a new process that reused the PID only
+        # keeps the file until it exits too.
+        pid = int(match["pid"])
+        return pid != os.getpid() and not _alive(pid)
+    # Names of earlier versions (no PID to check) go by age alone.
+    return legacy is not None and legacy.match(name) is not None and age >= FOREIGN_TEMP_SECONDS
+
+
+def sweep_stale_temps(
+    directory: str | os.PathLike[str], *, legacy: re.Pattern[str] | None = None, now_ns: int | None = None
+) -> list[str]:
+    """Remove the temporary files in ``directory`` whose writer is gone (see the module docstring) and return
+    their names. ``legacy`` matches the temporary names of earlier versions, removed after an hour.
+
+    Safe while other processes write in the same folder: a live writer's file is never removed, and two
+    sweepers removing the same file is harmless. Never raises: a folder it cannot read is left as it is."""
+    now = time.time_ns() if now_ns is None else now_ns
+    removed: list[str] = []
+    try:
+        scanner = os.scandir(directory)
+    except OSError:
+        return removed
+    with scanner:
+        for entry in scanner:
+            name = entry.name
+            if not name.startswith("."):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if not _stale(name, entry.stat(follow_symlinks=False).st_mtime_ns, now, legacy):
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue  # gone already (another sweeper), or not ours to remove
+            removed.append(name)
+    return removed
+
+
+class FileLock:
+    """An exclusive lock held across processes and threads: ``flock`` on ``path`` (created if missing).
+
+    The lock file stays open from the first :meth:`acquire` until :meth:`close`, so a holder can also keep a
+    few bytes of shared state in it (read and written through :attr:`fd` while held).
+    The operating system releases the lock when its process dies, ``kill -9`` included, so a lock is never
+    left held by a writer that is gone."""
+
+    # Windows locks byte ranges, and a locked range cannot be read through other handles: the lock takes a
+    # byte far past the state kept at the start of the file.
+    _WINDOWS_LOCK_OFFSET = 1 << 30
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+        self._threads = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def fd(self) -> int:
+        assert self._fd is not None, "the lock file is opened by acquire()"
+        return self._fd
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; with ``blocking=False``, return False at once when another holder has it."""
+        if not self._threads.acquire(blocking):
+            return False
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+            if _lock_file(self._fd, blocking, self._WINDOWS_LOCK_OFFSET):
+                return True
+        except BaseException:
+            self._threads.release()
+            raise
+        self._threads.release()
+        return False
+
+    def release(self) -> None:
+        _unlock_file(self.fd, self._WINDOWS_LOCK_OFFSET)
+        self._threads.release()
+
+    def close(self) -> None:
+        """Close the lock file (not while held)."""
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[FileLock]:
+    """Hold the lock on ``path`` for the block, with the lock file opened for it and closed after."""
+    lock = FileLock(path)
+    try:
+        with lock:
+            yield lock
+    finally:
+        lock.close()
+
+
+if sys.platform == "win32":  # pragma: no cover - the tests run on POSIX
+    import msvcrt
+
+    def _lock_file(fd: int, blocking: bool, offset: int) -> bool:
+        os.lseek(fd, offset, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                if not blocking:
+                    return False
+                time.sleep(0.01)
+
+    def _unlock_file(fd: int, offset: int) -> None:
+        os.lseek(fd, offset, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int, blocking: bool, offset: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock_file(fd: int, offset: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

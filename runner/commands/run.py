@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+import traceback
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from runner import interrupts
 from runner.engine.execute import as_text
 from runner.engine.offline import offline_workflow
 from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.errors import RunnerError
 from runner.events import Recorder
+from runner.fsutil import WriteError, ensure_writable_dir, sweep_stale_temps
 from runner.logs import EventLog, LogContext, configure_logging, secret_env_names, secret_values
 from runner.progress import ObservedStream, Progress
-from runner.report import RunInfo, format_summary, now_utc, report_path, write_outputs
+from runner.report import ReportWriteError, RunInfo, format_summary, now_utc, report_path, write_outputs
 from runner.spec import load_workflow
 from runner.spec.formats import format_error
 from runner.spec.inputs import read_input_file, resolve_inputs
 from runner.terminal import TerminalSink, same_terminal
 
-EXIT_INTERRUPTED = 130
+EXIT_BUG = 3
+# Report folders keep a run folder per run: the newest are swept for temporary files a killed run left.
+RECENT_RUN_FOLDERS = 8
+# Temporary names of earlier versions (tempfile's `.NAME.XXXXXXXX.tmp`, working memory's `.NAME.tmp`).
+_LEGACY_TEMP = re.compile(r"^\..+\.(?:json|md|txt)\.(?:[a-z0-9_]{8}\.)?tmp$")
 
 
 def run_command(
@@ -45,6 +54,10 @@ def run_command(
         wf = offline_workflow(wf)
     inputs = resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
     plan = compile_workflow(wf)
+    directory = report_dir or wf.report.dir
+    # Before the first call: a report folder that cannot be written is found now, not after the run spent them.
+    _check_report_dir(directory, wf.file if report_dir is None else None)
+    sweep_run_files(Path(directory))
     show_progress = (not quiet and sys.stderr.isatty()) if progress is None else progress
     bar = Progress(sys.stderr) if show_progress else None
     # the progress line and streamed output share the terminal: the line steps aside for the output
@@ -54,6 +67,7 @@ def run_command(
     log_stream = cast(TextIO, ObservedStream(sys.stderr, bar)) if bar is not None else sys.stderr
     if sink is not None and same_terminal(sys.stdout, sys.stderr):
         log_stream = sink.guard(log_stream)  # a warning never starts in the middle of streamed text
+    write_failed: ReportWriteError | None = None
     with configure_logging(
         level=log_level or spec.level,
         file=log_file or spec.file,
@@ -64,7 +78,8 @@ def run_command(
         # Files a run keeps besides its report (working-memory histories, stored tool results) go in a
         # folder beside the reports, named like them; it is created only when something is written there.
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
-        run_dir = Path(report_dir or wf.report.dir) / "runs" / f"{wf.name}-{stamp}"
+        run_dir = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
         outcome = run_plan(
             plan,
             inputs,
@@ -74,33 +89,124 @@ def run_command(
             run_dir=run_dir,
             tune_gc=True,  # the CLI owns the process
         )
+        interrupts.end_run()  # a signal from here on waits for the report to be written
         if sink is not None:
             sink.close()
+        # The run's output first: whatever happens to the report files, what the run made is not lost.
+        if outcome.status == "ok" and quiet:
+            sys.stdout.write(as_text(outcome.output) + "\n")
+            sys.stdout.flush()
         report = outcome.report()
-        paths = write_outputs(report, report_path(report_dir or wf.report.dir, outcome.info), wf.report.formats)
+        target = report_path(directory, outcome.info)
+        try:
+            paths = write_outputs(report, target, wf.report.formats)
+        except ReportWriteError as exc:
+            paths, write_failed = exc.written, exc
         logger = logging.getLogger("runner")
-        logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; report: {paths[0]}")
-    path = paths[0]
-    if outcome.status == "ok" and quiet:
-        sys.stdout.write(as_text(outcome.output) + "\n")
-        sys.stdout.flush()
+        json_written = target in paths
+        where = f"report: {target}" if json_written else "no report written"
+        logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
     if not quiet:
         print(format_summary(report), file=sys.stderr)
-        for extra in paths[1:]:
+        for extra in paths[1 if json_written else 0 :]:
             print(f"{'summary' if extra.suffix == '.md' else 'trace'}: {extra}", file=sys.stderr)
         if run_dir.is_dir():
             print(f"run files: {run_dir}", file=sys.stderr)
-        print(f"report: {path}", file=sys.stderr)
-    if outcome.status == "interrupted":
-        print("runner: interrupted; partial report written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if json_written:
+            print(f"report: {target}", file=sys.stderr)
+    for warning in cache_warnings(report):
+        print(f"runner: warning: {warning}", file=sys.stderr)
+    code = 0
+    if write_failed is not None:
+        for line in str(write_failed).splitlines():  # one line for each file that could not be written
+            print(f"runner: error: {line}", file=sys.stderr)
+        if write_failed.is_bug:
+            bug = next(exc for _, exc in write_failed.failures if not isinstance(exc, OSError))
+            print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)
+            traceback.print_exception(bug, file=sys.stderr)
+            code = EXIT_BUG
+        else:
+            code = 1
+    if outcome.status == "interrupted" or interrupts.received() is not None:
+        partial = "partial report" if outcome.status == "interrupted" else "report"
+        said = f"{partial} written" if json_written else f"the {partial} could not be written"
+        print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
+        return interrupts.exit_code(outcome.error)
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
             sys.stderr.write(format_error(error))
-            return 1
+            return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
-    return 0
+    return code
+
+
+def _check_report_dir(directory: str, workflow_file: str | None) -> None:
+    """Refuse a report folder that cannot be written (a file, a read-only folder, a parent that cannot be
+    made), located at ``--report-dir`` or, when it comes from the workflow, at its ``report.dir``."""
+    try:
+        ensure_writable_dir(directory)
+    except WriteError as exc:
+        if workflow_file is None:
+            where, fix = "--report-dir", "pass a folder that can be written"
+        else:
+            where = f"{_locate_report_dir(workflow_file)}: report.dir"
+            fix = "set report.dir (or pass --report-dir) to a folder that can be written"
+        if exc.action == "use":
+            problem = "it is a file, not a folder"
+        elif exc.action == "create the folder":
+            blocker = _file_in_the_way(directory)
+            problem = f"cannot create it: {blocker} is a file" if blocker else f"cannot create it: {exc.strerror}"
+        else:
+            problem = f"cannot write in it: {exc.strerror}"
+        raise RunnerError(f"{where} {directory}: {problem}; {fix}") from exc
+
+
+def _file_in_the_way(directory: str) -> str | None:
+    """The nearest ancestor of ``directory`` that exists and is not a folder, if any."""
+    path = Path(directory).absolute()
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else str(parent)
+    return None
+
+
+def _locate_report_dir(workflow_file: str) -> str:
+    """``file:line:col`` of the workflow's ``report.dir`` (read again: only when there is a problem to show)."""
+    from runner.spec.yamlpos import load_document  # noqa: PLC0415
+
+    try:
+        doc = load_document(Path(workflow_file).read_text(encoding="utf-8"), workflow_file)
+    except Exception:  # noqa: BLE001 - it loaded a moment ago; without a position the file name still says where
+        return workflow_file
+    span = doc.span(("report", "dir"))
+    return f"{workflow_file}:{span.line}:{span.column}"
+
+
+def sweep_run_files(directory: Path) -> None:
+    """Remove the temporary files that killed runs left in the report folder and in the newest run folders
+    (see :func:`runner.fsutil.sweep_stale_temps`: only those whose writer is gone, so it is safe while other
+    runs write there). A folder that cannot be read is left alone."""
+    sweep_stale_temps(directory, legacy=_LEGACY_TEMP)
+    try:
+        runs = [entry.name for entry in os.scandir(directory / "runs") if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    # Names end in the UTC stamp of the run's start, so the newest sort last whatever the workflow's name.
+    for name in sorted(runs, key=lambda n: n.rpartition("-")[2])[-RECENT_RUN_FOLDERS:]:
+        for folder, _, _ in os.walk(directory / "runs" / name):
+            sweep_stale_temps(folder, legacy=_LEGACY_TEMP)
+
+
+def cache_warnings(report: Mapping[str, Any]) -> list[str]:
+    """One line per embedding cache that had a problem in the run (unusable folder, failed writes, corrupt
+    entries), naming the folder and the cause: said once per run, after the output."""
+    lines = []
+    for name, figures in sorted(report.get("cache", {}).items()):
+        problem = figures.get("problem")
+        if problem:
+            lines.append(f"embedding cache of `{name}` ({figures.get('dir')}): {problem}")
+    return lines
 
 
 def _watcher(log: LogContext, bar: Progress | None) -> Callable[[Recorder, RunInfo], Coroutine[Any, Any, None]]:

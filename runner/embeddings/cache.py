@@ -1,38 +1,53 @@
 """The file cache of embeddings (issue 6): one ``.npy`` file per text, shared safely between processes.
 
 Layout: ``<dir>/<sha256 of (cache key, text)>.npy``, each a version 1.0 ``.npy`` file of one float32
-vector. Anything else in the folder is left alone (``runner cache clear`` removes only these names).
+vector, and ``<dir>/.lock``. Anything else in the folder is left alone (``runner cache clear`` removes only
+entries and temporary files).
 
-- **Atomic writes.** A vector is written to ``.tmp-<key>.<pid>.<thread>.<n>`` in the same folder and
-  ``os.replace``d into place, so a reader in any process sees no file or a whole one. Two processes
-  storing the same key store the same vector (same key = same embedder and text), so the last rename wins
-  harmlessly. There is no fsync: after a power cut an entry may be empty or torn, which reads as corrupt.
+- **Atomic writes.** A vector is written through :func:`runner.fsutil.atomic_write_bytes` (a temporary file
+  in the same folder, ``os.replace``d into place), so a reader in any process sees no file or a whole one.
+  Two processes storing the same key store the same vector (same key = same embedder and text), so the
+  last rename wins harmlessly. The cache opts out of fsync, for speed: after a power cut an entry may be
+  empty or torn, which reads as corrupt and is embedded again.
 - **Corrupt files are misses.** A file that is short, has the wrong header, dtype or shape, or holds a
   non-finite number is removed, counted in ``corrupt`` and embedded again; it never raises.
-- **Limits and eviction.** ``max_file_number`` and ``max_cache_size`` (bytes of the files) hold after
-  every write: the least recently used entries go first. The index (an ordered dict, oldest use first,
-  with a running byte total) is built once from the folder when first needed, ordered by each file's
-  access time, and kept up to date incrementally. A hit sets the file's access time, so the order
-  survives between runs; the modification time stays the write time, which ``ttl`` is measured from.
-  Entries written by other processes join the index when this process first reads them; each process
-  enforces the limits on the entries it knows of.
-- **Hits are cheap.** The header of a vector of ``d`` floats is always the same bytes, so a hit is one
-  ``read`` compared against that header and an ``np.frombuffer``; files with any other header go through
-  ``np.load(allow_pickle=False)`` and are then checked like the rest.
+- **Limits hold across processes** (issue 21: four processes on one cache reached 3-4x its limits).
+  ``max_file_number`` and ``max_cache_size`` (bytes of the files) hold after every write, whoever wrote:
+  every change to the entries (a write, an eviction, a removed corrupt entry, ``clear``) happens under the
+  folder's lock (:class:`runner.fsutil.FileLock` on ``.lock``), which also keeps the whole folder's file count
+  and bytes (the ledger, 16 bytes in the lock file). A writer adds its files to the ledger and, while the
+  ledger is over a limit, evicts the least recently used entries it knows of, oldest first; entries other
+  processes wrote since it looked are the newest, so the oldest it knows are the oldest there are. When it
+  knows of none, it rescans the folder. Opening the cache rescans it under the lock and sets the ledger from
+  what is there, so a process killed part way through a batch leaves a ledger that the next run corrects.
+- **The use order** is each process's index (an ordered dict, oldest use first), built from the folder when
+  first needed, ordered by each file's access time, and kept up to date incrementally. A hit sets the file's
+  access time, so the order survives between runs; the modification time stays the write time, which
+  ``ttl`` is measured from. Entries written by other processes join the index when this process reads them.
+- **Hits are cheap and take no lock.** The header of a vector of ``d`` floats is always the same bytes, so a
+  hit is one ``read`` compared against that header and an ``np.frombuffer``; files with any other header go
+  through ``np.load(allow_pickle=False)`` and are then checked like the rest.
+- **Temporary files a killed writer left** are removed when the cache is opened, if their writer is gone
+  (:func:`runner.fsutil.sweep_stale_temps`).
+- **Problems are told**, not only counted: a folder that cannot be used, failed writes (with the first
+  cause) and corrupt entries make :attr:`EmbeddingStats.problem`, which the run prints once on stderr and
+  the report's bottlenecks repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import io
-import itertools
 import os
 import re
+import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -43,6 +58,7 @@ import numpy as np
 from runner.embeddings.base import Embedder, Vectors
 from runner.embeddings.config import CacheConfig, parse_size
 from runner.errors import ProviderProtocolError
+from runner.fsutil import FileLock, atomic_write_bytes, sweep_stale_temps
 
 __all__ = [
     "CachedEmbedder",
@@ -57,11 +73,15 @@ __all__ = [
 ]
 
 SUFFIX = ".npy"
-TMP_PREFIX = ".tmp-"
+LOCK = ".lock"
 _ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.npy$")
-_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{64}\.[0-9]+\.[0-9]+\.[0-9]+$")
-# A temporary file older than this belongs to a writer that died; younger ones may be mid-write.
-_STALE_TMP_SECONDS = 3600.0
+# runner.fsutil's temporary names for entries, and those of earlier versions (.tmp-<key>.<pid>.<thread>.<n>).
+_TMP_NAME = re.compile(
+    r"^\.[0-9a-f]{64}\.npy\.[0-9]+-[0-9a-f]{6}-[0-9]+\.tmp$|^\.tmp-[0-9a-f]{64}\.[0-9]+\.[0-9]+\.[0-9]+$"
+)
+_LEGACY_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{64}\.[0-9]+\.[0-9]+\.[0-9]+$")
+# The ledger in the lock file: the folder's entry count and their bytes.
+_LEDGER = struct.Struct("<QQ")
 # Bytes a foreign writer's header may exceed ours by before a file is judged without reading it.
 _HEADER_SLACK = 4096
 # Batches at least this long do their file I/O in a worker thread; below it the thread hop (about 50 us)
@@ -160,6 +180,7 @@ class _Counters:
         self.embed_seconds = 0.0
         self.embed_calls = 0
         self.texts_embedded = 0
+        self.write_error: str | None = None  # the cause of the first failed write
 
     def add(self, **deltas: float) -> None:
         with self.lock:
@@ -173,7 +194,8 @@ class EmbeddingStats:
 
     ``misses`` counts texts not served from the cache (``expired`` and ``corrupt`` ones included);
     ``texts_embedded`` counts the distinct texts sent to the embedder; ``files`` and ``cache_bytes`` are
-    the cache folder's size as this process knows it (0 without a cache).
+    the cache folder's size, all processes' entries included (0 without a cache). ``dir`` is the cache
+    folder (None without a cache); ``problem`` says what went wrong with it in this run, if anything.
     """
 
     embedder: str
@@ -191,6 +213,8 @@ class EmbeddingStats:
     texts_embedded: int
     files: int
     cache_bytes: int
+    dir: str | None = None
+    problem: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,15 +241,18 @@ class EmbeddingCache:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
         self.dir = Path(dir)
+        self._prefix = os.path.join(self.dir, "")  # the folder and a separator: entry paths are built often
         self.max_file_number = max_file_number
         self.max_cache_size = None if max_cache_size is None else parse_size(max_cache_size)
         self.ttl = ttl
         self._ttl_ns = None if ttl is None else int(ttl * 1e9)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # this process's threads: the index, and the order of lock-file use
         self._index: OrderedDict[str, _Entry] | None = None
-        self._bytes = 0
-        self._tmp_counter = itertools.count()
+        self._bytes = 0  # of the entries in the index
+        # The folder's lock, shared with other processes; None when the lock file cannot be made (a read-only
+        # folder: nothing can be written or evicted then either, and the index alone is the ledger).
+        self._shared: FileLock | None = None
         self.open_error: str | None = None  # why the folder could not be used, if it could not
 
     @classmethod
@@ -258,24 +285,39 @@ class EmbeddingCache:
         with self._lock:
             self._open_locked()
 
-    def usage(self) -> tuple[int, int]:
-        """(files, bytes) of the entries this process knows of."""
+    def close(self) -> None:
+        """Close the lock file; it is opened again if the cache is used after this."""
         with self._lock:
-            index = self._open_locked()
-            return len(index), self._bytes
+            if self._shared is not None:
+                self._shared.close()
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) of the whole folder, every process's entries included."""
+        with self._lock:
+            self._open_locked()
+            was_open = self._shared is not None and self._shared.is_open
+            try:
+                with self._held() as ledger:
+                    return ledger
+            finally:
+                if self._shared is not None and not was_open:
+                    self._shared.close()
 
     def get_many(self, keys: Sequence[str], dimensions: int, counters: _Counters | None = None) -> list[Vectors | None]:
         """The cached vector for each key, or None for a miss. Never raises for a bad or missing file."""
         started = time.perf_counter()
         with self._lock:
             self._open_locked()
+        if self.open_error is not None:  # no folder to read: every lookup is a plain miss
+            if counters is not None:
+                counters.add(misses=len(keys), cache_io_seconds=time.perf_counter() - started)
+            return [None] * len(keys)
         now = self._clock()
         found: list[Vectors | None] = []
-        hits = expired = corrupt = bytes_read = evicted = 0
+        hits = expired = corrupt = bytes_read = 0
         for key in keys:
-            vector, status, size, dropped = self._read(key, dimensions, now)
+            vector, status, size = self._read(key, dimensions, now)
             found.append(vector)
-            evicted += dropped
             if status == "hit":
                 hits += 1
                 bytes_read += size
@@ -290,31 +332,55 @@ class EmbeddingCache:
                 expired=expired,
                 corrupt=corrupt,
                 bytes_read=bytes_read,
-                evictions=evicted,
                 cache_io_seconds=time.perf_counter() - started,
             )
         return found
 
     def put_many(self, items: Sequence[tuple[str, Vectors]], counters: _Counters | None = None) -> None:
         """Store each (key, vector), then evict the least recently used entries until the limits hold.
-        A failed write (disk full, permissions) is counted in ``write_errors`` and otherwise ignored: the
-        cache only ever saves work."""
+        A failed write (disk full, permissions) is counted in ``write_errors`` (the first cause is kept for
+        the run's warning) and otherwise ignored: the cache only ever saves work."""
         started = time.perf_counter()
-        with self._lock:
-            self._open_locked()
-        written = errors = evicted = 0
+        payloads: list[tuple[str, bytes]] = []
         for key, vector in items:
             payload = _header(len(vector)) + np.ascontiguousarray(vector, dtype="<f4").tobytes()
             if self.max_cache_size is not None and len(payload) > self.max_cache_size:
                 continue  # could never be kept; storing it would only evict everything else
-            try:
-                self._write(key, payload)
-            except OSError:
-                errors += 1
-                continue
-            written += len(payload)
-            with self._lock:
-                evicted += self._insert_locked(key, _Entry(len(payload), self._clock()))
+            payloads.append((key, payload))
+        written = errors = evicted = 0
+        cause: str | None = None
+        with self._lock:
+            index = self._open_locked()
+            with self._held() as (files, size):
+                for key, payload in payloads:
+                    path = self._path(key)
+                    try:
+                        before = _size_of(path)
+                    except OSError as exc:
+                        errors += 1
+                        cause = cause or (exc.strerror or str(exc))
+                        continue
+                    added = (before is None, len(payload) - (before or 0))
+                    old = index.pop(key, None)
+                    if old is not None:
+                        self._bytes -= old.size
+                    # Room first, then the write: the folder is never over a limit, even for a moment.
+                    if self._over(files + added[0], size + added[1]):
+                        files, size, dropped = self._evict_locked(files, size, room=added)
+                        evicted += dropped
+                    try:
+                        # No fsync, for speed (a store costs a fraction of a bare save, bench/embedding_cache.py):
+                        # an entry a power cut tears reads as corrupt, is removed and embedded again.
+                        atomic_write_bytes(path, payload, fsync=False, make_parents=False)
+                    except OSError as exc:
+                        errors += 1
+                        cause = cause or (exc.strerror or str(exc))
+                        continue
+                    files, size = files + added[0], size + added[1]
+                    written += len(payload)
+                    self._bytes += len(payload)
+                    index[key] = _Entry(len(payload), self._clock())
+                self._store_ledger(files, size)
         if counters is not None:
             counters.add(
                 bytes_written=written,
@@ -322,64 +388,146 @@ class EmbeddingCache:
                 evictions=evicted,
                 cache_io_seconds=time.perf_counter() - started,
             )
+            if cause is not None and counters.write_error is None:
+                counters.write_error = cause
 
     def clear(self) -> tuple[int, int]:
         """Remove every cache file in the folder (see :func:`remove_cache_files`); return (files, bytes)."""
         with self._lock:
-            removed = remove_cache_files(self.dir)
-            if self._index is not None:
+            self._open_locked()
+            with self._held():
+                removed = remove_cache_files(self.dir)
+                assert self._index is not None
                 self._index.clear()
                 self._bytes = 0
+                self._store_ledger(0, 0)
             return removed
 
     # -- internals ---------------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.dir, key + SUFFIX)
+        return f"{self._prefix}{key}{SUFFIX}"
 
     def _open_locked(self) -> OrderedDict[str, _Entry]:
+        """Caller holds ``self._lock``."""
         if self._index is not None:
             return self._index
+        self._index = OrderedDict()
+        self._bytes = 0
         try:
+            if self.dir.exists() and not self.dir.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
             self.dir.mkdir(parents=True, exist_ok=True)
-            entries, temps = scan_cache_dir(self.dir)
         except OSError as exc:
             # An unusable folder (a file in its place, no permission): every lookup misses and every
             # write fails and is counted in write_errors; the run goes on without the cache.
             self.open_error = f"{self.dir}: {exc.strerror or exc}"
-            entries, temps = [], []
-        now = self._clock()
-        for name in temps:
-            path = self.dir / name
+            return self._index
+        lock = FileLock(self.dir / LOCK)
+        try:
+            lock.acquire()
+        except OSError:
+            self._shared = None  # a read-only folder: hits still work; writes fail and are counted
+        else:
+            lock.release()
+            self._shared = lock
+        shared = self._shared
+        with shared if shared is not None else contextlib.nullcontext():
+            sweep_stale_temps(self.dir, legacy=_LEGACY_TMP_NAME, now_ns=self._clock())
+            # The ledger is set from what is there: a process killed part way through a batch is forgiven.
+            files, size = self._rescan_locked()
+            self._store_ledger(*self._evict_locked(files, size)[:2])
+        return self._index
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[tuple[int, int]]:
+        """Hold the folder's lock (caller holds ``self._lock``) and yield the ledger: the folder's (files,
+        bytes). Without a lock file, the index is the ledger."""
+        shared = self._shared
+        if shared is None:
+            assert self._index is not None
+            yield len(self._index), self._bytes
+            return
+        with shared:
+            os.lseek(shared.fd, 0, os.SEEK_SET)  # not pread: Windows has none; both locks are held
+            data = os.read(shared.fd, _LEDGER.size)
+            if len(data) == _LEDGER.size:
+                yield _LEDGER.unpack(data)
+            else:  # a new lock file: count what is there
+                yield self._rescan_locked()
+
+    def _store_ledger(self, files: int, size: int) -> None:
+        if self._shared is not None:
             try:
-                if now - path.stat().st_mtime_ns > _STALE_TMP_SECONDS * 1e9:
-                    path.unlink()
+                os.lseek(self._shared.fd, 0, os.SEEK_SET)
+                os.write(self._shared.fd, _LEDGER.pack(max(files, 0), max(size, 0)))
             except OSError:
-                pass  # gone already, or not ours to remove
+                pass  # a full disk: the next opening of the cache counts the folder again
+
+    def _rescan_locked(self) -> tuple[int, int]:
+        """Rebuild the index from the folder (oldest use first) and drop expired entries; return the folder's
+        (files, bytes). Caller holds both locks."""
+        entries, _ = scan_cache_dir(self.dir)
+        now = self._clock()
         index: OrderedDict[str, _Entry] = OrderedDict()
         total = 0
         for entry in entries:
             if self._ttl_ns is not None and now - entry.written_ns > self._ttl_ns:
-                self._unlink(entry.name[: -len(SUFFIX)])
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.dir, entry.name))
                 continue
             index[entry.name[: -len(SUFFIX)]] = _Entry(entry.size, entry.written_ns)
             total += entry.size
         self._index = index
         self._bytes = total
-        self._evict_locked()
-        return index
+        return len(index), total
 
-    def _read(self, key: str, dimensions: int, now: int) -> tuple[Vectors | None, str, int, int]:
-        """(vector or None, status, bytes read, entries evicted); status: hit, absent, expired, corrupt."""
+    def _over(self, files: int, size: int) -> bool:
+        return (self.max_file_number is not None and files > self.max_file_number) or (
+            self.max_cache_size is not None and size > self.max_cache_size
+        )
+
+    def _evict_locked(self, files: int, size: int, room: tuple[int, int] = (0, 0)) -> tuple[int, int, int]:
+        """Evict the least recently used entries this process knows of until the folder's (files, size), plus
+        ``room`` for an entry about to be written, are within the limits; return the new (files, size) and the
+        number evicted. Caller holds both locks."""
+        index = self._index
+        assert index is not None
+        evicted = 0
+        rescanned = False
+        while self._over(files + room[0], size + room[1]):
+            if not index:
+                if rescanned or self._shared is None:
+                    break
+                # Every entry it knew of is gone, yet the folder is over: others wrote them. Look again.
+                files, size = self._rescan_locked()
+                index = self._index
+                rescanned = True
+                continue
+            key, entry = index.popitem(last=False)
+            self._bytes -= entry.size
+            try:
+                os.unlink(self._path(key))
+            except FileNotFoundError:
+                continue  # evicted by another process, which took it off the ledger
+            except OSError:
+                break  # a read-only folder: nothing can be evicted
+            files -= 1
+            size -= entry.size
+            evicted += 1
+        return files, size, evicted
+
+    def _read(self, key: str, dimensions: int, now: int) -> tuple[Vectors | None, str, int]:
+        """(vector or None, status, bytes read); status: hit, absent, expired, corrupt."""
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
             self._forget(key)
-            return None, "absent", 0, 0
+            return None, "absent", 0
         except OSError:  # a folder in its place, no permission, ...
             self._discard(key)
-            return None, "corrupt", 0, 0
+            return None, "corrupt", 0
         vector: Vectors | None = None
         try:
             st = os.fstat(fd)
@@ -404,66 +552,16 @@ class EmbeddingCache:
             os.close(fd)  # before any unlink: Windows cannot remove an open file
         if vector is None:
             self._discard(key)
-            return None, status, 0, 0
+            return None, status, 0
         with self._lock:
             index = self._index
             assert index is not None
             if key in index:
                 index.move_to_end(key)
-                return vector, status, len(data), 0
-            # Written by another process since we opened: adopt it.
-            return vector, status, len(data), self._insert_locked(key, _Entry(len(data), st.st_mtime_ns))
-
-    def _write(self, key: str, payload: bytes) -> None:
-        tmp = os.path.join(
-            self.dir, f"{TMP_PREFIX}{key}.{os.getpid()}.{threading.get_ident()}.{next(self._tmp_counter)}"
-        )
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-        try:
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-
-    def _insert_locked(self, key: str, entry: _Entry) -> int:
-        assert self._index is not None
-        old = self._index.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._index[key] = entry
-        self._bytes += entry.size
-        return self._evict_locked()
-
-    def _evict_locked(self) -> int:
-        index = self._index
-        assert index is not None
-        evicted = 0
-        while index and (
-            (self.max_file_number is not None and len(index) > self.max_file_number)
-            or (self.max_cache_size is not None and self._bytes > self.max_cache_size)
-        ):
-            key, entry = index.popitem(last=False)
-            self._bytes -= entry.size
-            self._unlink(key)
-            evicted += 1
-        return evicted
-
-    def _unlink(self, key: str) -> None:
-        try:
-            os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass  # another process got there first
-        except OSError:
-            pass  # read-only folder: the limits then hold for this process's index only
+            else:  # written by another process since we looked: adopt it (it is on the ledger already)
+                index[key] = _Entry(len(data), st.st_mtime_ns)
+                self._bytes += len(data)
+            return vector, status, len(data)
 
     def _forget(self, key: str) -> None:
         with self._lock:
@@ -473,8 +571,42 @@ class EmbeddingCache:
                 self._bytes -= entry.size
 
     def _discard(self, key: str) -> None:
+        """Remove a bad or expired entry, and take it off the ledger."""
         self._forget(key)
-        self._unlink(key)
+        with self._lock, self._held() as (files, size):
+            path = self._path(key)
+            try:
+                before = _size_of(path)
+                if before is None:
+                    return
+                os.unlink(path)
+            except OSError:
+                return  # a folder in its place, a read-only folder: left as it is
+            self._store_ledger(files - 1, size - before)
+
+    def problem(self, counters: _Counters) -> str | None:
+        """What went wrong with the folder in this run, for the run's warning and advice; None if nothing."""
+        parts = []
+        if self.open_error is not None:
+            parts.append(f"cannot use the folder ({self.open_error.removeprefix(f'{self.dir}: ')}): nothing is cached")
+        elif counters.write_errors:
+            n = counters.write_errors
+            parts.append(
+                f"{n} write{'s' if n != 1 else ''} failed ({counters.write_error}): "
+                f"{'those texts' if n != 1 else 'that text'} will be embedded again next time"
+            )
+        if counters.corrupt:
+            n = counters.corrupt
+            parts.append(f"{n} corrupt entr{'ies' if n != 1 else 'y'} removed and embedded again")
+        return "; ".join(parts) or None
+
+
+def _size_of(path: str) -> int | None:
+    """The size of the file at ``path``, or None when there is none."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 _UTIME_FD = os.utime in os.supports_fd
@@ -592,6 +724,8 @@ class CachedEmbedder:
         return out
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         await self.inner.aclose()
 
     def stats(self) -> EmbeddingStats:
@@ -614,6 +748,8 @@ class CachedEmbedder:
                 texts_embedded=c.texts_embedded,
                 files=files,
                 cache_bytes=size,
+                dir=None if self.cache is None else str(self.cache.dir),
+                problem=None if self.cache is None else self.cache.problem(c),
             )
 
     async def _io(self, count: int, func: Callable[..., _T], *args: Any) -> _T:

@@ -5,14 +5,15 @@ On disk a store is a folder::
     manifest.json          {"format", "version", "embedder", "dimensions", "count", "segments": [...]}
     seg-<id>.npy           float32 (n, dimensions), unit rows
     seg-<id>.json          {"entries": [{"text": ..., "metadata": {...}}, ...]}, same n, same order
-    .lock                  serialises writers in several processes (fcntl.flock where available)
+    .lock                  serialises readers and writers in several processes (runner.fsutil.FileLock)
 
 Each record writes one new segment pair, then the manifest; every file is written to a temporary name,
 fsynced and renamed into place, and the manifest is the commit point: a reader follows the manifest, so
 it sees a segment's vectors and texts together or not at all, and a crash between the steps leaves at
-most an unreferenced segment. More than ``compact_after`` segments are merged into one. Loading and
-writing hold the lock, and a writer first takes in the segments other processes added (or their
-compaction), so two runs recording into one store keep both their entries.
+most an unreferenced segment and a temporary file, which the next load removes (under the lock, which every
+writer holds while it writes, so nothing it removes is being written). More than ``compact_after`` segments
+are merged into one. Loading and writing hold the lock, and a writer first takes in the segments other
+processes added (or their compaction), so two runs recording into one store keep both their entries.
 
 The store loads on first use (``record`` or ``search``), in a worker thread. If it was written with a
 different embedder (another ``cache_key``), its texts are embedded again with the current one and the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,16 +38,14 @@ import numpy as np
 
 from runner.embeddings.base import Embedder, Vectors
 from runner.errors import RunError
-from runner.fsutil import atomic_write_with
-
-try:
-    import fcntl
-except ImportError:  # Windows: one writer at a time is then the user's business
-    fcntl = None  # type: ignore[assignment]
+from runner.fsutil import FileLock, WriteError, atomic_write_with
 
 __all__ = ["RECALL_TOOL", "Hit", "VectorStore", "format_hits", "recall_tool_spec"]
 
 MANIFEST = "manifest.json"
+_SEGMENT_FILE = re.compile(r"^(?P<stem>seg-[0-9a-f]{32})\.(?:npy|json)$")
+# Temporary files of the store's own files: runner.fsutil's names, and tempfile's of earlier versions.
+_TEMP_FILE = re.compile(r"^\.(?:manifest\.json|seg-[0-9a-f]{32}\.(?:npy|json))\.[^/]+\.tmp$")
 LOCK = ".lock"
 FORMAT = "runner-vector-store"
 VERSION = 1
@@ -238,10 +238,11 @@ class VectorStore:
     def _load(self) -> tuple[list[str], list[dict[str, Any]]] | None:
         """Read the store into memory; if its vectors are of another embedder, return its texts and
         metadata instead, for :meth:`_ensure_loaded` to embed again."""
-        if not (self.path / MANIFEST).exists():
+        if not self.path.is_dir():
             return None
         with self._file_lock():
             manifest = self._read_manifest()
+            self._sweep(None if manifest is None else manifest[2])
             if manifest is None:
                 return None
             embedder, dimensions, listed = manifest
@@ -391,17 +392,35 @@ class VectorStore:
         atomic_write_with(self.path / MANIFEST, lambda f: f.write(text))
         _fsync_dir(self.path)
 
+    def _sweep(self, listed: Sequence[_Segment] | None) -> None:
+        """Remove what killed writers left: temporary files, and segments the manifest does not list (written,
+        then the process died before the manifest that would have named them). Caller holds the file lock,
+        and every writer writes only while holding it, so nothing here is being written by a live process."""
+        names = {s.name for s in listed or ()}
+        try:
+            entries = [entry.name for entry in os.scandir(self.path)]
+        except OSError:
+            return
+        for name in entries:
+            segment = _SEGMENT_FILE.match(name)
+            if (segment is not None and segment["stem"] not in names) or _TEMP_FILE.match(name):
+                try:
+                    os.unlink(self.path / name)
+                except OSError:
+                    pass  # gone already, or not ours to remove: the store works without this
+
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        if fcntl is None:
+        try:
+            lock = FileLock(self.path / LOCK)
+            lock.acquire()
+        except OSError as exc:
+            raise WriteError(self.path / LOCK, exc, "lock") from exc
+        try:
             yield
-            return
-        with open(self.path / LOCK, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        finally:
+            lock.release()
+            lock.close()
 
     # -- in-memory state (callers hold _state_lock) --------------------------------------------------
 

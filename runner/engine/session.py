@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import interrupts
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
@@ -107,17 +108,21 @@ async def execute(
 ) -> Any:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    sigterm = False
-    if main is not None and threading.current_thread() is threading.main_thread():
-        try:  # SIGTERM cancels the run like Ctrl-C does: clean close, partial report, exit 130
-            loop.add_signal_handler(signal.SIGTERM, main.cancel)
-            sigterm = True
-        except (NotImplementedError, RuntimeError):  # not on this platform or loop
-            pass
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
     resources = open_resources(plan, Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id)
     providers = open_providers(plan)
+    # Under the runner program a signal cancels this task (runner.interrupts: exit 130 or 143, a partial
+    # report); one that came while the lines above ran cancels it now. Called as a library, SIGTERM cancels
+    # the run like Ctrl-C does while it lasts.
+    detach = interrupts.attach(loop, main) if main is not None else None
+    sigterm = False
+    if detach is None and main is not None and threading.current_thread() is threading.main_thread():
+        try:
+            loop.add_signal_handler(signal.SIGTERM, main.cancel)
+            sigterm = True
+        except (NotImplementedError, RuntimeError):  # not on this platform or loop
+            pass
     try:
         engine = Engine(
             plan,
@@ -138,6 +143,8 @@ async def execute(
         # the run's own error. Closing twice is harmless.
         await asyncio.gather(*(p.aclose() for p in providers.values()), resources.aclose(), return_exceptions=True)
         tool_runner.close()
+        if detach is not None:
+            detach()
         if sigterm:
             loop.remove_signal_handler(signal.SIGTERM)
 

@@ -50,6 +50,7 @@ from typing import Any
 
 from runner.errors import RunError, ToolError
 from runner.events import Recorder
+from runner.fsutil import WriteError, append_whole, atomic_write_text, sync_files
 from runner.memory.config import WorkingMemoryConfig
 from runner.memory.tokens import TokenCounter, make_counter
 from runner.providers.base import CallContext, ChatProvider, Message
@@ -409,8 +410,11 @@ class _History:
         self.offsets: list[int] = []  # line n (1-based) starts at byte offsets[n - 1]
         self._buffer: list[bytes] = []
         self._buffered = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:  # a file in the run folder's place, a read-only or full disk
+            raise WriteError(path, exc) from exc
         self._size = os.fstat(self._fd).st_size
         if self._size:
             # A second memory under the same name in one run: go on numbering after its lines.
@@ -457,15 +461,8 @@ class _History:
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             raise RunError(f"memory history {self.path} is closed")
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            # Take back a partial write so the file never ends in half a line.
-            os.ftruncate(self._fd, self._size)
-            raise RunError(f"could not write memory history {self.path}: {exc}") from exc
-        self._size += len(data)
+        # Whole lines or nothing: a failed append is cut back, so the file never ends in half a line.
+        self._size = append_whole(self._fd, data, self._size, self.path)
 
     def read(self, first: int, last: int) -> list[Message]:
         """Written lines ``first`` to ``last`` (1-based, inclusive), as messages; a line that is not JSON
@@ -495,13 +492,6 @@ class _History:
         finally:
             os.close(self._fd)
             self._fd = None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
-    temporary.write_text(text, encoding="utf-8", errors="surrogatepass")
-    os.replace(temporary, path)
 
 
 class WorkingMemory:
@@ -557,6 +547,7 @@ class WorkingMemory:
         self._calls: dict[str, int] = {}  # tool call id -> number of the message that made the call
         self._summarize_ahead = summarize_ahead and config.summarises
         self._ahead: _Job | None = None  # the one background task this memory owns; see aclose()
+        self._unsynced: list[Path] = []  # stored results and snapshots, synced at close
 
     # -- the agent loop's side
 
@@ -669,10 +660,15 @@ class WorkingMemory:
                 ahead.task.cancel()
             except RuntimeError:  # its loop is closed; the task can never run again
                 pass
-        self._history.close()
+        try:
+            self._history.close()
+        finally:
+            unsynced, self._unsynced = self._unsynced, []
+            sync_files(unsynced)
 
     async def aclose(self) -> None:
-        """:meth:`close`, and wait until a snapshot being made ahead has stopped."""
+        """:meth:`close`, and wait until a snapshot being made ahead has stopped. The files written are
+        synced in a worker thread, so the loop goes on serving the other agents meanwhile."""
         ahead = self._ahead
         task = None if ahead is None else ahead.task
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
@@ -680,7 +676,10 @@ class WorkingMemory:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.close()
+        if self._unsynced:
+            await asyncio.to_thread(self.close)
+        else:
+            self.close()
 
     def __enter__(self) -> WorkingMemory:
         return self
@@ -723,8 +722,7 @@ class WorkingMemory:
             if size <= limit:
                 continue
             ref = f"result:{entry.number}"
-            self._results.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self._results / f"result-{entry.number}.txt", content)
+            self._write(self._results / f"result-{entry.number}.txt", content)
             replaced = {**message, "content": stand_in(content, ref, size, self._preview_chars)}
             tokens = self._counter.message(replaced)
             self._view_tokens += tokens - entry.tokens
@@ -974,10 +972,17 @@ class WorkingMemory:
     def _write_snapshot(self) -> None:
         # Each snapshot is kept beside the stored results, so a report can show what the model was told.
         self._snapshots_written += 1
-        self._results.mkdir(parents=True, exist_ok=True)
         assert self._snapshot is not None and self._removed is not None
         header = f"# Snapshot {self._snapshots_written}: messages #{self._removed[0]}-#{self._removed[1]}\n\n"
-        _write_atomic(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
+        self._write(self._results / f"snapshot-{self._snapshots_written}.md", header + self._snapshot)
+
+    def _write(self, path: Path, text: str) -> None:
+        """A stored result or a snapshot, atomically (never half a file, no temporary file left on failure).
+        Synced with the history when the memory closes, off the event loop: an fsync per file in the middle
+        of a turn (4 ms each on this machine's disk) would be most of what memory costs a turn."""
+        # surrogatepass: a lone surrogate (from badly decoded tool output) is kept, not a crash mid-run.
+        atomic_write_text(path, text, errors="surrogatepass", fsync=False)
+        self._unsynced.append(path)
 
     def _emit(self, data: dict[str, Any]) -> None:
         if self._recorder is not None:

@@ -12,17 +12,19 @@ import json
 import platform
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.errors import RunError
 from runner.events import Recorder
 from runner.fsutil import atomic_write_text
 from runner.report.analysis import (
     CATEGORIES,
     bottlenecks,
+    cache_advice,
     concurrency,
     critical_path,
     endpoint_stats,
@@ -37,6 +39,7 @@ __all__ = [
     "REPORT_VERSION",
     "FORMATS",
     "Layout",
+    "ReportWriteError",
     "RunInfo",
     "agent_calls",
     "build_report",
@@ -136,6 +139,7 @@ def build_report(
     nodes = [span_dict(s) for s in spans.values()]
     agents = [n for n in nodes if n["kind"] == "agent"]
     models = model_stats(spans, info.layout.models)
+    cache_section = _stats_section(cache, "embedder") or recorded_cache
     return {
         "report_version": REPORT_VERSION,
         "runner_version": __version__,
@@ -175,11 +179,11 @@ def build_report(
             "time_s": {c: round(summary.time[c], 6) for c in CATEGORIES},
             "share": {c: round(summary.time[c] / wall, 4) if wall > 0 else 0.0 for c in CATEGORIES},
         },
-        "bottlenecks": bottlenecks(summary, spans, info.layout, wall),
+        "bottlenecks": (cache_advice(cache_section) + bottlenecks(summary, spans, info.layout, wall))[:3],
         "models": models,
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),
-        "cache": _stats_section(cache, "embedder") or recorded_cache,
+        "cache": cache_section,
         "memory": _stats_section(memory, "agent") or recorded_memory,
         "nodes": nodes,
     }
@@ -191,6 +195,7 @@ def report_path(directory: str | Path, info: RunInfo) -> Path:
 
 
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
+    """The JSON report at ``path``, atomically; raises :class:`~runner.fsutil.WriteError` when it cannot be."""
     atomic_write_text(path, redact(report_json(report)) + "\n")  # every writer redacts what it writes
     return path
 
@@ -212,22 +217,61 @@ def report_json(report: Mapping[str, Any]) -> str:
     return before + body + after
 
 
+class ReportWriteError(RunError):
+    """Some of a run's report files could not be written; the others were. ``written`` lists the files
+    written (the JSON report first when it was), ``failures`` each file that was not with its cause."""
+
+    def __init__(self, written: Sequence[Path], failures: Sequence[tuple[Path, BaseException]]) -> None:
+        self.written = list(written)
+        self.failures = list(failures)
+        super().__init__("\n".join(_failure_message(path, exc) for path, exc in self.failures))
+
+    @property
+    def is_bug(self) -> bool:
+        """Whether a writer failed with something other than the file system's error: a bug in runner."""
+        return any(not isinstance(exc, OSError) for _, exc in self.failures)
+
+
+_WHAT = {".md": "the Markdown summary", ".trace.json": "the trace", ".json": "the report"}
+
+
+def _failure_message(path: Path, exc: BaseException) -> str:
+    what = next(label for suffix, label in _WHAT.items() if path.name.endswith(suffix))
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        return f"could not write {what} {path}: {cause}"
+    return f"could not write {what} {path}: {type(exc).__name__}: {exc} (a bug in runner; please report it)"
+
+
 def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] = ("json",)) -> list[Path]:
     """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``
-    and ``.trace.json`` for ``trace``. Returns the paths written, the JSON first."""
-    from runner.report.markdown import to_markdown  # noqa: PLC0415
-    from runner.report.trace import to_trace  # noqa: PLC0415
+    and ``.trace.json`` for ``trace``. Returns the paths written, the JSON first.
 
-    written = [write_report(report, path)]
+    Each file is made and written on its own: one that fails (a full disk, a crash in its writer) never stops
+    the others. When any failed, raises :class:`ReportWriteError` after writing all the others."""
     base = path.with_suffix("")
+    jobs: list[tuple[Path, Callable[[], str]]] = [(path, lambda: report_json(report) + "\n")]
+    # every writer's text is redacted (runner/secrets.py) before it reaches the disk
     if "markdown" in formats:
-        md = base.with_name(base.name + ".md")
-        atomic_write_text(md, redact(to_markdown(report)))
-        written.append(md)
+        from runner.report.markdown import to_markdown  # noqa: PLC0415
+
+        jobs.append((base.with_name(base.name + ".md"), lambda: to_markdown(report)))
     if "trace" in formats:
+        from runner.report.trace import to_trace  # noqa: PLC0415
+
         trace = base.with_name(base.name + ".trace.json")
-        atomic_write_text(trace, redact(json.dumps(to_trace(report), separators=(",", ":"))) + "\n")
-        written.append(trace)
+        jobs.append((trace, lambda: json.dumps(to_trace(report), separators=(",", ":")) + "\n"))
+    written: list[Path] = []
+    failures: list[tuple[Path, BaseException]] = []
+    for target, render in jobs:
+        try:
+            atomic_write_text(target, redact(render()))
+        except Exception as exc:  # noqa: BLE001 - each writer on its own; every failure is reported below
+            failures.append((target, exc))
+        else:
+            written.append(target)
+    if failures:
+        raise ReportWriteError(written, failures)
     return written
 
 

@@ -374,6 +374,30 @@ def bottlenecks(
     return found[:limit]
 
 
+def cache_advice(cache: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Advice for each embedding cache that had a problem in the run (issue 21: it used to fail silently).
+    These come before the time bottlenecks: a cache that does not work costs every later run too."""
+    found = []
+    for name, figures in sorted(cache.items()):
+        problem = figures.get("problem")
+        if not problem:
+            continue
+        setting = f"embeddings.{name}.cache.dir"
+        found.append(
+            {
+                "cause": "cache",
+                "subject": name,
+                "seconds": round(float(figures.get("cache_io_seconds") or 0.0), 6),
+                "share": 0.0,
+                "setting": setting,
+                "value": figures.get("dir"),
+                "message": f"the embedding cache of `{name}` ({figures.get('dir')}): {problem}; "
+                f"fix the folder or point `{setting}` at one that can be written",
+            }
+        )
+    return found
+
+
 def _fanouts_by_path(layout: Layout) -> dict[str, StageShape]:
     return {path: s for path, s in _stages_by_path(layout).items() if s.is_fanout}
 
