@@ -1,0 +1,284 @@
+"""Issues 14 and 21: what `runner validate` passes, `runner run` runs; templates are untrusted input.
+
+- the modules and functions of python stages and tools are found as the run will import them, without
+  running them;
+- a stage that `when:` (or a failed branch under `on_error: collect`) may leave without output is read only
+  behind a check;
+- templates compile and render in a bounded sandbox: no template blocks the event loop, and each limit is a
+  located error;
+- every template is checked against that sandbox: unknown filters and tests, unsafe attributes and constant
+  expressions over the limits fail validate at their exact line and column.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.engine.plan import compile_workflow
+from runner.engine.session import run_plan
+from runner.errors import RunnerError, TemplateError
+from runner.spec import check_file
+from runner.spec.inputs import resolve_inputs
+from runner.spec.records import Loc, TemplateSrc
+from runner.templates import Template, base_context
+from tests.conftest import ROOT, load_unchecked
+
+
+def problems(path: Path) -> list[str]:
+    return [p.format_line().removeprefix(f"{path}:") for p in check_file(path)[1]]
+
+
+def run_failure(path: Path) -> str:
+    """The run's error for a workflow run without the checks (as if validate had passed it); '' when ok."""
+    try:
+        wf = load_unchecked(path)
+        outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    except RunnerError as exc:
+        return str(exc)
+    return "" if outcome.status == "ok" else str(outcome.error)
+
+
+def render(text: str, **values: object) -> str:
+    return Template(TemplateSrc(text, Loc("f.yaml", 3, 5))).render(base_context(**values))
+
+
+# -- issue 21: the sandbox bounds every template ---------------------------------------------------------------
+
+OVER = "a value built in a template may have at most 10,000,000"
+BOMBS = {
+    "power": ("{{ 9**(9**9) }}", "9 ** 387420489 would give a number of more than 4,000 digits"),
+    "text repetition": (
+        "{{ 'x' * 10**10 }}",
+        f"repeating a text 10,000,000,000 times would build 10,000,000,000 characters; {OVER}",
+    ),
+    "nested list repetition": (
+        "{{ [[1] * 3000] * 3000 * 2 }}",
+        f"repeating a list 2 times would build 18,006,001 items; {OVER}",
+    ),
+    "range": (
+        "{{ range(10**9) | length }}",
+        "range(1000000000) would have 1,000,000,000 items; templates may use ranges of at most 100,000",
+    ),
+    "format width": (
+        "{{ '{:999999999}'.format(1) }}",
+        f"formatting '{{:999999999}}' would build 1,000,000,000 characters; {OVER}",
+    ),
+    "percent width": (
+        "{{ '%999999999d' % 1 }}",
+        f"formatting '%999999999d' with % would build 1,000,000,011 characters; {OVER}",
+    ),
+    "percent star width": (
+        "{{ '%*d' % (10**9, 1) }}",
+        f"formatting '%*d' with % would build 1,000,000,016 characters; {OVER}",
+    ),
+    "center": ("{{ 'x' | center(10**9) }}", f"center(1,000,000,000) would build 1,000,000,000 characters; {OVER}"),
+    "str.center": (
+        "{{ 'x'.center(10**9) }}",
+        f"center(1000000000) on 'x' would build 1,000,000,000 characters; {OVER}",
+    ),
+    "replace growth": (
+        "{{ ('ab' * 10000).replace('a', 'a' * 10000) }}",
+        "replace('a', a text of 10,000 characters) on a text of 20,000 characters would build 100,010,000 "
+        f"characters; {OVER}",
+    ),
+    "join separator": (
+        "{{ ('x' * 1000).join(range(100000)) }}",
+        f"joining 100,000 items with a text of 1,000 characters would build 99,999,000 characters; {OVER}",
+    ),
+    "to_bytes": ("{{ (1).to_bytes(10**9, 'big') }}", f"to_bytes(1000000000) would build 1,000,000,000 bytes; {OVER}"),
+    "lipsum": ("{{ lipsum(10**7) }}", "lipsum(10,000,000) would write up to 1,000,000,000 words; at most 100,000"),
+    "batch fill": (
+        "{{ [1] | batch(10**9, 0) | list }}",
+        f"batch(1,000,000,000) with a fill value would build 1,000,000,000 items; {OVER}",
+    ),
+    "slice": (
+        "{{ [1] | slice(10**9) | list }}",
+        "slice(1,000,000,000) would make 1,000,000,000 lists; at most 100,000",
+    ),
+    "tojson indent": (
+        "{{ ['x' * 1000] | tojson(indent=100000) }}",
+        f"tojson(indent=100000) would build 100,101,001 characters; {OVER}",
+    ),
+    "doubling with ~": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        f"joining 2 values with ~ would build 16,777,216 characters; {OVER}",
+    ),
+    "doubling with format": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(30) %}{% set ns.s = '{}{}'.format(ns.s, ns.s) %}"
+        "{% endfor %}",
+        f"formatting '{{}}{{}}' would build 16,777,216 characters; {OVER}",
+    ),
+    "doubling with join": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(30) %}{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}",
+        f"joining 2 items would build 16,777,216 characters; {OVER}",
+    ),
+    "doubling a list with +": (
+        "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+        f"joining two lists with + would build 16,777,217 items; {OVER}",
+    ),
+    "squaring a number": (
+        "{% set ns = namespace(n=3) %}{% for i in range(100) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+        "a number of about 3,909 digits * a number of about 3,909 digits would give a number of more than 4,000 digits",
+    ),
+    "a list holding itself twice, 60 deep": (
+        "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
+        f"the text of this value would build 3,458,764,513,820,540,927 characters or items; {OVER}",
+    ),
+    "output": (
+        "{% for i in range(100) %}{{ inputs.big }}{% endfor %}",
+        "the template's output would pass 10,000,000 characters",
+    ),
+    "nested loops": (
+        "{% for i in range(inputs.n) %}{% for j in range(inputs.n) %}{% endfor %}{% endfor %}",
+        "the template took more than 500,000 steps (loop iterations, calls and filters) in one render; a render "
+        "must not block the run",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BOMBS))
+def test_a_template_over_a_limit_stops_with_a_located_error(case: str) -> None:
+    text, message = BOMBS[case]
+    with pytest.raises(TemplateError) as info:
+        render(text, inputs={"big": "x" * 200_000, "n": 1000})
+    assert str(info.value) == f"f.yaml:3:5: template error: {message}"
+
+
+def test_a_render_that_runs_too_long_stops_after_a_second() -> None:
+    # Comparing two large lists takes time but few steps: the clock stops it.
+    text = (
+        "{% set a = [[0] * 3000] * 3000 %}{% set b = [[0] * 3000] * 3000 %}\n"
+        "{% for i in range(1000) %}{{ a == b }}{% endfor %}"
+    )
+    with pytest.raises(TemplateError) as info:
+        render(text)
+    assert str(info.value) == (
+        "f.yaml:4:5: template error: the template ran for more than 1 s in one render; a render must not block the run"
+    )
+
+
+def test_templates_within_the_limits_render_as_before() -> None:
+    text = (
+        "{{ 'ab' * 3 }} {{ [1, 2] * 2 }} {{ 2**100 }} {{ '%5d|%-3s|' % (3, 'x') }} {{ 'a' ~ 1 ~ [2] }} "
+        "{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% endfor %}{{ 'x' | center(5) }}| "
+        "{{ 'a,b' | replace(',', '--') }} {{ ['a', 'b'] | join('-') }} {{ [3, 1, 2] | sort | list }} "
+        "{{ range(4) | map('string') | join(',') }} {{ '{:>4}|{:.2f}'.format('a', 1 / 3) }} "
+        "{{ ('<b>' | safe).join(['x', 'y']) }} {{ '{x}!'.format_map({'x': 1}) }} {{ [[1, 2], [3]] | sum(start=[]) }} "
+        "{{ 10 - 3 }} {{ 7 % 3 }} {{ dict(a=[1] * 3) | tojson }} {{ 'ab'.zfill(4) }} {{ [1, [2, [3]]] }}"
+    )
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    expected = ImmutableSandboxedEnvironment().from_string(text).render()  # Jinja's own sandbox, unbounded
+    assert render(text) == expected
+    assert expected.startswith("ababab [1, 2, 1, 2] 1267650600228229401496703205376     3|x  | a1[2] 1/3 2/3 3/3")
+
+
+def test_the_for_loop_counts_every_level_of_a_recursive_loop() -> None:
+    text = "{% for x in [1, 2] recursive %}{% if loop.depth < 3 %}{{ loop(range(inputs.n)) }}{% endif %}{% endfor %}"
+    assert render(text, inputs={"n": 3}) == ""
+    with pytest.raises(TemplateError) as info:
+        render(text, inputs={"n": 100_000})
+    # 2 * 100,000 * 100,000 iterations: the steps stop it, or the clock on a slow machine
+    assert str(info.value).endswith("in one render; a render must not block the run")
+
+
+def test_a_value_a_for_each_builds_is_bounded_before_it_leaves_the_sandbox() -> None:
+    template = Template(TemplateSrc("{{ [[[1] * 3000] * 3000, [[1] * 3000] * 3000] }}", Loc("f.yaml", 3, 5)))
+    with pytest.raises(TemplateError) as info:
+        template.evaluate(base_context())
+    assert str(info.value) == (
+        f"f.yaml:3:5: template error: the text of this value would build 18,006,003 characters or items; {OVER}"
+    )
+    assert (
+        Template(TemplateSrc("{{ inputs.xs }}", Loc("f.yaml", 3, 5))).evaluate(
+            base_context(inputs={"xs": [[1] * 3000] * 4000})
+        )
+        == [[1] * 3000] * 4000
+    )  # a value the template only reads is data, not bounded
+
+
+def test_an_error_in_a_for_each_points_at_its_own_line() -> None:
+    # The error used to name a line of Jinja's generated code (21 or 28 in a 10-line file); an expression is
+    # one statement there, so its first line in the file is the place.
+    src = TemplateSrc("{{ inputs.xs\n   + inputs.nope.x }}", Loc("f.yaml", 3, 5), 1)
+    with pytest.raises(TemplateError) as info:
+        Template(src).evaluate(base_context(inputs={"xs": []}))
+    assert str(info.value) == "f.yaml:4:5: template error: 'dict object' has no attribute 'nope'"
+    src = TemplateSrc("{% for x in inputs.xs %}\n{{ x.nope }}{% endfor %}", Loc("f.yaml", 3, 5), 1)
+    with pytest.raises(TemplateError) as info:
+        Template(src).render(base_context(inputs={"xs": [{}]}))
+    assert str(info.value) == "f.yaml:5:5: template error: 'dict object' has no attribute 'nope'"
+
+
+def test_a_template_nested_too_deeply_is_a_syntax_error_not_a_crash() -> None:
+    deep = "{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"
+    with pytest.raises(TemplateError) as info:
+        Template(TemplateSrc(deep, Loc("f.yaml", 3, 5)))
+    assert str(info.value) == (
+        "f.yaml:3:5: template syntax error: the template nests too deeply (brackets or blocks inside each other)"
+    )
+
+
+HANG = """\
+import sys
+from runner.spec.records import Loc, TemplateSrc
+from runner.templates import Template
+Template(TemplateSrc(sys.argv[1], Loc("f.yaml", 1, 1)))
+print("compiled")
+"""
+
+
+@pytest.mark.parametrize("text", ["{{ 9**(9**9) }}", "{{ 'x' * 10**10 }}", "{{ 'x' | center(1000000000) }}"])
+def test_compiling_a_template_does_no_work_its_numbers_ask_for(text: str) -> None:
+    # In a child process: before the fix Jinja folded these constants while compiling, for minutes.
+    proc = subprocess.run([sys.executable, "-c", HANG, text], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "compiled\n", "")
+
+
+SITES = """\
+version: 1
+name: sites
+inputs:
+  n: {{type: integer, default: 1000000000}}
+tools:
+  lookup: {{function: "toolbox_lookup:lookup"}}
+models:
+  m:
+    provider: scripted
+    reply: "{reply}"
+    turns:
+      - tool_calls: [{{name: lookup, arguments: {{key: "{args}"}}}}]
+{turn}agents:
+  a: {{model: m, tools: [lookup], sys_prompt: "{prompt}"}}
+stages:
+  - id: s
+    agent: a
+    input: "{input}"
+    when: "{when}"
+  - id: f
+    fanout: {{for_each: "{for_each}", agent: a}}
+"""
+BOMB = "{{ range(inputs.n) | length }}"
+FINE = {"reply": "ok", "args": "k", "turn": "done", "prompt": "p", "input": "i", "when": "yes", "for_each": "{{ [1] }}"}
+
+
+@pytest.mark.parametrize("site", list(FINE))
+def test_every_kind_of_template_renders_in_the_bounded_sandbox(site: str, tmp_path: Path) -> None:
+    # range(inputs.n) depends on a value, so validate cannot see it: the run must stop it, located.
+    (tmp_path / "toolbox_lookup.py").write_text("def lookup(key: str) -> str:\n    return key\n")
+    fields = {**FINE, site: BOMB if site != "for_each" else "{{ range(inputs.n) }}"}
+    # the model's own reply is used once no turn is left
+    fields["turn"] = "" if site == "reply" else f'      - reply: "{fields["turn"]}"\n'
+    path = tmp_path / "wf.yaml"
+    path.write_text(SITES.format(**fields))
+    assert [p for p in problems(path) if ": error: " in p] == []
+    failure = run_failure(path)
+    message = "range(1000000000) would have 1,000,000,000 items; templates may use ranges of at most 100,000"
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "range(inputs.n)" in text)
+    # A scripted model's tool-call arguments are plain data in its config, located nowhere in the file yet.
+    where = "<scripted tool arguments>:1:1" if site == "args" else f"{path}:{line}:"
+    assert failure.startswith(where) and failure.endswith(message), failure
