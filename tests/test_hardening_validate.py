@@ -25,7 +25,7 @@ from runner.spec import check_file
 from runner.spec.inputs import resolve_inputs
 from runner.spec.records import Loc, TemplateSrc
 from runner.templates import Template, base_context
-from tests.conftest import ROOT, load_unchecked
+from tests.conftest import ROOT, load_unchecked, run_cli
 
 
 def problems(path: Path) -> list[str]:
@@ -282,3 +282,188 @@ def test_every_kind_of_template_renders_in_the_bounded_sandbox(site: str, tmp_pa
     # A scripted model's tool-call arguments are plain data in its config, located nowhere in the file yet.
     where = "<scripted tool arguments>:1:1" if site == "args" else f"{path}:{line}:"
     assert failure.startswith(where) and failure.endswith(message), failure
+
+
+# -- issue 14: python stages and tools -------------------------------------------------------------------------
+
+MODULE = """\
+import json
+from os import path as p
+
+LIMIT = 10
+
+
+def search(query: str) -> str:
+    return query
+
+
+async def fetch(url: str) -> str:
+    return url
+
+
+class Box:
+    size = 3
+
+    def open(self) -> None:
+        pass
+
+
+class Child(Box):
+    pass
+
+
+try:
+    from not_installed_anywhere import speedy
+except ImportError:
+    def speedy() -> None:
+        pass
+
+if p:
+    alias = search
+"""
+
+
+def code_case(tmp_path: Path, targets: list[str], files: dict[str, str] | None = None) -> Path:
+    (tmp_path / "mycode.py").write_text(MODULE)
+    for name, source in (files or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    stages = "".join(f'  - {{id: p{i}, python: "{target}", input: "x"}}\n' for i, target in enumerate(targets))
+    path = tmp_path / "wf.yaml"
+    path.write_text(f"version: 1\nname: code\nstages:\n{stages}")
+    return path
+
+
+FOUND = [
+    "mycode:search",
+    "mycode:fetch",
+    "mycode:Box",
+    "mycode:Box.open",
+    "mycode:speedy",
+    "mycode:alias",
+    "json:dumps",
+    "json.decoder:JSONDecoder",
+    "sys:getrecursionlimit",
+    "pkg.sub:inner",
+]
+# What only running the module can tell: validate trusts it, the run says.
+TRUSTED = ["mycode:Child.anything", "dynamic:anything", "star:anything", "uses_globals:anything"]
+FILES = {
+    "pkg/__init__.py": "open(__file__ + '.ran', 'w').close()\n",
+    "pkg/sub.py": "def inner(x):\n    return x\n",
+    "dynamic.py": "def __getattr__(name):\n    return len\n",
+    "star.py": "from json import *\n",
+    "uses_globals.py": "globals()['made'] = len\n",
+}
+
+
+@pytest.mark.parametrize("target", FOUND + TRUSTED)
+def test_a_function_the_run_can_import_passes_validate(target: str, tmp_path: Path, own_imports) -> None:
+    path = code_case(tmp_path, [target], FILES)
+    before = set(sys.modules)
+    assert problems(path) == []
+    assert not (tmp_path / "pkg" / "__init__.py.ran").exists()  # validate ran none of the user's code
+    assert {name for name in set(sys.modules) - before if name.split(".")[0] in ("pkg", "mycode")} == set()
+    if target in FOUND:  # the run imports it (and then calls it with the stage's arguments)
+        assert not run_failure(path).startswith(("cannot import", f"python stage function '{target}'"))
+
+
+# {m}: the column of the module's name, {f}: of the function's
+MISSING = {
+    "mycode:serch": "4:{f}: error: module 'mycode' (mycode.py) does not define 'serch' (python stage 'p0') "
+    "[unknown-function]",
+    "mycode:Box.close": "4:{f}: error: class 'Box' in module 'mycode' (mycode.py) does not define 'close' "
+    "(python stage 'p0') [unknown-function]",
+    "mycod:search": "4:{m}: error: cannot find module 'mycod' for python stage 'p0': no such module [unknown-module]",
+    "pkg.nope:inner": "4:{m}: error: cannot find module 'pkg.nope' for python stage 'p0': package 'pkg' has no "
+    "module 'nope' [unknown-module]",
+    "mycode.sub:x": "4:{m}: error: cannot find module 'mycode.sub' for python stage 'p0': 'mycode' is a module, "
+    "not a package [unknown-module]",
+    "pkg:sub.inner": "4:{f}: error: 'sub' is a submodule of package 'pkg', which does not import it (python stage "
+    "'p0') [unknown-function]",
+    "json:dumpz": "4:{f}: error: module 'json' ({json}) does not define 'dumpz' (python stage 'p0') [unknown-function]",
+    "sys:nope": "4:{f}: error: module 'sys' (built in) does not define 'nope' (python stage 'p0') [unknown-function]",
+    "nsfolder:f": "4:{f}: error: module 'nsfolder' (a folder without __init__.py, which defines nothing) does not "
+    "define 'f' (python stage 'p0') [unknown-function]",
+    "broken:f": "4:{m}: error: module 'broken' for python stage 'p0' cannot be imported: SyntaxError at "
+    "broken.py:1: invalid syntax [unknown-module]",
+    "mycode:json": "4:{f}: error: 'json' in module 'mycode' (mycode.py) is a module, not a function (python stage "
+    "'p0') [unknown-function]",
+    "mycode:LIMIT": "4:{f}: error: 'LIMIT' in module 'mycode' (mycode.py) is a constant, not a function (python "
+    "stage 'p0') [unknown-function]",
+    "mycode:Box.size": "4:{f}: error: 'Box.size' in module 'mycode' (mycode.py) is a constant, not a function "
+    "(python stage 'p0') [unknown-function]",
+}
+
+
+@pytest.fixture
+def own_imports():
+    """The engine imports the modules of these tests into this process: forget them afterwards, so that the
+    next test's module of the same name is read from its own folder."""
+    modules, path = set(sys.modules), list(sys.path)
+    yield
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]
+    sys.path[:] = path
+
+
+@pytest.mark.parametrize("target", list(MISSING))
+def test_a_function_the_run_cannot_import_fails_validate_and_the_run(target: str, tmp_path: Path, own_imports) -> None:
+    import json
+
+    files = {**FILES, "broken.py": "def f(:\n    pass\n", "nsfolder/data.txt": ""}
+    path = code_case(tmp_path, [target], files)
+    line = path.read_text().splitlines()[3]
+    m = line.index(target) + 1
+    expected = MISSING[target].format(m=m, f=m + target.index(":") + 1, json=json.__file__)
+    assert problems(path) == [expected]
+    failure = run_failure(path)
+    assert failure.startswith(f"cannot import python stage function '{target}'") or failure == (
+        f"python stage function '{target}' is not callable"
+    )
+
+
+def test_the_hints_say_what_the_module_defines(tmp_path: Path) -> None:
+    path = code_case(tmp_path, ["mycode:serch", "mycode:nothing_like_it", "mycod:search"])
+    proc = run_cli("validate", "--format", "json", str(path))
+    import json
+
+    hints = [p["hint"] for p in json.loads(proc.stdout)["problems"]]
+    assert hints == [
+        "did you mean 'search'?",
+        "module 'mycode' defines: Box, Child, LIMIT, alias, fetch, json, p, search, speedy",
+        "did you mean 'mycode'?",
+    ]
+
+
+def test_a_submodule_another_stage_imports_is_an_attribute_of_its_package(tmp_path: Path, own_imports) -> None:
+    path = code_case(tmp_path, ["pkg.sub:inner", "pkg:sub.inner"], FILES)
+    assert problems(path) == []
+    assert not run_failure(path).startswith("cannot import")  # both import; inner() then wants its argument
+
+
+def test_tools_are_checked_like_python_stages(write_wf, tmp_path: Path) -> None:
+    (tmp_path / "mycode.py").write_text(MODULE)
+    path = write_wf(
+        """\
+        version: 1
+        name: tools
+        tools:
+          s: {function: "mycode:search"}
+          f: {function: 'mycode:fetchh'}
+          gone: {function: "no_such_module_xyz:fn"}
+        models:
+          m: {provider: scripted}
+        agents:
+          a: {model: m, tools: [s, f, gone]}
+        stages:
+          - {id: s, agent: a}
+        """
+    )
+    lines = path.read_text().splitlines()
+    assert problems(path) == [
+        f"5:{lines[4].index('fetchh') + 1}: error: module 'mycode' (mycode.py) does not define 'fetchh' (tool 'f') "
+        "[unknown-function]",
+        f"6:{lines[5].index('no_such') + 1}: error: cannot find module 'no_such_module_xyz' for tool 'gone': no such "
+        "module [unknown-module]",
+    ]

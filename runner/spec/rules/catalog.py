@@ -85,6 +85,19 @@ _RULES = (
         "Define the embedding under `embeddings:` or fix the name.",
     ),
     Rule(
+        "unknown-module",
+        ERROR,
+        "A python stage or tool names a module that cannot be found or has a syntax error.",
+        "`runner run` imports the module from the workflow's folder, then Python's import path: create the "
+        "file, fix the name, or install the package.",
+    ),
+    Rule(
+        "unknown-function",
+        ERROR,
+        "A python stage or tool names a function that its module does not define.",
+        "Define the function at the module's top level, or fix the name after the colon.",
+    ),
+    Rule(
         "duplicate-id",
         ERROR,
         "Two stages have the same id.",
