@@ -284,6 +284,169 @@ def test_every_kind_of_template_renders_in_the_bounded_sandbox(site: str, tmp_pa
     assert failure.startswith(where) and failure.endswith(message), failure
 
 
+def test_runner_run_refuses_a_bomb_at_once_with_validates_message(write_wf) -> None:
+    path = write_wf(
+        """\
+        version: 1
+        name: bomb
+        models:
+          m: {provider: scripted}
+        agents:
+          a: {model: m}
+        stages:
+          - {id: s, agent: a, input: "{{ 9**(9**9) }}"}
+        """
+    )
+    proc = run_cli("run", str(path), "--report-dir", str(path.parent / "reports"), timeout=30)
+    assert proc.returncode == 1
+    column = path.read_text().splitlines()[7].index("9**(9**9)") + 1
+    message = "9 ** 387420489 would give a number of more than 4,000 digits [template-limit]"
+    assert f"{path}:8:{column}: error: {message}" in proc.stderr
+
+
+# -- issue 21: validate compiles every template against the same sandbox --------------------------------------
+
+ESCAPES = {
+    "__class__": ("{{ inputs.topic.__class__ }}", "__class__"),
+    "__mro__": ("{{ inputs.topic.__class__.__mro__ }}", "__class__"),
+    "__globals__": ("{{ range.__globals__ }}", "__globals__"),
+    "__subclasses__": ("{{ ().__class__.__base__.__subclasses__() }}", "__class__"),
+    "mro()": ("{{ dict.mro() }}", "mro"),
+    "func_globals": ("{{ lipsum.func_globals }}", "func_globals"),
+    "gi_frame": ("{{ (range(2) | map('string')).gi_frame }}", "gi_frame"),
+    "format field": ("{{ '{0.__class__}'.format(inputs.topic) }}", "'{0.__class__}'"),
+    "attr filter": ("{{ inputs.topic | attr('__class__') }}", "'__class__'"),
+    "subscript": ("{{ inputs.topic['__class__'] }}", "'__class__'"),
+}
+ESCAPE_SITES = {
+    "stage input": ('  - {id: s, agent: a, input: "EXPR"}\n', ""),
+    "sys_prompt": ("  - {id: s, agent: b}\n", "EXPR"),
+    "when": ('  - {id: s, agent: a, when: "EXPR"}\n', ""),
+    "for_each": ('  - id: s\n    fanout: {for_each: "[EXPR]", agent: a}\n', ""),
+}
+
+
+@pytest.mark.parametrize("site", list(ESCAPE_SITES))
+@pytest.mark.parametrize("escape", list(ESCAPES))
+def test_a_sandbox_escape_fails_validate_at_its_span_and_fails_the_run(escape: str, site: str, write_wf) -> None:
+    expression, first = ESCAPES[escape]
+    stages, prompt = ESCAPE_SITES[site]
+    if site == "for_each":
+        stages = stages.replace("[EXPR]", expression.replace("{{ ", "{{ [").replace(" }}", "] }}"))
+    text = (
+        "version: 1\nname: escape\ninputs:\n  topic: {type: string, default: t}\nmodels:\n"
+        "  m: {provider: scripted}\nagents:\n  a: {model: m}\n"
+        f'  b: {{model: m, sys_prompt: "{prompt.replace("EXPR", expression)}"}}\n'
+        "stages:\n" + stages.replace("EXPR", expression) + ("  - {id: t, agent: b}\n" if not prompt else "")
+    )
+    path = write_wf(text)
+    found = [p for p in problems(path) if "[unsafe-attribute]" in p]
+    assert found, problems(path)
+    line_no, column = found[0].split(":")[:2]
+    line = text.splitlines()[int(line_no) - 1]
+    assert line[int(column) - 1 :].startswith(first)
+    assert run_failure(path) != ""
+
+
+def test_an_input_default_that_looks_like_a_template_is_data(write_wf) -> None:
+    path = write_wf(
+        """\
+        version: 1
+        name: data
+        inputs:
+          topic: {type: string, default: "{{ ''.__class__.__mro__ }}"}
+        models:
+          m: {provider: scripted, reply: "{{ input }}"}
+        agents:
+          a: {model: m}
+        stages:
+          - {id: s, agent: a, input: "{{ inputs.topic }}"}
+        """
+    )
+    assert problems(path) == []
+    wf = load_unchecked(path)
+    outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
+    assert outcome.output.content == "{{ ''.__class__.__mro__ }}"
+
+
+def test_unknown_filters_and_tests_fail_validate_where_they_fail_the_run(write_wf) -> None:
+    path = write_wf(
+        """\
+        version: 1
+        name: filters
+        models:
+          m: {provider: scripted, reply: "{{ input | shout }}"}
+        agents:
+          a: {model: m, sys_prompt: "{% if input is shouty %}x{% endif %}"}
+        stages:
+          - {id: s, agent: a, input: "{% if false %}{{ run.name | uper }}{% endif %}"}
+          - {id: t, agent: a, input: "{{ run.name | upper }}"}
+        """
+    )
+    lines = path.read_text().splitlines()
+    assert problems(path) == [
+        f"4:{lines[3].index('shout') + 1}: error: there is no filter named 'shout' [unknown-filter]",
+        f"6:{lines[5].index('shouty') + 1}: error: there is no test named 'shouty' [unknown-filter]",
+        f"8:{lines[7].index('uper') + 1}: error: there is no filter named 'uper' [unknown-filter]",
+    ]
+    assert run_failure(path) == f"{path}:4:{lines[3].index('{{') + 1}: template syntax error: No filter named 'shout'."
+
+
+def test_the_hints_name_the_close_filter(write_wf) -> None:
+    path = write_wf(
+        """\
+        version: 1
+        name: filters
+        models:
+          m: {provider: scripted}
+        agents:
+          a: {model: m}
+        stages:
+          - {id: s, agent: a, input: "{{ run.name | uper }}"}
+        """
+    )
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout == (
+        f"{path}:8:45: error: there is no filter named 'uper' [unknown-filter]\n"
+        '     8 |   - {id: s, agent: a, input: "{{ run.name | uper }}"}\n'
+        "       |                                             ^^^^\n"
+        "       = hint: did you mean 'upper'?\n"
+        "1 error(s), 0 warning(s) in 1 file(s)\n"
+    )
+
+
+def test_statement_errors_only_the_compiler_finds_fail_validate(write_wf) -> None:
+    path = write_wf(
+        """\
+        version: 1
+        name: compiler
+        models:
+          m: {provider: scripted}
+        agents:
+          a: {model: m}
+        stages:
+          - id: s
+            agent: a
+            input: |
+              {% for loop in [1] %}{{ loop }}{% endfor %}
+          - id: t
+            agent: a
+            input: |
+              {{ 1 }}
+              {% macro m(caller) %}{{ caller() }}{% endmacro %}
+        """
+    )
+    assert problems(path) == [
+        "11:14: error: template error: Can't assign to special loop variable in for-loop target [template-syntax]",
+        '16:7: error: template error: When defining macros or call blocks the special "caller" argument must be '
+        "omitted or be given a default. [template-syntax]",
+    ]
+    assert "Can't assign to special loop variable" in run_failure(path)
+    path.write_text(path.read_text().replace("{% for loop in [1] %}{{ loop }}{% endfor %}", "x"))
+    assert 'the special "caller" argument must be omitted' in run_failure(path)
+
+
 # -- issue 14: python stages and tools -------------------------------------------------------------------------
 
 MODULE = """\
@@ -467,3 +630,123 @@ def test_tools_are_checked_like_python_stages(write_wf, tmp_path: Path) -> None:
         f"6:{lines[5].index('no_such') + 1}: error: cannot find module 'no_such_module_xyz' for tool 'gone': no such "
         "module [unknown-module]",
     ]
+
+
+# -- issue 14: stages that `when` may skip ---------------------------------------------------------------------
+
+SKIP_HEADER = """\
+version: 1
+name: skip
+inputs:
+  careful: {type: boolean, default: false}
+models:
+  m: {provider: scripted, reply: "{{ input }}"}
+agents:
+  a: {model: m}
+stages:
+"""
+# Each case: the stages, and the expected error with {line}:{col} of the read it reports.
+SKIPPED = {
+    "top level": (
+        "  - {id: draft, agent: a, input: d}\n"
+        "  - {id: revision, agent: a, when: '{{ inputs.careful }}', input: r}\n"
+        "  - {id: final, agent: a, input: '{{ stages.revision.content }}'}\n",
+        "stages.revision may have no output in the input of stage 'final': stage 'revision' has a 'when' that may "
+        "skip it, and then stages.revision is None [stage-not-ready]",
+    ),
+    "inside a branch": (
+        "  - id: fan\n    fanout:\n      branches:\n"
+        "        - [{id: b1, agent: a, when: '{{ inputs.careful }}', input: x}, "
+        "{id: b2, agent: a, input: '{{ stages.b1.content }}'}]\n",
+        "stages.b1 may have no output in the input of stage 'b2': stage 'b1' has a 'when' that may skip it, and "
+        "then stages.b1 is None [stage-not-ready]",
+    ),
+    "after a branch": (
+        "  - id: fan\n    fanout:\n      branches:\n"
+        "        - [{id: b1, agent: a, when: '{{ inputs.careful }}', input: x}]\n"
+        "  - {id: after, agent: a, input: '{{ stages.b1.content }}'}\n",
+        "stages.b1 may have no output in the input of stage 'after': stage 'b1' has a 'when' that may skip it, and "
+        "then stages.b1 is None [stage-not-ready]",
+    ),
+    "inside a fan-out's pipeline": (
+        "  - id: fan\n    fanout:\n      for_each: [1, 2]\n      stages:\n"
+        "        - {id: p1, agent: a, when: '{{ inputs.careful }}', input: x}\n"
+        "        - {id: p2, agent: a, input: '{{ stages.p1.content }}'}\n",
+        "stages.p1 may have no output in the input of stage 'p2': stage 'p1' has a 'when' that may skip it, and "
+        "then stages.p1 is None [stage-not-ready]",
+    ),
+    "a skipped fan-out's branch": (
+        "  - id: fan\n    when: '{{ inputs.careful }}'\n    fanout:\n      branches: [[{id: b1, agent: a, input: x}]]\n"
+        "  - {id: after, agent: a, input: '{{ stages.b1.content }}'}\n",
+        "stages.b1 may have no output in the input of stage 'after': stage 'b1' runs inside fan-out 'fan', which "
+        "has a 'when' that may skip it [stage-not-ready]",
+    ),
+    "a failed branch under collect": (
+        "  - id: fan\n    fanout:\n      on_error: collect\n      branches:\n"
+        "        - [{id: b1, agent: a, input: x}, {id: b2, agent: boom, input: y}]\n"
+        "  - {id: after, agent: a, input: '{{ stages.b1.content }}'}\n",
+        "stages.b1 may have no output in the input of stage 'after': stage 'b1' runs in a branch of fan-out 'fan' "
+        "(on_error: collect), and a branch that fails hands out none of its stages [stage-not-ready]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SKIPPED))
+def test_reading_a_stage_that_may_be_skipped_fails_validate_and_the_run(case: str, write_wf) -> None:
+    stages, expected = SKIPPED[case]
+    header = SKIP_HEADER.replace("  a: {model: m}\n", "  a: {model: m}\n  boom: {model: bad}\n").replace(
+        "models:\n", "models:\n  bad: {provider: scripted, turns: [{fail: broken}]}\n"
+    )
+    path = write_wf(header + stages)
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "'{{ stages." in line)
+    column = lines[at].index("{{ stages.") + 4
+    assert [p for p in problems(path) if "[unused" not in p] == [f"{at + 1}:{column}: error: {expected}"]
+    assert run_failure(path) != ""
+
+
+GUARDED = {
+    "if": "{% if stages.revision %}{{ stages.revision.content }}{% else %}none{% endif %}",
+    "is none": "{{ 'none' if stages.revision is none else stages.revision.content }}",
+    "default": "{{ stages.revision.content | default('none') }}",
+}
+
+
+@pytest.mark.parametrize("guard", list(GUARDED))
+def test_a_checked_read_is_a_warning_and_runs(guard: str, write_wf) -> None:
+    path = write_wf(
+        SKIP_HEADER
+        + "  - {id: revision, agent: a, when: '{{ inputs.careful }}', input: r}\n"
+        + f'  - {{id: final, agent: a, input: "{GUARDED[guard]}"}}\n'
+    )
+    found = problems(path)
+    assert (
+        len(found) == 1
+        and found[0].startswith("11:")
+        and found[0].endswith(
+            "warning: stages.revision may have no output in the input of stage 'final': stage 'revision' has a "
+            "'when' that may skip it, and then stages.revision is None; a check guards it [stage-maybe-skipped]"
+        )
+    )
+    assert run_failure(path) == ""
+    wf = load_unchecked(path)
+    assert run_plan(compile_workflow(wf), resolve_inputs(wf, [])).output.content == "none"
+
+
+def test_a_stage_whose_own_when_checks_the_skippable_one_only_warns(write_wf) -> None:
+    path = write_wf(
+        SKIP_HEADER
+        + "  - {id: draft, agent: a, input: d}\n"
+        + "  - {id: revision, agent: a, when: '{{ inputs.careful }}', input: r}\n"
+        + "  - {id: final, agent: a, when: '{{ stages.revision is not none }}',\n"
+        + "     input: '{{ stages.revision.content }}'}\n"
+        + "  - {id: last, agent: a, input: '{{ prev.content }}'}\n"
+    )
+    assert [p.split(": ", 2)[1] for p in problems(path)] == ["warning", "warning"]
+    assert run_failure(path) == ""
+
+
+def test_the_examples_stay_clean() -> None:
+    proc = run_cli("validate", "--strict", "workflows")
+    count = len(list((ROOT / "workflows").glob("*.yaml")))
+    assert (proc.returncode, proc.stdout.splitlines()[-1]) == (0, f"{count} file(s) valid")
