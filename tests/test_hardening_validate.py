@@ -746,6 +746,24 @@ def test_a_stage_whose_own_when_checks_the_skippable_one_only_warns(write_wf) ->
     assert run_failure(path) == ""
 
 
+def test_a_when_is_a_check_only_when_it_tests_the_stage(write_wf) -> None:
+    stages = (
+        "  - {id: draft, agent: a, input: d}\n"
+        "  - {id: revision, agent: a, when: '{{ inputs.careful }}', input: r}\n"
+        "  - {id: next, agent: a, when: 'WHEN', input: x}\n"
+    )
+    read = write_wf(SKIP_HEADER + stages.replace("WHEN", "{{ stages.revision.content }}"), "read.yaml")
+    tested = write_wf(SKIP_HEADER + stages.replace("WHEN", "{{ stages.revision }}"), "tested.yaml")
+    column = read.read_text().splitlines()[11].index("{{ stages") + 4
+    assert problems(read) == [
+        f"12:{column}: error: stages.revision may have no output in the 'when' of stage 'next': stage 'revision' "
+        "has a 'when' that may skip it, and then stages.revision is None [stage-not-ready]"
+    ]
+    assert "'None' has no attribute 'content'" in run_failure(read)
+    assert [p.split(": ", 2)[1] for p in problems(tested)] == ["warning"]
+    assert run_failure(tested) == ""
+
+
 def test_the_examples_stay_clean() -> None:
     proc = run_cli("validate", "--strict", "workflows")
     count = len(list((ROOT / "workflows").glob("*.yaml")))

@@ -281,6 +281,8 @@ def _read(spec: Any, name: str) -> Module:
     key = (origin, stat.st_mtime_ns, stat.st_size)
     cached = _CACHE.get(key)
     if cached is None:
+        if len(_CACHE) >= 1024:  # a long-lived process: old versions of edited files go
+            _CACHE.clear()
         cached = _CACHE[key] = _parse(origin, stat.st_size, package)
     return cached
 

@@ -7,6 +7,7 @@ a list where the type is knowable (a literal, an input's declared type, a stage'
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -113,6 +114,11 @@ class TemplateChecker:
             self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
             return
         names = jinja.analyse(ast)
+        if site.kind == "when":  # `when: "{{ stages.x }}"` tests the value itself: None skips the stage
+            whole = _single_expression(ast)
+            path = _ref(whole) if whole is not None else None
+            if path is not None:
+                names = dataclasses.replace(names, tested=names.tested | {path})
         located: jinja.Parsed | None = None  # tokens with offsets, parsed again for the first problem
 
         def parsed() -> jinja.Parsed:
@@ -267,7 +273,7 @@ class TemplateChecker:
                 continue
             absent, reason, hint = self.skip_reason(key)
             where = _where(site, scope)
-            if self.checks(key, names, scope, absent):
+            if self.checks(key, names, scope, absent, site.kind == "when"):
                 return (
                     "stage-maybe-skipped",
                     f"stages.{key} may have no output in {where}: {reason}; a check guards it",
@@ -276,7 +282,7 @@ class TemplateChecker:
             return "stage-not-ready", f"stages.{key} may have no output in {where}: {reason}", hint
         return None
 
-    def checks(self, key: str, names: jinja.Names, scope: Scope, absent: bool) -> bool:
+    def checks(self, key: str, names: jinja.Names, scope: Scope, absent: bool, in_when: bool) -> bool:
         """Whether a template tests ``stages.<key>`` before reading it, or the reading stage's ``when`` does.
         A stage skipped by its own ``when`` is None: ``{% if stages.x %}``, ``stages.x is none`` and
         ``stages.x.content | default('')`` guard it. A stage of a skipped fan-out or failed branch does not
@@ -288,6 +294,8 @@ class TemplateChecker:
                 return True
         elif path in names.tested or any(g[:2] == path for g in names.guarded):
             return True
+        if in_when:  # the `when` is the check, or it reads what it should check
+            return False
         reader = self.stages.get(scope.stage)
         when = reader.policy.when if reader is not None else None
         if when is None or is_constant(when.text):
@@ -296,8 +304,10 @@ class TemplateChecker:
         if ast is None:
             return False
         condition = jinja.analyse(ast)
-        return path in condition.refs or path in condition.guarded
-
+        if path in condition.guarded or (not absent and path in condition.tested):
+            return True
+        whole = _single_expression(ast)  # `when: "{{ stages.x }}"`, as above
+        return not absent and whole is not None and _ref(whole) == path
     def skip_reason(self, key: str) -> tuple[bool, str, str]:
         """(whether ``stages.<key>`` is then absent rather than None, why, how to guard the read)."""
         stage = self.stages[key]
