@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import sandbox
 from runner.sandbox import MAX_STEPS, TemplateLimitError, Weigher
-from runner.spec.rules.jinja import _INTERNAL, Tok, _targets_loop
+from runner.spec.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
 
 # Attributes the sandbox refuses besides those starting with '_' (jinja2.sandbox.is_internal_attribute), and
 # the Python 2 names of function internals that escape recipes still try: none of them is data.
@@ -63,12 +63,14 @@ class Hazard:
     hint: str
     node: Any = None
     match: Callable[[tuple[Tok, ...], int], tuple[int, int] | None] | None = None
+    needle: str = ""  # the value of the tokens ``match`` may accept
 
-    def spans(self, tokens: tuple[Tok, ...], node_span: Callable[[Any], tuple[int, int]]) -> list[tuple[int, int]]:
+    def spans(self, parsed: Parsed) -> list[tuple[int, int]]:
         if self.node is not None:
-            return [node_span(self.node)]
+            return [parsed.span(self.node)]
         assert self.match is not None
-        found = [span for i in range(len(tokens)) if (span := self.match(tokens, i)) is not None]
+        tokens = parsed.tokens
+        found = [span for i in parsed.at(self.needle) if (span := self.match(tokens, i)) is not None]
         return found or [(0, 1)]
 
 
@@ -119,6 +121,7 @@ class _Finder:
                             "template error: Can't assign to special loop variable in for-loop target",
                             "name the loop's item otherwise: 'loop' is the loop's own variable (loop.index, ...)",
                             match=_loop_target_tokens,
+                            needle="loop",
                         )
                     )
             elif kind is nodes.Getattr:
@@ -151,7 +154,9 @@ class _Finder:
             f"en/stable/templates/#list-of-builtin-{what}s"
         )
         pattern = _filter_tokens(name) if what == "filter" else _test_tokens(name)
-        self.out.append(Hazard("unknown-filter", f"there is no {what} named '{name}'", hint, match=pattern))
+        self.out.append(
+            Hazard("unknown-filter", f"there is no {what} named '{name}'", hint, match=pattern, needle=name)
+        )
 
     def _attribute(self, attr: str) -> None:
         if ("attr", attr) in self._named:
@@ -163,6 +168,7 @@ class _Finder:
                 f"the sandbox refuses the attribute '{attr}': {_why(attr)}",
                 _UNSAFE_HINT,
                 match=_attribute_tokens(attr),
+                needle=attr,
             )
         )
 
@@ -177,6 +183,7 @@ class _Finder:
                 f"the sandbox refuses {what}: {_why(name)}",
                 _UNSAFE_HINT,
                 match=_string_tokens(value),
+                needle=value,
             )
         )
 

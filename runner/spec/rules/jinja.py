@@ -40,6 +40,15 @@ class Parsed:
     tokens: tuple[Tok, ...]
     error: SyntaxProblem | None
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(node) -> its first and last token
+    _at: dict[Any, list[int]] = field(default_factory=dict, compare=False, repr=False)
+
+    def at(self, value: Any) -> list[int]:
+        """The indices of the tokens whose value is ``value``: finding every use of a name costs a lookup,
+        not a pass over the tokens (a template may hold thousands of names, each reported)."""
+        if not self._at and self.tokens:
+            for i, tok in enumerate(self.tokens):
+                self._at.setdefault(tok.value, []).append(i)
+        return self._at.get(value, [])
 
     def span(self, node: Any) -> tuple[int, int]:
         """The offsets in the template text of an expression node: from its first token to its last."""
@@ -479,12 +488,14 @@ def _chain_of(node: Any) -> tuple[str, ...] | None:
         node = node.node
 
 
-def name_spans(tokens: tuple[Tok, ...], name: str, *keys: str) -> list[tuple[int, int]]:
+def name_spans(parsed: Parsed, name: str, *keys: str) -> list[tuple[int, int]]:
     """Offsets of ``name`` used as a variable, or of ``name.key...`` (each key as ``.key`` or ``['key']``)."""
     out: list[tuple[int, int]] = []
+    tokens = parsed.tokens
     n = len(tokens)
-    for i, tok in enumerate(tokens):
-        if tok.type != "name" or tok.value != name:
+    for i in parsed.at(name):
+        tok = tokens[i]
+        if tok.type != "name":
             continue
         before = tokens[i - 1].type if i else ""
         if before in ("dot", "pipe", "is") or (i + 1 < n and tokens[i + 1].type == "assign"):

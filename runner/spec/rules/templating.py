@@ -128,7 +128,7 @@ class TemplateChecker:
             return located
 
         def spans(name: str, *keys: str) -> list[tuple[int, int]]:
-            return jinja.name_spans(parsed().tokens, name, *keys) or [(0, len(src.text))]
+            return jinja.name_spans(parsed(), name, *keys) or [(0, len(src.text))]
 
         clean = not names.hazardous or self.hazards(src, ast, names, parsed) == 0
 
@@ -185,7 +185,7 @@ class TemplateChecker:
         located = parsed()
         # The parse with offsets has nodes of its own: find the same hazards on it, in the same order.
         for hazard in hazards.find(located.ast, names.free, env.filters, env.tests):
-            for start, end in hazard.spans(located.tokens, located.span):
+            for start, end in hazard.spans(located):
                 self.add(src, start, end, hazard.rule, hazard.message, hazard.hint)
         return len(found)
 
