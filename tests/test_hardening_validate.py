@@ -223,6 +223,29 @@ def test_a_template_nested_too_deeply_is_a_syntax_error_not_a_crash() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("(" * 2000 + "1" + ")" * 2000, "the template nests too deeply (brackets or blocks inside each other)"),
+        ("9" * 5000, "a number with more than 4,300 digits, more than Python reads"),
+    ],
+    ids=["nesting", "digits"],
+)
+def test_a_template_the_parser_cannot_read_is_a_located_error_in_validate_too(
+    expression: str, message: str, write_wf
+) -> None:
+    path = write_wf(
+        "version: 1\nname: deep\nmodels:\n  m: {provider: scripted}\nagents:\n  a: {model: m}\n"
+        f'stages:\n  - {{id: s, agent: a, input: "{{{{ {expression} }}}}"}}\n'
+    )
+    found = problems(path)
+    assert (
+        len(found) == 1
+        and found[0].startswith("8:")
+        and found[0].endswith(f"error: template syntax error: {message} [template-syntax]")
+    )
+
+
 HANG = """\
 import sys
 from runner.spec.records import Loc, TemplateSrc
