@@ -308,6 +308,7 @@ class TemplateChecker:
             return True
         whole = _single_expression(ast)  # `when: "{{ stages.x }}"`, as above
         return not absent and whole is not None and _ref(whole) == path
+
     def skip_reason(self, key: str) -> tuple[bool, str, str]:
         """(whether ``stages.<key>`` is then absent rather than None, why, how to guard the read)."""
         stage = self.stages[key]
