@@ -16,15 +16,10 @@ from runner.spec.records import TemplateSrc
 
 @cache
 def environment() -> Any:
+    """The one sandbox templates compile and render in, at run time and in the validator (runner/sandbox.py)."""
     from jinja2 import StrictUndefined  # noqa: PLC0415 - imported on first use: validate's cold start
-    from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415
 
-    class Environment(ImmutableSandboxedEnvironment):
-        def getattr(self, obj: Any, attribute: str) -> Any:
-            # Keys before methods: `inputs.items` or `vars.keys` name the user's value, not dict.items.
-            if type(obj) is dict and attribute in obj:
-                return obj[attribute]
-            return super().getattr(obj, attribute)
+    from runner.sandbox import Environment  # noqa: PLC0415
 
     return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
@@ -173,6 +168,10 @@ class Template:
             self._template = environment().from_string(src.text)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{src.loc_of_line(exc.lineno or 1)}: template syntax error: {exc.message}") from None
+        except RecursionError:  # Jinja's parser recurses once per nesting level
+            raise TemplateError(f"{src.loc}: template syntax error: {TOO_DEEP}") from None
+        except ValueError:  # Jinja's lexer reads numbers with int(), which refuses thousands of digits
+            raise TemplateError(f"{src.loc}: template syntax error: {too_long_number()}") from None
         self._root = self._template.root_render_func
         self._blocks = self._template.blocks
         self._name = self._template.name
@@ -186,41 +185,46 @@ class Template:
         variables = context if "range" in context and isinstance(context, dict) else base_context(**context)
         try:
             out: str = "".join(self._root(new_context(environment(), self._name, self._blocks, variables, True)))
-        except Exception:  # noqa: BLE001 - render again through Jinja's own path, which maps the
-            # traceback to template lines, to say where the user's template failed
-            try:
-                self._template.render(context)
-            except Exception as exc:  # noqa: BLE001 - any failure inside a user's template is the user's
-                raise TemplateError(f"{self._where(exc)}: template error: {_describe(exc)}") from None
-            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside a user's template is the user's
+            raise TemplateError(f"{self._where(exc)}: template error: {_describe(exc)}") from None
         return out
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The value of a template that is a single ``{{ expression }}`` (for ``for_each``), else its text."""
         text = self.src.text.strip()
         if self._constant is None and text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            expression, reads_only = _expression(text[2:-2])
             try:
-                return _expression(text[2:-2])(**context)
+                value = expression(**context)
+                if not reads_only:  # the value leaves the sandbox: whatever prints it must not hang
+                    from runner.sandbox import Weigher  # noqa: PLC0415
+
+                    Weigher(FAST_ATTRS).check(value, "the text of this value")
             except Exception as exc:  # noqa: BLE001 - as in render
-                # A compiled expression's traceback holds lines of Jinja's generated Python, not of the template
-                # (issue 21: for_each errors on line 21 of a 10-line file): render the template, whose traceback
-                # Jinja maps to template lines, to say where.
-                where = str(self.src.loc_of_line(1))
-                try:
-                    self._template.render(context)
-                except Exception as located:  # noqa: BLE001 - the same failure, now with its template line
-                    where = self._where(located)
-                raise TemplateError(f"{where}: template error: {_describe(exc)}") from None
+                raise TemplateError(f"{self._where(exc)}: template error: {_describe(exc)}") from None
+            return value
         return self.render(context)
 
     def _where(self, exc: BaseException) -> str:
+        """The file position of the template line that raised ``exc``: the innermost frame of Jinja's generated
+        code on the traceback, mapped back to the template's line as Jinja's own traceback rewriting does."""
         lineno = 1
         tb = exc.__traceback__
-        while tb is not None:  # Jinja maps template frames to '<template>' with the template's line
-            if tb.tb_frame.f_code.co_filename == "<template>":
-                lineno = tb.tb_lineno
+        while tb is not None:
+            template = tb.tb_frame.f_globals.get("__jinja_template__")
+            if template is not None:
+                lineno = template.get_corresponding_lineno(tb.tb_lineno)
             tb = tb.tb_next
         return str(self.src.loc_of_line(lineno))
+
+
+TOO_DEEP = "the template nests too deeply (brackets or blocks inside each other)"
+
+
+def too_long_number() -> str:
+    import sys  # noqa: PLC0415
+
+    return f"a number with more than {sys.get_int_max_str_digits():,} digits, more than Python reads"
 
 
 @lru_cache(maxsize=4096)
@@ -232,16 +236,53 @@ def template_for(src: TemplateSrc) -> Template:
 
 
 @cache
-def _expression(source: str) -> Any:
-    return environment().compile_expression(source, undefined_to_none=False)
+def _expression(source: str) -> tuple[Any, bool]:
+    """The compiled expression, and whether its value can hold no value twice that the template put there
+    (then it needs no weighing when it leaves the sandbox, see :func:`_may_repeat`)."""
+    expression = environment().compile_expression(source, undefined_to_none=False)
+    return expression, not _may_repeat(_expression_node(source))
+
+
+def _may_repeat(node: Any) -> bool:
+    """Whether an expression may build a value holding one object many times (whose text is then that many
+    times longer: ``[x, x]`` nested 60 deep prints 2**60 copies). Only literals, ``dict()``, ``namespace()``,
+    ``fromkeys`` and the fill values of ``batch``, ``slice`` and ``map`` put one object in several places;
+    ``+`` and ``*`` are bounded where they run. ``range(n) | list`` or ``inputs.items`` cannot."""
+    from jinja2 import nodes  # noqa: PLC0415
+
+    for inner in node.find_all((nodes.List, nodes.Tuple, nodes.Dict, nodes.Call, nodes.Filter)):
+        if isinstance(inner, nodes.List | nodes.Tuple | nodes.Dict):
+            return True
+        if isinstance(inner, nodes.Filter):
+            if inner.name in ("batch", "slice", "map") and (inner.args or inner.kwargs):
+                return True
+            continue
+        callee = inner.node
+        if isinstance(callee, nodes.Name) and callee.name != "range":
+            return True
+        if isinstance(callee, nodes.Getattr) and callee.attr == "fromkeys":
+            return True
+    return isinstance(node, nodes.List | nodes.Tuple | nodes.Dict)
+
+
+def _expression_node(source: str) -> Any:
+    from jinja2.parser import Parser  # noqa: PLC0415
+
+    return Parser(environment(), source, state="variable").parse_expression()
 
 
 def _describe(exc: BaseException) -> str:
     from jinja2 import UndefinedError  # noqa: PLC0415
     from jinja2.exceptions import SecurityError  # noqa: PLC0415
 
+    from runner.sandbox import TemplateLimitError  # noqa: PLC0415
+
     if isinstance(exc, UndefinedError):
         return f"{exc.message}"
     if isinstance(exc, SecurityError):
         return f"unsafe operation refused by the sandbox: {exc}"
+    if isinstance(exc, TemplateLimitError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "the template recursed too deeply (a macro or a recursive loop that calls itself without end?)"
     return f"{type(exc).__name__}: {exc}"

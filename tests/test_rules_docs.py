@@ -2,7 +2,8 @@
 
 Fences are ```` ```yaml bad ```` and ```` ```yaml fixed ````; a word after ``bad`` says how to write the file:
 ``latin-1`` (encode so), ``padded`` (comment lines past the size limit), ``folder`` (a folder, not a file);
-``set NAME=VALUE`` checks the example with ``runner validate --set NAME=VALUE``.
+``set NAME=VALUE`` checks the example with ``runner validate --set NAME=VALUE``. A ```` ```python NAME.py ````
+fence in a section is a module written beside both examples (for python stages and tools).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.conftest import ROOT
 DOC = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
 SECTION = re.compile(r"^## (\S+)\n(.*?)(?=^## |\Z)", re.S | re.M)
 FENCE = re.compile(r"^```yaml (bad|fixed)( [^\n]+)?\n(.*?)^```$", re.S | re.M)
+MODULE = re.compile(r"^```python (\w+\.py)\n(.*?)^```$", re.S | re.M)
 
 
 def sections() -> dict[str, list[tuple[str, str, str]]]:
@@ -32,9 +34,12 @@ def sections() -> dict[str, list[tuple[str, str, str]]]:
 
 
 SECTIONS = sections()
+MODULES = {match.group(1): MODULE.findall(match.group(2)) for match in SECTION.finditer(DOC)}
 
 
-def problems_of(tmp_path: Path, body: str, how: str) -> list[Diagnostic]:
+def problems_of(tmp_path: Path, body: str, how: str, rule: str = "") -> list[Diagnostic]:
+    for name, source in MODULES.get(rule, []):
+        (tmp_path / name).write_text(source, encoding="utf-8")
     if how.startswith("set "):
         return check_paths([str(write(tmp_path, body, ""))], sets=how.split()[1:])[0]
     return check_file(write(tmp_path, body, how))[1]
@@ -72,7 +77,7 @@ def test_each_section_has_one_bad_and_one_fixed_example(rule: str) -> None:
 @pytest.mark.parametrize("rule", list(RULES))
 def test_the_bad_example_reports_exactly_its_rule(rule: str, tmp_path: Path) -> None:
     (_, how, body), _ = SECTIONS[rule]
-    problems = problems_of(tmp_path, body, how)
+    problems = problems_of(tmp_path, body, how, rule)
     assert problems, f"the bad example of {rule} is clean"
     assert {p.rule for p in problems} == {rule}, [p.format_line() for p in problems]
 
@@ -80,5 +85,5 @@ def test_the_bad_example_reports_exactly_its_rule(rule: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_the_fixed_example_is_clean(rule: str, tmp_path: Path) -> None:
     _, (_, how, body) = SECTIONS[rule]
-    problems = problems_of(tmp_path, body, how)
+    problems = problems_of(tmp_path, body, how, rule)
     assert [p.format_line() for p in problems] == []

@@ -15,6 +15,7 @@ __all__ = ["check_workflow"]
 
 def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic]:
     """Every semantic problem in ``wf``; ``doc`` (the file it was built from) makes positions exact."""
+    from runner.spec.rules.imports import check_imports  # noqa: PLC0415
     from runner.spec.rules.refs import check_references  # noqa: PLC0415
     from runner.spec.rules.scope import Walk  # noqa: PLC0415
     from runner.spec.rules.source import Source  # noqa: PLC0415
@@ -26,6 +27,7 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
     walk.run()
     return [
         *check_references(wf, source, walk),
+        *check_imports(wf, source, walk),
         *check_input_defaults(wf, source),
         *check_templates(wf, source, walk),
     ]

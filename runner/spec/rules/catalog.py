@@ -91,6 +91,19 @@ _RULES = (
         "Define the embedding under `embeddings:` or fix the name.",
     ),
     Rule(
+        "unknown-module",
+        ERROR,
+        "A python stage or tool names a module that cannot be found or has a syntax error.",
+        "`runner run` imports the module from the workflow's folder, then Python's import path: create the "
+        "file, fix the name, or install the package.",
+    ),
+    Rule(
+        "unknown-function",
+        ERROR,
+        "A python stage or tool names a function that its module does not define.",
+        "Define the function at the module's top level, or fix the name after the colon.",
+    ),
+    Rule(
         "duplicate-id",
         ERROR,
         "Two stages have the same id.",
@@ -110,6 +123,29 @@ _RULES = (
         "see `agent` and `input`.",
     ),
     Rule(
+        "unknown-filter",
+        ERROR,
+        "A template uses a filter or test that does not exist.",
+        "Use one of Jinja2's built-in filters and tests (`upper`, `join`, `default`, ...; `defined`, `none`, "
+        "...); templates cannot define new ones.",
+    ),
+    Rule(
+        "unsafe-attribute",
+        ERROR,
+        "A template reads an attribute that the sandbox refuses.",
+        "Templates read data, never Python internals: attributes that start with `_` (`__class__`, "
+        "`__globals__`), `mro`, frame and code objects, also inside `format` strings and `attr()`. Read a "
+        "mapping's key that starts with `_` as `x['_key']`.",
+    ),
+    Rule(
+        "template-limit",
+        ERROR,
+        "A template computes a value over the sandbox's limits.",
+        "No value a template builds may pass 10,000,000 characters or items, no number 4,000 digits, no "
+        "`range()` 100,000 items, and one render may take 500,000 steps: so that no template blocks the run. "
+        "Compute large values in a python stage.",
+    ),
+    Rule(
         "unknown-input",
         ERROR,
         "A template reads an input that is not declared.",
@@ -126,7 +162,16 @@ _RULES = (
         ERROR,
         "A template reads a stage that has not finished when the template renders.",
         "Read only stages that run before, on every path: not later ones, not parallel branches, not stages "
-        "inside another fan-out's per-item pipeline.",
+        "inside another fan-out's per-item pipeline; a stage that `when` may skip only behind a check such as "
+        "`{% if stages.<id> %}`.",
+    ),
+    Rule(
+        "stage-maybe-skipped",
+        WARNING,
+        "A template reads, behind a check, a stage that may have no output.",
+        "A stage whose `when` is false has no output (`stages.<id>` is None), nor have the stages of a skipped "
+        "fan-out or of a failed branch under `on_error: collect`; the template checks it: make sure every read "
+        "is behind the check.",
     ),
     Rule(
         "unknown-var",

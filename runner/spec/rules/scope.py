@@ -32,6 +32,7 @@ class Scope:
     label: str  # for messages: "the input of stage 'x'", "agent 'a' called by stage 'x'"
     path: tuple[str, ...]  # the ids of the stage and its enclosing fan-outs, innermost last
     prev: str = "any"  # what `prev` holds: none | text | message | list | any (see output_kind)
+    maybe: frozenset[str] = frozenset()  # stages of `ready` that may have no output (see skippable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class Walk:
     order: list[tuple[Stage, Path]] = field(default_factory=list)  # every stage, in document order
 
     def run(self) -> None:
-        self.sequence(self.wf.stages, ("stages",), frozenset(), frozenset(), (), (), "none")
+        self.sequence(self.wf.stages, ("stages",), frozenset(), frozenset(), (), (), "none", frozenset())
 
     def sequence(
         self,
@@ -73,10 +74,12 @@ class Walk:
         chain: tuple[tuple[str, str], ...],
         ids: tuple[str, ...],
         prev: str,
+        maybe: frozenset[str],
     ) -> None:
         for i, stage in enumerate(stages):
-            self.stage(stage, (*base, i), ready, vars_, chain, ids, prev)
+            self.stage(stage, (*base, i), ready, vars_, chain, ids, prev, maybe)
             ready = ready | {stage.id} | exported(stage)
+            maybe = maybe | skippable(stage)
             out = output_kind(stage)
             # a stage whose `when` is false is skipped and `prev` passes through it
             prev = out if stage.policy.when is None or out == prev else "any"
@@ -90,6 +93,7 @@ class Walk:
         chain: tuple[tuple[str, str], ...],
         ids: tuple[str, ...],
         prev: str,
+        maybe: frozenset[str],
     ) -> None:
         self.places.setdefault(stage.id, Place(path, chain))
         self.order.append((stage, path))
@@ -98,29 +102,30 @@ class Walk:
         agent = self.wf.agents.get(agent_name) if agent_name else None
         own = inherited | frozenset(agent.vars if agent is not None else ()) | frozenset(stage.vars)
         label = f"stage '{stage.id}'"
-        plain = Scope(ready, own, stage.id, label, here, prev)
+        plain = Scope(ready, own, stage.id, label, here, prev, maybe)
         if stage.policy.when is not None:
             self._site(stage.policy.when, f"the 'when' of {label}", plain, "when", stage)
         if not isinstance(stage, FanoutStage):
             if stage.input is not None:
                 self._site(stage.input, f"the input of {label}", plain, "input", stage)
             if isinstance(stage, AgentStage):
-                self._call(stage.agent, Scope(ready, own, stage.id, label, here, prev))
+                self._call(stage.agent, Scope(ready, own, stage.id, label, here, prev, maybe))
             return
         as_item = own | {stage.as_name} if stage.for_each is not None else own
         if isinstance(stage.for_each, TemplateSrc):
             self._site(stage.for_each, f"the for_each of {label}", plain, "for_each", stage)
         if stage.input is not None:
-            item_scope = Scope(ready, as_item, stage.id, label, here, prev)
+            item_scope = Scope(ready, as_item, stage.id, label, here, prev, maybe)
             self._site(stage.input, f"the input of {label}", item_scope, "input", stage)
         if stage.agent is not None:
-            self._call(stage.agent, Scope(ready, as_item, stage.id, label, here, prev))
+            self._call(stage.agent, Scope(ready, as_item, stage.id, label, here, prev, maybe))
         for b, branch in enumerate(stage.branches):
             branch_base = (*path, "fanout", "branches", b)
-            self.sequence(branch, branch_base, ready, own, (*chain, (stage.id, f"branch {b}")), here, "text")
+            self.sequence(branch, branch_base, ready, own, (*chain, (stage.id, f"branch {b}")), here, "text", maybe)
         if stage.stages:
             inner_base = (*path, "fanout", "stages")
-            self.sequence(stage.stages, inner_base, ready, as_item, (*chain, (stage.id, "pipeline")), here, "text")
+            pipeline = (*chain, (stage.id, "pipeline"))
+            self.sequence(stage.stages, inner_base, ready, as_item, pipeline, here, "text", maybe)
 
     def _site(self, src: TemplateSrc, label: str, scope: Scope, kind: str, stage: Stage) -> None:
         self.sites.append(Site(src, label, False, (scope,), kind=kind, stage=stage))
@@ -149,6 +154,24 @@ def exported(stage: Stage) -> frozenset[str]:
         for inner in branch:
             out.add(inner.id)
             out |= exported(inner)
+    return frozenset(out)
+
+
+def skippable(stage: Stage) -> frozenset[str]:
+    """Stage ids that are visible after ``stage`` but may hold no output there (issue 14): ``stage`` and all
+    it exports when its ``when`` can skip it (``stages.<id>`` is then None, its branches' stages absent); the
+    stages of its branches that may be skipped; and, under ``on_error: collect``, every stage of its
+    branches, which a failed branch never hands out."""
+    if stage.policy.when is not None:
+        return frozenset({stage.id}) | exported(stage)
+    if not isinstance(stage, FanoutStage):
+        return frozenset()
+    if stage.on_error == "collect":
+        return exported(stage)
+    out: set[str] = set()
+    for branch in stage.branches:
+        for inner in branch:
+            out |= skippable(inner)
     return frozenset(out)
 
 

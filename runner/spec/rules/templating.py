@@ -7,7 +7,8 @@ a list where the type is knowable (a literal, an input's declared type, a stage'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.spec.diagnostics import Diagnostic
@@ -16,7 +17,7 @@ from runner.spec.rules import jinja
 from runner.spec.rules.common import A_TYPE, diag, suggest
 from runner.spec.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.spec.rules.source import Source
-from runner.templates import environment, is_constant
+from runner.templates import TOO_DEEP, environment, is_constant
 
 _BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
 _CALL = frozenset({"agent", "input"})
@@ -113,13 +114,23 @@ class TemplateChecker:
             self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
             return
         names = jinja.analyse(ast)
-        tokens: tuple[jinja.Tok, ...] | None = None  # offsets of the tokens, computed for the first problem
+        if site.kind == "when":  # `when: "{{ stages.x }}"` tests the value itself: None skips the stage
+            whole = _single_expression(ast)
+            path = _ref(whole) if whole is not None else None
+            if path is not None:
+                names = dataclasses.replace(names, tested=names.tested | {path})
+        located: jinja.Parsed | None = None  # tokens with offsets, parsed again for the first problem
+
+        def parsed() -> jinja.Parsed:
+            nonlocal located
+            if located is None:
+                located = jinja.parse(src.text)
+            return located
 
         def spans(name: str, *keys: str) -> list[tuple[int, int]]:
-            nonlocal tokens
-            if tokens is None:
-                tokens = jinja.parse(src.text).tokens
-            return jinja.name_spans(tokens, name, *keys) or [(0, len(src.text))]
+            return jinja.name_spans(parsed(), name, *keys) or [(0, len(src.text))]
+
+        clean = not names.hazardous or self.hazards(src, ast, names, parsed) == 0
 
         for tag in sorted(names.loads):
             for start, end in spans(tag):
@@ -137,12 +148,16 @@ class TemplateChecker:
             for start, end in spans(name):
                 self.add(src, start, end, "unknown-name", message, hint)
         checked = _BASE | (_CALL if site.call else frozenset())
-        for name, key in sorted(names.refs - names.guarded):
-            problem = self.judge(name, key, site) if name in checked else None
+        for name, key in sorted(names.refs):
+            if (name, key) in names.guarded:  # only a stage that may be skipped is worth a word then
+                problem = self.skipped(key, site, names) if name == "stages" else None
+            else:
+                problem = self.judge(name, key, site, names) if name in checked else None
             if problem is None:
                 continue
             rule, message, hint = problem
-            for start, end in spans(name, key):
+            places = spans(name, key)
+            for start, end in places[:1] if rule == "stage-maybe-skipped" else places:  # one warning a template
                 self.add(src, start, end, rule, message, hint)
         for name, key, attr in sorted(names.chains):
             if name != "stages" or (name, key, attr) in names.guarded or (name, key) in names.guarded:
@@ -155,6 +170,52 @@ class TemplateChecker:
                     self.add(src, start, end, "no-attribute", message, hint)
         if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
             self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
+        if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
+            self.compiles(src, ast)  # last: Jinja's optimizer folds constants into the AST as it compiles
+
+    def hazards(self, src: TemplateSrc, ast: Any, names: jinja.Names, parsed: Callable[[], jinja.Parsed]) -> int:
+        """What the sandbox refuses when this template compiles or renders (unknown filters and tests, unsafe
+        attributes, constants over its limits), each at its exact span. Returns how many were found."""
+        from runner.spec.rules import hazards  # noqa: PLC0415 - imports the sandbox, and so jinja2
+
+        env = environment()
+        found = hazards.find(ast, names.free, env.filters, env.tests)
+        if not found:
+            return 0
+        located = parsed()
+        # The parse with offsets has nodes of its own: find the same hazards on it, in the same order.
+        for hazard in hazards.find(located.ast, names.free, env.filters, env.tests):
+            for start, end in hazard.spans(located):
+                self.add(src, start, end, hazard.rule, hazard.message, hazard.hint)
+        return len(found)
+
+    def compiles(self, src: TemplateSrc, ast: Any) -> None:
+        """Compile the template as ``runner run`` will, in the same sandbox: Jinja's compiler has checks of
+        its own on macros, call blocks and blocks (a ``caller`` argument without a default, a block defined
+        twice). Only for templates with those: every other template compiles whenever the checks above pass
+        (the compiler's one check on ``for`` is among them), and compiling costs more than every other check of
+        a template together."""
+        from jinja2 import TemplateSyntaxError  # noqa: PLC0415 - TemplateAssertionError is one
+
+        try:
+            environment().compile(ast, raw=True)
+        except TemplateSyntaxError as exc:
+            line = max(exc.lineno or 1, 1)
+            starts = [0, *(i + 1 for i, c in enumerate(src.text) if c == "\n")]
+            start = starts[min(line, len(starts)) - 1]
+            end = src.text.find("\n", start)
+            text_end = len(src.text) if end < 0 else end
+            lead = len(src.text[start:text_end]) - len(src.text[start:text_end].lstrip())
+            self.add(
+                src,
+                start + lead,
+                max(text_end, start + lead + 1),
+                "template-syntax",
+                f"template error: {exc.message}",
+                _SYNTAX_HINT,
+            )
+        except RecursionError:
+            self.add(src, 0, 1, "template-syntax", f"template syntax error: {TOO_DEEP}", _SYNTAX_HINT)
 
     def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
         message = f"'{name}' is not defined in {site.label}"
@@ -168,7 +229,7 @@ class TemplateChecker:
             f"templates here see: {', '.join(visible)}"
         )
 
-    def judge(self, name: str, key: str, site: Site) -> tuple[str, str, str] | None:
+    def judge(self, name: str, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
         if name == "inputs":
             if key in self.inputs:
                 return None
@@ -185,7 +246,7 @@ class TemplateChecker:
                 if key not in scope.ready:
                     reason, hint = self.not_ready(key, scope)
                     return "stage-not-ready", f"stages.{key} is not available in {_where(site, scope)}: {reason}", hint
-            return None
+            return self.skipped(key, site, names)
         if name == "prev":
             for scope in site.scopes or ():
                 found = _attribute_problem(scope.prev, "prev", key, _where(site, scope))
@@ -203,6 +264,76 @@ class TemplateChecker:
                     )
                     return "unknown-var", f"vars.{key} is not set in {_where(site, scope)}", hint
         return None
+
+    def skipped(self, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
+        """``stages.<key>`` where a ``when`` (or a failed branch under ``on_error: collect``) may have left it
+        without output: an error, or a warning when the template (or the reading stage's ``when``) checks it."""
+        for scope in site.scopes or ():
+            if key not in scope.maybe or key not in scope.ready:
+                continue
+            absent, reason, hint = self.skip_reason(key)
+            where = _where(site, scope)
+            if self.checks(key, names, scope, absent, site.kind == "when"):
+                return (
+                    "stage-maybe-skipped",
+                    f"stages.{key} may have no output in {where}: {reason}; a check guards it",
+                    "make sure every read of it is behind that check",
+                )
+            return "stage-not-ready", f"stages.{key} may have no output in {where}: {reason}", hint
+        return None
+
+    def checks(self, key: str, names: jinja.Names, scope: Scope, absent: bool, in_when: bool) -> bool:
+        """Whether a template tests ``stages.<key>`` before reading it, or the reading stage's ``when`` does.
+        A stage skipped by its own ``when`` is None: ``{% if stages.x %}``, ``stages.x is none`` and
+        ``stages.x.content | default('')`` guard it. A stage of a skipped fan-out or failed branch does not
+        exist, and reading it at all fails: only ``stages.x is defined``, ``stages.x | default`` and
+        ``'x' in stages`` guard it."""
+        path = ("stages", key)
+        if absent:
+            if path in names.guarded:
+                return True
+        elif path in names.tested or any(g[:2] == path for g in names.guarded):
+            return True
+        if in_when:  # the `when` is the check, or it reads what it should check
+            return False
+        reader = self.stages.get(scope.stage)
+        when = reader.policy.when if reader is not None else None
+        if when is None or is_constant(when.text):
+            return False
+        ast = jinja.parse_ast(when.text)
+        if ast is None:
+            return False
+        condition = jinja.analyse(ast)
+        if path in condition.guarded or (not absent and path in condition.tested):
+            return True
+        whole = _single_expression(ast)  # `when: "{{ stages.x }}"`, as above
+        return not absent and whole is not None and _ref(whole) == path
+
+    def skip_reason(self, key: str) -> tuple[bool, str, str]:
+        """(whether ``stages.<key>`` is then absent rather than None, why, how to guard the read)."""
+        stage = self.stages[key]
+        check = f"check it first: {{% if stages.{key} is defined %}}...{{% endif %}}"
+        if stage.policy.when is not None:
+            return (
+                False,
+                f"stage '{key}' has a 'when' that may skip it, and then stages.{key} is None",
+                f"read it behind a check, {{% if stages.{key} %}}...{{% endif %}}, or with a fallback, "
+                f"{{{{ stages.{key}.content | default('') }}}}",
+            )
+        for fanout, _ in self.walk.places[key].chain:
+            outer = self.stages.get(fanout)
+            if outer is None:
+                continue
+            if outer.policy.when is not None:
+                return True, f"stage '{key}' runs inside fan-out '{fanout}', which has a 'when' that may skip it", check
+            if isinstance(outer, FanoutStage) and outer.on_error == "collect":
+                return (
+                    True,
+                    f"stage '{key}' runs in a branch of fan-out '{fanout}' (on_error: collect), and a branch that "
+                    "fails hands out none of its stages",
+                    check,
+                )
+        return True, f"stage '{key}' may be skipped", check
 
     def not_ready(self, target: str, scope: Scope) -> tuple[str, str]:
         if target == scope.stage:
@@ -290,6 +421,15 @@ _PREV_NOT_A_LIST = {
     "text": "text (prev is the fan-out's input here)",
     "message": "one message (prev is the previous agent's output)",
 }
+_COMPILER_CHECKED = frozenset({"macro", "call", "block"})
+
+
+def _has_compiler_checks(ast: Any) -> bool:
+    from jinja2 import nodes  # noqa: PLC0415
+
+    return ast.find((nodes.Macro, nodes.CallBlock, nodes.Block)) is not None
+
+
 _SYNTAX_HINT = "fix the Jinja2 syntax at the caret: {{ expression }}, {% statement %}, {# comment #}"
 
 
