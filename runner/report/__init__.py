@@ -1,6 +1,7 @@
 """The timing report: events -> a JSON document (``schemas/report.schema.json``), and from that document a
-Markdown summary (:mod:`runner.report.markdown`), a Chrome trace (:mod:`runner.report.trace`), the terminal
-table and the comparison of two runs (:mod:`runner.report.diff`).
+Markdown summary (:mod:`runner.report.markdown`), a Chrome trace (:mod:`runner.report.trace`), an HTML page with
+the waterfall (:mod:`runner.report.html`), the terminal table and the comparison of two runs
+(:mod:`runner.report.diff`).
 
 Everything derives from the JSON document, so ``runner report FILE`` can show a saved run as the run itself
 did. Every file is written atomically (a temporary file renamed into place).
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 REPORT_VERSION = 2
-FORMATS = ("json", "markdown", "trace")
+FORMATS = ("json", "markdown", "trace", "html")
 REDACTED = "[redacted]"
 
 
@@ -213,8 +214,9 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 
 def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] = ("json",)) -> list[Path]:
-    """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``
-    and ``.trace.json`` for ``trace``. Returns the paths written, the JSON first."""
+    """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``,
+    ``.trace.json`` for ``trace`` and ``.html`` for ``html``. Returns the paths written, the JSON first."""
+    from runner.report.html import to_html  # noqa: PLC0415
     from runner.report.markdown import to_markdown  # noqa: PLC0415
     from runner.report.trace import to_trace  # noqa: PLC0415
 
@@ -228,6 +230,10 @@ def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] 
         trace = base.with_name(base.name + ".trace.json")
         atomic_write_text(trace, redact(json.dumps(to_trace(report), separators=(",", ":"))) + "\n")
         written.append(trace)
+    if "html" in formats:
+        page = base.with_name(base.name + ".html")
+        atomic_write_text(page, redact(to_html(report)))
+        written.append(page)
     return written
 
 
