@@ -537,14 +537,21 @@
       });
     }
 
+    // Zoom keeping one time where it was on screen (under the mouse, or the middle of the view); from the keyboard
+    // with a row active, its bar from where it started running is framed instead.
     function zoomTo(next, anchor) {
       const limit = Math.max(1, 4e6 / Math.max(200, wf.clientWidth - labelW));
-      next = Math.min(Math.max(1, next), limit);
       const at = anchor ?? labelW + (wf.clientWidth - labelW) / 2;
       const t = (wf.scrollLeft + at - labelW) / px;
-      zoom = next;
+      const it = anchor === undefined && active >= 0 ? visible[active] : null;
+      zoom = Math.min(Math.max(1, next), limit);
       layout();
-      wf.scrollLeft = Math.max(0, t * px + labelW - at);
+      if (it) {
+        const from = it.begin === null ? time(it.n.end_s) ?? 0 : time(it.n.start_s) ?? it.begin;
+        const width = it.begin === null ? 0 : (it.end - from) * px;
+        const view = wf.clientWidth - labelW;
+        wf.scrollLeft = Math.max(0, from * px - (width < view ? (view - width) / 2 : view * 0.1));
+      } else wf.scrollLeft = Math.max(0, t * px + labelW - at);
       renderAxis();
       $("zoom-fit").textContent = zoom === 1 ? "fit" : `fit (${zoom >= 10 ? zoom.toFixed(0) : +zoom.toFixed(1)}×)`;
     }
