@@ -391,6 +391,33 @@ def test_the_page_is_a_function_of_the_report_alone(reports, monkeypatch) -> Non
     assert redact(first) == first  # the redactor leaves the page's own script and style alone (their hashes hold)
 
 
+def test_a_secret_is_redacted_from_the_page_in_the_form_the_page_writes_it(reports, tmp_path) -> None:
+    """The page escapes ``<``, ``>`` and ``&`` as JSON's ``\\u003c`` forms, which the JSON report does not: a
+    secret holding them (a report of an older runner, a key echoed in an error) is redacted in that form too."""
+    from runner.secrets import SECRETS
+    from tests.secret_scan import SecretScan
+
+    secret = "sk-<html&key>\"quoted'9f3a"
+    saved = SECRETS.snapshot()
+    try:
+        SECRETS.add(secret)
+        report = copy.deepcopy(reports["failing"])
+        report["run"]["error"] = f"the server said: {secret}"
+        next(n for n in report["nodes"] if n["status"] == "failed")["error"] = secret
+        (page,) = write_outputs(report, tmp_path / "r.json", ("html",))[1:]
+    finally:
+        SECRETS.restore(saved)
+    text = page.read_text(encoding="utf-8")
+    data = json.loads(embedded(text))
+    assert data["run"]["error"] == "the server said: [redacted]"
+    assert secret not in json.dumps(data, ensure_ascii=False)
+    scan = SecretScan()
+    scan.add_secret(secret)
+    scan.add_text(str(page), text)
+    assert scan.leaks() == []
+    assert re.search(r"<script>(.*?)</script>", text, re.S).group(1) == script()  # its hash still holds
+
+
 def test_numbers_json_cannot_say_become_null() -> None:
     report = random_report(3)
     report["run"]["wall_s"] = float("nan")
