@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="print a saved report (summary, markdown, json, trace), or compare two: report diff A B",
+        help="print a saved report (summary, markdown, json, trace, html), or compare two: report diff A B",
         usage=f"runner report [-h] [--format {{{','.join(REPORT_FORMATS)}}}] FILE\n"
         "       runner report diff [-h] [--threshold PCT] A B",
         description="Print a saved report in any writer's format; `runner report diff A B` compares two runs.",

@@ -26,6 +26,8 @@ def test_installed_wheel_finds_its_schema(tmp_path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "runner/schemas/workflow.schema.json" in names
     assert "runner/schemas/report.schema.json" in names
+    for asset in ("report.html", "report.css", "report.js"):  # the HTML report's page, read at run time
+        assert f"runner/report/html_assets/{asset}" in names
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:  # a wheel is a zip laid out as site-packages
         zf.extractall(target)

@@ -17,7 +17,7 @@ from runner.secrets import redact
 
 # What `runner report FILE --format` prints: the summary `runner run` prints after a run (text), or the content
 # of a file `report: {formats: [...]}` writes beside the JSON report.
-REPORT_FORMATS = ("text", "markdown", "json", "trace")
+REPORT_FORMATS = ("text", "markdown", "json", "trace", "html")
 
 
 def load_report(path: str) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def load_report(path: str) -> dict[str, Any]:
 def _writers() -> Mapping[str, Callable[[Mapping[str, Any]], str]]:
     """Each format's writer, by name: the same functions `runner run` writes its files with."""
     from runner.report import format_summary, report_json  # noqa: PLC0415
+    from runner.report.html import to_html  # noqa: PLC0415
     from runner.report.markdown import to_markdown  # noqa: PLC0415
     from runner.report.trace import to_trace  # noqa: PLC0415
 
@@ -61,6 +62,7 @@ def _writers() -> Mapping[str, Callable[[Mapping[str, Any]], str]]:
         "markdown": to_markdown,
         "json": lambda report: report_json(report) + "\n",
         "trace": lambda report: json.dumps(to_trace(report), separators=(",", ":")) + "\n",
+        "html": to_html,
     }
     assert tuple(writers) == REPORT_FORMATS, "every format has its writer"
     return writers

@@ -109,7 +109,8 @@ def run_command(
     if not quiet:
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
-            print(f"{'summary' if extra.suffix == '.md' else 'trace'}: {extra}", file=sys.stderr)
+            label = {".md": "summary", ".html": "waterfall"}.get(extra.suffix, "trace")
+            print(f"{label}: {extra}", file=sys.stderr)
         if run_dir.is_dir():
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:

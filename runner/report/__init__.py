@@ -1,6 +1,7 @@
 """The timing report: events -> a JSON document (``schemas/report.schema.json``), and from that document a
-Markdown summary (:mod:`runner.report.markdown`), a Chrome trace (:mod:`runner.report.trace`), the terminal
-table and the comparison of two runs (:mod:`runner.report.diff`).
+Markdown summary (:mod:`runner.report.markdown`), a Chrome trace (:mod:`runner.report.trace`), an HTML page with
+the waterfall (:mod:`runner.report.html`), the terminal table and the comparison of two runs
+(:mod:`runner.report.diff`).
 
 Everything derives from the JSON document, so ``runner report FILE`` can show a saved run as the run itself
 did. Every file is written atomically (a temporary file renamed into place).
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 REPORT_VERSION = 2
-FORMATS = ("json", "markdown", "trace")
+FORMATS = ("json", "markdown", "trace", "html")
 REDACTED = "[redacted]"
 
 
@@ -232,7 +233,7 @@ class ReportWriteError(RunError):
         return any(not isinstance(exc, OSError) for _, exc in self.failures)
 
 
-_WHAT = {".md": "the Markdown summary", ".trace.json": "the trace", ".json": "the report"}
+_WHAT = {".md": "the Markdown summary", ".trace.json": "the trace", ".html": "the waterfall", ".json": "the report"}
 
 
 def _failure_message(path: Path, exc: BaseException) -> str:
@@ -244,8 +245,8 @@ def _failure_message(path: Path, exc: BaseException) -> str:
 
 
 def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] = ("json",)) -> list[Path]:
-    """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``
-    and ``.trace.json`` for ``trace``. Returns the paths written, the JSON first.
+    """The JSON report at ``path`` (always) and, beside it with the same base name, ``.md`` for ``markdown``,
+    ``.trace.json`` for ``trace`` and ``.html`` for ``html``. Returns the paths written, the JSON first.
 
     Each file is made and written on its own: one that fails (a full disk, a crash in its writer) never stops
     the others. When any failed, raises :class:`ReportWriteError` after writing all the others."""
@@ -261,6 +262,10 @@ def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] 
 
         trace = base.with_name(base.name + ".trace.json")
         jobs.append((trace, lambda: json.dumps(to_trace(report), separators=(",", ":")) + "\n"))
+    if "html" in formats:
+        from runner.report.html import to_html  # noqa: PLC0415
+
+        jobs.append((base.with_name(base.name + ".html"), lambda: to_html(report)))
     written: list[Path] = []
     failures: list[tuple[Path, BaseException]] = []
     for target, render in jobs:
