@@ -103,9 +103,58 @@ def floor_case(n: int, repeat: int) -> dict[str, Any]:
     return {"walls": walls, "ideal_s": latency, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def provider_floor_case(n: int, repeat: int) -> dict[str, Any]:
+    """N tasks in a TaskGroup, each awaiting the scripted provider's reply to the same messages a fan-out branch
+    sends (built beforehand): the model's simulated work with no engine around it."""
+    import asyncio
+
+    from runner.engine import loop as loops
+    from runner.engine.plan import compile_workflow
+    from runner.providers.base import CallContext
+    from runner.providers.scripted import ScriptedProvider
+    from runner.spec import load_workflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "wf.yaml"
+        path.write_text(FANOUT.format(n=n, latency=LATENCY_MS))
+        plan = compile_workflow(load_workflow(path))
+    config = plan.workflow.models["m"].config
+    calls = [
+        (
+            [{"role": "system", "content": f"You are worker {i}."}, {"role": "user", "content": f"Work on item {i}."}],
+            CallContext(f"fan[{i}]", "worker", {"vars": {"item": i}}),
+        )
+        for i in range(n)
+    ]
+
+    async def fanout() -> None:
+        provider = ScriptedProvider("m", config)
+
+        async def branch(i: int) -> Any:
+            messages, ctx = calls[i]
+            return await provider.chat(messages, ctx)
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(branch(i)) for i in range(n)]
+        assert tasks[-1].result().content == f"done {n - 1}"
+
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        loops.run(fanout, use_uvloop=True)
+        walls.append(time.perf_counter() - t0)
+    return {
+        "walls": walls,
+        "ideal_s": LATENCY_MS / 1000,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def one_case(kind: str, n: int, repeat: int) -> dict[str, Any]:
     if kind == "floor":
         return floor_case(n, repeat)
+    if kind == "provider":
+        return provider_floor_case(n, repeat)
     from runner.engine.plan import compile_workflow
     from runner.engine.session import run_plan
     from runner.spec import load_workflow
@@ -140,7 +189,7 @@ def main() -> None:
         print(json.dumps(one_case(args.case, args.n, args.repeat)))
         return
     sizes = (1, 10, 100, 1000, 10000)
-    cases = [(kind, n) for n in sizes for kind in ("fanout", "floor")] + [("chain", 10)]
+    cases = [(kind, n) for n in sizes for kind in ("fanout", "floor", "provider")] + [("chain", 10)]
     # Rounds interleave the cases, so a slow spell of a shared machine weighs on every case alike.
     results: dict[tuple[str, int], list[dict[str, Any]]] = {case: [] for case in cases}
     for _ in range(args.rounds):
@@ -156,32 +205,36 @@ def main() -> None:
     def walls(case: tuple[str, int]) -> list[float]:
         return [w for one in results[case] for w in one["walls"]]
 
+    def spread(a: str, b: str, n: int) -> str:
+        per_round = [
+            statistics.median(x["walls"]) / statistics.median(y["walls"])
+            for x, y in zip(results[(a, n)], results[(b, n)], strict=True)
+        ]
+        return f"{min(per_round):.2f}-{max(per_round):.2f}"
+
     print(
         f"engine overhead, scripted latency {LATENCY_MS} ms, Python {platform.python_version()}, medians of "
         f"{args.rounds} rounds x {args.repeat} runs, one process per case and round"
     )
     print(
-        f"{'case':<14} {'ideal s':>8} {'floor s':>8} {'wall s':>8} {'/ideal':>7} {'/floor':>7} "
-        f"{'rounds /floor':>16} {'peak MB':>8}  bar"
+        f"{'case':<14} {'ideal s':>8} {'timers s':>9} {'provider s':>10} {'wall s':>8} {'/ideal':>7} "
+        f"{'/timers':>8} {'/provider':>10} {'rounds /provider':>17} {'peak MB':>8}  bar"
     )
     for n in sizes:
-        fan, floor = walls(("fanout", n)), walls(("floor", n))
-        ratio = statistics.median(fan) / statistics.median(floor)
-        per_round = [
-            statistics.median(a["walls"]) / statistics.median(b["walls"])
-            for a, b in zip(results[("fanout", n)], results[("floor", n)], strict=True)
-        ]
+        fan, timers, provider = walls(("fanout", n)), walls(("floor", n)), walls(("provider", n))
+        ratio = statistics.median(fan) / statistics.median(provider)
         peak = max(one["peak_mb"] for one in results[("fanout", n)])
         bar = BARS.get(n)
         verdict = ""
         if bar is not None:
             met = ratio <= bar and peak < MAX_PEAK_MB
-            verdict = f"<= {bar}x floor, < {MAX_PEAK_MB} MB: {'met' if met else 'MISSED'}"
-        spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
+            verdict = f"<= {bar}x, < {MAX_PEAK_MB} MB: {'met' if met else 'MISSED'}"
         ideal = results[("fanout", n)][0]["ideal_s"]
         print(
-            f"{'fanout ' + str(n):<14} {ideal:>8.3f} {statistics.median(floor):>8.3f} {statistics.median(fan):>8.3f} "
-            f"{statistics.median(fan) / ideal:>7.2f} {ratio:>7.2f} {spread:>16} {peak:>8.1f}  {verdict}"
+            f"{'fanout ' + str(n):<14} {ideal:>8.3f} {statistics.median(timers):>9.3f} "
+            f"{statistics.median(provider):>10.3f} {statistics.median(fan):>8.3f} {statistics.median(fan) / ideal:>7.2f} "
+            f"{statistics.median(fan) / statistics.median(timers):>8.2f} {ratio:>10.2f} "
+            f"{spread('fanout', 'provider', n):>17} {peak:>8.1f}  {verdict}"
         )
     chain = walls(("chain", 10))
     ideal = results[("chain", 10)][0]["ideal_s"]
