@@ -65,6 +65,23 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def wait_for_log(path: Path, done: Callable[[str], bool], proc: subprocess.Popen[str], *, within: float = 30) -> str:
+    """Wait until the text of the log file ``path`` (a run's ``--log-file``) satisfies ``done``, and return
+    it: a test signals a run at a point the run itself reported (``--log-level debug`` logs each node's
+    ``started``), not after a sleep. Fails if the process ends first; ``within`` only bounds a hang."""
+    import time
+
+    deadline = time.monotonic() + within
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if done(text):
+            return text
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before its log said so:\n{text}"
+        time.sleep(0.02)
+    raise AssertionError(f"the log did not say so within {within} s:\n{text[-2000:]}")
+
+
 def report_schema() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
     return data

@@ -156,6 +156,17 @@ class OAIServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def end_connections(self) -> None:
+        """End every connection the server holds now, from any thread: a test done with answers held back by
+        ``latency`` or a stall need not wait for them to close their sockets."""
+        assert self._loop is not None
+
+        def cancel() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(cancel)
+
     # -- HTTP --------------------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -9,11 +9,13 @@ from typing import Literal
 
 CALLS: dict[str, int] = {}
 THREADS: list[str] = []
+SLEEPING = threading.Event()  # set when slow_sync begins its sleep: a test acts while a tool is mid-call
 
 
 def slow_sync(seconds: float) -> str:
     """Sleep in a worker thread."""
     THREADS.append(threading.current_thread().name)
+    SLEEPING.set()
     time.sleep(seconds)
     return f"slept {seconds}"
 
