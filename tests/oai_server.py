@@ -55,7 +55,9 @@ class Plan:
     ``"folded"`` (each value folded onto a continuation line, HTTP's obs-fold), ``"json"`` (a JSON object),
     ``"escaped"`` (that object JSON-encoded once more, as gateways quote an upstream's body) or ``"query"``
     (percent-encoded). ``content_type`` replaces the answer's Content-Type. ``wait`` holds the answer until
-    the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep.
+    the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep. It may be
+    a ``threading.Barrier`` shared by several plans: each answer then waits until that many requests are
+    held at once (concurrency seen by the server, not inferred from timings).
     """
 
     status: int = 200
@@ -81,7 +83,7 @@ class Plan:
     error_event: bool = False
     echo: str | None = None
     content_type: str | None = None
-    wait: threading.Event | None = None
+    wait: threading.Event | threading.Barrier | None = None
 
 
 @dataclass
@@ -103,6 +105,8 @@ class OAIServer:
         self.requests: list[Recorded] = []
         self.port = 0
         self.connections = 0
+        self.in_flight = 0  # requests received and not yet answered
+        self.max_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -121,6 +125,7 @@ class OAIServer:
         self.default = Plan()
         self.api_key = None
         self.connections = 0
+        self.in_flight = self.max_in_flight = 0
 
     # -- running ---------------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> None:
@@ -192,7 +197,12 @@ class OAIServer:
                 except ValueError:
                     body = raw
                 self.requests.append(Recorded(method, path, headers, body))
-                keep_open = await self._answer(writer, path, headers, body)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    keep_open = await self._answer(writer, path, headers, body)
+                finally:
+                    self.in_flight -= 1
                 if not keep_open:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
