@@ -85,9 +85,7 @@ def test_signal_with_1000_requests_in_flight_exits_130_within_2_s(tmp_path: Path
         wf.write_text(workflow(server.url, fan=1000).replace("    api_key_env: RUNNER_TEST_KEY\n", ""))
         proc = start_cli("run", str(wf), "-q", "--report-dir", str(tmp_path / "r"))
         try:
-            deadline = time.monotonic() + 20
-            while len(server.requests) < 1000 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            server.wait_for_requests(1000, timeout=20)
             assert len(server.requests) == 1000  # every request is in flight at the server
             sent = time.monotonic()
             proc.send_signal(sig)
@@ -136,9 +134,7 @@ def test_no_connection_or_fd_leaks_after_ok_failed_and_cancelled_runs(tmp_path: 
 
         def interrupt() -> None:
             # Ctrl-C once the server holds all 20 requests of the run: every connection is in use
-            deadline = time.monotonic() + 20
-            while len(server.requests) < sent + 20 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            server.wait_for_requests(sent + 20, timeout=20)
             os.kill(os.getpid(), signal.SIGINT)
 
         killer = threading.Thread(target=interrupt)
