@@ -20,6 +20,20 @@ def slow_sync(seconds: float) -> str:
     return f"slept {seconds}"
 
 
+RELEASE = threading.Event()  # opened by release(): a tool waits on it in its thread (see wait_for_release)
+
+
+def wait_for_release(seconds: float) -> str:
+    """Block this worker thread until another stage calls ``release`` (at most ``seconds``)."""
+    THREADS.append(threading.current_thread().name)
+    return "released" if RELEASE.wait(seconds) else f"not released within {seconds} s"
+
+
+def release(input: str) -> str:
+    RELEASE.set()
+    return input
+
+
 async def slow_async(seconds: float, label: str = "x") -> str:
     """Sleep on the loop.
 
