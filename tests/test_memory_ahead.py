@@ -125,14 +125,14 @@ def test_snapshot_made_ahead_is_used_without_waiting(tmp_path: Path) -> None:
             assert sent == [with_notes(SYSTEM, memory_notes((2, 3), "SNAP-1")), START[3], START[4], MORE]
             stats = memory.stats()
             assert (stats.summaries, stats.summaries_ahead, stats.summarised_messages) == (1, 1, 2)
-            assert stats.summary_wait_seconds <= turn and summarizer.delay <= stats.summary_seconds
+            assert stats.summary_wait_seconds <= turn and 0.005 < stats.summary_seconds  # the call took 0.01 s
             return turn
 
     turn = run(scenario())
     (event,) = [e[3] for e in recorder.events]
     assert event is not None
     assert (event["action"], event["ahead"], event["ref"], event["messages"]) == ("summary", True, "history:2-3", 2)
-    assert event["waited"] <= turn and summarizer.delay <= event["seconds"]
+    assert event["waited"] <= turn and 0.005 < event["seconds"]
 
 
 def test_the_turn_waits_for_a_snapshot_not_yet_ready(tmp_path: Path) -> None:
