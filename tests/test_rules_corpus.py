@@ -135,7 +135,8 @@ def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path, ca
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
     # A writer stands by: opening the pipe to read (which waits for a writer) would let it in, and it tells.
-    # Afterwards the test opens the pipe itself, without waiting, to let a writer still standing by go.
+    # Afterwards the test holds the pipe open to read itself (without waiting), so the writer, wherever it
+    # stands, gets in, finds the test finished and goes.
     validate_opened = threading.Event()
     finished = threading.Event()
 
@@ -154,8 +155,11 @@ def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path, ca
     standby.start()
     assert main(["validate", str(fifo)]) == 1
     finished.set()
-    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-    standby.join(10)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        standby.join(10)
+    finally:
+        os.close(reader)
     assert not standby.is_alive() and not validate_opened.is_set()
     assert capsys.readouterr().out == (
         f"{fifo}:1:1: error: cannot read the file: not a regular file [io]\n1 error(s), 0 warning(s) in 1 file(s)\n"
