@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,6 @@ def wait_for_log(path: Path, done: Callable[[str], bool], proc: subprocess.Popen
     """Wait until the text of the log file ``path`` (a run's ``--log-file``) satisfies ``done``, and return
     it: a test signals a run at a point the run itself reported (``--log-level debug`` logs each node's
     ``started``), not after a sleep. Fails if the process ends first; ``within`` only bounds a hang."""
-    import time
-
     deadline = time.monotonic() + within
     text = ""
     while time.monotonic() < deadline:
