@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,21 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
         env=env,
         cwd=ROOT,
     )
+
+
+def wait_for_log(path: Path, done: Callable[[str], bool], proc: subprocess.Popen[str], *, within: float = 30) -> str:
+    """Wait until the text of the log file ``path`` (a run's ``--log-file``) satisfies ``done``, and return
+    it: a test signals a run at a point the run itself reported (``--log-level debug`` logs each node's
+    ``started``), not after a sleep. Fails if the process ends first; ``within`` only bounds a hang."""
+    deadline = time.monotonic() + within
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if done(text):
+            return text
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before its log said so:\n{text}"
+        time.sleep(0.02)
+    raise AssertionError(f"the log did not say so within {within} s:\n{text[-2000:]}")
 
 
 def report_schema() -> dict[str, Any]:

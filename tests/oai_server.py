@@ -45,7 +45,8 @@ class Plan:
     ``drop_before_response`` closes it without answering. ``done`` sends ``data: [DONE]``. ``events``
     replaces the generated stream with these raw SSE chunks; ``force_json`` answers a streamed request
     with one JSON completion (as servers that ignore ``stream`` do); ``hold_open`` waits that long after
-    the last event before ending the response body.
+    the last event before ending the response body, ``hold_until`` until the test sets that event (at most
+    10 s).
 
     Gateway behaviour (LiteLLM's proxy, vLLM, OpenAI), for the faults a gateway adds: ``stream_error`` is an
     error object sent as ``data: {"error": ...}`` after ``error_after`` content chunks (the stream then ends
@@ -55,7 +56,9 @@ class Plan:
     ``"folded"`` (each value folded onto a continuation line, HTTP's obs-fold), ``"json"`` (a JSON object),
     ``"escaped"`` (that object JSON-encoded once more, as gateways quote an upstream's body) or ``"query"``
     (percent-encoded). ``content_type`` replaces the answer's Content-Type. ``wait`` holds the answer until
-    the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep.
+    the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep. It may be
+    a ``threading.Barrier`` shared by several plans: each answer then waits until that many requests are
+    held at once (concurrency seen by the server, not inferred from timings).
     """
 
     status: int = 200
@@ -81,7 +84,8 @@ class Plan:
     error_event: bool = False
     echo: str | None = None
     content_type: str | None = None
-    wait: threading.Event | None = None
+    wait: threading.Event | threading.Barrier | None = None
+    hold_until: threading.Event | None = None
 
 
 @dataclass
@@ -103,6 +107,9 @@ class OAIServer:
         self.requests: list[Recorded] = []
         self.port = 0
         self.connections = 0
+        self.in_flight = 0  # requests received and not yet answered
+        self.max_in_flight = 0
+        self._received = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -121,6 +128,7 @@ class OAIServer:
         self.default = Plan()
         self.api_key = None
         self.connections = 0
+        self.in_flight = self.max_in_flight = 0
 
     # -- running ---------------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> None:
@@ -156,6 +164,23 @@ class OAIServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def wait_for_requests(self, n: int, timeout: float = 10) -> bool:
+        """Block (in a thread other than the server's) until ``n`` requests have been received since the last
+        reset: a test acts once the server holds the requests, not after a sleep. False after ``timeout``."""
+        with self._received:
+            return self._received.wait_for(lambda: len(self.requests) >= n, timeout)
+
+    def end_connections(self) -> None:
+        """End every connection the server holds now, from any thread: a test done with answers held back by
+        ``latency`` or a stall need not wait for them to close their sockets."""
+        assert self._loop is not None
+
+        def cancel() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(cancel)
+
     # -- HTTP --------------------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -181,7 +206,14 @@ class OAIServer:
                 except ValueError:
                     body = raw
                 self.requests.append(Recorded(method, path, headers, body))
-                keep_open = await self._answer(writer, path, headers, body)
+                with self._received:
+                    self._received.notify_all()
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    keep_open = await self._answer(writer, path, headers, body)
+                finally:
+                    self.in_flight -= 1
                 if not keep_open:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -328,6 +360,9 @@ class OAIServer:
         if plan.hold_open:
             await writer.drain()
             await asyncio.sleep(plan.hold_open)
+        if plan.hold_until is not None:
+            await writer.drain()
+            await asyncio.to_thread(plan.hold_until.wait, 10)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, assert_valid_report, run_cli, start_cli
+from tests.conftest import ROOT, assert_valid_report, run_cli, start_cli, wait_for_log
 
 
 def reports_in(folder: Path) -> list[Path]:
@@ -110,12 +110,17 @@ def test_ctrl_c_exits_130_and_leaves_a_valid_partial_report(tmp_path) -> None:
         "version: 1\nname: slow\nmodels:\n  m: {provider: scripted, latency: {first_token_ms: 20000}}\n"
         "agents:\n  a: {model: m}\nstages:\n  - id: fan\n    fanout: {for_each: [1, 2, 3], agent: a}\n"
     )
-    proc = start_cli("run", str(wf), "--report-dir", str(tmp_path / "r"))
+    log = tmp_path / "run.log"
+    proc = start_cli(
+        "run", str(wf), "--report-dir", str(tmp_path / "r"), "--log-level", "debug", "--log-file", str(log)
+    )
     try:
-        time.sleep(1.0)  # let it start the fan-out
+        # Ctrl-C once the run's own log says the fan-out's three calls are in flight
+        wait_for_log(log, lambda text: all(f"[fan[{i}]] started" in text for i in range(3)), proc)
         proc.send_signal(signal.SIGINT)
         start = time.monotonic()
         out, err = proc.communicate(timeout=10)
+        # a sanity bound on what only the clock outside sees (the calls would take 20 s); exact: the report
         assert time.monotonic() - start < 2
     finally:
         proc.kill()

@@ -59,19 +59,30 @@ def tokens(messages: list[Message]) -> int:
 
 
 class Summarizer:
-    def __init__(self, delay: float, fail_first: bool = False) -> None:
+    """A summary call that takes ``delay`` (or, with ``gate``, until the test opens it); ``begun`` and
+    ``ended`` are set when a call begins and ends, so a test waits for the call itself, not for a sleep."""
+
+    def __init__(self, delay: float, fail_first: bool = False, gate: asyncio.Event | None = None) -> None:
         self.delay = delay
         self.fail_first = fail_first
+        self.gate = gate
         self.calls = 0
         self.cancelled = 0
+        self.begun = asyncio.Event()
+        self.ended = asyncio.Event()
 
     async def __call__(self, prompt: list[Message]) -> str:
         self.calls += 1
+        self.begun.set()
         try:
             await asyncio.sleep(self.delay)
+            if self.gate is not None:
+                await self.gate.wait()
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+        finally:
+            self.ended.set()
         if self.fail_first and self.calls == 1:
             raise ConnectionError("summary endpoint down")
         return f"SNAP-{self.calls}"
@@ -95,42 +106,56 @@ def test_snapshot_made_ahead_is_used_without_waiting(tmp_path: Path) -> None:
     summarizer = Summarizer(delay=0.01)
     recorder = Recorder()
 
-    async def scenario() -> None:
+    async def scenario() -> float:
         with make(tmp_path, summarizer, recorder=recorder) as memory:
             memory.extend(START)
             assert tokens(START) == 247
             assert await memory.context() == START  # within budget: sent as it is
-            await asyncio.sleep(0.1)  # the agent's model call; the snapshot is made meanwhile
+            await summarizer.ended.wait()  # the agent's model call; the snapshot is made meanwhile
             assert summarizer.calls == 1
             memory.add(MORE)
+            # the turn over budget takes the snapshot without waiting: it never gives the loop a turn
+            loop_turned: list[bool] = []
+            asyncio.get_running_loop().call_soon(loop_turned.append, True)
+            started = time.perf_counter()
             sent = await memory.context()
+            turn = time.perf_counter() - started
+            assert loop_turned == []
             assert summarizer.calls == 1  # nothing more to summarise
             assert sent == [with_notes(SYSTEM, memory_notes((2, 3), "SNAP-1")), START[3], START[4], MORE]
             stats = memory.stats()
             assert (stats.summaries, stats.summaries_ahead, stats.summarised_messages) == (1, 1, 2)
-            assert stats.summary_wait_seconds < 0.005 < stats.summary_seconds
+            assert stats.summary_wait_seconds <= turn and 0.005 < stats.summary_seconds  # the call took 0.01 s
+            return turn
 
-    run(scenario())
+    turn = run(scenario())
     (event,) = [e[3] for e in recorder.events]
     assert event is not None
     assert (event["action"], event["ahead"], event["ref"], event["messages"]) == ("summary", True, "history:2-3", 2)
-    assert event["waited"] < 0.005 < event["seconds"]
+    assert event["waited"] <= turn and 0.005 < event["seconds"]
 
 
 def test_the_turn_waits_for_a_snapshot_not_yet_ready(tmp_path: Path) -> None:
-    summarizer = Summarizer(delay=0.2)
+    gate = asyncio.Event()
+    summarizer = Summarizer(delay=0, gate=gate)
 
     async def scenario() -> list[Message]:
         with make(tmp_path, summarizer) as memory:
             memory.extend(START)
             await memory.context()
+            await summarizer.begun.wait()
             memory.add(MORE)
             started = time.perf_counter()
-            sent = await memory.context()
+            turn = asyncio.ensure_future(memory.context())
+            for _ in range(5):  # the turn waits, however many loop turns pass, while the snapshot is not ready
+                await asyncio.sleep(0)
+            assert not turn.done() and summarizer.calls == 1
+            gate.set()
+            sent = await turn
             waited = time.perf_counter() - started
             stats = memory.stats()
             assert summarizer.calls == 1
-            assert 0.1 < stats.summary_wait_seconds <= waited
+            assert 0 < stats.summary_wait_seconds <= waited
             assert stats.summaries_ahead == 1
             return sent
 
@@ -145,7 +170,7 @@ def test_a_failed_snapshot_ahead_is_reported_and_made_again(tmp_path: Path) -> N
         with make(tmp_path, summarizer, recorder=recorder) as memory:
             memory.extend(START)
             await memory.context()
-            await asyncio.sleep(0.05)
+            await summarizer.ended.wait()  # the snapshot ahead has failed
             memory.add(MORE)
             sent = await memory.context()
             assert memory.stats().summaries_ahead == 0
@@ -180,16 +205,22 @@ def test_aclose_stops_a_snapshot_being_made(tmp_path: Path) -> None:
     summarizer = Summarizer(delay=30)
 
     async def scenario() -> None:
+        idle = asyncio.all_tasks()  # this scenario's own (and run()'s): nothing in the background
         memory = make(tmp_path, summarizer)
         memory.extend(START)
         await memory.context()
-        await asyncio.sleep(0)  # let the summary call begin
-        await memory.aclose()
+        await summarizer.begun.wait()
+        # aclose stops the 30 s call rather than waiting for it: it is done within a few loop turns
+        closing = asyncio.ensure_future(memory.aclose())
+        for _ in range(10):
+            if closing.done():
+                break
+            await asyncio.sleep(0)
+        assert closing.done()
         assert summarizer.cancelled == 1
+        assert asyncio.all_tasks() == idle
 
-    started = time.perf_counter()
     run(scenario())
-    assert time.perf_counter() - started < 1
     assert (tmp_path / "memory" / "a.jsonl").read_text(encoding="utf-8").count("\n") == len(START)
 
 
@@ -205,17 +236,16 @@ def test_auto_makes_no_snapshot_ahead_when_compacting_will_do(tmp_path: Path) ->
     assert 225 < tokens(messages) <= 300
 
     async def scenario() -> None:
+        idle = asyncio.all_tasks()  # this scenario's own (and run()'s): nothing in the background
         with make(tmp_path, summarizer, mode="auto") as memory:
             memory.extend(messages)
             assert await memory.context() == messages
-            await asyncio.sleep(0.05)
-            assert summarizer.calls == 0
+            assert asyncio.all_tasks() == idle and summarizer.calls == 0
             memory.extend([text("user", 30), text("assistant", 30)])  # now over budget
             sent = await memory.context()
             assert memory.stats().compactions == 1
             assert tokens(sent) <= 225
-            await asyncio.sleep(0.05)
-            assert summarizer.calls == 0
+            assert asyncio.all_tasks() == idle and summarizer.calls == 0
 
     run(scenario())
 
@@ -227,7 +257,7 @@ def test_auto_makes_a_snapshot_ahead_when_compacting_will_not_do(tmp_path: Path)
         with make(tmp_path, summarizer, mode="auto") as memory:
             memory.extend(START)
             await memory.context()
-            await asyncio.sleep(0.05)
+            await summarizer.ended.wait()
             assert summarizer.calls == 1
             memory.add(MORE)
             await memory.context()
@@ -241,11 +271,11 @@ def test_compact_mode_never_summarises(tmp_path: Path) -> None:
     config = WorkingMemoryConfig(max_total_tokens=300, keep_recent_count=2, working_summary_mode="compact")
 
     async def scenario() -> None:
+        idle = asyncio.all_tasks()  # this scenario's own (and run()'s): nothing in the background
         with WorkingMemory(config, run_dir=tmp_path, agent="a", summarize=Summarizer(0)) as memory:
             memory.extend(START)
             await memory.context()
-            await asyncio.sleep(0.01)
-            assert memory.stats().summary_calls == 0
+            assert asyncio.all_tasks() == idle and memory.stats().summary_calls == 0
 
     run(scenario())
 

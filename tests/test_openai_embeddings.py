@@ -4,7 +4,7 @@ errors, and the exact array it returns."""
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -104,12 +104,14 @@ def test_protocol_properties(server: OAIServer) -> None:
 
 
 def test_concurrent_batches_are_bounded(server: OAIServer) -> None:
-    # 6 batches, each answered after 0.2 s, at most 2 at once: three waves, about 0.6 s
-    server.plan(*[Plan(stall_before=0.2) for _ in range(6)])
-    start = time.perf_counter()
-    run(embed(make(server.url, batch_size=1, max_concurrency=2), [str(i) for i in range(6)]))
-    elapsed = time.perf_counter() - start
-    assert 0.55 < elapsed < 1.2
+    # 6 batches, at most 2 at once. Each answer waits at a barrier until a second request is held with it,
+    # so the batches are answered two at a time; one at a time, the first would wait in vain (run() fails).
+    pair = threading.Barrier(2)
+    server.plan(*[Plan(wait=pair) for _ in range(6)])
+    texts = [str(i) for i in range(6)]
+    vectors = run(embed(make(server.url, batch_size=1, max_concurrency=2), texts))
+    np.testing.assert_array_equal(vectors, np.asarray([fake_embedding(t, 8) for t in texts], dtype=np.float32))
+    assert (len(server.requests), server.max_in_flight) == (6, 2)
 
 
 def test_a_failed_batch_is_retried(server: OAIServer) -> None:

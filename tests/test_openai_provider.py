@@ -458,10 +458,14 @@ def test_connection_refused_names_the_base_url(transport: str) -> None:
 
 
 def test_stall_before_the_first_byte_fires_the_read_timeout(server: OAIServer, transport: str) -> None:
-    server.plan(Plan(stall_before=2))
-    start = time.perf_counter()
-    err = failure(make(server.url, stream=False, timeout={"read": 0.3}, retry={"max_attempts": 1}))
-    assert time.perf_counter() - start < 1.5
+    # the server answers only once the call has failed: nothing but the read timeout can end it
+    held = threading.Event()
+    server.plan(Plan(wait=held))
+    try:
+        err = failure(make(server.url, stream=False, timeout={"read": 0.3}, retry={"max_attempts": 1}))
+    finally:
+        held.set()
+    assert len(server.requests) == 1
     assert isinstance(err, ProviderTimeout)
     assert str(err) == f"{label(server.url)}: timeout.read (0.3 s) fired: the server sent nothing for 0.3 s"
 
@@ -565,12 +569,11 @@ def test_a_server_that_stops_reading_fires_the_write_timeout(transport: str, mon
     with SlowReader(bytes_per_s=None) as server:
         url = server.url
         provider = make(url, stream=False, timeout={"write": 0.3, "read": 10}, retry={"max_attempts": 1})
-        start = time.perf_counter()
+        # The server never reads nor answers: only the write timeout can end the call (run() bounds a hang).
         # Recorded rather than raised: a ResourceWarning raised inside uvloop's loop.close() hangs it.
         with warnings.catch_warnings(record=True) as caught, pytest.raises(ProviderTimeout) as info:
             warnings.simplefilter("always")
             run(big_chat(provider))
-        assert time.perf_counter() - start < 3
     assert str(info.value) == f"{label(url)}: timeout.write (0.3 s) fired: could not send the request"
     # the connection was aborted, not closed: a close would wait for the server to take the rest, forever
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
@@ -713,9 +716,36 @@ def test_connection_dropped_before_the_answer(server: OAIServer, transport: str)
 
 
 # -- rate limits -------------------------------------------------------------------------------------------
-def test_requests_per_minute_are_shared_by_concurrent_callers(server: OAIServer) -> None:
+class LimiterClock:
+    """The rate limiter's clock: ``time.monotonic`` and ``asyncio.sleep`` as runner.providers.http sees them,
+    replaced by a clock that a sleep moves by its delay once the callers ready to run have run (as they would
+    during a real wait; at least a microsecond, as a real clock would: a float refill can leave a wait of
+    1e-17 s, which would not move a clock at 1000 s). The waits a test reads are then the limiter's own
+    arithmetic, whatever the machine's load; the requests are real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import types
+
+        import runner.providers.http as http
+
+        self.now = 1000.0
+        clock = types.SimpleNamespace(monotonic=lambda: self.now, perf_counter=time.perf_counter, time=time.time)
+        monkeypatch.setattr(http, "time", clock)
+        loop_api = types.SimpleNamespace(**{n: getattr(asyncio, n) for n in dir(asyncio) if not n.startswith("_")})
+        loop_api.sleep = self.sleep
+        monkeypatch.setattr(http, "asyncio", loop_api)
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(0)
+        self.now += max(delay, 1e-6)
+
+
+def test_requests_per_minute_are_shared_by_concurrent_callers(
+    server: OAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 600 a minute is 10 a second: 10 start at once, the next three start 0.1, 0.2 and 0.3 s later (each
     # waits for the limit, queued behind the ones before it: that whole wait is what it reports)
+    clock = LimiterClock(monkeypatch)
     provider = make(server.url, stream=False, rate_limit={"requests_per_minute": 600})
     recorder = Recorder()
 
@@ -726,17 +756,19 @@ def test_requests_per_minute_are_shared_by_concurrent_callers(server: OAIServer)
         finally:
             await provider.aclose()
 
-    start = time.perf_counter()
     run(thirteen())
-    assert time.perf_counter() - start >= 0.28
+    assert len(server.requests) == 13
+    assert clock.now == pytest.approx(1000.3, abs=1e-5)  # three waits of 0.1 s, one after another
     waits = events(recorder, "rate_wait")
     assert len(waits) == 3 and {w["limit"] for w in waits} == {"requests_per_minute"}
-    assert sorted(w["wait"] for w in waits) == pytest.approx([0.1, 0.2, 0.3], abs=0.05)
+    assert sorted(w["wait"] for w in waits) == pytest.approx([0.1, 0.2, 0.3], abs=1e-5)
 
 
-def test_tokens_per_minute_count_the_reported_usage(server: OAIServer) -> None:
-    # 6000 a minute is 100 a second. A call is counted at ~40 tokens (max_tokens), then corrected to the
-    # 70 the server reports, so the second call must wait for the difference to refill.
+def test_tokens_per_minute_count_the_reported_usage(server: OAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 6000 a minute is 100 a second. A call is counted at its estimate (19 characters of prompt / 4, plus 40
+    # of max_tokens: 44.75), then corrected to the 70 the server reports, so the second call must wait for
+    # the difference to refill.
+    LimiterClock(monkeypatch)
     server.default = Plan(usage={"prompt_tokens": 30, "completion_tokens": 40, "total_tokens": 70})
     provider = make(server.url, stream=False, params={"max_tokens": 40}, rate_limit={"tokens_per_minute": 6000})
     recorder = Recorder()
@@ -752,7 +784,8 @@ def test_tokens_per_minute_count_the_reported_usage(server: OAIServer) -> None:
     run(two())
     [wait] = events(recorder, "rate_wait")
     assert wait["limit"] == "tokens_per_minute"
-    assert 0.05 < wait["wait"] < 0.2
+    # 100 in the bucket, 70 taken on the server's count: 30 left, 44.75 wanted, 14.75 refill in 0.1475 s
+    assert wait["wait"] == pytest.approx(0.1475, abs=1e-5)
 
 
 # -- configuration and secrets -----------------------------------------------------------------------------
@@ -822,9 +855,13 @@ def test_a_cancelled_call_frees_its_connection(server: OAIServer, transport: str
 
     async def scenario() -> ChatResult:
         try:
-            ctx = CallContext("n1", "a")
+            first_token = asyncio.Event()
+            ctx = CallContext("n1", "a", on_token=lambda _: first_token.set())
             task = asyncio.create_task(provider.chat(MESSAGES, ctx))
-            await asyncio.sleep(0.2)
+            # cancelled while it holds the connection: the server stalls before answering, or mid-stream
+            if stream:
+                await first_token.wait()
+            assert await asyncio.to_thread(server.wait_for_requests, 1)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -837,11 +874,24 @@ def test_a_cancelled_call_frees_its_connection(server: OAIServer, transport: str
 
 def test_a_stream_held_open_after_done_returns(server: OAIServer, transport: str) -> None:
     # some proxies keep the response open after [DONE]: the answer is complete, so the call returns
-    server.plan(Plan(hold_open=3))
-    start = time.perf_counter()
-    result = run(chat(make(server.url, timeout={"idle": 2})))
+    # The server ends the response only once the call has returned. The call returns within the grace after
+    # [DONE] (0.5 s): before a timer the first token sets 1.5 s out fires, on the loop's own clock, so the
+    # order holds however loaded the machine is.
+    held = threading.Event()
+    server.plan(Plan(hold_until=held))
+    late: list[str] = []
+
+    def first_token(token: str) -> None:
+        if not late:
+            late.append("armed")
+            asyncio.get_running_loop().call_later(1.5, late.append, "fired")
+
+    try:
+        result = run(chat(make(server.url, timeout={"idle": 2}), sink=first_token))
+    finally:
+        held.set()
     assert result.content == "Hello, world!" and result.attempts == 1
-    assert time.perf_counter() - start < 1.5
+    assert late == ["armed"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -897,9 +947,8 @@ def test_connect_timeout_names_the_timeout_and_the_url(transport: str) -> None:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv(KEY_ENV, KEY)
-            start = time.perf_counter()
+            # nothing accepts the connection: only the connect timeout can end the call (run() bounds a hang)
             err = failure(make(url, timeout={"connect": 0.3}, retry={"max_attempts": 1}))
-        assert time.perf_counter() - start < 2
     assert isinstance(err, ProviderTimeout)
     assert str(err) == f"{label(url)}: timeout.connect (0.3 s) fired: could not connect to {url}"
 

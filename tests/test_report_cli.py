@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from runner.cli import main
 from runner.report import format_summary
-from tests.conftest import ROOT, assert_valid_report, run_cli
+from tests.conftest import ROOT, assert_valid_report, run_cli, wait_for_log
 from tests.test_report_analysis import FAN_THEN_AGENT, build_report, fan_then_agent_events, info
 from tests.trace_check import assert_valid_trace
 
@@ -172,15 +171,19 @@ def test_sigkill_mid_run_leaves_the_previous_reports_whole(write_wf, tmp_path) -
     out.mkdir()
     previous = saved(out, "slow-20260101T000000.000Z.json", 0.5, workflow="slow")
     before = previous.read_bytes()
+    log = tmp_path / "run.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(write_wf(SLOW)), "--report-dir", str(out)],
+        [sys.executable, "-m", "runner", "run", str(write_wf(SLOW)), "--report-dir", str(out)]
+        + ["--log-level", "debug", "--log-file", str(log)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        time.sleep(1.0)
+        # killed mid-run: once its log says the three calls are in flight (each would take 20 s)
+        wait_for_log(log, lambda text: all(f"[fan[{i}]] started" in text for i in range(3)), proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -222,7 +225,7 @@ def test_sigkill_while_writing_never_leaves_a_half_written_file(tmp_path) -> Non
     target = tmp_path / "out" / "r.json"
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(WRITER))
-    for reading in (0.4, 0.25):
+    for rewrites in (2, 1):  # killed at two different moments: after this many sets written while reading
         proc = subprocess.Popen(
             [sys.executable, str(script), str(source), str(target)],
             stdout=subprocess.PIPE,
@@ -232,9 +235,13 @@ def test_sigkill_while_writing_never_leaves_a_half_written_file(tmp_path) -> Non
         )
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-            deadline = time.monotonic() + reading
-            while time.monotonic() < deadline:
+            # read until the reads have seen the writer replace the files (its run id counts its sets), so
+            # the reads overlap rewrites; a deadline would say nothing of how many came while reading
+            seen: set[str] = set()
+            while len(seen) <= rewrites:
                 assert_whole(target.parent)
+                seen.add(json.loads(target.read_text())["run"]["id"])
+                assert proc.poll() is None
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:

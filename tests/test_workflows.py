@@ -40,7 +40,16 @@ def test_offline_example_runs(path: Path, tmp_path: Path) -> None:
     assert_valid_report(outcome.report())
 
 
-def test_quickstart_finishes_in_under_3_seconds() -> None:
+def test_quickstart_takes_one_analysts_time_and_the_editors() -> None:
+    """The first run a user makes is quick because its three analysts run at once: its critical path is the
+    fan-out, one analyst and the editor, and all three analysts are in flight together. (It was a bound of
+    3 s on the wall time, which load can break and three analysts one after another would pass.)"""
     wf = load_workflow(ROOT / "workflows" / "quickstart.yaml")
     outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []))
-    assert outcome.report()["run"]["wall_s"] < 3
+    report = outcome.report()
+    assert outcome.status == "ok"
+    analysts = [n for n in report["nodes"] if n["id"].startswith("notes[")]
+    assert len(analysts) == 3
+    assert max(n["start_s"] for n in analysts) < min(n["end_s"] for n in analysts)
+    first, analyst, *rest = report["critical_path"]["nodes"]
+    assert (first, rest) == ("notes", ["digest"]) and analyst in {n["id"] for n in analysts}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,10 +63,12 @@ class FakeSummarizer:
         self,
         delay: float | Callable[[list[Message]], float] = 0.0,
         answer: Callable[[list[Message]], str] | None = None,
+        hold: Callable[[list[Message]], Awaitable[None]] | None = None,
     ) -> None:
         self.prompts: list[list[Message]] = []
         self.delay = delay
         self.answer = answer
+        self.hold = hold  # awaited in flight, after the delay: a test orders the answers by events
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -77,6 +78,8 @@ class FakeSummarizer:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.delay(prompt) if callable(self.delay) else self.delay)
+            if self.hold is not None:
+                await self.hold(prompt)
         finally:
             self.in_flight -= 1
         return self.answer(prompt) if self.answer else SNAPSHOT
@@ -628,30 +631,40 @@ def test_second_memory_of_the_same_name_appends_and_numbers_on(tmp_path: Path) -
 def test_long_history_is_summarised_in_concurrent_groups(tmp_path: Path) -> None:
     # 12 messages of 98 tokens go into groups of at most 300 tokens of transcript: 4 groups, then one
     # merge. Later groups answer first; the merge still sees the parts in conversation order.
-    def answer(prompt: list[Message]) -> str:
+    firsts = ["[#2]", "[#5]", "[#8]", "[#11]"]  # each group's first message
+    answered = {first: asyncio.Event() for first in firsts}
+    answer_order: list[str] = []
+
+    def first(prompt: list[Message]) -> str:
         content: str = prompt[1]["content"]
+        return content[: content.index("]") + 1]
+
+    def answer(prompt: list[Message]) -> str:
         if prompt[0]["content"] == MERGE_INSTRUCTIONS:
             return "MERGED"
-        return "part from " + content[: content.index("]") + 1]
+        answer_order.append(first(prompt))
+        answered[first(prompt)].set()
+        return "part from " + first(prompt)
 
-    def delay(prompt: list[Message]) -> float:
-        return 0.2 if prompt[0]["content"] == MERGE_INSTRUCTIONS else 0.25 - 0.01 * len(prompt[1]["content"]) / 300
+    async def hold(prompt: list[Message]) -> None:
+        # A group answers once the next group has answered (the last at once): only calls in flight together
+        # can answer so; one after another, the first would wait for the second (a failure after 5 s).
+        if prompt[0]["content"] != MERGE_INSTRUCTIONS and first(prompt) != firsts[-1]:
+            await asyncio.wait_for(answered[firsts[firsts.index(first(prompt)) + 1]].wait(), 5)
 
-    summarizer = FakeSummarizer(delay=delay, answer=answer)
+    summarizer = FakeSummarizer(answer=answer, hold=hold)
     # Each message renders to 98-100 tokens ("[#10] assistant: " + 380 characters), so three fit in 300.
     messages = [SYSTEM] + [text("user" if i % 2 == 0 else "assistant", 98) for i in range(12)] + [text("user", 5)]
     with memory(tmp_path, "compress", budget=400, keep=1, summarize=summarizer, summary_group_tokens=300) as mem:
         mem.extend(messages)
-        started = time.perf_counter()
         sent = run(mem.context())
-        elapsed = time.perf_counter() - started
         assert summarizer.max_in_flight == 4
+        assert answer_order == firsts[::-1]
         assert [p[0]["content"] for p in summarizer.prompts] == [SUMMARY_INSTRUCTIONS] * 4 + [MERGE_INSTRUCTIONS]
         assert summarizer.prompts[4][1]["content"] == (
             "### Part 1\npart from [#2]\n\n### Part 2\npart from [#5]\n\n"
             "### Part 3\npart from [#8]\n\n### Part 4\npart from [#11]"
         )
-        assert elapsed < 0.9  # 5 calls one after another would take over 1.1 s; two rounds take under 0.45
         stats = mem.stats()
         assert (stats.summaries, stats.summary_calls, stats.summarised_messages) == (1, 5, 12)
         assert stats.summary_call_seconds > stats.summary_seconds

@@ -9,13 +9,29 @@ from typing import Literal
 
 CALLS: dict[str, int] = {}
 THREADS: list[str] = []
+SLEEPING = threading.Event()  # set when slow_sync begins its sleep: a test acts while a tool is mid-call
 
 
 def slow_sync(seconds: float) -> str:
     """Sleep in a worker thread."""
     THREADS.append(threading.current_thread().name)
+    SLEEPING.set()
     time.sleep(seconds)
     return f"slept {seconds}"
+
+
+RELEASE = threading.Event()  # opened by release(): a tool waits on it in its thread (see wait_for_release)
+
+
+def wait_for_release(seconds: float) -> str:
+    """Block this worker thread until another stage calls ``release`` (at most ``seconds``)."""
+    THREADS.append(threading.current_thread().name)
+    return "released" if RELEASE.wait(seconds) else f"not released within {seconds} s"
+
+
+def release(input: str) -> str:
+    RELEASE.set()
+    return input
 
 
 async def slow_async(seconds: float, label: str = "x") -> str:
