@@ -109,10 +109,10 @@ def provider_floor_case(n: int, repeat: int) -> dict[str, Any]:
     import asyncio
 
     from runner.engine import loop as loops
-    from runner.engine.plan import compile_workflow
+    from runner.plan.compile import compile_workflow
     from runner.providers.base import CallContext
     from runner.providers.scripted import ScriptedProvider
-    from runner.spec import load_workflow
+    from runner.validate.check import load_workflow
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wf.yaml"
@@ -155,9 +155,9 @@ def one_case(kind: str, n: int, repeat: int) -> dict[str, Any]:
         return floor_case(n, repeat)
     if kind == "provider":
         return provider_floor_case(n, repeat)
-    from runner.engine.plan import compile_workflow
     from runner.engine.session import run_plan
-    from runner.spec import load_workflow
+    from runner.plan.compile import compile_workflow
+    from runner.validate.check import load_workflow
 
     if kind == "fanout":
         text = FANOUT.format(n=n, latency=LATENCY_MS)
@@ -232,7 +232,8 @@ def main() -> None:
         ideal = results[("fanout", n)][0]["ideal_s"]
         print(
             f"{'fanout ' + str(n):<14} {ideal:>8.3f} {statistics.median(timers):>9.3f} "
-            f"{statistics.median(provider):>10.3f} {statistics.median(fan):>8.3f} {statistics.median(fan) / ideal:>7.2f} "
+            f"{statistics.median(provider):>10.3f} {statistics.median(fan):>8.3f} "
+            f"{statistics.median(fan) / ideal:>7.2f} "
             f"{statistics.median(fan) / statistics.median(timers):>8.2f} {ratio:>10.2f} "
             f"{spread('fanout', 'provider', n):>17} {peak:>8.1f}  {verdict}"
         )

@@ -25,11 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.engine.plan import compile_workflow  # noqa: E402
 from runner.engine.session import run_plan  # noqa: E402
+from runner.plan.compile import compile_workflow  # noqa: E402
 from runner.report import write_outputs  # noqa: E402
 from runner.report.html import to_html  # noqa: E402
-from runner.spec import load_workflow  # noqa: E402
+from runner.validate.check import load_workflow  # noqa: E402
 from tests.test_report_html import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 # A scripted fan-out as wide as asked, bounded so that branches also wait for a slot, then one more stage.

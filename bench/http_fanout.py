@@ -32,9 +32,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runner.config.openai import parse_openai_model  # noqa: E402
 from runner.providers.base import CallContext  # noqa: E402
 from runner.providers.openai import OpenAIChatProvider  # noqa: E402
-from runner.providers.openai_config import parse_openai_model  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say something short."}]
 
@@ -156,9 +156,9 @@ async def make_workflow(url: str, stream: bool, limit: int) -> tuple[Batch, Call
     """The whole engine: a workflow's for_each fan-out of N agent stages (templates rendered, events recorded,
     outputs collected), sharing one warm provider across batches as the raw clients share their pools."""
     from runner.engine.execute import Engine  # noqa: PLC0415
-    from runner.engine.plan import compile_workflow  # noqa: PLC0415
     from runner.events import Recorder  # noqa: PLC0415
-    from runner.spec import load_workflow  # noqa: PLC0415
+    from runner.plan.compile import compile_workflow  # noqa: PLC0415
+    from runner.validate.check import load_workflow  # noqa: PLC0415
 
     os.environ["BENCH_KEY"] = "bench"
     plans: dict[int, Any] = {}

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_overhead import CHAIN, FANOUT, LATENCY_MS  # noqa: E402
 
-from runner.engine.plan import compile_workflow  # noqa: E402
 from runner.engine.session import run_plan  # noqa: E402
 from runner.events import NullRecorder, Recorder  # noqa: E402
 from runner.logs import EventLog  # noqa: E402
+from runner.plan.compile import compile_workflow  # noqa: E402
 from runner.progress import Progress  # noqa: E402
-from runner.spec import load_workflow  # noqa: E402
+from runner.validate.check import load_workflow  # noqa: E402
 
 
 def plan_for(kind: str, n: int):  # type: ignore[no-untyped-def]

@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.memory import WorkingMemory, WorkingMemoryConfig  # noqa: E402
+from runner.config.memory import WorkingMemoryConfig  # noqa: E402
+from runner.memory.working import WorkingMemory  # noqa: E402
 from runner.providers.base import Message  # noqa: E402
 
 SNAPSHOT = (

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-file", metavar="FILE", help="append log lines to FILE (default: the workflow's, or stderr)")
 
-    from runner.spec.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
+    from runner.validate.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
     validate = sub.add_parser("validate", help="check workflow files and folders; exit 1 on problems")
     validate.add_argument(
@@ -186,7 +186,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return dispatch(args)
     except RunnerError as exc:
-        from runner.spec.formats import format_error  # noqa: PLC0415
+        from runner.validate.formats import format_error  # noqa: PLC0415
 
         sys.stderr.write(format_error(exc))
         return exc.exit_code

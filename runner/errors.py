@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.spec.diagnostics import Diagnostic
+    from runner.diagnostics import Diagnostic
 
 
 class RunnerError(Exception):

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any, TextIO
 
+from runner.calls import ChatResult
 from runner.errors import RunnerError
 from runner.events import Event, Recorder, tail
-from runner.providers.base import ChatResult
 from runner.secrets import REDACTED, SECRETS, one_line
 
 LOGGER = "runner"

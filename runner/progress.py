@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from runner.calls import ChatResult
 from runner.events import Event, Recorder, tail
-from runner.providers.base import ChatResult
 
 CLEAR = "\r\x1b[2K"
 _CONTAINERS = frozenset({"fanout", "branch"})

@@ -18,7 +18,7 @@ way a template can build something large or spin goes through one of these bound
 The binary operators are intercepted (``intercepted_binops``), which also stops Jinja from folding them at
 compile time; every filter takes the render's context, which stops Jinja from calling filters at compile
 time; so compiling a template does no work that depends on its numbers. The validator runs the same checks
-on the constant parts of templates (``runner.spec.rules.hazards``), so a file that breaks one fails
+on the constant parts of templates (``runner.validate.rules.hazards``), so a file that breaks one fails
 ``runner validate`` at its line and column.
 
 Values a template only reads (inputs, stage outputs) are data, not built by the template: they are not

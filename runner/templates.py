@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
+from runner.config.source import TemplateSrc
 from runner.errors import TemplateError
-from runner.spec.records import TemplateSrc
 
 
 @cache

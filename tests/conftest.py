@@ -98,9 +98,9 @@ def load_unchecked(path: Path) -> Any:
     mistakes that `runner validate` would have caught first."""
     import hashlib
 
-    from runner.spec.build import build_workflow
-    from runner.spec.schema import schema_diagnostics
-    from runner.spec.yamlpos import load_document
+    from runner.workflow.build import build_workflow
+    from runner.workflow.document import load_document
+    from runner.workflow.schema import schema_diagnostics
 
     raw = path.read_bytes()
     doc = load_document(raw.decode(), str(path))

@@ -546,7 +546,7 @@ def test_only_our_names_count_as_cache_files() -> None:
 
 
 def test_from_config(tmp_path: Path) -> None:
-    from runner.embeddings.config import CacheConfig
+    from runner.config.embeddings import CacheConfig
 
     config = CacheConfig(dir="cache", max_file_number=7, max_cache_size=4096, ttl=60.0)
     embedder = CachedEmbedder.from_config(CountingEmbedder(), config, base=tmp_path)

@@ -13,8 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from runner.embeddings.base import make_cache_key
-from runner.embeddings.config import (
+from runner.config.embeddings import (
     SIZE_PATTERN,
     CacheConfig,
     EmbeddingConfig,
@@ -22,6 +21,7 @@ from runner.embeddings.config import (
     parse_embedding_config,
     parse_long_term,
 )
+from runner.embeddings.base import make_cache_key
 from runner.embeddings.hashing import HashingEmbedder
 from tests.conftest import schema_def
 
@@ -186,7 +186,7 @@ def test_long_term() -> None:
 
 
 def test_the_config_module_does_not_import_numpy() -> None:
-    code = "import sys, runner.embeddings.config; print('numpy' in sys.modules)"
+    code = "import sys, runner.config.embeddings; print('numpy' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
@@ -268,7 +268,7 @@ def test_the_long_term_definition() -> None:
 
 
 def test_the_schema_enums_come_from_the_config_module() -> None:
-    from runner.embeddings.config import PROVIDERS, RETRIEVAL_MODES
+    from runner.config.embeddings import PROVIDERS, RETRIEVAL_MODES
 
     assert load("embeddings.schema.json")["properties"]["provider"]["enum"] == list(PROVIDERS)
     assert load("long_term.schema.json")["properties"]["retrieval"]["enum"] == list(RETRIEVAL_MODES)

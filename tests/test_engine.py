@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 from runner.engine.execute import Output
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.errors import TemplateError
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
 from runner.terminal import TerminalSink
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import assert_valid_report, load_unchecked
 
 
@@ -235,7 +235,7 @@ stages:
 
 
 def test_output_objects_read_like_their_content() -> None:
-    out = Output("text", "a", "n", usage=__import__("runner.providers.base", fromlist=["Usage"]).Usage(1, 2))
+    out = Output("text", "a", "n", usage=__import__("runner.calls", fromlist=["Usage"]).Usage(1, 2))
     assert str(out) == "text"
 
 
@@ -284,9 +284,10 @@ stages:
 def test_the_hot_path_builds_complete_call_contexts_outputs_and_replies(write_wf) -> None:
     """call_agent and the scripted provider build these records field by field (no __init__ call, to save
     time per branch): each must equal the record built the usual way, every field set."""
+    from runner.calls import ChatResult, Usage
     from runner.engine.execute import Engine
     from runner.events import Recorder
-    from runner.providers.base import CallContext, ChatResult, Usage
+    from runner.providers.base import CallContext
     from runner.providers.scripted import ScriptedProvider
 
     path = write_wf(

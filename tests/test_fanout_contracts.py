@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import RunOutcome, run_plan
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests import contract_tools
 from tests.conftest import LOOPS, assert_valid_report, run_cli
 from tests.oai_server import OAIServer, Plan

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import load_workflow
+from runner.plan.compile import compile_workflow
+from runner.validate.check import load_workflow
 from tests.contract_tools import GC_SEEN as SEEN
 
 pytestmark = pytest.mark.timeout(30)

@@ -19,18 +19,18 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.embeddings.config import parse_embedding_config, parse_long_term, parse_size
+from runner.config.embeddings import parse_embedding_config, parse_long_term, parse_size
+from runner.config.memory import parse_working_memory
+from runner.config.openai import parse_openai_embedding, parse_openai_model
 from runner.errors import ConfigError
-from runner.memory.config import parse_working_memory
-from runner.providers.openai_config import parse_openai_embedding, parse_openai_model
-from runner.spec import check_file
+from runner.validate.check import check_file
 from tests.conftest import ROOT, run_cli
 from tests.oai_server import OAIServer
 
 PARSERS = [
-    ROOT / "runner" / "providers" / "openai_config.py",
-    ROOT / "runner" / "memory" / "config.py",
-    ROOT / "runner" / "embeddings" / "config.py",
+    ROOT / "runner" / "config" / "openai.py",
+    ROOT / "runner" / "config" / "memory.py",
+    ROOT / "runner" / "config" / "embeddings.py",
 ]
 
 BASE = """\
@@ -437,7 +437,7 @@ def test_the_deepest_input_allowed_runs_and_is_reported(tmp_path: Path) -> None:
 )
 def test_input_files_are_bounded_like_workflow_files(tmp_path: Path, content: str, expected: str) -> None:
     from runner.errors import RunnerError
-    from runner.spec.inputs import read_input_file
+    from runner.workflow.inputs import read_input_file
 
     path = tmp_path / "inputs.json"
     path.write_text(content)
@@ -456,7 +456,7 @@ def test_deep_workflows_are_refused_where_the_limit_is_crossed(
     finds a problem and the pure-Python loader runs for the messages, found from the parser's events)."""
     import yaml
 
-    from runner.spec.yamlpos import LoadError, load_document
+    from runner.workflow.document import LoadError, load_document
 
     if not libyaml:
         monkeypatch.delattr(yaml, "CSafeLoader")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.spec import check_file
-from runner.spec.build import template_src
-from runner.spec.records import Loc, TemplateSrc
-from runner.spec.yamlpos import load_document
+from runner.config.source import Loc, TemplateSrc
+from runner.validate.check import check_file
+from runner.workflow.build import template_src
+from runner.workflow.document import load_document
 from tests.conftest import run_cli
 
 HEADER = """\
@@ -568,7 +568,7 @@ def test_mistakes_made_in_every_example_are_located_exactly(example: Path) -> No
     """The class, not the cases: each example with each line broken in each common way reports the mistake
     at its line and column (measured before the fix: 104 of 214 unclosed quotes and missing colons were
     reported on another line, or at the line after the file)."""
-    from runner.spec.yamlpos import LoadError
+    from runner.workflow.document import LoadError
 
     text = example.read_text()
     checked = 0
@@ -588,7 +588,7 @@ def test_mistakes_made_in_every_example_are_located_exactly(example: Path) -> No
 def test_random_edits_of_the_examples_are_reported_inside_the_file_never_raised() -> None:
     """The class of issue 14's end-of-stream positions: whatever breaks a file, the diagnostic is a located
     LoadError on a line the file has (a seeded sample of 400 random character edits of the examples)."""
-    from runner.spec.yamlpos import LoadError
+    from runner.workflow.document import LoadError
 
     rng = random.Random(14)
     texts = [path.read_text() for path in EXAMPLES]

@@ -30,17 +30,17 @@ from typing import Any
 import pytest
 
 from runner.cli import main
-from runner.engine.graph_view import LABELS, render_mermaid, render_text
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.events import NullRecorder, Recorder
+from runner.plan.compile import compile_workflow
+from runner.plan.graph import LABELS, render_mermaid, render_text
 from runner.progress import CLEAR, Progress
 from runner.report import build_report, format_summary, format_table
 from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
 from runner.report.layout import Layout, ModelShape, StageShape
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
-from runner.spec.records import Stage
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
+from runner.workflow.records import Stage
 from tests.conftest import ROOT, run_cli
 from tests.graph_check import assert_mermaid_well_formed
 from tests.report_docs import assert_every_node_is_shown, random_report, save, writer_outputs

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.plan import compile_workflow
+from runner.config.source import Loc, TemplateSrc
 from runner.engine.session import run_plan
 from runner.errors import RunnerError, TemplateError
-from runner.spec import check_file
-from runner.spec.inputs import resolve_inputs
-from runner.spec.records import Loc, TemplateSrc
+from runner.plan.compile import compile_workflow
 from runner.templates import Template, base_context
+from runner.validate.check import check_file
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import ROOT, load_unchecked, run_cli
 
 
@@ -248,7 +248,7 @@ def test_a_template_the_parser_cannot_read_is_a_located_error_in_validate_too(
 
 HANG = """\
 import sys
-from runner.spec.records import Loc, TemplateSrc
+from runner.workflow.records import Loc, TemplateSrc
 from runner.templates import Template
 Template(TemplateSrc(sys.argv[1], Loc("f.yaml", 1, 1)))
 print("compiled")
@@ -787,7 +787,7 @@ def test_a_when_is_a_check_only_when_it_tests_the_stage(write_wf) -> None:
 
 def test_each_problem_is_located_from_the_tokens_of_its_name_only() -> None:
     # Each problem used to scan every token of its template: 20,000 unknown names took 77 s to place.
-    from runner.spec.rules import hazards, jinja
+    from runner.validate.rules import hazards, jinja
 
     parsed = jinja.parse("".join(f"{{{{ u{i} | f{i} }}}}" for i in range(1000)) + "{{ x | f7 }}")
     seen: list[int] = []

@@ -10,13 +10,13 @@ import threading
 
 import pytest
 
+from runner.calls import ChatResult, Usage
 from runner.cli import main
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.logs import EventLog, Redactor, configure_logging, secret_env_names, secret_values
-from runner.providers.base import ChatResult, Usage
-from runner.spec import load_workflow
-from runner.spec.records import LoggingSpec
+from runner.validate.check import load_workflow
+from runner.workflow.records import LoggingSpec
 from tests.conftest import run_cli
 from tests.oai_server import OAIServer, Plan
 

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from runner.calls import ChatResult
+from runner.config.memory import WorkingMemoryConfig
 from runner.events import Recorder
-from runner.memory import WorkingMemory, WorkingMemoryConfig
 from runner.memory.tokens import ApproxCounter
-from runner.memory.working import SUMMARY_INSTRUCTIONS, memory_notes, provider_summarizer, with_notes
-from runner.providers.base import CallContext, ChatResult, Message
+from runner.memory.working import SUMMARY_INSTRUCTIONS, WorkingMemory, memory_notes, provider_summarizer, with_notes
+from runner.providers.base import CallContext, Message
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from runner.memory.config import (
+from runner.config.memory import (
     MODES,
     TOKEN_COUNTERS,
     WORKING_MEMORY_KEYS,
@@ -251,22 +251,13 @@ def test_settings_load_without_asyncio() -> None:
     import subprocess
 
     code = (
-        "import sys; from runner.memory import parse_working_memory, WorkingMemoryConfig; "
+        "import sys; from runner.config.memory import parse_working_memory, WorkingMemoryConfig; "
         "print(','.join(m for m in ('asyncio', 'runner.memory.working') if m in sys.modules))"
     )
     root = ROOT
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
-
-
-def test_public_names_resolve() -> None:
-    import runner.memory
-
-    for name in runner.memory.__all__:
-        assert getattr(runner.memory, name) is not None
-    with pytest.raises(AttributeError):
-        _ = runner.memory.nothing_here
 
 
 class _Encoding:

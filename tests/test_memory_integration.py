@@ -6,10 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import ROOT
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.memory import WorkingMemory, WorkingMemoryConfig
+from runner.config.memory import WorkingMemoryConfig
 from runner.memory.working import (
+    WorkingMemory,
     content_text,
     memory_notes,
     page,

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from runner.providers.openai_config import (
+from runner.config.openai import (
     DEFAULT_RETRY_ON,
     OpenAIModelConfig,
     PoolConfig,
@@ -173,7 +173,7 @@ def test_embedding_settings() -> None:
 
 def test_settings_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys; import runner.providers.openai_config; "
+        "import sys; import runner.config.openai; "
         "print(sorted(m for m in ('httpx', 'aiohttp', 'numpy', 'anyio') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -19,6 +19,8 @@ import pytest
 import uvloop
 from oai_server import OAIServer, Plan
 
+from runner.calls import ChatResult, ToolCall, Usage
+from runner.config.openai import parse_openai_model
 from runner.errors import (
     ProviderConfigError,
     ProviderConnectError,
@@ -28,10 +30,9 @@ from runner.errors import (
     ProviderTimeout,
 )
 from runner.events import Recorder
-from runner.providers.base import CallContext, ChatResult, ToolCall, Usage
+from runner.providers.base import CallContext
 from runner.providers.http import Endpoint, _retry_after
 from runner.providers.openai import OpenAIChatProvider
-from runner.providers.openai_config import parse_openai_model
 
 pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
@@ -353,7 +354,7 @@ def test_backoff_doubles_up_to_max_delay(server: OAIServer) -> None:
 
 
 def test_full_jitter_stays_within_the_backoff() -> None:
-    from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
+    from runner.config.openai import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 
     endpoint = Endpoint(
         label="m",

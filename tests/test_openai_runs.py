@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import load_workflow
+from runner.plan.compile import compile_workflow
+from runner.validate.check import load_workflow
 from tests.conftest import assert_valid_report, run_cli, start_cli
 from tests.oai_server import OAIServer, Plan
 

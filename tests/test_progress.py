@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 
+from runner.calls import ChatResult, Usage
 from runner.commands.run import run_command
 from runner.events import Recorder
 from runner.progress import CLEAR, ObservedStream, Progress
-from runner.providers.base import ChatResult, Usage
 from tests.conftest import ROOT
 
 

@@ -34,10 +34,10 @@ import pytest
 import yaml
 
 from runner.cli import build_parser, main
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import check_file, load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import check_file, load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import ROOT, SHARED_DATA, assert_valid_report, run_cli
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -196,7 +196,7 @@ def check_workflow(block: Block, ctx: Context) -> None:
 
 
 def run_offline(path: Path) -> dict[str, Any]:
-    from runner.engine.offline import offline_workflow
+    from runner.workflow.offline import offline_workflow
 
     wf = offline_workflow(load_workflow(path))
     outcome = run_plan(compile_workflow(wf), resolve_inputs(wf, []), run_dir=path.parent / "run")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from runner.calls import ChatResult, Usage
 from runner.events import NullRecorder, Recorder
-from runner.providers.base import ChatResult, Usage
 from runner.report import RunInfo, build_report, is_secret_name, redact_inputs
 from runner.report.analysis import percentile
 from runner.report.layout import Layout, ModelShape, StageShape

@@ -30,15 +30,15 @@ from typing import Any
 import pytest
 
 from runner.commands.report import REPORT_FORMATS
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.events import Recorder
+from runner.plan.compile import compile_workflow
 from runner.report import FORMATS, build_report, write_outputs
 from runner.report.analysis import CATEGORIES
 from runner.report.html import CATEGORY_FILLS, KIND_LABELS, STATUS_LABELS, embed_json, to_html
 from runner.secrets import redact
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import ROOT, assert_valid_report, run_cli
 from tests.oai_server import OAIServer, Plan
 from tests.report_docs import REPORT_SCHEMA, random_report

@@ -10,10 +10,10 @@ import time
 import pytest
 
 import runner.providers.openai  # noqa: F401 - imported ahead: a first run's imports would count as overhead
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import assert_valid_report
 from tests.oai_server import OAIServer, Plan
 from tests.trace_check import assert_valid_trace

@@ -18,9 +18,9 @@ import pytest
 
 from runner.cli import main
 from runner.commands.validate import check_paths
-from runner.spec import check_file
-from runner.spec.rules.catalog import RULES
-from runner.spec.rules.limits import MAX_FILE_BYTES
+from runner.validate.check import check_file
+from runner.validate.rules.catalog import RULES
+from runner.workflow.limits import MAX_FILE_BYTES
 from tests.conftest import ROOT, run_cli
 
 CORPUS = ROOT / "tests" / "invalid"

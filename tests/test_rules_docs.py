@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from runner.commands.validate import check_paths
-from runner.spec import check_file
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.rules.catalog import RULES
-from runner.spec.rules.limits import MAX_FILE_BYTES
+from runner.diagnostics import Diagnostic
+from runner.validate.check import check_file
+from runner.validate.rules.catalog import RULES
+from runner.workflow.limits import MAX_FILE_BYTES
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")

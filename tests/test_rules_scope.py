@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import check_file, load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import check_file, load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import load_unchecked
 
 ACCEPTED = """\
@@ -183,7 +183,7 @@ def test_the_message_fields_the_checks_know_are_the_engines() -> None:
     import dataclasses
 
     from runner.engine.execute import Output
-    from runner.spec.rules.templating import MESSAGE_FIELDS
+    from runner.validate.rules.templating import MESSAGE_FIELDS
 
     assert MESSAGE_FIELDS == tuple(sorted(f.name for f in dataclasses.fields(Output)))
 
@@ -213,7 +213,7 @@ def test_prev_types_follow_the_engine(write_wf) -> None:
 
 
 def test_the_fields_of_run_and_agent_the_checks_know_are_the_engines(write_wf) -> None:
-    from runner.spec.rules.templating import _FIELDS
+    from runner.validate.rules.templating import _FIELDS
 
     path = write_wf(
         HEADER.replace('  b: {model: m, sys_prompt: "{{ vars.focus }}"}\n', "").replace("  z: {model: slow}\n", "")

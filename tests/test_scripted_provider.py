@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from runner.calls import ChatResult
+from runner.config.scripted import ScriptedConfig
+from runner.config.source import Loc, TemplateSrc
 from runner.engine import loop as loops
 from runner.errors import TemplateError
 from runner.events import Recorder
-from runner.providers.base import CallContext, ChatResult
+from runner.providers.base import CallContext
 from runner.providers.scripted import ScriptedProvider
-from runner.providers.scripted_config import ScriptedConfig
-from runner.spec.records import Loc, TemplateSrc
 from runner.templates import base_context
 
 LOOPS = pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])

@@ -23,12 +23,12 @@ import pytest
 from oai_server import OAIServer, Plan
 
 from runner import cli
+from runner.config.openai import parse_openai_embedding, parse_openai_model
 from runner.errors import ProviderError, RunnerError
 from runner.events import Recorder
 from runner.logs import configure_logging
 from runner.providers.base import CallContext
 from runner.providers.openai import OpenAIChatProvider, OpenAIEmbedder
-from runner.providers.openai_config import parse_openai_embedding, parse_openai_model
 from runner.report import report_json
 from runner.secrets import API_KEY, PROXY_CREDENTIALS, REDACTED, SecretRegistry, base64_cores, one_line
 from tests import secret_scan as markers

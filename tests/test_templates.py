@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from runner.calls import Usage
+from runner.config.source import Loc, TemplateSrc
 from runner.engine.execute import Output
 from runner.errors import TemplateError
-from runner.providers.base import Usage
-from runner.spec.records import Loc, TemplateSrc
 from runner.templates import Template, base_context, environment
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.errors import StageTimeout
-from runner.spec import load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
 from runner.tools import describe_function
+from runner.validate.check import load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests import toolbox
 from tests.conftest import assert_valid_report, load_unchecked
 

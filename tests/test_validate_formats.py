@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.spec.formats import FORMATS_BY_NAME, format_github, sarif_document
-from runner.spec.rules.catalog import RULES
+from runner.validate.formats import FORMATS_BY_NAME, format_github, sarif_document
+from runner.validate.rules.catalog import RULES
 from tests.conftest import ROOT, SHARED_DATA, run_cli
 
 TWO_PROBLEMS = """\
@@ -114,7 +114,7 @@ def test_github_format(write_wf, capsys) -> None:
 
 
 def test_github_escapes_properties_and_data() -> None:
-    from runner.spec.diagnostics import Diagnostic
+    from runner.diagnostics import Diagnostic
 
     d = Diagnostic("dir,a/b:c.yaml", 2, 3, 4, 5, "error", "schema", "100% wrong\r\nsecond line", "a, b: c")
     assert format_github([d], 1) == (
@@ -174,7 +174,7 @@ def test_sarif_of_the_whole_corpus_is_valid() -> None:
 
 
 def test_sarif_uri_of_a_file_outside_the_working_folder_is_absolute(tmp_path, monkeypatch) -> None:
-    from runner.spec.diagnostics import Diagnostic
+    from runner.diagnostics import Diagnostic
 
     work = tmp_path / "work"
     work.mkdir()

@@ -333,13 +333,3 @@ def test_recall_text_and_tool() -> None:
         "similar to the query first, each with its similarity (0 to 1)."
     )
     assert spec["function"]["parameters"]["required"] == ["query"]
-
-
-def test_the_package_exports_resolve() -> None:
-    import runner.embeddings as package
-
-    assert sorted(package.__all__) == sorted(package._MODULE_OF)
-    for name in package.__all__:
-        assert getattr(package, name) is not None
-    with pytest.raises(AttributeError):
-        package.Nothing  # noqa: B018

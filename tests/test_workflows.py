@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
-from runner.spec import check_file, load_workflow
-from runner.spec.inputs import resolve_inputs
+from runner.plan.compile import compile_workflow
+from runner.validate.check import check_file, load_workflow
+from runner.workflow.inputs import resolve_inputs
 from tests.conftest import ROOT, assert_valid_report
 
 EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from runner.config.memory import WorkingMemoryConfig
 from runner.errors import ToolError
 from runner.events import Recorder
-from runner.memory import WorkingMemory, WorkingMemoryConfig
 from runner.memory.tokens import ApproxCounter
 from runner.memory.working import (
     MERGE_INSTRUCTIONS,
     SUMMARY_INSTRUCTIONS,
+    WorkingMemory,
     memory_notes,
     stand_in,
     with_notes,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.spec import check_file
-from runner.spec.yamlpos import LoadError, Span, load_document
+from runner.validate.check import check_file
+from runner.workflow.document import LoadError, Span, load_document
 
 
 def lines(problems: list) -> list[str]:
@@ -66,7 +66,7 @@ def test_non_utf8_bytes_are_located(tmp_path) -> None:
 
 
 def test_alias_bomb_fails_fast_with_bounded_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runner.spec import yamlpos
+    from runner.workflow import document as yamlpos
 
     text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 10):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from runner.engine.graph_view import RENDERERS
-from runner.engine.plan import compile_workflow
-from runner.spec import load_workflow
+from runner.plan.compile import compile_workflow
+from runner.plan.graph import RENDERERS
+from runner.validate.check import load_workflow
 
 
 def graph_command(workflow: str, *, fmt: str, out: TextIO) -> int:

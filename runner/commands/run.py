@@ -14,19 +14,19 @@ from typing import Any, TextIO, cast
 
 from runner import interrupts
 from runner.engine.execute import as_text
-from runner.engine.offline import offline_workflow
-from runner.engine.plan import compile_workflow
 from runner.engine.session import run_plan
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.fsutil import WriteError, ensure_writable_dir, sweep_stale_temps
 from runner.logs import EventLog, LogContext, configure_logging, secret_env_names, secret_values
+from runner.plan.compile import compile_workflow
 from runner.progress import ObservedStream, Progress
 from runner.report import ReportWriteError, RunInfo, format_summary, now_utc, report_path, write_outputs
-from runner.spec import load_workflow
-from runner.spec.formats import format_error
-from runner.spec.inputs import read_input_file, resolve_inputs
 from runner.terminal import TerminalSink, same_terminal
+from runner.validate.check import load_workflow
+from runner.validate.formats import format_error
+from runner.workflow.inputs import read_input_file, resolve_inputs
+from runner.workflow.offline import offline_workflow
 
 EXIT_BUG = 3
 # Report folders keep a run folder per run: the newest are swept for temporary files a killed run left.
@@ -174,7 +174,7 @@ def _file_in_the_way(directory: str) -> str | None:
 
 def _locate_report_dir(workflow_file: str) -> str:
     """``file:line:col`` of the workflow's ``report.dir`` (read again: only when there is a problem to show)."""
-    from runner.spec.yamlpos import load_document  # noqa: PLC0415
+    from runner.workflow.document import load_document  # noqa: PLC0415
 
     try:
         doc = load_document(Path(workflow_file).read_text(encoding="utf-8"), workflow_file)

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner.diagnostics import ERROR, WARNING, Diagnostic
 from runner.errors import RunnerError, UsageError
-from runner.spec import check_file
-from runner.spec.diagnostics import ERROR, WARNING, Diagnostic
-from runner.spec.formats import FORMATS_BY_NAME
+from runner.validate.check import check_file
+from runner.validate.formats import FORMATS_BY_NAME
 
 SUFFIXES = (".yaml", ".yml")
 IGNORE_FILE = ".runnerignore"
@@ -143,7 +143,7 @@ def check_paths(
 
 
 def check_files(files: Sequence[Path], *, strict: bool = False, sets: Sequence[str] = ()) -> list[Diagnostic]:
-    from runner.spec.rules.values import check_sets  # noqa: PLC0415
+    from runner.validate.rules.values import check_sets  # noqa: PLC0415
 
     assignments = parse_sets(sets)
     problems: list[Diagnostic] = []

@@ -55,8 +55,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from runner.config.embeddings import CacheConfig, parse_size
 from runner.embeddings.base import Embedder, Vectors
-from runner.embeddings.config import CacheConfig, parse_size
 from runner.errors import ProviderProtocolError
 from runner.fsutil import FileLock, atomic_write_bytes, sweep_stale_temps
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.calls import ChatResult, Usage
 from runner.dispatch import first_error, run_all
-from runner.engine.plan import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.engine.resources import RunResources
 from runner.errors import (
     ProviderConfigError,
@@ -32,10 +32,11 @@ from runner.errors import (
     ToolError,
 )
 from runner.events import Recorder
-from runner.providers.base import CallContext, ChatProvider, ChatResult, Message, Usage
-from runner.spec.records import FanoutStage, MemorySpec, PythonStage, StagePolicy
+from runner.plan.compile import AgentPlan, CompiledTemplate, Plan, StagePlan
+from runner.providers.base import CallContext, ChatProvider, Message
 from runner.templates import FAST_ATTRS, base_context
 from runner.tools import ToolRunner
+from runner.workflow.records import FanoutStage, MemorySpec, PythonStage, StagePolicy
 
 TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
 """(node_id, agent name) -> the callback receiving that node's streamed text, or None."""
@@ -470,7 +471,7 @@ class Engine:
         working = self._working_memory(node, agent, mem)
         if working is not None:
             if working.config.working_summary_mode != "compress":
-                from runner.memory import READ_STORED_RESULT_TOOL  # noqa: PLC0415
+                from runner.memory.working import READ_STORED_RESULT_TOOL  # noqa: PLC0415
 
                 specs.append(READ_STORED_RESULT_TOOL)
             working.extend(messages)
@@ -537,7 +538,7 @@ class Engine:
     def _working_memory(self, node: str, agent: AgentPlan, mem: MemorySpec | None) -> Any:
         if mem is None or mem.working is None:
             return None
-        from runner.memory import WorkingMemory, provider_summarizer  # noqa: PLC0415
+        from runner.memory.working import WorkingMemory, provider_summarizer  # noqa: PLC0415
 
         config = mem.working
         summarize = None

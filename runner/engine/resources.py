@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.engine.plan import Plan, walk_plans
 from runner.events import Recorder
+from runner.plan.compile import Plan, walk_plans
 
 
 @dataclass

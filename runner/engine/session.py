@@ -22,15 +22,15 @@ from runner import interrupts
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
-from runner.engine.plan import Plan, walk_plans
 from runner.engine.resources import open_resources
 from runner.errors import RunnerError
 from runner.events import Recorder
+from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
 from runner.report import RunInfo, build_report, describe_workflow, now_utc
-from runner.spec.records import PythonStage
 from runner.tools import ToolRunner, import_callable, load_tool
+from runner.workflow.records import PythonStage
 
 
 @dataclass

@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.config.memory import WorkingMemoryConfig
 from runner.errors import RunError, ToolError
 from runner.events import Recorder
 from runner.fsutil import WriteError, append_whole, atomic_write_text, sync_files
-from runner.memory.config import WorkingMemoryConfig
 from runner.memory.tokens import TokenCounter, make_counter
 from runner.providers.base import CallContext, ChatProvider, Message
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.providers import scripted_config
-from runner.spec.records import Loc, TemplateSrc
+from runner.config import scripted as scripted_config
+from runner.config.source import Loc, TemplateSrc
 
 TemplateFactory = Callable[[tuple[str | int, ...]], TemplateSrc]
 """Given a key path relative to the model's mapping, the template found there, with its location."""
@@ -31,7 +31,7 @@ class ProviderType:
 
 
 def _parse_openai(raw: Mapping[str, Any], template: TemplateFactory, loc: Loc) -> Any:
-    from runner.providers.openai_config import parse_openai_model  # noqa: PLC0415
+    from runner.config.openai import parse_openai_model  # noqa: PLC0415
 
     return parse_openai_model(raw)
 

@@ -10,41 +10,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runner.calls import ChatResult
 from runner.events import Recorder
 
 Message = dict[str, Any]
-
-
-# Usage and ChatResult are made once per model call on the engine's hot path: plain slotted classes,
-# because a frozen dataclass's __init__ costs four times as much (object.__setattr__ per field). They are
-# values all the same: nothing changes them after they are made.
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str  # JSON text, as the wire carries it
-
-    def as_message_part(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
-
-
-@dataclass(slots=True)
-class ChatResult:
-    """One model reply. ``first_token_at`` is a ``time.perf_counter()`` reading (None when not streamed
-    or nothing came); ``attempts`` counts the requests made, retries included."""
-
-    content: str
-    usage: Usage = field(default_factory=Usage)
-    tool_calls: tuple[ToolCall, ...] = ()
-    first_token_at: float | None = None
-    attempts: int = 1
-    finish_reason: str = "stop"
 
 
 @dataclass(slots=True)

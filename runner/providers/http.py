@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from runner.config.openai import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 from runner.errors import (
     ProviderConfigError,
     ProviderConnectError,
@@ -45,7 +46,6 @@ from runner.errors import (
     ProviderTimeout,
 )
 from runner.events import Recorder
-from runner.providers.openai_config import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 from runner.providers.proxy import proxy_for
 from runner.secrets import API_KEY, SECRETS
 

@@ -18,12 +18,13 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from runner.calls import ChatResult, ToolCall, Usage
+from runner.config.openai import OpenAIEmbeddingConfig, OpenAIModelConfig
 from runner.dispatch import run_all
 from runner.errors import ProviderError, ProviderTimeout
 from runner.events import Recorder
-from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
+from runner.providers.base import CallContext, Message
 from runner.providers.http import Endpoint, display_url, snippet
-from runner.providers.openai_config import OpenAIEmbeddingConfig, OpenAIModelConfig
 from runner.providers.sse import SSEDecoder
 
 _DONE_GRACE = 0.5

@@ -14,10 +14,11 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
+from runner.calls import ChatResult, ToolCall, Usage
+from runner.config.scripted import ScriptedConfig
+from runner.config.source import Loc, TemplateSrc
 from runner.errors import RunError
-from runner.providers.base import CallContext, ChatResult, Message, ToolCall, Usage
-from runner.providers.scripted_config import ScriptedConfig
-from runner.spec.records import Loc, TemplateSrc
+from runner.providers.base import CallContext, Message
 from runner.templates import template_for
 
 _TOKEN = re.compile(r"\s*\S+|\s+")

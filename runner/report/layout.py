@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from runner.spec.records import AgentStage, PythonStage, Stage, Workflow
+from runner.workflow.records import AgentStage, PythonStage, Stage, Workflow
 
 
 @dataclass(frozen=True, slots=True)

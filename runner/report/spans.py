@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.calls import ChatResult
 from runner.events import Event
-from runner.providers.base import ChatResult
 from runner.report.layout import Layout, StageShape
 from runner.secrets import redact
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.spec.build import template_src
-from runner.spec.records import Loc, TemplateSrc
-from runner.spec.yamlpos import Document, Path, Span
+from runner.config.source import Loc, TemplateSrc
+from runner.workflow.build import template_src
+from runner.workflow.document import Document, Path, Span
 
 
 @dataclass(frozen=True, slots=True)

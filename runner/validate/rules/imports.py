@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import PythonStage, Workflow
-from runner.spec.rules.common import diag
-from runner.spec.rules.scope import Walk
-from runner.spec.rules.source import Source, Where
+from runner.diagnostics import Diagnostic
+from runner.validate.rules.common import diag
+from runner.validate.rules.scope import Walk
+from runner.validate.rules.source import Source, Where
+from runner.workflow.records import PythonStage, Workflow
 
 _MAX_SOURCE_BYTES = 8 << 20  # a larger file is trusted rather than parsed
 

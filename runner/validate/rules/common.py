@@ -6,9 +6,9 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.rules.catalog import RULES
-from runner.spec.rules.source import Where
+from runner.diagnostics import Diagnostic
+from runner.validate.rules.catalog import RULES
+from runner.validate.rules.source import Where
 
 A_TYPE = {
     "string": "a string",

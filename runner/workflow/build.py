@@ -6,17 +6,18 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from runner.config.source import Loc, TemplateSrc
+from runner.diagnostics import Diagnostic
 from runner.errors import ConfigError, SpecError
 from runner.providers import PROVIDERS
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import (
+from runner.workflow.document import Document, Path
+from runner.workflow.records import (
     NO_POLICY,
     AgentSpec,
     AgentStage,
     EmbeddingSpec,
     FanoutStage,
     InputSpec,
-    Loc,
     LoggingSpec,
     MemorySpec,
     ModelSpec,
@@ -25,11 +26,9 @@ from runner.spec.records import (
     RetryPolicy,
     Stage,
     StagePolicy,
-    TemplateSrc,
     ToolSpec,
     Workflow,
 )
-from runner.spec.yamlpos import Document, Path
 
 T = TypeVar("T")
 
@@ -45,7 +44,7 @@ class _Builder:
         try:
             return parse(*args)
         except ConfigError as exc:
-            from runner.spec.schema import describe_path  # noqa: PLC0415 - only for a refused setting
+            from runner.workflow.schema import describe_path  # noqa: PLC0415 - only for a refused setting
 
             span = self.doc.span((*base, *exc.key), key=True)
             where = describe_path(base, self.doc.data)
@@ -210,8 +209,8 @@ class _Builder:
         )
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
-        from runner.embeddings.config import parse_embedding_config  # noqa: PLC0415
-        from runner.providers.openai_config import parse_openai_embedding  # noqa: PLC0415
+        from runner.config.embeddings import parse_embedding_config  # noqa: PLC0415
+        from runner.config.openai import parse_openai_embedding  # noqa: PLC0415
 
         base: Path = ("embeddings", name)
         common_raw = {k: v for k, v in raw.items() if k in _COMMON_EMBEDDING_KEYS}
@@ -222,8 +221,8 @@ class _Builder:
         return EmbeddingSpec(name, raw["provider"], common, endpoint, loc)
 
     def memory(self, name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
-        from runner.embeddings.config import parse_long_term  # noqa: PLC0415
-        from runner.memory.config import parse_working_memory  # noqa: PLC0415
+        from runner.config.embeddings import parse_long_term  # noqa: PLC0415
+        from runner.config.memory import parse_working_memory  # noqa: PLC0415
 
         base: Path = ("memory", name)
         working_raw = {k: v for k, v in raw.items() if k != "long_term"}

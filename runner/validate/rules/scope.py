@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from runner.spec.records import AgentStage, FanoutStage, Stage, TemplateSrc, Workflow
-from runner.spec.yamlpos import Path
+from runner.config.source import TemplateSrc
+from runner.workflow.document import Path
+from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
 
 
 @dataclass(frozen=True, slots=True)

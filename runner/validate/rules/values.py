@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.inputs import check_items, parse_value, preview, type_matches
-from runner.spec.records import Loc, Workflow
-from runner.spec.rules.common import A_TYPE, describe_value, diag, suggest
-from runner.spec.rules.source import Source, Where
+from runner.config.source import Loc
+from runner.diagnostics import Diagnostic
+from runner.validate.rules.common import A_TYPE, describe_value, diag, suggest
+from runner.validate.rules.source import Source, Where
+from runner.workflow.inputs import check_items, parse_value, preview, type_matches
+from runner.workflow.records import Workflow
 
 
 def check_input_defaults(wf: Workflow, source: Source) -> list[Diagnostic]:

@@ -1,25 +1,24 @@
-"""Workflow files: YAML with positions -> JSON Schema -> semantic checks -> frozen records. Pure: no asyncio."""
+"""Checking a workflow file: YAML with positions -> JSON Schema -> records -> semantic rules, every problem
+located and reported at once (``runner validate``, and ``runner run`` before it runs). Pure: no asyncio.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+from runner.diagnostics import Diagnostic
 from runner.errors import SpecError
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import Workflow
-from runner.spec.yamlpos import LoadError, decode, load_document
-
-__all__ = ["check_file", "load_workflow"]
+from runner.workflow.document import Document, LoadError, decode, load_document
+from runner.workflow.records import Workflow
 
 
 def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
     """Load and check one workflow file; return the records (None when it has errors) and every problem."""
-    from runner.spec.build import build_workflow  # noqa: PLC0415
-    from runner.spec.checks import check_workflow  # noqa: PLC0415
-    from runner.spec.rules.limits import read_limited, too_large  # noqa: PLC0415
-    from runner.spec.rules.secrets import secret_diagnostics  # noqa: PLC0415
-    from runner.spec.schema import schema_diagnostics  # noqa: PLC0415
+    from runner.validate.rules.secrets import secret_diagnostics  # noqa: PLC0415
+    from runner.workflow.build import build_workflow  # noqa: PLC0415
+    from runner.workflow.limits import read_limited, too_large  # noqa: PLC0415
+    from runner.workflow.schema import schema_diagnostics  # noqa: PLC0415
 
     file = str(path)
     size = len(text) if text is not None else 0
@@ -66,3 +65,23 @@ def load_workflow(path: str | Path) -> Workflow:
     if wf is None:
         raise SpecError(problems)
     return wf
+
+
+def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic]:
+    """Every semantic problem in ``wf``; ``doc`` (the file it was built from) makes positions exact."""
+    from runner.validate.rules.imports import check_imports  # noqa: PLC0415
+    from runner.validate.rules.refs import check_references  # noqa: PLC0415
+    from runner.validate.rules.scope import Walk  # noqa: PLC0415
+    from runner.validate.rules.source import Source  # noqa: PLC0415
+    from runner.validate.rules.templating import check_templates  # noqa: PLC0415
+    from runner.validate.rules.values import check_input_defaults  # noqa: PLC0415
+
+    source = Source(doc)
+    walk = Walk(wf)
+    walk.run()
+    return [
+        *check_references(wf, source, walk),
+        *check_imports(wf, source, walk),
+        *check_input_defaults(wf, source),
+        *check_templates(wf, source, walk),
+    ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runner.engine.plan import CompiledTemplate, Plan, StagePlan
-from runner.spec.records import AgentStage, FanoutStage, PythonStage, Stage
+from runner.plan.compile import CompiledTemplate, Plan, StagePlan
+from runner.workflow.records import AgentStage, FanoutStage, PythonStage, Stage
 
 
 def _agent_text(sp: StagePlan) -> str:

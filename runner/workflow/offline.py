@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 from types import MappingProxyType
 
-from runner.providers.scripted_config import ScriptedConfig
-from runner.spec.records import EmbeddingSpec, ModelSpec, TemplateSrc, Workflow
+from runner.config.scripted import ScriptedConfig
+from runner.config.source import TemplateSrc
+from runner.workflow.records import EmbeddingSpec, ModelSpec, Workflow
 
 OFFLINE_REPLY = "[offline reply of {{ agent.name }} to: {{ input | truncate(80) }}]"
 

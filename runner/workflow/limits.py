@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from runner.spec.diagnostics import Diagnostic
+from runner.diagnostics import Diagnostic
 
 MAX_FILE_BYTES = 1 << 20
 

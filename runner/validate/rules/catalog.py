@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.spec.diagnostics import ERROR, WARNING
+from runner.diagnostics import ERROR, WARNING
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.spec.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, PythonStage, Stage, TemplateSrc, Workflow
+from runner.config.source import TemplateSrc
 from runner.templates import Template, environment, is_constant
+from runner.workflow.records import AgentSpec, AgentStage, FanoutStage, ModelSpec, PythonStage, Stage, Workflow
 
 # A system prompt that reads none of these renders the same for every call of its agent.
 _VARYING_FOR_AGENT = frozenset({"vars", "prev", "stages", "input"})

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from runner.spec.diagnostics import Diagnostic
+from runner.diagnostics import Diagnostic
 
 Path = tuple[str | int, ...]
 
@@ -259,7 +259,7 @@ def load_document(text: str, file: str) -> Document:
             line, column = _too_deep_at(text)
             raise _too_large(file, line, column, f"the document nests deeper than {MAX_DEPTH} levels") from None
         except yaml.MarkedYAMLError as exc:
-            from runner.spec.yamlsyntax import describe  # noqa: PLC0415 - only for a broken file
+            from runner.workflow.syntax import describe  # noqa: PLC0415 - only for a broken file
 
             p = describe(exc, text)
             where = (p.line, p.column, p.end_line, p.end_column)

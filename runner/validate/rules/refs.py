@@ -3,11 +3,12 @@ definitions nobody uses (warnings)."""
 
 from __future__ import annotations
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import AgentStage, FanoutStage, Loc, Workflow
-from runner.spec.rules.common import diag, suggest
-from runner.spec.rules.scope import Walk, walk_stages
-from runner.spec.rules.source import Source
+from runner.config.source import Loc
+from runner.diagnostics import Diagnostic
+from runner.validate.rules.common import diag, suggest
+from runner.validate.rules.scope import Walk, walk_stages
+from runner.validate.rules.source import Source
+from runner.workflow.records import AgentStage, FanoutStage, Workflow
 
 
 def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:

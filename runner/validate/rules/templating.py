@@ -11,13 +11,14 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.records import AgentStage, FanoutStage, Stage, TemplateSrc, Workflow
-from runner.spec.rules import jinja
-from runner.spec.rules.common import A_TYPE, diag, suggest
-from runner.spec.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
-from runner.spec.rules.source import Source
+from runner.config.source import TemplateSrc
+from runner.diagnostics import Diagnostic
 from runner.templates import TOO_DEEP, environment, is_constant
+from runner.validate.rules import jinja
+from runner.validate.rules.common import A_TYPE, diag, suggest
+from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
+from runner.validate.rules.source import Source
+from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
 
 _BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
 _CALL = frozenset({"agent", "input"})
@@ -176,7 +177,7 @@ class TemplateChecker:
     def hazards(self, src: TemplateSrc, ast: Any, names: jinja.Names, parsed: Callable[[], jinja.Parsed]) -> int:
         """What the sandbox refuses when this template compiles or renders (unknown filters and tests, unsafe
         attributes, constants over its limits), each at its exact span. Returns how many were found."""
-        from runner.spec.rules import hazards  # noqa: PLC0415 - imports the sandbox, and so jinja2
+        from runner.validate.rules import hazards  # noqa: PLC0415 - imports the sandbox, and so jinja2
 
         env = environment()
         found = hazards.find(ast, names.free, env.filters, env.tests)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from runner.diagnostics import Diagnostic
 from runner.errors import ProviderError, RunnerError, SpecError
 from runner.secrets import one_line, redact
-from runner.spec.diagnostics import Diagnostic
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _MAX_SOURCE_LINE = 500  # longer lines (minified data) are not echoed under the message
@@ -30,7 +30,7 @@ class _Lines:
 
     def get(self, file: str, line: int) -> str | None:
         if file not in self._files:
-            from runner.spec.rules.limits import read_limited  # noqa: PLC0415
+            from runner.workflow.limits import read_limited  # noqa: PLC0415
 
             try:
                 data, _ = read_limited(file)
@@ -144,7 +144,7 @@ def _uri(file: str) -> tuple[str, bool]:
 def sarif_document(diagnostics: Sequence[Diagnostic], files: int) -> dict[str, Any]:
     """SARIF 2.1.0 as GitHub code scanning reads it: every rule with its help, results with exact regions."""
     from runner import __version__  # noqa: PLC0415
-    from runner.spec.rules.catalog import RULES  # noqa: PLC0415
+    from runner.validate.rules.catalog import RULES  # noqa: PLC0415
 
     rule_ids = list(RULES)
     rules = [

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.rules.common import diag
-from runner.spec.rules.source import Where
-from runner.spec.yamlpos import Document, Path
+from runner.diagnostics import Diagnostic
+from runner.validate.rules.common import diag
+from runner.validate.rules.source import Where
+from runner.workflow.document import Document, Path
 
 # Keys whose value is a credential when written literally (compared lower-case, '-' read as '_').
 SECRET_KEYS = frozenset(
@@ -49,7 +49,7 @@ HINT = (
 
 
 def secret_diagnostics(doc: Document) -> list[Diagnostic]:
-    from runner.spec.schema import describe_path  # noqa: PLC0415
+    from runner.workflow.schema import describe_path  # noqa: PLC0415
 
     out: list[Diagnostic] = []
     lines: list[str] | None = None

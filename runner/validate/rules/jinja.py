@@ -258,7 +258,7 @@ class Names:
     guarded: frozenset[tuple[str, ...]]  # uses the template guards: ``| default``, ``is defined``, ``'k' in name``
     loads: frozenset[str]  # tags that load other templates (include, extends, import, from): no loader exists
     tested: frozenset[tuple[str, ...]] = frozenset()  # chains the template tests: ``{% if x.y %}``, ``x.y is none``
-    hazardous: bool = False  # something the sandbox may refuse: see runner/spec/rules/hazards.py, which says
+    hazardous: bool = False  # something the sandbox may refuse: see runner/validate/rules/hazards.py, which says
 
 
 def analyse(ast: Any) -> Names:
@@ -276,7 +276,7 @@ def analyse(ast: Any) -> Names:
     loads: set[str] = set()
     tested: set[tuple[str, ...]] = set()
     env = environment()
-    hazardous = False  # a cheap look for what runner/spec/rules/hazards.py checks (it walks the AST twice)
+    hazardous = False  # a cheap look for what runner/validate/rules/hazards.py checks (it walks the AST twice)
     loops = 0
     stack: list[Any] = [ast]
     while stack:
@@ -414,7 +414,7 @@ _HAZARDOUS_FILTERS = frozenset(
         "max",
     }
 )
-# jinja2.sandbox refuses these besides '_' names (runner/spec/rules/hazards.py INTERNAL_ATTRIBUTES)
+# jinja2.sandbox refuses these besides '_' names (runner/validate/rules/hazards.py INTERNAL_ATTRIBUTES)
 _INTERNAL = frozenset(
     {
         "mro",

@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import sandbox
 from runner.sandbox import MAX_STEPS, TemplateLimitError, Weigher
-from runner.spec.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
+from runner.validate.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
 
 # Attributes the sandbox refuses besides those starting with '_' (jinja2.sandbox.is_internal_attribute), and
 # the Python 2 names of function internals that escape recipes still try: none of them is data.
@@ -112,7 +112,7 @@ class _Finder:
             elif kind is nodes.Test and node.name not in self.tests:
                 self._unknown("test", node.name, sorted(self.tests))
             elif kind is nodes.For and ("loop", "for") not in self._named:
-                # Jinja's compiler refuses this one (runner/spec/rules/templating.py compiles the rarer ones)
+                # Jinja's compiler refuses this one (runner/validate/rules/templating.py compiles the rarer ones)
                 if _targets_loop(node.target):
                     self._named.add(("loop", "for"))
                     self.out.append(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.spec.records import Loc, TemplateSrc
+from runner.config.source import Loc, TemplateSrc
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ import json
 from functools import cache
 from typing import Any
 
+from runner.diagnostics import Diagnostic
 from runner.resources import load_schema
-from runner.spec.diagnostics import Diagnostic
-from runner.spec.yamlpos import Document, Path
+from runner.workflow.document import Document, Path
 
 WORKFLOW_SCHEMA = "workflow.schema.json"
 _NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$"  # ids and names of models, agents, tools, ...
