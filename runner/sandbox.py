@@ -63,6 +63,10 @@ _TEXT = (str, bytes)
 _SEQUENCES = (str, bytes, list, tuple)
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
+FAST_ATTRS: dict[type, frozenset[str]] = {}
+"""Types whose listed attributes templates may read directly (plain data fields of runner's own records, safe in
+the sandbox): the fast template path reads them without Jinja, and the weigher counts them."""
+
 
 class TemplateLimitError(Exception):
     """A template went over one of the bounds of this module; the message says which, in the user's terms."""
@@ -528,8 +532,6 @@ class Budget:
 
     def weights(self) -> Weigher:
         if self.weigher is None:
-            from runner.templates import FAST_ATTRS  # noqa: PLC0415 - the records templates may read
-
             self.weigher = Weigher(FAST_ATTRS)
         return self.weigher
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.errors import TemplateError
+from runner.sandbox import FAST_ATTRS
 
 
 @cache
@@ -38,10 +39,6 @@ def base_context(**values: Any) -> dict[str, Any]:
 
 def is_constant(text: str) -> bool:
     return "{{" not in text and "{%" not in text and "{#" not in text
-
-
-FAST_ATTRS: dict[type, frozenset[str]] = {}
-"""Types whose listed attributes the fast path may read directly (plain data fields, safe in the sandbox)."""
 
 
 def _fast_parts(text: str) -> tuple[str | tuple[str, ...], ...] | None:

@@ -955,7 +955,7 @@ def test_connect_timeout_names_the_timeout_and_the_url(transport: str) -> None:
 
 
 def test_credentials_in_the_base_url_are_masked_in_messages() -> None:
-    from runner.providers.http import display_url
+    from runner.providers.proxy import display_url
 
     assert display_url("https://user:s3cret@gw.example.invalid/v1") == "https://[credentials]@gw.example.invalid/v1"
     assert display_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"

@@ -34,7 +34,8 @@ from runner.errors import (
 from runner.events import Recorder
 from runner.plan.compile import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.providers.base import CallContext, ChatProvider, Message
-from runner.templates import FAST_ATTRS, base_context
+from runner.sandbox import FAST_ATTRS
+from runner.templates import base_context
 from runner.tools import ToolRunner
 from runner.workflow.records import FanoutStage, MemorySpec, PythonStage, StagePolicy
 

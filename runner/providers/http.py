@@ -46,7 +46,7 @@ from runner.errors import (
     ProviderTimeout,
 )
 from runner.events import Recorder
-from runner.providers.proxy import proxy_for
+from runner.providers.proxy import display_url, proxy_for
 from runner.secrets import API_KEY, SECRETS
 
 try:  # aiohttp is the fast path; without it the stock httpx transport still works, only slower
@@ -424,15 +424,6 @@ class RateLimiter:
 
 
 # -- the endpoint ----------------------------------------------------------------------------------------
-def display_url(url: str) -> str:
-    """``url`` fit for messages: credentials in its user-info part (``https://user:secret@host``) masked."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if sep and "@" in authority:
-        return f"{scheme}://[credentials]@{authority.rpartition('@')[2]}{slash}{path}"
-    return url
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if not value:

@@ -24,7 +24,8 @@ from runner.dispatch import run_all
 from runner.errors import ProviderError, ProviderTimeout
 from runner.events import Recorder
 from runner.providers.base import CallContext, Message
-from runner.providers.http import Endpoint, display_url, snippet
+from runner.providers.http import Endpoint, snippet
+from runner.providers.proxy import display_url
 from runner.providers.sse import SSEDecoder
 
 _DONE_GRACE = 0.5

@@ -9,7 +9,7 @@ must not go out through a corporate proxy. Upper-case ``HTTP_PROXY`` is ignored 
 is set (a CGI environment, where a client can set it: "httpoxy").
 
 A proxy URL may carry credentials (``http://user:secret@proxy:3128``); messages show it through
-:func:`~runner.providers.http.display_url`, which masks them.
+:func:`display_url`, which masks them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ from runner.errors import ProviderConfigError
 
 SCHEMES = ("http", "https")
 """Proxy schemes the transports speak (a plain or TLS connection to the proxy, CONNECT for https targets)."""
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for messages: credentials in its user-info part (``https://user:secret@host``) masked."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://[credentials]@{authority.rpartition('@')[2]}{slash}{path}"
+    return url
 
 
 def _env(environ: Mapping[str, str], name: str, *, cgi_safe: bool = False) -> str | None:
@@ -104,7 +113,6 @@ def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
     Raises :class:`ProviderConfigError` for a proxy the transports cannot use (a ``socks5://`` one, say),
     naming the variable and never its credentials.
     """
-    from runner.providers.http import display_url  # noqa: PLC0415 - http imports this module's users
 
     env = os.environ if environ is None else environ
     scheme = url.partition("://")[0].lower()
