@@ -36,7 +36,7 @@ from runner.plan.compile import compile_workflow
 from runner.plan.graph import LABELS, render_mermaid, render_text
 from runner.progress import CLEAR, Progress
 from runner.report import build_report, format_summary, format_table
-from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
+from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
 from runner.report.layout import Layout, ModelShape, StageShape
 from runner.validate.check import load_workflow
 from runner.workflow.inputs import resolve_inputs

@@ -34,7 +34,7 @@ from runner.engine.session import run_plan
 from runner.events import Recorder
 from runner.plan.compile import compile_workflow
 from runner.report import FORMATS, build_report, write_outputs
-from runner.report.analysis import CATEGORIES
+from runner.report.critical_path import CATEGORIES
 from runner.report.html import CATEGORY_FILLS, KIND_LABELS, STATUS_LABELS, embed_json, to_html
 from runner.secrets import redact
 from runner.validate.check import load_workflow

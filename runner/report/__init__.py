@@ -22,18 +22,11 @@ from typing import Any
 from runner.errors import RunError
 from runner.events import Recorder
 from runner.fsutil import atomic_write_text
-from runner.report.analysis import (
-    CATEGORIES,
-    bottlenecks,
-    cache_advice,
-    concurrency,
-    critical_path,
-    endpoint_stats,
-    model_stats,
-    summarize_path,
-)
+from runner.report.advice import Analysis, bottlenecks
+from runner.report.critical_path import CATEGORIES, critical_path, summarize_path
 from runner.report.layout import Layout, describe_workflow
 from runner.report.spans import add_branch_spans, collect, span_dict, stats_from_events
+from runner.report.stats import concurrency, endpoint_stats, model_stats
 from runner.secrets import redact
 
 __all__ = [
@@ -180,7 +173,7 @@ def build_report(
             "time_s": {c: round(summary.time[c], 6) for c in CATEGORIES},
             "share": {c: round(summary.time[c] / wall, 4) if wall > 0 else 0.0 for c in CATEGORIES},
         },
-        "bottlenecks": (cache_advice(cache_section) + bottlenecks(summary, spans, info.layout, wall))[:3],
+        "bottlenecks": bottlenecks(Analysis(summary, spans, info.layout, wall, cache_section)),
         "models": models,
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),

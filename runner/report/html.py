@@ -26,7 +26,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from runner.report.analysis import CATEGORY_LABELS
+from runner.report.critical_path import CATEGORY_LABELS
 
 __all__ = ["CATEGORY_FILLS", "KIND_LABELS", "SEGMENT_LABELS", "STATUS_LABELS", "embed_json", "to_html"]
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
+from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
 
 
 def _cell(value: Any) -> str:
