@@ -9,7 +9,7 @@ import pytest
 
 from runner.calls import ChatResult, Usage
 from runner.events import NullRecorder, Recorder
-from runner.report import RunInfo, build_report, is_secret_name, redact_inputs
+from runner.report.document import RunInfo, build_report, is_secret_name, redact_inputs
 from runner.report.layout import Layout, ModelShape, StageShape
 from runner.report.markdown import to_markdown
 from runner.report.stats import percentile
