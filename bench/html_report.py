@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.engine.session import run_plan  # noqa: E402
 from runner.plan.compile import compile_workflow  # noqa: E402
-from runner.report import write_outputs  # noqa: E402
+from runner.report.files import write_outputs  # noqa: E402
 from runner.report.html import to_html  # noqa: E402
 from runner.validate.check import load_workflow  # noqa: E402
 from tests.test_report_html import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402

@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from runner.report import format_summary, format_table, report_json
+from runner.report.document import report_json
 from runner.report.markdown import to_markdown
+from runner.report.summary import format_summary, format_table
 from runner.report.trace import to_trace
 from tests.conftest import ROOT, assert_valid_report
 from tests.trace_check import assert_valid_trace
@@ -56,7 +57,7 @@ def writer_outputs(report: dict[str, Any]) -> dict[str, str]:
 def assert_every_node_is_shown(report: dict[str, Any], outputs: dict[str, str]) -> None:
     """Each node that was queued or started has a span in the trace (tools inside their caller's), and the
     Markdown names every node or the fan-out group holding it."""
-    from runner.report import stage_key
+    from runner.report.nodes import stage_key
 
     trace = json.loads(outputs["trace"])
     spans = {e["name"] for e in trace["traceEvents"] if e["ph"] == "X"}

@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 
 from runner.cli import main
-from runner.report import format_summary, report_json
 from runner.report.diff import wall_change
+from runner.report.document import report_json
+from runner.report.summary import format_summary
 from tests.conftest import ROOT, SHARED_DATA, assert_valid_report
 from tests.graph_check import assert_mermaid_well_formed
 from tests.test_readme import BLOCKS, kind_of

@@ -34,7 +34,7 @@ import pytest
 
 from runner import fsutil
 from runner.cli import main
-from runner.report import write_outputs
+from runner.report.files import write_outputs
 from tests.conftest import ROOT, assert_valid_report, run_cli
 from tests.trace_check import assert_valid_trace
 
@@ -216,7 +216,7 @@ def test_a_full_disk_under_the_markdown_summary_keeps_the_json_and_the_trace(
 def test_a_writer_that_crashes_stops_no_other_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 14: a Markdown crash also lost the trace. Each writer now runs on its own."""
     import runner.report.markdown as markdown
-    from runner.report import ReportWriteError
+    from runner.report.files import ReportWriteError
 
     def crash(report: object) -> str:
         raise KeyError("python")

@@ -35,9 +35,10 @@ from runner.events import NullRecorder, Recorder
 from runner.plan.compile import compile_workflow
 from runner.plan.graph import LABELS, render_mermaid, render_text
 from runner.progress import CLEAR, Progress
-from runner.report import build_report, format_summary, format_table
-from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
+from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
+from runner.report.document import build_report
 from runner.report.layout import Layout, ModelShape, StageShape
+from runner.report.summary import format_summary, format_table
 from runner.validate.check import load_workflow
 from runner.workflow.inputs import resolve_inputs
 from runner.workflow.records import Stage

@@ -9,10 +9,10 @@ import pytest
 
 from runner.calls import ChatResult, Usage
 from runner.events import NullRecorder, Recorder
-from runner.report import RunInfo, build_report, is_secret_name, redact_inputs
-from runner.report.analysis import percentile
+from runner.report.document import RunInfo, build_report, is_secret_name, redact_inputs
 from runner.report.layout import Layout, ModelShape, StageShape
 from runner.report.markdown import to_markdown
+from runner.report.stats import percentile
 from tests.conftest import assert_valid_report
 from tests.trace_check import assert_valid_trace
 

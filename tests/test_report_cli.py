@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from runner.cli import main
-from runner.report import format_summary
+from runner.report.summary import format_summary
 from tests.conftest import ROOT, assert_valid_report, run_cli, wait_for_log
 from tests.test_report_analysis import FAN_THEN_AGENT, build_report, fan_then_agent_events, info
 from tests.trace_check import assert_valid_trace
@@ -195,7 +195,7 @@ def test_sigkill_mid_run_leaves_the_previous_reports_whole(write_wf, tmp_path) -
 WRITER = """
 import json, sys
 from pathlib import Path
-from runner.report import write_outputs
+from runner.report.files import write_outputs
 report = json.loads(Path(sys.argv[1]).read_text())
 report["nodes"] = report["nodes"] * 100  # about 0.5 MB over the three files
 target = Path(sys.argv[2])
@@ -262,7 +262,7 @@ def test_report_command_writes_to_the_given_stream(tmp_path) -> None:
 def test_the_json_report_is_indented_with_one_line_a_node(tmp_path) -> None:
     """Python's JSON encoder is C only without indent: each node goes on one line (a 10,000-node report is
     written in a third of the time), the rest is indented, and the file reads back to the same document."""
-    from runner.report import report_json
+    from runner.report.document import report_json
 
     report = json.loads(saved(tmp_path, "src.json", 0.5).read_text())
     report["nodes"][0]["error"] = 'quote " and é, \n newline'  # escaped inside its line

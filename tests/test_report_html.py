@@ -33,8 +33,10 @@ from runner.commands.report import REPORT_FORMATS
 from runner.engine.session import run_plan
 from runner.events import Recorder
 from runner.plan.compile import compile_workflow
-from runner.report import FORMATS, build_report, write_outputs
-from runner.report.analysis import CATEGORIES
+from runner.report.critical_path import CATEGORIES
+from runner.report.document import build_report
+from runner.report.files import write_outputs
+from runner.report.formats import RUN_FORMATS
 from runner.report.html import CATEGORY_FILLS, KIND_LABELS, STATUS_LABELS, embed_json, to_html
 from runner.secrets import redact
 from runner.validate.check import load_workflow
@@ -278,9 +280,9 @@ def embedded(page: str, tag: str = "report-data") -> str:
 
 def test_one_list_of_formats_for_the_schema_the_run_and_runner_report() -> None:
     schema = json.loads((ROOT / "schemas" / "workflow.schema.json").read_text(encoding="utf-8"))
-    assert schema["properties"]["report"]["properties"]["formats"]["items"]["enum"] == list(FORMATS)
-    assert "html" in FORMATS
-    assert REPORT_FORMATS[0] == "text" and sorted(REPORT_FORMATS[1:]) == sorted(FORMATS)
+    assert schema["properties"]["report"]["properties"]["formats"]["items"]["enum"] == list(RUN_FORMATS)
+    assert "html" in RUN_FORMATS
+    assert REPORT_FORMATS[0] == "text" and sorted(REPORT_FORMATS[1:]) == sorted(RUN_FORMATS)
 
 
 def test_the_words_of_the_page_cover_the_schemas_statuses_and_kinds() -> None:

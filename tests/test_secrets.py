@@ -29,7 +29,7 @@ from runner.events import Recorder
 from runner.logs import configure_logging
 from runner.providers.base import CallContext
 from runner.providers.openai import OpenAIChatProvider, OpenAIEmbedder
-from runner.report import report_json
+from runner.report.document import report_json
 from runner.secrets import API_KEY, PROXY_CREDENTIALS, REDACTED, SecretRegistry, base64_cores, one_line
 from tests import secret_scan as markers
 from tests.conftest import assert_valid_report, run_cli

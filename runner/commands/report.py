@@ -2,29 +2,30 @@
 ``runner report diff A B`` compares two runs of one workflow and exits 1 when the wall time regressed by more
 than ``--threshold`` percent (or B failed where A succeeded).
 
-Light at import (the CLI reads :data:`REPORT_FORMATS` to build its parser): the writers load when used.
+The formats are those of :mod:`runner.report.formats`, the registry ``runner run`` writes its files with. Light at
+import (the CLI reads :data:`REPORT_FORMATS` to build its parser): the writers load when used.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import RunnerError, UsageError
+from runner.report.formats import FORMATS_BY_NAME
 from runner.secrets import redact
 
 # What `runner report FILE --format` prints: the summary `runner run` prints after a run (text), or the content
 # of a file `report: {formats: [...]}` writes beside the JSON report.
-REPORT_FORMATS = ("text", "markdown", "json", "trace", "html")
+REPORT_FORMATS = tuple(FORMATS_BY_NAME)
 
 
 def load_report(path: str) -> dict[str, Any]:
     """A saved report, checked against ``schemas/report.schema.json``; a user error when it is not one."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
 
-    from runner.report import REPORT_VERSION  # noqa: PLC0415
+    from runner.report.document import REPORT_VERSION  # noqa: PLC0415
     from runner.resources import load_schema  # noqa: PLC0415
 
     try:
@@ -50,31 +51,13 @@ def load_report(path: str) -> dict[str, Any]:
     return data
 
 
-def _writers() -> Mapping[str, Callable[[Mapping[str, Any]], str]]:
-    """Each format's writer, by name: the same functions `runner run` writes its files with."""
-    from runner.report import format_summary, report_json  # noqa: PLC0415
-    from runner.report.html import to_html  # noqa: PLC0415
-    from runner.report.markdown import to_markdown  # noqa: PLC0415
-    from runner.report.trace import to_trace  # noqa: PLC0415
-
-    writers: dict[str, Callable[[Mapping[str, Any]], str]] = {
-        "text": lambda report: format_summary(report) + "\n",
-        "markdown": to_markdown,
-        "json": lambda report: report_json(report) + "\n",
-        "trace": lambda report: json.dumps(to_trace(report), separators=(",", ":")) + "\n",
-        "html": to_html,
-    }
-    assert tuple(writers) == REPORT_FORMATS, "every format has its writer"
-    return writers
-
-
 def report_command(path: str, *, fmt: str = "text", out: TextIO) -> int:
-    writer = _writers().get(fmt)
-    if writer is None:
+    report_format = FORMATS_BY_NAME.get(fmt)
+    if report_format is None:
         raise UsageError(f"unknown format {fmt!r}; choose from: {', '.join(REPORT_FORMATS)}")
     report = load_report(path)
     # a report written by an older runner may hold a credential: what is printed is redacted all the same
-    out.write(redact(writer(report)))
+    out.write(redact(report_format.render(report)))
     return 0
 
 

@@ -21,7 +21,10 @@ from runner.fsutil import WriteError, ensure_writable_dir, sweep_stale_temps
 from runner.logs import EventLog, LogContext, configure_logging, secret_env_names, secret_values
 from runner.plan.compile import compile_workflow
 from runner.progress import ObservedStream, Progress
-from runner.report import ReportWriteError, RunInfo, format_summary, now_utc, report_path, write_outputs
+from runner.report.document import RunInfo, now_utc
+from runner.report.files import ReportWriteError, report_path, write_outputs
+from runner.report.formats import format_of
+from runner.report.summary import format_summary
 from runner.terminal import TerminalSink, same_terminal
 from runner.validate.check import load_workflow
 from runner.validate.formats import format_error
@@ -109,8 +112,7 @@ def run_command(
     if not quiet:
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
-            label = {".md": "summary", ".html": "waterfall"}.get(extra.suffix, "trace")
-            print(f"{label}: {extra}", file=sys.stderr)
+            print(f"{format_of(extra).label}: {extra}", file=sys.stderr)
         if run_dir.is_dir():
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:

@@ -28,7 +28,8 @@ from runner.events import Recorder
 from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
-from runner.report import RunInfo, build_report, describe_workflow, now_utc
+from runner.report.document import RunInfo, build_report, now_utc
+from runner.report.layout import describe_workflow
 from runner.tools import ToolRunner, import_callable, load_tool
 from runner.workflow.records import PythonStage
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.report import group_nodes
+from runner.report.nodes import group_nodes
 
 
 @dataclass(frozen=True, slots=True)

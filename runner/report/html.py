@@ -26,12 +26,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from runner.report.analysis import CATEGORY_LABELS
+from runner.report.critical_path import CATEGORY_LABELS
 
 __all__ = ["CATEGORY_FILLS", "KIND_LABELS", "SEGMENT_LABELS", "STATUS_LABELS", "embed_json", "to_html"]
 
 # The words the page uses, pinned to the report schema's enums by the tests. A node's status as a reader says it
-# (runner.report.node_status): `timed out` is a failed node that its stage's `timeout` stopped.
+# (runner.report.nodes.node_status): `timed out` is a failed node that its stage's `timeout` stopped.
 STATUS_LABELS = {
     "ok": "finished",
     "failed": "it raised an error, or its call failed",

@@ -7,7 +7,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.report.analysis import CATEGORIES, CATEGORY_LABELS
+from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
+from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status
 
 
 def _cell(value: Any) -> str:
@@ -38,8 +39,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int
 
 
 def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
-    from runner.report import agent_calls, count_statuses, group_nodes  # noqa: PLC0415
-
     run, wf, totals = report["run"], report["workflow"], report["totals"]
     lines = [f"# Run `{wf['name']}`: {run['status']} in {run['wall_s']:.3f} s", ""]
     facts: list[tuple[str, Any]] = [
@@ -164,8 +163,6 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
 
 
 def _node_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
-    from runner.report import node_status  # noqa: PLC0415
-
     start, end = s.get("start_s"), s.get("end_s")
     tokens = _several(s.get("tokens_in"), s.get("tokens_out"))
     status = node_status(s) + (f": {s['error']}" if s.get("error") else "")

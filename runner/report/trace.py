@@ -10,6 +10,7 @@ microseconds since the run started, so nesting is exact.
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -183,3 +184,8 @@ def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
             "wall_s": report["run"]["wall_s"],
         },
     }
+
+
+def to_trace_json(report: Mapping[str, Any]) -> str:
+    """The trace file's text: :func:`to_trace` as compact JSON (a wide run has many events)."""
+    return json.dumps(to_trace(report), separators=(",", ":")) + "\n"

@@ -49,7 +49,7 @@
   const KIND_NAMES = Object.keys(obj(vocab.kinds));
   const CATEGORY_FILL = obj(vocab.fills);
 
-  // A node's status as a reader says it (runner.report.node_status).
+  // A node's status as a reader says it (runner.report.nodes.node_status).
   function statusOf(node) {
     if (node.status === "failed" && num(node.timeout_s)) return "timed out";
     return str(node.status);

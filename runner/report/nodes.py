@@ -1,0 +1,67 @@
+"""Reading the nodes of a report document: a node's status as a reader says it, the statuses of many in a few
+words, the agent calls made, and fan-out branches gathered under their stage. Shared by the terminal summary,
+the Markdown summary and the comparison of two runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def node_status(node: Mapping[str, Any]) -> str:
+    """A node's status as a reader says it: ``timed out`` for a node that its stage's ``timeout`` stopped."""
+    if node.get("status") == "failed" and node.get("timeout_s") is not None:
+        return "timed out"
+    return str(node.get("status", ""))
+
+
+_STATUS_ORDER = ("ok", "failed", "timed out", "cancelled", "unfinished", "not started", "skipped")
+
+
+def count_statuses(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """The statuses of many nodes (a fan-out's branches) in a few words: ``3 ok, 1 failed, 28 not started``."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        status = node_status(node)
+        if status in ("cancelled", "unfinished") and node.get("start_s") is None:
+            status = "not started"  # the run or a failing sibling stopped it while it waited for a slot
+        counts[status] = counts.get(status, 0) + 1
+    order = {s: i for i, s in enumerate(_STATUS_ORDER)}
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+
+
+def agent_calls(report: Mapping[str, Any]) -> tuple[int, int]:
+    """The agent calls made (agent nodes that started) and those that never started: an interrupted or failed
+    run also has agent nodes still waiting for a fan-out slot, which made no request."""
+    agents = [n for n in report["nodes"] if n.get("kind") == "agent"]
+    if not agents:  # a report recorded without nodes: only the total is known
+        return int(report["totals"]["agents"]), 0
+    made = sum(1 for n in agents if n.get("start_s") is not None)
+    skipped = sum(1 for n in agents if n.get("start_s") is None and n.get("status") == "skipped")  # by `when:`
+    return made, len(agents) - made - skipped
+
+
+_BRANCH_INDEX = re.compile(r"\[\d+(?:\.\d+)?\]")
+
+
+def stage_key(node_id: str) -> str:
+    """A node's stage with branch indices folded: ``notes[3]`` -> ``notes[*]``, ``per[1].first`` ->
+    ``per[*].first``, ``digest.tool[0.1]`` -> ``digest.tool[*]``."""
+    return _BRANCH_INDEX.sub("[*]", node_id)
+
+
+def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | tuple[str, list[Mapping[str, Any]]]]:
+    """Nodes in order, those of fan-out branches gathered under their stage key where the first of them stood."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    order: list[Mapping[str, Any] | tuple[str, list[Mapping[str, Any]]]] = []
+    for span in nodes:
+        key = stage_key(span["id"])
+        if key == span["id"]:
+            order.append(span)
+            continue
+        if key not in groups:
+            groups[key] = []
+            order.append((key, groups[key]))
+        groups[key].append(span)
+    return order
