@@ -1,5 +1,5 @@
 """What the sandbox refuses at run time, found in a template's AST: filters and tests that do not exist,
-attributes the sandbox will not read, and constant expressions over its limits (runner/sandbox.py).
+attributes the sandbox will not read, and constant expressions over its limits (runner/sandbox/).
 
 ``runner run`` compiles and renders every template in that sandbox; a file ``runner validate`` passes must
 not fail there on something the file itself shows. Each finding names how to locate it: a node (its tokens,
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner import sandbox
-from runner.sandbox import MAX_STEPS, TemplateLimitError, Weigher
+from runner.sandbox.checks import check_filter, check_format, check_lipsum, check_method, check_range, checked_binop
+from runner.sandbox.limits import MAX_LENGTH, MAX_STEPS, TemplateLimitError, Weigher
 from runner.validate.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
 
 # Attributes the sandbox refuses besides those starting with '_' (jinja2.sandbox.is_internal_attribute), and
@@ -259,14 +259,14 @@ class _Finder:
                 if left is _UNKNOWN or right is _UNKNOWN:
                     return _UNKNOWN
                 if node.operator in ("+", "-", "*", "%", "**"):
-                    return sandbox.checked_binop(node.operator, left, right, self.weigher)
+                    return checked_binop(node.operator, left, right, self.weigher)
                 return _UNKNOWN
             if kind is nodes.Concat:
                 parts = [self.fold(part) for part in node.nodes]
                 if any(part is _UNKNOWN for part in parts):
                     return _UNKNOWN
                 texts = [str(part) for part in parts]
-                if sum(map(len, texts)) > sandbox.MAX_LENGTH:
+                if sum(map(len, texts)) > MAX_LENGTH:
                     raise TemplateLimitError(f"joining {len(parts)} values with ~ is too long")
                 return "".join(texts)
             if kind is nodes.Call:
@@ -305,19 +305,19 @@ class _Finder:
             args, kwargs = arguments or ([], {})  # unknown arguments: the widths the format string asks for
             if callee.attr == "format_map" and len(args) == 1 and isinstance(args[0], dict):
                 kwargs, args = args[0], []
-            sandbox.check_format(receiver, tuple(args), kwargs)
+            check_format(receiver, tuple(args), kwargs)
             return _UNKNOWN
         if arguments is None:
             return _UNKNOWN
         args, kwargs = arguments
         if type(callee) is nodes.Name and callee.name in self.free:
             if callee.name == "range" and not kwargs:
-                return sandbox.check_range(tuple(args))
+                return check_range(tuple(args))
             if callee.name == "lipsum":
-                sandbox.check_lipsum(*args, **kwargs)
+                check_lipsum(*args, **kwargs)
             return _UNKNOWN
         if type(callee) is nodes.Getattr and receiver is not _UNKNOWN:
-            sandbox.check_method(receiver, callee.attr, tuple(args), kwargs)
+            check_method(receiver, callee.attr, tuple(args), kwargs)
         return _UNKNOWN
 
     def _filter(self, node: Any) -> Any:
@@ -326,7 +326,7 @@ class _Finder:
         if value is _UNKNOWN or arguments is None or node.name not in self.filters:
             return _UNKNOWN
         args, kwargs = arguments
-        sandbox.check_filter(node.name, value, tuple(args), kwargs, self.weigher)
+        check_filter(node.name, value, tuple(args), kwargs, self.weigher)
         return _UNKNOWN
 
 
