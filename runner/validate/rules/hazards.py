@@ -21,11 +21,9 @@ from typing import Any
 
 from runner.sandbox.checks import check_filter, check_format, check_lipsum, check_method, check_range, checked_binop
 from runner.sandbox.limits import MAX_LENGTH, MAX_STEPS, TemplateLimitError, Weigher
-from runner.validate.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
+from runner.validate.rules.jinja import Parsed, Tok
+from runner.validate.rules.names import INTERNAL_ATTRIBUTES, targets_loop
 
-# Attributes the sandbox refuses besides those starting with '_' (jinja2.sandbox.is_internal_attribute), and
-# the Python 2 names of function internals that escape recipes still try: none of them is data.
-INTERNAL_ATTRIBUTES = _INTERNAL  # the one list, kept where the cheap first look (jinja.analyse) needs it
 # Names whose first key is a mapping key that other rules check (inputs.x, stages.x, vars.x, run.x, agent.x).
 DATA_ROOTS = frozenset({"inputs", "stages", "vars", "run", "agent"})
 # Filters that read an attribute of each item named by a string: the filter -> the position of that argument
@@ -113,7 +111,7 @@ class _Finder:
                 self._unknown("test", node.name, sorted(self.tests))
             elif kind is nodes.For and ("loop", "for") not in self._named:
                 # Jinja's compiler refuses this one (runner/validate/rules/templating.py compiles the rarer ones)
-                if _targets_loop(node.target):
+                if targets_loop(node.target):
                     self._named.add(("loop", "for"))
                     self.out.append(
                         Hazard(

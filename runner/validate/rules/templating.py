@@ -16,6 +16,7 @@ from runner.diagnostics import Diagnostic
 from runner.templates import TOO_DEEP, environment, is_constant
 from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
+from runner.validate.rules.names import Names, analyse
 from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
 from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
@@ -114,7 +115,7 @@ class TemplateChecker:
             assert err is not None
             self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
             return
-        names = jinja.analyse(ast)
+        names = analyse(ast)
         if site.kind == "when":  # `when: "{{ stages.x }}"` tests the value itself: None skips the stage
             whole = _single_expression(ast)
             path = _ref(whole) if whole is not None else None
@@ -174,7 +175,7 @@ class TemplateChecker:
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
             self.compiles(src, ast)  # last: Jinja's optimizer folds constants into the AST as it compiles
 
-    def hazards(self, src: TemplateSrc, ast: Any, names: jinja.Names, parsed: Callable[[], jinja.Parsed]) -> int:
+    def hazards(self, src: TemplateSrc, ast: Any, names: Names, parsed: Callable[[], jinja.Parsed]) -> int:
         """What the sandbox refuses when this template compiles or renders (unknown filters and tests, unsafe
         attributes, constants over its limits), each at its exact span. Returns how many were found."""
         from runner.validate.rules import hazards  # noqa: PLC0415 - imports the sandbox, and so jinja2
@@ -230,7 +231,7 @@ class TemplateChecker:
             f"templates here see: {', '.join(visible)}"
         )
 
-    def judge(self, name: str, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
+    def judge(self, name: str, key: str, site: Site, names: Names) -> tuple[str, str, str] | None:
         if name == "inputs":
             if key in self.inputs:
                 return None
@@ -266,7 +267,7 @@ class TemplateChecker:
                     return "unknown-var", f"vars.{key} is not set in {_where(site, scope)}", hint
         return None
 
-    def skipped(self, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
+    def skipped(self, key: str, site: Site, names: Names) -> tuple[str, str, str] | None:
         """``stages.<key>`` where a ``when`` (or a failed branch under ``on_error: collect``) may have left it
         without output: an error, or a warning when the template (or the reading stage's ``when``) checks it."""
         for scope in site.scopes or ():
@@ -283,7 +284,7 @@ class TemplateChecker:
             return "stage-not-ready", f"stages.{key} may have no output in {where}: {reason}", hint
         return None
 
-    def checks(self, key: str, names: jinja.Names, scope: Scope, absent: bool, in_when: bool) -> bool:
+    def checks(self, key: str, names: Names, scope: Scope, absent: bool, in_when: bool) -> bool:
         """Whether a template tests ``stages.<key>`` before reading it, or the reading stage's ``when`` does.
         A stage skipped by its own ``when`` is None: ``{% if stages.x %}``, ``stages.x is none`` and
         ``stages.x.content | default('')`` guard it. A stage of a skipped fan-out or failed branch does not
@@ -304,7 +305,7 @@ class TemplateChecker:
         ast = jinja.parse_ast(when.text)
         if ast is None:
             return False
-        condition = jinja.analyse(ast)
+        condition = analyse(ast)
         if path in condition.guarded or (not absent and path in condition.tested):
             return True
         whole = _single_expression(ast)  # `when: "{{ stages.x }}"`, as above
