@@ -109,6 +109,26 @@ def parse_ast(text: str) -> Any:
         return None
 
 
+def compile_error(text: str, ast: Any) -> SyntaxProblem | None:
+    """What Jinja's compiler refuses in a template that parses (a ``caller`` argument without a default, a block
+    defined twice), placed on the line it names from its first non-blank character; None when it compiles."""
+    from jinja2 import TemplateSyntaxError  # noqa: PLC0415 - TemplateAssertionError is one
+
+    try:
+        environment().compile(ast, raw=True)
+    except TemplateSyntaxError as exc:
+        line = max(exc.lineno or 1, 1)
+        starts = [0, *(i + 1 for i, c in enumerate(text) if c == "\n")]
+        start = starts[min(line, len(starts)) - 1]
+        end = text.find("\n", start)
+        text_end = len(text) if end < 0 else end
+        lead = len(text[start:text_end]) - len(text[start:text_end].lstrip())
+        return SyntaxProblem(f"template error: {exc.message}", start + lead, max(text_end, start + lead + 1))
+    except RecursionError:
+        return SyntaxProblem(f"template syntax error: {TOO_DEEP}", 0, 1)
+    return None
+
+
 # The parser's methods that return an expression node: each records the tokens the node spans.
 _SPANNED = (
     "parse_expression",

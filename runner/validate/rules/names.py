@@ -253,3 +253,29 @@ def _chain_of(node: Any) -> tuple[str, ...] | None:
         else:
             return None
         node = node.node
+
+
+def single_expression(ast: Any) -> Any:
+    """The one expression of a template made of a single ``{{ expression }}`` (and text), else None."""
+    from jinja2 import nodes  # noqa: PLC0415
+
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    exprs = [n for n in ast.body[0].nodes if not isinstance(n, nodes.TemplateData)]
+    return exprs[0] if len(exprs) == 1 else None
+
+
+def ref_of(node: Any) -> tuple[str, str] | None:
+    """``('stages', 'x')`` for ``stages.x`` or ``stages['x']``; None for any other expression."""
+    from jinja2 import nodes  # noqa: PLC0415
+
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+        return node.node.name, node.attr
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.node, nodes.Name)
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
+        return node.node.name, node.arg.value
+    return None
