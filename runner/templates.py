@@ -12,15 +12,15 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.errors import TemplateError
-from runner.sandbox import FAST_ATTRS
+from runner.sandbox.environment import FAST_ATTRS
 
 
 @cache
 def environment() -> Any:
-    """The one sandbox templates compile and render in, at run time and in the validator (runner/sandbox.py)."""
+    """The one sandbox templates compile and render in, at run time and in the validator (runner/sandbox/)."""
     from jinja2 import StrictUndefined  # noqa: PLC0415 - imported on first use: validate's cold start
 
-    from runner.sandbox import Environment  # noqa: PLC0415
+    from runner.sandbox.environment import Environment  # noqa: PLC0415
 
     return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
@@ -194,7 +194,7 @@ class Template:
             try:
                 value = expression(**context)
                 if not reads_only:  # the value leaves the sandbox: whatever prints it must not hang
-                    from runner.sandbox import Weigher  # noqa: PLC0415
+                    from runner.sandbox.limits import Weigher  # noqa: PLC0415
 
                     Weigher(FAST_ATTRS).check(value, "the text of this value")
             except Exception as exc:  # noqa: BLE001 - as in render
@@ -272,7 +272,7 @@ def _describe(exc: BaseException) -> str:
     from jinja2 import UndefinedError  # noqa: PLC0415
     from jinja2.exceptions import SecurityError  # noqa: PLC0415
 
-    from runner.sandbox import TemplateLimitError  # noqa: PLC0415
+    from runner.sandbox.limits import TemplateLimitError  # noqa: PLC0415
 
     if isinstance(exc, UndefinedError):
         return f"{exc.message}"

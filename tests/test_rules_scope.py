@@ -183,7 +183,7 @@ def test_the_message_fields_the_checks_know_are_the_engines() -> None:
     import dataclasses
 
     from runner.engine.execute import Output
-    from runner.validate.rules.templating import MESSAGE_FIELDS
+    from runner.validate.rules.kinds import MESSAGE_FIELDS
 
     assert MESSAGE_FIELDS == tuple(sorted(f.name for f in dataclasses.fields(Output)))
 

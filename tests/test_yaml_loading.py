@@ -67,6 +67,7 @@ def test_non_utf8_bytes_are_located(tmp_path) -> None:
 
 def test_alias_bomb_fails_fast_with_bounded_work(monkeypatch: pytest.MonkeyPatch) -> None:
     from runner.workflow import document as yamlpos
+    from runner.workflow.limits import MAX_NODES
 
     text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 10):
@@ -79,13 +80,13 @@ def test_alias_bomb_fails_fast_with_bounded_work(monkeypatch: pytest.MonkeyPatch
     def counted(self, node, path, depth):  # type: ignore[no-untyped-def]
         nonlocal built
         built += 1
-        assert built <= 2 * yamlpos.MAX_NODES, "the loader does not stop at its limit"
+        assert built <= 2 * MAX_NODES, "the loader does not stop at its limit"
         return build(self, node, path, depth)
 
     monkeypatch.setattr(yamlpos._Builder, "build", counted)
     with pytest.raises(LoadError) as info:
         load_document(text, "bomb.yaml")
-    assert built == yamlpos.MAX_NODES + 1
+    assert built == MAX_NODES + 1
     (problem,) = info.value.diagnostics
     assert problem.rule == "yaml-too-large"
     assert problem.message == "the document expands to more than 200,000 values"

@@ -26,7 +26,7 @@ class TemplateSrc:
 
     ``segments`` maps the text back to the file whatever the scalar's style (quotes, escapes, folded lines,
     block indentation): ``(offset in the text, line, column)``, each run of characters from that offset on
-    sitting at consecutive columns of that line (see ``runner.workflow.document.Segment``). Without segments
+    sitting at consecutive columns of that line (see ``runner.workflow.scalars.Segment``). Without segments
     (a template made in code) ``loc`` is where the text starts, and ``first_line_offset`` is 1 for block
     scalars (``|``, ``>``), whose text starts on the line after the indicator.
     """

@@ -34,7 +34,7 @@ from runner.errors import (
 from runner.events import Recorder
 from runner.plan.compile import AgentPlan, CompiledTemplate, Plan, StagePlan
 from runner.providers.base import CallContext, ChatProvider, Message
-from runner.sandbox import FAST_ATTRS
+from runner.sandbox.environment import FAST_ATTRS
 from runner.templates import base_context
 from runner.tools import ToolRunner
 from runner.workflow.records import FanoutStage, MemorySpec, PythonStage, StagePolicy

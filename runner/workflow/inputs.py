@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.errors import RunnerError, SpecError
-from runner.workflow.document import MAX_DEPTH
+from runner.workflow.limits import MAX_DEPTH, MAX_FILE_BYTES, read_limited
 from runner.workflow.records import InputSpec, Workflow
 
 # Deeper data crashed the run and the report with a RecursionError (issue 21); a workflow file may not nest
@@ -160,8 +160,7 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
 
 def read_input_file(path: str) -> dict[str, Any]:
     """Inputs from a YAML or JSON file holding one mapping (``--input FILE``); safe YAML only."""
-    from runner.workflow.document import LoadError, decode, load_document  # noqa: PLC0415 - beside MAX_DEPTH above
-    from runner.workflow.limits import MAX_FILE_BYTES, read_limited  # noqa: PLC0415
+    from runner.workflow.document import LoadError, decode, load_document  # noqa: PLC0415 - only for --input
 
     try:
         raw, size = read_limited(path)

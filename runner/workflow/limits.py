@@ -1,4 +1,5 @@
-"""The size limit on workflow files, checked before the file is parsed.
+"""The limits on workflow files: their size, checked before the file is parsed, and how many values and how
+deep a nesting the YAML loader (runner/workflow/document.py) builds.
 
 PyYAML composes the whole node graph before anything else can look at it, in pure Python: a 50 MB file
 would take minutes and gigabytes. Workflow files are small (the largest examples are a few kilobytes),
@@ -15,6 +16,10 @@ from pathlib import Path
 from runner.diagnostics import Diagnostic
 
 MAX_FILE_BYTES = 1 << 20
+# An alias bomb ("billion laughs") is a small file whose aliases expand exponentially; cap the number
+# of values built so such a file fails fast with a located message instead of exhausting memory.
+MAX_NODES = 200_000
+MAX_DEPTH = 200
 
 
 def read_limited(path: str | Path) -> tuple[bytes, int]:

@@ -1,13 +1,10 @@
 """What the sandbox refuses at run time, found in a template's AST: filters and tests that do not exist,
-attributes the sandbox will not read, and constant expressions over its limits (runner/sandbox.py).
+attributes the sandbox will not read, and constant expressions over its limits (runner/sandbox/; those are
+folded by runner/validate/rules/folding.py).
 
 ``runner run`` compiles and renders every template in that sandbox; a file ``runner validate`` passes must
 not fail there on something the file itself shows. Each finding names how to locate it: a node (its tokens,
 from the parser that records them) or a token pattern (every occurrence of an unknown filter's name).
-
-What is checked statically is what the template text fixes: literal numbers, strings and lists, and the
-filters, methods and globals applied to them. ``range(inputs.n)`` or ``'x' * vars.k`` depend on values known
-only at run time; the sandbox bounds those when they render.
 """
 
 from __future__ import annotations
@@ -19,13 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner import sandbox
-from runner.sandbox import MAX_STEPS, TemplateLimitError, Weigher
-from runner.validate.rules.jinja import _INTERNAL, Parsed, Tok, _targets_loop
+from runner.validate.rules.folding import Folder
+from runner.validate.rules.jinja import Parsed, Tok
+from runner.validate.rules.names import INTERNAL_ATTRIBUTES, targets_loop
 
-# Attributes the sandbox refuses besides those starting with '_' (jinja2.sandbox.is_internal_attribute), and
-# the Python 2 names of function internals that escape recipes still try: none of them is data.
-INTERNAL_ATTRIBUTES = _INTERNAL  # the one list, kept where the cheap first look (jinja.analyse) needs it
 # Names whose first key is a mapping key that other rules check (inputs.x, stages.x, vars.x, run.x, agent.x).
 DATA_ROOTS = frozenset({"inputs", "stages", "vars", "run", "agent"})
 # Filters that read an attribute of each item named by a string: the filter -> the position of that argument
@@ -78,11 +72,9 @@ def find(ast: Any, free: frozenset[str], filters: Any, tests: Any) -> list[Hazar
     """Every hazard of a parsed template, in a fixed order (the same for two parses of one text)."""
     finder = _Finder(free, filters, tests)
     finder.names(ast)
-    finder.fold_all(ast, 1)
-    return finder.out
-
-
-_UNKNOWN = object()
+    folder = Folder(free, filters)
+    folder.fold_all(ast, 1)
+    return finder.out + [Hazard("template-limit", message, _LIMIT_HINT, node=node) for node, message in folder.found]
 
 
 class _Finder:
@@ -91,10 +83,7 @@ class _Finder:
         self.filters = filters
         self.tests = tests
         self.out: list[Hazard] = []
-        self.weigher = Weigher()
         self._named: set[tuple[str, str]] = set()
-
-    # -- names: filters, tests and attributes, located by their tokens ---------------------------------------
 
     def names(self, ast: Any) -> None:
         from jinja2 import nodes  # noqa: PLC0415
@@ -113,7 +102,7 @@ class _Finder:
                 self._unknown("test", node.name, sorted(self.tests))
             elif kind is nodes.For and ("loop", "for") not in self._named:
                 # Jinja's compiler refuses this one (runner/validate/rules/templating.py compiles the rarer ones)
-                if _targets_loop(node.target):
+                if targets_loop(node.target):
                     self._named.add(("loop", "for"))
                     self.out.append(
                         Hazard(
@@ -204,130 +193,6 @@ class _Finder:
             for part in parts:
                 if _unsafe(part, underscore=node.name == "attr"):
                     self._string(value.value, f"the attribute '{part}' that '{node.name}' reads", part)
-
-    # -- constant expressions over the sandbox's limits, located by their node -------------------------------
-
-    def fold_all(self, node: Any, loops: int) -> None:
-        """Fold every expression of the template; ``loops``: how often the enclosing loops run (when known)."""
-        from jinja2 import nodes  # noqa: PLC0415
-
-        if isinstance(node, nodes.For):
-            items = self.fold(node.iter)
-            size = len(items) if isinstance(items, range | list | tuple | str) else None
-            inner = loops * size if size is not None and loops else 0
-            if inner > MAX_STEPS:
-                self.out.append(
-                    Hazard(
-                        "template-limit",
-                        f"these nested loops run {inner:,} times; a render may take at most {MAX_STEPS:,} steps",
-                        _LIMIT_HINT,
-                        node=node.iter,
-                    )
-                )
-                inner = 0
-            for child in (*node.body, *node.else_):
-                self.fold_all(child, inner)
-            if node.test is not None:
-                self.fold(node.test)
-            return
-        if isinstance(node, nodes.Expr):
-            self.fold(node)
-            return
-        for child in node.iter_child_nodes():
-            self.fold_all(child, loops)
-
-    def fold(self, node: Any) -> Any:
-        """The value of a constant expression, or _UNKNOWN; a constant over a limit is recorded as a hazard."""
-        from jinja2 import nodes  # noqa: PLC0415
-
-        kind = type(node)
-        try:
-            if kind is nodes.Const:
-                return node.value
-            if kind is nodes.List or kind is nodes.Tuple:
-                items = [self.fold(item) for item in node.items]
-                if any(item is _UNKNOWN for item in items):
-                    return _UNKNOWN
-                return items if kind is nodes.List else tuple(items)
-            if kind is nodes.Neg or kind is nodes.Pos:
-                value = self.fold(node.node)
-                if value is _UNKNOWN:
-                    return _UNKNOWN
-                return -value if kind is nodes.Neg else +value
-            if isinstance(node, nodes.BinExpr):
-                left, right = self.fold(node.left), self.fold(node.right)
-                if left is _UNKNOWN or right is _UNKNOWN:
-                    return _UNKNOWN
-                if node.operator in ("+", "-", "*", "%", "**"):
-                    return sandbox.checked_binop(node.operator, left, right, self.weigher)
-                return _UNKNOWN
-            if kind is nodes.Concat:
-                parts = [self.fold(part) for part in node.nodes]
-                if any(part is _UNKNOWN for part in parts):
-                    return _UNKNOWN
-                texts = [str(part) for part in parts]
-                if sum(map(len, texts)) > sandbox.MAX_LENGTH:
-                    raise TemplateLimitError(f"joining {len(parts)} values with ~ is too long")
-                return "".join(texts)
-            if kind is nodes.Call:
-                return self._call(node)
-            if kind is nodes.Filter:
-                return self._filter(node)
-        except TemplateLimitError as exc:
-            self.out.append(Hazard("template-limit", str(exc), _LIMIT_HINT, node=node))
-            return _UNKNOWN
-        except Exception:  # noqa: BLE001 - a constant that fails otherwise (1/0, 'a' - 1) is not this check's
-            return _UNKNOWN
-        for child in node.iter_child_nodes():
-            self.fold(child)
-        return _UNKNOWN
-
-    def _arguments(self, node: Any) -> tuple[list[Any], dict[str, Any]] | None:
-        args = [self.fold(arg) for arg in node.args]
-        kwargs = {kw.key: self.fold(kw.value) for kw in node.kwargs}
-        for extra in (node.dyn_args, node.dyn_kwargs):
-            if extra is not None:
-                self.fold(extra)
-                return None
-        if any(v is _UNKNOWN for v in (*args, *kwargs.values())):
-            return None
-        return args, kwargs
-
-    def _call(self, node: Any) -> Any:
-        from jinja2 import nodes  # noqa: PLC0415
-
-        callee = node.node
-        receiver = self.fold(callee.node) if type(callee) is nodes.Getattr else _UNKNOWN
-        if type(callee) is not nodes.Getattr:
-            self.fold(callee)
-        arguments = self._arguments(node)
-        if type(callee) is nodes.Getattr and isinstance(receiver, str) and callee.attr in ("format", "format_map"):
-            args, kwargs = arguments or ([], {})  # unknown arguments: the widths the format string asks for
-            if callee.attr == "format_map" and len(args) == 1 and isinstance(args[0], dict):
-                kwargs, args = args[0], []
-            sandbox.check_format(receiver, tuple(args), kwargs)
-            return _UNKNOWN
-        if arguments is None:
-            return _UNKNOWN
-        args, kwargs = arguments
-        if type(callee) is nodes.Name and callee.name in self.free:
-            if callee.name == "range" and not kwargs:
-                return sandbox.check_range(tuple(args))
-            if callee.name == "lipsum":
-                sandbox.check_lipsum(*args, **kwargs)
-            return _UNKNOWN
-        if type(callee) is nodes.Getattr and receiver is not _UNKNOWN:
-            sandbox.check_method(receiver, callee.attr, tuple(args), kwargs)
-        return _UNKNOWN
-
-    def _filter(self, node: Any) -> Any:
-        value = self.fold(node.node) if node.node is not None else _UNKNOWN
-        arguments = self._arguments(node)
-        if value is _UNKNOWN or arguments is None or node.name not in self.filters:
-            return _UNKNOWN
-        args, kwargs = arguments
-        sandbox.check_filter(node.name, value, tuple(args), kwargs, self.weigher)
-        return _UNKNOWN
 
 
 def _unsafe(name: str, *, underscore: bool) -> bool:

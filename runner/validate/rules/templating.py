@@ -3,6 +3,8 @@
 Checked from the AST, never by rendering: ``inputs.<name>`` declared, ``stages.<id>`` finished before on
 every path, ``vars.<name>`` set by every caller, top-level names the context has; and ``for_each`` giving
 a list where the type is knowable (a literal, an input's declared type, a stage's kind, a filter).
+The parts it uses: ``jinja`` parses (tokens with offsets, syntax errors), ``names`` walks the AST for what a
+template reads, ``kinds`` knows what values expressions give, ``hazards`` finds what the sandbox refuses.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.diagnostics import Diagnostic
-from runner.templates import TOO_DEEP, environment, is_constant
+from runner.templates import environment, is_constant
 from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
+from runner.validate.rules.kinds import FOR_EACH_HINT, attribute_problem, expression_kind
+from runner.validate.rules.names import Names, analyse, ref_of, single_expression
 from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
 from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
@@ -23,33 +27,6 @@ from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
 _BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
 _CALL = frozenset({"agent", "input"})
 _FIELDS = {"run": ("id", "name"), "agent": ("description", "model", "name")}
-# Filters whose result is a generator (the engine wants a sequence), text, or a number.
-_LAZY_FILTERS = frozenset(
-    {"map", "select", "reject", "selectattr", "rejectattr", "batch", "slice", "reverse", "unique"}
-)
-_TEXT_FILTERS = frozenset(
-    {
-        "join",
-        "string",
-        "upper",
-        "lower",
-        "title",
-        "capitalize",
-        "trim",
-        "truncate",
-        "replace",
-        "format",
-        "center",
-        "indent",
-        "wordwrap",
-        "striptags",
-        "tojson",
-        "urlencode",
-        "e",
-        "escape",
-    }
-)
-_NUMBER_FILTERS = frozenset({"length", "count", "int", "float", "sum", "abs", "round", "wordcount"})
 
 
 class TemplateChecker:
@@ -114,10 +91,10 @@ class TemplateChecker:
             assert err is not None
             self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
             return
-        names = jinja.analyse(ast)
+        names = analyse(ast)
         if site.kind == "when":  # `when: "{{ stages.x }}"` tests the value itself: None skips the stage
-            whole = _single_expression(ast)
-            path = _ref(whole) if whole is not None else None
+            whole = single_expression(ast)
+            path = ref_of(whole) if whole is not None else None
             if path is not None:
                 names = dataclasses.replace(names, tested=names.tested | {path})
         located: jinja.Parsed | None = None  # tokens with offsets, parsed again for the first problem
@@ -164,7 +141,7 @@ class TemplateChecker:
             if name != "stages" or (name, key, attr) in names.guarded or (name, key) in names.guarded:
                 continue
             stage = self.stages.get(key)
-            found = _attribute_problem(output_kind(stage), f"stages.{key}", attr) if stage is not None else None
+            found = attribute_problem(output_kind(stage), f"stages.{key}", attr) if stage is not None else None
             if found is not None:
                 message, hint = found
                 for start, end in spans(name, key, attr):
@@ -174,7 +151,7 @@ class TemplateChecker:
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
             self.compiles(src, ast)  # last: Jinja's optimizer folds constants into the AST as it compiles
 
-    def hazards(self, src: TemplateSrc, ast: Any, names: jinja.Names, parsed: Callable[[], jinja.Parsed]) -> int:
+    def hazards(self, src: TemplateSrc, ast: Any, names: Names, parsed: Callable[[], jinja.Parsed]) -> int:
         """What the sandbox refuses when this template compiles or renders (unknown filters and tests, unsafe
         attributes, constants over its limits), each at its exact span. Returns how many were found."""
         from runner.validate.rules import hazards  # noqa: PLC0415 - imports the sandbox, and so jinja2
@@ -196,27 +173,9 @@ class TemplateChecker:
         twice). Only for templates with those: every other template compiles whenever the checks above pass
         (the compiler's one check on ``for`` is among them), and compiling costs more than every other check of
         a template together."""
-        from jinja2 import TemplateSyntaxError  # noqa: PLC0415 - TemplateAssertionError is one
-
-        try:
-            environment().compile(ast, raw=True)
-        except TemplateSyntaxError as exc:
-            line = max(exc.lineno or 1, 1)
-            starts = [0, *(i + 1 for i, c in enumerate(src.text) if c == "\n")]
-            start = starts[min(line, len(starts)) - 1]
-            end = src.text.find("\n", start)
-            text_end = len(src.text) if end < 0 else end
-            lead = len(src.text[start:text_end]) - len(src.text[start:text_end].lstrip())
-            self.add(
-                src,
-                start + lead,
-                max(text_end, start + lead + 1),
-                "template-syntax",
-                f"template error: {exc.message}",
-                _SYNTAX_HINT,
-            )
-        except RecursionError:
-            self.add(src, 0, 1, "template-syntax", f"template syntax error: {TOO_DEEP}", _SYNTAX_HINT)
+        problem = jinja.compile_error(src.text, ast)
+        if problem is not None:
+            self.add(src, problem.start, problem.end, "template-syntax", problem.message, _SYNTAX_HINT)
 
     def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
         message = f"'{name}' is not defined in {site.label}"
@@ -230,7 +189,7 @@ class TemplateChecker:
             f"templates here see: {', '.join(visible)}"
         )
 
-    def judge(self, name: str, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
+    def judge(self, name: str, key: str, site: Site, names: Names) -> tuple[str, str, str] | None:
         if name == "inputs":
             if key in self.inputs:
                 return None
@@ -250,7 +209,7 @@ class TemplateChecker:
             return self.skipped(key, site, names)
         if name == "prev":
             for scope in site.scopes or ():
-                found = _attribute_problem(scope.prev, "prev", key, _where(site, scope))
+                found = attribute_problem(scope.prev, "prev", key, _where(site, scope))
                 if found is not None:
                     return "no-attribute", *found
             return None
@@ -266,7 +225,7 @@ class TemplateChecker:
                     return "unknown-var", f"vars.{key} is not set in {_where(site, scope)}", hint
         return None
 
-    def skipped(self, key: str, site: Site, names: jinja.Names) -> tuple[str, str, str] | None:
+    def skipped(self, key: str, site: Site, names: Names) -> tuple[str, str, str] | None:
         """``stages.<key>`` where a ``when`` (or a failed branch under ``on_error: collect``) may have left it
         without output: an error, or a warning when the template (or the reading stage's ``when``) checks it."""
         for scope in site.scopes or ():
@@ -283,7 +242,7 @@ class TemplateChecker:
             return "stage-not-ready", f"stages.{key} may have no output in {where}: {reason}", hint
         return None
 
-    def checks(self, key: str, names: jinja.Names, scope: Scope, absent: bool, in_when: bool) -> bool:
+    def checks(self, key: str, names: Names, scope: Scope, absent: bool, in_when: bool) -> bool:
         """Whether a template tests ``stages.<key>`` before reading it, or the reading stage's ``when`` does.
         A stage skipped by its own ``when`` is None: ``{% if stages.x %}``, ``stages.x is none`` and
         ``stages.x.content | default('')`` guard it. A stage of a skipped fan-out or failed branch does not
@@ -304,11 +263,11 @@ class TemplateChecker:
         ast = jinja.parse_ast(when.text)
         if ast is None:
             return False
-        condition = jinja.analyse(ast)
+        condition = analyse(ast)
         if path in condition.guarded or (not absent and path in condition.tested):
             return True
-        whole = _single_expression(ast)  # `when: "{{ stages.x }}"`, as above
-        return not absent and whole is not None and _ref(whole) == path
+        whole = single_expression(ast)  # `when: "{{ stages.x }}"`, as above
+        return not absent and whole is not None and ref_of(whole) == path
 
     def skip_reason(self, key: str) -> tuple[bool, str, str]:
         """(whether ``stages.<key>`` is then absent rather than None, why, how to guard the read)."""
@@ -362,7 +321,7 @@ class TemplateChecker:
     def for_each(self, stage: FanoutStage, src: TemplateSrc, ast: Any, prev: str) -> None:
         text = src.text.strip()
         single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
-        expr = _single_expression(ast) if single else None
+        expr = single_expression(ast) if single else None
         whole = len(src.text.rstrip())
         if expr is None:
             self.add(
@@ -382,28 +341,11 @@ class TemplateChecker:
 
     def infer(self, node: Any, prev: str = "any") -> tuple[str, str] | None:
         """What a for_each expression gives when that is knowably not a list: (description, hint)."""
-        from jinja2 import nodes  # noqa: PLC0415
-
-        generic = "give a list: an input of type array, a fan-out's outputs, or e.g. \"{{ inputs.text.split(',') }}\""
-        if isinstance(node, nodes.List | nodes.Tuple):
-            return None
-        if isinstance(node, nodes.Const):
-            if isinstance(node.value, str):
-                return "text", generic
-            return f"{type(node.value).__name__} {node.value!r}", generic
-        if isinstance(node, nodes.Dict):
-            return "a mapping", generic
-        if isinstance(node, nodes.Concat):
-            return "text", generic
-        if isinstance(node, nodes.Filter) and node.name in _LAZY_FILTERS:
-            return f"a generator (the '{node.name}' filter is lazy)", "add '| list' at the end"
-        if isinstance(node, nodes.Filter) and node.name in _TEXT_FILTERS:
-            return f"text (the '{node.name}' filter gives text)", generic
-        if isinstance(node, nodes.Filter) and node.name in _NUMBER_FILTERS:
-            return f"a number (the '{node.name}' filter gives a number)", generic
-        if isinstance(node, nodes.Name) and node.name == "prev" and prev in _PREV_NOT_A_LIST:
-            return _PREV_NOT_A_LIST[prev], generic
-        ref = _ref(node)
+        found = expression_kind(node, prev)
+        if found is not None:
+            return found
+        generic = FOR_EACH_HINT
+        ref = ref_of(node)
         if ref is not None:
             name, key = ref
             if name == "inputs" and key in self.inputs and self.inputs[key].type != "array":
@@ -417,11 +359,6 @@ class TemplateChecker:
         return None
 
 
-_PREV_NOT_A_LIST = {
-    "none": "None (no stage runs before it)",
-    "text": "text (prev is the fan-out's input here)",
-    "message": "one message (prev is the previous agent's output)",
-}
 _COMPILER_CHECKED = frozenset({"macro", "call", "block"})
 
 
@@ -442,58 +379,6 @@ def _string_paths(value: Any, path: tuple[str | int, ...]) -> list[tuple[str | i
     if isinstance(value, list | tuple):
         return [p for i, item in enumerate(value) for p in _string_paths(item, (*path, i))]
     return []
-
-
-# What templates can read on a stage's output (runner/engine/execute.py Output; a test keeps them in step).
-MESSAGE_FIELDS = ("content", "error", "name", "node", "usage")
-_TEXT_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
-_LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
-
-
-def _attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple[str, str] | None:
-    """(message, hint) when ``expr.attr`` cannot exist on a value of this kind (see scope.output_kind)."""
-    loop = f"loop over it: {{% for out in {expr} %}}{{{{ out.content }}}}{{% endfor %}}"
-    if kind == "none":
-        return (
-            f"{expr}.{attr}: {expr} is None in {where} (no stage runs before it)",
-            "give the stage an 'input', or read 'inputs'",
-        )
-    if kind == "text" and attr not in _TEXT_ATTRS:
-        return (
-            f"{expr}.{attr}: {expr} is text in {where} (the fan-out's input), not a message",
-            f"use '{{{{ {expr} }}}}' for the text",
-        )
-    if kind == "list" and attr not in _LIST_ATTRS:
-        return f"{expr}.{attr}: {expr} is a list (a fan-out's outputs, one per branch), not a message", loop
-    if kind == "message" and attr not in MESSAGE_FIELDS:
-        close = suggest(attr, MESSAGE_FIELDS, "fields")
-        hint = close if close.startswith("did you mean") else f"a message has: {', '.join(MESSAGE_FIELDS)}"
-        return f"{expr}.{attr}: a stage's output has no '{attr}'", hint
-    return None
-
-
-def _single_expression(ast: Any) -> Any:
-    from jinja2 import nodes  # noqa: PLC0415
-
-    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
-        return None
-    exprs = [n for n in ast.body[0].nodes if not isinstance(n, nodes.TemplateData)]
-    return exprs[0] if len(exprs) == 1 else None
-
-
-def _ref(node: Any) -> tuple[str, str] | None:
-    from jinja2 import nodes  # noqa: PLC0415
-
-    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
-        return node.node.name, node.attr
-    if (
-        isinstance(node, nodes.Getitem)
-        and isinstance(node.node, nodes.Name)
-        and isinstance(node.arg, nodes.Const)
-        and isinstance(node.arg.value, str)
-    ):
-        return node.node.name, node.arg.value
-    return None
 
 
 def _where(site: Site, scope: Scope) -> str:
