@@ -546,6 +546,15 @@ def test_a_stream_is_used_inside_async_with() -> None:
             run.result  # noqa: B018
         assert str(caught.value) == "the run has not ended: read the result after the `async with` block"
 
+        async with run:
+            pass  # left at once: the run is cancelled before its first step, and still has a result
+        assert run.result.status == "interrupted"
+        assert_valid_report(run.result.report)
+        with pytest.raises(RuntimeError) as caught:
+            async with run:
+                pass
+        assert str(caught.value) == "a RunStream runs once: call runner.stream(...) again for another run"
+
     asyncio.run(main())
     with pytest.raises(ValueError) as caught:
         runner.stream(FAST, token_buffer=0)
