@@ -102,6 +102,18 @@ def fast(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _tool_threads_gone() -> Iterator[None]:
+    """A run's pool for python stages is shut down without waiting (a sync call cannot be killed), so its idle
+    threads exit a moment after the run; wait for them, so that tests counting threads later are not misled."""
+    import threading
+
+    yield
+    for thread in threading.enumerate():
+        if thread.name.startswith("runner-tool"):
+            thread.join(10)
+
+
 @pytest.fixture
 def host_gc() -> Iterator[None]:
     """Unusual collector settings, as a host program may have, put back afterwards."""
