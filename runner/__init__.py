@@ -1,4 +1,19 @@
-"""runner: a declarative workflow runner for LLM agents."""
+"""runner: a declarative workflow runner for LLM agents.
+
+From Python (the README's "From Python" section shows each in use)::
+
+    workflow = runner.load("workflows/quickstart.yaml")      # SpecError when invalid; runner.check() lists why
+    result = runner.run(workflow, {"topic": "uvloop"})       # a script; `await runner.arun(...)` inside a loop
+    result.output, result.stages, result.report               # the last output, each stage's, the report
+    result.write_report("reports")
+
+    async with runner.stream(workflow) as run:                # events and streamed tokens as they happen
+        async for event in run: ...
+
+The names below are the public API (``__all__``, pinned by ``tests/test_public_api.py``); everything else is the
+implementation and may change. They load on first use (PEP 562): the ``runner`` program imports this package
+on every start, and ``import runner`` alone imports none of asyncio, jinja2, jsonschema, numpy or aiohttp.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +25,139 @@ if _sys.argv[:1] == ["-m"]:  # `python -m runner` is importing us: answer signal
     if _interrupts.started_as_program():
         _interrupts.install()
 
-from runner.errors import RunnerError, SpecError
-
 __version__ = "0.1.0"
-__all__ = ["RunnerError", "SpecError", "__version__"]
+
+__all__ = [
+    # load, check and run a workflow
+    "load",
+    "check",
+    "run",
+    "arun",
+    "stream",
+    "Workflow",
+    "Diagnostic",
+    "Result",
+    "RunStream",
+    # events as they happen
+    "Event",
+    "NodeQueued",
+    "NodeStarted",
+    "NodeFinished",
+    "NodeFailed",
+    "NodeCancelled",
+    "NodeSkipped",
+    "Retry",
+    "Token",
+    "StreamRestarted",
+    "RunFinished",
+    # the provider seam: what a fake model implements and returns
+    "ChatProvider",
+    "CallContext",
+    "ChatResult",
+    "Usage",
+    "ToolCall",
+    # errors
+    "RunnerError",
+    "SpecError",
+    "RunError",
+    "TemplateError",
+    "StageTimeout",
+    "ToolError",
+    "ProviderError",
+    "ProviderConfigError",
+    "ProviderConnectError",
+    "ProviderTimeout",
+    "ProviderHTTPError",
+    "ProviderProtocolError",
+    "__version__",
+]
+
+_HOMES = {
+    "runner.api": ("load", "check", "run", "arun", "stream"),
+    "runner.workflow.records": ("Workflow",),
+    "runner.diagnostics": ("Diagnostic",),
+    "runner.result": ("Result",),
+    "runner.live": (
+        "RunStream",
+        "Event",
+        "NodeQueued",
+        "NodeStarted",
+        "NodeFinished",
+        "NodeFailed",
+        "NodeCancelled",
+        "NodeSkipped",
+        "Retry",
+        "Token",
+        "StreamRestarted",
+        "RunFinished",
+    ),
+    "runner.providers.base": ("ChatProvider", "CallContext"),
+    "runner.calls": ("ChatResult", "Usage", "ToolCall"),
+    "runner.errors": (
+        "RunnerError",
+        "SpecError",
+        "RunError",
+        "TemplateError",
+        "StageTimeout",
+        "ToolError",
+        "ProviderError",
+        "ProviderConfigError",
+        "ProviderConnectError",
+        "ProviderTimeout",
+        "ProviderHTTPError",
+        "ProviderProtocolError",
+    ),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ below imports on first use
+    from runner.api import arun, check, load, run, stream
+    from runner.calls import ChatResult, ToolCall, Usage
+    from runner.diagnostics import Diagnostic
+    from runner.errors import (
+        ProviderConfigError,
+        ProviderConnectError,
+        ProviderError,
+        ProviderHTTPError,
+        ProviderProtocolError,
+        ProviderTimeout,
+        RunError,
+        RunnerError,
+        SpecError,
+        StageTimeout,
+        TemplateError,
+        ToolError,
+    )
+    from runner.live import (
+        Event,
+        NodeCancelled,
+        NodeFailed,
+        NodeFinished,
+        NodeQueued,
+        NodeSkipped,
+        NodeStarted,
+        Retry,
+        RunFinished,
+        RunStream,
+        StreamRestarted,
+        Token,
+    )
+    from runner.providers.base import CallContext, ChatProvider
+    from runner.result import Result
+    from runner.workflow.records import Workflow
+
+
+def __getattr__(name: str) -> object:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

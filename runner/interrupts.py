@@ -14,10 +14,11 @@ What a signal does depends on the phase, each time what is safe then:
    itself with SIGINT at exit, whatever the program caught. Such a signal is remembered and raised at the
    next checkpoint: :func:`arm`, :func:`begin_run` (the run does not start), the end of ``main``.
 2. **The run** (from :func:`begin_run`): the handler does not raise. It cancels the run's main task, which the
-   session registers with :func:`attach`; the run unwinds and leaves a partial report. A signal that comes
-   before the task is registered is remembered and cancels it as soon as it is. Once the run has been
-   cancelled, a further signal raises, as a second Ctrl-C does in :mod:`asyncio`: for a run stuck in code
-   that ignores cancellation (the session still writes the partial report).
+   CLI registers with :func:`attach` (a library run, ``runner.arun``, registers nothing); the run unwinds and
+   leaves a partial report. A signal that comes before the task is registered is remembered and cancels it as
+   soon as it is. Once the run has been cancelled, a further signal raises, as a second Ctrl-C does in
+   :mod:`asyncio`: for a run stuck in code that ignores cancellation (the session still writes the partial
+   report).
 3. **After the run** (from :func:`end_run`: the report, the summary): the signal is only remembered; the
    files are finished and the program exits with the signal's code (:func:`exit_code`).
 4. **The exit** (:func:`uninstall` with ``final``): the output is flushed; a signal ends the process at once

@@ -15,6 +15,8 @@ Each block is classified and handed to a check; a block that no check knows fail
   find this suite; ``python3 -m venv .venv`` to make a folder git ignores; ``. .venv/bin/activate`` only
   changes the shell's environment.
 * Text that shows output is compared with what runner prints, numbers masked where they are timings.
+* Python (the "From Python" section) runs as a user would run it, in a copy of the checkout's ``workflows/``:
+  each block on its own, offline, its own ``assert`` statements checked, nothing left running.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def kind_of(block: Block) -> str:
             return "actions"
         if isinstance(data, dict) and "repos" in data:
             return "pre-commit"
+    if block.lang == "python":
+        return "python"
     if block.lang == "text":
         if block.text.startswith("calls to `"):
             return "bottleneck"
@@ -320,6 +324,39 @@ def check_diagnostic(block: Block, ctx: Context) -> None:
     assert ctx.capsys.readouterr().out.startswith(block.text)
 
 
+# -- Python -------------------------------------------------------------------------------------------------------
+
+
+def check_python(block: Block, ctx: Context) -> None:
+    """Run the block as a script in a folder holding a copy of ``workflows/`` (what it reads and writes is there),
+    with its own names; what it prints is checked for what the README says it shows."""
+    import threading
+
+    shutil.copytree(ROOT / "workflows", ctx.tmp_path / "workflows", ignore=shutil.ignore_patterns(".runner", "reports"))
+    ctx.monkeypatch.chdir(ctx.tmp_path)
+    threads = threading.active_count()
+    exec(compile(block.text, str(block), "exec"), {"__name__": "__main__"})  # the README's own code
+    out = ctx.capsys.readouterr().out
+    assert threading.active_count() == threads  # no thread left behind (tools' pools, loggers)
+    if "write_report(" in block.text:  # the script: its output, then the files it wrote
+        lines = out.splitlines()
+        assert lines[0] == "Digest of 3 notes: analyst, analyst, analyst agree that it is worth measuring."
+        assert lines[1:4] == [
+            f"On {p}: HTTP/2 for model endpoints looks promising; measure it before you switch."
+            for p in ("performance", "reliability", "cost")
+        ]
+        written = sorted(p.name for p in (ctx.tmp_path / "reports").iterdir() if p.is_file())
+        assert [Path(name).suffix for name in written] == [".json", ".md"]
+        assert_valid_report(json.loads(next((ctx.tmp_path / "reports").glob("*.json")).read_text(encoding="utf-8")))
+    if "runner.stream(" in block.text:  # the events: each branch's end, the editor's text, the status
+        lines = out.splitlines()
+        ends = [re.sub(r"\d+\.\d\d", "N", line) for line in lines[:4]]
+        assert sorted(ends[:3]) == [f"N s: notes[{i}] finished after N s" for i in range(3)]  # in any order
+        assert ends[3] == "N s: notes finished after N s"  # after its branches
+        assert lines[4] == "Digest of 3 notes: analyst, analyst, analyst agree that it is worth measuring."
+        assert re.fullmatch(r"ok in \d+\.\d\d s", lines[5]) and len(lines) == 6
+
+
 CHECKS: dict[str, Callable[[Block, Context], None]] = {
     "shell": check_shell,
     "workflow": check_workflow,
@@ -328,6 +365,7 @@ CHECKS: dict[str, Callable[[Block, Context], None]] = {
     "pre-commit": check_pre_commit,
     "bottleneck": check_bottleneck,
     "diagnostic": check_diagnostic,
+    "python": check_python,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO, cast
 
 from runner import interrupts
 from runner.engine.execute import as_text
-from runner.engine.session import run_plan
+from runner.engine.session import Session, run_session
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.fsutil import WriteError, ensure_writable_dir, sweep_stale_temps
@@ -83,14 +83,14 @@ def run_command(
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
         run_dir = Path(directory) / "runs" / f"{wf.name}-{stamp}"
         interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
-        outcome = run_plan(
-            plan,
-            inputs,
-            sink=sink.for_node if sink else None,
+        # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
+        # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
+        outcome = run_session(
+            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
-            run_dir=run_dir,
-            tune_gc=True,  # the CLI owns the process
+            tune_gc=True,
+            attach=interrupts.attach,
         )
         interrupts.end_run()  # a signal from here on waits for the report to be written
         if sink is not None:

@@ -127,14 +127,17 @@ class Engine:
             if agent.spec.tools
         }
 
-    async def run(self) -> Any:
+    async def run(self, stages: dict[str, Any] | None = None) -> Any:
+        """The last stage's output. ``stages`` receives each top-level stage's output by id as it ends (what
+        templates see as ``stages``; the public API's ``Result.stages``), also when the run fails later."""
+        stages = {} if stages is None else stages
         timeout = self.plan.workflow.timeout
         if timeout is None:
-            return await self.run_sequence(self.plan.stages, {}, None, {}, "")
+            return await self.run_sequence(self.plan.stages, stages, None, {}, "")
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                return await self.run_sequence(self.plan.stages, {}, None, {}, "")
+                return await self.run_sequence(self.plan.stages, stages, None, {}, "")
         except TimeoutError:
             if scope.expired():
                 raise StageTimeout(f"the run timed out after {timeout:g} s (the workflow's 'timeout')") from None

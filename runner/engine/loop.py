@@ -12,13 +12,14 @@ T = TypeVar("T")
 _warned = False
 
 
-def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
-    """The loop factory to use and its name for the report."""
+def loop_factory(*, quiet: bool = False) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The loop factory to use and its name for the report. ``quiet``: a library call prints nothing, so only
+    the CLI says that uvloop is missing."""
     global _warned
     try:
         import uvloop  # noqa: PLC0415
     except ImportError:
-        if not _warned:
+        if not _warned and not quiet:
             _warned = True
             print("runner: uvloop is not available here; using the standard asyncio loop", file=sys.stderr)
         return None, "asyncio"
@@ -43,9 +44,12 @@ def eager_factory(loop: asyncio.AbstractEventLoop) -> Any:
     return factory
 
 
-def run(main: Callable[[], Coroutine[Any, Any, T]], *, use_uvloop: bool = True) -> T:
-    """Run ``main()`` on a new loop that runner owns (never on a loop a host program runs)."""
-    factory, _ = loop_factory() if use_uvloop else (None, "asyncio")
+def run(main: Callable[[], Coroutine[Any, Any, T]], *, use_uvloop: bool = True, quiet: bool = False) -> T:
+    """Run ``main()`` on a new loop that runner owns (never on a loop a host program runs), as ``asyncio.run``
+    does: the global loop policy is left alone (the loop comes from a factory), and while it runs Ctrl-C
+    cancels ``main`` (``asyncio.Runner``'s own SIGINT handling, put back afterwards), then raises
+    ``KeyboardInterrupt``."""
+    factory, _ = loop_factory(quiet=quiet) if use_uvloop else (None, "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
         loop = runner.get_loop()
         factory = eager_factory(loop)

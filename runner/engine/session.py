@@ -1,5 +1,12 @@
 """One run of a workflow: providers opened and always closed, the engine, and the report's raw material.
 
+:class:`Session` is the one run path: ``runner.arun``, ``runner.run`` and ``runner.stream`` (``runner/api.py``),
+the ``runner run`` command and :func:`run_plan` all run a Session. It runs on whatever loop is running and does
+only what a library may do inside someone else's program: it installs no signal handler, leaves the garbage
+collector, the loop policy and the loop's task factory as it found them, and prints nothing. What a program
+that owns its process adds (signals, a tuned collector, a loop of its own, the terminal) is the caller's:
+:func:`run_session` and the CLI.
+
 The report is built from what was recorded even when the run fails or is interrupted (Ctrl-C), so an
 interrupted run still leaves a valid partial report.
 """
@@ -9,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
-import threading
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import interrupts
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
@@ -33,6 +38,10 @@ from runner.report.layout import describe_workflow
 from runner.tools import ToolRunner, import_callable, load_tool
 from runner.workflow.records import PythonStage
 
+Attach = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], Callable[[], None] | None]
+"""(loop, the run's main task) -> the function that undoes it, or None: how the CLI hands the run's task to its
+signal handlers (:func:`runner.interrupts.attach`)."""
+
 
 @dataclass
 class RunOutcome:
@@ -42,6 +51,7 @@ class RunOutcome:
     info: RunInfo
     recorder: Recorder
     end: float
+    stages: dict[str, Any] = field(default_factory=dict)  # outputs by top-level stage id, as far as the run got
 
     def report(self) -> dict[str, Any]:
         message = None
@@ -65,11 +75,25 @@ def models_in_use(plan: Plan) -> set[str]:
     return used
 
 
-def open_providers(plan: Plan) -> dict[str, ChatProvider]:
-    providers: dict[str, ChatProvider] = {}
-    for name in sorted(models_in_use(plan)):
+def open_providers(
+    plan: Plan,
+    given: Mapping[str, ChatProvider] | None = None,
+    transport: Any = None,
+    *,
+    into: dict[str, ChatProvider] | None = None,
+) -> dict[str, ChatProvider]:
+    """A provider for each model the run uses that ``given`` does not supply (the caller's, which the run never
+    closes). ``transport`` goes to every provider whose factory takes one (the OpenAI-compatible ones: an
+    ``httpx`` transport, e.g. ``httpx.MockTransport``). Each is added to ``into`` as it is made, so that those
+    made before one that fails (a missing key variable) can still be closed."""
+    providers: dict[str, ChatProvider] = {} if into is None else into
+    for name in sorted(models_in_use(plan) - set(given or ())):
         spec = plan.workflow.models[name]
-        providers[name] = PROVIDERS[spec.provider].load_factory()(name, spec.config)
+        factory = PROVIDERS[spec.provider].load_factory()
+        if transport is not None and "transport" in inspect.signature(factory).parameters:
+            providers[name] = factory(name, spec.config, transport=transport)
+        else:
+            providers[name] = factory(name, spec.config)
     return providers
 
 
@@ -106,29 +130,26 @@ async def execute(
     sink: TokenSinkFactory | None = None,
     run_info: Mapping[str, Any] | None = None,
     run_dir: str | Path | None = None,
+    providers: Mapping[str, ChatProvider] | None = None,
+    transport: Any = None,
+    stages: dict[str, Any] | None = None,
 ) -> Any:
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
+    """Run ``plan`` on the running loop and return its last stage's output.
+
+    ``providers``: the caller's providers by model name, used as they are and never closed (the caller made
+    them and may use them again); the others are made here from the workflow's settings (``transport`` going
+    to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
+    id as they end."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
     resources = open_resources(plan, Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id)
-    providers = open_providers(plan)
-    # Under the runner program a signal cancels this task (runner.interrupts: exit 130 or 143, a partial
-    # report); one that came while the lines above ran cancels it now. Called as a library, SIGTERM cancels
-    # the run like Ctrl-C does while it lasts.
-    detach = interrupts.attach(loop, main) if main is not None else None
-    sigterm = False
-    if detach is None and main is not None and threading.current_thread() is threading.main_thread():
-        try:
-            loop.add_signal_handler(signal.SIGTERM, main.cancel)
-            sigterm = True
-        except (NotImplementedError, RuntimeError):  # not on this platform or loop
-            pass
+    owned: dict[str, ChatProvider] = {}
     try:
+        open_providers(plan, providers, transport, into=owned)
         engine = Engine(
             plan,
             inputs,
-            providers,
+            {**(providers or {}), **owned},
             recorder,
             sink=sink,
             run_info=run_info,
@@ -136,18 +157,155 @@ async def execute(
             functions=functions,
             resources=resources,
         )
-        output = await engine.run()
+        output = await engine.run(stages)
         await resources.aclose(recorder)  # a failed background record fails the run
         return output
     finally:
-        # Close every client even when the run failed or was cancelled; a failing close must not hide
-        # the run's own error. Closing twice is harmless.
-        await asyncio.gather(*(p.aclose() for p in providers.values()), resources.aclose(), return_exceptions=True)
+        # Close every client this run made even when the run failed or was cancelled (or a later model's
+        # settings failed while opening); a failing close must not hide the run's own error. Closing twice is
+        # harmless.
+        await asyncio.gather(*(p.aclose() for p in owned.values()), resources.aclose(), return_exceptions=True)
         tool_runner.close()
-        if detach is not None:
-            detach()
-        if sigterm:
-            loop.remove_signal_handler(signal.SIGTERM)
+
+
+class Session:
+    """One run of a compiled plan on the running loop: the core every way of running a workflow goes through.
+
+    ``await session.run()`` returns a :class:`RunOutcome` for a run that ended, ok or failed: a failed run is
+    an outcome (``status`` "failed", ``error`` why), not an exception, so that its partial report is always
+    there. A cancelled run is different: :meth:`run` sets :attr:`outcome` (status "interrupted", the partial
+    report's material) and re-raises ``CancelledError``, because swallowing a cancellation breaks the caller's
+    structured concurrency (``asyncio.timeout`` and task groups rely on it reaching them).
+
+    ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
+    (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
+    besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
+    ``runner run`` puts it; ``providers`` and ``transport`` as in :func:`execute`.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        inputs: Mapping[str, Any],
+        *,
+        sink: TokenSinkFactory | None = None,
+        recorder: Recorder | None = None,
+        run_dir: str | Path | None = None,
+        providers: Mapping[str, ChatProvider] | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.plan = plan
+        self.inputs = inputs
+        self.sink = sink
+        self.recorder = recorder if recorder is not None else Recorder()
+        self.run_dir = run_dir
+        self.providers = providers
+        self.transport = transport
+        self.stages: dict[str, Any] = {}
+        self.outcome: RunOutcome | None = None
+        self._info: RunInfo | None = None
+        self._started = False
+
+    @property
+    def info(self) -> RunInfo:
+        """The run's identity and start: made on first use, which the callers make as the run starts, on its
+        loop (whose kind the report names)."""
+        if self._info is None:
+            wf = self.plan.workflow
+            self._info = RunInfo(
+                uuid.uuid4().hex[:12],
+                wf.name,
+                wf.file,
+                wf.sha256,
+                now_utc(),
+                time.perf_counter(),
+                _loop_name(),
+                self.inputs,
+                describe_workflow(wf),
+            )
+        return self._info
+
+    async def run(self) -> RunOutcome:
+        """Run once; see the class's docstring for what it returns and raises."""
+        if self._started:
+            raise RuntimeError("a Session runs once")
+        self._started = True
+        info = self.info
+        run_dir = self.run_dir
+        if run_dir is None:
+            stamp = info.started_at.strftime("%Y%m%dT%H%M%S.%fZ")
+            run_dir = Path(self.plan.workflow.report.dir) / "runs" / f"{info.workflow}-{stamp}"
+        try:
+            output = await execute(
+                self.plan,
+                self.inputs,
+                self.recorder,
+                sink=self.sink,
+                run_info={"id": info.run_id, "name": info.workflow},
+                run_dir=run_dir,
+                providers=self.providers,
+                transport=self.transport,
+                stages=self.stages,
+            )
+        except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+            self.end("interrupted", None, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the report; the caller decides what it means
+            return self.end("failed", None, first_error(exc))
+        return self.end("ok", output, None)
+
+    def end(self, status: str, output: Any, error: BaseException | None) -> RunOutcome:
+        """Record how the run ended (the first end recorded stands) and return the outcome."""
+        if self.outcome is None:
+            self.outcome = RunOutcome(
+                status, output, error, self.info, self.recorder, time.perf_counter(), dict(self.stages)
+            )
+        return self.outcome
+
+
+def _loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the kind of the running loop (``asyncio`` when none runs)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "asyncio"
+    return "uvloop" if any(c.__module__.startswith("uvloop") for c in type(loop).__mro__) else "asyncio"
+
+
+def run_session(
+    session: Session,
+    *,
+    use_uvloop: bool = True,
+    watch: Callable[[Recorder, RunInfo], Coroutine[Any, Any, None]] | None = None,
+    tune_gc: bool = False,
+    attach: Attach | None = None,
+    quiet: bool = False,
+) -> RunOutcome:
+    """Run ``session`` on a fresh loop of its own (uvloop unless ``use_uvloop`` is False); never raises for a
+    failed or interrupted run: the outcome says.
+
+    ``watch(recorder, info)`` runs as a task beside the run (live progress, the event log), cancelled and
+    awaited when the run ends. ``tune_gc``: fewer garbage collections during the run (:func:`gc_tuned`); for
+    the CLI, which owns the process. ``attach`` is given the loop and the run's task as it starts (the CLI's
+    signal handlers then cancel it). ``quiet``: say nothing when uvloop is missing."""
+
+    async def main() -> RunOutcome:
+        task = asyncio.current_task()
+        detach = attach(asyncio.get_running_loop(), task) if attach is not None and task is not None else None
+        try:
+            run = session.run()
+            return await (run if watch is None else _watched(run, watch(session.recorder, session.info)))
+        finally:
+            if detach is not None:
+                detach()
+
+    try:
+        with gc_tuned() if tune_gc else contextlib.nullcontext():
+            return loops.run(main, use_uvloop=use_uvloop, quiet=quiet)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # the session has the partial outcome
+        return session.end("interrupted", None, exc)
+    except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
+        return session.end("failed", None, first_error(exc))
 
 
 def run_plan(
@@ -161,35 +319,11 @@ def run_plan(
     watch: Callable[[Recorder, RunInfo], Coroutine[Any, Any, None]] | None = None,
     tune_gc: bool = False,
 ) -> RunOutcome:
-    """Run on a fresh event loop; never raises for a failed or interrupted run: the outcome says.
+    """:func:`run_session` of a new :class:`Session` (for the tests and benchmarks that run a plan directly).
 
-    ``recorder``: a :class:`~runner.events.NullRecorder` runs with recording off. ``watch(recorder, info)``
-    runs as a task beside the run (live progress, the event log), cancelled and awaited when the run ends.
-    ``tune_gc``: fewer garbage collections during the run (:func:`gc_tuned`); for the CLI, which owns the
-    process. A program that calls runner keeps its garbage collector as it set it."""
-    wf = plan.workflow
-    _, loop_name = loops.loop_factory() if use_uvloop else (None, "asyncio")
-    recorder = recorder if recorder is not None else Recorder()
-    run_id = uuid.uuid4().hex[:12]
-    info = RunInfo(
-        run_id, wf.name, wf.file, wf.sha256, now_utc(), time.perf_counter(), loop_name, inputs, describe_workflow(wf)
-    )
-    run_vars = {"id": run_id, "name": wf.name}
-
-    def main() -> Coroutine[Any, Any, Any]:
-        run = execute(plan, inputs, recorder, sink=sink, run_info=run_vars, run_dir=run_dir)
-        return run if watch is None else _watched(run, watch(recorder, info))
-
-    try:
-        with gc_tuned() if tune_gc else contextlib.nullcontext():
-            output = loops.run(main, use_uvloop=use_uvloop)
-    except KeyboardInterrupt as exc:
-        return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
-    except asyncio.CancelledError as exc:
-        return RunOutcome("interrupted", None, exc, info, recorder, time.perf_counter())
-    except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
-        return RunOutcome("failed", None, first_error(exc), info, recorder, time.perf_counter())
-    return RunOutcome("ok", output, None, info, recorder, time.perf_counter())
+    A program that calls runner keeps its garbage collector as it set it unless ``tune_gc`` says otherwise."""
+    session = Session(plan, inputs, sink=sink, recorder=recorder, run_dir=run_dir)
+    return run_session(session, use_uvloop=use_uvloop, watch=watch, tune_gc=tune_gc)
 
 
 async def _watched(run: Coroutine[Any, Any, Any], watcher: Coroutine[Any, Any, None]) -> Any:

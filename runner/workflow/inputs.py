@@ -106,8 +106,15 @@ def check_items(value: Any, spec: InputSpec) -> str | None:
     return None
 
 
-def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults overlaid by ``extra`` (from ``--input FILE``) and ``--set`` values; every problem at once."""
+def resolve_inputs(
+    wf: Workflow,
+    assignments: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    how: str = "--set {name}=...",
+) -> dict[str, Any]:
+    """Defaults overlaid by ``extra`` (from ``--input FILE``, or ``runner.run``'s ``inputs``) and ``--set``
+    values; every problem at once. ``how`` says how a missing input is given (the CLI's way by default)."""
     specs = {spec.name: spec for spec in wf.inputs}
     values: dict[str, Any] = {name: spec.default for name, spec in specs.items() if not spec.required}
     problems: list[str] = []
@@ -152,7 +159,7 @@ def resolve_inputs(wf: Workflow, assignments: Sequence[str], extra: Mapping[str,
         values[name] = value
     for name, spec in specs.items():
         if spec.required and name not in given:
-            problems.append(f"input {name} is required: pass --set {name}=... ({spec.loc})")
+            problems.append(f"input {name} is required: pass {how.format(name=name)} ({spec.loc})")
     if problems:
         raise RunnerError("\n".join(problems))
     return values

@@ -1,0 +1,286 @@
+"""The public API's functions: ``runner.load``, ``check``, ``run``, ``arun`` and ``stream``.
+
+What a library call does and does not do, and why (as httpx, anyio and pre-commit draw the same line):
+
+* It runs on the caller's terms. ``arun`` and ``stream`` run on the loop that is running (a notebook's, an
+  async server's, asyncio's or uvloop's) and change nothing of the process: no signal handler, no loop policy
+  or task factory, no garbage collector setting, nothing printed or logged. ``run`` is ``asyncio.run`` for a
+  workflow: a loop of its own for the call (uvloop where installed, made by a factory, so the global policy
+  is untouched), with asyncio's own Ctrl-C handling while it runs. The ``runner`` program adds what a program
+  that owns its process may do: its signal handlers, a tuned collector, the terminal (``runner/commands``).
+* A failed run is a :class:`~runner.result.Result` with ``status`` "failed", not an exception: its report is
+  worth keeping. An invalid workflow or bad inputs raise before anything runs (:class:`SpecError`,
+  :class:`RunnerError`), and a misused argument raises ``TypeError`` or ``ValueError``.
+* Cancellation propagates. A cancelled ``arun`` cancels every task of the run, closes its connections and
+  re-raises ``CancelledError`` (swallowing it would break ``asyncio.timeout`` and task groups around the call);
+  Ctrl-C during ``run`` does the same and raises ``KeyboardInterrupt``, as ``asyncio.run`` does. The partial
+  result is not lost: ``on_event`` receives :class:`~runner.live.RunFinished` with it before the exception
+  propagates, and ``stream``'s ``result`` has it after the block.
+* Seams for a program's tests, as ``httpx.AsyncClient(transport=...)``: ``providers`` replaces a model's
+  provider by any object implementing :class:`~runner.providers.base.ChatProvider` (a fake), and ``transport``
+  gives every OpenAI-compatible model an ``httpx`` transport (``httpx.MockTransport``). What the caller passes
+  stays the caller's: runner never closes it, so it can serve several runs.
+
+``import runner`` stays light (the CLI imports it on every start): this module imports the engine only when a
+run is asked for, so ``runner.load`` and ``runner.check`` never import asyncio or the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.diagnostics import Diagnostic
+from runner.errors import SpecError
+from runner.workflow.records import Workflow
+
+if TYPE_CHECKING:
+    import httpx
+
+    from runner.engine.execute import TokenSinkFactory
+    from runner.engine.session import RunOutcome, Session
+    from runner.events import Recorder
+    from runner.live import Event, RunStream
+    from runner.plan.compile import Plan
+    from runner.providers.base import ChatProvider
+    from runner.result import Result
+
+__all__ = ["arun", "check", "load", "run", "stream"]
+
+Source = str | bytes | os.PathLike[str]
+"""A workflow file's path, or its YAML text (a ``str`` with a line break, or ``bytes``)."""
+
+TEXT_NAME = "<string>"
+"""The file name of a workflow given as text, in messages (as Python's ``compile`` names it). Its folder, for
+python stages and tools to import from and relative paths, is the current one."""
+
+
+def _source(source: Source) -> tuple[str, bytes | None]:
+    """(file name, text or None to read the file). Text is told from a path by a line break: a workflow has
+    several lines and a path has none, which is unambiguous where guessing from the file's existence is not."""
+    if isinstance(source, bytes):
+        return TEXT_NAME, source
+    if isinstance(source, str):
+        if "\n" in source or "\r" in source:
+            return TEXT_NAME, source.encode("utf-8")
+        return source, None
+    if isinstance(source, os.PathLike):
+        return os.fspath(source), None
+    raise TypeError(f"a workflow is a path or YAML text, not {type(source).__name__}")
+
+
+def check(source: Source) -> list[Diagnostic]:
+    """Every problem in a workflow, as ``runner validate`` finds them: located (``file:line:column``, a rule id,
+    a hint), sorted, warnings included. Never raises for an invalid workflow; an empty list means it is
+    clean. ``source``: a file's path, or YAML text (named ``<string>`` in the diagnostics)."""
+    from runner.validate.check import check_file  # noqa: PLC0415 - the validator loads when used
+
+    file, text = _source(source)
+    return check_file(file, text=text)[1]
+
+
+def load(source: Source, *, offline: bool = False) -> Workflow:
+    """The workflow, validated and ready to run; raises :class:`SpecError` (its ``diagnostics`` holds every
+    problem, as :func:`check` returns them) when it is not valid. Warnings do not stop it.
+
+    ``offline``: every remote model replaced by a scripted one and every remote embedder by the hashing one,
+    as ``runner run --offline`` does: the workflow runs without network or key."""
+    from runner.validate.check import check_file  # noqa: PLC0415
+
+    file, text = _source(source)
+    wf, problems = check_file(file, text=text)
+    if wf is None:
+        raise SpecError(problems)
+    if offline:
+        from runner.workflow.offline import offline_workflow  # noqa: PLC0415
+
+        wf = offline_workflow(wf)
+    return wf
+
+
+class _Job:
+    """A workflow ready to run: loaded, inputs resolved, compiled, the caller's seams checked. Everything that
+    can be wrong before the run is found here, when ``run``, ``arun`` or ``stream`` is called."""
+
+    def __init__(
+        self,
+        workflow: Workflow | Source,
+        inputs: Mapping[str, Any] | None,
+        providers: Mapping[str, ChatProvider] | None,
+        transport: httpx.AsyncBaseTransport | None,
+        run_dir: str | os.PathLike[str] | None,
+    ) -> None:
+        from runner.plan.compile import compile_workflow  # noqa: PLC0415 - templates compile when a run is asked for
+        from runner.workflow.inputs import resolve_inputs  # noqa: PLC0415
+
+        wf = workflow if isinstance(workflow, Workflow) else load(workflow)
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a mapping of input names to values, not {type(inputs).__name__}")
+        self.inputs = resolve_inputs(wf, [], inputs, how="inputs={{{name!r}: ...}}")
+        self.providers = _checked_providers(wf, providers)
+        self.transport = None if transport is None else _borrowed(transport)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.plan: Plan = compile_workflow(wf)
+
+    def session(self, *, sink: TokenSinkFactory | None = None, recorder: Recorder | None = None) -> Session:
+        from runner.engine.session import Session  # noqa: PLC0415
+
+        return Session(
+            self.plan,
+            self.inputs,
+            sink=sink,
+            recorder=recorder,
+            run_dir=self.run_dir,
+            providers=self.providers,
+            transport=self.transport,
+        )
+
+    def result(self, outcome: RunOutcome) -> Result:
+        from runner.result import Result  # noqa: PLC0415
+
+        return Result.of(outcome, self.plan.workflow.report.formats)
+
+
+def _checked_providers(wf: Workflow, providers: Mapping[str, Any] | None) -> dict[str, ChatProvider]:
+    if providers is None:
+        return {}
+    if not isinstance(providers, Mapping):
+        raise TypeError(f"providers must map model names to providers, not {type(providers).__name__}")
+    for name, provider in providers.items():
+        if name not in wf.models:
+            close = difflib.get_close_matches(str(name), list(wf.models), n=1)
+            known = ", ".join(sorted(wf.models)) or "none"
+            hint = f"did you mean {close[0]!r}?" if close else f"its models: {known}"
+            raise ValueError(f"providers: {name!r} is not a model of workflow {wf.name!r} ({hint})")
+        if not callable(getattr(provider, "chat", None)):
+            raise TypeError(
+                f"providers[{name!r}] has no chat() method ({type(provider).__name__}); "
+                "a provider implements runner.ChatProvider"
+            )
+    return dict(providers)
+
+
+def _borrowed(transport: Any) -> httpx.AsyncBaseTransport:
+    """``transport`` behind a wrapper that runner's clients may close without closing it: the caller owns it."""
+    import httpx  # noqa: PLC0415 - only when a transport is given
+
+    if not isinstance(transport, httpx.AsyncBaseTransport):
+        raise TypeError(f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}")
+
+    inner: httpx.AsyncBaseTransport = transport
+
+    class Borrowed(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await inner.handle_async_request(request)
+
+    return Borrowed()
+
+
+EventHandler = Callable[["Event"], "Awaitable[object] | object"]
+"""``on_event``: called with each event as it happens, on the run's loop; may be ``async def`` (then awaited,
+which delays the next events but never the run)."""
+
+
+async def arun(
+    workflow: Workflow | Source,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    providers: Mapping[str, ChatProvider] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    on_event: EventHandler | None = None,
+) -> Result:
+    """Run ``workflow`` on the running loop and return its :class:`~runner.result.Result` (ok, failed or
+    interrupted: a failed run does not raise). For a program that already runs an event loop::
+
+        result = await runner.arun(workflow, {"topic": "uvloop"})
+
+    ``workflow``: a :class:`Workflow` from :func:`load`, or what :func:`load` takes. ``inputs``: values by input
+    name, checked against the declared types, defaults filled in. ``providers``: model name -> a provider object
+    (:class:`~runner.providers.base.ChatProvider`) used instead of the one the workflow declares, never closed
+    by runner. ``transport``: an ``httpx`` transport for every OpenAI-compatible model (``httpx.MockTransport``
+    in tests). ``run_dir``: where the run keeps files besides its report (working memory's history), by default
+    ``<report.dir>/runs/<name>-<UTC stamp>``. ``on_event``: each :class:`~runner.live.Event` as it happens,
+    streamed tokens included, the last one :class:`~runner.live.RunFinished`; an exception it raises stops the
+    run and propagates.
+
+    Cancelling the calling task cancels the run and raises ``CancelledError`` once the run has wound down;
+    ``on_event`` has then received the partial result.
+    """
+    return await _arun(_Job(workflow, inputs, providers, transport, run_dir), on_event)
+
+
+async def _arun(job: _Job, on_event: EventHandler | None) -> Result:
+    if on_event is None:
+        return job.result(await job.session().run())
+    import asyncio  # noqa: PLC0415 - loaded already: this runs on a loop
+
+    from runner.live import RunStream  # noqa: PLC0415
+
+    events = RunStream(job)
+    try:
+        async with events:
+            async for event in events:
+                returned = on_event(event)
+                if inspect.isawaitable(returned):
+                    await returned
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # A cancelled run ends too: the handler gets the rest of its events and its partial result first.
+        for event in events.remaining():
+            returned = on_event(event)
+            if inspect.isawaitable(returned):
+                await returned
+        raise
+    return events.result
+
+
+def run(
+    workflow: Workflow | Source,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    providers: Mapping[str, ChatProvider] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    on_event: EventHandler | None = None,
+) -> Result:
+    """:func:`arun` on an event loop of its own, for scripts: uvloop where it is installed. Returns the
+    :class:`~runner.result.Result`; Ctrl-C cancels the run and raises ``KeyboardInterrupt``, as
+    ``asyncio.run`` does. Inside a running loop (a notebook, an async server) use ``await runner.arun(...)``.
+    """
+    import asyncio  # noqa: PLC0415
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "runner.run() cannot be called from a running event loop; use `await runner.arun(...)` there"
+        )
+    from runner.engine import loop as loops  # noqa: PLC0415
+
+    job = _Job(workflow, inputs, providers, transport, run_dir)  # what is wrong is said before a loop is made
+    return loops.run(lambda: _arun(job, on_event), quiet=True)
+
+
+def stream(
+    workflow: Workflow | Source,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    providers: Mapping[str, ChatProvider] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    token_buffer: int = 1000,
+) -> RunStream:
+    """A run and its events as they happen, to use as ``async with runner.stream(...) as run: async for event
+    in run: ...``; the run's :class:`~runner.result.Result` is ``run.result`` after the block. Arguments as for
+    :func:`arun`; ``token_buffer``: how many :class:`~runner.live.Token` events may wait for a slow consumer
+    before a node's further text joins its waiting one (nothing is dropped; see :mod:`runner.live`). The
+    workflow and inputs are checked now; the run starts when the block is entered."""
+    from runner.live import RunStream  # noqa: PLC0415
+
+    return RunStream(_Job(workflow, inputs, providers, transport, run_dir), token_buffer=token_buffer)
