@@ -25,7 +25,7 @@ if _sys.argv[:1] == ["-m"]:  # `python -m runner` is importing us: answer signal
     if _interrupts.started_as_program():
         _interrupts.install()
 
-__version__ = "0.1.0"
+from runner.version import __version__
 
 __all__ = [
     # load, check and run a workflow

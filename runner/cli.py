@@ -53,7 +53,7 @@ def _percent(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runner import __version__  # noqa: PLC0415
+    from runner.version import __version__  # noqa: PLC0415
 
     parser = _Parser(prog="runner", description="Run LLM multi-agent workflows declared in YAML.")
     parser.add_argument("--version", action="version", version=f"runner {__version__}")

@@ -11,7 +11,7 @@ from runner.errors import RunError, RunnerError
 
 if TYPE_CHECKING:
     from runner.engine.session import RunOutcome
-    from runner.report import RunInfo
+    from runner.report.document import RunInfo
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -82,10 +82,11 @@ class Result:
         atomically, secrets redacted. Returns the paths written, the JSON report first.
 
         Raises :class:`~runner.fsutil.WriteError` (a :class:`RunError`) when the folder cannot be written, and
-        :class:`~runner.report.ReportWriteError` naming each file that could not be, after writing the others.
+        :class:`~runner.report.files.ReportWriteError` naming each file that could not be, after writing the others.
         An unknown format is a ``ValueError``."""
         from runner.fsutil import ensure_writable_dir  # noqa: PLC0415 - the writers load when a report is written
-        from runner.report import FORMATS, report_path, write_outputs  # noqa: PLC0415
+        from runner.report.files import report_path, write_outputs  # noqa: PLC0415
+        from runner.report.formats import RUN_FORMATS as FORMATS  # noqa: PLC0415
 
         if isinstance(formats, str):  # ("html") for ("html",): each letter would be a format
             raise TypeError(f"formats must be a list of format names, not the string {formats!r}")

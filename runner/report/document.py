@@ -94,7 +94,7 @@ def build_report(
     """The report of one run. ``cache``: per-embedder cache stats (``EmbeddingStats`` or dicts);
     ``memory``: per-agent working-memory stats (``MemoryStats`` or dicts). Without them, the ``cache_stats``
     and ``memory_stats`` events recorded during the run fill these sections."""
-    from runner import __version__  # noqa: PLC0415
+    from runner.version import __version__  # noqa: PLC0415
 
     wall = max(0.0, end - info.t0)
     spans, endpoints = collect(recorder.events, info.t0)

@@ -143,8 +143,8 @@ def _uri(file: str) -> tuple[str, bool]:
 
 def sarif_document(diagnostics: Sequence[Diagnostic], files: int) -> dict[str, Any]:
     """SARIF 2.1.0 as GitHub code scanning reads it: every rule with its help, results with exact regions."""
-    from runner import __version__  # noqa: PLC0415
     from runner.validate.rules.catalog import RULES  # noqa: PLC0415
+    from runner.version import __version__  # noqa: PLC0415
 
     rule_ids = list(RULES)
     rules = [
