@@ -14,7 +14,7 @@ entries and temporary files).
 - **Limits hold across processes** (issue 21: four processes on one cache reached 3-4x its limits).
   ``max_file_number`` and ``max_cache_size`` (bytes of the files) hold after every write, whoever wrote:
   every change to the entries (a write, an eviction, a removed corrupt entry, ``clear``) happens under the
-  folder's lock (:class:`runner.fsutil.FileLock` on ``.lock``), which also keeps the whole folder's file count
+  folder's lock (:class:`runner.locking.FileLock` on ``.lock``), which also keeps the whole folder's file count
   and bytes (the ledger, 16 bytes in the lock file). A writer adds its files to the ledger and, while the
   ledger is over a limit, evicts the least recently used entries it knows of, oldest first; entries other
   processes wrote since it looked are the newest, so the oldest it knows are the oldest there are. When it
@@ -58,7 +58,8 @@ import numpy as np
 from runner.config.embeddings import CacheConfig, parse_size
 from runner.embeddings.base import Embedder, Vectors
 from runner.errors import ProviderProtocolError
-from runner.fsutil import FileLock, atomic_write_bytes, sweep_stale_temps
+from runner.fsutil import atomic_write_bytes, sweep_stale_temps
+from runner.locking import FileLock
 
 __all__ = [
     "CachedEmbedder",

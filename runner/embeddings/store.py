@@ -5,7 +5,7 @@ On disk a store is a folder::
     manifest.json          {"format", "version", "embedder", "dimensions", "count", "segments": [...]}
     seg-<id>.npy           float32 (n, dimensions), unit rows
     seg-<id>.json          {"entries": [{"text": ..., "metadata": {...}}, ...]}, same n, same order
-    .lock                  serialises readers and writers in several processes (runner.fsutil.FileLock)
+    .lock                  serialises readers and writers in several processes (runner.locking.FileLock)
 
 Each record writes one new segment pair, then the manifest; every file is written to a temporary name,
 fsynced and renamed into place, and the manifest is the commit point: a reader follows the manifest, so
@@ -38,7 +38,8 @@ import numpy as np
 
 from runner.embeddings.base import Embedder, Vectors
 from runner.errors import RunError
-from runner.fsutil import FileLock, WriteError, atomic_write_with
+from runner.fsutil import WriteError, atomic_write_with
+from runner.locking import FileLock
 
 __all__ = ["RECALL_TOOL", "Hit", "VectorStore", "format_hits", "recall_tool_spec"]
 
