@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from runner import locking
-from runner.embeddings.cache import EmbeddingCache, entry_key
+from runner.embeddings.cache_entries import entry_key
+from runner.embeddings.cache_folder import EmbeddingCache
 from runner.embeddings.hashing import HashingEmbedder
 from runner.embeddings.store import VectorStore
 from runner.fsutil import WriteError
