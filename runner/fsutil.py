@@ -14,8 +14,8 @@
   and PID namespace. :func:`sweep_stale_temps` removes, in a folder runner owns, the ones whose writer is
   provably gone (issue 21: ``kill -9`` left them behind): on this host, a writer whose process no longer exists;
   from another host or container, where its PID cannot be checked, one untouched for an hour.
-- **A lock across processes** (:class:`FileLock`): ``fcntl.flock`` (``msvcrt`` on Windows) on a lock file, plus
-  a thread lock, so both other processes and other threads wait.
+
+The lock across processes that the embedding cache and the vector store take is :mod:`runner.locking`.
 
 Tests inject faults through :data:`fault`: when set, it is called with the final path before each write and may
 raise an ``OSError`` (the seam for a disk-full error on a machine whose disk is not full).
@@ -29,16 +29,13 @@ import hashlib
 import itertools
 import os
 import re
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from runner.errors import RunError
 
 __all__ = [
-    "FileLock",
     "WriteError",
     "append_whole",
     "atomic_write_bytes",
@@ -124,53 +121,10 @@ def _create_temp(directory: str, name: str) -> tuple[int, str]:
         return fd, tmp
 
 
-def atomic_write_with(
-    path: str | os.PathLike[str],
-    write: Callable[[BinaryIO], object],
-    *,
-    fsync: bool = True,
-    make_parents: bool = True,
-) -> None:
-    """Write through ``write(file)`` (for example ``numpy.save``) to a temporary file, then rename it to ``path``.
-
-    ``fsync=False`` skips the flush to the device (a power cut may then leave an empty or torn file under the
-    final name; only for files whose readers check them, like the embedding cache's). Raises
-    :class:`WriteError`; the temporary file is gone whatever happens, ``KeyboardInterrupt`` included."""
-    target = os.fspath(path)
-    directory, name = os.path.split(target)
-    directory = directory or "."
-    if make_parents:
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise WriteError(target, exc) from exc
-    tmp = None
-    try:
-        if fault is not None:
-            fault(target)
-        fd, tmp = _create_temp(directory, name)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        if isinstance(exc, WriteError):
-            raise
-        raise WriteError(target, exc) from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, make_parents: bool = True
-) -> None:
-    """``data`` to ``path`` atomically (see :func:`atomic_write_with`), in as few system calls as it takes."""
-    target = os.fspath(path)
+def _write_atomically(target: str, fill: Callable[[int], object], fsync: bool, make_parents: bool) -> None:
+    """The one atomic writer: ``fill(fd)`` writes a temporary file in the target's folder, which is flushed to
+    the device (unless ``fsync`` is false) and renamed over ``target``. Raises :class:`WriteError`; the
+    temporary file is gone whatever happens, ``KeyboardInterrupt`` included."""
     directory, name = _split(target)
     directory = directory or "."
     if make_parents:
@@ -184,9 +138,7 @@ def atomic_write_bytes(
             fault(target)
         fd, tmp = _create_temp(directory, name)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            fill(fd)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -194,11 +146,46 @@ def atomic_write_bytes(
         os.replace(tmp, target)
         tmp = None
     except OSError as exc:
+        if isinstance(exc, WriteError):  # raised by a fill that writes other files itself
+            raise
         raise WriteError(target, exc) from exc
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def atomic_write_with(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    fsync: bool = True,
+    make_parents: bool = True,
+) -> None:
+    """Write through ``write(file)`` (for example ``numpy.save``) to a temporary file, then rename it to ``path``.
+
+    ``fsync=False`` skips the flush to the device (a power cut may then leave an empty or torn file under the
+    final name; only for files whose readers check them, like the embedding cache's). Raises
+    :class:`WriteError`; the temporary file is gone whatever happens, ``KeyboardInterrupt`` included."""
+
+    def fill(fd: int) -> None:
+        with os.fdopen(fd, "wb", closefd=False) as file:  # closing it flushes its buffer into fd
+            write(file)
+
+    _write_atomically(os.fspath(path), fill, fsync, make_parents)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, make_parents: bool = True
+) -> None:
+    """``data`` to ``path`` atomically (see :func:`atomic_write_with`), in as few system calls as it takes."""
+    _write_atomically(os.fspath(path), lambda fd: _write_all(fd, data), fsync, make_parents)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, errors: str = "strict", fsync: bool = True) -> None:
@@ -231,9 +218,7 @@ def append_whole(fd: int, data: bytes, size: int, path: str | os.PathLike[str]) 
     try:
         if fault is not None:
             fault(os.fspath(path))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, size)
@@ -320,106 +305,3 @@ def sweep_stale_temps(
                 continue  # gone already (another sweeper), or not ours to remove
             removed.append(name)
     return removed
-
-
-class FileLock:
-    """An exclusive lock held across processes and threads: ``flock`` on ``path`` (created if missing).
-
-    The lock file stays open from the first :meth:`acquire` until :meth:`close`, so a holder can also keep a
-    few bytes of shared state in it (read and written through :attr:`fd` while held).
-    The operating system releases the lock when its process dies, ``kill -9`` included, so a lock is never
-    left held by a writer that is gone."""
-
-    # Windows locks byte ranges, and a locked range cannot be read through other handles: the lock takes a
-    # byte far past the state kept at the start of the file.
-    _WINDOWS_LOCK_OFFSET = 1 << 30
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self._fd: int | None = None
-        self._threads = threading.Lock()
-
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
-
-    @property
-    def fd(self) -> int:
-        assert self._fd is not None, "the lock file is opened by acquire()"
-        return self._fd
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; with ``blocking=False``, return False at once when another holder has it."""
-        if not self._threads.acquire(blocking):
-            return False
-        try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-            if _lock_file(self._fd, blocking, self._WINDOWS_LOCK_OFFSET):
-                return True
-        except BaseException:
-            self._threads.release()
-            raise
-        self._threads.release()
-        return False
-
-    def release(self) -> None:
-        _unlock_file(self.fd, self._WINDOWS_LOCK_OFFSET)
-        self._threads.release()
-
-    def close(self) -> None:
-        """Close the lock file (not while held)."""
-        with self._threads:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-@contextlib.contextmanager
-def locked(path: str | os.PathLike[str]) -> Iterator[FileLock]:
-    """Hold the lock on ``path`` for the block, with the lock file opened for it and closed after."""
-    lock = FileLock(path)
-    try:
-        with lock:
-            yield lock
-    finally:
-        lock.close()
-
-
-if sys.platform == "win32":  # pragma: no cover - the tests run on POSIX
-    import msvcrt
-
-    def _lock_file(fd: int, blocking: bool, offset: int) -> bool:
-        os.lseek(fd, offset, os.SEEK_SET)
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                return True
-            except OSError:
-                if not blocking:
-                    return False
-                time.sleep(0.01)
-
-    def _unlock_file(fd: int, offset: int) -> None:
-        os.lseek(fd, offset, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_file(fd: int, blocking: bool, offset: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock_file(fd: int, offset: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -16,16 +16,13 @@ import numpy as np
 import pytest
 
 from runner.commands.cache import cache_command, format_bytes
-from runner.embeddings import cache as cache_module
+from runner.config.embeddings import parse_size
+from runner.embeddings import cache_folder
 from runner.embeddings.base import Vectors
-from runner.embeddings.cache import (
-    CachedEmbedder,
-    EmbeddingCache,
-    entry_key,
-    is_cache_file,
-    parse_size,
-    scan_cache_dir,
-)
+from runner.embeddings.cache import CachedEmbedder
+from runner.embeddings.cache_entries import entry_key, is_cache_file, scan_cache_dir
+from runner.embeddings.cache_folder import EmbeddingCache
+from runner.embeddings.cache_stats import Counters
 from runner.embeddings.hashing import HashingEmbedder
 from runner.errors import ProviderProtocolError
 from tests.conftest import LOOPS, run_on
@@ -64,7 +61,7 @@ def vec(seed: int, dims: int = DIMS) -> Vectors:
 
 def names(directory: Path) -> list[str]:
     """The files in a cache folder, but for its lock file (which holds the folder's counts, issue 21)."""
-    return sorted(p.name for p in directory.iterdir() if p.name != cache_module.LOCK)
+    return sorted(p.name for p in directory.iterdir() if p.name != cache_folder.LOCK)
 
 
 def key(i: int) -> str:
@@ -194,13 +191,13 @@ def test_opening_brings_an_oversized_folder_within_the_limits(tmp_path: Path) ->
 
 def test_size_accounting_is_incremental(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scans: list[object] = []
-    real_scan = cache_module.scan_cache_dir
+    real_scan = cache_folder.scan_cache_dir
 
     def counting_scan(directory: str | os.PathLike[str]) -> object:
         scans.append(directory)
         return real_scan(directory)
 
-    monkeypatch.setattr(cache_module, "scan_cache_dir", counting_scan)
+    monkeypatch.setattr(cache_folder, "scan_cache_dir", counting_scan)
     cache = EmbeddingCache(tmp_path, max_file_number=5, max_cache_size=10 * ENTRY_BYTES)
     for i in range(20):
         cache.put_many([(key(i), vec(i))])
@@ -302,7 +299,7 @@ def test_a_folder_in_place_of_an_entry_is_a_miss(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path)
     cache.open()
     _write_bad(tmp_path / f"{key(1)}.npy", "folder")
-    counters = cache_module._Counters()
+    counters = Counters()
     assert cache.get_many([key(1)], DIMS, counters) == [None]
     assert (counters.misses, counters.corrupt) == (1, 1)
 
@@ -322,7 +319,7 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     cache.open()
     shutil.rmtree(folder)
     folder.write_text("not a folder any more")
-    counters = cache_module._Counters()
+    counters = Counters()
     cache.put_many([(key(1), vec(1))], counters)
     assert (counters.write_errors, counters.bytes_written) == (1, 0)
     assert cache.get_many([key(1)], DIMS, counters) == [None]
@@ -457,7 +454,7 @@ def _hammer(args: tuple[str, int, int]) -> tuple[int, int, int, int]:
     directory, seed, rounds = args
     rng = np.random.default_rng(seed)
     cache = EmbeddingCache(directory, max_file_number=25)
-    counters = cache_module._Counters()
+    counters = Counters()
     keys = [key(i) for i in range(40)]
     wrong = 0
     for _ in range(rounds):

@@ -32,7 +32,8 @@ WORKER = """
 import sys, time
 from pathlib import Path
 import numpy as np
-from runner.embeddings.cache import EmbeddingCache, entry_key
+from runner.embeddings.cache_entries import entry_key
+from runner.embeddings.cache_folder import EmbeddingCache
 
 directory, seed, kind, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 limits = {"max_file_number": 30} if kind == "files" else {"max_cache_size": f"{30 * (128 + 64)}B"}
@@ -96,7 +97,7 @@ def test_four_processes_keep_the_limits_of_one_cache(tmp_path: Path, kind: str) 
     assert len(final) == LIMIT
     assert sum(e.stat().st_size for e in final) == LIMIT * ENTRY_BYTES
 
-    from runner.embeddings.cache import EmbeddingCache
+    from runner.embeddings.cache_folder import EmbeddingCache
 
     assert EmbeddingCache(folder).usage() == (LIMIT, LIMIT * ENTRY_BYTES)
 
@@ -113,7 +114,8 @@ def test_the_ledger_is_corrected_when_a_cache_is_opened(tmp_path: Path) -> None:
     the folder again under the lock, so the limits hold from then on."""
     import numpy as np
 
-    from runner.embeddings.cache import LOCK, EmbeddingCache, entry_key
+    from runner.embeddings.cache_entries import entry_key
+    from runner.embeddings.cache_folder import LOCK, EmbeddingCache
 
     first = EmbeddingCache(tmp_path, max_file_number=5)
     first.put_many([(entry_key("k", str(i)), np.ones(DIMS, np.float32)) for i in range(5)])
@@ -126,7 +128,8 @@ def test_the_ledger_is_corrected_when_a_cache_is_opened(tmp_path: Path) -> None:
 
 
 def test_a_killed_writers_temporary_file_is_swept_when_the_cache_opens(tmp_path: Path) -> None:
-    from runner.embeddings.cache import EmbeddingCache, entry_key, is_cache_file, scan_cache_dir
+    from runner.embeddings.cache_entries import entry_key, is_cache_file, scan_cache_dir
+    from runner.embeddings.cache_folder import EmbeddingCache
 
     writer = start_half_writer(tmp_path / f"{entry_key('k', 'x')}.npy")
     stop(writer)

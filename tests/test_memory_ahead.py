@@ -18,8 +18,10 @@ import pytest
 from runner.calls import ChatResult
 from runner.config.memory import WorkingMemoryConfig
 from runner.events import Recorder
+from runner.memory.policy import memory_notes, with_notes
+from runner.memory.summary import SUMMARY_INSTRUCTIONS
 from runner.memory.tokens import ApproxCounter
-from runner.memory.working import SUMMARY_INSTRUCTIONS, WorkingMemory, memory_notes, provider_summarizer, with_notes
+from runner.memory.working import WorkingMemory, provider_summarizer
 from runner.providers.base import CallContext, Message
 
 pytestmark = pytest.mark.timeout(10)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.config.memory import WorkingMemoryConfig
-from runner.memory.working import (
-    WorkingMemory,
+from runner.memory.policy import (
     content_text,
     memory_notes,
     page,
@@ -20,6 +19,7 @@ from runner.memory.working import (
     tail_start,
     with_notes,
 )
+from runner.memory.working import WorkingMemory
 from runner.providers.base import Message
 
 pytestmark = pytest.mark.timeout(10)

@@ -299,7 +299,7 @@ def test_recording_off_gives_a_valid_report_without_nodes() -> None:
 
 
 def test_cache_and_memory_sections_take_stats_objects_or_dicts() -> None:
-    from runner.embeddings.cache import EmbeddingStats
+    from runner.embeddings.cache_stats import EmbeddingStats
 
     stats = EmbeddingStats("default", 3, 1, 0, 0, 0, 0, 10, 20, 0.01, 0.02, 1, 1, 4, 80)
     memory = {"analyst": {"tokens_before": 900, "tokens_after": 400, "summaries": 2, "compactions": 1}}

@@ -14,7 +14,8 @@ import pytest
 
 from runner.embeddings.base import Vectors
 from runner.embeddings.hashing import HashingEmbedder
-from runner.embeddings.store import MANIFEST, Hit, VectorStore, format_hits, recall_tool_spec
+from runner.embeddings.store import Hit, VectorStore, format_hits, recall_tool_spec
+from runner.embeddings.store_files import MANIFEST
 from runner.errors import RunError
 from tests.conftest import LOOPS, run_on
 

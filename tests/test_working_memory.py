@@ -18,15 +18,10 @@ import pytest
 from runner.config.memory import WorkingMemoryConfig
 from runner.errors import ToolError
 from runner.events import Recorder
+from runner.memory.policy import memory_notes, stand_in, with_notes
+from runner.memory.summary import MERGE_INSTRUCTIONS, SUMMARY_INSTRUCTIONS
 from runner.memory.tokens import ApproxCounter
-from runner.memory.working import (
-    MERGE_INSTRUCTIONS,
-    SUMMARY_INSTRUCTIONS,
-    WorkingMemory,
-    memory_notes,
-    stand_in,
-    with_notes,
-)
+from runner.memory.working import WorkingMemory
 from runner.providers.base import Message
 
 pytestmark = pytest.mark.timeout(10)

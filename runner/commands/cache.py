@@ -6,7 +6,7 @@ import os
 from datetime import UTC, datetime
 from typing import TextIO
 
-from runner.embeddings.cache import remove_cache_files, scan_cache_dir
+from runner.embeddings.cache_entries import remove_cache_files, scan_cache_dir
 
 ACTIONS = ("stats", "clear")
 

@@ -1,19 +1,12 @@
 """Long-term vector memory (issue 6): texts with metadata, recalled by cosine similarity across runs.
 
-On disk a store is a folder::
-
-    manifest.json          {"format", "version", "embedder", "dimensions", "count", "segments": [...]}
-    seg-<id>.npy           float32 (n, dimensions), unit rows
-    seg-<id>.json          {"entries": [{"text": ..., "metadata": {...}}, ...]}, same n, same order
-    .lock                  serialises readers and writers in several processes (runner.fsutil.FileLock)
-
-Each record writes one new segment pair, then the manifest; every file is written to a temporary name,
-fsynced and renamed into place, and the manifest is the commit point: a reader follows the manifest, so
-it sees a segment's vectors and texts together or not at all, and a crash between the steps leaves at
-most an unreferenced segment and a temporary file, which the next load removes (under the lock, which every
-writer holds while it writes, so nothing it removes is being written). More than ``compact_after`` segments
-are merged into one. Loading and writing hold the lock, and a writer first takes in the segments other
-processes added (or their compaction), so two runs recording into one store keep both their entries.
+On disk a store is a folder of segments (each record writes one new segment pair of vectors and texts) and a
+manifest naming them, under a lock file (:mod:`runner.embeddings.store_files`, the format and its checks). The
+manifest is the commit point: a reader sees a segment's vectors and texts together or not at all, and a crash
+between the steps leaves at most an unreferenced segment and a temporary file, which the next load removes. More
+than ``compact_after`` segments are merged into one. Loading and writing hold the lock, and a writer first takes in
+the segments other processes added (or their compaction), so two runs recording into one store keep both their
+entries.
 
 The store loads on first use (``record`` or ``search``), in a worker thread. If it was written with a
 different embedder (another ``cache_key``), its texts are embedded again with the current one and the
@@ -25,30 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import threading
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from runner.embeddings.base import Embedder, Vectors
+from runner.embeddings.store_files import MANIFEST, Segment, StoreFiles, new_segment
 from runner.errors import RunError
-from runner.fsutil import FileLock, WriteError, atomic_write_with
 
 __all__ = ["RECALL_TOOL", "Hit", "VectorStore", "format_hits", "recall_tool_spec"]
 
-MANIFEST = "manifest.json"
-_SEGMENT_FILE = re.compile(r"^(?P<stem>seg-[0-9a-f]{32})\.(?:npy|json)$")
-# Temporary files of the store's own files: runner.fsutil's names, and tempfile's of earlier versions.
-_TEMP_FILE = re.compile(r"^\.(?:manifest\.json|seg-[0-9a-f]{32}\.(?:npy|json))\.[^/]+\.tmp$")
-LOCK = ".lock"
-FORMAT = "runner-vector-store"
-VERSION = 1
 # Matrices with at least this many floats are searched in a worker thread: a matrix-vector product over
 # 2**20 floats takes about 0.3 ms; above that it would hold the event loop (bench/embedding_cache.py).
 _OFFLOAD_FLOATS = 1 << 20
@@ -97,11 +80,6 @@ def format_hits(hits: Sequence[Hit]) -> str:
     return "\n".join(lines)
 
 
-class _Segment(NamedTuple):
-    name: str
-    rows: int
-
-
 class VectorStore:
     """Long-term memory in the folder ``path``, embedded by ``embedder``; see the module docstring.
 
@@ -120,6 +98,7 @@ class VectorStore:
         compact_after: int = 16,
     ) -> None:
         self.path = Path(path)
+        self._files = StoreFiles(self.path)
         self.embedder = embedder
         self.dedupe = dedupe
         self.compact_after = compact_after
@@ -133,7 +112,7 @@ class VectorStore:
         self._texts: list[str] = []
         self._metadata: list[dict[str, Any]] = []
         self._known: set[str] = set()
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._pending: set[asyncio.Task[int]] = set()
         self._errors: list[BaseException] = []
 
@@ -240,9 +219,9 @@ class VectorStore:
         metadata instead, for :meth:`_ensure_loaded` to embed again."""
         if not self.path.is_dir():
             return None
-        with self._file_lock():
-            manifest = self._read_manifest()
-            self._sweep(None if manifest is None else manifest[2])
+        with self._files.locked():
+            manifest = self._files.read_manifest()
+            self._files.sweep(None if manifest is None else manifest.segments)
             if manifest is None:
                 return None
             embedder, dimensions, listed = manifest
@@ -252,66 +231,24 @@ class VectorStore:
             texts: list[str] = []
             metadata: list[dict[str, Any]] = []
             for segment in listed:
-                for entry in self._read_segment(segment, dimensions)[1]:
+                for entry in self._files.read_segment(segment, dimensions)[1]:
                     texts.append(entry["text"])
                     metadata.append(entry["metadata"])
             return texts, metadata
 
-    def _load_segments(self, segments: Sequence[_Segment], dimensions: int) -> None:
+    def _load_segments(self, segments: Sequence[Segment], dimensions: int) -> None:
         with self._state_lock:
             self._reserve(sum(s.rows for s in segments))
         for segment in segments:
-            vectors, entries = self._read_segment(segment, dimensions)
+            vectors, entries = self._files.read_segment(segment, dimensions)
             with self._state_lock:
                 self._append(segment, vectors, entries)
-
-    def _read_manifest(self) -> tuple[str, int, list[_Segment]] | None:
-        """(embedder, dimensions, segments) from the manifest; None when there is none."""
-        try:
-            raw = (self.path / MANIFEST).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._unreadable(f"cannot read {MANIFEST}: {exc}") from exc
-        try:
-            manifest = json.loads(raw)
-            if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-                raise ValueError(f"not a {FORMAT} version {VERSION} manifest")
-            segments = [_Segment(str(s["name"]), int(s["count"])) for s in manifest["segments"]]
-            return str(manifest["embedder"]), int(manifest["dimensions"]), segments
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise self._unreadable(f"{MANIFEST} is malformed: {exc}") from exc
-
-    def _read_segment(self, segment: _Segment, dimensions: int) -> tuple[Vectors, list[dict[str, Any]]]:
-        base = self.path / segment.name
-        try:
-            # Mapped, not read: the rows are copied once, straight into the store's matrix.
-            vectors = np.load(base.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
-            with base.with_suffix(".json").open(encoding="utf-8") as f:
-                entries = json.load(f)["entries"]
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
-            raise self._unreadable(f"segment {segment.name} is unreadable: {exc}") from exc
-        if vectors.dtype != np.float32 or vectors.shape != (segment.rows, dimensions):
-            raise self._unreadable(
-                f"segment {segment.name} holds {vectors.dtype} {vectors.shape}; "
-                f"the manifest says float32 ({segment.rows}, {dimensions})"
-            )
-        if not isinstance(entries, list) or len(entries) != segment.rows:
-            raise self._unreadable(f"segment {segment.name}: {segment.rows} vectors but not as many entries")
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
-                raise self._unreadable(f"segment {segment.name}: an entry without text")
-            entry.setdefault("metadata", {})
-        return vectors, entries
-
-    def _unreadable(self, detail: str) -> RunError:
-        return RunError(f"long-term memory {self.path}: {detail}. Move the folder aside to start with an empty memory.")
 
     # -- writing (worker thread, under _write_lock and the file lock) --------------------------------
 
     def _persist(self, texts: list[str], metas: list[dict[str, Any]], vectors: Vectors) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        with self._file_lock():
+        with self._files.locked():
             self._catch_up()
             keep = [i for i, t in enumerate(texts) if not (self.dedupe and t in self._known)]
             if not keep:
@@ -324,18 +261,18 @@ class VectorStore:
                     old_entries = [{"text": t, "metadata": m} for t, m in zip(self._texts, self._metadata, strict=True)]
                 self._commit_single(old_entries + entries, everything, old=list(self._segments))
                 return
-            segment = _Segment(f"seg-{uuid.uuid4().hex}", len(entries))
-            self._write_segment(segment, vectors, entries)
+            segment = new_segment(len(entries))
+            self._files.write_segment(segment, vectors, entries)
             self._write_manifest([*self._segments, segment])
             with self._state_lock:
                 self._append(segment, vectors, entries)
 
     def _catch_up(self) -> None:
         """Take in what other processes recorded since we loaded (caller holds the file lock)."""
-        manifest = self._read_manifest()
+        manifest = self._files.read_manifest()
         if manifest is None:
             if self._segments:
-                raise self._unreadable(f"{MANIFEST} was removed while this run used the store")
+                raise self._files.unreadable(f"{MANIFEST} was removed while this run used the store")
             return
         embedder, dimensions, listed = manifest
         if embedder != self.embedder.cache_key or dimensions != self.embedder.dimensions:
@@ -352,75 +289,24 @@ class VectorStore:
         self._load_segments([s for s in listed if s.name not in mine], dimensions)
 
     def _rewrite(self, texts: list[str], metas: list[dict[str, Any]], vectors: Vectors) -> None:
-        with self._file_lock():
-            manifest = self._read_manifest()
-            old = [] if manifest is None else manifest[2]
+        with self._files.locked():
+            manifest = self._files.read_manifest()
+            old = [] if manifest is None else manifest.segments
             entries = [{"text": t, "metadata": m} for t, m in zip(texts, metas, strict=True)]
             self._commit_single(entries, vectors, old=old)
 
-    def _commit_single(self, entries: list[dict[str, Any]], vectors: Vectors, old: list[_Segment]) -> None:
+    def _commit_single(self, entries: list[dict[str, Any]], vectors: Vectors, old: list[Segment]) -> None:
         """Write everything as one segment, point the manifest at it, then delete the ``old`` segments."""
-        segment = _Segment(f"seg-{uuid.uuid4().hex}", len(entries))
-        self._write_segment(segment, vectors, entries)
+        segment = new_segment(len(entries))
+        self._files.write_segment(segment, vectors, entries)
         self._write_manifest([segment])
         with self._state_lock:
             self._reset()
             self._append(segment, vectors, entries)
-        for stale in old:
-            for suffix in (".npy", ".json"):
-                try:
-                    os.unlink(self.path / (stale.name + suffix))
-                except FileNotFoundError:
-                    pass
+        self._files.remove(old)
 
-    def _write_segment(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
-        base = self.path / segment.name
-        atomic_write_with(base.with_suffix(".npy"), lambda f: np.save(f, vectors, allow_pickle=False))
-        text = json.dumps({"entries": entries}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        atomic_write_with(base.with_suffix(".json"), lambda f: f.write(text))
-
-    def _write_manifest(self, segments: list[_Segment]) -> None:
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "embedder": self.embedder.cache_key,
-            "dimensions": self.embedder.dimensions,
-            "count": sum(s.rows for s in segments),
-            "segments": [{"name": s.name, "count": s.rows} for s in segments],
-        }
-        text = json.dumps(manifest, indent=1).encode("utf-8")
-        atomic_write_with(self.path / MANIFEST, lambda f: f.write(text))
-        _fsync_dir(self.path)
-
-    def _sweep(self, listed: Sequence[_Segment] | None) -> None:
-        """Remove what killed writers left: temporary files, and segments the manifest does not list (written,
-        then the process died before the manifest that would have named them). Caller holds the file lock,
-        and every writer writes only while holding it, so nothing here is being written by a live process."""
-        names = {s.name for s in listed or ()}
-        try:
-            entries = [entry.name for entry in os.scandir(self.path)]
-        except OSError:
-            return
-        for name in entries:
-            segment = _SEGMENT_FILE.match(name)
-            if (segment is not None and segment["stem"] not in names) or _TEMP_FILE.match(name):
-                try:
-                    os.unlink(self.path / name)
-                except OSError:
-                    pass  # gone already, or not ours to remove: the store works without this
-
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        try:
-            lock = FileLock(self.path / LOCK)
-            lock.acquire()
-        except OSError as exc:
-            raise WriteError(self.path / LOCK, exc, "lock") from exc
-        try:
-            yield
-        finally:
-            lock.release()
-            lock.close()
+    def _write_manifest(self, segments: list[Segment]) -> None:
+        self._files.write_manifest(segments, self.embedder.cache_key, self.embedder.dimensions)
 
     # -- in-memory state (callers hold _state_lock) --------------------------------------------------
 
@@ -436,7 +322,7 @@ class VectorStore:
             grown[: self._count] = self._matrix[: self._count]
             self._matrix = grown
 
-    def _append(self, segment: _Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
+    def _append(self, segment: Segment, vectors: Vectors, entries: list[dict[str, Any]]) -> None:
         # Rows past _count and list items past it are invisible to a search's snapshot, so growing in
         # place is safe; a reset makes new objects and leaves the snapshot alone.
         n = len(vectors)
@@ -481,17 +367,3 @@ def _unit_rows(vectors: Vectors, dimensions: int) -> Vectors:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.divide(matrix, norms, out=matrix, where=norms > 0)
     return matrix
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the renames in ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
