@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.embeddings.base import Vectors  # noqa: E402
+from runner.embedder import Vectors  # noqa: E402
 from runner.embeddings.cache import CachedEmbedder  # noqa: E402
 from runner.embeddings.cache_entries import entry_key  # noqa: E402
 from runner.embeddings.cache_folder import EmbeddingCache  # noqa: E402

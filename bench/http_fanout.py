@@ -109,7 +109,9 @@ async def make_httpx(url: str, stream: bool, limit: int) -> tuple[Batch, Callabl
     return batch, client.aclose
 
 
-async def make_runner(url: str, stream: bool, limit: int) -> tuple[Batch, Callable[[], Awaitable[None]]]:
+async def make_runner(
+    url: str, stream: bool, limit: int, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[Batch, Callable[[], Awaitable[None]]]:
     os.environ["BENCH_KEY"] = "bench"
     config = parse_openai_model(
         {
@@ -122,7 +124,7 @@ async def make_runner(url: str, stream: bool, limit: int) -> tuple[Batch, Callab
             "timeout": {"read": 120, "pool": 120},
         }
     )
-    provider = OpenAIChatProvider("bench", config)
+    provider = OpenAIChatProvider("bench", config, transport=transport)
     ctx = CallContext(node_id="bench", agent="bench")
 
     async def batch(n: int) -> None:
@@ -187,12 +189,10 @@ async def make_workflow(url: str, stream: bool, limit: int) -> tuple[Batch, Call
     return batch, close
 
 
-async def make_runner_httpcore(url: str, stream: bool, limit: int) -> tuple[Batch, Callable[[], Awaitable[None]]]:
-    os.environ["RUNNER_HTTP_TRANSPORT"] = "httpcore"
-    try:
-        return await make_runner(url, stream, limit)
-    finally:
-        del os.environ["RUNNER_HTTP_TRANSPORT"]
+async def make_runner_stock_httpx(url: str, stream: bool, limit: int) -> tuple[Batch, Callable[[], Awaitable[None]]]:
+    """The provider on httpx's own transport (httpcore), passed in as a program would pass it."""
+    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+    return await make_runner(url, stream, limit, httpx.AsyncHTTPTransport(limits=limits))
 
 
 CLIENTS: dict[str, Callable[[str, bool, int], Awaitable[tuple[Batch, Callable[[], Awaitable[None]]]]]] = {
@@ -234,7 +234,7 @@ async def main_async(args: argparse.Namespace, url: str) -> list[dict[str, Any]]
         for n in args.levels:
             row: dict[str, Any] = {"mode": "stream" if stream else "json", "n": n}
             for name in names:
-                rounds = 1 if (name == "httpx (plain)" and n >= 1000) else args.rounds
+                rounds = 1 if (name in ("httpx (plain)", "runner on httpcore") and n >= 1000) else args.rounds
                 row[name] = await measure(name, url, stream, n, args.max_connections, rounds)
             rows.append(row)
             print(format_row(row, names), flush=True)
@@ -257,12 +257,14 @@ def main() -> int:
     parser.add_argument("--max-connections", type=int, default=100)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument(
-        "--httpcore", action="store_true", help="also measure the runner provider on the stock httpx transport"
+        "--stock-httpx",
+        action="store_true",
+        help="also measure the runner provider given httpx's own transport (httpcore) through transport=",
     )
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
-    if args.httpcore:
-        CLIENTS["runner (httpcore)"] = make_runner_httpcore
+    if args.stock_httpx:
+        CLIENTS["runner on httpcore"] = make_runner_stock_httpx
     try:
         import uvloop
     except ImportError:

@@ -22,12 +22,15 @@ import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.calls import ChatResult
 from runner.errors import RunnerError
 from runner.events import Event, Recorder, tail
 from runner.secrets import REDACTED, SECRETS, one_line
+
+if TYPE_CHECKING:
+    from runner.workflow.records import Workflow
 
 LOGGER = "runner"
 LEVELS = ("debug", "info", "warning", "error")
@@ -54,16 +57,10 @@ def secret_values(env_names: Iterable[str]) -> list[str]:
     return [value.strip() for name in env_names if (value := os.environ.get(name, "")).strip()]
 
 
-def secret_env_names(wf: Any) -> list[str]:
+def secret_env_names(wf: Workflow) -> list[str]:
     """The environment variables a workflow names with ``api_key_env``, for its models and embedders."""
-    names: set[str] = set()
-    for spec in getattr(wf, "models", {}).values():
-        if env := getattr(spec.config, "api_key_env", None):
-            names.add(env)
-    for spec in getattr(wf, "embeddings", {}).values():
-        for config in (getattr(spec, "openai", None), getattr(spec, "config", None)):
-            if env := getattr(config, "api_key_env", None):
-                names.add(env)
+    names = {env for spec in wf.models.values() if spec.config is not None and (env := spec.config.api_key_env)}
+    names |= {env for spec in wf.embeddings.values() if spec.config is not None and (env := spec.config.api_key_env)}
     return sorted(names)
 
 

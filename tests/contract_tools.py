@@ -1,15 +1,19 @@
 """User code that leans on the current task being a real asyncio Task (tests/test_fanout_contracts.py names
-these by import path): anyio's cancel scopes, httpx on its own transport, the OpenAI SDK, context variables."""
+these by import path): anyio's cancel scopes, httpx on its own transport, the OpenAI SDK, context variables;
+and the openai provider on a transport a program passes in."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import gc
+from typing import Any
 
 import anyio
 import httpx
 import openai
+
+from runner.providers.openai import OpenAIChatProvider
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("runner_contract_var", default="unset")
 CLEANED: list[str] = []
@@ -37,6 +41,17 @@ async def httpx_with_timeout(input: str) -> str:
         except httpx.ReadTimeout:
             return "httpx read timeout"
     return f"status {response.status_code}"
+
+
+TRANSPORTS: list[httpx.AsyncHTTPTransport] = []
+
+
+def openai_on_httpx_transport(name: str, settings: Any, *, transport: Any = None) -> OpenAIChatProvider:
+    """A provider factory (runner.providers.base.ProviderFactory) that gives the openai provider httpx's own
+    transport (httpcore, anyio underneath), as a program passes one in with ``transport=``."""
+    given = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=settings.pool.max_connections))
+    TRANSPORTS.append(given)
+    return OpenAIChatProvider(name, settings, transport=given)
 
 
 async def ask_sdk(url: str, question: str, timeout: float = 5.0) -> str:  # noqa: ASYNC109 - the SDK's own

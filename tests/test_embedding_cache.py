@@ -17,8 +17,8 @@ import pytest
 
 from runner.commands.cache import cache_command, format_bytes
 from runner.config.embeddings import parse_size
+from runner.embedder import Vectors
 from runner.embeddings import cache_folder
-from runner.embeddings.base import Vectors
 from runner.embeddings.cache import CachedEmbedder
 from runner.embeddings.cache_entries import entry_key, is_cache_file, scan_cache_dir
 from runner.embeddings.cache_folder import EmbeddingCache

@@ -21,7 +21,7 @@ from runner.config.embeddings import (
     parse_embedding_config,
     parse_long_term,
 )
-from runner.embeddings.base import make_cache_key
+from runner.embedder import make_cache_key
 from runner.embeddings.hashing import HashingEmbedder
 from tests.conftest import schema_def
 

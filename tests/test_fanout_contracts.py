@@ -2,9 +2,9 @@
 
 Each case runs a whole workflow through the engine (as `runner run` does) on both loops: anyio's
 ``fail_after`` / ``move_on_after``, httpx on its own httpcore transport, the OpenAI SDK in a tool, the
-provider on the httpcore transport, context variables, sibling cancellation, and a user's ExceptionGroup
-unwrapped to its first error. (Issue 14: fan-out branches used to be hand-driven coroutines that anyio could
-not cancel.)
+provider on an httpx transport a program passes in, context variables, sibling cancellation, and a user's
+ExceptionGroup unwrapped to its first error. (Issue 14: fan-out branches used to be hand-driven coroutines
+that anyio could not cancel.)
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import pytest
 
 from runner.engine.session import RunOutcome, run_plan
 from runner.plan.compile import compile_workflow
+from runner.providers import PROVIDERS, ProviderType
 from runner.validate.check import load_workflow
 from runner.workflow.inputs import resolve_inputs
 from tests import contract_tools
-from tests.conftest import LOOPS, assert_valid_report, run_cli
+from tests.conftest import LOOPS, assert_valid_report
 from tests.oai_server import OAIServer, Plan
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.parametrize("loop", LOOPS)]
@@ -115,16 +116,20 @@ def test_the_openai_sdk_timeout_fires_in_a_tool_inside_a_fanout(write_wf: Any, l
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_fanout_over_an_openai_model_on_the_httpcore_transport(
+def test_a_fanout_over_an_openai_model_on_a_given_httpx_transport(
     write_wf: Any, loop: str, stream: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RUNNER_HTTP_TRANSPORT", "httpcore")
+    """A transport a program passes in (here httpx's own, httpcore: anyio's locks and timeouts underneath)
+    serves every branch of a fan-out. The provider registry is the seam: its openai entry is replaced by a
+    factory that passes the transport, as ``transport=`` does."""
+    monkeypatch.setitem(PROVIDERS, "openai", ProviderType("openai", "tests.contract_tools:openai_on_httpx_transport"))
+    contract_tools.TRANSPORTS.clear()
     with OAIServer() as server:
         server.default = Plan(content="pooled answer", tokens=["pooled", " answer"])
         path = write_wf(
             f"""\
 version: 1
-name: httpcore
+name: given-transport
 models:
   main:
     provider: openai
@@ -132,6 +137,7 @@ models:
     model: test-model
     stream: {str(stream).lower()}
     timeout: {{read: 5}}
+    pool: {{max_connections: 4}}
 agents:
   a: {{model: main}}
 stages:
@@ -143,33 +149,9 @@ stages:
         outcome, report = run(path, loop)
     assert contents(outcome) == ["pooled answer"] * 20
     assert len(server.requests) == 20
+    assert server.connections <= 4  # the given transport's own pool served them
     assert all(n["status"] == "ok" for n in report["nodes"])
-
-
-def test_the_cli_runs_an_openai_fanout_on_the_httpcore_transport(tmp_path: Path, loop: str) -> None:
-    with OAIServer() as server:
-        server.default = Plan(content="via httpcore")
-        wf = tmp_path / "wf.yaml"
-        wf.write_text(
-            f"""\
-version: 1
-name: httpcore-cli
-models:
-  main: {{provider: openai, base_url: "{server.url}", model: m, stream: true}}
-agents:
-  a: {{model: main}}
-stages:
-  - id: fan
-    input: "item {{{{ vars.item }}}}"
-    fanout: {{for_each: "{{{{ range(5) | list }}}}", agent: a}}
-"""
-        )
-        args = ["run", str(wf), "-q", "--report-dir", str(tmp_path / "r")]
-        if loop == "asyncio":
-            args.append("--no-uvloop")
-        proc = run_cli(*args, env_extra={"RUNNER_HTTP_TRANSPORT": "httpcore"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["via", "httpcore"] * 5
+    assert len(contract_tools.TRANSPORTS) == 1
 
 
 def test_each_branch_sees_the_callers_context_and_keeps_its_own(write_wf: Any, loop: str) -> None:

@@ -33,7 +33,7 @@ from oai_server import OAIServer, Plan
 from runner.errors import ProviderHTTPError, ProviderProtocolError
 from runner.events import Recorder
 from runner.logs import configure_logging
-from runner.providers.http import DECODABLE
+from runner.providers.failures import DECODABLE
 from runner.terminal import RESTART_NOTE, TerminalSink
 from tests.conftest import ROOT, assert_valid_report, run_cli
 from tests.test_openai_provider import KEY, KEY_ENV, Sink, chat, events, failure, label, make, run

@@ -13,15 +13,14 @@ import jsonschema
 import pytest
 
 from runner.config.openai import (
-    DEFAULT_RETRY_ON,
     OpenAIModelConfig,
     PoolConfig,
     RateLimitConfig,
-    RetryConfig,
     TimeoutConfig,
     parse_openai_embedding,
     parse_openai_model,
 )
+from runner.retry import DEFAULT_RETRY_ON, MODEL_RETRY
 from tests.conftest import schema_def
 
 pytestmark = pytest.mark.timeout(20)
@@ -140,18 +139,19 @@ def test_schema_is_valid_and_every_key_is_described(schema: dict[str, Any]) -> N
 @pytest.mark.parametrize(
     ("section", "record"),
     [
-        ("timeout", TimeoutConfig),
-        ("pool", PoolConfig),
-        ("retry", RetryConfig),
-        ("rate_limit", RateLimitConfig),
+        ("timeout", TimeoutConfig()),
+        ("pool", PoolConfig()),
+        ("retry", MODEL_RETRY),
+        ("rate_limit", RateLimitConfig()),
     ],
 )
-def test_schema_defaults_match_the_records(section: str, record: type) -> None:
+def test_schema_defaults_match_the_records(section: str, record: Any) -> None:
     for schema in (MODEL_SCHEMA, EMBEDDING_SCHEMA):
         properties = schema["properties"][section]["properties"]
         assert set(properties) == {f.name for f in fields(record)}
         for f in fields(record):
-            default = list(f.default) if isinstance(f.default, tuple) else f.default
+            value = getattr(record, f.name)
+            default = list(value) if isinstance(value, tuple) else value
             assert properties[f.name]["default"] == default, f"{section}.{f.name}"
 
 

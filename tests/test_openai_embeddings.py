@@ -16,7 +16,7 @@ from oai_server import OAIServer, Plan, fake_embedding
 from runner.config.openai import parse_openai_embedding
 from runner.errors import ProviderConfigError, ProviderError, ProviderHTTPError, ProviderProtocolError
 from runner.events import Recorder
-from runner.providers.openai import OpenAIEmbedder
+from runner.providers.openai_embeddings import OpenAIEmbedder
 
 pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 

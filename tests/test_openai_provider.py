@@ -8,6 +8,7 @@ import email.utils
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -15,12 +16,13 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import uvloop
 from oai_server import OAIServer, Plan
 
 from runner.calls import ChatResult, ToolCall, Usage
-from runner.config.openai import parse_openai_model
+from runner.config.openai import OpenAIModelConfig, parse_openai_model
 from runner.errors import (
     ProviderConfigError,
     ProviderConnectError,
@@ -31,8 +33,9 @@ from runner.errors import (
 )
 from runner.events import Recorder
 from runner.providers.base import CallContext
-from runner.providers.http import Endpoint, _retry_after
+from runner.providers.endpoint import Endpoint
 from runner.providers.openai import OpenAIChatProvider
+from runner.retry import RetryPolicy, parse_retry_after
 
 pytestmark = [pytest.mark.timeout(20), pytest.mark.usefixtures("secret_scan")]  # secrets: tests/secret_scan.py
 
@@ -55,11 +58,27 @@ def server(shared_server: OAIServer, monkeypatch: pytest.MonkeyPatch) -> OAIServ
     return shared_server
 
 
-@pytest.fixture(params=["aiohttp", "httpcore"])
+USER_TRANSPORT = False
+"""Set by the ``transport`` fixture: :func:`make` passes httpx's own transport through ``transport=``."""
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test on both transports: error translation must not depend on which one is in use."""
-    monkeypatch.setenv("RUNNER_HTTP_TRANSPORT", request.param)
+    """Runs a test on runner's transport and on a user's (httpx's own, httpcore, given through
+    ``transport=``): what a failure reads as must not depend on which one sends the request."""
+    monkeypatch.setattr(sys.modules[__name__], "USER_TRANSPORT", request.param == "httpx")
     return str(request.param)
+
+
+def stock_transport(config: OpenAIModelConfig) -> httpx.AsyncHTTPTransport:
+    """httpx's own transport, as a program would pass it, with the model's pool limits."""
+    pool = config.pool
+    limits = httpx.Limits(
+        max_connections=pool.max_connections,
+        max_keepalive_connections=pool.max_keepalive_connections,
+        keepalive_expiry=pool.keepalive_expiry,
+    )
+    return httpx.AsyncHTTPTransport(limits=limits)
 
 
 def run(coro: Coroutine[Any, Any, T], *, seconds: float = 5.0, loop: str = "uvloop") -> T:
@@ -74,7 +93,8 @@ def run(coro: Coroutine[Any, Any, T], *, seconds: float = 5.0, loop: str = "uvlo
 
 def make(url: str, **settings: Any) -> OpenAIChatProvider:
     raw = {"provider": "openai", "base_url": url, "model": "test-model", "api_key_env": KEY_ENV, **settings}
-    return OpenAIChatProvider("main", parse_openai_model(raw))
+    config = parse_openai_model(raw)
+    return OpenAIChatProvider("main", config, transport=stock_transport(config) if USER_TRANSPORT else None)
 
 
 def label(url: str) -> str:
@@ -323,11 +343,11 @@ def test_429_retry_after_seconds_is_honoured(server: OAIServer) -> None:
 
 
 def test_retry_after_http_date() -> None:
-    assert _retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=1.5)
-    assert _retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
-    assert _retry_after("2") == 2.0
-    assert _retry_after("soon") is None
-    assert _retry_after(None) is None
+    assert parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=1.5)
+    assert parse_retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 def test_retry_after_beyond_total_fails_at_once(server: OAIServer) -> None:
@@ -354,7 +374,7 @@ def test_backoff_doubles_up_to_max_delay(server: OAIServer) -> None:
 
 
 def test_full_jitter_stays_within_the_backoff() -> None:
-    from runner.config.openai import PoolConfig, RateLimitConfig, RetryConfig, TimeoutConfig
+    from runner.config.openai import PoolConfig, RateLimitConfig, TimeoutConfig
 
     endpoint = Endpoint(
         label="m",
@@ -364,7 +384,7 @@ def test_full_jitter_stays_within_the_backoff() -> None:
         timeout=TimeoutConfig(),
         pool=PoolConfig(),
         rate_limit=RateLimitConfig(),
-        retry=RetryConfig(max_attempts=10, initial_delay=1, max_delay=8),
+        retry=RetryPolicy(max_attempts=10, initial_delay=1, max_delay=8),
     )
     for attempt in range(1, 8):
         draws = [endpoint._delay(ProviderHTTPError("x", 500), attempt, None, 0.0) for _ in range(200)]
@@ -585,7 +605,6 @@ def test_aiohttp_bounds_each_64_kib_of_the_body_not_the_whole_body(monkeypatch: 
     timeout, yet no 64 KiB of it waits that long. (The stock httpx transport sends a body in one write, so
     there the whole body must go within timeout.write.)"""
     monkeypatch.setenv(KEY_ENV, KEY)
-    monkeypatch.setenv("RUNNER_HTTP_TRANSPORT", "aiohttp")
     with SlowReader(bytes_per_s=8e6) as server:
         provider = make(server.url, stream=False, timeout={"write": 0.3, "read": 10}, retry={"max_attempts": 1})
         start = time.perf_counter()
@@ -718,7 +737,7 @@ def test_connection_dropped_before_the_answer(server: OAIServer, transport: str)
 
 # -- rate limits -------------------------------------------------------------------------------------------
 class LimiterClock:
-    """The rate limiter's clock: ``time.monotonic`` and ``asyncio.sleep`` as runner.providers.http sees them,
+    """The rate limiter's clock: ``time.monotonic`` and ``asyncio.sleep`` as runner.providers.ratelimit sees them,
     replaced by a clock that a sleep moves by its delay once the callers ready to run have run (as they would
     during a real wait; at least a microsecond, as a real clock would: a float refill can leave a wait of
     1e-17 s, which would not move a clock at 1000 s). The waits a test reads are then the limiter's own
@@ -727,7 +746,7 @@ class LimiterClock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import types
 
-        import runner.providers.http as http
+        import runner.providers.ratelimit as http
 
         self.now = 1000.0
         clock = types.SimpleNamespace(monotonic=lambda: self.now, perf_counter=time.perf_counter, time=time.time)
@@ -897,7 +916,6 @@ def test_a_stream_held_open_after_done_returns(server: OAIServer, transport: str
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
-    import httpx
 
     monkeypatch.setenv(KEY_ENV, KEY)
     seen: list[httpx.Request] = []
@@ -928,15 +946,18 @@ def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_the_transport_in_use(server: OAIServer, transport: str) -> None:
-    import httpx
-
-    from runner.providers.http import AiohttpTransport
+def test_requests_go_through_aiohttp_unless_a_transport_is_given(server: OAIServer) -> None:
+    from runner.providers.transport import AiohttpTransport
 
     provider = make(server.url)
-    expected = AiohttpTransport if transport == "aiohttp" else httpx.AsyncHTTPTransport
-    assert type(provider._endpoint.transport) is expected  # aiohttp is a dependency: the fast path is the default
+    assert type(provider._endpoint.transport) is AiohttpTransport  # the one built-in path (issue 15)
     run(provider.aclose())
+    given = httpx.AsyncHTTPTransport()
+    raw = {"provider": "openai", "base_url": server.url, "model": "test-model", "api_key_env": KEY_ENV}
+    provider = OpenAIChatProvider("main", parse_openai_model(raw), transport=given)
+    assert provider._endpoint.transport is given
+    assert run(chat(provider)).content == "Hello, world!"
+    assert len(server.requests) == 1
 
 
 def test_connect_timeout_names_the_timeout_and_the_url(transport: str) -> None:

@@ -1,6 +1,6 @@
 """Proxies from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as curl reads them.
 
-The rules are checked on :func:`proxy_for` itself; the transports against loopback servers: the OpenAI
+The rules are checked on :func:`proxy_for` itself; runner's transport against loopback servers: the OpenAI
 test server doubles as the proxy (a proxied request reaches it in absolute form, naming the remote host),
 and a one-line server refuses CONNECT tunnels.
 """
@@ -14,10 +14,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from oai_server import OAIServer, Plan
 
-from runner.errors import ProviderConfigError, ProviderConnectError
+from runner.config.openai import parse_openai_model
+from runner.errors import ProviderConfigError, ProviderConnectError, ProviderHTTPError
+from runner.providers.openai import OpenAIChatProvider
 from runner.providers.proxy import proxy_for
 from tests.conftest import assert_valid_report, run_cli
 from tests.test_openai_provider import KEY, KEY_ENV, chat, make, run
@@ -79,12 +82,6 @@ def test_a_socks_proxy_is_refused_by_name_without_its_credentials() -> None:
     assert "hunter2" not in message
 
 
-@pytest.fixture(params=["aiohttp", "httpcore"])
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("RUNNER_HTTP_TRANSPORT", request.param)
-    return str(request.param)
-
-
 @pytest.fixture
 def proxy_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OAIServer]:
     monkeypatch.setenv(KEY_ENV, KEY)
@@ -94,7 +91,7 @@ def proxy_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OAIServer]:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_requests_go_through_the_proxy_with_its_credentials(
-    proxy_server: OAIServer, transport: str, stream: bool, monkeypatch: pytest.MonkeyPatch
+    proxy_server: OAIServer, stream: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proxy_server.default = Plan(content="hello via proxy", tokens=["hello", " via", " proxy"])
     port = proxy_server.url.split(":")[2].split("/")[0]
@@ -111,7 +108,7 @@ def test_requests_go_through_the_proxy_with_its_credentials(
 
 
 def test_a_loopback_server_is_reached_directly_even_with_a_proxy_set(
-    proxy_server: OAIServer, transport: str, monkeypatch: pytest.MonkeyPatch
+    proxy_server: OAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
@@ -127,7 +124,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_proxy_that_is_down_is_named_in_the_error(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proxy_that_is_down_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv("HTTP_PROXY", f"http://alice:s3cret@127.0.0.1:{_closed_port()}")
     provider = make(REMOTE, stream=False, retry={"max_attempts": 1})
@@ -141,7 +138,7 @@ def test_a_proxy_that_is_down_is_named_in_the_error(transport: str, monkeypatch:
     assert "Connection refused" in message
 
 
-def test_a_refused_tunnel_says_so(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_tunnel_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """An https endpoint goes through a CONNECT tunnel; a proxy that refuses it fails the call clearly."""
     monkeypatch.setenv(KEY_ENV, KEY)
     seen: list[bytes] = []
@@ -179,6 +176,27 @@ def test_a_refused_tunnel_says_so(transport: str, monkeypatch: pytest.MonkeyPatc
     assert "the proxy did not connect us to https://model.test/v1" in message
     assert "403" in message
     assert message.endswith("check HTTPS_PROXY / HTTP_PROXY, or list the host in NO_PROXY")
+
+
+def test_a_given_transport_routes_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment's proxy is runner's own transport's: a transport passed in is used as it is (as
+    httpx.AsyncClient does), and messages do not name a proxy the request never went through."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("HTTP_PROXY", f"http://alice:s3cret@127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("ALL_PROXY", "socks5://bob:pa55@127.0.0.1:1080")  # refused by name on runner's own
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(503, json={"error": {"message": "busy"}})
+
+    raw = {"provider": "openai", "base_url": REMOTE, "model": "test-model", "api_key_env": KEY_ENV}
+    config = parse_openai_model({**raw, "stream": False, "retry": {"max_attempts": 1}})
+    provider = OpenAIChatProvider("main", config, transport=httpx.MockTransport(handler))
+    with pytest.raises(ProviderHTTPError) as info:
+        run(chat(provider))
+    assert seen == ["http://model.test/v1/chat/completions"]
+    assert str(info.value) == "model 'main' (test-model at http://model.test/v1): HTTP 503: busy"
 
 
 def test_a_socks_proxy_fails_the_cli_run_with_a_clear_message(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ from runner.errors import ProviderError, RunnerError
 from runner.events import Recorder
 from runner.logs import configure_logging
 from runner.providers.base import CallContext
-from runner.providers.openai import OpenAIChatProvider, OpenAIEmbedder
+from runner.providers.openai import OpenAIChatProvider
+from runner.providers.openai_embeddings import OpenAIEmbedder
 from runner.report.document import report_json
 from runner.secrets import API_KEY, PROXY_CREDENTIALS, REDACTED, SecretRegistry, base64_cores, one_line
 from tests import secret_scan as markers

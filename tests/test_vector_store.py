@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.embeddings.base import Vectors
+from runner.embedder import Vectors
 from runner.embeddings.hashing import HashingEmbedder
 from runner.embeddings.store import Hit, VectorStore, format_hits, recall_tool_spec
 from runner.embeddings.store_files import MANIFEST

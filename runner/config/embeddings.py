@@ -10,14 +10,40 @@ key; a caller that skips the schema gets the same message, never a wrong record.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from runner.config.openai import parse_openai_embedding
 from runner.errors import ConfigError
 
-PROVIDERS = ("hashing", "openai")
+
+@dataclass(frozen=True)
+class EmbedderSettingsType:
+    """One embedding provider's settings. Every ``embeddings.<name>`` has the common record
+    (:class:`EmbeddingConfig`: dimensions, batch size, cache); ``own_keys`` are the further keys only this
+    provider takes, ``model_example`` (when the provider needs a ``model``) names one in the message that
+    asks for it, and ``parse`` makes the provider's own record from the mapping (None when the common record
+    says all). The factories that run them are :data:`runner.embeddings.EMBEDDERS`, under the same names."""
+
+    name: str
+    own_keys: tuple[str, ...] = ()
+    model_example: str | None = None
+    parse: Callable[[Mapping[str, Any]], Any] | None = None
+
+
+EMBEDDER_SETTINGS: dict[str, EmbedderSettingsType] = {
+    "hashing": EmbedderSettingsType("hashing"),
+    "openai": EmbedderSettingsType(
+        "openai",
+        own_keys=("model", "base_url", "api_key_env"),
+        model_example="text-embedding-3-small",
+        parse=parse_openai_embedding,
+    ),
+}
+PROVIDERS = tuple(EMBEDDER_SETTINGS)  # the schema's choices, in its order (a test pins them)
+_OWN_KEYS = tuple(dict.fromkeys(key for kind in EMBEDDER_SETTINGS.values() for key in kind.own_keys))
 RETRIEVAL_MODES = ("auto", "tool")
 DEFAULT_DIMENSIONS = 256
 DEFAULT_BATCH_SIZE = 64
@@ -159,27 +185,28 @@ def parse_cache_config(raw: Mapping[str, Any]) -> CacheConfig:
 def parse_embedding_config(raw: Mapping[str, Any]) -> EmbeddingConfig:
     """The record for one ``embeddings.<name>`` mapping, defaults applied."""
     provider = raw.get("provider", "hashing")
-    if provider not in PROVIDERS:
+    kind = EMBEDDER_SETTINGS.get(provider) if isinstance(provider, str) else None
+    if kind is None:
         raise ConfigError(
             f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
             ("provider",),
             f"use one of: {', '.join(PROVIDERS)}",
         )
     model = _optional_str(raw, "model", "")
-    if provider == "openai" and model is None:
+    if kind.model_example is not None and model is None:
         raise ConfigError(
-            "model is required for provider openai (e.g. text-embedding-3-small)",
+            f"model is required for provider {provider} (e.g. {kind.model_example})",
             (),
             "add model: the name the endpoint knows the embedding model by",
         )
-    if provider == "hashing":
-        for key in ("model", "base_url", "api_key_env"):
-            if key in raw:
-                raise ConfigError(
-                    f"{key} applies only to provider openai, not hashing",
-                    (key,),
-                    f"remove {key}, or set provider: openai",
-                )
+    for key in _OWN_KEYS:
+        if key in raw and key not in kind.own_keys:
+            takers = [name for name, other in EMBEDDER_SETTINGS.items() if key in other.own_keys]
+            raise ConfigError(
+                f"{key} applies only to provider {' or '.join(takers)}, not {provider}",
+                (key,),
+                f"remove {key}, or set provider: {takers[0]}",
+            )
     dimensions = _positive_int(raw, "dimensions", "", DEFAULT_DIMENSIONS)
     batch_size = _positive_int(raw, "batch_size", "", DEFAULT_BATCH_SIZE)
     assert dimensions is not None and batch_size is not None  # defaults are given

@@ -17,21 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from runner.errors import ConfigError
-
-JITTER_MODES = ("full", "none")
-RETRY_KINDS = ("timeout", "connect", "read", "protocol")
-"""Error kinds ``retry.retry_on`` may name besides HTTP status codes: a timeout fired, the connection could
-not be made, the connection broke while reading the answer (a stream cut mid-way included), the answer
-could not be understood (malformed JSON)."""
-
-DEFAULT_RETRY_ON: tuple[int | str, ...] = (408, 409, 429, 500, 502, 503, 504, "timeout", "connect", "read")
-"""Retried by default: what a later attempt of the same request can fix. 408 (the server or a gateway timed
-the request out: LiteLLM's proxy answers its own timeouts so) and 409 (a conflict, OpenAI's "lock timeout":
-chat and embedding requests create nothing, so the retry cannot conflict), as the OpenAI SDK retries them;
-429 and the transient 5xx (500, 502, 503, 504); a timeout, a refused connection, a connection broken while
-reading. Not 501/505 (the server cannot do it, however often asked), nor ``protocol`` (an answer that cannot be
-understood comes out the same again). The same statuses reported in a body (an error event mid-stream) count
-the same."""
+from runner.retry import JITTER_MODES, MODEL_RETRY, RETRY_KINDS, RetryPolicy
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -69,24 +55,6 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryConfig:
-    """``max_attempts`` counts the first request. Back-off before attempt ``n + 1`` is
-    ``min(max_delay, initial_delay * 2 ** (n - 1))``, drawn uniformly from ``[0, that]`` with ``full``
-    jitter; a ``Retry-After`` header from the server replaces it. ``retry_on`` holds HTTP statuses and
-    error kinds (:data:`RETRY_KINDS`)."""
-
-    max_attempts: int = 4
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
-    jitter: str = "full"
-    retry_on: tuple[int | str, ...] = DEFAULT_RETRY_ON
-
-    def retries(self, kind: str) -> bool:
-        """Whether an error of ``kind`` (an error kind, or a status code as text) is retried."""
-        return any(str(entry) == kind for entry in self.retry_on)
-
-
-@dataclass(frozen=True, slots=True)
 class RateLimitConfig:
     """Client-side limits shared by every caller of the model, fan-outs included. ``None`` is no limit."""
 
@@ -109,9 +77,21 @@ class OpenAIModelConfig:
     params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     timeout: TimeoutConfig = TimeoutConfig()
     pool: PoolConfig = PoolConfig()
-    retry: RetryConfig = RetryConfig()
+    retry: RetryPolicy = MODEL_RETRY
     rate_limit: RateLimitConfig = RateLimitConfig()
     context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
+
+    # the rest of runner.config.models.ModelSettings: what every model's record answers
+    @property
+    def remote_model(self) -> str:
+        return self.model
+
+    @property
+    def turns(self) -> tuple[()]:
+        return ()
+
+    def templates(self) -> tuple[()]:
+        return ()  # a real model renders nothing: its messages come rendered from the agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +111,7 @@ class OpenAIEmbeddingConfig:
     max_concurrency: int = 4
     timeout: TimeoutConfig = TimeoutConfig()
     pool: PoolConfig = PoolConfig()
-    retry: RetryConfig = RetryConfig()
+    retry: RetryPolicy = MODEL_RETRY
     rate_limit: RateLimitConfig = RateLimitConfig()
 
 
@@ -223,8 +203,8 @@ def parse_pool(raw: Mapping[str, Any]) -> PoolConfig:
     return PoolConfig(max_connections, min(keepalive, max_connections), expiry)
 
 
-def parse_retry(raw: Mapping[str, Any]) -> RetryConfig:
-    d = RetryConfig()
+def parse_retry(raw: Mapping[str, Any]) -> RetryPolicy:
+    d = MODEL_RETRY
     jitter = raw.get("jitter", d.jitter)
     if jitter not in JITTER_MODES:
         raise ConfigError(
@@ -250,7 +230,7 @@ def parse_retry(raw: Mapping[str, Any]) -> RetryConfig:
     initial = _number(raw, "initial_delay", "retry.", d.initial_delay, strict=False)
     max_delay = _number(raw, "max_delay", "retry.", d.max_delay, strict=False)
     assert initial is not None and max_delay is not None
-    return RetryConfig(
+    return RetryPolicy(
         max_attempts=_int(raw, "max_attempts", "retry.", d.max_attempts),
         initial_delay=initial,
         max_delay=max(max_delay, initial),

@@ -29,12 +29,43 @@ class ScriptedTurn:
 
 @dataclass(frozen=True, slots=True)
 class ScriptedConfig:
+    """One ``models.<name>`` entry with ``provider: scripted``: the reply template, the simulated latency
+    (``first_token_ms``, then ``tokens_per_second``; 0 sends the reply at once) and the scripted ``turns``."""
+
     reply: TemplateSrc
     stream: bool = True
     first_token_ms: float = 0.0
     tokens_per_second: float = 0.0
     turns: tuple[ScriptedTurn, ...] = ()
     context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
+
+    # the rest of runner.config.models.ModelSettings: a simulated model has no key, endpoint, pool or retries
+    @property
+    def api_key_env(self) -> None:
+        return None
+
+    @property
+    def remote_model(self) -> None:
+        return None
+
+    @property
+    def pool(self) -> None:
+        return None
+
+    @property
+    def rate_limit(self) -> None:
+        return None
+
+    @property
+    def retry(self) -> None:
+        return None
+
+    def templates(self) -> tuple[TemplateSrc, ...]:
+        """The reply, and each turn's reply and failure message."""
+        found = [self.reply]
+        for turn in self.turns:
+            found += [src for src in (turn.reply, turn.fail) if src is not None]
+        return tuple(found)
 
 
 def parse_scripted(

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from runner.config.embeddings import CacheConfig
-from runner.embeddings.base import Embedder, Vectors
+from runner.embedder import Embedder, Vectors
 from runner.embeddings.cache_entries import entry_key
 from runner.embeddings.cache_folder import EmbeddingCache
 from runner.embeddings.cache_stats import Counters, EmbeddingStats, describe_problem

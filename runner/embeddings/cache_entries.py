@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from runner.embeddings.base import Vectors
+from runner.embedder import Vectors
 
 SUFFIX = ".npy"
 ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.npy$")

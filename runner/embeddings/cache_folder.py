@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from runner.config.embeddings import CacheConfig, parse_size
-from runner.embeddings.base import Vectors
+from runner.embedder import Vectors
 from runner.embeddings.cache_entries import (
     LEGACY_TMP_NAME,
     SUFFIX,

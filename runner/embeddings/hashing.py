@@ -18,11 +18,13 @@ import asyncio
 import re
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from runner.embeddings.base import Vectors, make_cache_key
+from runner.config.embeddings import EmbeddingConfig
+from runner.embedder import Vectors, make_cache_key
 
 HASHING_VERSION = "v1"
 CHAR_NGRAMS = (3, 4, 5)
@@ -142,3 +144,9 @@ class HashingEmbedder:
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
         np.divide(matrix, norms[:, None], out=matrix, where=norms[:, None] > 0)
         return matrix
+
+
+def open_embedder(name: str, config: EmbeddingConfig, settings: Any, *, transport: object = None) -> HashingEmbedder:
+    """The ``hashing`` entry of :data:`runner.embeddings.EMBEDDERS`: all it needs is ``config.dimensions``
+    (it has no settings of its own, and sends nothing through a transport)."""
+    return HashingEmbedder(config.dimensions)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.embeddings.base import Embedder, Vectors
+from runner.embedder import Embedder, Vectors
 from runner.embeddings.store_files import MANIFEST, Segment, StoreFiles, new_segment
 from runner.errors import RunError
 

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from runner.embeddings.base import Vectors
+from runner.embedder import Vectors
 from runner.errors import RunError
 from runner.fsutil import WriteError, atomic_write_with
 from runner.locking import FileLock

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runner.embeddings import EMBEDDERS
 from runner.events import Recorder
 from runner.plan.compile import Plan, walk_plans
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -38,8 +42,9 @@ class RunResources:
             raise errors[0]
 
 
-def open_resources(plan: Plan, run_dir: Path) -> RunResources:
-    """Embedders and stores for the long-term memories used by the agents that run."""
+def open_resources(plan: Plan, run_dir: Path, *, transport: httpx.AsyncBaseTransport | None = None) -> RunResources:
+    """Embedders and stores for the long-term memories used by the agents that run. HTTP embedders send
+    through ``transport`` when one is given (a program's tests pass ``httpx.MockTransport``)."""
     wf = plan.workflow
     resources = RunResources(run_dir)
     used = {m for sp in walk_plans(plan.stages) if sp.agent is not None and (m := sp.agent.spec.memory)}
@@ -54,18 +59,9 @@ def open_resources(plan: Plan, run_dir: Path) -> RunResources:
         embedder = resources.embedders.get(config.embedding)
         if embedder is None:
             spec = wf.embeddings[config.embedding]
-            embedder = CachedEmbedder.from_config(_inner_embedder(spec), spec.config.cache, base=base)
+            inner = EMBEDDERS[spec.provider].open(spec.name, spec.config, spec.settings, transport=transport)
+            embedder = CachedEmbedder.from_config(inner, spec.config.cache, base=base)
             resources.embedders[config.embedding] = embedder
         store_path = Path(config.store)
         resources.stores[name] = VectorStore(store_path if store_path.is_absolute() else base / store_path, embedder)
     return resources
-
-
-def _inner_embedder(spec: Any) -> Any:
-    if spec.provider == "hashing":
-        from runner.embeddings.hashing import HashingEmbedder  # noqa: PLC0415
-
-        return HashingEmbedder(spec.config.dimensions)
-    from runner.providers.openai import OpenAIEmbedder  # noqa: PLC0415
-
-    return OpenAIEmbedder(spec.name, spec.openai)

@@ -1,42 +1,41 @@
-"""Provider registry: a provider's name maps to how its settings are parsed and how it is built.
+"""Chat model providers: a provider's name (the schema's ``provider`` under ``models:``) maps to the class
+that runs it.
 
-The schema's ``provider`` enum must list exactly these names (a test pins it). Factories are named by
-import path and imported only when a run needs them, so ``runner validate`` never imports httpx.
+Its settings are parsed one layer down, by :data:`runner.config.models.MODEL_SETTINGS` under the same names;
+``tests/test_registries.py`` pins both registries to the schema's choices. Factories are named by import
+path and imported only when a run needs them, so ``runner validate`` never imports httpx.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from runner.config import scripted as scripted_config
-from runner.config.source import Loc, TemplateSrc
+from runner.providers.base import ChatProvider, ProviderFactory
 
-TemplateFactory = Callable[[tuple[str | int, ...]], TemplateSrc]
-"""Given a key path relative to the model's mapping, the template found there, with its location."""
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
 class ProviderType:
+    """One chat provider: ``factory`` is ``"module:callable"``, a :class:`~runner.providers.base.ProviderFactory`."""
+
     name: str
-    parse: Callable[[Mapping[str, Any], TemplateFactory, Loc], Any]
-    factory: str  # "module:callable"; callable(name, config) -> ChatProvider
+    factory: str
 
-    def load_factory(self) -> Callable[..., Any]:
+    def load_factory(self) -> ProviderFactory:
         module, _, attr = self.factory.partition(":")
-        factory: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-        return factory
+        return cast(ProviderFactory, getattr(importlib.import_module(module), attr))
+
+    def open(self, name: str, settings: Any, *, transport: httpx.AsyncBaseTransport | None = None) -> ChatProvider:
+        """The provider of model ``name``, from its settings record; an HTTP provider sends through
+        ``transport`` when one is given (``httpx.MockTransport`` in tests), else through its own."""
+        return self.load_factory()(name, settings, transport=transport)
 
 
-def _parse_openai(raw: Mapping[str, Any], template: TemplateFactory, loc: Loc) -> Any:
-    from runner.config.openai import parse_openai_model  # noqa: PLC0415
-
-    return parse_openai_model(raw)
-
-
-PROVIDERS: dict[str, ProviderType] = {
-    "openai": ProviderType("openai", _parse_openai, "runner.providers.openai:OpenAIChatProvider"),
-    "scripted": ProviderType("scripted", scripted_config.parse_scripted, "runner.providers.scripted:ScriptedProvider"),
+PROVIDERS: dict[str, ProviderType] = {  # in the schema's order
+    "scripted": ProviderType("scripted", "runner.providers.scripted:ScriptedProvider"),
+    "openai": ProviderType("openai", "runner.providers.openai:OpenAIChatProvider"),
 }

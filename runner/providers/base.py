@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.calls import ChatResult
 from runner.events import Recorder
+
+if TYPE_CHECKING:
+    import httpx
 
 Message = dict[str, Any]
 
@@ -49,3 +52,14 @@ class ChatProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ProviderFactory(Protocol):
+    """What :data:`runner.providers.PROVIDERS` names: the provider of model ``name`` from its settings record
+    (:class:`runner.config.models.ModelSettings`). ``transport`` is the httpx transport an HTTP provider
+    sends through instead of its own (a program's tests pass ``httpx.MockTransport``); a provider that sends
+    nothing ignores it."""
+
+    def __call__(
+        self, name: str, settings: Any, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> ChatProvider: ...

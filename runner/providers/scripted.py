@@ -83,7 +83,9 @@ class ScriptedProvider:
     millisecond are rendered, streamed and answered by one timer callback at their first token.
     """
 
-    def __init__(self, name: str, config: ScriptedConfig) -> None:
+    def __init__(self, name: str, config: ScriptedConfig, *, transport: object = None) -> None:
+        # transport: the provider factory's seam for HTTP providers (runner.providers.base.ProviderFactory);
+        # a scripted model sends nothing, so it is not used
         self.name = name
         self.config = config
         self._reply = template_for(config.reply)

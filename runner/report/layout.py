@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
+from runner.config.models import ModelSettings
 from runner.workflow.records import AgentStage, PythonStage, Stage, Workflow
 
 
@@ -80,7 +80,7 @@ def describe_workflow(wf: Workflow) -> Layout:
         return StageShape(stage.id, path, "each_stages", max_concurrency=stage.max_concurrency, stages=inner)
 
     models = {name: _model_shape(name, spec.provider, spec.config) for name, spec in wf.models.items()}
-    secrets = sorted({env for name, spec in wf.models.items() if (env := getattr(spec.config, "api_key_env", None))})
+    secrets = sorted({env for spec in wf.models.values() if spec.config and (env := spec.config.api_key_env)})
     return Layout(
         stages=tuple(shape(s, f"stages[{i}]") for i, s in enumerate(wf.stages)),
         models=MappingProxyType(models),
@@ -88,17 +88,16 @@ def describe_workflow(wf: Workflow) -> Layout:
     )
 
 
-def _model_shape(name: str, provider: str, config: Any) -> ModelShape:
-    pool = getattr(config, "pool", None)
-    rate = getattr(config, "rate_limit", None)
-    retry = getattr(config, "retry", None)
-    remote = getattr(config, "model", None)
+def _model_shape(name: str, provider: str, config: ModelSettings | None) -> ModelShape:
+    if config is None:  # records of a file whose settings were refused: never run, so never reported
+        return ModelShape(name=name, provider=provider)
+    pool, rate, retry = config.pool, config.rate_limit, config.retry
     return ModelShape(
         name=name,
         provider=provider,
-        model=remote if isinstance(remote, str) else None,
-        max_connections=getattr(pool, "max_connections", None),
-        requests_per_minute=getattr(rate, "requests_per_minute", None),
-        tokens_per_minute=getattr(rate, "tokens_per_minute", None),
-        max_attempts=getattr(retry, "max_attempts", None),
+        model=config.remote_model,
+        max_connections=pool.max_connections if pool is not None else None,
+        requests_per_minute=rate.requests_per_minute if rate is not None else None,
+        tokens_per_minute=rate.tokens_per_minute if rate is not None else None,
+        max_attempts=retry.max_attempts if retry is not None else None,
     )

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
 from runner.diagnostics import Diagnostic
 from runner.errors import ConfigError, SpecError
-from runner.providers import PROVIDERS
 from runner.workflow.document import Document, Path
 from runner.workflow.records import (
     NO_POLICY,
@@ -149,7 +149,7 @@ class _Builder:
         )
         models = {}
         for name, spec in (data.get("models") or {}).items():
-            kind = PROVIDERS[spec["provider"]]
+            kind = MODEL_SETTINGS[spec["provider"]]
             base: Path = ("models", name)
             config = self.setting(base, kind.parse, spec, self._templates_under(base), self.loc(base, key=True))
             models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
@@ -209,16 +209,16 @@ class _Builder:
         )
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
-        from runner.config.embeddings import parse_embedding_config  # noqa: PLC0415
-        from runner.config.openai import parse_openai_embedding  # noqa: PLC0415
+        from runner.config.embeddings import EMBEDDER_SETTINGS, parse_embedding_config  # noqa: PLC0415
 
         base: Path = ("embeddings", name)
         common_raw = {k: v for k, v in raw.items() if k in _COMMON_EMBEDDING_KEYS}
         common = self.setting(base, parse_embedding_config, common_raw)
-        endpoint = None
-        if raw["provider"] == "openai":
-            endpoint = self.setting(base, parse_openai_embedding, {k: v for k, v in raw.items() if k != "cache"})
-        return EmbeddingSpec(name, raw["provider"], common, endpoint, loc)
+        parse_own = EMBEDDER_SETTINGS[raw["provider"]].parse
+        own = None
+        if parse_own is not None:
+            own = self.setting(base, parse_own, {k: v for k, v in raw.items() if k != "cache"})
+        return EmbeddingSpec(name, raw["provider"], common, own, loc)
 
     def memory(self, name: str, raw: dict[str, Any], loc: Loc) -> MemorySpec:
         from runner.config.embeddings import parse_long_term  # noqa: PLC0415

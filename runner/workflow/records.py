@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.config.source import Loc, TemplateSrc
+from runner.retry import RetryPolicy as RetryPolicy  # a stage's retries: the same record as a model's
 
 if TYPE_CHECKING:
     from runner.config.embeddings import LongTermConfig
     from runner.config.memory import WorkingMemoryConfig
+    from runner.config.models import ModelSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,21 +31,25 @@ class InputSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
+    """``models.<name>``: ``config`` is the provider's own settings record (None only in the records
+    ``runner validate`` builds from a file whose settings it refused)."""
+
     name: str
     provider: str
-    config: Any  # the provider's own frozen config record
+    config: ModelSettings | None
     loc: Loc
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingSpec:
     """``embeddings.<name>``: ``config`` is the common record (provider, dimensions, batch, cache);
-    ``openai`` the endpoint settings when the provider is openai."""
+    ``settings`` the provider's own record when it has one (an endpoint's: see
+    :data:`runner.config.embeddings.EMBEDDER_SETTINGS`), else None."""
 
     name: str
     provider: str
     config: Any
-    openai: Any | None
+    settings: Any | None
     loc: Loc
 
 
@@ -81,15 +87,6 @@ class AgentSpec:
     max_iters: int = 10
     max_parallel_tools: int = 4
     memory: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Whole-stage retries: ``max_attempts`` counts the first; back-off doubles from ``initial_delay``."""
-
-    max_attempts: int = 1
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ def _memory_budgets(wf: Workflow, source: Source) -> list[Diagnostic]:
         model = wf.models.get(agent.model)
         if memory is None or memory.working is None or model is None:
             continue
-        window = getattr(model.config, "context_window", None)
+        window = model.config.context_window if model.config is not None else None
         if not isinstance(window, int) or (memory.name, model.name) in reported:
             continue
         budget = memory.working.max_total_tokens
@@ -145,8 +145,8 @@ def _pools(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
         for name in agents:
             agent = wf.agents.get(name)
             model = wf.models.get(agent.model) if agent is not None else None
-            pool = getattr(getattr(model, "config", None), "pool", None)
-            size = getattr(pool, "max_connections", None)
+            pool = model.config.pool if model is not None and model.config is not None else None
+            size = pool.max_connections if pool is not None else None
             if model is None or not isinstance(size, int) or model.name in reported:
                 continue
             if stage.max_concurrency > size:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from runner.config.models import ModelSettings
 from runner.config.source import TemplateSrc
 from runner.workflow.document import Path
 from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
@@ -197,7 +198,7 @@ def call_sites(walk: Walk) -> list[Site]:
         out.append(Site(agent.sys_prompt, label, True, tuple(scopes) if scopes else None, kind="sys_prompt"))
     for model in wf.models.values():
         scopes = model_scopes(walk, model.name)
-        turns = getattr(model.config, "turns", ())
+        turns = model.config.turns if model.config is not None else ()
         extra = frozenset({"tool_results"}) if turns else frozenset()
         label = f"the templates of model '{model.name}'"
         for src in model_templates(model.config):
@@ -211,12 +212,6 @@ def model_scopes(walk: Walk, model: str) -> list[Scope]:
     return [s for name in users for s in walk.calls.get(name, ())]
 
 
-def model_templates(config: object) -> Iterator[TemplateSrc]:
-    reply = getattr(config, "reply", None)
-    if isinstance(reply, TemplateSrc):
-        yield reply
-    for turn in getattr(config, "turns", ()):
-        for name in ("reply", "fail"):
-            src = getattr(turn, name, None)
-            if isinstance(src, TemplateSrc):
-                yield src
+def model_templates(config: ModelSettings | None) -> Iterator[TemplateSrc]:
+    if config is not None:
+        yield from config.templates()

@@ -63,7 +63,7 @@ class TemplateChecker:
         out: list[Site] = []
         doc = self.source.doc
         for model in self.wf.models.values():
-            turns = getattr(model.config, "turns", ())
+            turns = model.config.turns if model.config is not None else ()
             if not turns or doc is None:
                 continue
             scopes = model_scopes(self.walk, model.name)
