@@ -596,17 +596,18 @@ def test_the_models_table_and_the_split_say_the_reports_figures(reports, open_pa
     m = report["models"]["main"]
     cells = page.locator("#models-table tbody tr").first.locator("th, td").all_inner_texts()
     lat, ttft = m["latency_s"], m["ttft_s"]
+    fixed = js_fixed
     assert cells == [
         "main (test-model)",
         str(m["calls"]),
         str(m["requests"]),
-        f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['max']:.3f}",
-        f"{ttft['p50']:.3f} / {ttft['p95']:.3f}",
-        f"{m['tokens_per_s']:.0f}" if m["tokens_per_s"] is not None else "–",
+        f"{fixed(lat['p50'], 3)} / {fixed(lat['p95'], 3)} / {fixed(lat['max'], 3)}",
+        f"{fixed(ttft['p50'], 3)} / {fixed(ttft['p95'], 3)}",
+        fixed(m["tokens_per_s"], 0) if m["tokens_per_s"] is not None else "–",
         f"{m['tokens_in']} / {m['tokens_out']}",
         ", ".join(f"{c} ×{n}" for c, n in m["retries"].items()),
-        f"{m['pool_wait']['total_s']:.3f} over {m['pool_wait']['count']}",
-        f"{m['rate_wait']['total_s']:.3f} over {m['rate_wait']['count']}",
+        f"{fixed(m['pool_wait']['total_s'], 3)} over {m['pool_wait']['count']}",
+        f"{fixed(m['rate_wait']['total_s'], 3)} over {m['rate_wait']['count']}",
     ]
     split = report["critical_path"]
     rows = page.locator("#split-table tbody tr")
@@ -614,8 +615,8 @@ def test_the_models_table_and_the_split_say_the_reports_figures(reports, open_pa
     assert [rows.nth(i).get_attribute("data-category") for i in range(rows.count())] == shown
     for i, c in enumerate(shown):
         assert rows.nth(i).locator("td").all_inner_texts()[1:] == [
-            f"{split['time_s'][c]:.3f}",
-            f"{split['share'][c] * 100:.1f}%",
+            js_fixed(split["time_s"][c], 3),
+            f"{js_fixed(split['share'][c] * 100, 1)}%",
         ]
     chips = page.locator("#path .chip").all_inner_texts()
     assert chips == split["nodes"]
@@ -772,3 +773,11 @@ def test_any_report_the_schema_accepts_opens_without_an_error(seed, open_page) -
     got = opened.page.evaluate(COLLECT)
     assert sorted(got["indices"]) == list(range(len(report["nodes"])))
     opened.assert_clean()
+
+
+def js_fixed(value: float, digits: int) -> str:
+    """``value.toFixed(digits)`` as the page's JavaScript writes it: the exact binary value rounded half up (Python's
+    format rounds half to even, so 0.0625 is 0.062 here and 0.063 on the page)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))

@@ -12,29 +12,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from runner.config.models import ModelSettings
-from runner.workflow.records import AgentStage, PythonStage, Stage, Workflow
-
-
-@dataclass(frozen=True, slots=True)
-class StageShape:
-    """One stage. ``mode`` is ``agent`` for a plain agent stage, ``python`` for a python stage; for a
-    fan-out ``each_agent`` (``for_each`` with ``agent``: branch ``i`` is the call ``<id>[i]``), ``each_stages``
-    (``for_each`` with ``stages``: branch ``i`` runs ``<id>[i].<inner>``) or ``branches`` (listed branches,
-    their stages keep their ids)."""
-
-    id: str
-    path: str  # where it is in the YAML: stages[0].fanout.branches[1][0]
-    mode: str
-    agent: str | None = None
-    model: str | None = None
-    max_concurrency: int | None = None
-    function: str | None = None
-    stages: tuple[StageShape, ...] = ()
-    branches: tuple[tuple[StageShape, ...], ...] = ()
-
-    @property
-    def is_fanout(self) -> bool:
-        return self.mode not in ("agent", "python")
+from runner.stages import kind_of
+from runner.stages.base import Block, StageRecord
+from runner.stages.base import StageShape as StageShape  # each kind shapes its stages (runner/stages/)
+from runner.workflow.records import Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,32 +38,28 @@ class Layout:
     secrets_env: tuple[str, ...] = ()  # names of environment variables holding API keys
 
 
+class _Shaper:
+    """What a stage kind's ``shape`` gets (``runner.stages.base.ShapeContext``)."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self.agent_model = {name: spec.model for name, spec in wf.agents.items()}
+
+    def model_of(self, agent: str | None) -> str | None:
+        return self.agent_model.get(agent) if agent is not None else None
+
+    def shape(self, stage: StageRecord, path: str) -> StageShape:
+        return kind_of(stage).shape(stage, path, self)
+
+    def block(self, path: str, block: Block) -> tuple[StageShape, ...]:
+        return tuple(self.shape(s, f"{path}[{i}]") for i, s in enumerate(block.stages))
+
+
 def describe_workflow(wf: Workflow) -> Layout:
-    agent_model = {name: spec.model for name, spec in wf.agents.items()}
-
-    def shape(stage: Stage, path: str) -> StageShape:
-        if isinstance(stage, AgentStage):
-            return StageShape(stage.id, path, "agent", stage.agent, agent_model.get(stage.agent))
-        if isinstance(stage, PythonStage):
-            return StageShape(stage.id, path, "python", function=stage.function)
-        fpath = f"{path}.fanout"
-        if stage.branches:
-            branches = tuple(
-                tuple(shape(s, f"{fpath}.branches[{bi}][{si}]") for si, s in enumerate(branch))
-                for bi, branch in enumerate(stage.branches)
-            )
-            return StageShape(stage.id, path, "branches", max_concurrency=stage.max_concurrency, branches=branches)
-        if stage.agent is not None:
-            return StageShape(
-                stage.id, path, "each_agent", stage.agent, agent_model.get(stage.agent), stage.max_concurrency
-            )
-        inner = tuple(shape(s, f"{fpath}.stages[{i}]") for i, s in enumerate(stage.stages))
-        return StageShape(stage.id, path, "each_stages", max_concurrency=stage.max_concurrency, stages=inner)
-
+    shaper = _Shaper(wf)
     models = {name: _model_shape(name, spec.provider, spec.config) for name, spec in wf.models.items()}
     secrets = sorted({env for spec in wf.models.values() if spec.config and (env := spec.config.api_key_env)})
     return Layout(
-        stages=tuple(shape(s, f"stages[{i}]") for i, s in enumerate(wf.stages)),
+        stages=tuple(shaper.shape(s, f"stages[{i}]") for i, s in enumerate(wf.stages)),
         models=MappingProxyType(models),
         secrets_env=tuple(secrets),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -10,21 +10,19 @@ from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
 from runner.diagnostics import Diagnostic
 from runner.errors import ConfigError, SpecError
+from runner.stages import kind_for
+from runner.stages.base import Common, StageRecord
 from runner.workflow.document import Document, Path
 from runner.workflow.records import (
     NO_POLICY,
     AgentSpec,
-    AgentStage,
     EmbeddingSpec,
-    FanoutStage,
     InputSpec,
     LoggingSpec,
     MemorySpec,
     ModelSpec,
-    PythonStage,
     ReportSpec,
     RetryPolicy,
-    Stage,
     StagePolicy,
     ToolSpec,
     Workflow,
@@ -82,7 +80,7 @@ class _Builder:
             node = node[part]
         return node
 
-    def policy(self, raw: dict[str, Any], path: Path) -> StagePolicy:
+    def policy(self, raw: Mapping[str, Any], path: Path) -> StagePolicy:
         if not any(key in raw for key in ("timeout", "retry", "when")):
             return NO_POLICY
         retry = raw.get("retry") or {}
@@ -96,42 +94,20 @@ class _Builder:
             when=self.template((*path, "when")) if "when" in raw else None,
         )
 
-    def stage(self, raw: dict[str, Any], path: Path) -> Stage:
-        stage_id = raw["id"]
-        input_src = self.template((*path, "input")) if "input" in raw else None
-        vars_ = MappingProxyType(dict(raw.get("vars") or {}))
-        loc = self.loc((*path, "id"))
-        policy = self.policy(raw, path)
-        if "agent" in raw:
-            return AgentStage(stage_id, raw["agent"], input_src, vars_, loc, policy)
-        if "python" in raw:
-            return PythonStage(stage_id, raw["python"], input_src, vars_, loc, policy)
-        fan = raw["fanout"]
-        fpath = (*path, "fanout")
-        branches = tuple(
-            tuple(self.stage(s, (*fpath, "branches", bi, si)) for si, s in enumerate(branch))
-            for bi, branch in enumerate(fan.get("branches") or ())
+    def common(self, raw: Mapping[str, Any], path: Path) -> Common:
+        """The keys every stage kind has (``runner.stages.base.BuildContext``)."""
+        return Common(
+            id=raw["id"],
+            input=self.template((*path, "input")) if "input" in raw else None,
+            vars=MappingProxyType(dict(raw.get("vars") or {})),
+            loc=self.loc((*path, "id")),
+            policy=self.policy(raw, path),
         )
-        for_each: TemplateSrc | tuple[Any, ...] | None = None
-        if "for_each" in fan:
-            for_each = (
-                self.template((*fpath, "for_each")) if isinstance(fan["for_each"], str) else tuple(fan["for_each"])
-            )
-        inner = tuple(self.stage(s, (*fpath, "stages", i)) for i, s in enumerate(fan.get("stages") or ()))
-        return FanoutStage(
-            id=stage_id,
-            input=input_src,
-            vars=vars_,
-            branches=branches,
-            for_each=for_each,
-            as_name=fan.get("as", "item"),
-            agent=fan.get("agent"),
-            stages=inner,
-            max_concurrency=fan.get("max_concurrency"),
-            loc=loc,
-            on_error=fan.get("on_error", "fail_fast"),
-            policy=policy,
-        )
+
+    def stage(self, raw: Mapping[str, Any], path: Path) -> StageRecord:
+        """A stage's record, built by its kind (nested stages come back here)."""
+        record: StageRecord = kind_for(raw).build(raw, path, self)
+        return record
 
     def build(self, sha256: str) -> Workflow:
         data = self.doc.data

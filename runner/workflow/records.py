@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.retry import RetryPolicy as RetryPolicy  # a stage's retries: the same record as a model's
+from runner.retry import RetryPolicy as RetryPolicy
+
+# The stages' records live with their kinds (runner/stages/: one module per kind, and the registry).
+from runner.stages import AgentStage as AgentStage
+from runner.stages import FanoutStage as FanoutStage
+from runner.stages import PythonStage as PythonStage
+from runner.stages import Stage as Stage
+from runner.stages.base import NO_POLICY as NO_POLICY
+from runner.stages.base import StagePolicy as StagePolicy
+from runner.stages.base import StageRecord
 
 if TYPE_CHECKING:
     from runner.config.embeddings import LongTermConfig
@@ -90,62 +99,6 @@ class AgentSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class StagePolicy:
-    timeout: float | None = None
-    retry: RetryPolicy = RetryPolicy()
-    when: TemplateSrc | None = None
-
-
-NO_POLICY = StagePolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class AgentStage:
-    id: str
-    agent: str
-    input: TemplateSrc | None
-    vars: Mapping[str, Any]
-    loc: Loc
-    policy: StagePolicy = NO_POLICY
-
-
-@dataclass(frozen=True, slots=True)
-class PythonStage:
-    """A Python function on the data flow, no model: ``function`` is ``module:attribute``, sync or async."""
-
-    id: str
-    function: str
-    input: TemplateSrc | None
-    vars: Mapping[str, Any]
-    loc: Loc
-    policy: StagePolicy = NO_POLICY
-
-    agent = None
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutStage:
-    """Parallel branches. Either ``branches`` (listed, each a tuple of stages) or ``for_each`` (a list or a
-    template rendering to one) with ``agent`` or ``stages`` run once per item, the item named ``as_name``."""
-
-    id: str
-    input: TemplateSrc | None
-    vars: Mapping[str, Any]
-    branches: tuple[tuple[Stage, ...], ...]
-    for_each: TemplateSrc | tuple[Any, ...] | None
-    as_name: str
-    agent: str | None
-    stages: tuple[Stage, ...]
-    max_concurrency: int | None
-    loc: Loc
-    on_error: str = "fail_fast"  # fail_fast | collect
-    policy: StagePolicy = NO_POLICY
-
-
-Stage = AgentStage | FanoutStage | PythonStage
-
-
-@dataclass(frozen=True, slots=True)
 class ReportSpec:
     dir: str = "reports"
     formats: tuple[str, ...] = ("json",)
@@ -170,7 +123,7 @@ class Workflow:
     inputs: tuple[InputSpec, ...]
     models: Mapping[str, ModelSpec]
     agents: Mapping[str, AgentSpec]
-    stages: tuple[Stage, ...]
+    stages: tuple[StageRecord, ...]
     report: ReportSpec
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     timeout: float | None = None

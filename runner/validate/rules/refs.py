@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from runner.config.source import Loc
 from runner.diagnostics import Diagnostic
+from runner.stages import kind_of
+from runner.stages import walk as walk_stages
 from runner.validate.rules.common import diag, suggest
-from runner.validate.rules.scope import Walk, walk_stages
+from runner.validate.rules.scope import Walk
 from runner.validate.rules.source import Source
-from runner.workflow.records import AgentStage, FanoutStage, Workflow
+from runner.workflow.records import FanoutStage, Workflow
 
 
 def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
@@ -85,7 +87,7 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
         else:
             seen[stage.id] = stage.loc
         if stage.agent is not None and stage.agent not in wf.agents:
-            key = (*path, "agent") if isinstance(stage, AgentStage) else (*path, "fanout", "agent")
+            key = (*path, *kind_of(stage).agent_key)
             out.append(
                 diag(
                     file,
@@ -138,9 +140,8 @@ def _pools(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
     for stage, path in walk.order:
         if not isinstance(stage, FanoutStage) or stage.max_concurrency is None:
             continue
-        inner = [*stage.stages, *(s for branch in stage.branches for s in branch)]
-        agents = [stage.agent] if stage.agent is not None else []
-        agents += [s.agent for s in walk_stages(tuple(inner)) if s.agent is not None]
+        # the agents its branches call: its own per-item agent, and those of every stage nested in it
+        agents = [s.agent for s in walk_stages((stage,)) if s.agent is not None]
         reported: set[str] = set()
         for name in agents:
             agent = wf.agents.get(name)

@@ -1,7 +1,8 @@
 """The context each template will have at run time, computed from the records.
 
-This mirrors ``runner/engine/execute.py``; a change to what the engine passes to templates must change
-this walk too (tests/test_rules_scope.py pins the cases):
+This mirrors the engine (``runner/engine/execute.py`` and each stage kind's ``run`` in ``runner/stages/``) and
+walks stages through their kinds (their templates, item name and blocks); a change to what the engine passes to
+templates must change this walk too (tests/test_rules_scope.py pins the cases):
 
 - a stage's ``input`` and ``when`` see ``inputs``, ``stages``, ``prev``, ``vars``, ``run``; ``vars`` is the
   enclosing fan-outs' vars and ``as`` items, then the stage's agent's ``vars`` (defaults), then its own;
@@ -15,13 +16,15 @@ this walk too (tests/test_rules_scope.py pins the cases):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from runner.config.models import ModelSettings
 from runner.config.source import TemplateSrc
+from runner.stages import kind_of
+from runner.stages.base import StageRecord
 from runner.workflow.document import Path
-from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
+from runner.workflow.records import Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,8 @@ class Site:
     call: bool  # rendered for an agent call: `agent` and `input` exist
     scopes: tuple[Scope, ...] | None  # None: no caller, so stages and vars cannot be known
     extra: frozenset[str] = frozenset()  # more names (a scripted model's turns see `tool_results`)
-    kind: str = "input"  # input | when | for_each | sys_prompt | model
-    stage: Stage | None = None
+    kind: str = "input"  # input | when | for_each | sys_prompt | model (or another template role of a stage kind)
+    stage: StageRecord | None = None
 
 
 @dataclass
@@ -62,14 +65,14 @@ class Walk:
     sites: list[Site] = field(default_factory=list)
     calls: dict[str, list[Scope]] = field(default_factory=dict)  # agent -> the contexts it is called in
     places: dict[str, Place] = field(default_factory=dict)  # stage id -> the first stage with that id
-    order: list[tuple[Stage, Path]] = field(default_factory=list)  # every stage, in document order
+    order: list[tuple[StageRecord, Path]] = field(default_factory=list)  # every stage, in document order
 
     def run(self) -> None:
         self.sequence(self.wf.stages, ("stages",), frozenset(), frozenset(), (), (), "none", frozenset())
 
     def sequence(
         self,
-        stages: tuple[Stage, ...],
+        stages: Sequence[StageRecord],
         base: Path,
         ready: frozenset[str],
         vars_: frozenset[str],
@@ -88,7 +91,7 @@ class Walk:
 
     def stage(
         self,
-        stage: Stage,
+        stage: StageRecord,
         path: Path,
         ready: frozenset[str],
         inherited: frozenset[str],
@@ -99,91 +102,76 @@ class Walk:
     ) -> None:
         self.places.setdefault(stage.id, Place(path, chain))
         self.order.append((stage, path))
+        kind = kind_of(stage)
         here = (*ids, stage.id)
         agent_name = stage.agent
         agent = self.wf.agents.get(agent_name) if agent_name else None
         own = inherited | frozenset(agent.vars if agent is not None else ()) | frozenset(stage.vars)
+        item = kind.item_name(stage)
+        with_item = own | {item} if item is not None else own
         label = f"stage '{stage.id}'"
         plain = Scope(ready, own, stage.id, label, here, prev, maybe)
         if stage.policy.when is not None:
             self._site(stage.policy.when, f"the 'when' of {label}", plain, "when", stage)
-        if not isinstance(stage, FanoutStage):
-            if stage.input is not None:
-                self._site(stage.input, f"the input of {label}", plain, "input", stage)
-            if isinstance(stage, AgentStage):
-                self._call(stage.agent, Scope(ready, own, stage.id, label, here, prev, maybe))
-            return
-        as_item = own | {stage.as_name} if stage.for_each is not None else own
-        if isinstance(stage.for_each, TemplateSrc):
-            self._site(stage.for_each, f"the for_each of {label}", plain, "for_each", stage)
-        if stage.input is not None:
-            item_scope = Scope(ready, as_item, stage.id, label, here, prev, maybe)
-            self._site(stage.input, f"the input of {label}", item_scope, "input", stage)
-        if stage.agent is not None:
-            self._call(stage.agent, Scope(ready, as_item, stage.id, label, here, prev, maybe))
-        for b, branch in enumerate(stage.branches):
-            branch_base = (*path, "fanout", "branches", b)
-            self.sequence(branch, branch_base, ready, own, (*chain, (stage.id, f"branch {b}")), here, "text", maybe)
-        if stage.stages:
-            inner_base = (*path, "fanout", "stages")
-            pipeline = (*chain, (stage.id, "pipeline"))
-            self.sequence(stage.stages, inner_base, ready, as_item, pipeline, here, "text", maybe)
+        for use in kind.templates(stage):
+            scope = Scope(ready, with_item, stage.id, label, here, prev, maybe) if use.per_item else plain
+            self._site(use.src, f"the {use.role} of {label}", scope, use.role, stage)
+        if agent_name is not None:  # the agent renders its templates in the stage's context, with the item
+            self._call(agent_name, Scope(ready, with_item, stage.id, label, here, prev, maybe))
+        for block in kind.blocks(stage):
+            inner_vars = own | {block.item} if block.item is not None else own
+            self.sequence(
+                block.stages,
+                (*path, *block.path),
+                ready,
+                inner_vars,
+                (*chain, (stage.id, block.how)),
+                here,
+                block.prev,
+                maybe,
+            )
 
-    def _site(self, src: TemplateSrc, label: str, scope: Scope, kind: str, stage: Stage) -> None:
+    def _site(self, src: TemplateSrc, label: str, scope: Scope, kind: str, stage: StageRecord) -> None:
         self.sites.append(Site(src, label, False, (scope,), kind=kind, stage=stage))
 
     def _call(self, agent: str, scope: Scope) -> None:
         self.calls.setdefault(agent, []).append(scope)
 
 
-def output_kind(stage: Stage) -> str:
+def output_kind(stage: StageRecord) -> str:
     """What a stage's output is, as `prev` and `stages.<id>` hold it: an agent's message, a fan-out's list;
-    a python stage returns anything. (Branches and per-item pipelines start with the fan-out's input text.)"""
-    if isinstance(stage, AgentStage):
-        return "message"
-    if isinstance(stage, FanoutStage):
-        return "list"
-    return "any"
+    a python stage returns anything (its kind's ``output``). (Branches and per-item pipelines start with the
+    fan-out's input text: a block's ``prev``.)"""
+    return kind_of(stage).output
 
 
-def exported(stage: Stage) -> frozenset[str]:
-    """Stage ids a stage makes visible to the stages after it, besides its own: every stage of its listed
-    branches (the engine copies each branch's outputs out once it finishes), none of a for_each pipeline."""
-    if not isinstance(stage, FanoutStage):
-        return frozenset()
+def exported(stage: StageRecord) -> frozenset[str]:
+    """Stage ids a stage makes visible to the stages after it, besides its own: every stage of its exported
+    blocks (a fan-out's listed branches: the engine copies each branch's outputs out once it finishes), none
+    of a for_each pipeline."""
     out: set[str] = set()
-    for branch in stage.branches:
-        for inner in branch:
-            out.add(inner.id)
-            out |= exported(inner)
+    for block in kind_of(stage).blocks(stage):
+        if block.exported:
+            for inner in block.stages:
+                out.add(inner.id)
+                out |= exported(inner)
     return frozenset(out)
 
 
-def skippable(stage: Stage) -> frozenset[str]:
+def skippable(stage: StageRecord) -> frozenset[str]:
     """Stage ids that are visible after ``stage`` but may hold no output there (issue 14): ``stage`` and all
     it exports when its ``when`` can skip it (``stages.<id>`` is then None, its branches' stages absent); the
-    stages of its branches that may be skipped; and, under ``on_error: collect``, every stage of its
-    branches, which a failed branch never hands out."""
+    stages of its exported blocks that may be skipped; and every stage of a partial block (under
+    ``on_error: collect``, a failed branch hands out none)."""
     if stage.policy.when is not None:
         return frozenset({stage.id}) | exported(stage)
-    if not isinstance(stage, FanoutStage):
-        return frozenset()
-    if stage.on_error == "collect":
-        return exported(stage)
     out: set[str] = set()
-    for branch in stage.branches:
-        for inner in branch:
-            out |= skippable(inner)
+    for block in kind_of(stage).blocks(stage):
+        if not block.exported:
+            continue
+        for inner in block.stages:
+            out |= ({inner.id} | exported(inner)) if block.partial else skippable(inner)
     return frozenset(out)
-
-
-def walk_stages(stages: tuple[Stage, ...]) -> Iterator[Stage]:
-    for stage in stages:
-        yield stage
-        if isinstance(stage, FanoutStage):
-            for branch in stage.branches:
-                yield from walk_stages(branch)
-            yield from walk_stages(stage.stages)
 
 
 def call_sites(walk: Walk) -> list[Site]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.diagnostics import Diagnostic
+from runner.stages import kind_of
+from runner.stages.base import StageRecord
 from runner.templates import environment, is_constant
 from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
@@ -22,7 +24,7 @@ from runner.validate.rules.kinds import FOR_EACH_HINT, attribute_problem, expres
 from runner.validate.rules.names import Names, analyse, ref_of, single_expression
 from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
-from runner.workflow.records import AgentStage, FanoutStage, Stage, Workflow
+from runner.workflow.records import Workflow
 
 _BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
 _CALL = frozenset({"agent", "input"})
@@ -35,7 +37,7 @@ class TemplateChecker:
         self.source = source
         self.walk = walk
         self.inputs = {spec.name: spec for spec in wf.inputs}
-        self.stages: dict[str, Stage] = {}
+        self.stages: dict[str, StageRecord] = {}
         for stage, _ in walk.order:
             self.stages.setdefault(stage.id, stage)
         self.globals = frozenset(environment().globals)
@@ -45,12 +47,12 @@ class TemplateChecker:
         for site in [*self.walk.sites, *call_sites(self.walk), *self.argument_sites()]:
             self.site(site)
         for stage, path in self.walk.order:
-            if isinstance(stage, FanoutStage) and isinstance(stage.for_each, TemplateSrc):
-                if is_constant(stage.for_each.text):
+            for use in kind_of(stage).templates(stage):
+                if use.role == "for_each" and is_constant(use.src.text):
                     self.out.append(
                         diag(
                             self.wf.file,
-                            self.source.value((*path, "fanout", "for_each"), stage.for_each.loc),
+                            self.source.value((*path, *use.path), use.src.loc),
                             "for-each-not-list",
                             f"for_each of stage '{stage.id}' is text, not a list",
                             "write a YAML list such as [a, b], or a template giving one such as '{{ inputs.items }}'",
@@ -146,7 +148,7 @@ class TemplateChecker:
                 message, hint = found
                 for start, end in spans(name, key, attr):
                     self.add(src, start, end, "no-attribute", message, hint)
-        if site.kind == "for_each" and isinstance(site.stage, FanoutStage):
+        if site.kind == "for_each" and site.stage is not None:
             self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
             self.compiles(src, ast)  # last: Jinja's optimizer folds constants into the AST as it compiles
@@ -286,7 +288,7 @@ class TemplateChecker:
                 continue
             if outer.policy.when is not None:
                 return True, f"stage '{key}' runs inside fan-out '{fanout}', which has a 'when' that may skip it", check
-            if isinstance(outer, FanoutStage) and outer.on_error == "collect":
+            if any(block.partial for block in kind_of(outer).blocks(outer)):  # a fan-out's on_error: collect
                 return (
                     True,
                     f"stage '{key}' runs in a branch of fan-out '{fanout}' (on_error: collect), and a branch that "
@@ -318,7 +320,7 @@ class TemplateChecker:
                 )
         return f"stage '{target}' runs later", f"move stage '{target}' before stage '{scope.stage}'"
 
-    def for_each(self, stage: FanoutStage, src: TemplateSrc, ast: Any, prev: str) -> None:
+    def for_each(self, stage: StageRecord, src: TemplateSrc, ast: Any, prev: str) -> None:
         text = src.text.strip()
         single = text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
         expr = single_expression(ast) if single else None
@@ -351,7 +353,8 @@ class TemplateChecker:
             if name == "inputs" and key in self.inputs and self.inputs[key].type != "array":
                 kind = self.inputs[key].type
                 return f"{A_TYPE[kind]} (input '{key}' has type {kind})", generic
-            if name == "stages" and isinstance(self.stages.get(key), AgentStage):
+            stage = self.stages.get(key)
+            if name == "stages" and stage is not None and output_kind(stage) == "message":
                 return (
                     f"one message (stage '{key}' runs one agent)",
                     f'split its text ("{{{{ stages.{key}.content.splitlines() }}}}"), or read a fan-out\'s outputs',

@@ -1,0 +1,78 @@
+"""The ``agent`` stage kind: one agent turn on the stage's input (``agent: writer``).
+
+The turn itself (the model call, and the ReAct loop of tool calls for an agent with tools or memory) is the
+engine's (``runner/engine/agent.py``): a fan-out's per-item agent calls it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.config.source import Loc, TemplateSrc
+from runner.stages.base import (
+    NO_POLICY,
+    BuildContext,
+    EngineServices,
+    ShapeContext,
+    StageKind,
+    StagePlan,
+    StagePolicy,
+    StageShape,
+    YamlPath,
+    as_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStage:
+    """``agent``: the agent named here answers the stage's input (by default the previous stage's output)."""
+
+    id: str
+    agent: str
+    input: TemplateSrc | None
+    vars: Mapping[str, Any]
+    loc: Loc
+    policy: StagePolicy = NO_POLICY
+
+
+def agent_text(agent: Any) -> str:
+    """An agent plan in ``runner graph``: ``agent a (model m, scripted; tools search)``."""
+    if agent is None:  # the plan of a stage that calls an agent always has its agent
+        raise AssertionError("a stage that calls an agent has no agent plan")
+    spec = agent.spec
+    tools = f"; tools {', '.join(spec.tools)}" if spec.tools else ""
+    return f"agent {spec.name} (model {agent.model.name}, {agent.model.provider}{tools})"
+
+
+class AgentKind(StageKind[AgentStage]):
+    name = "agent"
+    record = AgentStage
+    output = "message"
+
+    def build(self, raw: Mapping[str, Any], path: YamlPath, b: BuildContext) -> AgentStage:
+        c = b.common(raw, path)
+        return AgentStage(c.id, raw["agent"], c.input, c.vars, c.loc, c.policy)
+
+    def run(
+        self,
+        sp: StagePlan,
+        engine: EngineServices,
+        stages: dict[str, Any],
+        prev: Any,
+        vars_: Mapping[str, Any],
+        prefix: str,
+        ctx: dict[str, Any],
+    ) -> Awaitable[Any]:
+        text = sp.input.template.render(ctx) if sp.input is not None else as_text(prev)
+        return engine.call_agent(prefix + sp.stage.id, sp.agent, text, ctx)
+
+    def graph_label(self, sp: StagePlan) -> str:
+        return agent_text(sp.agent)
+
+    def shape(self, stage: AgentStage, path: str, s: ShapeContext) -> StageShape:
+        return StageShape(stage.id, path, "agent", stage.agent, s.model_of(stage.agent))
+
+
+AGENT = AgentKind()
