@@ -77,8 +77,8 @@ _HOMES = {
     "runner.workflow.records": ("Workflow",),
     "runner.diagnostics": ("Diagnostic",),
     "runner.result": ("Result",),
-    "runner.live": (
-        "RunStream",
+    "runner.live.stream": ("RunStream",),
+    "runner.live.events": (
         "Event",
         "NodeQueued",
         "NodeStarted",
@@ -129,7 +129,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         TemplateError,
         ToolError,
     )
-    from runner.live import (
+    from runner.live.events import (
         Event,
         NodeCancelled,
         NodeFailed,
@@ -139,10 +139,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         NodeStarted,
         Retry,
         RunFinished,
-        RunStream,
         StreamRestarted,
         Token,
     )
+    from runner.live.stream import RunStream
     from runner.providers.base import CallContext, ChatProvider
     from runner.result import Result
     from runner.workflow.records import Workflow

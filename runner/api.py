@@ -14,7 +14,7 @@ What a library call does and does not do, and why (as httpx, anyio and pre-commi
 * Cancellation propagates. A cancelled ``arun`` cancels every task of the run, closes its connections and
   re-raises ``CancelledError`` (swallowing it would break ``asyncio.timeout`` and task groups around the call);
   Ctrl-C during ``run`` does the same and raises ``KeyboardInterrupt``, as ``asyncio.run`` does. The partial
-  result is not lost: ``on_event`` receives :class:`~runner.live.RunFinished` with it before the exception
+  result is not lost: ``on_event`` receives :class:`~runner.live.events.RunFinished` with it before the exception
   propagates, and ``stream``'s ``result`` has it after the block.
 * Seams for a program's tests, as ``httpx.AsyncClient(transport=...)``: ``providers`` replaces a model's
   provider by any object implementing :class:`~runner.providers.base.ChatProvider` (a fake), and ``transport``
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from runner.engine.execute import TokenSinkFactory
     from runner.engine.session import RunOutcome, Session
     from runner.events import Recorder
-    from runner.live import Event, RunStream
+    from runner.live.events import Event
+    from runner.live.stream import RunStream
     from runner.plan.compile import Plan
     from runner.providers.base import ChatProvider
     from runner.result import Result
@@ -204,8 +205,8 @@ async def arun(
     (:class:`~runner.providers.base.ChatProvider`) used instead of the one the workflow declares, never closed
     by runner. ``transport``: an ``httpx`` transport for every OpenAI-compatible model (``httpx.MockTransport``
     in tests). ``run_dir``: where the run keeps files besides its report (working memory's history), by default
-    ``<report.dir>/runs/<name>-<UTC stamp>``. ``on_event``: each :class:`~runner.live.Event` as it happens,
-    streamed tokens included, the last one :class:`~runner.live.RunFinished`; an exception it raises stops the
+    ``<report.dir>/runs/<name>-<UTC stamp>``. ``on_event``: each :class:`~runner.live.events.Event` as it happens,
+    streamed tokens included, the last one :class:`~runner.live.events.RunFinished`; an exception it raises stops the
     run and propagates.
 
     Cancelling the calling task cancels the run and raises ``CancelledError`` once the run has wound down;
@@ -219,7 +220,7 @@ async def _arun(job: _Job, on_event: EventHandler | None) -> Result:
         return job.result(await job.session().run())
     import asyncio  # noqa: PLC0415 - loaded already: this runs on a loop
 
-    from runner.live import RunStream  # noqa: PLC0415
+    from runner.live.stream import RunStream  # noqa: PLC0415
 
     events = RunStream(job)
     try:
@@ -278,9 +279,9 @@ def stream(
 ) -> RunStream:
     """A run and its events as they happen, to use as ``async with runner.stream(...) as run: async for event
     in run: ...``; the run's :class:`~runner.result.Result` is ``run.result`` after the block. Arguments as for
-    :func:`arun`; ``token_buffer``: how many :class:`~runner.live.Token` events may wait for a slow consumer
+    :func:`arun`; ``token_buffer``: how many :class:`~runner.live.events.Token` events may wait for a slow consumer
     before a node's further text joins its waiting one (nothing is dropped; see :mod:`runner.live`). The
     workflow and inputs are checked now; the run starts when the block is entered."""
-    from runner.live import RunStream  # noqa: PLC0415
+    from runner.live.stream import RunStream  # noqa: PLC0415
 
     return RunStream(_Job(workflow, inputs, providers, transport, run_dir), token_buffer=token_buffer)
