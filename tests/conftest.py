@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """runner's user cache (schema verdicts, runner/workflow/verdicts.py) for this session's runs, in-process and
+    the CLI's: a folder of the session's, never the user's ~/.cache."""
+    old = os.environ.get("RUNNER_CACHE_DIR")
+    os.environ["RUNNER_CACHE_DIR"] = str(tmp_path_factory.mktemp("runner-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RUNNER_CACHE_DIR", None)
+    else:
+        os.environ["RUNNER_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def write_wf(tmp_path: Path) -> Callable[..., Path]:
     """Write a workflow (dedented) to tmp_path/<name> and return its path."""

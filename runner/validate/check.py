@@ -18,7 +18,7 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
     from runner.validate.rules.secrets import secret_diagnostics  # noqa: PLC0415
     from runner.workflow.build import build_workflow  # noqa: PLC0415
     from runner.workflow.limits import read_limited, too_large  # noqa: PLC0415
-    from runner.workflow.schema import schema_diagnostics  # noqa: PLC0415
+    from runner.workflow.schema import check_schema  # noqa: PLC0415
 
     file = str(path)
     size = len(text) if text is not None else 0
@@ -50,7 +50,7 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
             )
         ]
     secrets = secret_diagnostics(doc)  # on the document: also under keys the schema refuses
-    problems = schema_diagnostics(doc)
+    problems = check_schema(doc, text)
     if problems:
         return None, sorted(problems + secrets)
     settings: list[Diagnostic] = []  # what the sections' parsers refuse, beside what the rules find

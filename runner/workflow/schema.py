@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from functools import cache
 from typing import Any
 
 from runner.diagnostics import Diagnostic
-from runner.resources import load_schema
+from runner.resources import load_schema, schema_path
 from runner.workflow.document import Document, Path
 
 WORKFLOW_SCHEMA = "workflow.schema.json"
@@ -57,6 +56,8 @@ def _type_of(value: Any) -> str:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib  # noqa: PLC0415 - only for a message: off the path of a clean run
+
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
 
@@ -148,6 +149,21 @@ def _leaves(error: Any) -> list[Any]:
             out.extend(_leaves(sub))
         return out
     return [error]
+
+
+def check_schema(doc: Document, text: bytes) -> list[Diagnostic]:
+    """:func:`schema_diagnostics` of ``doc`` (loaded from ``text``), skipped when the same bytes passed the
+    same schema before (:mod:`runner.workflow.verdicts`: a pass remembered spares the jsonschema import)."""
+    from runner.version import __version__  # noqa: PLC0415
+    from runner.workflow import verdicts  # noqa: PLC0415
+
+    key = verdicts.verdict_key(text, schema_path(WORKFLOW_SCHEMA).read_bytes(), __version__)
+    if verdicts.passed_before(key):
+        return []
+    problems = schema_diagnostics(doc)
+    if not problems:
+        verdicts.remember_pass(key)
+    return problems
 
 
 def schema_diagnostics(doc: Document) -> list[Diagnostic]:
