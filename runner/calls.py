@@ -15,12 +15,16 @@ from typing import Any
 # values all the same: nothing changes them after they are made.
 @dataclass(slots=True)
 class Usage:
+    """Tokens one model call used, as the provider reported them."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
+    """One tool call a model asked for: its id, the tool's name and the arguments as JSON text."""
+
     id: str
     name: str
     arguments: str  # JSON text, as the wire carries it

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,6 +198,8 @@ def _main(argv: Sequence[str] | None) -> int:
         from runner.secrets import redact  # noqa: PLC0415
 
         print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)
+        import traceback  # noqa: PLC0415 - only for an internal error
+
         sys.stderr.write(redact(traceback.format_exc()))
         return EXIT_BUG
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -106,6 +105,8 @@ class Progress:
         except (AttributeError, OSError, ValueError):  # not a file, not a terminal, or closed
             columns = 0
         if columns <= 0:  # a terminal that does not know its size (a fresh pty says 0)
+            import shutil  # noqa: PLC0415 - only when the terminal's size is unknown
+
             columns = shutil.get_terminal_size((80, 24)).columns
         return columns
 

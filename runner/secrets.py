@@ -105,6 +105,8 @@ def base64_cores(value: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Form:
+    """One form a secret can take in text (raw, quoted, encoded), and how to find it."""
+
     pattern: re.Pattern[str]
     pieces: tuple[str, ...]
     anchor: str

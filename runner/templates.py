@@ -12,7 +12,10 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.errors import TemplateError
-from runner.sandbox.environment import FAST_ATTRS
+from runner.sandbox.fields import FAST_ATTRS
+
+_GLOBALS: dict[str, Any] = {}
+"""Jinja's globals (``range``, ``namespace``, ...) once :func:`environment` exists; empty until then."""
 
 
 @cache
@@ -22,19 +25,24 @@ def environment() -> Any:
 
     from runner.sandbox.environment import Environment  # noqa: PLC0415
 
-    return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    _GLOBALS.update(env.globals)
+    return env
 
 
-@cache
 def template_globals() -> dict[str, Any]:
-    """Jinja's globals (``range``, ``namespace``, ...). Contexts built on :func:`base_context` carry them,
-    which lets :meth:`Template.render` skip Jinja's per-render merge of globals and variables: that merge
-    (a ChainMap walk and a dict copy) was two thirds of the cost of rendering a short template."""
-    return dict(environment().globals)
+    """Jinja's globals. Contexts built on :func:`base_context` carry them, which lets :meth:`Template.render`
+    skip Jinja's per-render merge of globals and variables: that merge (a ChainMap walk and a dict copy) was
+    two thirds of the cost of rendering a short template."""
+    environment()
+    return _GLOBALS
 
 
 def base_context(**values: Any) -> dict[str, Any]:
-    return {**template_globals(), **values}
+    """A render context: ``values`` and, once any template needed Jinja, Jinja's globals. Templates are
+    compiled before a run renders any, so a run that has a Jinja template gets them in every context, and
+    a run whose templates are all text (rendered without Jinja) never imports jinja2 for them."""
+    return {**_GLOBALS, **values} if _GLOBALS else values
 
 
 def is_constant(text: str) -> bool:
@@ -153,14 +161,14 @@ class Template:
     render: Callable[[Mapping[str, Any]], str]
 
     def __init__(self, src: TemplateSrc) -> None:
-        from jinja2 import TemplateSyntaxError  # noqa: PLC0415
-
         self.src = src
         self._constant: str | None = src.text if is_constant(src.text) else None
         self._template: Any = None
-        if self._constant is not None:
+        if self._constant is not None:  # no Jinja at all: a run whose templates are all text never imports it
             self.render = _constant(self._constant)
             return
+        from jinja2 import TemplateSyntaxError  # noqa: PLC0415
+
         try:
             self._template = environment().from_string(src.text)
         except TemplateSyntaxError as exc:

@@ -114,6 +114,8 @@ def describe_function(fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Tool:
+    """A Python callable an agent may call, with the description and JSON Schema a model sees."""
+
     name: str
     fn: Callable[..., Any]
     is_async: bool

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -126,6 +125,8 @@ def run_command(
         if write_failed.is_bug:
             bug = next(exc for _, exc in write_failed.failures if not isinstance(exc, OSError))
             print("runner: internal error (a bug in runner; please report it with this traceback):", file=sys.stderr)
+            import traceback  # noqa: PLC0415 - only for an internal error
+
             traceback.print_exception(bug, file=sys.stderr)
             code = EXIT_BUG
         else:

@@ -11,6 +11,8 @@ from runner.config.source import Loc, TemplateSrc
 
 @dataclass(frozen=True, slots=True)
 class ScriptedToolCall:
+    """A tool call a scripted model makes: the tool's name and its arguments (templates)."""
+
     name: str
     arguments: Mapping[str, Any]  # string values (at any depth) are templates, rendered per call
     # those templates located in the workflow file, by their path inside ``arguments`` (issue 21: a template

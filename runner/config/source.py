@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Loc:
+    """A position in a workflow file (1-based line and column)."""
+
     file: str
     line: int
     column: int

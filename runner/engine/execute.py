@@ -26,7 +26,7 @@ from runner.errors import StageTimeout
 from runner.events import Recorder
 from runner.plan.compile import Plan, StagePlan
 from runner.providers.base import ChatProvider
-from runner.sandbox.environment import FAST_ATTRS
+from runner.sandbox.fields import FAST_ATTRS
 from runner.stages.base import SKIPPED as SKIPPED
 from runner.stages.base import Output as Output
 from runner.stages.base import as_text as as_text

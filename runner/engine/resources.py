@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunResources:
+    """What a run opens once and shares between its stages: embedders and vector stores, under the run's folder."""
+
     run_dir: Path
     embedders: dict[str, Any] = field(default_factory=dict)  # name -> CachedEmbedder
     stores: dict[str, Any] = field(default_factory=dict)  # memory name -> VectorStore

@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import gc
 import inspect
+import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,8 @@ signal handlers (:func:`runner.interrupts.attach`)."""
 
 @dataclass
 class RunOutcome:
+    """How a run ended: its status, the final output or the error, and what the report needs."""
+
     status: str  # ok | failed | interrupted
     output: Any
     error: BaseException | None
@@ -213,7 +215,7 @@ class Session:
         if self._info is None:
             wf = self.plan.workflow
             self._info = RunInfo(
-                uuid.uuid4().hex[:12],
+                os.urandom(6).hex(),
                 wf.name,
                 wf.file,
                 wf.sha256,

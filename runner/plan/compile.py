@@ -40,6 +40,8 @@ def compile_template(src: TemplateSrc | None) -> CompiledTemplate | None:
 
 @dataclass(frozen=True, slots=True)
 class AgentPlan:
+    """An agent ready to run: its records, its model and its compiled system prompt."""
+
     spec: AgentSpec
     model: ModelSpec
     sys_prompt: CompiledTemplate | None
@@ -50,6 +52,8 @@ class AgentPlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """A compiled workflow: the agents and the stage plans the engine runs, and how many nodes they make."""
+
     workflow: Workflow
     agents: Mapping[str, AgentPlan]
     stages: tuple[StagePlan, ...]

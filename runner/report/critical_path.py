@@ -43,6 +43,8 @@ CATEGORIES = tuple(CATEGORY_LABELS)
 
 @dataclass(slots=True)
 class Step:
+    """One node on the critical path and the time it held it."""
+
     node: str
     kind: str  # agent | fanout | branch
     start: float
@@ -200,6 +202,8 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
 
 @dataclass(slots=True)
 class PathSummary:
+    """The critical path, the time on it by category, and by cause and subject."""
+
     steps: list[Step]
     time: dict[str, float]
     # (cause, subject) -> seconds on the path; subject: a model, a fan-out stage's path, a tool, ""

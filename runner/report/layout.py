@@ -33,6 +33,8 @@ class ModelShape:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
+    """The shape of a run the report needs besides its events: the stages' tree and the models' settings."""
+
     stages: tuple[StageShape, ...] = ()
     models: Mapping[str, ModelShape] = field(default_factory=lambda: MappingProxyType({}))
     secrets_env: tuple[str, ...] = ()  # names of environment variables holding API keys

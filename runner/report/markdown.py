@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
 from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status
+from runner.report.stats import median
 
 
 def _cell(value: Any) -> str:
@@ -113,7 +113,7 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
                 count_statuses(spans),
                 "",
                 "",
-                f"p50 {statistics.median(durations):.3f}, max {max(durations):.3f}" if durations else "",
+                f"p50 {median(durations):.3f}, max {max(durations):.3f}" if durations else "",
                 f"max {max(waits):.3f}" if waits else "",
                 sum(s.get("attempts", 0) for s in spans),
                 f"{sum(s.get('tokens_in', 0) for s in spans)} / {sum(s.get('tokens_out', 0) for s in spans)}",

@@ -20,6 +20,8 @@ _ENDPOINT_KINDS = frozenset({"retry", "pool_wait", "rate_wait"})
 
 @dataclass(slots=True)
 class Span:
+    """One node's timeline as the events tell it: queued, started, first token, finished, and why."""
+
     id: str
     kind: str = "agent"  # agent | fanout | branch | python | tool | endpoint (events of a node that is no stage)
     status: str = "running"

@@ -26,6 +26,14 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def median(values: Sequence[float]) -> float:
+    """The median, as ``statistics.median`` gives it (the mean of the two middle values of an even count),
+    without that module's import (``fractions``, ``decimal``, ``random``: 5 ms of every ``runner run``)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> dict[str, dict[str, Any]]:
     by_model: dict[str, list[Span]] = {}
     for span in spans.values():

@@ -3,12 +3,12 @@ the stages, where the time went on the critical path, each model's figures and t
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from typing import Any
 
 from runner.report.critical_path import CATEGORIES
 from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status
+from runner.report.stats import median
 
 
 def _fmt(value: float | None) -> str:
@@ -43,7 +43,7 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
             rows.extend(_row(s, s["id"]) for s in spans)
             continue
         durations = [s["end_s"] - s["start_s"] for s in spans if s["end_s"] is not None and s["start_s"] is not None]
-        p50 = statistics.median(durations) if durations else None
+        p50 = median(durations) if durations else None
         rows.append(
             (
                 f"{stage} x{len(spans)}",

@@ -24,8 +24,10 @@ on the constant parts of templates (``runner.validate.rules.folding``), so a fil
 Values a template only reads (inputs, stage outputs) are data, not built by the template: they are not
 limited, except when a template repeats or stringifies them.
 
-Three modules, each importing only the ones before it:
+Four modules, each importing only the ones before it:
 
+- ``fields``: the registry of data fields templates may read directly, with no Jinja in it (so that a run
+  whose templates are all constant text never imports jinja2);
 - ``limits``: the numbers above, :class:`~runner.sandbox.limits.TemplateLimitError` and the weigher that
   measures the text of nested values;
 - ``checks``: the bound of each operation (operators, ``%`` and ``format``, ``range()``, methods of text and

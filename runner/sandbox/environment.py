@@ -27,11 +27,8 @@ from runner.sandbox.checks import (
     checked_result,
     safe_range,
 )
+from runner.sandbox.fields import FAST_ATTRS
 from runner.sandbox.limits import CONTAINERS, MAX_LENGTH, MAX_SECONDS, MAX_STEPS, TemplateLimitError, Weigher, too_long
-
-FAST_ATTRS: dict[type, frozenset[str]] = {}
-"""Types whose listed attributes templates may read directly (plain data fields of runner's own records, safe in
-the sandbox): the fast template path reads them without Jinja, and the weigher counts them."""
 
 
 class Budget:

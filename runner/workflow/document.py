@@ -27,6 +27,8 @@ _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:
 
 @dataclass(frozen=True, slots=True)
 class Span:
+    """Where a node of the YAML document starts and ends (1-based lines and columns)."""
+
     line: int  # 1-based
     column: int  # 1-based
     end_line: int

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -127,6 +126,8 @@ def resolve_inputs(
             continue
         spec = specs.get(name)
         if spec is None:
+            import difflib  # noqa: PLC0415 - only for a message: off the path of a clean run
+
             close = difflib.get_close_matches(name, list(specs), n=1)
             hint = (
                 f" (did you mean '{close[0]}'?)"

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class InputSpec:
+    """One declared input of the workflow: its name, type, item type and default."""
+
     name: str
     type: str
     items: str | None
@@ -86,6 +88,8 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
+    """An agent as the file declares it: model, system prompt, variables, tools, memory and limits."""
+
     name: str
     model: str
     sys_prompt: TemplateSrc | None
@@ -100,6 +104,8 @@ class AgentSpec:
 
 @dataclass(frozen=True, slots=True)
 class ReportSpec:
+    """Where the timing report goes and in which formats (``report:``)."""
+
     dir: str = "reports"
     formats: tuple[str, ...] = ("json",)
 
@@ -115,6 +121,8 @@ class LoggingSpec:
 
 @dataclass(frozen=True, slots=True)
 class Workflow:
+    """A whole checked workflow: every section's records, the file they came from and its hash."""
+
     file: str
     sha256: str
     version: int

@@ -13,6 +13,8 @@ from runner.diagnostics import ERROR, WARNING
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule of ``runner validate``: its id, severity, summary and help."""
+
     id: str
     severity: str
     summary: str

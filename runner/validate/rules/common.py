@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +27,8 @@ def diag(file: str, where: Where, rule: str, message: str, hint: str = "") -> Di
 
 def suggest(name: str, options: Iterable[str], what: str) -> str:
     names = sorted(set(options))
+    import difflib  # noqa: PLC0415 - only for a message: off the path of a clean run
+
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"

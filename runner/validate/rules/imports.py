@@ -12,7 +12,6 @@ interpreter: checked by their names; extension and bytecode-only modules: truste
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.machinery
 import os
@@ -53,6 +52,8 @@ def check_imports(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
 
 @dataclass(frozen=True, slots=True)
 class _Problem:
+    """What is wrong with a ``module:function`` reference, and which part of it."""
+
     rule: str
     message: str
     hint: str
@@ -168,6 +169,8 @@ def _shown(path: str | None, base: Path) -> str:
 
 def _suggest(name: str, names: frozenset[str], where: str) -> str:
     public = sorted(n for n in names if not n.startswith("_"))
+    import difflib  # noqa: PLC0415 - only for a message: off the path of a clean run
+
     close = difflib.get_close_matches(name, public, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
@@ -188,6 +191,8 @@ def _module_hint(parts: list[str], base: Path) -> str:
                 local.append(entry)
     except OSError:
         pass
+    import difflib  # noqa: PLC0415 - only for a message: off the path of a clean run
+
     close = difflib.get_close_matches(parts[0], local, n=1, cutoff=0.6)
     if close and close[0] != parts[0]:
         return f"did you mean '{'.'.join([close[0], *parts[1:]])}'?"

@@ -21,6 +21,8 @@ _BLOCK_TAGS = frozenset({"for", "if", "macro", "call", "filter", "with", "block"
 
 @dataclass(frozen=True, slots=True)
 class Tok:
+    """One token of a template, with its offsets in the template's text."""
+
     type: str
     value: Any
     start: int  # offset in the template text
@@ -29,6 +31,8 @@ class Tok:
 
 @dataclass(frozen=True, slots=True)
 class SyntaxProblem:
+    """A template's syntax error and the text it covers."""
+
     message: str
     start: int
     end: int
@@ -36,6 +40,8 @@ class SyntaxProblem:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
+    """A template parsed for the checks: its tree, its tokens and where each node lies."""
+
     ast: Any  # jinja2.nodes.Template, or None after a syntax error
     tokens: tuple[Tok, ...]
     error: SyntaxProblem | None

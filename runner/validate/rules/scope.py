@@ -50,6 +50,8 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Site:
+    """A template and the names it can see where it is rendered."""
+
     src: TemplateSrc
     label: str  # "the input of stage 'x'"
     call: bool  # rendered for an agent call: `agent` and `input` exist
@@ -61,6 +63,8 @@ class Site:
 
 @dataclass
 class Walk:
+    """One pass over the stages that finds every template's site and every agent's callers."""
+
     wf: Workflow
     sites: list[Site] = field(default_factory=list)
     calls: dict[str, list[Scope]] = field(default_factory=dict)  # agent -> the contexts it is called in

@@ -12,6 +12,8 @@ from runner.workflow.document import Document, Path, Span
 
 @dataclass(frozen=True, slots=True)
 class Where:
+    """A located range in the workflow file, for a diagnostic."""
+
     line: int
     column: int
     end_line: int

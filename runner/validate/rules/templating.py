@@ -10,6 +10,7 @@ template reads, ``kinds`` knows what values expressions give, ``hazards`` finds 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,8 +41,13 @@ class TemplateChecker:
         self.stages: dict[str, StageRecord] = {}
         for stage, _ in walk.order:
             self.stages.setdefault(stage.id, stage)
-        self.globals = frozenset(environment().globals)
         self.out: list[Diagnostic] = []
+
+    @functools.cached_property
+    def globals(self) -> frozenset[str]:
+        """Jinja's global names; read only once a template is not constant text (so a file whose templates all
+        are checks without importing jinja2)."""
+        return frozenset(environment().globals)
 
     def run(self) -> list[Diagnostic]:
         for site in [*self.walk.sites, *call_sites(self.walk), *self.argument_sites()]:
