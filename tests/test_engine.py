@@ -313,3 +313,33 @@ def test_the_hot_path_builds_complete_call_contexts_outputs_and_replies(write_wf
         expected_usage = Usage(result.usage.prompt_tokens, result.usage.completion_tokens)
         assert result == ChatResult(result.content, expected_usage, (), result.first_token_at, 1, "stop")
         assert out == Output(result.content, "e", f"f[{i}]", expected_usage, None)
+
+
+class _Counted:
+    """A result whose repr is counted: a run must never format what it returns."""
+
+    reprs = 0
+
+    def __repr__(self) -> str:
+        type(self).reprs += 1
+        return "<counted>"
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False])
+def test_a_run_never_formats_its_result(use_uvloop: bool) -> None:
+    """On 3.11 and 3.12 asyncio.Runner, putting back the SIGINT handler it installed, formats the handler (and so
+    the main task and its result) with %r: the records of a 10,000-branch fan-out were repr'd twice per run."""
+    import signal
+
+    from runner.engine import loop as loops
+
+    async def main() -> _Counted:
+        return _Counted()
+
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a script: Runner installs its own
+    try:
+        result = loops.run(main, use_uvloop=use_uvloop)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    assert isinstance(result, _Counted)
+    assert _Counted.reprs == 0
