@@ -1,6 +1,7 @@
 """What a one-call ``runner run`` imports: the schema-verdict cache spares jsonschema for bytes that passed
 before (runner/workflow/verdicts.py), and a workflow whose templates are all text never imports jinja2
-(issue 14: a whole process for a one-call workflow cost 0.48 s over the run). The imports are read from
+(issue 14: a whole process for a one-call workflow cost 0.48 s over the run), nor shutil (which argparse
+imports for the terminal's width, and which imports zlib, bz2 and lzma). The imports are read from
 ``sys.modules`` of a fresh interpreter, so nothing here depends on the machine's speed."""
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _PROBE = textwrap.dedent(
     import json, sys
     from runner.cli import main
     code = main(sys.argv[1:])
-    print(json.dumps({"code": code, "jsonschema": "jsonschema" in sys.modules, "jinja2": "jinja2" in sys.modules}))
+    print(json.dumps({"code": code, "jsonschema": "jsonschema" in sys.modules, "jinja2": "jinja2" in sys.modules,
+                      "shutil": "shutil" in sys.modules}))
     """
 )
 
@@ -61,10 +63,10 @@ def test_a_pass_is_remembered_and_the_next_run_skips_jsonschema(tmp_path: Path) 
     wf.write_text(ONE, encoding="utf-8")
     cache = tmp_path / "cache"
     first = _run(wf, cache)
-    assert first == {"code": 0, "jsonschema": True, "jinja2": False}
+    assert first == {"code": 0, "jsonschema": True, "jinja2": False, "shutil": False}
     assert len(list((cache / verdicts.FOLDER).iterdir())) == 1
     second = _run(wf, cache)
-    assert second == {"code": 0, "jsonschema": False, "jinja2": False}
+    assert second == {"code": 0, "jsonschema": False, "jinja2": False, "shutil": False}
 
 
 def test_an_edited_file_is_checked_again(tmp_path: Path) -> None:
@@ -84,12 +86,17 @@ def test_no_cache_and_an_unusable_cache_only_cost_the_import(tmp_path: Path) -> 
     wf.write_text(ONE, encoding="utf-8")
     off = tmp_path / "off"
     for _ in range(2):
-        assert _run(wf, off, env={"RUNNER_NO_CACHE": "1"}) == {"code": 0, "jsonschema": True, "jinja2": False}
+        assert _run(wf, off, env={"RUNNER_NO_CACHE": "1"}) == {
+            "code": 0,
+            "jsonschema": True,
+            "jinja2": False,
+            "shutil": False,
+        }
     assert not off.exists()
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be", encoding="utf-8")
     for _ in range(2):
-        assert _run(wf, blocked) == {"code": 0, "jsonschema": True, "jinja2": False}
+        assert _run(wf, blocked) == {"code": 0, "jsonschema": True, "jinja2": False, "shutil": False}
 
 
 def test_a_template_imports_jinja_and_renders(tmp_path: Path) -> None:
