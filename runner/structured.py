@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+Schema = Mapping[str, Any] | bool
+"""A JSON Schema: a mapping, or true (anything) / false (nothing)."""
 SNIPPET = 200
 """Characters of a reply quoted in a message about it."""
 
@@ -50,10 +52,21 @@ class Mismatch:
         return f"at {self.path}: {self.wanted}"
 
 
-def _validator(schema: Mapping[str, Any]) -> Any:
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}
+"""id(schema) -> (schema, its validator): a workflow's schemas are few and live as long as the run, and making a
+validator costs more than checking a small reply with it. The schema is kept so that its id stays its own."""
+
+
+def _validator(schema: Schema) -> Any:
+    found = _VALIDATORS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
     from jsonschema import Draft202012Validator  # noqa: PLC0415 - only for workflows with structured outputs
 
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if len(_VALIDATORS) < 1024:  # bounded: a program making schemas in a loop keeps no more than this
+        _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
 
 
 def schema_problem(schema: Any) -> str | None:
@@ -71,6 +84,21 @@ def schema_problem(schema: Any) -> str | None:
     return None
 
 
+def schema_problem_path(schema: Any) -> tuple[str | int, ...]:
+    """Where in ``schema`` the problem :func:`schema_problem` reports is (``("properties", "x", "type")``), to
+    locate it in the workflow file; ``()`` for the schema itself or when it has none."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+    from jsonschema.exceptions import SchemaError  # noqa: PLC0415
+
+    if not isinstance(schema, dict):
+        return ()
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return tuple(exc.absolute_path)
+    return ()
+
+
 def json_path(path: Sequence[Any]) -> str:
     """``$.items[2].name``: where in a value a problem is."""
     out = "$"
@@ -84,11 +112,13 @@ def json_path(path: Sequence[Any]) -> str:
     return out
 
 
-def mismatches(value: Any, schema: Mapping[str, Any], *, limit: int = 5) -> list[Mismatch]:
+def mismatches(value: Any, schema: Schema, *, limit: int = 5) -> list[Mismatch]:
     """Where ``value`` does not match ``schema``, most specific first, at most ``limit``."""
     from jsonschema.exceptions import best_match  # noqa: PLC0415
 
     validator = _validator(schema)
+    if validator.is_valid(value):  # the common case: one pass, no error objects
+        return []
     errors = list(validator.iter_errors(value))
     if not errors:
         return []
@@ -154,7 +184,7 @@ def parse_reply(text: str) -> Any:
         raise StructuredError(problem, text) from None
 
 
-def check_reply(text: str, schema: Mapping[str, Any]) -> Any:
+def check_reply(text: str, schema: Schema) -> Any:
     """The reply's value when it parses and matches ``schema``; else :class:`StructuredError` saying where."""
     value = parse_reply(text)
     found = mismatches(value, schema, limit=3)
@@ -163,11 +193,19 @@ def check_reply(text: str, schema: Mapping[str, Any]) -> Any:
     return value
 
 
-def repair_prompt(error: StructuredError, schema: Mapping[str, Any]) -> str:
+def repair_prompt(error: StructuredError, schema: Schema) -> str:
     """The message sent back to a model whose reply did not parse or validate: what was wrong, and the schema."""
     return (
         f"Your last reply could not be used: {error.problem}. Reply again with only a JSON value that matches "
         f"this JSON Schema, and nothing else:\n{json.dumps(schema, ensure_ascii=False)}"
+    )
+
+
+def schema_instructions(schema: Any) -> str:
+    """What a system prompt says when the server cannot be given the schema itself (JSON mode, or none)."""
+    return (
+        "Reply with only a JSON value that matches this JSON Schema, with no other text before or after it:\n"
+        + json.dumps(schema, ensure_ascii=False)
     )
 
 
