@@ -69,6 +69,9 @@ def _validator(schema: Schema) -> Any:
     return validator
 
 
+_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+
+
 def schema_problem(schema: Any) -> str | None:
     """Why ``schema`` is not a usable JSON Schema (draft 2020-12), or None."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
@@ -80,7 +83,11 @@ def schema_problem(schema: Any) -> str | None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-        return f"not a valid JSON Schema: {exc.message}" + (f" (at schema{where})" if where else "")
+        message = exc.message
+        path = list(exc.absolute_path)
+        if path and path[-1] == "type" or (len(path) > 1 and path[-2] == "type"):
+            message = f"{json.dumps(exc.instance)} is not a type: use {', '.join(_TYPES)}"
+        return f"not a valid JSON Schema: {message}" + (f" (at schema{where})" if where else "")
     return None
 
 
