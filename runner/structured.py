@@ -132,8 +132,15 @@ def mismatches(value: Any, schema: Schema, *, limit: int = 5) -> list[Mismatch]:
     found: list[Mismatch] = []
     best = best_match(errors)
     ordered = [best] + sorted((e for e in errors if e is not best), key=lambda e: (-len(e.absolute_path), str(e)))
-    for error in ordered[:limit]:
-        found.append(Mismatch(json_path(error.absolute_path), _wanted(error), str(error.validator)))
+    seen: set[tuple[str, str]] = set()
+    for error in ordered:  # best_match may give an error of a subschema's context: the same one again, below
+        mismatch = Mismatch(json_path(error.absolute_path), _wanted(error), str(error.validator))
+        if (mismatch.path, mismatch.wanted) in seen:
+            continue
+        seen.add((mismatch.path, mismatch.wanted))
+        found.append(mismatch)
+        if len(found) == limit:
+            break
     return found
 
 

@@ -201,6 +201,13 @@ _RULES = (
         "list is read item by item, with a `for` loop or an index.",
     ),
     Rule(
+        "scripted-output",
+        ERROR,
+        "A scripted model cannot answer a structured output: its reply does not match the schema, or no value "
+        "can be built from the schema.",
+        "Write a reply that matches the schema, or leave `reply` out and give the schema `examples`.",
+    ),
+    Rule(
         "input-default-type",
         ERROR,
         "An input's default does not match its declared type.",
