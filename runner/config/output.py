@@ -94,7 +94,7 @@ def _read_schema_file(folder: Path, ref: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(
-                f"the schema in {ref} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                f"output.schema: the schema in {ref} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                 ("schema",),
                 f"fix {ref}",
             ) from None
@@ -105,4 +105,4 @@ def _read_schema_file(folder: Path, ref: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"the schema in {ref} is not YAML{at}", ("schema",), f"fix {ref}") from None
+        raise ConfigError(f"output.schema: the schema in {ref} is not YAML{at}", ("schema",), f"fix {ref}") from None
