@@ -72,6 +72,21 @@ def _validator(schema: Schema) -> Any:
 _TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 
 
+_FAST: dict[int, tuple[Any, Any]] = {}  # id(schema) -> (schema, its compiled check or None), as _VALIDATORS
+
+
+def _fast_check(schema: Schema) -> Any:
+    found = _FAST.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    from runner.schemacheck import compile_schema  # noqa: PLC0415
+
+    check = compile_schema(schema)
+    if len(_FAST) < 1024:
+        _FAST[id(schema)] = (schema, check)
+    return check
+
+
 def schema_problem(schema: Any) -> str | None:
     """Why ``schema`` is not a usable JSON Schema (draft 2020-12), or None."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
@@ -123,8 +138,11 @@ def mismatches(value: Any, schema: Schema, *, limit: int = 5) -> list[Mismatch]:
     """Where ``value`` does not match ``schema``, most specific first, at most ``limit``."""
     from jsonschema.exceptions import best_match  # noqa: PLC0415
 
+    fast = _fast_check(schema)
+    if fast is not None and fast(value):  # the common case, without jsonschema's machinery (runner/schemacheck.py)
+        return []
     validator = _validator(schema)
-    if validator.is_valid(value):  # the common case: one pass, no error objects
+    if validator.is_valid(value):
         return []
     errors = list(validator.iter_errors(value))
     if not errors:
