@@ -15,12 +15,12 @@ knowing it. A schema that does not say (no ``type``, ``true``, an open ``additio
 ``$ref`` outside the schema) stops the check there: nothing is reported that the schema does not decide.
 
 :func:`schema_at` is the same lookup for other rules (a ``switch`` on a structured field checks its cases
-against that field's ``enum``).
+against that field's ``enum``). One step into a schema is ``schemas.py``; scripted replies to structured outputs
+are checked in ``outputs.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,15 +29,13 @@ from runner.config.source import TemplateSrc
 from runner.diagnostics import Diagnostic
 from runner.stages import kind_of
 from runner.stages.base import StageRecord
-from runner.templates import is_constant
 from runner.validate.rules import jinja
-from runner.validate.rules.common import diag, suggest
+from runner.validate.rules.common import diag
 from runner.validate.rules.names import analyse, single_expression
+from runner.validate.rules.schemas import Key, index_text, kinds_text, resolve, step, types_of
 from runner.validate.rules.scope import Site, Walk, call_sites
 from runner.validate.rules.source import Source
 from runner.workflow.records import Workflow
-
-Key = str | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,162 +94,6 @@ def stage_types(wf: Workflow, walk: Walk) -> dict[str, Typed]:
         elif kind.output == "list" and not kind.blocks(stage) and agent is not None and agent.output is not None:
             out[stage.id] = Messages(stage.id, agent.output.schema)  # one message per item, from one agent
     return out
-
-
-# -- one step into a schema ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Where reading ``key`` of a value leads: its schema (None: the schema does not say), whether the key is
-    always there (``required``), or why it cannot be read (``problem`` with a ``hint``)."""
-
-    schema: Any = None
-    required: bool = True
-    problem: str | None = None
-    hint: str = ""
-
-
-_UNKNOWN = Step()
-_STR_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
-_LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
-_DICT_ATTRS = frozenset(a for a in dir(dict) if not a.startswith("_"))
-_NAMES = {"string": "text", "integer": "a number", "number": "a number", "boolean": "a boolean", "null": "null"}
-
-
-def resolve(schema: Any, root: Any, depth: int = 0) -> Any:
-    """``schema`` with a ``$ref`` inside ``root`` followed; None when it cannot be (outside the schema)."""
-    while isinstance(schema, Mapping) and "$ref" in schema and depth < 32:
-        ref = schema["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return None
-        node: Any = root
-        for part in ref[1:].lstrip("/").split("/") if ref != "#" else []:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, Mapping) or part not in node:
-                return None
-            node = node[part]
-        schema, depth = node, depth + 1
-    return schema
-
-
-def types_of(schema: Any, root: Any) -> frozenset[str] | None:
-    """The JSON types a schema allows, when it says; None when it does not (or allows anything)."""
-    schema = resolve(schema, root)
-    if not isinstance(schema, Mapping):
-        return None
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        return frozenset({kind})
-    if isinstance(kind, list):
-        return frozenset(str(k) for k in kind)
-    for key in ("anyOf", "oneOf"):
-        if isinstance(schema.get(key), list):
-            found: set[str] = set()
-            for branch in schema[key]:
-                branch_types = types_of(branch, root)
-                if branch_types is None:
-                    return None
-                found |= branch_types
-            return frozenset(found)
-    if "properties" in schema:
-        return frozenset({"object"})
-    if "items" in schema or "prefixItems" in schema:
-        return frozenset({"array"})
-    values = schema.get("enum") if isinstance(schema.get("enum"), list) else None
-    if values is None and "const" in schema:
-        values = [schema["const"]]
-    if values is not None:
-        return frozenset(_json_type(v) for v in values)
-    return None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def step(schema: Any, key: Key, root: Any, expr: str) -> Step:
-    """Reading ``key`` (a field, or an index) of a value with ``schema``; ``expr`` is how the value is written."""
-    schema = resolve(schema, root)
-    if not isinstance(schema, Mapping) or not schema:
-        return _UNKNOWN
-    for combinator in ("anyOf", "oneOf"):
-        if isinstance(schema.get(combinator), list):
-            return _either([step(branch, key, root, expr) for branch in schema[combinator]], key, expr)
-    if isinstance(schema.get("allOf"), list):
-        found = [step(part, key, root, expr) for part in schema["allOf"]]
-        merged = {k: v for k, v in schema.items() if k != "allOf"}
-        own = step(merged, key, root, expr) if any(k in merged for k in ("type", "properties", "items")) else None
-        hits = [s for s in [*found, *([own] if own else [])] if s.problem is None and s.schema is not None]
-        if hits:
-            return Step(hits[0].schema, any(s.required for s in hits))
-        return _UNKNOWN
-    kinds = types_of(schema, root)
-    if kinds is None:
-        return _UNKNOWN
-    if isinstance(key, int):
-        if "array" not in kinds:
-            return Step(problem=f"{expr} is {_kinds(kinds)}, not a list", hint="read one of its fields instead")
-        prefix = schema.get("prefixItems")
-        if isinstance(prefix, list) and 0 <= key < len(prefix):
-            return Step(prefix[key], required=False)
-        return Step(schema.get("items"), required=False)
-    if "object" in kinds:
-        props: Mapping[str, Any] = schema["properties"] if isinstance(schema.get("properties"), Mapping) else {}
-        required: list[Any] = schema["required"] if isinstance(schema.get("required"), list) else []
-        if key in props:
-            return Step(props[key], key in required)
-        for pattern, sub in (schema.get("patternProperties") or {}).items():
-            if re.search(pattern, key):
-                return Step(sub, required=False)
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, Mapping):
-            return Step(extra, required=False)
-        if extra is True or not props or key in _DICT_ATTRS:
-            return _UNKNOWN  # an open object, or a dict method (items, keys, get)
-        fields = sorted(props)
-        close = suggest(key, fields, "fields")
-        hint = close if close.startswith("did you mean") else f"its fields: {', '.join(fields)}"
-        return Step(problem=f"no field '{key}' in {expr}", hint=hint)
-    if "array" in kinds:
-        if key in _LIST_ATTRS:
-            return _UNKNOWN
-        return Step(
-            problem=f"{expr} is a list, which has no field '{key}'",
-            hint=f"loop over it ({{% for x in {expr} %}}{{{{ x.{key} }}}}{{% endfor %}}) or index it ({expr}[0].{key})",
-        )
-    if "string" in kinds and key in _STR_ATTRS:
-        return _UNKNOWN
-    return Step(problem=f"{expr} is {_kinds(kinds)}, which has no field '{key}'", hint="read it as a whole")
-
-
-def _either(steps: list[Step], key: Key, expr: str) -> Step:
-    hits = [s for s in steps if s.problem is None]
-    if not hits:
-        return steps[0] if steps else _UNKNOWN
-    if any(s.schema is None for s in hits):
-        return Step(None, all(s.required for s in hits) and len(hits) == len(steps))
-    schema = hits[0].schema if len(hits) == 1 else {"anyOf": [s.schema for s in hits]}
-    return Step(schema, all(s.required for s in hits) and len(hits) == len(steps))
-
-
-def _kinds(kinds: frozenset[str]) -> str:
-    words = sorted({_NAMES.get(k, "a mapping" if k == "object" else "a list") for k in kinds})
-    return " or ".join(words)
-
-
-def _index(key: Key) -> str:
-    return f"[{key}]" if isinstance(key, int) else f".{key}"
 
 
 # -- templates -----------------------------------------------------------------------------------------------
@@ -333,12 +175,12 @@ class TemplateFlow:
                         Found(
                             reader,
                             "data-field",
-                            f"{at.expr}{_index(key)}: {went.problem} (the output schema of stage '{at.stage}')",
+                            f"{at.expr}{index_text(key)}: {went.problem} (the output schema of stage '{at.stage}')",
                             went.hint,
                         )
                     )
                     return None
-                here = f"{at.expr}{_index(key)}"
+                here = f"{at.expr}{index_text(key)}"
                 if not went.required and isinstance(key, str) and tuple(path) not in guards:
                     self.found.append(
                         Found(
@@ -353,7 +195,7 @@ class TemplateFlow:
                 if went.schema is None:
                     return None
                 at = Value(at.stage, went.schema, at.root, here)
-            written = f"{written}{_index(key)}"
+            written = f"{written}{index_text(key)}"
         return at
 
     def walk(self, ast: Any, guards: frozenset[tuple[str, ...]]) -> None:
@@ -470,8 +312,8 @@ class DataFlowChecker:
                     0,
                     len(text.rstrip()),
                     "for-each-not-list",
-                    f"for_each of stage '{stage.id}' gives {value.expr}, which is {_kinds(kinds)} in the output schema "
-                    f"of stage '{value.stage}', not a list",
+                    f"for_each of stage '{stage.id}' gives {value.expr}, which is {kinds_text(kinds)} in the output "
+                    f"schema of stage '{value.stage}', not a list",
                     "iterate over a field whose schema is an array (type: array), or make this one an array",
                 )
 
@@ -480,66 +322,9 @@ class DataFlowChecker:
 
 
 def check_data_flow(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
+    from runner.validate.rules.outputs import check_scripted_outputs  # noqa: PLC0415 - jsonschema, when needed
+
     return [*DataFlowChecker(wf, source, walk).run(), *check_scripted_outputs(wf, source, walk)]
-
-
-def check_scripted_outputs(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
-    """A scripted model answering an agent with a structured output: its reply, when written as plain text
-    (no template), must match the schema; without a reply, a value must be buildable from the schema (issue
-    16: offline runs answer with it). Either way ``runner run`` would fail the stage: say so here instead."""
-    from runner.structured import NoExample, StructuredError, check_reply, example_value  # noqa: PLC0415
-
-    out: list[Diagnostic] = []
-    seen: set[tuple[str, int]] = set()
-    for stage, path in walk.order:
-        if stage.agent is None or kind_of(stage).output not in ("message", "list"):
-            continue
-        agent = wf.agents.get(stage.agent)
-        model = wf.models.get(agent.model) if agent is not None else None
-        spec = getattr(stage, "output", None) or (agent.output if agent is not None else None)
-        if spec is None or model is None or model.provider != "scripted" or model.config is None:
-            continue
-        if (model.name, id(spec)) in seen:
-            continue
-        seen.add((model.name, id(spec)))
-        config: Any = model.config
-        owner = f"stage '{stage.id}'" if getattr(stage, "output", None) is not None else f"agent '{stage.agent}'"
-        replies: list[tuple[tuple[str | int, ...], Any]] = [(("reply",), config.reply)] if config.reply_given else []
-        replies += [(("turns", i, "reply"), t.reply) for i, t in enumerate(config.turns) if t.reply is not None]
-        for where, src in replies:
-            if not is_constant(src.text):
-                continue
-            try:
-                check_reply(src.text, spec.schema)
-            except StructuredError as err:
-                at = source.value(("models", model.name, *where), src.loc)
-                out.append(
-                    diag(
-                        wf.file,
-                        at,
-                        "scripted-output",
-                        f"the reply of scripted model '{model.name}' does not fit the output schema of {owner}: "
-                        f"{err.problem}",
-                        "write a reply that matches the schema, or leave reply out to have one built from it",
-                    )
-                )
-        if not config.reply_given:
-            try:
-                example_value(spec.schema)
-            except NoExample as exc:
-                own = owner.startswith("stage")
-                base = (*path, "output", "schema") if own else ("agents", stage.agent, "output", "schema")
-                at = source.key(base, stage.loc)
-                out.append(
-                    diag(
-                        wf.file,
-                        at,
-                        "scripted-output",
-                        f"scripted model '{model.name}' cannot answer {owner}: {exc}",
-                        "add examples: [...] to the schema, or give the scripted model a reply",
-                    )
-                )
-    return out
 
 
 def schema_at(wf: Workflow, expression: str) -> Any | None:
