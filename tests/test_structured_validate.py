@@ -222,3 +222,23 @@ def test_the_parser_refuses_what_the_schema_refuses(params: dict[str, Any], key:
         parse_openai_model(_model(params))
     assert caught.value.key == key
     assert str(caught.value) == message
+
+
+def test_prev_is_the_previous_stages_structured_output_when_nothing_can_pass_another(tmp_path: Path) -> None:
+    text = (
+        HEAD
+        + """\
+  - {id: next, agent: worker, input: "{{ prev.data.rote }}"}
+  - {id: maybe, agent: router, input: "x", when: "{{ inputs | length }}"}
+  - {id: after_maybe, agent: worker, input: "{{ prev.data.anything }}"}
+"""
+    )
+    assert problems(tmp_path, text) == [
+        (
+            20,
+            42,
+            "error",
+            "data-field",
+            "prev.data.rote: no field 'rote' in prev.data (the output schema of stage 'route')",
+        )
+    ]

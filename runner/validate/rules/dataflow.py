@@ -150,7 +150,7 @@ class TemplateFlow:
         elif name == "stages" and keys and isinstance(keys[0][0], str) and keys[0][0] in self.stages:
             at, written, rest = self.stages[keys[0][0]], f"stages.{keys[0][0]}", keys[1:]
         else:
-            for length in range(len(keys), 0, -1):  # the longest bound prefix: vars.task
+            for length in range(len(keys), -1, -1):  # the longest bound prefix: vars.task, or prev
                 prefix = (name, *(str(k) for k, _ in keys[:length]))
                 if prefix in self.bindings:
                     at, written, rest = self.bindings[prefix], ".".join(prefix), keys[length:]
@@ -248,6 +248,8 @@ class DataFlowChecker:
         self.stages = stage_types(wf, walk)
         self.out: list[Diagnostic] = []
         self.items: dict[str, tuple[str, Typed]] = {}  # fan-out id -> (its item's name, what the item is)
+        self.previous: dict[str, StageRecord] = {}
+        self._previous(wf.stages)
 
     def run(self) -> list[Diagnostic]:
         if not self.stages:
@@ -269,18 +271,30 @@ class DataFlowChecker:
             found = self.items.get(stage_id)
             if found is not None and found[0] in scope.vars:
                 out[("vars", found[0])] = found[1]
+        before = self.previous.get(scope.stage)
+        if scope.prev == "message" and before is not None and before.id in self.stages:
+            out[("prev",)] = self.stages[before.id]  # `prev` is that stage's message: no `when` passes another
         return out
+
+    def _previous(self, stages: tuple[StageRecord, ...]) -> None:
+        """Stage id -> the stage just before it in its list, when that one always runs (no ``when``)."""
+        for before, stage in zip((None, *stages), stages, strict=False):
+            if before is not None and before.policy.when is None:
+                self.previous.setdefault(stage.id, before)
+            for block in kind_of(stage).blocks(stage):
+                self._previous(block.stages)
 
     def site(self, site: Site) -> None:
         src = site.src
-        if "data" not in src.text and not self.bindings(site):
-            return
+        bindings = self.bindings(site)
+        if "data" not in src.text and not any(key[0] == "vars" for key in bindings):
+            return  # reads no structured value: most templates, skipped without a parse
         parsed = jinja.parse(src.text)
         if parsed.ast is None:
             return  # the syntax error is template-syntax's
         names = analyse(parsed.ast)
         guards = frozenset(names.guarded | names.tested)
-        flow = TemplateFlow(self.stages, self.bindings(site))
+        flow = TemplateFlow(self.stages, bindings)
         flow.walk(parsed.ast, guards)
         seen: set[tuple[int, int, str]] = set()
         for found in flow.found:
