@@ -9,7 +9,8 @@ schema of stage ``<id>``, as actionlint checks GitHub's expressions against what
 
 Values are followed through the template: ``{% for t in stages.plan.data.tasks %}{{ t.title }}`` checks
 ``title`` against the items of ``tasks``, and a fan-out whose ``for_each`` is such a list gives its item
-(``vars.<as>``) the items' schema in its per-item templates and nested stages. Nested stages are reached
+(``vars.<as>``) the items' schema in its per-item templates and nested stages; ``prev.data`` is that of the
+stage before, when no ``when`` can pass another output through. Nested stages are reached
 through the stage-kind registry (the walk of ``scope.py``), so a new kind is covered without this module
 knowing it. A schema that does not say (no ``type``, ``true``, an open ``additionalProperties``, a
 ``$ref`` outside the schema) stops the check there: nothing is reported that the schema does not decide.
