@@ -174,3 +174,29 @@ stages:
         f"{folder / 'wf.yaml'}:9:37: error: stages.ask.data.anwser: no field 'anwser' in stages.ask.data (the output "
         "schema of stage 'ask') [data-field]"
     )
+
+
+def test_a_scripted_tool_agent_calls_its_tools_then_answers_with_a_built_value() -> None:
+    text = """\
+version: 1
+name: tooled
+tools:
+  nap: {function: "tests.toolbox:slow_sync"}
+models:
+  m:
+    provider: scripted
+    turns:
+      - tool_calls: [{name: nap, arguments: {seconds: 0}}]
+agents:
+  doer:
+    model: m
+    tools: [nap]
+    output: {schema: {type: object, required: [done], properties: {done: {const: true}}}}
+stages:
+  - {id: do, agent: doer, input: "Nap, then report."}
+"""
+    result = runner.run(text)
+    assert result.status == "ok", result.error
+    assert result.stages["do"].data == {"done": True}
+    tools = [n for n in result.report["nodes"] if n["kind"] == "tool"]
+    assert [(n["tool"], n["status"]) for n in tools] == [("nap", "ok")]
