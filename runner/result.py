@@ -20,8 +20,9 @@ class Result:
 
     * ``status``: ``"ok"``, ``"failed"`` or ``"interrupted"`` (cancelled, or Ctrl-C), as the report says.
     * ``output``: the last stage's output (None unless ok). An agent or a python stage returning text gives a
-      message with ``content``, ``name`` (the agent or function), ``node``, ``usage`` and ``error``; a fan-out
-      gives the list of its branches' outputs, in input order; a python stage may return any value.
+      message with ``content``, ``name`` (the agent or function), ``node``, ``usage``, ``error`` and ``data``
+      (the value of a structured output, else None); a fan-out gives the list of its branches' outputs, in input
+      order; a python stage may return any value.
     * ``stages``: every top-level stage's output by stage id, as templates see ``stages.<id>`` (a fan-out's as
       a list, a stage skipped by ``when`` as None; the stages of listed branches too). A failed or interrupted
       run keeps the outputs of the stages that ended before it stopped.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+Schema = Mapping[str, Any] | bool
+"""A JSON Schema: a mapping, or true (anything) / false (nothing)."""
 SNIPPET = 200
 """Characters of a reply quoted in a message about it."""
 
@@ -50,10 +52,39 @@ class Mismatch:
         return f"at {self.path}: {self.wanted}"
 
 
-def _validator(schema: Mapping[str, Any]) -> Any:
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}
+"""id(schema) -> (schema, its validator): a workflow's schemas are few and live as long as the run, and making a
+validator costs more than checking a small reply with it. The schema is kept so that its id stays its own."""
+
+
+def _validator(schema: Schema) -> Any:
+    found = _VALIDATORS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
     from jsonschema import Draft202012Validator  # noqa: PLC0415 - only for workflows with structured outputs
 
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if len(_VALIDATORS) < 1024:  # bounded: a program making schemas in a loop keeps no more than this
+        _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
+_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+
+
+_FAST: dict[int, tuple[Any, Any]] = {}  # id(schema) -> (schema, its compiled check or None), as _VALIDATORS
+
+
+def _fast_check(schema: Schema) -> Any:
+    found = _FAST.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    from runner.schemacheck import compile_schema  # noqa: PLC0415
+
+    check = compile_schema(schema)
+    if len(_FAST) < 1024:
+        _FAST[id(schema)] = (schema, check)
+    return check
 
 
 def schema_problem(schema: Any) -> str | None:
@@ -67,8 +98,27 @@ def schema_problem(schema: Any) -> str | None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-        return f"not a valid JSON Schema: {exc.message}" + (f" (at schema{where})" if where else "")
+        message = exc.message
+        path = list(exc.absolute_path)
+        if path and path[-1] == "type" or (len(path) > 1 and path[-2] == "type"):
+            message = f"{json.dumps(exc.instance)} is not a type: use {', '.join(_TYPES)}"
+        return f"not a valid JSON Schema: {message}" + (f" (at schema{where})" if where else "")
     return None
+
+
+def schema_problem_path(schema: Any) -> tuple[str | int, ...]:
+    """Where in ``schema`` the problem :func:`schema_problem` reports is (``("properties", "x", "type")``), to
+    locate it in the workflow file; ``()`` for the schema itself or when it has none."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+    from jsonschema.exceptions import SchemaError  # noqa: PLC0415
+
+    if not isinstance(schema, dict):
+        return ()
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return tuple(exc.absolute_path)
+    return ()
 
 
 def json_path(path: Sequence[Any]) -> str:
@@ -84,19 +134,31 @@ def json_path(path: Sequence[Any]) -> str:
     return out
 
 
-def mismatches(value: Any, schema: Mapping[str, Any], *, limit: int = 5) -> list[Mismatch]:
+def mismatches(value: Any, schema: Schema, *, limit: int = 5) -> list[Mismatch]:
     """Where ``value`` does not match ``schema``, most specific first, at most ``limit``."""
     from jsonschema.exceptions import best_match  # noqa: PLC0415
 
+    fast = _fast_check(schema)
+    if fast is not None and fast(value):  # the common case, without jsonschema's machinery (runner/schemacheck.py)
+        return []
     validator = _validator(schema)
+    if validator.is_valid(value):
+        return []
     errors = list(validator.iter_errors(value))
     if not errors:
         return []
     found: list[Mismatch] = []
     best = best_match(errors)
     ordered = [best] + sorted((e for e in errors if e is not best), key=lambda e: (-len(e.absolute_path), str(e)))
-    for error in ordered[:limit]:
-        found.append(Mismatch(json_path(error.absolute_path), _wanted(error), str(error.validator)))
+    seen: set[tuple[str, str]] = set()
+    for error in ordered:  # best_match may give an error of a subschema's context: the same one again, below
+        mismatch = Mismatch(json_path(error.absolute_path), _wanted(error), str(error.validator))
+        if (mismatch.path, mismatch.wanted) in seen:
+            continue
+        seen.add((mismatch.path, mismatch.wanted))
+        found.append(mismatch)
+        if len(found) == limit:
+            break
     return found
 
 
@@ -154,7 +216,7 @@ def parse_reply(text: str) -> Any:
         raise StructuredError(problem, text) from None
 
 
-def check_reply(text: str, schema: Mapping[str, Any]) -> Any:
+def check_reply(text: str, schema: Schema) -> Any:
     """The reply's value when it parses and matches ``schema``; else :class:`StructuredError` saying where."""
     value = parse_reply(text)
     found = mismatches(value, schema, limit=3)
@@ -163,11 +225,19 @@ def check_reply(text: str, schema: Mapping[str, Any]) -> Any:
     return value
 
 
-def repair_prompt(error: StructuredError, schema: Mapping[str, Any]) -> str:
+def repair_prompt(error: StructuredError, schema: Schema) -> str:
     """The message sent back to a model whose reply did not parse or validate: what was wrong, and the schema."""
     return (
         f"Your last reply could not be used: {error.problem}. Reply again with only a JSON value that matches "
         f"this JSON Schema, and nothing else:\n{json.dumps(schema, ensure_ascii=False)}"
+    )
+
+
+def schema_instructions(schema: Any) -> str:
+    """What a system prompt says when the server cannot be given the schema itself (JSON mode, or none)."""
+    return (
+        "Reply with only a JSON value that matches this JSON Schema, with no other text before or after it:\n"
+        + json.dumps(schema, ensure_ascii=False)
     )
 
 

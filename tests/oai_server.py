@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import json
 import sys
 import threading
@@ -59,6 +60,12 @@ class Plan:
     the test sets that event (at most 10 s): a test bounds a fault by what it saw, not by a sleep. It may be
     a ``threading.Barrier`` shared by several plans: each answer then waits until that many requests are
     held at once (concurrency seen by the server, not inferred from timings).
+
+    Structured outputs (issue 16): ``json_reply`` replaces ``content`` with a reply made from the schema the
+    request's ``response_format`` carries (``json_schema``; for ``json_object`` or none, the schema the
+    system message quotes after "JSON Schema"): ``"valid"`` a value that matches it, ``"invalid"`` one whose
+    first property has the wrong type, ``"truncated"`` a valid one cut off in the middle (as a reply that hit
+    ``max_tokens``, with ``finish_reason: length``).
     """
 
     status: int = 200
@@ -86,6 +93,7 @@ class Plan:
     content_type: str | None = None
     wait: threading.Event | threading.Barrier | None = None
     hold_until: threading.Event | None = None
+    json_reply: str | None = None
 
 
 @dataclass
@@ -269,6 +277,8 @@ class OAIServer:
             self._send(writer, 200, json.dumps(answer).encode(), plan.headers)
             return True
         model = body.get("model", "") if isinstance(body, dict) else ""
+        if plan.json_reply is not None and isinstance(body, dict):
+            plan = structured_plan(plan, body)
         if isinstance(body, dict) and body.get("stream") and not plan.force_json:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(writer, plan, model, include_usage, headers)
@@ -366,6 +376,60 @@ class OAIServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+def requested_schema(body: dict[str, Any]) -> Any:
+    """The schema a chat request asks its reply to match: ``response_format``'s json_schema, else the one the
+    system message quotes (JSON mode, or a prompt-only request), else None."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return response_format["json_schema"]["schema"]
+    for message in body.get("messages", ()):
+        content = message.get("content")
+        if message.get("role") == "system" and isinstance(content, str) and "JSON Schema" in content:
+            return json.loads(content[content.index("{", content.index("JSON Schema")) :].splitlines()[0])
+    return None
+
+
+def instance(schema: Any) -> Any:
+    """A value matching ``schema``, for the subset of JSON Schema tests use (made here, independently of
+    runner.structured, so a test of the provider does not check runner against itself)."""
+    if not isinstance(schema, dict):
+        return {}
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][-1]
+    kind = schema.get("type", "object")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        return {name: instance(sub) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [instance(schema.get("items", {})) for _ in range(max(1, schema.get("minItems", 0)))]
+    if kind == "string":
+        return "s" * max(3, schema.get("minLength", 0))
+    if kind in ("integer", "number"):
+        return max(7, schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    return None
+
+
+def structured_plan(plan: Plan, body: dict[str, Any]) -> Plan:
+    """``plan`` with its content made from the request's schema (see ``Plan.json_reply``)."""
+    value = instance(requested_schema(body))
+    if plan.json_reply == "invalid":
+        if isinstance(value, dict) and value:
+            first = next(iter(value))
+            value[first] = [] if not isinstance(value[first], list) else "not a list"
+        else:
+            value = "not what the schema wants"
+    text = json.dumps(value)
+    finish = plan.finish_reason
+    if plan.json_reply == "truncated":
+        text, finish = text[: len(text) // 2], "length"
+    tokens = [text[i : i + 4] for i in range(0, len(text), 4)] if plan.tokens is None else plan.tokens
+    return dataclasses.replace(plan, content=text, tokens=tokens, finish_reason=finish, json_reply=None)
 
 
 def echo_headers(form: str | None, headers: dict[str, str]) -> str:

@@ -256,7 +256,7 @@ EMBEDDER = {"provider": "openai", "base_url": "http://h/v1", "model": "e", "dime
 WORKING = {"max_total_tokens": 1000}
 LONG_TERM = {"embedding": "e", "store": "s"}
 
-# (parser, raw, the key it names, the message): every check of the three parsers (35 in all).
+# (parser, raw, the key it names, the message): every check of the three parsers (39 in all).
 PARSER_CASES: list[tuple[Callable[[Any], Any], dict[str, Any], tuple[str | int, ...], str]] = [
     (parse_openai_model, {**MODEL, "timeout": {"read": 0}}, ("timeout", "read"),
      "timeout.read must be a number greater than 0, not 0"),
@@ -277,6 +277,14 @@ PARSER_CASES: list[tuple[Callable[[Any], Any], dict[str, Any], tuple[str | int, 
     (parse_openai_model, {**MODEL, "stream": "yes"}, ("stream",), "stream must be true or false, not 'yes'"),
     (parse_openai_model, {**MODEL, "params": {"tools": []}}, ("params", "tools"),
      "params must not set 'tools': the runner sets it"),
+    (parse_openai_model, {**MODEL, "params": {"extra_body": "x"}}, ("params", "extra_body"),
+     "params.extra_body must be a mapping, not 'x'"),
+    (parse_openai_model, {**MODEL, "params": {"extra_body": {"stream": True}}}, ("params", "extra_body", "stream"),
+     "params.extra_body must not set 'stream': the runner sets it"),
+    (parse_openai_model, {**MODEL, "params": {"n": 4}}, ("params", "n"),
+     "params.n must be 1, not 4: runner reads one choice of each reply"),
+    (parse_openai_model, {**MODEL, "structured_output": "grammar"}, ("structured_output",),
+     "structured_output must be one of json_schema, json_object, prompt, not 'grammar'"),
     (parse_openai_embedding, {**EMBEDDER, "send_dimensions": 1}, ("send_dimensions",),
      "send_dimensions must be true or false, not 1"),
     (parse_openai_embedding, {k: v for k, v in EMBEDDER.items() if k != "dimensions"}, (),

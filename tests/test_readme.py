@@ -83,7 +83,7 @@ def kind_of(block: Block) -> str:
     if block.lang in ("yaml", "yml"):
         data = yaml.safe_load(block.text)
         if isinstance(data, dict) and "version" in data and "stages" in data:
-            return "workflow"
+            return "workflow" if block.text == QUICKSTART.read_text(encoding="utf-8") else "example"
         if isinstance(data, dict) and set(data) == {"models"}:
             return "models"
         if isinstance(data, dict) and "jobs" in data:
@@ -194,6 +194,14 @@ def check_workflow(block: Block, ctx: Context) -> None:
     assert block.text == QUICKSTART.read_text(encoding="utf-8")
     path = ctx.tmp_path / "workflows" / "readme.yaml"
     path.parent.mkdir()
+    path.write_text(block.text, encoding="utf-8")
+    assert check_file(path)[1] == []
+    run_offline(path)
+
+
+def check_example(block: Block, ctx: Context) -> None:
+    """A workflow shown as an example (not the quickstart): it validates clean and runs offline."""
+    path = ctx.tmp_path / "example.yaml"
     path.write_text(block.text, encoding="utf-8")
     assert check_file(path)[1] == []
     run_offline(path)
@@ -360,6 +368,7 @@ def check_python(block: Block, ctx: Context) -> None:
 CHECKS: dict[str, Callable[[Block, Context], None]] = {
     "shell": check_shell,
     "workflow": check_workflow,
+    "example": check_example,
     "models": check_models,
     "actions": check_actions,
     "pre-commit": check_pre_commit,

@@ -80,6 +80,8 @@ class OpenAIModelConfig:
     retry: RetryPolicy = MODEL_RETRY
     rate_limit: RateLimitConfig = RateLimitConfig()
     context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
+    # how a structured output is asked for (issue 16): json_schema, json_object or prompt (see STRUCTURED_MODES)
+    structured_output: str = "json_schema"
 
     # the rest of runner.config.models.ModelSettings: what every model's record answers
     @property
@@ -264,6 +266,49 @@ def _headers(raw: Mapping[str, Any]) -> Mapping[str, str]:
     return MappingProxyType(dict(headers))
 
 
+STRUCTURED_MODES = ("json_schema", "json_object", "prompt")
+"""How an ``openai`` model is asked for a structured output: ``response_format: {type: json_schema}`` with the
+schema; JSON mode (``{type: json_object}``) with the schema in the system prompt, for servers without
+json_schema; or the schema in the system prompt only. The reply is parsed and checked in every mode."""
+
+RUNNER_OWNED = ("model", "messages", "stream", "stream_options", "tools")
+"""Request body fields the runner sets: neither ``params`` nor ``params.extra_body`` may set them."""
+
+
+def _params(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = _section(raw, "params")
+    for reserved in RUNNER_OWNED:
+        if reserved in params:
+            raise ConfigError(
+                f"params must not set {reserved!r}: the runner sets it",
+                ("params", reserved),
+                f"remove {reserved} from params" + (": set stream on the model itself" if reserved == "stream" else ""),
+            )
+    extra = params.get("extra_body")
+    if extra is not None:
+        if not isinstance(extra, Mapping):
+            raise ConfigError(
+                f"params.extra_body must be a mapping, not {extra!r}",
+                ("params", "extra_body"),
+                "write extra_body: {field: value, ...}",
+            )
+        for reserved in RUNNER_OWNED:
+            if reserved in extra:
+                raise ConfigError(
+                    f"params.extra_body must not set {reserved!r}: the runner sets it",
+                    ("params", "extra_body", reserved),
+                    f"remove {reserved} from extra_body",
+                )
+    n = params.get("n", 1)
+    if n != 1 or isinstance(n, bool):
+        raise ConfigError(
+            f"params.n must be 1, not {n!r}: runner reads one choice of each reply",
+            ("params", "n"),
+            "remove n: for several samples, fan out over the same agent (parallel voting)",
+        )
+    return params
+
+
 def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
     """The record for one schema-validated ``models.<name>`` mapping with ``provider: openai``."""
     base_url = _str(raw, "base_url", required=True)
@@ -272,14 +317,14 @@ def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
     stream = raw.get("stream", True)
     if not isinstance(stream, bool):
         raise ConfigError(f"stream must be true or false, not {stream!r}", ("stream",), "write true or false")
-    params = _section(raw, "params")
-    for reserved in ("model", "messages", "stream", "stream_options", "tools"):
-        if reserved in params:
-            raise ConfigError(
-                f"params must not set {reserved!r}: the runner sets it",
-                ("params", reserved),
-                f"remove {reserved} from params" + (": set stream on the model itself" if reserved == "stream" else ""),
-            )
+    params = _params(raw)
+    mode = raw.get("structured_output", "json_schema")
+    if mode not in STRUCTURED_MODES:
+        raise ConfigError(
+            f"structured_output must be one of {', '.join(STRUCTURED_MODES)}, not {mode!r}",
+            ("structured_output",),
+            f"use one of: {', '.join(STRUCTURED_MODES)}",
+        )
     return OpenAIModelConfig(
         base_url=base_url.rstrip("/"),
         model=model,
@@ -292,6 +337,7 @@ def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
         retry=parse_retry(_section(raw, "retry")),
         rate_limit=parse_rate_limit(_section(raw, "rate_limit")),
         context_window=raw.get("context_window"),
+        structured_output=mode,
     )
 
 

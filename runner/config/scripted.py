@@ -40,6 +40,9 @@ class ScriptedConfig:
     tokens_per_second: float = 0.0
     turns: tuple[ScriptedTurn, ...] = ()
     context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
+    # whether ``reply`` was written (else it echoes the input): without one, a call that asks for a structured
+    # output is answered with a value built from its schema (issue 16), so offline dry runs exercise it
+    reply_given: bool = True
 
     # the rest of runner.config.models.ModelSettings: a simulated model has no key, endpoint, pool or retries
     @property
@@ -93,6 +96,7 @@ def parse_scripted(
         tokens_per_second=float(latency.get("tokens_per_second", 0)),
         turns=turns,
         context_window=raw.get("context_window"),
+        reply_given="reply" in raw,
     )
 
 

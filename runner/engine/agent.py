@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.calls import ChatResult, Usage
+from runner.config.output import OutputSpec
 from runner.engine.resources import RunResources
 from runner.engine.toolcalls import tool_call
 from runner.errors import RunError
@@ -59,12 +60,18 @@ class AgentCaller:
             if agent.spec.tools
         }
 
-    async def call(self, node: str, agent: AgentPlan, text: str, ctx: dict[str, Any]) -> Output:
+    async def call(
+        self, node: str, agent: AgentPlan, text: str, ctx: dict[str, Any], output: OutputSpec | None = None
+    ) -> Output:
         """Run one agent turn on ``text``: model calls and tool calls until a final answer.
 
         Takes ``ctx`` over (adds ``agent`` and ``input``): callers pass a context of their own, which saves
-        a copy per branch on the fan-out hot path.
+        a copy per branch on the fan-out hot path. ``output``: the stage's structured output, which wins over
+        the agent's own; with one, the reply is parsed and checked, repaired or refused (issue 16), and its
+        value is the output's ``data``.
         """
+        if output is None:
+            output = agent.spec.output
         name = agent.spec.name
         ctx["agent"] = agent.info
         ctx["input"] = text
@@ -95,11 +102,15 @@ class AgentCaller:
         call.on_token = on_token
         call.recorder = rec
         call.iteration = 0
+        call.output = output
+        data = None
         try:
             if agent.spec.tools or agent.spec.memory:
                 result = await self._loop(node, agent, provider, messages, call)
             else:
                 result = await provider.chat(messages, call)
+            if output is not None:
+                result, data = await self._structured(node, agent, provider, messages, call, result, output)
         except BaseException as exc:
             rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": brief(exc)})
             raise
@@ -114,7 +125,58 @@ class AgentCaller:
         out.node = node
         out.usage = result.usage
         out.error = None
+        out.data = data
         return out
+
+    async def _structured(
+        self,
+        node: str,
+        agent: AgentPlan,
+        provider: ChatProvider,
+        messages: list[Message],
+        call: CallContext,
+        result: ChatResult,
+        output: OutputSpec,
+    ) -> tuple[ChatResult, Any]:
+        """The reply's value when it parses and matches ``output.schema``. Otherwise a repair turn: the reply
+        and what is wrong with it go back to the model (a ``repair`` event each, which the report counts), at
+        most ``output.max_repairs`` times; then the stage fails saying where the value is wrong, what the schema
+        wanted and how the reply began. The returned result adds up the usage and attempts of every turn."""
+        from runner.structured import StructuredError, check_reply, repair_prompt  # noqa: PLC0415
+
+        repairs = 0
+        prompt, completion = result.usage.prompt_tokens, result.usage.completion_tokens
+        attempts, first = result.attempts, result.first_token_at
+        while True:
+            try:
+                value = check_reply(result.content, output.schema)
+            except StructuredError as err:
+                if repairs >= output.max_repairs:
+                    turns = f"{repairs} repair turn{'' if repairs == 1 else 's'}" if repairs else "no repair turn"
+                    raise RunError(
+                        f"agent '{agent.spec.name}' (node {node}) gave no valid structured output ({turns}, "
+                        f"output.max_repairs={output.max_repairs}): {err.describe()}"
+                    ) from None
+                repairs += 1
+                self.recorder.emit("repair", node, {"repair": repairs, "problem": err.problem})
+                messages.append({"role": "assistant", "content": result.content})
+                messages.append({"role": "user", "content": repair_prompt(err, output.schema)})
+                restart = getattr(call.on_token, "restart", None)
+                if callable(restart):
+                    restart()  # the reply shown above is void: the terminal says so before the repaired one
+                call.iteration = 0
+                if agent.spec.tools or agent.spec.memory:
+                    result = await self._loop(node, agent, provider, messages, call)
+                else:
+                    result = await provider.chat(messages, call)
+                prompt += result.usage.prompt_tokens
+                completion += result.usage.completion_tokens
+                attempts += result.attempts
+                continue
+            if repairs == 0:
+                return result, value
+            total = ChatResult(result.content, Usage(prompt, completion), (), first, attempts, result.finish_reason)
+            return total, value
 
     async def _loop(
         self, node: str, agent: AgentPlan, provider: ChatProvider, messages: list[Message], call: CallContext

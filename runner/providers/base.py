@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.calls import ChatResult
+from runner.config.output import OutputSpec
 from runner.events import Recorder
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ class CallContext:
     """Who is calling, and where streamed text and events go.
 
     ``template_vars`` is the calling stage's template context (``inputs``, ``vars``, ``agent``, ``input``,
-    ...); the scripted provider renders its reply with it. ``on_token`` receives streamed text as it
-    arrives; it is called with the text of one delta and must not block.
+    ...); the scripted provider renders its reply with it. ``output``: the structured output asked for.
+    ``on_token`` receives streamed text as it arrives; it is called with the text of one delta and must not
+    block.
     """
 
     node_id: str
@@ -34,6 +36,10 @@ class CallContext:
     on_token: Callable[[str], None] | None = None
     recorder: Recorder | None = None
     iteration: int = 0  # which model call of the agent's turn this is (0: the first), set by the agent loop
+    # the structured output the reply must be (issue 16), or None: a provider asks for it as its server can
+    # (the openai one natively, in JSON mode or in the prompt; the scripted one builds a value); the engine
+    # parses and checks the reply whatever the provider did
+    output: OutputSpec | None = None
 
 
 class ChatProvider(Protocol):

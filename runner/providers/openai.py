@@ -17,6 +17,7 @@ import httpx
 
 from runner.calls import ChatResult
 from runner.config.openai import OpenAIModelConfig
+from runner.config.output import OutputSpec
 from runner.errors import ProviderError, ProviderTimeout
 from runner.providers.base import CallContext, Message
 from runner.providers.endpoint import Endpoint
@@ -31,6 +32,15 @@ from runner.providers.openai_wire import (
 from runner.providers.proxy import display_url
 from runner.providers.sse import SSEDecoder
 from runner.providers.token_gate import TokenGate
+from runner.structured import schema_instructions
+
+
+def with_instructions(messages: list[Message], text: str) -> list[Message]:
+    """``messages`` with ``text`` at the end of the system message (one added first when there is none)."""
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
 
 _DONE_GRACE = 0.5
 """Seconds to wait, after ``data: [DONE]``, for the end of the response body before closing the stream."""
@@ -74,20 +84,44 @@ class OpenAIChatProvider:
     async def aclose(self) -> None:
         await self._endpoint.aclose()
 
-    def request_body(self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-        """The JSON body of one request, as the OpenAI wire format has it."""
-        body: dict[str, Any] = {"model": self.config.model, "messages": list(messages), **self.config.params}
+    def request_body(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] = (),
+        output: OutputSpec | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body of one request, as the OpenAI wire format has it: ``params`` as given, ``extra_body``
+        merged in last (server-specific fields), and a structured ``output`` asked for as the model's
+        ``structured_output`` says (issue 16)."""
+        params = self.config.params
+        extra = params.get("extra_body")
+        body: dict[str, Any] = {"model": self.config.model, "messages": list(messages)}
+        body.update(params if extra is None else {k: v for k, v in params.items() if k != "extra_body"})
         body["stream"] = self.config.stream
         if self.config.stream:
             body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = list(tools)
+        if output is not None:
+            mode = self.config.structured_output
+            schema = output.schema if isinstance(output.schema, Mapping) else {}
+            if mode == "json_schema":
+                format_ = {"name": output.name, "schema": schema, "strict": output.strict}
+                body["response_format"] = {"type": "json_schema", "json_schema": format_}
+            else:
+                if mode == "json_object":
+                    body["response_format"] = {"type": "json_object"}
+                else:
+                    body.pop("response_format", None)  # the model's own (for replies without output) would clash
+                body["messages"] = with_instructions(body["messages"], schema_instructions(output.schema))
+        if extra:
+            body.update(extra)
         return body
 
     async def chat(
         self, messages: Sequence[Message], ctx: CallContext, *, tools: Sequence[Mapping[str, Any]] = ()
     ) -> ChatResult:
-        payload = dumps(self.request_body(messages, tools))
+        payload = dumps(self.request_body(messages, tools, ctx.output))
         estimate = estimate_tokens(messages, self.config.params)
         gate = TokenGate(ctx.on_token, ctx)
         recorder = ctx.recorder

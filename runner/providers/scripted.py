@@ -15,11 +15,13 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from runner.calls import ChatResult, ToolCall, Usage
+from runner.config.output import OutputSpec
 from runner.config.scripted import ScriptedConfig
 from runner.config.source import Loc, TemplateSrc
 from runner.errors import RunError
 from runner.providers.base import CallContext, Message
-from runner.templates import template_for
+from runner.structured import NoExample, example_value
+from runner.templates import Template, template_for
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
 _new = object.__new__
@@ -97,6 +99,7 @@ class ScriptedProvider:
         self._whole_reply_later = bool(self._first_token_s and not config.turns and not self._token_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due: dict[int, list[tuple[asyncio.Future[ChatResult], Sequence[Message], CallContext]]] = {}
+        self._examples: dict[int, tuple[OutputSpec, str]] = {}  # id(output) -> (output, its built value as JSON)
 
     def _sleep(self, seconds: float) -> asyncio.Future[None]:
         ticker = self._ticker
@@ -111,7 +114,7 @@ class ScriptedProvider:
         *,
         tools: Sequence[Mapping[str, Any]] = (),
     ) -> Awaitable[ChatResult]:
-        if not self._whole_reply_later:
+        if not self._whole_reply_later or ctx.output is not None:
             return self._chat(messages, ctx)
         loop = self._loop
         if loop is None:
@@ -163,7 +166,7 @@ class ScriptedProvider:
             return await self._scripted_turn(messages, ctx)
         if self._first_token_s:
             await self._sleep(self._first_token_s)
-        text = self._reply.render(ctx.template_vars)
+        text = self._render(self._reply, ctx.template_vars, ctx)
         usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         first = time.perf_counter()
         on_token = ctx.on_token if config.stream else None
@@ -221,7 +224,7 @@ class ScriptedProvider:
             usage = Usage(_prompt_tokens(messages), sum(approx_tokens(c.arguments) for c in calls))
             return ChatResult(content="", usage=usage, tool_calls=calls, finish_reason="tool_calls")
         reply = (self._turn_replies[iteration] if turn is not None else None) or self._reply
-        text = reply.render(variables)
+        text = self._render(reply, variables, ctx)
         if self._first_token_s:
             await self._sleep(self._first_token_s)
         first = time.perf_counter()
@@ -229,6 +232,21 @@ class ScriptedProvider:
             ctx.on_token(text)
         usage = Usage(_prompt_tokens(messages), approx_tokens(text))
         return ChatResult(content=text, usage=usage, first_token_at=first if self.config.stream else None)
+
+    def _render(self, reply: Template, variables: Mapping[str, Any], ctx: CallContext) -> str:
+        """The reply's text: its template rendered; for a structured output and no ``reply`` written, a value
+        built from the schema (the engine checks a written reply against the schema like any model's)."""
+        output = ctx.output
+        if output is None or self.config.reply_given or reply is not self._reply:
+            return reply.render(variables)
+        found = self._examples.get(id(output))
+        if found is None or found[0] is not output:
+            try:
+                text = json.dumps(example_value(output.schema), ensure_ascii=False)
+            except NoExample as exc:
+                raise RunError(f"model '{self.name}' (scripted) cannot answer agent '{ctx.agent}': {exc}") from None
+            found = self._examples[id(output)] = (output, text)
+        return found[1]
 
     async def aclose(self) -> None:
         return None

@@ -149,6 +149,7 @@ def build_report(
             "tokens_out": sum(n.get("tokens_out", 0) for n in agents),
             "requests": sum(m["requests"] for m in models.values()),
             "retries": sum(n["retries"] for n in agents),
+            **_repairs(agents),
         },
         "critical_path": {
             "nodes": [s.node for s in steps],
@@ -199,3 +200,9 @@ def to_json(report: Mapping[str, Any]) -> str:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def _repairs(agents: list[dict[str, Any]]) -> dict[str, int]:
+    """``repairs``: the repair turns of structured outputs in the run (issue 16), when there were any."""
+    total = sum(n.get("repairs", 0) for n in agents)
+    return {"repairs": total} if total else {}

@@ -41,6 +41,7 @@ class Span:
     rate_waits: list[tuple[float, float, str]] = field(default_factory=list)  # (at, seconds, limit)
     tools: list[tuple[float, float, str, bool]] = field(default_factory=list)  # (start, end, tool, ok)
     void: dict[int, int] = field(default_factory=dict)  # retry index -> streamed characters it made void
+    repairs: int = 0  # repair turns of a structured output (issue 16)
 
     def end_or(self, wall: float) -> float:
         return self.end if self.end is not None else wall
@@ -120,6 +121,8 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
         elif kind == "stream_diverged" and span.retries:
             # the text streamed before the latest retry is void: the retry's answer departed from it
             span.void[len(span.retries) - 1] = int(data.get("shown_chars") or 0)
+        elif kind == "repair":
+            span.repairs += 1
         elif kind == "pool_wait":
             span.pool_waits.append((rel, float(data.get("wait") or 0.0)))
         elif kind == "rate_wait":
@@ -218,6 +221,8 @@ def span_dict(span: Span) -> dict[str, Any]:
         if span.tools:
             out["tool_calls"] = len(span.tools)
             out["tool_s"] = _r(sum(e - s for s, e, _, _ in span.tools))
+        if span.repairs:
+            out["repairs"] = span.repairs
     if span.retries:
         out["retry_events"] = [{"at_s": _r(at), "delay_s": _r(d), "cause": c} for at, d, c in span.retries]
         for index, chars in span.void.items():

@@ -35,6 +35,7 @@ class AgentStage:
     vars: Mapping[str, Any]
     loc: Loc
     policy: StagePolicy = NO_POLICY
+    output: Any = None  # a runner.config.output.OutputSpec: the reply's schema, over the agent's own (issue 16)
 
 
 def agent_text(agent: Any) -> str:
@@ -53,7 +54,8 @@ class AgentKind(StageKind[AgentStage]):
 
     def build(self, raw: Mapping[str, Any], path: YamlPath, b: BuildContext) -> AgentStage:
         c = b.common(raw, path)
-        return AgentStage(c.id, raw["agent"], c.input, c.vars, c.loc, c.policy)
+        output = b.output(raw, path, c.id) if "output" in raw else None
+        return AgentStage(c.id, raw["agent"], c.input, c.vars, c.loc, c.policy, output)
 
     def run(
         self,
@@ -66,7 +68,7 @@ class AgentKind(StageKind[AgentStage]):
         ctx: dict[str, Any],
     ) -> Awaitable[Any]:
         text = sp.input.template.render(ctx) if sp.input is not None else as_text(prev)
-        return engine.call_agent(prefix + sp.stage.id, sp.agent, text, ctx)
+        return engine.call_agent(prefix + sp.stage.id, sp.agent, text, ctx, sp.stage.output)
 
     def graph_label(self, sp: StagePlan) -> str:
         return agent_text(sp.agent)

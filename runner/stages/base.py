@@ -101,6 +101,9 @@ class BuildContext(Protocol):
     def common(self, raw: Mapping[str, Any], path: YamlPath) -> Common: ...
     def template(self, path: YamlPath) -> TemplateSrc: ...
     def stage(self, raw: Mapping[str, Any], path: YamlPath) -> StageRecord: ...
+    def output(self, raw: Mapping[str, Any], path: YamlPath, name: str) -> Any:
+        """The structured output (``runner.config.output.OutputSpec``) at ``path`` of ``raw``'s ``output`` key,
+        or None: without one, or when it is refused (a located problem)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -194,13 +197,15 @@ class PlanContext(Protocol):
 @dataclass(slots=True)
 class Output:
     """A stage's output as templates see it: ``content``, ``name`` (the agent or function), ``node``,
-    ``usage``, and ``error`` (None, or why the branch failed under ``on_error: collect``)."""
+    ``usage``, ``error`` (None, or why the branch failed under ``on_error: collect``) and ``data`` (the value
+    of a structured output, issue 16; None without one)."""
 
     content: str
     name: str
     node: str
     usage: Usage
     error: str | None = None
+    data: Any = None
 
     def __str__(self) -> str:
         return self.content
@@ -250,8 +255,11 @@ class EngineServices(Protocol):
     ) -> Coroutine[Any, Any, Any]:
         """Run ``plans`` in order from ``prev``, adding each output to ``stages``; the last output."""
 
-    def call_agent(self, node: str, agent: Any, text: str, ctx: dict[str, Any]) -> Coroutine[Any, Any, Output]:
-        """One agent turn on ``text`` as node ``node``; takes ``ctx`` over (adds ``agent`` and ``input``)."""
+    def call_agent(
+        self, node: str, agent: Any, text: str, ctx: dict[str, Any], output: Any = None
+    ) -> Coroutine[Any, Any, Output]:
+        """One agent turn on ``text`` as node ``node``; takes ``ctx`` over (adds ``agent`` and ``input``).
+        ``output``: the stage's structured output (a :class:`runner.config.output.OutputSpec`), if it has one."""
 
     def function(self, name: str) -> Callable[..., Any]:
         """A python stage's function, imported before the run (``module:attribute``)."""

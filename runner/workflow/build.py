@@ -104,6 +104,17 @@ class _Builder:
             policy=self.policy(raw, path),
         )
 
+    def output(self, raw: Mapping[str, Any], path: Path, name: str) -> Any:
+        """The structured output of an agent or an agent stage (``output:``), or None (issue 16)."""
+        from pathlib import Path as FilePath  # noqa: PLC0415
+
+        from runner.config.output import parse_output  # noqa: PLC0415 - only for workflows with one
+
+        if "output" not in raw:
+            return None
+        folder = FilePath(self.doc.file).parent  # "<string>" (YAML text given to runner.load): the current folder
+        return self.setting((*path, "output"), parse_output, raw["output"], folder, name)
+
     def stage(self, raw: Mapping[str, Any], path: Path) -> StageRecord:
         """A stage's record, built by its kind (nested stages come back here)."""
         record: StageRecord = kind_for(raw).build(raw, path, self)
@@ -141,6 +152,7 @@ class _Builder:
                 max_iters=spec.get("max_iters", 10),
                 max_parallel_tools=spec.get("max_parallel_tools", 4),
                 memory=spec.get("memory"),
+                output=self.output(spec, ("agents", name), name),
             )
             for name, spec in (data.get("agents") or {}).items()
         }

@@ -16,11 +16,16 @@ from runner.workflow.records import EmbeddingSpec, ModelSpec, Workflow
 OFFLINE_REPLY = "[offline reply of {{ agent.name }} to: {{ input | truncate(80) }}]"
 
 
+def _offline_model(spec: ModelSpec) -> ScriptedConfig:
+    # reply_given=False: a structured output is answered with a value built from its schema (issue 16)
+    return ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc), reply_given=False)
+
+
 def offline_workflow(wf: Workflow) -> Workflow:
     models = {
         name: spec
         if spec.provider == "scripted"
-        else ModelSpec(name, "scripted", ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc)), spec.loc)
+        else ModelSpec(name, "scripted", _offline_model(spec), spec.loc)
         for name, spec in wf.models.items()
     }
     embeddings = {

@@ -100,6 +100,7 @@ class AgentSpec:
     max_iters: int = 10
     max_parallel_tools: int = 4
     memory: str | None = None
+    output: Any = None  # a runner.config.output.OutputSpec: what its replies must be (issue 16), or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,13 +187,27 @@ _RULES = (
         ERROR,
         "A template reads an attribute that the value cannot have.",
         "`prev` is None in the first stage and text at the start of a branch or per-item pipeline; a fan-out's "
-        "output is a list; an agent's output has content, error, name, node and usage.",
+        "output is a list; an agent's output has content, data, error, name, node and usage.",
     ),
     Rule(
         "for-each-not-list",
         ERROR,
         "A fan-out's `for_each` does not give a list.",
         "Write a YAML list, or a single `{{ expression }}` giving a list, such as an input of type array.",
+    ),
+    Rule(
+        "data-field",
+        ERROR,
+        "A template reads a field of a structured output that its schema does not have.",
+        "Fix the field's name (the hint says the closest one), or add the field to the stage's output schema; a "
+        "list is read item by item, with a `for` loop or an index.",
+    ),
+    Rule(
+        "scripted-output",
+        ERROR,
+        "A scripted model cannot answer a structured output: its reply does not match the schema, or no value "
+        "can be built from the schema.",
+        "Write a reply that matches the schema, or leave `reply` out and give the schema `examples`.",
     ),
     Rule(
         "input-default-type",
@@ -224,6 +238,12 @@ _RULES = (
         WARNING,
         "A tool is defined but no agent lists it.",
         "Remove it, or list it in an agent's `tools`.",
+    ),
+    Rule(
+        "data-optional",
+        WARNING,
+        "A template reads a field of a structured output that its schema does not require.",
+        "Add the field to the schema's `required` list, or read it with a fallback: `| default('')`.",
     ),
     Rule(
         "concurrency-above-pool",

@@ -73,7 +73,7 @@ def expression_kind(node: Any, prev: str = "any") -> tuple[str, str] | None:
 
 
 # What templates can read on a stage's output (runner/stages/base.py Output; a test keeps them in step).
-MESSAGE_FIELDS = ("content", "error", "name", "node", "usage")
+MESSAGE_FIELDS = ("content", "data", "error", "name", "node", "usage")
 _TEXT_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
 _LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
 
