@@ -74,6 +74,7 @@ def expression_kind(node: Any, prev: str = "any") -> tuple[str, str] | None:
 
 # What templates can read on a stage's output (runner/stages/base.py Output; a test keeps them in step).
 MESSAGE_FIELDS = ("content", "error", "name", "node", "usage")
+ROUTED_FIELDS = ("case", "output")  # a switch's output (runner/stages/base.py Routed)
 _TEXT_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
 _LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
 
@@ -93,6 +94,18 @@ def attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple
         )
     if kind == "list" and attr not in _LIST_ATTRS:
         return f"{expr}.{attr}: {expr} is a list (a fan-out's outputs, one per branch), not a message", loop
+    if kind == "iterations" and attr not in _LIST_ATTRS:
+        return (
+            f"{expr}.{attr}: {expr} is a list (a loop's iterations, each its stages' outputs by id), not a message",
+            f"read the last iteration's stage by its own id (stages.<id>), or index it: {expr}[-1].<id>.content",
+        )
+    if kind == "routed" and attr not in ROUTED_FIELDS:
+        hint = (
+            f"read {expr}.output.{attr}: the output of the case that ran"
+            if attr in MESSAGE_FIELDS
+            else f"a switch's output has: {', '.join(ROUTED_FIELDS)}"
+        )
+        return f"{expr}.{attr}: {expr} is a switch's outcome, not a message", hint
     if kind == "message" and attr not in MESSAGE_FIELDS:
         close = suggest(attr, MESSAGE_FIELDS, "fields")
         hint = close if close.startswith("did you mean") else f"a message has: {', '.join(MESSAGE_FIELDS)}"
