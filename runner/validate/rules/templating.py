@@ -21,13 +21,13 @@ from runner.templates import environment, is_constant
 from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
 from runner.validate.rules.kinds import FOR_EACH_HINT, attribute_problem, expression_kind
+from runner.validate.rules.loops import KIND_WORDS, in_block, in_switch, loop_reads
 from runner.validate.rules.names import Names, analyse, ref_of, single_expression
-from runner.validate.rules.scope import Scope, Site, Walk, call_sites, exported, model_scopes, output_kind
+from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
 from runner.workflow.records import Workflow
 
 _BASE = frozenset({"inputs", "stages", "prev", "vars", "run"})
-LOOP_FIELDS = ("iteration", "max_iterations", "previous")  # `loop` inside a loop (runner/stages/loop.py)
 _CALL = frozenset({"agent", "input"})
 _FIELDS = {"run": ("id", "name"), "agent": ("description", "model", "name")}
 
@@ -151,58 +151,13 @@ class TemplateChecker:
                 message, hint = found
                 for start, end in spans(name, key, attr):
                     self.add(src, start, end, "no-attribute", message, hint)
-        if "loop" in names.free and "loop" in allowed:
-            self.loop_reads(site, names, spans)
+        if "loop" in names.free and "loop" in allowed:  # inside a loop: its fields and previous iteration
+            for start, end, rule, message, hint in loop_reads(site, names, spans, self.stages):
+                self.add(src, start, end, rule, message, hint)
         if site.kind == "for_each" and site.stage is not None:
             self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
             self.compiles(src, ast)  # last: Jinja's optimizer folds constants into the AST as it compiles
-
-    def loop_reads(self, site: Site, names: Names, spans: Callable[..., list[tuple[int, int]]]) -> None:
-        """``loop.<field>`` is one of a loop's fields; ``loop.previous.<id>`` names a stage of the innermost
-        loop around the template, behind a check (``loop.previous`` is None in the first iteration)."""
-        src = site.src
-        for name, key in sorted(names.refs):
-            if name == "loop" and key not in LOOP_FIELDS:
-                for start, end in spans(name, key):
-                    hint = suggest(key, LOOP_FIELDS, "fields")
-                    self.add(src, start, end, "unknown-name", f"loop.{key} does not exist", hint)
-        loops = [self.innermost_loop(scope) for scope in site.scopes or ()]
-        for name, key, attr in sorted(names.chains):
-            if (name, key) != ("loop", "previous"):
-                continue
-            for loop in loops:
-                body = exported(loop) if loop is not None else frozenset()
-                if loop is not None and attr not in body:
-                    hint = suggest(attr, sorted(body), "stages")
-                    message = f"loop.previous.{attr}: loop '{loop.id}' has no stage '{attr}'"
-                    for start, end in spans(name, key, attr):
-                        self.add(src, start, end, "unknown-stage", message, hint)
-                    break
-        path = ("loop", "previous")
-        if any(c[:2] == path for c in names.chains) and path not in names.tested and path not in names.guarded:
-            (start, end), *_ = spans("loop", "previous")
-            self.add(
-                src,
-                start,
-                end,
-                "stage-not-ready",
-                f"loop.previous is None in the first iteration, and {site.label} reads it without a check",
-                "check it first: {% if loop.previous %}...{% endif %}, or "
-                "{{ loop.previous.<id>.content if loop.previous else '' }}",
-            )
-
-    def innermost_loop(self, scope: Scope) -> StageRecord | None:
-        """The innermost loop stage around a context (the loop itself for its ``until``)."""
-        for stage_id in reversed(scope.path):
-            stage = self.stages.get(stage_id)
-            if (
-                stage is not None
-                and kind_of(stage).name == "loop"
-                and (stage_id != scope.stage or any(u.after for u in kind_of(stage).templates(stage)))
-            ):
-                return stage
-        return None
 
     def hazards(self, src: TemplateSrc, ast: Any, names: Names, parsed: Callable[[], jinja.Parsed]) -> int:
         """What the sandbox refuses when this template compiles or renders (unknown filters and tests, unsafe
@@ -345,15 +300,11 @@ class TemplateChecker:
             outer = self.stages.get(fanout)
             if outer is None:
                 continue
-            word = _KIND_WORDS.get(kind_of(outer).name, "stage")
+            word = KIND_WORDS.get(kind_of(outer).name, "stage")
             if outer.policy.when is not None:
                 return True, f"stage '{key}' runs inside {word} '{fanout}', which has a 'when' that may skip it", check
             if kind_of(outer).name == "switch":
-                return (
-                    True,
-                    f"stage '{key}' runs in {how} of switch '{fanout}', and only the case that 'on' picks runs",
-                    f"{check}, or read stages.{fanout}.output, the last output of the case that ran",
-                )
+                return True, *in_switch(key, fanout, how, check)
             if any(block.partial for block in kind_of(outer).blocks(outer)):  # a fan-out's on_error: collect
                 return (
                     True,
@@ -367,7 +318,7 @@ class TemplateChecker:
         if target == scope.stage:
             return "a stage cannot read its own output", "read 'prev' for the previous stage's output"
         if target in scope.path:
-            word = _KIND_WORDS.get(kind_of(self.stages[target]).name, "stage")
+            word = KIND_WORDS.get(kind_of(self.stages[target]).name, "stage")
             return (
                 f"{word} '{target}' contains it and finishes after it",
                 f"read the stages before the {word}, or the earlier stages of this block",
@@ -375,17 +326,9 @@ class TemplateChecker:
         there = self.walk.places[target].chain
         here = self.walk.places[scope.stage].chain if scope.stage in self.walk.places else ()
         for fanout, how in there:
-            if how == "body" and (fanout, how) in here:  # later in the same loop's iteration
-                return (
-                    f"stage '{target}' runs later in each iteration of loop '{fanout}'",
-                    f"read the previous iteration's as loop.previous.{target} (loop.previous is None in the first "
-                    f"iteration: {{% if loop.previous %}}...{{% endif %}})",
-                )
-            if (how.startswith("case") or how == "the default case") and any(f == fanout and h != how for f, h in here):
-                return (
-                    f"stage '{target}' runs in {how} of switch '{fanout}', and only one case runs",
-                    f"read it after switch '{fanout}', behind a check: {{% if stages.{target} is defined %}}",
-                )
+            found = in_block(target, fanout, how, here)  # a later stage of a loop, another case of a switch
+            if found is not None:
+                return found
             if how == "pipeline" and (fanout, how) not in here:
                 return (
                     f"stage '{target}' runs once per item inside fan-out '{fanout}' and is visible only there",
@@ -440,7 +383,6 @@ class TemplateChecker:
         return None
 
 
-_KIND_WORDS = {"fanout": "fan-out", "loop": "loop", "switch": "switch"}  # a stage that holds others, in messages
 _COMPILER_CHECKED = frozenset({"macro", "call", "block"})
 
 
