@@ -520,3 +520,11 @@ def test_a_stage_id_in_a_loop_that_another_stage_has_is_an_error_at_it(tmp_path:
             "give every stage, nested ones included, its own id",
         )
     ]
+
+
+def test_a_workflow_that_ends_in_a_loop_prints_its_last_output(tmp_path: Path) -> None:
+    text = REFINE[: REFINE.index("  - {id: after, agent: closer}")].replace("  closer: {model: plain}\n", "")
+    text = text.replace('  plain: {provider: scripted, reply: "{{ agent.name }}<{{ input }}>"}\n', "")
+    proc = run_cli("run", str(write(tmp_path, text)), "--report-dir", str(tmp_path / "reports"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "APPROVED\n"

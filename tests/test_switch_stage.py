@@ -422,3 +422,10 @@ def test_a_switch_without_cases_is_an_error_at_it(tmp_path: Path) -> None:
             "add 'cases'",
         )
     ]
+
+
+def test_a_workflow_that_ends_in_a_switch_prints_its_cases_last_output(tmp_path: Path) -> None:
+    text = ROUTING[: ROUTING.index("  - {id: after, agent: closer}")].replace("  closer: {model: desk_m}\n", "")
+    proc = run_cli("run", str(write(tmp_path, text)), "--report-dir", str(tmp_path / "reports"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "billing<confirm billing<my invoice is wrong>>\n"
