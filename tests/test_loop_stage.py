@@ -528,3 +528,31 @@ def test_a_workflow_that_ends_in_a_loop_prints_its_last_output(tmp_path: Path) -
     proc = run_cli("run", str(write(tmp_path, text)), "--report-dir", str(tmp_path / "reports"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "APPROVED\n"
+
+
+def test_what_a_loop_hands_out_is_checked_where_it_is_read(tmp_path: Path) -> None:
+    # the first stage of an iteration starts from the loop's input (text) in the first iteration
+    mutant = EXAMPLE.replace('input: "Write about {{ inputs.topic }}."', 'input: "{{ prev.content }}"')
+    assert problems_of(tmp_path, mutant) == [
+        (
+            *at(mutant, "prev.content"),
+            "error",
+            "no-attribute",
+            "prev.content: prev is text in the input of stage 'draft' in the first iteration (the loop's input), not "
+            "a message",
+            "use '{{ prev }}' for the text, or loop.previous.<id>.content for the previous iteration's (behind "
+            "{% if loop.previous %})",
+        )
+    ]
+    # after it, stages.<loop id> is the list of iterations
+    mutant = EXAMPLE.replace("{{ stages.rounds | length }} rounds: ", "{{ stages.rounds.content }}: ")
+    assert problems_of(tmp_path, mutant) == [
+        (
+            *at(mutant, "stages.rounds.content"),
+            "error",
+            "no-attribute",
+            "stages.rounds.content: stages.rounds is a list (a loop's iterations, each its stages' outputs by id), "
+            "not a message",
+            "read the last iteration's stage by its own id (stages.<id>), or index it: stages.rounds[-1].<id>.content",
+        )
+    ]

@@ -129,9 +129,10 @@ class Block(NamedTuple):
     per item. ``item``: the name its stages see in ``vars`` besides the stage's own (a fan-out's ``as``).
     ``exported``: its stages' outputs stay visible as ``stages.<id>`` after the stage (listed branches); a
     per-item pipeline's do not. ``partial``: a run of it may hand out none of its stages (a failed branch
-    under ``on_error: collect``). ``prev``: what ``prev`` holds for its first stage (``text``: the stage's
-    input), as :attr:`StageKind.output` says of outputs. ``names``: the names its stages' templates see besides
-    the usual ones (a loop body's ``loop``; see :data:`CONTEXT_NAMES`).
+    under ``on_error: collect``; a switch's cases). ``prev``: what ``prev`` holds for its first stage (``text``:
+    the stage's input; ``loop-input``: a loop's input, in its first iteration), as :attr:`StageKind.output` says
+    of outputs. ``names``: the names its stages' templates see besides the usual ones (a loop body's ``loop``;
+    see :data:`CONTEXT_NAMES`). ``how`` is also ``body`` (a loop's), ``case '<value>'`` or ``the default case``.
     """
 
     stages: tuple[StageRecord, ...]

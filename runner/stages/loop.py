@@ -93,9 +93,10 @@ class LoopKind(StageKind[LoopStage]):
         return tuple(out)
 
     def blocks(self, stage: LoopStage) -> tuple[Block, ...]:
-        # The body starts from the loop's input, then from the previous iteration's last output: any value.
-        # Its stages' outputs stay visible after the loop (the last iteration's).
-        return (Block(stage.stages, ("loop", "stages"), "body", exported=True, prev="any", names=LOOP_NAMES),)
+        # The body starts from the loop's input (text), then from the previous iteration's last output: what
+        # holds in the first iteration is what the validator checks. Its stages' outputs stay visible after
+        # the loop (the last iteration's).
+        return (Block(stage.stages, ("loop", "stages"), "body", exported=True, prev="loop-input", names=LOOP_NAMES),)
 
     def plan(self, stage: LoopStage, p: PlanContext) -> LoopPlan:
         when = p.template(stage.policy.when)

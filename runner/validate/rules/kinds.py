@@ -42,6 +42,7 @@ _NUMBER_FILTERS = frozenset({"length", "count", "int", "float", "sum", "abs", "r
 _PREV_NOT_A_LIST = {
     "none": "None (no stage runs before it)",
     "text": "text (prev is the fan-out's input here)",
+    "loop-input": "text in the first iteration (prev is the loop's input there)",
     "message": "one message (prev is the previous agent's output)",
 }
 
@@ -94,6 +95,12 @@ def attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple
         )
     if kind == "list" and attr not in _LIST_ATTRS:
         return f"{expr}.{attr}: {expr} is a list (a fan-out's outputs, one per branch), not a message", loop
+    if kind == "loop-input" and attr not in _TEXT_ATTRS:
+        return (
+            f"{expr}.{attr}: {expr} is text in {where} in the first iteration (the loop's input), not a message",
+            f"use '{{{{ {expr} }}}}' for the text, or loop.previous.<id>.{attr} for the previous iteration's "
+            "(behind {% if loop.previous %})",
+        )
     if kind == "iterations" and attr not in _LIST_ATTRS:
         return (
             f"{expr}.{attr}: {expr} is a list (a loop's iterations, each its stages' outputs by id), not a message",

@@ -36,7 +36,7 @@ class Scope:
     stage: str  # the stage whose context this is
     label: str  # for messages: "the input of stage 'x'", "agent 'a' called by stage 'x'"
     path: tuple[str, ...]  # the ids of the stage and its enclosing fan-outs, innermost last
-    prev: str = "any"  # what `prev` holds: none | text | message | list | any (see output_kind)
+    prev: str = "any"  # what `prev` holds: none | text | loop-input | message | list | iterations | routed | any
     maybe: frozenset[str] = frozenset()  # stages of `ready` that may have no output (see skippable)
     names: frozenset[str] = frozenset()  # names besides the usual ones (`loop` inside a loop: Block.names)
 
