@@ -556,3 +556,39 @@ def test_what_a_loop_hands_out_is_checked_where_it_is_read(tmp_path: Path) -> No
             "read the last iteration's stage by its own id (stages.<id>), or index it: stages.rounds[-1].<id>.content",
         )
     ]
+
+
+FAN_IN_LOOP = """\
+version: 1
+name: fan-in-loop
+models:
+  m: {provider: scripted, reply: "{{ vars.item | default('b') }}@{{ loop.iteration }}"}
+agents:
+  a: {model: m}
+stages:
+  - id: rounds
+    loop:
+      max_iterations: 2
+      stages:
+        - id: each
+          fanout: {for_each: [x, y], agent: a}
+        - id: both
+          fanout:
+            branches:
+              - [{id: left, agent: a}]
+              - [{id: right, agent: a}]
+"""
+
+
+def test_fan_outs_inside_a_loop_see_its_iteration_in_every_branch(tmp_path: Path) -> None:
+    outcome, report = run(tmp_path, FAN_IN_LOOP)
+    assert outcome.status == "ok", outcome.error
+    assert [[o.content for o in it["each"]] for it in outcome.stages["rounds"]] == [["x@1", "y@1"], ["x@2", "y@2"]]
+    assert [(it["left"].content, it["right"].content) for it in outcome.stages["rounds"]] == [
+        ("b@1", "b@1"),
+        ("b@2", "b@2"),
+    ]
+    assert {"rounds[2].each[1]", "rounds[2].both[1]", "rounds[2].left", "rounds[2].right"} <= set(nodes(report))
+    path = report["critical_path"]["nodes"]
+    assert path[:3] == ["rounds", "rounds[1]", "rounds[1].each"] and "rounds[2].both" in path
+    assert all(node.startswith("rounds") for node in path)

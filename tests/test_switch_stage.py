@@ -429,3 +429,26 @@ def test_a_workflow_that_ends_in_a_switch_prints_its_cases_last_output(tmp_path:
     proc = run_cli("run", str(write(tmp_path, text)), "--report-dir", str(tmp_path / "reports"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "billing<confirm billing<my invoice is wrong>>\n"
+
+
+FLAKY = """\
+calls = []
+
+
+def flaky(input):
+    calls.append(input)
+    if len(calls) == 1:
+        raise ValueError("first attempt fails")
+    return "refunded"
+"""
+
+
+def test_a_retried_switch_runs_its_case_again(tmp_path: Path) -> None:
+    (tmp_path / "switch_tools_retry.py").write_text(FLAKY, encoding="utf-8")
+    text = ROUTING.replace("- {id: refund, agent: billing}", '- {id: refund, python: "switch_tools_retry:flaky"}')
+    text = text.replace("  - id: route\n", "  - id: route\n    retry: {max_attempts: 2, initial_delay: 0}\n")
+    outcome, report = run(tmp_path, text)
+    assert outcome.status == "ok", outcome.error
+    assert outcome.stages["route"].output.content == "billing<confirm refunded>"
+    route = nodes(report)["route"]
+    assert (route["status"], route["case"], len(route["retry_events"])) == ("ok", "billing", 1)
