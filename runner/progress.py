@@ -20,7 +20,7 @@ from runner.calls import ChatResult
 from runner.events import Event, Recorder, tail
 
 CLEAR = "\r\x1b[2K"
-_CONTAINERS = frozenset({"fanout", "branch"})
+_CONTAINERS = frozenset({"fanout", "branch", "loop", "iteration", "switch"})
 
 
 class Progress:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 _LABEL = r'"[^"\n<>{}]*"'  # quoted, without what would end or confuse it
-_MERMAID_NODE = re.compile(
-    rf"^  (\w+)(\(\[{_LABEL}\]\)|\[{_LABEL}\]|\[/{_LABEL}/\]|\{{\{{{_LABEL}\}}\}}|\[\[{_LABEL}\]\]|\(\( \)\))$"
+_SHAPES = (
+    rf"\(\[{_LABEL}\]\)|\[{_LABEL}\]|\[/{_LABEL}/\]|\{{\{{{_LABEL}\}}\}}|\{{{_LABEL}\}}|\[\[{_LABEL}\]\]|\(\( \)\)"
 )
+_MERMAID_NODE = re.compile(rf"^  (\w+)({_SHAPES})$")
 _MERMAID_EDGE = re.compile(r"^  (\w+) --> (\w+)$")
 
 

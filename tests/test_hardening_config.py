@@ -546,7 +546,7 @@ def test_a_folder_holds_workflows_by_their_keys_or_modeline(tmp_path: Path, caps
     )
     # named on the command line, a file is checked whatever it holds
     code, out, _ = _validate(capsys, str(tmp_path / "ci.yml"))
-    assert code == 1 and f"{tmp_path / 'ci.yml'}:2:1: error: unknown key 'True' in the top level [schema]" in out
+    assert code == 1 and f"{tmp_path / 'ci.yml'}:2:1: error: unknown key 'on' in the top level [schema]" in out
 
 
 def test_runnerignore_skips_what_it_lists_below_its_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,6 +119,10 @@ stages:
     when: "{{ false }}"
     fanout: {for_each: [1, 2], agent: a}
   - {id: tools, agent: user, input: "a b c"}
+  - id: again
+    loop: {max_iterations: 2, stages: [{id: once, agent: quick}]}
+  - id: route
+    switch: {on: "x", cases: {x: [{id: routed, agent: quick}]}}
   - {id: last, python: "corpus_tools:split", input: "x y"}
 """
 
@@ -253,7 +257,7 @@ def test_the_corpus_covers_every_node_kind_status_and_run_status(corpus) -> None
     }
     assert {r["run"]["status"] for r in corpus.values()} == {"ok", "failed", "interrupted"}
     kinds_on_path = {s["kind"] for s in corpus["kinds"]["critical_path"]["steps"]}
-    assert kinds_on_path == {"agent", "python", "fanout", "branch"}
+    assert kinds_on_path == {"agent", "python", "fanout", "branch", "loop", "iteration", "switch"}
 
 
 def REPORT_ENUMS(key: str) -> set[str]:  # noqa: N802 - reads like the constant it stands for
@@ -326,8 +330,9 @@ def test_calls_that_never_started_are_not_counted_as_calls(corpus) -> None:
 
 
 def test_skipped_calls_are_no_calls_and_branches_that_never_ran_say_so(corpus) -> None:
-    # `maybe` was skipped by its `when:`: not a call, and not one that never started
-    assert format_table(corpus["kinds"]).splitlines()[0].split("; ")[1].startswith("4 agent calls, tokens in/out ")
+    # `maybe` was skipped by its `when:`: not a call, and not one that never started (3 calls of the 7 are the
+    # loop's two iterations and the switch's case)
+    assert format_table(corpus["kinds"]).splitlines()[0].split("; ")[1].startswith("7 agent calls, tokens in/out ")
     # fail_fast: one branch failed, two were stopped running (cancelled, or unfinished when the stop came
     # between their two stages), the fourth never got a slot
     rows = {line.split()[0]: line for line in format_table(corpus["failfast"]).splitlines()[2:]}

@@ -135,6 +135,10 @@ stages:
   - {id: maybe, agent: a, when: "{{ false }}"}
   - {id: maybe_py, python: "html_report_tools:pause", when: "{{ false }}"}
   - {id: tools, agent: user, input: "a b c"}
+  - id: again
+    loop: {max_iterations: 2, stages: [{id: once, agent: quick}]}
+  - id: route
+    switch: {on: "x", cases: {x: [{id: routed, agent: quick}]}}
   - {id: last, python: "html_report_tools:split", input: "x y"}
 """
 

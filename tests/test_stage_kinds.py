@@ -81,15 +81,15 @@ def disagreements(schema: Mapping[str, Any], kinds: Mapping[str, StageKind[Any]]
 
 def test_the_registry_has_exactly_the_schemas_stage_kinds() -> None:
     assert disagreements(SCHEMA, KINDS) == []
-    assert list(KINDS) == ["agent", "python", "fanout"]
+    assert list(KINDS) == ["agent", "python", "fanout", "loop", "switch"]
     assert sorted(KINDS) == sorted(schema_choices(SCHEMA))
 
 
 def test_the_pin_fails_when_the_schema_and_the_registry_disagree() -> None:
     more = copy.deepcopy(SCHEMA)
     stage = more["$defs"]["stage"]
-    next(p for p in stage["allOf"] if "oneOf" in p)["oneOf"].append({"required": ["loop"]})
-    assert disagreements(more, KINDS) == ["the schema offers stage kind 'loop', which the registry lacks"]
+    next(p for p in stage["allOf"] if "oneOf" in p)["oneOf"].append({"required": ["batch"]})
+    assert disagreements(more, KINDS) == ["the schema offers stage kind 'batch', which the registry lacks"]
 
     fewer = copy.deepcopy(SCHEMA)
     stage = fewer["$defs"]["stage"]
@@ -103,7 +103,7 @@ def test_the_pin_fails_when_the_schema_and_the_registry_disagree() -> None:
     assert disagreements(SCHEMA, {**KINDS, "group": GROUP}) == [
         "the registry's stage kind 'group' is not a choice of the schema's stage oneOf",
         "the schema's message for a stage of no kind does not name 'group': "
-        "a stage needs exactly one of 'agent', 'fanout' or 'python'",
+        "a stage needs exactly one of 'agent', 'fanout', 'loop', 'python' or 'switch'",
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 
 def word_count(text: str) -> int:
@@ -48,3 +49,11 @@ def read_chapter(number: int) -> str:
     """
     line = f"Chapter {number}: findings on connection pools, retries and timeouts under load. "
     return line * 60  # about 1,300 tokens: long enough for working memory to store it aside
+
+
+def tally(stages: dict[str, Any]) -> str:
+    """A python stage: the majority of the voters' first words (SAFE or UNSAFE), with the count, ties unsafe."""
+    votes = [out.content.split()[0].strip(".:,").upper() for out in stages["votes"] if out.content.strip()]
+    safe = votes.count("SAFE")
+    verdict = "SAFE" if safe > len(votes) - safe else "UNSAFE"
+    return f"{verdict} ({safe} of {len(votes)} voters say SAFE)"

@@ -27,6 +27,7 @@ from runner.events import Recorder
 from runner.plan.compile import Plan, StagePlan
 from runner.providers.base import ChatProvider
 from runner.sandbox.fields import FAST_ATTRS
+from runner.stages.base import CONTEXT_NAMES
 from runner.stages.base import SKIPPED as SKIPPED
 from runner.stages.base import Output as Output
 from runner.stages.base import as_text as as_text
@@ -104,7 +105,11 @@ class Engine:
         return prev
 
     def _context(self, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any]) -> dict[str, Any]:
-        return base_context(inputs=self.inputs, stages=stages, prev=prev, vars=vars_, run=self.run_info)
+        ctx = base_context(inputs=self.inputs, stages=stages, prev=prev, vars=vars_, run=self.run_info)
+        names = CONTEXT_NAMES.get()  # inside a loop: `loop` (runner/stages/loop.py)
+        if names:
+            ctx.update(names)
+        return ctx
 
     async def run_stage(
         self, sp: StagePlan, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str

@@ -11,13 +11,7 @@ from runner.dispatch import first_error
 from runner.errors import ProviderConfigError, ProviderError, StageTimeout, TemplateError, ToolError
 from runner.events import Recorder
 from runner.stages.base import SKIPPED, StagePlan, StagePolicy, brief
-
-
-def truthy(value: Any) -> bool:
-    """A ``when`` condition's value: text such as "false", "no", "0" or "" is false, like the value false."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "no", "0", "none", "off")
-    return bool(value)
+from runner.stages.base import truthy as truthy  # the one reading of a condition, shared with loops
 
 
 def retryable(exc: BaseException) -> bool:

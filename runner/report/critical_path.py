@@ -2,7 +2,8 @@
 
 The path follows the workflow's structure (:mod:`runner.report.layout`): stages run in order,
 so the path is the concatenation of each stage's path; a fan-out ends when its slowest branch does, so
-its path goes through the branch that ended last (the lowest index on a tie). Each step's time is split:
+its path goes through the branch that ended last (the lowest index on a tie); a loop's goes through each of its
+iterations in turn, a switch's through the case that ran. Each step's time is split:
 
 * ``concurrency``: queued -> started, the wait for a fan-out's ``max_concurrency`` slot;
 * ``retries``: failed attempts and their back-offs, each from where its attempt began;
@@ -39,6 +40,8 @@ CATEGORY_LABELS = {
     "overhead": "runner overhead",
 }
 CATEGORIES = tuple(CATEGORY_LABELS)
+# Steps whose time is that of the steps inside them (a fan-out's branch, a loop's iterations, a switch's case).
+_CONTAINERS = frozenset({"fanout", "loop", "iteration", "switch"})
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Step:
     """One node on the critical path and the time it held it."""
 
     node: str
-    kind: str  # agent | fanout | branch
+    kind: str  # agent | python | fanout | branch | loop | iteration | switch
     start: float
     end: float
     model: str | None = None
@@ -165,6 +168,22 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
                     time={"retries": retry_end - start, "python": end - retry_end},
                 )
             ]
+        if shape.mode == "loop":  # iterations run one after another: the path goes through each of them
+            steps = [Step(node, "loop", span.start if span.start is not None else 0.0, span.end_or(wall))]
+            for i in indices.get(node, ()):
+                iteration = spans.get(f"{node}[{i}]")
+                if iteration is None or iteration.start is None:
+                    continue
+                steps.append(Step(iteration.id, "iteration", iteration.start, iteration.end_or(wall)))
+                steps.extend(sequence(shape.stages, f"{iteration.id}."))
+            return steps
+        if shape.mode == "switch":  # through the one case that ran: the one whose stages have spans
+            steps = [Step(node, "switch", span.start if span.start is not None else 0.0, span.end_or(wall))]
+            for case in shape.branches:
+                if any(prefix + inner.id in spans for inner in case):
+                    steps.extend(sequence(case, prefix))
+                    break
+            return steps
         if not shape.is_fanout:
             return [agent_step(span, None, shape)]
         start = span.start if span.start is not None else 0.0
@@ -224,7 +243,7 @@ def summarize_path(steps: list[Step], wall: float) -> PathSummary:
     cursor = 0.0
     startup = steps[0].start if steps else 0.0
     for step in steps:
-        if step.kind == "fanout":  # only moves the cursor: its time is that of the branch it waited for
+        if step.kind in _CONTAINERS:  # only moves the cursor: its time is that of the steps inside it
             if step.start > cursor:
                 add("overhead", "", step.start - cursor)
                 cursor = step.start

@@ -46,6 +46,9 @@ KIND_LABELS = {
     "branch": "fan-out branch",
     "python": "python stage",
     "tool": "tool call",
+    "loop": "loop",
+    "iteration": "loop iteration",
+    "switch": "switch",
 }
 # The parts of a bar, in the order the legend shows them.
 SEGMENT_LABELS = {

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
-from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status
+from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status, outcomes
 from runner.report.stats import median
 
 
@@ -65,6 +65,10 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     if report["bottlenecks"]:
         lines += ["", "## Bottlenecks", ""]
         lines += [f"{i}. {b['message']}" for i, b in enumerate(report["bottlenecks"], 1)]
+    ended = outcomes(report)
+    if ended:
+        lines += ["", "## Loops and switches", ""]
+        lines += [f"- {line}" for line in ended]
     if report["models"]:
         lines += ["", "## Models", ""]
         header = [

@@ -65,3 +65,32 @@ def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | 
             order.append((key, groups[key]))
         groups[key].append(span)
     return order
+
+
+def outcomes(report: Mapping[str, Any], *, limit: int = 5) -> list[str]:
+    """What ended each loop and which case each switch ran, in a sentence each (a loop stopped by its
+    ``max_iterations`` before its ``until`` held is a warning, with the setting to change), at most ``limit``
+    of them and a line saying how many more the JSON report holds."""
+    lines: list[str] = []
+    for node in report["nodes"]:
+        kind, ident = node.get("kind"), node["id"]
+        if kind == "loop":
+            n = node.get("iterations")
+            done = "" if n is None else f" after {n} iteration{'' if n == 1 else 's'}"
+            if node.get("warning"):
+                lines.append(f"warning: {node['warning']}")
+            elif node.get("ended_by") == "until":
+                lines.append(f"loop {ident}: its until held{done}")
+            elif node.get("ended_by") == "max_iterations":
+                lines.append(f"loop {ident}: ran its max_iterations{done}")
+            else:
+                lines.append(f"loop {ident}: {node_status(node)}{done}")
+        elif kind == "switch" and node.get("status") == "ok":
+            case, reason = node.get("case"), node.get("reason")
+            if case is not None and case != "default":
+                lines.append(f"switch {ident}: case {case!r} ran")
+            else:  # the reason says what `on` gave, which no case has
+                lines.append(f"switch {ident}: {reason or ('the default ran' if case else 'no case ran')}")
+    if len(lines) > limit:
+        return [*lines[:limit], f"... {len(lines) - limit} more loops and switches in the JSON report"]
+    return lines

@@ -106,6 +106,13 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                     span.detail["reason"] = str(data["reason"])
                 if "failed_branches" in data:
                     span.detail["failed_branches"] = int(data["failed_branches"])
+                if "iterations" in data:  # a loop: how many ended, what ended it, and a warning when max did
+                    span.detail["iterations"] = int(data["iterations"])
+                for key in ("ended_by", "warning"):
+                    if key in data:
+                        span.detail[key] = str(data[key])
+                if "case" in data:  # a switch: the case that ran, or None
+                    span.detail["case"] = None if data["case"] is None else str(data["case"])
                 if kind == "failed" and data.get("timeout") is not None:  # stopped by its stage's timeout
                     span.detail["timeout_s"] = float(data["timeout"])
             if kind == "finished":
@@ -156,6 +163,14 @@ def add_branch_spans(spans: dict[str, Span], layout: Layout, run_status: str) ->
     def visit(stages: tuple[StageShape, ...], prefix: str) -> None:
         for shape in stages:
             node = prefix + shape.id
+            if shape.mode == "loop":  # its iterations have spans of their own (the engine records them)
+                for i in indices.get(node, ()):
+                    visit(shape.stages, f"{node}[{i}].")
+                continue
+            if shape.mode == "switch":  # the stages of the case that ran keep their ids
+                for case in shape.branches:
+                    visit(case, prefix)
+                continue
             if not shape.is_fanout or node not in spans:
                 continue
             if shape.mode == "each_agent":

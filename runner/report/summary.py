@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.report.critical_path import CATEGORIES
-from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status
+from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status, outcomes
 from runner.report.stats import median
 
 
@@ -112,6 +112,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
         lines.append(f"model {name}: " + ", ".join(parts))
     for i, b in enumerate(report["bottlenecks"], 1):
         lines.append(f"bottleneck {i}: {b['message']}")
+    lines.extend(outcomes(report))  # what ended each loop, which case each switch ran
     return "\n".join(lines)
 
 

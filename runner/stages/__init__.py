@@ -13,14 +13,16 @@ from typing import Any
 from runner.stages.agent import AGENT, AgentStage
 from runner.stages.base import StageKind, StageRecord
 from runner.stages.fanout import FANOUT, FanoutStage
+from runner.stages.loop import LOOP, LoopStage
 from runner.stages.python import PYTHON, PythonStage
+from runner.stages.switch import SWITCH, SwitchStage
 
-KINDS: dict[str, StageKind[Any]] = {kind.name: kind for kind in (AGENT, PYTHON, FANOUT)}
+KINDS: dict[str, StageKind[Any]] = {kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH)}
 """Every stage kind by the key that picks it in YAML, in the schema's order of choices."""
 
 BY_RECORD: dict[type, StageKind[Any]] = {kind.record: kind for kind in KINDS.values()}
 
-Stage = AgentStage | PythonStage | FanoutStage
+Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage
 """Any stage's record: the union of the kinds' records (a test keeps it equal to :data:`KINDS`)."""
 
 
@@ -50,8 +52,10 @@ __all__ = [
     "KINDS",
     "AgentStage",
     "FanoutStage",
+    "LoopStage",
     "PythonStage",
     "Stage",
+    "SwitchStage",
     "kind_for",
     "kind_of",
     "walk",

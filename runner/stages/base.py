@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
@@ -119,6 +120,8 @@ class TemplateUse(NamedTuple):
     src: TemplateSrc
     path: YamlPath
     per_item: bool = False
+    after: bool = False  # renders after the stage's blocks ran (a loop's ``until``): sees their stages
+    names: frozenset[str] = frozenset()  # names it sees besides the stage's own context (``loop``)
 
 
 class Block(NamedTuple):
@@ -129,8 +132,10 @@ class Block(NamedTuple):
     per item. ``item``: the name its stages see in ``vars`` besides the stage's own (a fan-out's ``as``).
     ``exported``: its stages' outputs stay visible as ``stages.<id>`` after the stage (listed branches); a
     per-item pipeline's do not. ``partial``: a run of it may hand out none of its stages (a failed branch
-    under ``on_error: collect``). ``prev``: what ``prev`` holds for its first stage (``text``: the stage's
-    input), as :attr:`StageKind.output` says of outputs.
+    under ``on_error: collect``; a switch's cases). ``prev``: what ``prev`` holds for its first stage (``text``:
+    the stage's input; ``loop-input``: a loop's input, in its first iteration), as :attr:`StageKind.output` says
+    of outputs. ``names``: the names its stages' templates see besides the usual ones (a loop body's ``loop``;
+    see :data:`CONTEXT_NAMES`). ``how`` is also ``body`` (a loop's), ``case '<value>'`` or ``the default case``.
     """
 
     stages: tuple[StageRecord, ...]
@@ -140,6 +145,7 @@ class Block(NamedTuple):
     exported: bool = False
     partial: bool = False
     prev: str = "text"
+    names: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,10 +224,49 @@ class _Skipped:
 SKIPPED = _Skipped()
 
 
+class Iterations(list[dict[str, Any]]):
+    """A loop's output: one mapping per iteration, from each inner stage's id to its output in that iteration.
+    As a later stage's default input it is the last iteration's last output (``last``), not every iteration."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: Any = None
+
+
+@dataclass(slots=True)
+class Routed:
+    """A switch's output: the ``case`` that ran (None when no case matched and there is no default; ``default``
+    for the default) and the ``output`` of its last stage (the switch's input passed through when none ran)."""
+
+    case: str | None
+    output: Any
+
+    def __str__(self) -> str:
+        return as_text(self.output)
+
+
+CONTEXT_NAMES: ContextVar[Mapping[str, Any] | None] = ContextVar("runner_context_names", default=None)
+"""Names a stage kind adds to the template context of every stage run inside it (a loop's ``loop``): the engine
+adds them to each context it builds. A context variable, so that tasks started inside (fan-out branches) see
+them too, and each iteration of nested loops its own."""
+
+
+def truthy(value: Any) -> bool:
+    """A condition's value (``when``, ``until``): text such as "false", "no", "0" or "" is false, like false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "0", "none", "off")
+    return bool(value)
+
+
 def as_text(value: Any) -> str:
-    """A stage's default input from the previous output: text as is, a fan-out's outputs one per paragraph."""
+    """A stage's default input from the previous output: text as is, a fan-out's outputs one per paragraph, a
+    loop's last output."""
     if value is None:
         return ""
+    if isinstance(value, Iterations):
+        return as_text(value.last)
     if isinstance(value, list):
         return "\n\n".join(as_text(v) for v in value)
     return str(value)
@@ -277,7 +322,9 @@ class StageShape:
     """One stage as the report sees it. ``mode`` is ``agent`` for a plain agent stage, ``python`` for a python
     stage; for a fan-out ``each_agent`` (``for_each`` with ``agent``: branch ``i`` is the call ``<id>[i]``),
     ``each_stages`` (``for_each`` with ``stages``: branch ``i`` runs ``<id>[i].<inner>``) or ``branches``
-    (listed branches, their stages keep their ids)."""
+    (listed branches, their stages keep their ids); ``loop`` (iteration ``i``, from 1, runs
+    ``<id>[i].<inner>``, in order) or ``switch`` (``branches`` are its cases, then its default; the stages of
+    the one that ran keep their ids)."""
 
     id: str
     path: str  # where it is in the YAML: stages[0].fanout.branches[1][0]
@@ -291,7 +338,7 @@ class StageShape:
 
     @property
     def is_fanout(self) -> bool:
-        return self.mode not in ("agent", "python")
+        return self.mode not in ("agent", "python", "loop", "switch")
 
 
 class ShapeContext(Protocol):
@@ -342,7 +389,8 @@ class StageKind(ABC, Generic[R]):
     """Its frozen record class (``R``)."""
     output: ClassVar[str] = "any"
     """What its output is as ``prev`` and ``stages.<id>``: ``message`` (an agent's), ``list`` (one item per
-    branch) or ``any``; the validator checks attribute reads against it."""
+    branch), ``iterations`` (a loop's :class:`Iterations`), ``routed`` (a switch's :class:`Routed`) or ``any``;
+    the validator checks attribute reads against it."""
     agent_key: ClassVar[YamlPath] = ("agent",)
     """Where the record's ``agent`` is written, relative to the stage (for messages)."""
     mermaid_shape: ClassVar[tuple[str, str]] = ("[", "]")

@@ -163,7 +163,12 @@ class _Builder:
                     self.diag(key_span, "yaml-syntax", "a mapping key must be a plain value, not a list or mapping")
                 continue
             raw_key = self.loader.construct_object(key_node, deep=True)
-            key = raw_key if isinstance(raw_key, str) else str(raw_key)
+            if isinstance(raw_key, bool) and not key_node.style:  # plain: None, or "" from libyaml
+                # A plain `on:` or `yes:` key is the word written, not "True": a switch's `on` and its cases
+                # (YAML 1.1 reads on/off/yes/no as booleans, which no key here means).
+                key = key_node.value
+            else:
+                key = raw_key if isinstance(raw_key, str) else str(raw_key)
             if key in seen and not merged and seen_own.get(key, False):
                 first = seen[key]
                 self.diag(

@@ -15,8 +15,10 @@ from runner.retry import RetryPolicy as RetryPolicy
 # The stages' records live with their kinds (runner/stages/: one module per kind, and the registry).
 from runner.stages import AgentStage as AgentStage
 from runner.stages import FanoutStage as FanoutStage
+from runner.stages import LoopStage as LoopStage
 from runner.stages import PythonStage as PythonStage
 from runner.stages import Stage as Stage
+from runner.stages import SwitchStage as SwitchStage
 from runner.stages.base import NO_POLICY as NO_POLICY
 from runner.stages.base import StagePolicy as StagePolicy
 from runner.stages.base import StageRecord

@@ -93,7 +93,8 @@ def _message(error: Any, doc: Document) -> tuple[Path, bool, str, str]:
         return path, kind == "not", f"{where}: {_x_error(schema, error.instance)}", schema.get("x-hint", "")
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return path, False, f"{where}: missing required key '{missing}'", f"add '{missing}'"
+        hint = schema.get("x-required-hints", {}).get(missing) or f"add '{missing}'"
+        return path, False, f"{where}: missing required key '{missing}'", hint
     if kind == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         want = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)

@@ -148,6 +148,16 @@ def _swallowed_structure(src: _Text, token: yaml.ScalarToken) -> bool:
     return any(src.line(n).strip() and src.indentation(n) <= base for n in range(first + 1, last + 1))
 
 
+def _without_comment(line: str) -> str:
+    """A line without its trailing comment: from the first `` #`` outside quotes (a comment's own ``:`` or
+    apostrophe must not hide the key that lacks its ``:``)."""
+    for match in re.finditer(r"\s#", line):
+        before = line[: match.start()]
+        if before.count('"') % 2 == 0 and before.count("'") % 2 == 0:
+            return before.rstrip()
+    return line
+
+
 def _line_above(src: _Text, line: int) -> int | None:
     """The nearest line above ``line`` that holds more than blanks or a comment."""
     for n in range(line - 1, 0, -1):
@@ -328,9 +338,7 @@ def describe(exc: yaml.MarkedYAMLError, text: str) -> SyntaxProblem:
             # mapping below it looks more indented than the block it is in.
             above = _line_above(src, line)
             if above is not None:
-                code = src.line(above)
-                if "'" not in code and '"' not in code:
-                    code = re.sub(r"\s+#.*$", "", code)
+                code = _without_comment(src.line(above))
                 key = _PLAIN_WORDS.match(code)
                 if key is not None and ":" not in code and len(key.group(1)) <= col - 1:
                     return _missing_colon(src, above, key.start(2) + 1)

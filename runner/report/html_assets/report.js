@@ -377,6 +377,9 @@
       }
       if (num(n.timeout_s)) add("timeout", seconds(n.timeout_s));
       if (num(n.failed_branches)) add("failed branches", str(n.failed_branches));
+      if (num(n.iterations)) add("iterations", str(n.iterations) + (n.ended_by ? `, ended by ${str(n.ended_by)}` : ""));
+      if (n.case !== undefined) add("case", n.case === null ? "none" : str(n.case));
+      if (n.warning !== undefined) add("warning", str(n.warning));
       if (n.reason !== undefined) add("reason", str(n.reason));
       if (n.error !== undefined) add("error", str(n.error));
       return rows;

@@ -164,8 +164,9 @@ _RULES = (
         ERROR,
         "A template reads a stage that has not finished when the template renders.",
         "Read only stages that run before, on every path: not later ones, not parallel branches, not stages "
-        "inside another fan-out's per-item pipeline; a stage that `when` may skip only behind a check such as "
-        "`{% if stages.<id> %}`.",
+        "inside another fan-out's per-item pipeline; a stage that `when` may skip, or of a switch's case, only "
+        "behind a check such as `{% if stages.<id> %}`; inside a loop, the previous iteration's as "
+        "`loop.previous.<id>`, behind `{% if loop.previous %}`.",
     ),
     Rule(
         "stage-maybe-skipped",

@@ -42,6 +42,7 @@ _NUMBER_FILTERS = frozenset({"length", "count", "int", "float", "sum", "abs", "r
 _PREV_NOT_A_LIST = {
     "none": "None (no stage runs before it)",
     "text": "text (prev is the fan-out's input here)",
+    "loop-input": "text in the first iteration (prev is the loop's input there)",
     "message": "one message (prev is the previous agent's output)",
 }
 
@@ -74,6 +75,7 @@ def expression_kind(node: Any, prev: str = "any") -> tuple[str, str] | None:
 
 # What templates can read on a stage's output (runner/stages/base.py Output; a test keeps them in step).
 MESSAGE_FIELDS = ("content", "data", "error", "name", "node", "usage")
+ROUTED_FIELDS = ("case", "output")  # a switch's output (runner/stages/base.py Routed)
 _TEXT_ATTRS = frozenset(a for a in dir(str) if not a.startswith("_"))
 _LIST_ATTRS = frozenset(a for a in dir(list) if not a.startswith("_"))
 
@@ -93,6 +95,24 @@ def attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple
         )
     if kind == "list" and attr not in _LIST_ATTRS:
         return f"{expr}.{attr}: {expr} is a list (a fan-out's outputs, one per branch), not a message", loop
+    if kind == "loop-input" and attr not in _TEXT_ATTRS:
+        return (
+            f"{expr}.{attr}: {expr} is text in {where} in the first iteration (the loop's input), not a message",
+            f"use '{{{{ {expr} }}}}' for the text, or loop.previous.<id>.{attr} for the previous iteration's "
+            "(behind {% if loop.previous %})",
+        )
+    if kind == "iterations" and attr not in _LIST_ATTRS:
+        return (
+            f"{expr}.{attr}: {expr} is a list (a loop's iterations, each its stages' outputs by id), not a message",
+            f"read the last iteration's stage by its own id (stages.<id>), or index it: {expr}[-1].<id>.content",
+        )
+    if kind == "routed" and attr not in ROUTED_FIELDS:
+        hint = (
+            f"read {expr}.output.{attr}: the output of the case that ran"
+            if attr in MESSAGE_FIELDS
+            else f"a switch's output has: {', '.join(ROUTED_FIELDS)}"
+        )
+        return f"{expr}.{attr}: {expr} is a switch's outcome, not a message", hint
     if kind == "message" and attr not in MESSAGE_FIELDS:
         close = suggest(attr, MESSAGE_FIELDS, "fields")
         hint = close if close.startswith("did you mean") else f"a message has: {', '.join(MESSAGE_FIELDS)}"

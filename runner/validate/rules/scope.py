@@ -36,8 +36,9 @@ class Scope:
     stage: str  # the stage whose context this is
     label: str  # for messages: "the input of stage 'x'", "agent 'a' called by stage 'x'"
     path: tuple[str, ...]  # the ids of the stage and its enclosing fan-outs, innermost last
-    prev: str = "any"  # what `prev` holds: none | text | message | list | any (see output_kind)
+    prev: str = "any"  # what `prev` holds: none | text | loop-input | message | list | iterations | routed | any
     maybe: frozenset[str] = frozenset()  # stages of `ready` that may have no output (see skippable)
+    names: frozenset[str] = frozenset()  # names besides the usual ones (`loop` inside a loop: Block.names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,10 @@ class Walk:
         ids: tuple[str, ...],
         prev: str,
         maybe: frozenset[str],
+        names: frozenset[str] = frozenset(),
     ) -> None:
         for i, stage in enumerate(stages):
-            self.stage(stage, (*base, i), ready, vars_, chain, ids, prev, maybe)
+            self.stage(stage, (*base, i), ready, vars_, chain, ids, prev, maybe, names)
             ready = ready | {stage.id} | exported(stage)
             maybe = maybe | skippable(stage)
             out = output_kind(stage)
@@ -103,6 +105,7 @@ class Walk:
         ids: tuple[str, ...],
         prev: str,
         maybe: frozenset[str],
+        names: frozenset[str] = frozenset(),
     ) -> None:
         self.places.setdefault(stage.id, Place(path, chain))
         self.order.append((stage, path))
@@ -114,14 +117,23 @@ class Walk:
         item = kind.item_name(stage)
         with_item = own | {item} if item is not None else own
         label = f"stage '{stage.id}'"
-        plain = Scope(ready, own, stage.id, label, here, prev, maybe)
+        plain = Scope(ready, own, stage.id, label, here, prev, maybe, names)
         if stage.policy.when is not None:
             self._site(stage.policy.when, f"the 'when' of {label}", plain, "when", stage)
         for use in kind.templates(stage):
-            scope = Scope(ready, with_item, stage.id, label, here, prev, maybe) if use.per_item else plain
+            if use.after:  # a loop's `until`: after its body, whose stages it sees (the last iteration's)
+                inner = [s for block in kind.blocks(stage) for s in block.stages]
+                after_maybe = maybe.union(*(skippable(s) for s in inner))
+                out = output_kind(inner[-1]) if inner else "any"
+                scope = Scope(ready | exported(stage), own, stage.id, label, here, out, after_maybe, names | use.names)
+            elif use.per_item or use.names:
+                seen = with_item if use.per_item else own
+                scope = Scope(ready, seen, stage.id, label, here, prev, maybe, names | use.names)
+            else:
+                scope = plain
             self._site(use.src, f"the {use.role} of {label}", scope, use.role, stage)
         if agent_name is not None:  # the agent renders its templates in the stage's context, with the item
-            self._call(agent_name, Scope(ready, with_item, stage.id, label, here, prev, maybe))
+            self._call(agent_name, Scope(ready, with_item, stage.id, label, here, prev, maybe, names))
         for block in kind.blocks(stage):
             inner_vars = own | {block.item} if block.item is not None else own
             self.sequence(
@@ -133,6 +145,7 @@ class Walk:
                 here,
                 block.prev,
                 maybe,
+                names | block.names,
             )
 
     def _site(self, src: TemplateSrc, label: str, scope: Scope, kind: str, stage: StageRecord) -> None:

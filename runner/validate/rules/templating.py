@@ -22,6 +22,7 @@ from runner.templates import environment, is_constant
 from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
 from runner.validate.rules.kinds import FOR_EACH_HINT, attribute_problem, expression_kind
+from runner.validate.rules.loops import KIND_WORDS, in_block, in_switch, loop_reads
 from runner.validate.rules.names import Names, analyse, ref_of, single_expression
 from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
@@ -129,6 +130,8 @@ class TemplateChecker:
                     "write the text in this template, or pass it in through inputs or vars",
                 )
         allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
+        if site.scopes:  # names only some contexts have (`loop`) must be there in every one
+            allowed |= frozenset.intersection(*(scope.names for scope in site.scopes))
         for name in sorted(names.free - allowed):
             message, hint = self.unknown_name(name, site, allowed)
             for start, end in spans(name):
@@ -154,6 +157,9 @@ class TemplateChecker:
                 message, hint = found
                 for start, end in spans(name, key, attr):
                     self.add(src, start, end, "no-attribute", message, hint)
+        if "loop" in names.free and "loop" in allowed:  # inside a loop: its fields and previous iteration
+            for start, end, rule, message, hint in loop_reads(site, names, spans, self.stages):
+                self.add(src, start, end, rule, message, hint)
         if site.kind == "for_each" and site.stage is not None:
             self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
@@ -187,10 +193,18 @@ class TemplateChecker:
 
     def unknown_name(self, name: str, site: Site, allowed: frozenset[str]) -> tuple[str, str]:
         message = f"'{name}' is not defined in {site.label}"
+        lacking = [scope for scope in site.scopes or () if name not in scope.names]
+        if site.call and lacking and len(lacking) < len(site.scopes or ()):  # some callers have it, not all
+            message = f"'{name}' is not defined in {_where(site, lacking[0])}"
         if name in _CALL:
             return message, (
                 "'agent' and 'input' exist only in system prompts and model templates; "
                 "a stage's input reads 'prev' or 'stages.<id>'"
+            )
+        if name == "loop":
+            return message, (
+                "'loop' exists only in the stages of a loop stage (and its 'until'), and in the templates of the "
+                "agents and models only they call"
             )
         visible = sorted(allowed - self.globals)
         return message, suggest(name, visible, "names") if _close(name, visible) else (
@@ -288,12 +302,15 @@ class TemplateChecker:
                 f"read it behind a check, {{% if stages.{key} %}}...{{% endif %}}, or with a fallback, "
                 f"{{{{ stages.{key}.content | default('') }}}}",
             )
-        for fanout, _ in self.walk.places[key].chain:
+        for fanout, how in self.walk.places[key].chain:
             outer = self.stages.get(fanout)
             if outer is None:
                 continue
+            word = KIND_WORDS.get(kind_of(outer).name, "stage")
             if outer.policy.when is not None:
-                return True, f"stage '{key}' runs inside fan-out '{fanout}', which has a 'when' that may skip it", check
+                return True, f"stage '{key}' runs inside {word} '{fanout}', which has a 'when' that may skip it", check
+            if kind_of(outer).name == "switch":
+                return True, *in_switch(key, fanout, how, check)
             if any(block.partial for block in kind_of(outer).blocks(outer)):  # a fan-out's on_error: collect
                 return (
                     True,
@@ -307,13 +324,17 @@ class TemplateChecker:
         if target == scope.stage:
             return "a stage cannot read its own output", "read 'prev' for the previous stage's output"
         if target in scope.path:
+            word = KIND_WORDS.get(kind_of(self.stages[target]).name, "stage")
             return (
-                f"fan-out '{target}' contains it and finishes after it",
-                "read the stages before the fan-out, or the earlier stages of this branch",
+                f"{word} '{target}' contains it and finishes after it",
+                f"read the stages before the {word}, or the earlier stages of this block",
             )
         there = self.walk.places[target].chain
         here = self.walk.places[scope.stage].chain if scope.stage in self.walk.places else ()
         for fanout, how in there:
+            found = in_block(target, fanout, how, here)  # a later stage of a loop, another case of a switch
+            if found is not None:
+                return found
             if how == "pipeline" and (fanout, how) not in here:
                 return (
                     f"stage '{target}' runs once per item inside fan-out '{fanout}' and is visible only there",
