@@ -91,7 +91,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each engine case per process")
     parser.add_argument("--http-levels", default="100,1000", help="'' to skip the HTTP fan-out")
+    parser.add_argument("--cases", default="", help="engine cases as kind:n,... (default: all)")
     args = parser.parse_args()
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",") if c] or ENGINE_CASES
     with tempfile.TemporaryDirectory() as tmp:
         old = export(args.commit, Path(tmp) / "old")
         new = export("HEAD", Path(tmp) / "new") if not _dirty() else ROOT
@@ -99,7 +101,7 @@ def main() -> int:
         engine: dict[tuple[str, str, int], list[float]] = {}
         http: dict[str, list[dict[tuple[str, int], dict[str, float]]]] = {"old": [], "new": []}
         for r in range(args.rounds):
-            for kind, n in ENGINE_CASES:
+            for kind, n in cases:
                 for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
                     engine.setdefault((side, kind, n), []).extend(run_engine(sides[side], kind, n, args.repeat))
             if args.http_levels:
@@ -112,7 +114,7 @@ def main() -> int:
     )
     print("| case | old s | new s | new/old |")
     print("|---|---:|---:|---:|")
-    for kind, n in ENGINE_CASES:
+    for kind, n in cases:
         a = statistics.median(engine[("old", kind, n)])
         b = statistics.median(engine[("new", kind, n)])
         print(f"| {kind} {n} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
