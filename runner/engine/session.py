@@ -33,6 +33,7 @@ from runner.events import Recorder
 from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
+from runner.providers.transport import TransportWrapper, wrapping
 from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
 from runner.tools import ToolRunner, import_callable, load_tool
@@ -133,19 +134,24 @@ async def execute(
     providers: Mapping[str, ChatProvider] | None = None,
     transport: Any = None,
     stages: dict[str, Any] | None = None,
+    wrapper: TransportWrapper | None = None,
 ) -> Any:
     """Run ``plan`` on the running loop and return its last stage's output.
 
     ``providers``: the caller's providers by model name, used as they are and never closed (the caller made
     them and may use them again); the others are made here from the workflow's settings (``transport`` going
     to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
-    id as they end."""
+    id as they end. ``wrapper`` wraps the transport of every endpoint made here (a cassette recording or
+    replaying the run: :mod:`runner.cassette`)."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
-    resources = open_resources(plan, Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id)
+    folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
     owned: dict[str, ChatProvider] = {}
+    with wrapping(wrapper):  # embedders send through the same seam as models, so they record and replay too
+        resources = open_resources(plan, folder)
     try:
-        open_providers(plan, providers, transport, into=owned)
+        with wrapping(wrapper):
+            open_providers(plan, providers, transport, into=owned)
         engine = Engine(
             plan,
             inputs,
@@ -180,7 +186,7 @@ class Session:
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers`` and ``transport`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport`` and ``wrapper`` as in :func:`execute`.
     """
 
     def __init__(
@@ -193,8 +199,10 @@ class Session:
         run_dir: str | Path | None = None,
         providers: Mapping[str, ChatProvider] | None = None,
         transport: Any = None,
+        wrapper: TransportWrapper | None = None,
     ) -> None:
         self.plan = plan
+        self.wrapper = wrapper
         self.inputs = inputs
         self.sink = sink
         self.recorder = recorder if recorder is not None else Recorder()
@@ -246,6 +254,7 @@ class Session:
                 providers=self.providers,
                 transport=self.transport,
                 stages=self.stages,
+                wrapper=self.wrapper,
             )
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.end("interrupted", None, exc)

@@ -64,7 +64,7 @@ class OpenAIChatProvider:
     ) -> None:
         self.name = name
         self.config = config
-        self._endpoint = Endpoint.of(f"model {name!r}", config, transport)
+        self._endpoint = Endpoint.of(f"model {name!r}", config, transport, source=("model", name))
         self._url = httpx.URL(f"{config.base_url}/chat/completions")
 
     def __repr__(self) -> str:
@@ -131,7 +131,7 @@ class OpenAIChatProvider:
         resp: httpx.Response | None = None
         try:
             async with scope:
-                resp = await ep.send(self._url, payload, stream=True)
+                resp = await ep.send(self._url, payload, stream=True, node_id=ctx.node_id)
                 ep.note_pool_wait(resp, ctx.recorder, ctx.node_id)
                 if resp.status_code >= 400:
                     raise ep.errors.http_error(resp.status_code, await resp.aread(), resp.headers)

@@ -42,7 +42,7 @@ class OpenAIEmbedder:
         self.config = config
         self.recorder = recorder
         self._node_id = f"embeddings.{name}"
-        self._endpoint = Endpoint.of(f"embeddings {name!r}", config, transport)
+        self._endpoint = Endpoint.of(f"embeddings {name!r}", config, transport, source=("embeddings", name))
         self._url = httpx.URL(f"{config.base_url}/embeddings")
 
     def __repr__(self) -> str:
