@@ -70,16 +70,25 @@ class Tape:
         self.needs_key = mode == "record"  # a replay needs the key only for a request it has no answer to
         self.misses: list[CassetteMiss] = []
         self._seen: dict[str, int] = {}
+        self._failed: dict[tuple[str, str], int] = {}
         self._written: list[Path] = []
 
     def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport:
         return TapeTransport(self, make_inner, source)
 
-    def take(self, key: str) -> int:
-        """The number of this request among the same ones sent in this run (1 for the first)."""
+    def take(self, key: str, node: str) -> int:
+        """The number of this request among the same ones sent in this run (1 for the first). A node's retry
+        of a request whose answer was not recorded keeps the number of the attempt it repeats."""
+        n = self._failed.pop((key, node), None)
+        if n is not None:
+            return n
         n = self._seen.get(key, 0) + 1
         self._seen[key] = n
         return n
+
+    def failed(self, key: str, node: str, n: int) -> None:
+        """The attempt numbered ``n`` got no answer to record: the node's retry takes its number."""
+        self._failed[(key, node)] = n
 
     def save(self, key: RequestKey, n: int, recorded: dict[str, Any], response: dict[str, Any]) -> None:
         path = self.cassette.write(key.digest, n, key.request, recorded, response)
@@ -160,7 +169,8 @@ class TapeTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tape = self._tape
         key = request_key(self._source.provider, self._path(request), request.content)
-        n = tape.take(key.digest)
+        node = str(request.extensions.get(NODE, ""))
+        n = tape.take(key.digest, node)
         if tape.mode == "replay":
             entry = tape.cassette.read(key.digest, n)
             if entry is not None:
@@ -168,8 +178,12 @@ class TapeTransport(httpx.AsyncBaseTransport):
                 tape.counts.used.add(entry.path)
                 return await self._answer(entry, request)
             if tape.strict:
-                raise tape.miss(key, n, self._source, str(request.extensions.get(NODE, "")))
-        return await self._record(request, key, n)
+                raise tape.miss(key, n, self._source, node)
+        try:
+            return await self._record(request, key, n, node)
+        except BaseException:
+            tape.failed(key.digest, node, n)
+            raise
 
     async def _answer(self, entry: Entry, request: httpx.Request) -> httpx.Response:
         response = entry.response
@@ -180,16 +194,17 @@ class TapeTransport(httpx.AsyncBaseTransport):
         await stream.until(float(response.get("elapsed", 0.0)))  # the headers come when they came
         return httpx.Response(response["status"], headers=headers, stream=stream, request=request)
 
-    async def _record(self, request: httpx.Request, key: RequestKey, n: int) -> httpx.Response:
+    async def _record(self, request: httpx.Request, key: RequestKey, n: int, node: str) -> httpx.Response:
         if self._inner is None:
             self._inner = self._make_inner()
         started = time.perf_counter()
         inner = await self._inner.handle_async_request(request)
         if inner.status_code >= 400:
+            self._tape.failed(key.digest, node, n)
             return inner  # errors are not recorded (see the module's docstring)
         elapsed = time.perf_counter() - started
         headers = {k: v for k in KEPT_HEADERS if (v := inner.headers.get(k)) is not None}
-        recorded = {"model": self._source.name, "node": str(request.extensions.get(NODE, ""))}
+        recorded = {"model": self._source.name, "node": node}
         head = {"status": inner.status_code, "headers": headers, "elapsed": round(elapsed, 6)}
         # the body is handed on decoded (httpx undoes any Content-Encoding), so those headers do not follow it
         passed = [
@@ -208,7 +223,10 @@ class TapeTransport(httpx.AsyncBaseTransport):
                 inner.status_code, headers=passed, content=body, request=request, extensions=inner.extensions
             )
         stream = _Recording(
-            inner, started, lambda chunks: self._tape.save(key, n, recorded, {**head, "chunks": chunks})
+            inner,
+            started,
+            lambda chunks: self._tape.save(key, n, recorded, {**head, "chunks": chunks}),
+            lambda: self._tape.failed(key.digest, node, n),
         )
         return httpx.Response(
             inner.status_code, headers=passed, stream=stream, request=request, extensions=inner.extensions
@@ -234,10 +252,18 @@ class _Recording(httpx.AsyncByteStream):
     """The body of an answer being recorded: each chunk is passed on as it comes and kept with its offset; the
     entry is saved when the body was read to its end (a stream cut short is not a recording)."""
 
-    def __init__(self, inner: httpx.Response, started: float, save: Callable[[list[list[Any]]], None]) -> None:
+    def __init__(
+        self,
+        inner: httpx.Response,
+        started: float,
+        save: Callable[[list[list[Any]]], None],
+        failed: Callable[[], None],
+    ) -> None:
         self._inner = inner
         self._started = started
         self._save = save
+        self._failed = failed
+        self._saved = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks: list[list[Any]] = []
@@ -253,8 +279,11 @@ class _Recording(httpx.AsyncByteStream):
         if tail:
             chunks.append([round(time.perf_counter() - self._started, 6), tail])
         self._save(chunks)
+        self._saved = True
 
     async def aclose(self) -> None:
+        if not self._saved:
+            self._failed()
         await self._inner.aclose()
 
 
