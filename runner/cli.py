@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "than the threshold or B failed where A succeeded; 0 otherwise (an improvement is reported, not failed).",
     )
     diff.set_defaults(command="report", report_action="diff")
-    diff.add_argument("a", metavar="A", help="the earlier report (the baseline)")
-    diff.add_argument("b", metavar="B", help="the later report")
+    diff.add_argument("a", metavar="A", help="the earlier report (the baseline), or a folder: its newest report")
+    diff.add_argument("b", metavar="B", help="the later report, or a folder (a run's --report-dir): its newest report")
     diff.add_argument(
         "--threshold",
         type=_percent,
