@@ -112,14 +112,18 @@ class Cassette:
         return entry if entry.key == key else None
 
     def load(self, path: Path) -> Entry:
+        return self.load_file(path)
+
+    @staticmethod
+    def load_file(path: Path) -> Entry:
+        """The entry in file ``path``; :class:`CassetteError` when it cannot be read as one."""
         try:
             data = json.loads(path.read_bytes())
-            match = NAME.match(path.name)
-            if match is None or not isinstance(data, dict) or data.get("runner_cassette") != FORMAT:
+            if not isinstance(data, dict) or data.get("runner_cassette") != FORMAT:
                 raise ValueError(f"not a runner cassette entry (format {FORMAT})")
-            return Entry(
-                path, str(data["key"]), int(match["n"]), data["request"], data.get("recorded", {}), data["response"]
-            )
+            match = NAME.match(path.name)  # a response cache's files are named by the whole key, without n
+            n = int(match["n"]) if match is not None else 1
+            return Entry(path, str(data["key"]), n, data["request"], data.get("recorded", {}), data["response"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise CassetteError(f"cassette entry {path}: cannot be read: {reason}; record it again") from exc

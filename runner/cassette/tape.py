@@ -86,6 +86,10 @@ class Tape:
         self._seen[key] = n
         return n
 
+    def peek(self, key: str) -> int:
+        """The number the next request with ``key`` will take (see :meth:`take`; a retry's may differ)."""
+        return self._seen.get(key, 0) + 1
+
     def failed(self, key: str, node: str, n: int) -> None:
         """The attempt numbered ``n`` got no answer to record: the node's retry takes its number."""
         self._failed[(key, node)] = n
@@ -166,6 +170,17 @@ class TapeTransport(httpx.AsyncBaseTransport):
         path = request.url.path
         return path[self._prefix :] if path.startswith(self._source.base_path) else path
 
+    def answers(self, url: httpx.URL, content: bytes) -> bool:
+        """Whether a replay answers this request from the cassette (the endpoint then spends no rate-limit
+        budget on it)."""
+        tape = self._tape
+        if tape.mode != "replay":
+            return False
+        path = url.path
+        base = self._source.base_path
+        key = request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
+        return tape.cassette.has(key.digest, tape.peek(key.digest))
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tape = self._tape
         key = request_key(self._source.provider, self._path(request), request.content)
@@ -197,40 +212,13 @@ class TapeTransport(httpx.AsyncBaseTransport):
     async def _record(self, request: httpx.Request, key: RequestKey, n: int, node: str) -> httpx.Response:
         if self._inner is None:
             self._inner = self._make_inner()
-        started = time.perf_counter()
-        inner = await self._inner.handle_async_request(request)
-        if inner.status_code >= 400:
-            self._tape.failed(key.digest, node, n)
-            return inner  # errors are not recorded (see the module's docstring)
-        elapsed = time.perf_counter() - started
-        headers = {k: v for k in KEPT_HEADERS if (v := inner.headers.get(k)) is not None}
         recorded = {"model": self._source.name, "node": node}
-        head = {"status": inner.status_code, "headers": headers, "elapsed": round(elapsed, 6)}
-        # the body is handed on decoded (httpx undoes any Content-Encoding), so those headers do not follow it
-        passed = [
-            (k, v)
-            for k, v in inner.headers.multi_items()
-            if k not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        if request.extensions.get(READ_ALL):
-            try:
-                body = await inner.aread()
-            finally:
-                await inner.aclose()
-            end = round(time.perf_counter() - started, 6)
-            self._tape.save(key, n, recorded, {**head, **_body(body), "end": end})
-            return httpx.Response(
-                inner.status_code, headers=passed, content=body, request=request, extensions=inner.extensions
-            )
-        stream = _Recording(
-            inner,
-            started,
-            lambda chunks: self._tape.save(key, n, recorded, {**head, "chunks": chunks}),
-            lambda: self._tape.failed(key.digest, node, n),
-        )
-        return httpx.Response(
-            inner.status_code, headers=passed, stream=stream, request=request, extensions=inner.extensions
-        )
+        tape = self._tape
+
+        def save(response: dict[str, Any]) -> None:
+            tape.save(key, n, recorded, response)
+
+        return await record_answer(self._inner, request, save, lambda: tape.failed(key.digest, node, n))
 
     async def aclose(self) -> None:
         try:
@@ -238,6 +226,44 @@ class TapeTransport(httpx.AsyncBaseTransport):
                 await self._inner.aclose()
         finally:
             await self._tape.flush()
+
+
+async def record_answer(
+    inner: httpx.AsyncBaseTransport,
+    request: httpx.Request,
+    save: Callable[[dict[str, Any]], None],
+    failed: Callable[[], None],
+) -> httpx.Response:
+    """Send ``request`` through ``inner`` and hand on its answer; ``save`` gets the answer as an entry's
+    ``response`` once it is complete (the whole body read), ``failed`` is called when there is none to keep:
+    an error status, or a body cut short."""
+    started = time.perf_counter()
+    answer = await inner.handle_async_request(request)
+    if answer.status_code >= 400:
+        failed()
+        return answer  # errors are not recorded (see the module's docstring)
+    elapsed = time.perf_counter() - started
+    headers = {k: v for k in KEPT_HEADERS if (v := answer.headers.get(k)) is not None}
+    head = {"status": answer.status_code, "headers": headers, "elapsed": round(elapsed, 6)}
+    # the body is handed on decoded (httpx undoes any Content-Encoding), so those headers do not follow it
+    passed = [(k, v) for k, v in answer.headers.multi_items() if k not in _BODY_HEADERS]
+    if request.extensions.get(READ_ALL):
+        try:
+            body = await answer.aread()
+        finally:
+            await answer.aclose()
+        end = round(time.perf_counter() - started, 6)
+        save({**head, **_body(body), "end": end})
+        return httpx.Response(
+            answer.status_code, headers=passed, content=body, request=request, extensions=answer.extensions
+        )
+    stream = _Recording(answer, started, lambda chunks: save({**head, "chunks": chunks}), failed)
+    return httpx.Response(
+        answer.status_code, headers=passed, stream=stream, request=request, extensions=answer.extensions
+    )
+
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def _body(body: bytes) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.dispatch import first_error
 from runner.engine import loop as loops
@@ -33,11 +33,13 @@ from runner.events import Recorder
 from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
-from runner.providers.transport import TransportWrapper, wrapping
 from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
 from runner.tools import ToolRunner, import_callable, load_tool
 from runner.workflow.records import PythonStage
+
+if TYPE_CHECKING:
+    from runner.providers.transport import TransportWrapper
 
 Attach = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], Callable[[], None] | None]
 """(loop, the run's main task) -> the function that undoes it, or None: how the CLI hands the run's task to its
@@ -98,6 +100,32 @@ def open_providers(
     return providers
 
 
+def response_caches(
+    plan: Plan, given: Mapping[str, ChatProvider] | None
+) -> Callable[[TransportWrapper | None], TransportWrapper | None] | None:
+    """When a model the run opens has a response cache (``models.<name>.cache.responses``): the function that
+    puts the run's caches inside its wrapper (its cassette, if any). None otherwise, and then the HTTP stack is
+    not imported for it."""
+    models = {name: plan.workflow.models[name].config for name in models_in_use(plan) - set(given or ())}
+    if not any(getattr(config, "cache", None) for config in models.values()):
+        return None
+    from runner.cassette.cache import run_transports  # noqa: PLC0415 - httpx only for a run that caches
+
+    return lambda outer: run_transports(outer, models, plan.workflow.file)
+
+
+@contextlib.contextmanager
+def wrapped(wrapper: TransportWrapper | None) -> Iterator[None]:
+    """Endpoints made inside send through ``wrapper`` (:func:`runner.providers.transport.wrapping`)."""
+    if wrapper is None:
+        yield
+        return
+    from runner.providers.transport import wrapping  # noqa: PLC0415 - httpx only for a run that wraps
+
+    with wrapping(wrapper):
+        yield
+
+
 def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]]]:
     """Import the tools the agents use and the python stages' functions, from the workflow's folder."""
     wf = plan.workflow
@@ -147,10 +175,12 @@ async def execute(
     run_id = str((run_info or {}).get("id", "run"))
     folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
     owned: dict[str, ChatProvider] = {}
-    with wrapping(wrapper):  # embedders send through the same seam as models, so they record and replay too
+    caches = response_caches(plan, providers)
+    wrapper = wrapper if caches is None else caches(wrapper)
+    with wrapped(wrapper):  # embedders send through the same seam as models, so they record and replay too
         resources = open_resources(plan, folder)
     try:
-        with wrapping(wrapper):
+        with wrapped(wrapper):
             open_providers(plan, providers, transport, into=owned)
         engine = Engine(
             plan,
@@ -172,6 +202,8 @@ async def execute(
         # harmless.
         await asyncio.gather(*(p.aclose() for p in owned.values()), resources.aclose(), return_exceptions=True)
         tool_runner.close()
+        for name, figures in getattr(wrapper, "cache_figures", dict)().items():
+            recorder.emit("cache_stats", name, figures)  # the response caches', for the report's cache section
 
 
 class Session:

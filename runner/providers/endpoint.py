@@ -151,6 +151,12 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"
 
+    def answered(self, url: httpx.URL, payload: bytes) -> bool:
+        """Whether a wrapping transport will answer this request itself (a response cache's hit, a replay): such
+        a request costs no rate-limit budget. A transport says so with an ``answers(url, payload)`` method."""
+        answers = getattr(self.transport, "answers", None) if self._wrapped else None
+        return bool(answers(url, payload)) if answers is not None else False
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -202,10 +208,12 @@ class Endpoint:
         recorder: Recorder | None,
         tokens: float = 0.0,
         on_retry: Callable[[ProviderError], dict[str, Any] | None] | None = None,
+        free: bool = False,
     ) -> tuple[T, int]:
         """Call ``once(attempt)`` until it succeeds, retrying per ``retry`` with back-off; return its
-        result and the number of attempts. Every attempt first passes the rate limiter. ``on_retry`` runs
-        before each back-off; what it returns is added to the ``retry`` event."""
+        result and the number of attempts. Every attempt first passes the rate limiter, unless ``free`` (the
+        answer comes from a cache or a cassette: see :meth:`answered`). ``on_retry`` runs before each back-off;
+        what it returns is added to the ``retry`` event."""
         total = self.timeout.total
         loop = asyncio.get_running_loop()
         deadline = None if total is None else loop.time() + total
@@ -215,9 +223,10 @@ class Endpoint:
             async with scope:
                 while True:
                     attempt += 1
-                    waited, reason = await self.limiter.acquire(tokens)
-                    if waited and recorder is not None:
-                        recorder.emit("rate_wait", node_id, {"wait": waited, "limit": reason})
+                    if not free or attempt > 1:  # a retry of a free answer went to the network after all
+                        waited, reason = await self.limiter.acquire(tokens)
+                        if waited and recorder is not None:
+                            recorder.emit("rate_wait", node_id, {"wait": waited, "limit": reason})
                     try:
                         return await once(attempt), attempt
                     except ProviderError as err:

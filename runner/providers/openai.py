@@ -100,12 +100,14 @@ class OpenAIChatProvider:
                 return await self._stream(payload, ctx, gate)
             return await self._json(payload, ctx, gate)
 
+        free = self._endpoint.answered(self._url, payload)  # a cached or replayed answer: no rate-limit budget
         result, attempts = await self._endpoint.run(
-            once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry
+            once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry, free=free
         )
         gate.finish()
         used = result.usage.prompt_tokens + result.usage.completion_tokens
-        self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
+        if not free or attempts > 1:
+            self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
         if attempts == 1:
             return result
         return ChatResult(
