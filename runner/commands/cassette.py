@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,9 +98,9 @@ def replayed_entries(cassette: Cassette, workflow: str, sets: Sequence[str], inp
     for input_file in runs:
         inputs = resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
         tape = Tape(cassette, "replay", strict=True)
-        with tempfile.TemporaryDirectory(prefix="runner-prune-") as run_dir:
-            session = Session(plan, inputs, recorder=NullRecorder(), run_dir=run_dir, wrapper=tape)
-            outcome = run_session(session, quiet=True)
+        # files the replay keeps (working memory's history) go where `runner run` puts them (made only if used)
+        session = Session(plan, inputs, recorder=NullRecorder(), wrapper=tape)
+        outcome = run_session(session, quiet=True)
         if tape.misses:
             raise RunnerError(f"{tape.misses[0]}\nnothing was removed: the cassette does not replay {workflow}")
         if outcome.status != "ok":
