@@ -165,6 +165,7 @@ class TapeTransport(httpx.AsyncBaseTransport):
         self._inner: httpx.AsyncBaseTransport | None = None
         self._source = source
         self._prefix = len(source.base_path)
+        self._keys: dict[tuple[str, bytes], RequestKey] = {}  # computed by answers(), for the request that follows
 
     def _path(self, request: httpx.Request) -> str:
         path = request.url.path
@@ -179,11 +180,16 @@ class TapeTransport(httpx.AsyncBaseTransport):
         path = url.path
         base = self._source.base_path
         key = request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
+        if len(self._keys) < 4096:  # the request follows at once: its key is not computed twice
+            self._keys[(path, content)] = key
         return tape.cassette.has(key.digest, tape.peek(key.digest))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tape = self._tape
-        key = request_key(self._source.provider, self._path(request), request.content)
+        content = request.content
+        key = self._keys.pop((request.url.path, content), None)
+        if key is None:
+            key = request_key(self._source.provider, self._path(request), content)
         node = str(request.extensions.get(NODE, ""))
         n = tape.take(key.digest, node)
         if tape.mode == "replay":
