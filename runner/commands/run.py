@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from runner import interrupts
-from runner.commands.cassette import open_tape, tape_outcome
 from runner.engine.execute import as_text
 from runner.engine.session import Session, run_session
 from runner.errors import RunnerError
@@ -58,7 +57,11 @@ def run_command(
 ) -> int:
     """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet).
     ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`)."""
-    tape = open_tape(record=record, replay=replay, strict=strict, timing=replay_timing, offline=offline)
+    tape = None
+    if record or replay or strict or replay_timing:  # the cassette's modules (and httpx) only when asked for
+        from runner.commands.cassette import open_tape  # noqa: PLC0415
+
+        tape = open_tape(record=record, replay=replay, strict=strict, timing=replay_timing, offline=offline)
     wf = load_workflow(workflow)
     if offline:
         wf = offline_workflow(wf)
@@ -128,6 +131,8 @@ def run_command(
         print(f"runner: warning: {warning}", file=sys.stderr)
     code = 0
     if tape is not None:
+        from runner.commands.cassette import tape_outcome  # noqa: PLC0415
+
         code = tape_outcome(tape, outcome.status, outcome.error, quiet=quiet)
     if write_failed is not None:
         for line in str(write_failed).splitlines():  # one line for each file that could not be written
