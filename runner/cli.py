@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=["debug", "info", "warning", "error"], help="log level (default: the workflow's)"
     )
     run.add_argument("--log-file", metavar="FILE", help="append log lines to FILE (default: the workflow's, or stderr)")
+    tape = run.add_mutually_exclusive_group()
+    tape.add_argument("--record", metavar="DIR", help="record every model request and its answer into cassette DIR")
+    tape.add_argument("--replay", metavar="DIR", help="answer model requests from cassette DIR, without the network")
+    run.add_argument(
+        "--strict", action="store_true", help="with --replay: a request not in the cassette fails the run (exit 1)"
+    )
+    run.add_argument(
+        "--replay-timing",
+        choices=["instant", "recorded"],
+        help="with --replay: answer at once (default) or with the recorded latencies and chunk timing",
+    )
 
     from runner.validate.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
@@ -136,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("directory", metavar="DIR", help="the cache folder (an embeddings.<name>.cache.dir)")
 
+    cassette = sub.add_parser(
+        "cassette",
+        help="what a recorded cassette holds (stats), or remove what a workflow no longer uses (prune)",
+        usage="runner cassette stats DIR\n       runner cassette prune DIR WF [--set NAME=VALUE]... [--input FILE]... "
+        "[--dry-run]",
+        description="`stats`: what cassette DIR holds. `prune`: replay WF from DIR (strict, instant, no network; its "
+        "tools and python stages run) once per --input FILE (or once with the defaults) and remove the entries no "
+        "replay used.",
+    )
+    cassette.add_argument("action", choices=["stats", "prune"])
+    cassette.add_argument("directory", metavar="DIR", help="the cassette folder (of `runner run --record DIR`)")
+    cassette.add_argument("workflow", metavar="WF", nargs="?", help="prune: the workflow whose requests to keep")
+    cassette.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE", help="an input")
+    cassette.add_argument(
+        "--input", dest="input_files", action="append", default=[], metavar="FILE", help="inputs of one replay"
+    )
+    cassette.add_argument("--dry-run", action="store_true", help="list the unused entries, remove nothing")
+
     from runner.commands.report import REPORT_FORMATS  # noqa: PLC0415 - light: the writers load when used
 
     report = sub.add_parser(
@@ -156,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "than the threshold or B failed where A succeeded; 0 otherwise (an improvement is reported, not failed).",
     )
     diff.set_defaults(command="report", report_action="diff")
-    diff.add_argument("a", metavar="A", help="the earlier report (the baseline)")
-    diff.add_argument("b", metavar="B", help="the later report")
+    diff.add_argument("a", metavar="A", help="the earlier report (the baseline), or a folder: its newest report")
+    diff.add_argument("b", metavar="B", help="the later report, or a folder (a run's --report-dir): its newest report")
     diff.add_argument(
         "--threshold",
         type=_percent,
@@ -243,6 +272,10 @@ def dispatch(args: argparse.Namespace) -> int:
             offline=args.offline,
             log_level=args.log_level,
             log_file=args.log_file,
+            record=args.record,
+            replay=args.replay,
+            strict=args.strict,
+            replay_timing=args.replay_timing,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415
@@ -259,6 +292,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from runner.commands.cache import cache_command  # noqa: PLC0415
 
         return cache_command(args.action, args.directory, sys.stdout)
+    if args.command == "cassette":
+        from runner.commands.cassette import cassette_command  # noqa: PLC0415
+
+        return cassette_command(
+            args.action,
+            args.directory,
+            sys.stdout,
+            workflow=args.workflow,
+            sets=args.sets,
+            input_files=args.input_files,
+            dry_run=args.dry_run,
+        )
     if args.command == "schema":
         from runner.resources import schema_path  # noqa: PLC0415
 

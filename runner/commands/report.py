@@ -61,9 +61,23 @@ def report_command(path: str, *, fmt: str = "text", out: TextIO) -> int:
     return 0
 
 
+def newest_report(path: str) -> str:
+    """``path`` itself, or when it is a folder (a ``--report-dir``), the newest JSON report in it: a CI job
+    diffs the run it just made without knowing its stamped name."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path
+    others = tuple(f.suffix for f in FORMATS_BY_NAME.values() if f.suffix and f.suffix != ".json")
+    reports = [p for p in folder.glob("*.json") if not p.name.endswith(others) and p.is_file()]
+    if not reports:
+        raise RunnerError(f"{path} holds no report (*.json); pass a report file or the --report-dir of a run")
+    return str(max(reports, key=lambda p: (p.stat().st_mtime_ns, p.name)))
+
+
 def diff_command(path_a: str, path_b: str, *, threshold: float = 10.0, out: TextIO) -> int:
     from runner.report.diff import format_diff  # noqa: PLC0415
 
+    path_a, path_b = newest_report(path_a), newest_report(path_b)
     a, b = load_report(path_a), load_report(path_b)
     if a["workflow"]["name"] != b["workflow"]["name"]:
         raise UsageError(

@@ -49,8 +49,18 @@ def run_command(
     log_level: str | None = None,
     log_file: str | None = None,
     progress: bool | None = None,
+    record: str | None = None,
+    replay: str | None = None,
+    strict: bool = False,
+    replay_timing: str | None = None,
 ) -> int:
-    """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet)."""
+    """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet).
+    ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`)."""
+    tape = None
+    if record or replay or strict or replay_timing:  # the cassette's modules (and httpx) only when asked for
+        from runner.commands.cassette import open_tape  # noqa: PLC0415
+
+        tape = open_tape(record=record, replay=replay, strict=strict, timing=replay_timing, offline=offline)
     wf = load_workflow(workflow)
     if offline:
         wf = offline_workflow(wf)
@@ -85,7 +95,7 @@ def run_command(
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
         outcome = run_session(
-            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir),
+            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir, wrapper=tape),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
             tune_gc=True,
@@ -119,6 +129,10 @@ def run_command(
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
     code = 0
+    if tape is not None:
+        from runner.commands.cassette import tape_outcome  # noqa: PLC0415
+
+        code = tape_outcome(tape, outcome.status, outcome.error, quiet=quiet)
     if write_failed is not None:
         for line in str(write_failed).splitlines():  # one line for each file that could not be written
             print(f"runner: error: {line}", file=sys.stderr)

@@ -13,11 +13,13 @@ this module.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runner.config.openai import OpenAIModelConfig, PoolConfig, RateLimitConfig, parse_openai_model
+from runner.config.responses import parse_response_cache
 from runner.config.scripted import ScriptedConfig, ScriptedTurn, parse_scripted
 from runner.config.source import Loc, TemplateSrc
 from runner.retry import RetryPolicy
@@ -83,7 +85,9 @@ class ModelSettingsType:
 
 
 def _parse_openai(raw: Mapping[str, Any], template: TemplateFactory, loc: Loc) -> OpenAIModelConfig:
-    return parse_openai_model(raw)  # templates are not sent: a real model's messages are rendered by the agent
+    config = parse_openai_model(raw)  # templates are not sent: a real model's messages are rendered by the agent
+    cache = parse_response_cache(raw)
+    return config if cache is None else dataclasses.replace(config, cache=cache)
 
 
 MODEL_SETTINGS: dict[str, ModelSettingsType] = {  # in the schema's order

@@ -63,6 +63,18 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseCacheConfig:
+    """``models.<name>.cache.responses``: a file cache of the model's answers for development, keyed as a
+    cassette's requests are (:mod:`runner.cassette.cache`). ``dir`` is relative to the workflow's folder unless
+    absolute; ``ttl`` seconds since an entry was written (None: no expiry); ``max_size`` bytes of entries kept
+    (None: no limit), least recently used removed first. Parsed by :mod:`runner.config.responses`."""
+
+    dir: str
+    ttl: float | None = None
+    max_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OpenAIModelConfig:
     """One ``models.<name>`` entry with ``provider: openai``. ``api_key_env`` names the environment
     variable holding the key (``None``: send no ``Authorization`` header, as local servers such as
@@ -82,6 +94,7 @@ class OpenAIModelConfig:
     context_window: int | None = None  # tokens; only for the memory-budget check of runner validate
     # how a structured output is asked for (issue 16): json_schema, json_object or prompt (see STRUCTURED_MODES)
     structured_output: str = "json_schema"
+    cache: ResponseCacheConfig | None = None  # cache.responses (runner.config.responses parses it)
 
     # the rest of runner.config.models.ModelSettings: what every model's record answers
     @property

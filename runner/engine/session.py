@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.dispatch import first_error
 from runner.engine import loop as loops
@@ -37,6 +37,9 @@ from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
 from runner.tools import ToolRunner, import_callable, load_tool
 from runner.workflow.records import PythonStage
+
+if TYPE_CHECKING:
+    from runner.providers.transport import TransportWrapper
 
 Attach = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], Callable[[], None] | None]
 """(loop, the run's main task) -> the function that undoes it, or None: how the CLI hands the run's task to its
@@ -99,6 +102,32 @@ def open_providers(
     return providers
 
 
+def response_caches(
+    plan: Plan, given: Mapping[str, ChatProvider] | None
+) -> Callable[[TransportWrapper | None], TransportWrapper | None] | None:
+    """When a model the run opens has a response cache (``models.<name>.cache.responses``): the function that
+    puts the run's caches inside its wrapper (its cassette, if any). None otherwise, and then the HTTP stack is
+    not imported for it."""
+    models = {name: plan.workflow.models[name].config for name in models_in_use(plan) - set(given or ())}
+    if not any(getattr(config, "cache", None) for config in models.values()):
+        return None
+    from runner.cassette.cache import run_transports  # noqa: PLC0415 - httpx only for a run that caches
+
+    return lambda outer: run_transports(outer, models, plan.workflow.file)
+
+
+@contextlib.contextmanager
+def wrapped(wrapper: TransportWrapper | None) -> Iterator[None]:
+    """Endpoints made inside send through ``wrapper`` (:func:`runner.providers.transport.wrapping`)."""
+    if wrapper is None:
+        yield
+        return
+    from runner.providers.transport import wrapping  # noqa: PLC0415 - httpx only for a run that wraps
+
+    with wrapping(wrapper):
+        yield
+
+
 def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]]]:
     """Import the tools the agents use and the python stages' functions, from the workflow's folder."""
     wf = plan.workflow
@@ -135,19 +164,26 @@ async def execute(
     providers: Mapping[str, ChatProvider] | None = None,
     transport: Any = None,
     stages: dict[str, Any] | None = None,
+    wrapper: TransportWrapper | None = None,
 ) -> Any:
     """Run ``plan`` on the running loop and return its last stage's output.
 
     ``providers``: the caller's providers by model name, used as they are and never closed (the caller made
     them and may use them again); the others are made here from the workflow's settings (``transport`` going
     to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
-    id as they end."""
+    id as they end. ``wrapper`` wraps the transport of every endpoint made here (a cassette recording or
+    replaying the run: :mod:`runner.cassette`)."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
-    resources = open_resources(plan, Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id)
+    folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
     owned: dict[str, ChatProvider] = {}
+    caches = response_caches(plan, providers)
+    wrapper = wrapper if caches is None else caches(wrapper)
+    with wrapped(wrapper):  # embedders send through the same seam as models, so they record and replay too
+        resources = open_resources(plan, folder)
     try:
-        open_providers(plan, providers, transport, into=owned)
+        with wrapped(wrapper):
+            open_providers(plan, providers, transport, into=owned)
         engine = Engine(
             plan,
             inputs,
@@ -168,6 +204,8 @@ async def execute(
         # harmless.
         await asyncio.gather(*(p.aclose() for p in owned.values()), resources.aclose(), return_exceptions=True)
         tool_runner.close()
+        for name, figures in getattr(wrapper, "cache_figures", dict)().items():
+            recorder.emit("cache_stats", name, figures)  # the response caches', for the report's cache section
 
 
 class Session:
@@ -182,7 +220,7 @@ class Session:
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers`` and ``transport`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport`` and ``wrapper`` as in :func:`execute`.
     """
 
     def __init__(
@@ -195,8 +233,10 @@ class Session:
         run_dir: str | Path | None = None,
         providers: Mapping[str, ChatProvider] | None = None,
         transport: Any = None,
+        wrapper: TransportWrapper | None = None,
     ) -> None:
         self.plan = plan
+        self.wrapper = wrapper
         self.inputs = inputs
         self.sink = sink
         self.recorder = recorder if recorder is not None else Recorder()
@@ -248,6 +288,7 @@ class Session:
                 providers=self.providers,
                 transport=self.transport,
                 stages=self.stages,
+                wrapper=self.wrapper,
             )
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.end("interrupted", None, exc)

@@ -20,7 +20,7 @@ from runner.events import Recorder
 from runner.providers.failures import NEVER_RETRIED, Failures, with_reason
 from runner.providers.proxy import display_url, proxy_for
 from runner.providers.ratelimit import RateLimiter
-from runner.providers.transport import POOL_WAIT, READ_ALL, make_transport
+from runner.providers.transport import NODE, POOL_WAIT, READ_ALL, Source, current_wrapper, make_transport
 from runner.retry import RetryPolicy
 from runner.secrets import API_KEY, SECRETS
 
@@ -50,6 +50,7 @@ class Endpoint:
         retry: RetryPolicy,
         rate_limit: RateLimitConfig,
         transport: httpx.AsyncBaseTransport | None = None,
+        source: tuple[str, str] = ("model", ""),
     ) -> None:
         # HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl reads them; a given transport routes itself
         self.proxy = proxy_for(base_url) if transport is None else None
@@ -61,14 +62,21 @@ class Endpoint:
         SECRETS.add_proxy_environment()
         SECRETS.add_url_credentials(self.proxy)
         SECRETS.add_headers(headers)
+        # A run that records or replays (runner.cassette) wraps the transport; the inner one is made only when
+        # the network is needed, so a replay opens no connection and needs no key.
+        wrapper = current_wrapper()
+        self._wrapped = wrapper is not None
         self._key: str | None = None
+        missing: ProviderConfigError | None = None
         if api_key_env is not None:
             key = SECRETS.add_env(api_key_env, API_KEY)
             if key is None:
-                raise ProviderConfigError(
+                missing = ProviderConfigError(
                     f"{label}: the environment variable {api_key_env} (api_key_env) is not set; "
                     f"export it with the API key for {base_url}"
                 )
+                if wrapper is None or wrapper.needs_key:
+                    raise missing
             self._key = key
         sent = {"User-Agent": "runner", **headers}
         if self._key is not None:
@@ -78,7 +86,19 @@ class Endpoint:
             label = f"{label} via proxy {display_url(self.proxy)}"
         self.label = label
         self.errors = Failures(label, base_url, timeout, pool)
-        self.transport = transport if transport is not None else make_transport(pool, self.proxy)
+        given, proxy = transport, self.proxy
+
+        def make_inner() -> httpx.AsyncBaseTransport:
+            if missing is not None:  # a replayed request that is not in the cassette needs the network
+                raise missing
+            return given if given is not None else make_transport(pool, proxy)
+
+        if wrapper is None:
+            self.transport = make_inner()
+        else:
+            self.transport = wrapper.wrap(
+                make_inner, Source(source[0], source[1], "openai", httpx.URL(base_url).path.rstrip("/"))
+            )
         self.client = httpx.AsyncClient(
             headers=sent,
             timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool),
@@ -106,10 +126,17 @@ class Endpoint:
 
     @classmethod
     def of(
-        cls, what: str, config: OpenAIModelConfig | OpenAIEmbeddingConfig, transport: httpx.AsyncBaseTransport | None
+        cls,
+        what: str,
+        config: OpenAIModelConfig | OpenAIEmbeddingConfig,
+        transport: httpx.AsyncBaseTransport | None,
+        *,
+        source: tuple[str, str] = ("model", ""),
     ) -> Endpoint:
-        """The endpoint of a model or embedder (``what``: ``model 'main'``), labelled for messages."""
+        """The endpoint of a model or embedder (``what``: ``model 'main'``), labelled for messages; ``source``
+        (``("model", "main")``) names it to a :class:`~runner.providers.transport.TransportWrapper`."""
         return cls(
+            source=source,
             label=f"{what} ({config.model} at {display_url(config.base_url)})",
             base_url=config.base_url,
             api_key_env=config.api_key_env,
@@ -124,18 +151,27 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"
 
+    def answered(self, url: httpx.URL, payload: bytes) -> bool:
+        """Whether a wrapping transport will answer this request itself (a response cache's hit, a replay): such
+        a request costs no rate-limit budget. A transport says so with an ``answers(url, payload)`` method."""
+        answers = getattr(self.transport, "answers", None) if self._wrapped else None
+        return bool(answers(url, payload)) if answers is not None else False
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
     # -- sending ----------------------------------------------------------------------------------------
-    async def send(self, url: httpx.URL, payload: bytes, *, stream: bool = False) -> httpx.Response:
+    async def send(self, url: httpx.URL, payload: bytes, *, stream: bool = False, node_id: str = "") -> httpx.Response:
         """POST ``payload`` (JSON) to ``url``; the caller reads the response and closes it. httpx errors
-        are translated."""
+        are translated. ``node_id``: who sends it, for a wrapper's messages."""
+        extensions = self._extensions if stream else self._read_all_extensions
+        if self._wrapped:
+            extensions = {**extensions, NODE: node_id}
         request = httpx.Request(
             "POST",
             url,
             content=payload,
-            extensions=self._extensions if stream else self._read_all_extensions,
+            extensions=extensions,
             headers=self._sse_headers if stream else self._json_headers,
         )
         try:
@@ -145,7 +181,7 @@ class Endpoint:
 
     async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None, node_id: str) -> bytes:
         """POST and read the whole answer; an error status raises :class:`ProviderHTTPError`."""
-        response = await self.send(url, payload)
+        response = await self.send(url, payload, node_id=node_id)
         try:
             self.note_pool_wait(response, recorder, node_id)
             content = await response.aread()
@@ -172,10 +208,12 @@ class Endpoint:
         recorder: Recorder | None,
         tokens: float = 0.0,
         on_retry: Callable[[ProviderError], dict[str, Any] | None] | None = None,
+        free: bool = False,
     ) -> tuple[T, int]:
         """Call ``once(attempt)`` until it succeeds, retrying per ``retry`` with back-off; return its
-        result and the number of attempts. Every attempt first passes the rate limiter. ``on_retry`` runs
-        before each back-off; what it returns is added to the ``retry`` event."""
+        result and the number of attempts. Every attempt first passes the rate limiter, unless ``free`` (the
+        answer comes from a cache or a cassette: see :meth:`answered`). ``on_retry`` runs before each back-off;
+        what it returns is added to the ``retry`` event."""
         total = self.timeout.total
         loop = asyncio.get_running_loop()
         deadline = None if total is None else loop.time() + total
@@ -185,9 +223,10 @@ class Endpoint:
             async with scope:
                 while True:
                     attempt += 1
-                    waited, reason = await self.limiter.acquire(tokens)
-                    if waited and recorder is not None:
-                        recorder.emit("rate_wait", node_id, {"wait": waited, "limit": reason})
+                    if not free or attempt > 1:  # a retry of a free answer went to the network after all
+                        waited, reason = await self.limiter.acquire(tokens)
+                        if waited and recorder is not None:
+                            recorder.emit("rate_wait", node_id, {"wait": waited, "limit": reason})
                     try:
                         return await once(attempt), attempt
                     except ProviderError as err:

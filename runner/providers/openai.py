@@ -74,7 +74,7 @@ class OpenAIChatProvider:
     ) -> None:
         self.name = name
         self.config = config
-        self._endpoint = Endpoint.of(f"model {name!r}", config, transport)
+        self._endpoint = Endpoint.of(f"model {name!r}", config, transport, source=("model", name))
         self._url = httpx.URL(f"{config.base_url}/chat/completions")
 
     def __repr__(self) -> str:
@@ -134,12 +134,14 @@ class OpenAIChatProvider:
                 return await self._stream(payload, ctx, gate)
             return await self._json(payload, ctx, gate)
 
+        free = self._endpoint.answered(self._url, payload)  # a cached or replayed answer: no rate-limit budget
         result, attempts = await self._endpoint.run(
-            once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry
+            once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry, free=free
         )
         gate.finish()
         used = result.usage.prompt_tokens + result.usage.completion_tokens
-        self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
+        if not free or attempts > 1:
+            self._endpoint.limiter.settle(estimate, used or estimate)  # no usage reported: keep the estimate
         if attempts == 1:
             return result
         return ChatResult(
@@ -165,7 +167,7 @@ class OpenAIChatProvider:
         resp: httpx.Response | None = None
         try:
             async with scope:
-                resp = await ep.send(self._url, payload, stream=True)
+                resp = await ep.send(self._url, payload, stream=True, node_id=ctx.node_id)
                 ep.note_pool_wait(resp, ctx.recorder, ctx.node_id)
                 if resp.status_code >= 400:
                     raise ep.errors.http_error(resp.status_code, await resp.aread(), resp.headers)

@@ -42,7 +42,7 @@ class OpenAIEmbedder:
         self.config = config
         self.recorder = recorder
         self._node_id = f"embeddings.{name}"
-        self._endpoint = Endpoint.of(f"embeddings {name!r}", config, transport)
+        self._endpoint = Endpoint.of(f"embeddings {name!r}", config, transport, source=("embeddings", name))
         self._url = httpx.URL(f"{config.base_url}/embeddings")
 
     def __repr__(self) -> str:
@@ -89,7 +89,8 @@ class OpenAIEmbedder:
 
         estimate = sum(len(t) for t in batch) / 4
         # counted at the estimate: an embedding request's tokens are its input, which the estimate covers
-        vectors, _ = await ep.run(once, node_id=self._node_id, recorder=self.recorder, tokens=estimate)
+        free = ep.answered(self._url, payload)  # a replayed answer: no rate-limit budget
+        vectors, _ = await ep.run(once, node_id=self._node_id, recorder=self.recorder, tokens=estimate, free=free)
         return vectors
 
     def _parse(self, content: bytes, count: int) -> Vectors:

@@ -36,8 +36,9 @@ import base64
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -52,6 +53,60 @@ READ_ALL = "runner.read_all"
 """Request extension: the caller reads the whole body anyway, so :class:`AiohttpTransport` reads it in one
 aiohttp call and frees the connection before returning, rather than passing it through httpx's layers of
 async byte-stream generators. Other transports ignore it."""
+
+
+NODE = "runner.node"
+"""Request extension set by :class:`~runner.providers.endpoint.Endpoint` while a :class:`TransportWrapper` is in
+use: the id of the node (stage, fan-out branch) that sends the request, for the wrapper's messages."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sends through a wrapped transport: ``kind`` ``model`` or ``embeddings``, the workflow's ``name`` for
+    it, its wire ``provider``, and ``base_path``, the path of its base URL (requests' paths are read relative
+    to it, so a recording does not depend on the host it was made against)."""
+
+    kind: str
+    name: str
+    provider: str
+    base_path: str
+
+
+class TransportWrapper(Protocol):
+    """What wraps every endpoint's transport for a run (a cassette recording or replaying: ``runner.cassette``).
+
+    ``wrap`` is called once per endpoint as it is made, with ``make_inner``, which makes the transport the
+    endpoint would have used (its pool, its proxy, or the transport a program gave): call it only when the
+    network is needed, so a replay opens nothing. ``needs_key``: False when requests may never reach the
+    network (a replay): an endpoint whose key variable is not set then fails only if one does."""
+
+    needs_key: bool
+
+    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport: ...
+
+
+_WRAPPER: contextvars.ContextVar[TransportWrapper | None] = contextvars.ContextVar(
+    "runner_transport_wrapper", default=None
+)
+
+
+@contextlib.contextmanager
+def wrapping(wrapper: TransportWrapper | None) -> Iterator[None]:
+    """Endpoints made inside this block send through ``wrapper`` (nothing changes when it is None).
+
+    A context variable rather than one more argument on every provider and embedder factory: the wrapper is
+    a property of the run, not of a model, and the factories' signature is the public seam programs
+    implement (``runner.providers.base.ProviderFactory``)."""
+    token = _WRAPPER.set(wrapper)
+    try:
+        yield
+    finally:
+        _WRAPPER.reset(token)
+
+
+def current_wrapper() -> TransportWrapper | None:
+    """The wrapper set by :func:`wrapping` around this point, if any."""
+    return _WRAPPER.get()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

@@ -1,0 +1,342 @@
+"""Recording and replaying a run's model traffic: transports that wrap (record) or replace (replay) each
+endpoint's own, at the one HTTP seam every model and embedder sends through (``runner/providers/transport.py``).
+
+Only complete answers with a status below 400 are recorded: a replay reproduces what the model said, not the
+network's weather on the day (a 429 or a dropped stream, already retried by the endpoint, would otherwise make
+an instant replay wait out the same back-off). Requests' headers are never read, so the key and the proxy's
+credentials cannot reach a cassette; of the answer's headers only those in :data:`KEPT_HEADERS` are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from runner.cassette.folder import Cassette, Entry
+from runner.cassette.keys import RequestKey, describe, diff_lines, request_key, similarity
+from runner.errors import RunError
+from runner.fsutil import sync_files
+from runner.providers.transport import NODE, READ_ALL, Source
+
+KEPT_HEADERS = ("content-type",)
+"""The answer's headers a recording keeps: what the provider reads to decide how to parse the body. Others
+(cookies, request ids, rate-limit figures, the server's name) are either secret-adjacent or change every call."""
+
+Mode = Literal["record", "replay"]
+Timing = Literal["instant", "recorded"]
+MAX_DIFFED_MISSES = 10
+"""Misses whose closest recorded request is searched for (each search reads the whole cassette); later misses
+in the same run are named without it."""
+
+
+class CassetteMiss(RunError):
+    """A request that a strict replay found no recording for: names the node, the model, the closest recorded
+    request and what differs from it."""
+
+
+@dataclass
+class Counts:
+    replayed: int = 0
+    recorded: int = 0
+    used: set[Path] = field(default_factory=set)
+
+
+class Tape:
+    """A run's recorder or player (a :class:`runner.providers.transport.TransportWrapper`).
+
+    ``mode`` ``record``: every request goes to the network and its answer is written to the cassette as the
+    ``n``-th recording of its key, ``n`` counting the same request within this run (a recording made again
+    replaces the one it repeats, so re-recording a workflow updates its entries instead of piling up copies;
+    entries of other requests stay). ``replay``: the ``n``-th same request is answered by the ``n``-th
+    recording, without the network; a request with no recording fails when ``strict`` (:class:`CassetteMiss`),
+    else goes to the network and is recorded (as vcrpy's ``new_episodes``). ``timing`` ``recorded`` replays
+    each answer's latency and the offsets of its streamed chunks; ``instant`` answers at once.
+    """
+
+    def __init__(self, cassette: Cassette, mode: Mode, *, strict: bool = False, timing: Timing = "instant") -> None:
+        self.cassette = cassette
+        self.mode = mode
+        self.strict = strict
+        self.timing = timing
+        self.counts = Counts()
+        self.needs_key = mode == "record"  # a replay needs the key only for a request it has no answer to
+        self.misses: list[CassetteMiss] = []
+        self._seen: dict[str, int] = {}
+        self._failed: dict[tuple[str, str], int] = {}
+        self._written: list[Path] = []
+
+    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport:
+        return TapeTransport(self, make_inner, source)
+
+    def take(self, key: str, node: str) -> int:
+        """The number of this request among the same ones sent in this run (1 for the first). A node's retry
+        of a request whose answer was not recorded keeps the number of the attempt it repeats."""
+        n = self._failed.pop((key, node), None)
+        if n is not None:
+            return n
+        n = self._seen.get(key, 0) + 1
+        self._seen[key] = n
+        return n
+
+    def peek(self, key: str) -> int:
+        """The number the next request with ``key`` will take (see :meth:`take`; a retry's may differ)."""
+        return self._seen.get(key, 0) + 1
+
+    def failed(self, key: str, node: str, n: int) -> None:
+        """The attempt numbered ``n`` got no answer to record: the node's retry takes its number."""
+        self._failed[(key, node)] = n
+
+    def save(self, key: RequestKey, n: int, recorded: dict[str, Any], response: dict[str, Any]) -> None:
+        path = self.cassette.write(key.digest, n, key.request, recorded, response)
+        self._written.append(path)
+        self.counts.recorded += 1
+        self.counts.used.add(path)
+
+    async def flush(self) -> None:
+        """Flush what was written to the disk (entries are written without waiting for the device, then synced
+        together here, off the loop)."""
+        written, self._written = self._written, []
+        if written:
+            await asyncio.to_thread(sync_files, written)
+
+    def miss(self, key: RequestKey, n: int, source: Source, node: str) -> CassetteMiss:
+        """The error for a strict replay's request that has no recording."""
+        model = f"{source.kind} {source.name!r}" if source.name else source.kind
+        body = key.request.get("body")
+        wire = body.get("model") if isinstance(body, dict) else None
+        who = f"stage {node!r}: " if node else ""
+        head = f"{who}{model}" + (f" ({wire})" if wire else "")
+        earlier = sum(1 for p in self.cassette.index.get(key.digest[:16], ()) if p < n)
+        if earlier:
+            miss = CassetteMiss(
+                f"{head}: the same request was made {n} times, but cassette {self.cassette.path} holds "
+                f"{earlier} recording(s) of it (--strict); record the workflow again with "
+                f"`runner run WF --record {self.cassette.path}`"
+            )
+        elif len(self.misses) >= MAX_DIFFED_MISSES:
+            miss = CassetteMiss(f"{head}: the request is not in cassette {self.cassette.path} (--strict)")
+        else:
+            miss = CassetteMiss(self._explain(head, key))
+        self.misses.append(miss)
+        return miss
+
+    def _explain(self, head: str, key: RequestKey) -> str:
+        sent = describe(key.request)
+        best: tuple[float, Entry, list[str]] | None = None
+        for entry in self.cassette.entries():
+            if entry.request.get("path") != key.request.get("path"):
+                continue
+            lines = describe(entry.request)
+            score = similarity(lines, sent)
+            if best is None or score > best[0]:
+                best = (score, entry, lines)
+        where = f"cassette {self.cassette.path}"
+        fix = (
+            f"hint: if the change is intended, record again with `runner run WF --record {self.cassette.path}` "
+            "(or replay without --strict to record only the new requests)"
+        )
+        if best is None:
+            path = key.request.get("path")
+            return f"{head}: the request is not in {where}, which holds no request to {path} (--strict)\n{fix}"
+        _, entry, lines = best
+        by = entry.recorded.get("node")
+        origin = f"{entry.path.name}" + (f", recorded by stage {by!r}" if by else "")
+        diff = "\n".join("    " + line for line in diff_lines(lines, sent))
+        return (
+            f"{head}: the request is not in {where} (--strict); the closest recorded request ({origin}) "
+            f"differs:\n{diff}\n{fix}"
+        )
+
+
+class TapeTransport(httpx.AsyncBaseTransport):
+    """The transport of one endpoint during a recorded or replayed run (see :class:`Tape`)."""
+
+    def __init__(self, tape: Tape, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> None:
+        self._tape = tape
+        self._make_inner = make_inner
+        self._inner: httpx.AsyncBaseTransport | None = None
+        self._source = source
+        self._prefix = len(source.base_path)
+        self._keys: dict[tuple[str, bytes], RequestKey] = {}  # computed by answers(), for the request that follows
+
+    def _path(self, request: httpx.Request) -> str:
+        path = request.url.path
+        return path[self._prefix :] if path.startswith(self._source.base_path) else path
+
+    def answers(self, url: httpx.URL, content: bytes) -> bool:
+        """Whether a replay answers this request from the cassette (the endpoint then spends no rate-limit
+        budget on it)."""
+        tape = self._tape
+        if tape.mode != "replay":
+            return False
+        path = url.path
+        base = self._source.base_path
+        key = request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
+        if len(self._keys) < 4096:  # the request follows at once: its key is not computed twice
+            self._keys[(path, content)] = key
+        return tape.cassette.has(key.digest, tape.peek(key.digest))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        tape = self._tape
+        content = request.content
+        key = self._keys.pop((request.url.path, content), None)
+        if key is None:
+            key = request_key(self._source.provider, self._path(request), content)
+        node = str(request.extensions.get(NODE, ""))
+        n = tape.take(key.digest, node)
+        if tape.mode == "replay":
+            entry = tape.cassette.read(key.digest, n)
+            if entry is not None:
+                tape.counts.replayed += 1
+                tape.counts.used.add(entry.path)
+                return await self._answer(entry, request)
+            if tape.strict:
+                raise tape.miss(key, n, self._source, node)
+        try:
+            return await self._record(request, key, n, node)
+        except BaseException:
+            tape.failed(key.digest, node, n)
+            raise
+
+    async def _answer(self, entry: Entry, request: httpx.Request) -> httpx.Response:
+        response = entry.response
+        headers = response.get("headers", {})
+        if self._tape.timing == "instant":
+            return httpx.Response(response["status"], headers=headers, content=entry.body, request=request)
+        stream = _Timed(entry, time.perf_counter())
+        await stream.until(float(response.get("elapsed", 0.0)))  # the headers come when they came
+        return httpx.Response(response["status"], headers=headers, stream=stream, request=request)
+
+    async def _record(self, request: httpx.Request, key: RequestKey, n: int, node: str) -> httpx.Response:
+        if self._inner is None:
+            self._inner = self._make_inner()
+        recorded = {"model": self._source.name, "node": node}
+        tape = self._tape
+
+        def save(response: dict[str, Any]) -> None:
+            tape.save(key, n, recorded, response)
+
+        return await record_answer(self._inner, request, save, lambda: tape.failed(key.digest, node, n))
+
+    async def aclose(self) -> None:
+        try:
+            if self._inner is not None:
+                await self._inner.aclose()
+        finally:
+            await self._tape.flush()
+
+
+async def record_answer(
+    inner: httpx.AsyncBaseTransport,
+    request: httpx.Request,
+    save: Callable[[dict[str, Any]], None],
+    failed: Callable[[], None],
+) -> httpx.Response:
+    """Send ``request`` through ``inner`` and hand on its answer; ``save`` gets the answer as an entry's
+    ``response`` once it is complete (the whole body read), ``failed`` is called when there is none to keep:
+    an error status, or a body cut short."""
+    started = time.perf_counter()
+    answer = await inner.handle_async_request(request)
+    if answer.status_code >= 400:
+        failed()
+        return answer  # errors are not recorded (see the module's docstring)
+    elapsed = time.perf_counter() - started
+    headers = {k: v for k in KEPT_HEADERS if (v := answer.headers.get(k)) is not None}
+    head = {"status": answer.status_code, "headers": headers, "elapsed": round(elapsed, 6)}
+    # the body is handed on decoded (httpx undoes any Content-Encoding), so those headers do not follow it
+    passed = [(k, v) for k, v in answer.headers.multi_items() if k not in _BODY_HEADERS]
+    if request.extensions.get(READ_ALL):
+        try:
+            body = await answer.aread()
+        finally:
+            await answer.aclose()
+        end = round(time.perf_counter() - started, 6)
+        save({**head, **_body(body), "end": end})
+        return httpx.Response(
+            answer.status_code, headers=passed, content=body, request=request, extensions=answer.extensions
+        )
+    stream = _Recording(answer, started, lambda chunks: save({**head, "chunks": chunks}), failed)
+    return httpx.Response(
+        answer.status_code, headers=passed, stream=stream, request=request, extensions=answer.extensions
+    )
+
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    """A whole answer as it is kept: its JSON (readable, diffable) or, when it is not JSON, its text."""
+    try:
+        return {"json": json.loads(body)}
+    except ValueError:
+        return {"text": body.decode("utf-8", "surrogateescape")}
+
+
+class _Recording(httpx.AsyncByteStream):
+    """The body of an answer being recorded: each chunk is passed on as it comes and kept with its offset; the
+    entry is saved when the body was read to its end (a stream cut short is not a recording)."""
+
+    def __init__(
+        self,
+        inner: httpx.Response,
+        started: float,
+        save: Callable[[list[list[Any]]], None],
+        failed: Callable[[], None],
+    ) -> None:
+        self._inner = inner
+        self._started = started
+        self._save = save
+        self._failed = failed
+        self._saved = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks: list[list[Any]] = []
+        # a multi-byte character cut between two chunks stays whole in the recording: the decoder holds its
+        # first bytes back for the next chunk
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        async for chunk in self._inner.aiter_bytes():
+            text = decoder.decode(chunk)
+            if text:
+                chunks.append([round(time.perf_counter() - self._started, 6), text])
+            yield chunk
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            chunks.append([round(time.perf_counter() - self._started, 6), tail])
+        self._save(chunks)
+        self._saved = True
+
+    async def aclose(self) -> None:
+        if not self._saved:
+            self._failed()
+        await self._inner.aclose()
+
+
+class _Timed(httpx.AsyncByteStream):
+    """A recorded answer's body replayed at its recorded pace: each chunk at its offset from the request."""
+
+    def __init__(self, entry: Entry, started: float) -> None:
+        self._entry = entry
+        self._started = started
+
+    async def until(self, offset: float) -> None:
+        delay = self._started + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        response = self._entry.response
+        if "chunks" in response:
+            for offset, text in response["chunks"]:
+                await self.until(float(offset))
+                yield str(text).encode("utf-8", "surrogateescape")
+            return
+        await self.until(float(response.get("end", 0.0)))
+        yield self._entry.body
