@@ -34,6 +34,8 @@ __all__ = [
     "run",
     "arun",
     "stream",
+    "each",
+    "RowResult",
     "Workflow",
     "Diagnostic",
     "Result",
@@ -73,7 +75,8 @@ __all__ = [
 ]
 
 _HOMES = {
-    "runner.api": ("load", "check", "run", "arun", "stream"),
+    "runner.api": ("load", "check", "run", "arun", "stream", "each"),
+    "runner.dataset.batch": ("RowResult",),
     "runner.workflow.records": ("Workflow",),
     "runner.diagnostics": ("Diagnostic",),
     "runner.result": ("Result",),
@@ -112,8 +115,9 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ below imports on first use
-    from runner.api import arun, check, load, run, stream
+    from runner.api import arun, check, each, load, run, stream
     from runner.calls import ChatResult, ToolCall, Usage
+    from runner.dataset.batch import RowResult
     from runner.diagnostics import Diagnostic
     from runner.errors import (
         ProviderConfigError,
