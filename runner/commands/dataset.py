@@ -73,13 +73,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def dataset_command(opts: BatchOptions) -> int:
     if opts.resume is not None:
+        given = [flag for flag, value in _RESUMED(opts) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: a resumed batch keeps its settings; drop them with --resume")
         folder = Path(opts.resume)
         ledger = Ledger.open(folder)
         settings = ledger.settings
-        given = [flag for flag, value in _RESUMED(opts) if value]
-        if given:
-            ledger.close()
-            raise UsageError(f"{', '.join(given)}: a resumed batch keeps its settings; drop them with --resume")
         workflow_file = opts.workflow or settings["workflow"]
     else:
         if opts.dataset is None or opts.workflow is None:
