@@ -328,6 +328,8 @@ async def _each(
     transport: httpx.AsyncBaseTransport | None,
     run_dir: Path | None,
 ) -> AsyncIterator[RowResult]:
+    import contextlib  # noqa: PLC0415
+
     from runner.dataset.batch import Batch, RowInput  # noqa: PLC0415 - the engine loads when a run is asked for
     from runner.dataset.rows import RowInputs  # noqa: PLC0415
     from runner.plan.compile import compile_workflow  # noqa: PLC0415
@@ -350,5 +352,7 @@ async def _each(
     async with Batch(
         plan, concurrency=concurrency, providers=providers, transport=transport, run_dir=folder, batch_id=batch_id
     ) as batch:
-        async for result in batch.results(inputs()):
-            yield result
+        # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
+        async with contextlib.aclosing(batch.results(inputs())) as results:
+            async for result in results:
+                yield result

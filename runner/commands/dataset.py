@@ -243,7 +243,7 @@ def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, A
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "report.md", markdown(doc))
     if not opts.quiet:
-        print(f"runner: {stats.progress()} in {wall:.2f} s", file=err)
+        print(f"runner: {stats.final(wall)}", file=err)
         for line in doc["advice"]:
             print(f"runner: {line}", file=err)
         print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)

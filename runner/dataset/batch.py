@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from runner.events import Recorder
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.stages.base import Output
+
+_END = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,18 +262,21 @@ class Batch:
                 self.in_flight -= 1
                 slots.release()
 
+        source = iter(rows)
         async with asyncio.TaskGroup() as group:
-            for row in rows:
-                await slots.acquire()
-                if self.stop_reason is not None:
+            while True:
+                await slots.acquire()  # a slot first, then the row: no row is read before it can run
+                row = next(source, _END)
+                if row is _END or self.stop_reason is not None:
                     slots.release()
                     break
+                assert isinstance(row, RowInput)
                 if on_start is not None:
                     on_start(row)
                 self.in_flight += 1
                 group.create_task(one(row))
 
-    async def results(self, rows: Iterable[RowInput]) -> AsyncIterator[RowResult]:
+    async def results(self, rows: Iterable[RowInput]) -> AsyncGenerator[RowResult, None]:
         """The rows' results as they finish (an async generator over :meth:`run`). A row keeps its slot until
         the consumer has taken its result, so a slow consumer slows the batch rather than growing memory."""
         queue: asyncio.Queue[RowResult | None] = asyncio.Queue()

@@ -88,6 +88,14 @@ class BatchStats:
             line += f", ETA {_duration(max(self.total - self.done, 0) / rate)}"
         return line + f", {self.tokens:,} tokens"
 
+    def final(self, wall_s: float) -> str:
+        """The line said when the batch ends."""
+        rate = self.done / max(wall_s, 1e-9)
+        line = f"{self.done:,} rows: {self.ok:,} ok, {self.failed:,} failed in {wall_s:.2f} s ({rate:,.1f} rows/s)"
+        if self.skipped:
+            line += f"; {self.skipped:,} done before"
+        return line + f"; {self.tokens:,} tokens"
+
     def document(
         self,
         *,
