@@ -12,9 +12,10 @@ A process killed between the two therefore neither loses the row nor writes it t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +98,20 @@ class Ledger:
         return settings
 
     def update_settings(self, settings: dict[str, Any]) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'settings'", (json.dumps(settings, sort_keys=True),))
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction; a failure of SQLite (a full disk, a file removed under it) is a located error."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: could not update the ledger: {exc}") from exc
+
     def started(self, index: int, key: str) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO rows VALUES (?, ?, 'running', 1, NULL) "
                 "ON CONFLICT (idx) DO UPDATE SET state = 'running', attempts = attempts + 1",
@@ -109,7 +119,7 @@ class Ledger:
             )
 
     def ended(self, index: int, key: str, ok: bool, error: str | None) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO rows VALUES (?, ?, ?, 1, ?) ON CONFLICT (idx) DO UPDATE SET state = ?, error = ?",
                 (index, key, "done" if ok else "failed", error, "done" if ok else "failed", error),
@@ -118,7 +128,7 @@ class Ledger:
     def reconcile(self, written: Iterable[tuple[int, str, bool, str | None]]) -> None:
         """Mark every row whose line ``results.jsonl`` holds as it says (index, key, ok, error); rows marked
         running with no line are left to run again."""
-        with self.db:
+        with self._writing():
             self.db.executemany(
                 "INSERT INTO rows VALUES (?, ?, ?, 1, ?) ON CONFLICT (idx) DO UPDATE SET state = excluded.state, "
                 "error = excluded.error",
@@ -127,7 +137,7 @@ class Ledger:
 
     def reopen_failed(self) -> None:
         """``--retry-errors``: failed rows are to run again."""
-        with self.db:
+        with self._writing():
             self.db.execute("UPDATE rows SET state = 'running' WHERE state = 'failed'")
 
     def finished(self) -> set[int]:

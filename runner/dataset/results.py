@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner.fsutil import WriteError, append_whole, atomic_write_with
+from runner.fsutil import WriteError, append_whole, atomic_write_with, open_for_appends
 
 RESULTS_NAME = "results.jsonl"
 
@@ -24,11 +24,7 @@ class ResultsFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-            self.size = os.fstat(self.fd).st_size
-        except OSError as exc:
-            raise WriteError(path, exc, "open") from exc
+        self.fd, self.size = open_for_appends(path)
 
     def append(self, line: dict[str, Any]) -> None:
         data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogatepass")
