@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runner.cli import main
 from tests.conftest import ROOT, run_cli
 from tests.oai_server import OAIServer, Plan
 
@@ -51,6 +55,15 @@ stages:
 """
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``runner ARGS`` in this process (``runner.cli.main``, what the script calls): for the tests that need no
+    process of their own, to keep the suite fast."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["runner", *args], code, out.getvalue(), err.getvalue())
+
+
 def folder_of(reports: Path) -> Path:
     (folder,) = (reports / "runs").iterdir()
     return folder
@@ -90,7 +103,7 @@ def test_bad_rows_fail_located_and_the_batch_goes_on(tmp_path: Path) -> None:
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n{"text": "b", "n": "two"}\nnot json\n{"n": 3}\n{"text": "e"}\n')
-    proc = run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), "--concurrency", "1")
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), "--concurrency", "1")
     assert proc.returncode == 1
     folder = folder_of(tmp_path / "r")
     got = {g["index"]: g for g in lines(folder)}
@@ -111,7 +124,7 @@ def test_max_errors_stops_starting_rows(tmp_path: Path) -> None:
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"text": i}) + "\n" for i in range(50)))  # every row fails: not a string
-    proc = run_cli(
+    proc = cli(
         "run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), "--max-errors", "3",
         "--concurrency", "1",
     )  # fmt: skip
@@ -131,11 +144,11 @@ def test_limit_and_shard_split_the_rows(tmp_path: Path) -> None:
     seen = []
     for shard in ("1/3", "2/3", "3/3"):
         reports = tmp_path / shard.replace("/", "of")
-        proc = run_cli("run", str(wf), "--dataset", str(data), "--shard", shard, "--report-dir", str(reports))
+        proc = cli("run", str(wf), "--dataset", str(data), "--shard", shard, "--report-dir", str(reports))
         assert proc.returncode == 0, proc.stderr
         seen.append(sorted(g["index"] for g in lines(folder_of(reports))))
     assert seen == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-    proc = run_cli(
+    proc = cli(
         "run", str(wf), "--dataset", str(data), "--shard", "2/3", "--limit", "2", "--report-dir", str(tmp_path / "l")
     )
     assert sorted(g["index"] for g in lines(folder_of(tmp_path / "l"))) == [1, 4]
@@ -154,7 +167,7 @@ def test_usage_errors_are_said_before_anything_runs(tmp_path: Path, args: list[s
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n')
-    proc = run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), *args)
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), *args)
     assert (proc.returncode, proc.stderr.strip()) == (2, message)
     assert not (tmp_path / "r").exists()
 
@@ -162,12 +175,12 @@ def test_usage_errors_are_said_before_anything_runs(tmp_path: Path, args: list[s
 def test_batch_flags_without_a_dataset_are_usage_errors(tmp_path: Path) -> None:
     wf = tmp_path / "wf.yaml"
     wf.write_text(SCRIPTED)
-    proc = run_cli("run", str(wf), "--retry-errors")
+    proc = cli("run", str(wf), "--retry-errors")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
         "runner: error: --retry-errors is for a batch: runner run WF --dataset FILE --retry-errors ...",
     )
-    proc = run_cli("run")
+    proc = cli("run")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
         "runner: error: the workflow file is missing: runner run WF (or runner run --resume RUN_FOLDER)",
@@ -202,7 +215,7 @@ def test_the_batch_report_matches_its_schema(tmp_path: Path) -> None:
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n{"text": 1}\n')
-    run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
+    cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
     report = json.loads((folder_of(tmp_path / "r") / "report.json").read_text())
     schema = json.loads((ROOT / "schemas" / "batch-report.schema.json").read_text())
     assert sorted(e.message for e in Draft202012Validator(schema).iter_errors(report)) == []
@@ -214,9 +227,9 @@ def test_the_ledger_counts_attempts(tmp_path: Path) -> None:
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n{"text": 1}\n')
-    run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
+    cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
     folder = folder_of(tmp_path / "r")
-    run_cli("run", "--resume", str(folder), "--retry-errors")
+    cli("run", "--resume", str(folder), "--retry-errors")
     with sqlite3.connect(folder / "ledger.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         states = db.execute("SELECT idx, state, attempts FROM rows ORDER BY idx").fetchall()

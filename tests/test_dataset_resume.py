@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 from tests.oai_server import OAIServer, Plan
-from tests.test_dataset_cli import SCRIPTED, folder_of, lines, remote
+from tests.test_dataset_cli import SCRIPTED, cli, folder_of, lines, remote
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -90,7 +90,7 @@ def test_a_killed_batch_resumes_to_every_row_exactly_once(tmp_path: Path, sig: s
             assert proc.returncode == -signal.SIGKILL
         assert len(lines(folder)) == N // 2
         server.reset()
-        resumed = run_cli("run", "--resume", str(folder))
+        resumed = cli("run", "--resume", str(folder))
     assert resumed.returncode == 0, resumed.stderr
     got = exactly_once(folder)
     assert all(g["status"] == "ok" for g in got)
@@ -107,13 +107,13 @@ def test_a_server_failing_every_7th_request_then_retry_errors(tmp_path: Path) ->
         wf.write_text(remote(server.url))
         data = dataset(tmp_path, 30)
         reports = tmp_path / "r"
-        first = run_cli("run", str(wf), "--dataset", str(data), "--concurrency", "1", "--report-dir", str(reports))
+        first = cli("run", str(wf), "--dataset", str(data), "--concurrency", "1", "--report-dir", str(reports))
         assert first.returncode == 1
         folder = folder_of(reports)
         failed = sorted(g["index"] for g in lines(folder) if g["status"] == "failed")
         assert failed == [6, 13, 20, 27]  # requests 7, 14, 21, 28
         for _ in range(5):  # each resume reruns what failed; the 7th request of the server still fails
-            again = run_cli("run", "--resume", str(folder), "--retry-errors")
+            again = cli("run", "--resume", str(folder), "--retry-errors")
             if again.returncode == 0:
                 break
     assert again.returncode == 0, again.stderr
@@ -131,7 +131,7 @@ def test_a_torn_line_and_a_row_written_but_not_marked_done(tmp_path: Path) -> No
     wf.write_text(SCRIPTED)
     data = dataset(tmp_path, 6)
     reports = tmp_path / "r"
-    assert run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(reports)).returncode == 0
+    assert cli("run", str(wf), "--dataset", str(data), "--report-dir", str(reports)).returncode == 0
     folder = folder_of(reports)
     text = (folder / "results.jsonl").read_text().splitlines(keepends=True)
     by_index = {json.loads(t)["index"]: t for t in text}
@@ -139,7 +139,7 @@ def test_a_torn_line_and_a_row_written_but_not_marked_done(tmp_path: Path) -> No
     (folder / "results.jsonl").write_text("".join(kept) + by_index[4][:25])  # row 4 torn, row 5 gone
     with sqlite3.connect(folder / "ledger.sqlite") as db:
         db.execute("UPDATE rows SET state = 'running' WHERE idx IN (3, 4, 5)")  # 3: written, not marked done
-    resumed = run_cli("run", "--resume", str(folder))
+    resumed = cli("run", "--resume", str(folder))
     assert resumed.returncode == 0, resumed.stderr
     got = exactly_once(folder, 6)
     assert [g["index"] for g in got[:4]] == [0, 1, 2, 3]  # kept as they were; rows 4 and 5 appended
@@ -152,10 +152,10 @@ def test_an_edited_workflow_is_refused_unless_forced(tmp_path: Path) -> None:
     wf.write_text(SCRIPTED)
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n{"text": 2}\n')
-    run_cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
+    cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
     folder = folder_of(tmp_path / "r")
     wf.write_text(SCRIPTED.replace('"{{ input }}!"', '"{{ input }}?"'))
-    refused = run_cli("run", "--resume", str(folder), "--retry-errors")
+    refused = cli("run", "--resume", str(folder), "--retry-errors")
     assert (refused.returncode, refused.stderr) == (
         1,
         f"runner: error: {wf}: the workflow changed since the batch in {folder} started; the rows done and the "
@@ -163,7 +163,7 @@ def test_an_edited_workflow_is_refused_unless_forced(tmp_path: Path) -> None:
         "batch\n",
     )
     assert len(lines(folder)) == 2
-    forced = run_cli("run", "--resume", str(folder), "--retry-errors", "--force")
+    forced = cli("run", "--resume", str(folder), "--retry-errors", "--force")
     assert forced.returncode == 1  # row 1 is still not a string: it fails again, with the edited workflow
     assert exactly_once(folder, 2)[0]["output"] == "a x1!!"
 
@@ -172,7 +172,7 @@ def test_a_corrupt_or_foreign_ledger_is_a_clear_error(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "ledger.sqlite").write_bytes(b"this is not a database, it is a text file " * 100)
-    proc = run_cli("run", "--resume", str(folder))
+    proc = cli("run", "--resume", str(folder))
     assert (proc.returncode, proc.stderr) == (
         1,
         f"runner: error: {folder / 'ledger.sqlite'}: not a runner ledger (file is not a database); the file is "
@@ -184,17 +184,17 @@ def test_a_corrupt_or_foreign_ledger_is_a_clear_error(tmp_path: Path) -> None:
         db.execute("CREATE TABLE rows (idx INTEGER)")
         db.execute("INSERT INTO meta VALUES ('format', 'something-else')")
     db.close()
-    proc = run_cli("run", "--resume", str(folder))
+    proc = cli("run", "--resume", str(folder))
     assert (proc.returncode, proc.stderr) == (
         1,
         f"runner: error: {folder / 'ledger.sqlite'}: not a runner ledger (an SQLite database of something else); "
         "leave it alone\n",
     )
-    proc = run_cli("run", "--resume", str(tmp_path / "nowhere"))
+    proc = cli("run", "--resume", str(tmp_path / "nowhere"))
     assert (proc.returncode, proc.stderr) == (
         1,
         f"runner: error: --resume {tmp_path / 'nowhere'}: no such run folder (a folder `runner run --dataset` made)\n",
     )
-    proc = run_cli("run", "--resume", str(tmp_path / "run"), "--dataset", "x.jsonl")
+    proc = cli("run", "--resume", str(tmp_path / "run"), "--dataset", "x.jsonl")
     assert proc.returncode == 2
     assert proc.stderr == "runner: error: --dataset: a resumed batch keeps its settings; drop them with --resume\n"

@@ -239,6 +239,7 @@ def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, A
             "folder": str(folder),
             "error": stopped[0] if stopped else (str(error) if error is not None else None),
         },
+        concurrency=batch.adaptive.changes,
     )
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "report.md", markdown(doc))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.calls import ChatResult
+from runner.dataset.adaptive import AdaptiveLimits
 from runner.dispatch import first_error
 from runner.engine.execute import Engine
 from runner.engine.resources import RunResources, open_resources
@@ -137,6 +138,8 @@ class Batch:
         self.in_flight = 0
         self._top = {sp.id for sp in plan.stages}
         self._opened = False
+        self._room = asyncio.Event()  # set when a row ends or an allowance changes
+        self.adaptive = AdaptiveLimits([], concurrency, lambda: self.in_flight)
 
     async def __aenter__(self) -> Batch:
         self.tools, self.functions = load_user_code(self.plan)
@@ -147,6 +150,12 @@ class Batch:
             await self._close()
             raise
         self.providers = {**self.given, **self.owned}
+        # Each model the batch opened that reports its answers adapts the rows in flight (runner/dataset/adaptive.py);
+        # the caller's providers are left as they are.
+        observed = {name: p for name, p in self.owned.items() if callable(getattr(p, "observe", None))}
+        self.adaptive = AdaptiveLimits(sorted(observed), self.concurrency, lambda: self.in_flight, self._room.set)
+        for name, provider in observed.items():
+            provider.observe(self.adaptive.observer(name))  # type: ignore[attr-defined]
         self._opened = True
         return self
 
@@ -261,11 +270,15 @@ class Batch:
             finally:
                 self.in_flight -= 1
                 slots.release()
+                self._room.set()
 
         source = iter(rows)
         async with asyncio.TaskGroup() as group:
             while True:
                 await slots.acquire()  # a slot first, then the row: no row is read before it can run
+                while self.in_flight >= self.adaptive.allowed():  # a model's server asked for fewer
+                    self._room.clear()
+                    await self._room.wait()
                 row = next(source, _END)
                 if row is _END or self.stop_reason is not None:
                     slots.release()
