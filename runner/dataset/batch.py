@@ -132,6 +132,7 @@ class Batch:
         self.transport = transport
         self.run_dir = run_dir if run_dir is not None else Path(plan.workflow.report.dir) / "runs" / batch_id
         self.batch_id = batch_id
+        self._rows_dir = self.run_dir / "rows"
         self.owned: dict[str, ChatProvider] = {}
         self.providers: dict[str, ChatProvider] = {}
         self.stop_reason: str | None = None
@@ -184,9 +185,7 @@ class Batch:
             return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
         recorder = Recorder()
         # Per row: its own files, the batch's embedders and stores (the dicts are shared, not copied).
-        resources = RunResources(
-            self.run_dir / "rows" / str(row.index), self.resources.embedders, self.resources.stores
-        )
+        resources = RunResources(self._rows_dir / str(row.index), self.resources.embedders, self.resources.stores)
         engine = Engine(
             self.plan,
             row.inputs,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,8 +48,9 @@ class BatchStats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.retries = 0
-        self.latencies: list[float] = []
-        self.stages: dict[str, list[float]] = {}
+        # One 8-byte float per row (and stage) for exact percentiles: 2.4 MB at 100,000 rows of two stages.
+        self.latencies = array("d")
+        self.stages: dict[str, array[float]] = {}
         self.waits: Counter[tuple[str, str]] = Counter()
         self.causes: Counter[str] = Counter()
         self.row_time = 0.0
@@ -75,7 +77,7 @@ class BatchStats:
         self.latencies.append(result.latency_s)
         self.row_time += result.latency_s
         for stage, seconds in stats.stages.items():
-            self.stages.setdefault(stage, []).append(seconds)
+            self.stages.setdefault(stage, array("d")).append(seconds)
         self.waits.update(stats.waits)
 
     def progress(self) -> str:
