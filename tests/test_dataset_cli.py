@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import sqlite3
 import subprocess
 import threading
@@ -234,3 +235,72 @@ def test_the_ledger_counts_attempts(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         states = db.execute("SELECT idx, state, attempts FROM rows ORDER BY idx").fetchall()
     assert states == [(0, "done", 1), (1, "failed", 2)]
+
+
+def test_a_json_array_that_breaks_part_way_keeps_the_rows_before_it(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    data = tmp_path / "d.json"
+    data.write_text('[{"text": "a"},\n {"text": "b"},\n {"text": "c"} oops]')
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), "--concurrency", "1")
+    assert proc.returncode == 1
+    folder = folder_of(tmp_path / "r")
+    assert sorted(g["index"] for g in lines(folder)) == [0, 1, 2]
+    assert proc.stderr.splitlines()[-1] == (
+        f"runner: error: {data}:3: expected ',' or ']' after an item, found 'o'; the file is not a JSON array"
+    )
+    assert json.loads((folder / "report.json").read_text())["run"]["status"] == "failed"
+
+
+def test_a_results_file_that_cannot_be_written_is_said_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import fsutil
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n{"text": "b"}\n')
+
+    def full(path: str) -> None:
+        if path.endswith("results.jsonl"):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil, "fault", full)
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
+    folder = folder_of(tmp_path / "r")
+    assert (proc.returncode, proc.stderr.splitlines()[-1]) == (
+        1,
+        f"runner: error: could not write {folder / 'results.jsonl'}: No space left on device",
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_progress_lines_in_ci_and_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal (CI): a summary line each CI_SUMMARY_EVERY seconds; a terminal: the line redrawn in place.
+    The rows take 2 x 100 ms of simulated latency, so the 10 ms period ticks during the batch whatever the load."""
+    from runner.commands import dataset
+
+    monkeypatch.setattr(dataset, "CI_SUMMARY_EVERY", 0.01)
+    monkeypatch.setattr(dataset, "LIVE_EVERY", 0.01)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED.replace('reply: "{{ input }}!"', 'reply: "{{ input }}!", latency: {first_token_ms: 100}'))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "ci"))
+    assert proc.returncode == 0, proc.stderr
+    ticks = [line for line in proc.stderr.splitlines() if line.startswith("runner: rows ")]
+    assert ticks, proc.stderr
+    assert all(
+        re.fullmatch(r"runner: rows \d/3 done, 0 failed, [\d.]+ rows/s(, ETA \d+ s)?, [\d,]+ tokens", t) for t in ticks
+    )
+    assert re.search(
+        r"^runner: 3 rows: 3 ok, 0 failed in [\d.]+ s \([\d.]+ rows/s\); [\d,]+ tokens$", proc.stderr, re.M
+    )
+
+    err = io.StringIO()
+    options = dataset.BatchOptions(str(wf), dataset=str(data), report_dir=str(tmp_path / "tty"), progress=True)
+    with contextlib.redirect_stderr(err):
+        assert dataset.dataset_command(options) == 0
+    drawn = err.getvalue()
+    assert "\r\x1b[Krows " in drawn and "runner: rows " not in drawn

@@ -25,6 +25,7 @@ from runner.dataset.read import count_rows, format_of, read_rows
 from runner.dataset.report import BatchStats, markdown
 from runner.dataset.results import RESULTS_NAME, ResultsFile, reconcile
 from runner.dataset.rows import RowInputs
+from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.errors import UsageError
 from runner.fsutil import atomic_write_text, ensure_writable_dir
@@ -34,6 +35,7 @@ from runner.validate.check import load_workflow
 from runner.workflow.offline import offline_workflow
 
 CI_SUMMARY_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
+LIVE_EVERY = 0.25  # seconds between redraws of the progress line on a terminal
 
 
 @dataclass
@@ -219,7 +221,7 @@ def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, A
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
     except Exception as exc:  # noqa: BLE001 - a dataset that breaks part way, a disk that fills: said below
-        status, error = "failed", exc
+        status, error = "failed", first_error(exc)  # the rows' task group wraps it
     finally:
         interrupts.end_run()
         out.close()
@@ -289,7 +291,7 @@ async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip
             stats.total = f.result()
 
     counting.add_done_callback(counted)
-    every = 0.25 if live else CI_SUMMARY_EVERY
+    every = LIVE_EVERY if live else CI_SUMMARY_EVERY
     try:
         while True:
             await asyncio.sleep(every)
