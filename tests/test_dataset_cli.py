@@ -304,3 +304,22 @@ def test_progress_lines_in_ci_and_on_a_terminal(tmp_path: Path, monkeypatch: pyt
         assert dataset.dataset_command(options) == 0
     drawn = err.getvalue()
     assert "\r\x1b[Krows " in drawn and "runner: rows " not in drawn
+
+
+def test_each_row_keeps_its_working_memory_history_apart(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        SCRIPTED.replace(
+            'agents:\n  a: {model: m, sys_prompt: "Label it."}',
+            "memory:\n  working: {max_total_tokens: 3000}\n"
+            'agents:\n  a: {model: m, sys_prompt: "Label it.", memory: working}',
+        )
+    )
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n{"text": "b"}\n')
+    proc = cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    folder = folder_of(tmp_path / "r")
+    for index, text in ((0, "a"), (1, "b")):
+        history = (folder / "rows" / str(index) / "memory" / "first.jsonl").read_text()
+        assert f"{text} x1" in history and ("b x1" if text == "a" else "a x1") not in history

@@ -133,6 +133,9 @@ class Batch:
         self.run_dir = run_dir if run_dir is not None else Path(plan.workflow.report.dir) / "runs" / batch_id
         self.batch_id = batch_id
         self._rows_dir = self.run_dir / "rows"
+        # Only working memory writes files of a row's own; without it the rows share one resources record (a path
+        # per row would cost a pathlib parse and, for the life of the process, an interned name per row).
+        self._own_dirs = any(agent.spec.memory for agent in plan.agents.values())
         self.owned: dict[str, ChatProvider] = {}
         self.providers: dict[str, ChatProvider] = {}
         self.stop_reason: str | None = None
@@ -185,7 +188,9 @@ class Batch:
             return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
         recorder = Recorder()
         # Per row: its own files, the batch's embedders and stores (the dicts are shared, not copied).
-        resources = RunResources(self._rows_dir / str(row.index), self.resources.embedders, self.resources.stores)
+        resources = self.resources
+        if self._own_dirs:
+            resources = RunResources(self._rows_dir / str(row.index), resources.embedders, resources.stores)
         engine = Engine(
             self.plan,
             row.inputs,
