@@ -132,6 +132,7 @@ def run_main(*args: str) -> tuple[int, float]:
 def case_batch(folder: Path, n: int, concurrency: int, latency: int) -> dict[str, Any]:
     wf = folder / "rows.yaml"
     wf.write_text(TWO_STAGES.format(latency=latency))
+    warm(wf, rows_file(folder, 10), concurrency, folder)
     data = rows_file(folder, n)
     _, wall = run_main(
         "run", str(wf), "--dataset", str(data), "--concurrency", str(concurrency), "-q",
@@ -140,7 +141,17 @@ def case_batch(folder: Path, n: int, concurrency: int, latency: int) -> dict[str
     return {"wall_s": wall, "peak_mb": peak_mb()}
 
 
+def warm(wf: Path, data: Path, concurrency: int, folder: Path) -> None:
+    """A small batch first: what loads on first use (aiohttp, jinja2's compiler, sqlite3) is not the batch's
+    cost, as the baselines import their libraries before their clocks start."""
+    run_main("run", str(wf), "--dataset", str(data), "--concurrency", str(concurrency), "-q",
+             "--report-dir", str(folder / "warm"))  # fmt: skip
+
+
 def case_fanout(folder: Path, n: int, concurrency: int, latency: int) -> dict[str, Any]:
+    small = folder / "fan-warm.yaml"
+    small.write_text(FANOUT.format(latency=latency, n=10, concurrency=concurrency))
+    run_main("run", str(small), "-q", "--report-dir", str(folder / "warm"))  # as case_batch's warm-up
     wf = folder / "fan.yaml"
     wf.write_text(FANOUT.format(latency=latency, n=n, concurrency=concurrency))
     _, wall = run_main("run", str(wf), "-q", "--report-dir", str(folder / "reports"))
@@ -150,6 +161,7 @@ def case_fanout(folder: Path, n: int, concurrency: int, latency: int) -> dict[st
 def case_http_runner(folder: Path, n: int, concurrency: int, url: str) -> dict[str, Any]:
     wf = folder / "remote.yaml"
     wf.write_text(REMOTE.format(url=url, concurrency=concurrency))
+    warm(wf, rows_file(folder, 10), concurrency, folder)
     data = rows_file(folder, n)
     _, wall = run_main(
         "run", str(wf), "--dataset", str(data), "--concurrency", str(concurrency), "-q",
@@ -181,6 +193,9 @@ def case_http_aiohttp(folder: Path, n: int, concurrency: int, url: str) -> dict[
                 ):
                     json.loads(await resp.read())
 
+            await asyncio.gather(*(one() for _ in range(10)))  # as the runner's warm-up batch
+        connector = aiohttp.TCPConnector(limit=concurrency)  # cold connections, as each runner batch opens its own
+        async with aiohttp.ClientSession(connector=connector) as session:
             start = time.perf_counter()
             await asyncio.gather(*(one() for _ in range(n)))
             return time.perf_counter() - start

@@ -198,3 +198,20 @@ def test_a_corrupt_or_foreign_ledger_is_a_clear_error(tmp_path: Path) -> None:
     proc = cli("run", "--resume", str(tmp_path / "run"), "--dataset", "x.jsonl")
     assert proc.returncode == 2
     assert proc.stderr == "runner: error: --dataset: a resumed batch keeps its settings; drop them with --resume\n"
+
+
+def test_a_batch_running_in_a_folder_keeps_a_second_runner_out(tmp_path: Path) -> None:
+    from runner.locking import FileLock
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    data = dataset(tmp_path, 2)
+    assert cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r")).returncode == 0
+    folder = folder_of(tmp_path / "r")
+    with FileLock(folder / ".lock"):  # as a runner still running this batch holds it
+        proc = cli("run", "--resume", str(folder))
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"runner: error: {folder}: another runner is running this batch now; let it finish (or stop it), then resume\n",
+    )
+    assert cli("run", "--resume", str(folder)).returncode == 0  # once it is gone

@@ -75,7 +75,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def dataset_command(opts: BatchOptions) -> int:
     if opts.resume is not None:
-        given = [flag for flag, value in _RESUMED(opts) if value]
+        given = [flag for flag, value in _kept_on_resume(opts) if value]
         if given:
             raise UsageError(f"{', '.join(given)}: a resumed batch keeps its settings; drop them with --resume")
         folder = Path(opts.resume)
@@ -134,7 +134,8 @@ def dataset_command(opts: BatchOptions) -> int:
         ledger.close()
 
 
-def _RESUMED(opts: BatchOptions) -> list[tuple[str, object]]:  # noqa: N802 - a table, read as one
+def _kept_on_resume(opts: BatchOptions) -> list[tuple[str, object]]:
+    """The batch settings a resume takes from the ledger, as given on this command line."""
     return [
         ("--dataset", opts.dataset),
         ("--map", opts.mapping),

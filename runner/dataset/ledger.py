@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
+from runner.locking import FileLock
 
 LEDGER_NAME = "ledger.sqlite"
+LOCK_NAME = ".lock"
 # Row updates are committed together, at most this many or this old: a commit per row cost more than the rows of
 # a fast workflow (140 us of a row's 600 us, bench/dataset.py). What a kill loses of them is found again in
 # results.jsonl (which rows ended, and how); only the attempt counts of the rows then in flight may be short.
@@ -56,16 +58,22 @@ class LedgerError(RunnerError):
 class Ledger:
     """The open ledger of one run folder. ``create`` starts one; ``open`` reads an existing one and checks it."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, lock: FileLock | None = None) -> None:
         self.path = path
         self.db = db
+        self.lock = lock
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._flushed = time.monotonic()
 
     @classmethod
     def create(cls, folder: Path, settings: dict[str, Any]) -> Ledger:
         path = folder / LEDGER_NAME
-        db = _connect(path)
+        lock = _hold(folder)
+        try:
+            db = _connect(path)
+        except BaseException:
+            _let_go(lock)
+            raise
         try:
             with db:
                 db.executescript(_SCHEMA)
@@ -75,8 +83,9 @@ class Ledger:
                 )
         except sqlite3.Error as exc:
             db.close()
+            _let_go(lock)
             raise LedgerError(f"{path}: cannot create the ledger: {exc}") from None
-        return cls(path, db)
+        return cls(path, db, lock)
 
     @classmethod
     def open(cls, folder: Path) -> Ledger:
@@ -87,7 +96,15 @@ class Ledger:
             raise LedgerError(
                 f"--resume {folder}: no {LEDGER_NAME} in it; resume a folder that `runner run --dataset` made"
             )
-        db = _connect(path, create=False)
+        lock = _hold(folder)
+        try:
+            return cls._checked(path, _connect(path, create=False), lock)
+        except BaseException:
+            _let_go(lock)
+            raise
+
+    @classmethod
+    def _checked(cls, path: Path, db: sqlite3.Connection, lock: FileLock | None) -> Ledger:
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             meta = dict(db.execute("SELECT key, value FROM meta")) if {"meta", "rows"} <= tables else {}
@@ -103,7 +120,7 @@ class Ledger:
                 f"{path}: a ledger of version {meta.get('version')}, which this runner (version {VERSION}) cannot "
                 "resume; run the batch again in a new folder"
             )
-        return cls(path, db)
+        return cls(path, db, lock)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -173,6 +190,30 @@ class Ledger:
             self.flush()
         finally:
             self.db.close()
+            _let_go(self.lock)
+
+
+def _hold(folder: Path) -> FileLock | None:
+    """The run folder's lock, held while a batch runs there: two processes appending to one results.jsonl would
+    run rows twice. None where the file system cannot lock (the batch goes on, unguarded)."""
+    lock = FileLock(folder / LOCK_NAME)
+    try:
+        taken = lock.acquire(blocking=False)
+    except OSError:
+        lock.close()
+        return None
+    if not taken:
+        lock.close()
+        raise LedgerError(
+            f"{folder}: another runner is running this batch now; let it finish (or stop it), then resume"
+        )
+    return lock
+
+
+def _let_go(lock: FileLock | None) -> None:
+    if lock is not None:
+        lock.release()
+        lock.close()
 
 
 def _connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
