@@ -323,3 +323,25 @@ def test_each_row_keeps_its_working_memory_history_apart(tmp_path: Path) -> None
     for index, text in ((0, "a"), (1, "b")):
         history = (folder / "rows" / str(index) / "memory" / "first.jsonl").read_text()
         assert f"{text} x1" in history and ("b x1" if text == "a" else "a x1") not in history
+
+
+def test_set_gives_every_row_a_value_its_own_column_overrides(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    data = tmp_path / "d.csv"
+    data.write_text("text,n\na,\nb,5\n")
+    proc = cli("run", str(wf), "--dataset", str(data), "--set", "n=7", "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    got = {g["index"]: g["output"] for g in lines(folder_of(tmp_path / "r"))}
+    assert got == {0: "a x7!!", 1: "b x5!!"}
+    bad = cli("run", str(wf), "--dataset", str(data), "--set", "n=many", "--set", "txt=a")
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        "runner: error: --set n: expected an integer, got 'many'\n"
+        "--set 'txt=a': expected NAME=VALUE for an input of the workflow (did you mean 'text'?)\n",
+    )
+    given = cli("run", str(wf), "--dataset", str(data), "--input", "x.yaml")
+    assert (given.returncode, given.stderr) == (
+        2,
+        "runner: error: --input: a batch takes its inputs from --dataset rows (and --set values for every row)\n",
+    )

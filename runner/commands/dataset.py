@@ -44,6 +44,7 @@ class BatchOptions:
 
     workflow: str | None
     dataset: str | None = None  # from the ledger on resume
+    sets: tuple[str, ...] = ()  # from the ledger on resume
     mapping: tuple[str, ...] = ()  # from the ledger on resume
     key: str | None = None  # from the ledger on resume
     keep: tuple[str, ...] = ()  # from the ledger on resume
@@ -90,6 +91,7 @@ def dataset_command(opts: BatchOptions) -> int:
             "workflow": os.path.abspath(opts.workflow),
             "dataset": os.path.abspath(opts.dataset),
             "map": list(opts.mapping),
+            "sets": list(opts.sets),
             "key": opts.key,
             "keep": list(opts.keep),
             "limit": opts.limit,
@@ -105,7 +107,7 @@ def dataset_command(opts: BatchOptions) -> int:
         wf = offline_workflow(wf)
     from runner.dataset.rows import parse_map  # noqa: PLC0415
 
-    rows = RowInputs(wf, parse_map(settings["map"]), settings["key"])
+    rows = RowInputs(wf, parse_map(settings["map"]), settings["key"], settings["sets"])
     top = [sp.id for sp in wf.stages]
     unknown = [name for name in settings["keep"] if name not in top]
     if unknown:
@@ -138,6 +140,7 @@ def _kept_on_resume(opts: BatchOptions) -> list[tuple[str, object]]:
     """The batch settings a resume takes from the ledger, as given on this command line."""
     return [
         ("--dataset", opts.dataset),
+        ("--set", opts.sets),
         ("--map", opts.mapping),
         ("--key", opts.key),
         ("--keep", opts.keep),
@@ -314,10 +317,13 @@ def _width() -> int:
 
 def batch_from_args(args: Any) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
+    if args.input_file is not None:
+        raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
     return dataset_command(
         BatchOptions(
             workflow=args.workflow,
             dataset=args.dataset,
+            sets=tuple(args.sets),
             mapping=tuple(args.mapping),
             key=args.key,
             keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),

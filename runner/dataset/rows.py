@@ -42,7 +42,13 @@ class RowInputs:
     often carries ids and expected answers beside the inputs); ``key``: the column whose value names a row in
     the results (its index otherwise)."""
 
-    def __init__(self, wf: Workflow, mapping: Mapping[str, str] | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        wf: Workflow,
+        mapping: Mapping[str, str] | None = None,
+        key: str | None = None,
+        sets: Sequence[str] = (),
+    ) -> None:
         self.specs = {spec.name: spec for spec in wf.inputs}
         self.mapping = dict(mapping or {})
         self.key = key
@@ -53,10 +59,28 @@ class RowInputs:
                 raise UsageError(f"--map {column}={name}: the workflow has no input {name!r} ({known})")
         self.targets = set(self.mapping.values())
         self.wf = wf
+        # --set NAME=VALUE: a value for every row, parsed once; a row's own column wins over it
+        self.constants: dict[str, Any] = {}
+        problems = []
+        for assignment in sets:
+            name, sep, text = assignment.partition("=")
+            name = name.strip()
+            spec = self.specs.get(name)
+            if not sep or spec is None:
+                close = difflib.get_close_matches(name, list(self.specs), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"--set {assignment!r}: expected NAME=VALUE for an input of the workflow{hint}")
+                continue
+            try:
+                self.constants[name] = parse_value(text, spec)
+            except ValueError as exc:
+                problems.append(f"--set {name}: {exc}")
+        if problems:
+            raise UsageError("\n".join(problems))
 
     def prepare(self, index: int, where: str | None, values: Mapping[str, Any], *, from_text: bool) -> Prepared:
         key = self.key_of(index, values)
-        given: dict[str, Any] = {}
+        given: dict[str, Any] = dict(self.constants)
         problems: list[str] = []
         for column, value in values.items():
             name = self.mapping.get(column)
