@@ -219,12 +219,17 @@ def case_memory(folder: Path, n: int, concurrency: int, latency: int) -> dict[st
     done = threading.Event()
 
     def sample() -> None:
+        # Reads only what was appended since the last look, in small pieces: the sampler runs in the measured
+        # process, and re-reading the whole file each time would grow its RSS rather than the batch's.
+        rows = offset = 0
         while not done.wait(0.05):
             results = list(reports.glob("runs/*/results.jsonl"))
-            rows = 0
             if results:
                 with open(results[0], "rb") as f:
-                    rows = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+                    f.seek(offset)
+                    while chunk := f.read(1 << 16):
+                        rows += chunk.count(b"\n")
+                        offset += len(chunk)
             samples.append((rows, rss_mb()))
 
     thread = threading.Thread(target=sample, daemon=True)
