@@ -116,6 +116,7 @@ stages:
     folder = folder_of(tmp_path / "r")
     report = json.loads((folder / "report.json").read_text())
     assert [(c["model"], c["limit"], c["reason"]) for c in report["concurrency"]] == [
+        ("main", 8, "the batch starts"),
         ("main", 4, "HTTP 429 with Retry-After: 0"),
         ("main", 5, "4 answers in a row without a rate limit"),
         ("main", 6, "5 answers in a row without a rate limit"),

@@ -159,8 +159,8 @@ def test_an_edited_workflow_is_refused_unless_forced(tmp_path: Path) -> None:
     assert (refused.returncode, refused.stderr) == (
         1,
         f"runner: error: {wf}: the workflow changed since the batch in {folder} started; the rows done and the "
-        "rows to come would not be of one workflow. Pass --force to resume with it as it is now, or start a new "
-        "batch\n",
+        "rows to come would not be of one workflow. Pass --force to resume with them as they are now, or start a "
+        "new batch\n",
     )
     assert len(lines(folder)) == 2
     forced = cli("run", "--resume", str(folder), "--retry-errors", "--force")
@@ -215,3 +215,23 @@ def test_a_batch_running_in_a_folder_keeps_a_second_runner_out(tmp_path: Path) -
         f"runner: error: {folder}: another runner is running this batch now; let it finish (or stop it), then resume\n",
     )
     assert cli("run", "--resume", str(folder)).returncode == 0  # once it is gone
+
+
+def test_an_edited_dataset_is_refused_unless_forced(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    data = dataset(tmp_path, 3)
+    cli("run", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "r"), "--limit", "2")
+    folder = folder_of(tmp_path / "r")
+    with data.open("a") as f:
+        f.write(json.dumps({"text": "late"}) + "\n")
+    refused = cli("run", "--resume", str(folder))
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"runner: error: {data}: the dataset changed since the batch in {folder} started (its size or time of "
+        "change); its rows may no longer be the rows the index names. Pass --force to resume with them as they "
+        "are now, or start a new batch\n",
+    )
+    assert cli("run", "--resume", str(folder), "--force").returncode == 0
+    assert cli("run", "--resume", str(folder)).returncode == 0  # the forced state is the one kept
+    assert exactly_once(folder, 2)

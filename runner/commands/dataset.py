@@ -119,21 +119,42 @@ def dataset_command(opts: BatchOptions) -> int:
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
         folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
         folder.mkdir(parents=True)
-        ledger = Ledger.create(folder, {**settings, "workflow_sha256": wf.sha256})
+        ledger = Ledger.create(
+            folder, {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
+        )
     else:
+        changed = []
         if settings.get("workflow_sha256") != wf.sha256:
-            if not opts.force:
-                ledger.close()
-                raise LedgerError(
-                    f"{workflow_file}: the workflow changed since the batch in {folder} started; the rows done "
-                    "and the rows to come would not be of one workflow. Pass --force to resume with it as it is "
-                    "now, or start a new batch"
-                )
-            ledger.update_settings({**settings, "workflow_sha256": wf.sha256})
+            changed.append(
+                f"{workflow_file}: the workflow changed since the batch in {folder} started; the rows done and the "
+                "rows to come would not be of one workflow"
+            )
+        if settings.get("dataset_stat") != _stat(settings["dataset"]):
+            changed.append(
+                f"{settings['dataset']}: the dataset changed since the batch in {folder} started (its size or time "
+                "of change); its rows may no longer be the rows the index names"
+            )
+        if changed and not opts.force:
+            ledger.close()
+            raise LedgerError(
+                ". ".join(changed) + ". Pass --force to resume with them as they are now, or start a new batch"
+            )
+        if changed:
+            settings = {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
+            ledger.update_settings(settings)
     try:
         return _run(opts, folder, ledger, settings, plan, rows)
     finally:
         ledger.close()
+
+
+def _stat(path: str) -> list[int] | None:
+    """The dataset's size and time of change: what a resume checks (hashing a large file would cost a read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _kept_on_resume(opts: BatchOptions) -> list[tuple[str, object]]:

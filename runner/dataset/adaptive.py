@@ -46,6 +46,11 @@ class AdaptiveLimits:
         self.changes: list[dict[str, Any]] = []
         self.t0 = time.perf_counter()
 
+    def start(self) -> None:
+        """Record each model's allowance as the batch starts: the first point of the report's concurrency line."""
+        for name, state in self.models.items():
+            self.changes.append({"at_s": 0.0, "model": name, "limit": state.limit, "reason": "the batch starts"})
+
     def allowed(self) -> int:
         """Rows that may be in flight now: the smallest allowance (``ceiling`` with no remote model)."""
         return min((m.limit for m in self.models.values()), default=self.ceiling)

@@ -160,6 +160,7 @@ class Batch:
         self.adaptive = AdaptiveLimits(sorted(observed), self.concurrency, lambda: self.in_flight, self._room.set)
         for name, provider in observed.items():
             provider.observe(self.adaptive.observer(name))  # type: ignore[attr-defined]
+        self.adaptive.start()
         self._opened = True
         return self
 

@@ -182,9 +182,6 @@ class Ledger:
         """The rows that are done or failed: the ones a resume skips."""
         return {i for (i,) in self.db.execute("SELECT idx FROM rows WHERE state != 'running'")}
 
-    def attempts(self) -> dict[int, int]:
-        return dict(self.db.execute("SELECT idx, attempts FROM rows"))
-
     def close(self) -> None:
         try:
             self.flush()
