@@ -80,7 +80,7 @@ def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--retry-errors", action="store_true", help="with --resume: run the failed rows again")
     group.add_argument("--limit", type=_positive, metavar="N", help="only the first N rows (of the shard)")
     group.add_argument("--shard", metavar="I/N", help="only the I-th of N shares of the rows (1 <= I <= N)")
-    group.add_argument("--force", action="store_true", help="with --resume: accept an edited workflow")
+    group.add_argument("--force", action="store_true", help="with --resume: accept an edited workflow or dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
