@@ -345,3 +345,16 @@ def test_set_gives_every_row_a_value_its_own_column_overrides(tmp_path: Path) ->
         2,
         "runner: error: --input: a batch takes its inputs from --dataset rows (and --set values for every row)\n",
     )
+
+
+def test_a_dataset_that_cannot_be_read_is_said_before_a_run_folder_is_made(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(SCRIPTED)
+    for name, message in [
+        ("missing.jsonl", "no such file"),
+        ("rows.txt", "unknown format; name the file with one of .csv, .json, .jsonl, .ndjson, .parquet"),
+    ]:
+        (tmp_path / "rows.txt").write_text("x")
+        proc = cli("run", str(wf), "--dataset", str(tmp_path / name), "--report-dir", str(tmp_path / "r"))
+        assert (proc.returncode, proc.stderr) == (1, f"runner: error: --dataset {tmp_path / name}: {message}\n")
+    assert not (tmp_path / "r").exists()

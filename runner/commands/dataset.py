@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from runner import interrupts
 from runner.dataset.batch import Batch, RowInput, RowResult
 from runner.dataset.ledger import Ledger, LedgerError
-from runner.dataset.read import count_rows, format_of, read_rows
+from runner.dataset.read import check_readable, count_rows, read_rows
 from runner.dataset.report import BatchStats, markdown
 from runner.dataset.results import RESULTS_NAME, ResultsFile, reconcile
 from runner.dataset.rows import RowInputs
@@ -86,7 +86,7 @@ def dataset_command(opts: BatchOptions) -> int:
     else:
         if opts.dataset is None or opts.workflow is None:
             raise UsageError("--dataset FILE needs the workflow: runner run WF --dataset FILE")
-        format_of(opts.dataset)  # an unknown format is said before anything is made
+        check_readable(opts.dataset)  # a missing file, an unknown format: said before anything is made
         settings = {
             "workflow": os.path.abspath(opts.workflow),
             "dataset": os.path.abspath(opts.dataset),

@@ -50,12 +50,31 @@ def format_of(path: str) -> str:
     return fmt
 
 
-def read_rows(path: str) -> Iterator[SourceRow]:
-    """The rows of the dataset file ``path``, in file order, read as a stream."""
+def check_readable(path: str) -> str:
+    """The file's format, once it is known that the file is there and can be read in it (pyarrow for
+    Parquet): what a batch checks before it makes its run folder."""
     fmt = format_of(path)
     if not os.path.isfile(path):
         what = "is a folder, not a file" if os.path.isdir(path) else "no such file"
         raise DatasetError(f"--dataset {path}: {what}")
+    if fmt == "parquet":
+        _pyarrow(path)
+    return fmt
+
+
+def _pyarrow(path: str) -> Any:
+    try:
+        import pyarrow.parquet as pq  # type: ignore[import-not-found, import-untyped, unused-ignore]  # noqa: PLC0415
+    except ImportError:
+        raise DatasetError(
+            f"--dataset {path}: reading Parquet needs pyarrow; install the extra: pip install 'runner[parquet]'"
+        ) from None
+    return pq
+
+
+def read_rows(path: str) -> Iterator[SourceRow]:
+    """The rows of the dataset file ``path``, in file order, read as a stream."""
+    fmt = check_readable(path)
     readers = {"jsonl": _jsonl, "csv": _csv, "json": _json_array, "parquet": _parquet}
     try:
         yield from readers[fmt](path)
@@ -217,12 +236,7 @@ def _json_array(path: str) -> Iterator[SourceRow]:
 
 
 def _parquet(path: str) -> Iterator[SourceRow]:
-    try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found, import-untyped, unused-ignore]  # noqa: PLC0415
-    except ImportError:
-        raise DatasetError(
-            f"--dataset {path}: reading Parquet needs pyarrow; install the extra: pip install 'runner[parquet]'"
-        ) from None
+    pq = _pyarrow(path)
     index = 0
     try:
         batches = pq.ParquetFile(path).iter_batches(batch_size=1024)  # a batch at a time, never the whole file
