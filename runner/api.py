@@ -30,7 +30,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import httpx
 
     from runner.dataset.batch import RowResult
+    from runner.dataset.iterate import RowResults
     from runner.engine.execute import TokenSinkFactory
     from runner.engine.session import RunOutcome, Session
     from runner.events import Recorder
@@ -296,9 +297,10 @@ def each(
     providers: Mapping[str, ChatProvider] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
-) -> AsyncIterator[RowResult]:
-    """Run ``workflow`` once per mapping of inputs in ``rows`` and yield each row's
-    :class:`~runner.dataset.batch.RowResult` as it finishes (not in input order: ``result.index`` says which)::
+) -> RowResults:
+    """Run ``workflow`` once per mapping of inputs in ``rows`` and give each row's
+    :class:`~runner.dataset.batch.RowResult` as it finishes (not in input order: ``result.index`` says which),
+    with ``async for`` inside a running loop, or ``for`` in a script (:class:`~runner.dataset.iterate.RowResults`)::
 
         async for row in runner.each("classify.yaml", ({"text": t} for t in tickets), concurrency=16):
             print(row.index, row.status, row.output)
@@ -308,8 +310,8 @@ def each(
     ``runner.run``'s inputs are (keys that are no input are ignored, as a dataset's extra columns); a bad row or
     a failed run is a result with status "failed" and ``error``, never an exception. One provider per model
     serves every row (its connections, rate limit and pool shared by all); ``providers``, ``transport`` and
-    ``run_dir`` as for :func:`arun`. Leaving the loop early (``break``) cancels the rows in flight once the
-    generator is closed: use ``contextlib.aclosing`` to close it at once."""
+    ``run_dir`` as for :func:`arun`. Leaving a ``for`` early (``break``) cancels the rows in flight; after an
+    ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
     wf = workflow if isinstance(workflow, Workflow) else load(workflow)
     if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
         raise TypeError(f"rows must be an iterable of input mappings, not {type(rows).__name__}")
@@ -317,7 +319,10 @@ def each(
         raise ValueError(f"concurrency must be a whole number, 1 or more, not {concurrency!r}")
     given = _checked_providers(wf, providers)
     borrowed = None if transport is None else _borrowed(transport)
-    return _each(wf, rows, concurrency, given, borrowed, None if run_dir is None else Path(run_dir))
+    from runner.dataset.iterate import RowResults  # noqa: PLC0415 - the engine loads when a run is asked for
+
+    folder = None if run_dir is None else Path(run_dir)
+    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder))
 
 
 async def _each(
@@ -327,7 +332,7 @@ async def _each(
     providers: dict[str, ChatProvider],
     transport: httpx.AsyncBaseTransport | None,
     run_dir: Path | None,
-) -> AsyncIterator[RowResult]:
+) -> AsyncGenerator[RowResult, None]:
     import contextlib  # noqa: PLC0415
 
     from runner.dataset.batch import Batch, RowInput  # noqa: PLC0415 - the engine loads when a run is asked for

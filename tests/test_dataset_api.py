@@ -170,3 +170,48 @@ def test_misuse_is_said_at_the_call() -> None:
     with pytest.raises(ValueError) as caught_value:
         runner.each(WF, [], concurrency=0)
     assert str(caught_value.value) == "concurrency must be a whole number, 1 or more, not 0"
+
+
+class Held:
+    """A fake model: the row with text "now" answers at once, every other row waits until cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def chat(self, messages: Sequence[Any], ctx: Any, *, tools: Sequence[Any] = ()) -> runner.ChatResult:
+        if messages[-1]["content"] != "now":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return runner.ChatResult("at once")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_script_iterates_the_results_with_a_plain_for() -> None:
+    got = sorted((r.index, r.output.content) for r in runner.each(WF, [{"text": "now"}] * 3, providers={"m": Held()}))
+    assert got == [(0, "at once"), (1, "at once"), (2, "at once")]
+
+
+def test_leaving_a_plain_for_early_cancels_the_rows_in_flight() -> None:
+    held = Held()
+    results = runner.each(WF, [{"text": "later"}, {"text": "now"}, {"text": "later"}], providers={"m": held})
+    for row in results:
+        assert row.index == 1
+        break
+    assert held.cancelled == 2  # the iterator `for` dropped is closed at once: the rows in flight are cancelled
+    with pytest.raises(RuntimeError) as caught:
+        iter(results)
+    assert str(caught.value) == "the results of runner.each() are iterated once; call runner.each() again"
+
+
+def test_a_plain_for_inside_a_running_loop_is_refused() -> None:
+    async def main() -> None:
+        iter(runner.each(WF, [{"text": "now"}], providers={"m": Held()}))
+
+    with pytest.raises(RuntimeError) as caught:
+        asyncio.run(main())
+    assert str(caught.value) == "inside a running event loop, iterate runner.each() with `async for`"
