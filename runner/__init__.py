@@ -10,6 +10,9 @@ From Python (the README's "From Python" section shows each in use)::
     async with runner.stream(workflow) as run:                # events and streamed tokens as they happen
         async for event in run: ...
 
+    for row in runner.each(workflow, rows, concurrency=16):    # a dataset's rows as they finish (or async for)
+        row.index, row.status, row.output
+
 The names below are the public API (``__all__``, pinned by ``tests/test_public_api.py``); everything else is the
 implementation and may change. They load on first use (PEP 562): the ``runner`` program imports this package
 on every start, and ``import runner`` alone imports none of asyncio, jinja2, jsonschema, numpy or aiohttp.
