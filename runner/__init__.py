@@ -10,6 +10,9 @@ From Python (the README's "From Python" section shows each in use)::
     async with runner.stream(workflow) as run:                # events and streamed tokens as they happen
         async for event in run: ...
 
+    for row in runner.each(workflow, rows, concurrency=16):    # a dataset's rows as they finish (or async for)
+        row.index, row.status, row.output
+
 The names below are the public API (``__all__``, pinned by ``tests/test_public_api.py``); everything else is the
 implementation and may change. They load on first use (PEP 562): the ``runner`` program imports this package
 on every start, and ``import runner`` alone imports none of asyncio, jinja2, jsonschema, numpy or aiohttp.
@@ -34,6 +37,8 @@ __all__ = [
     "run",
     "arun",
     "stream",
+    "each",
+    "RowResult",
     "Workflow",
     "Diagnostic",
     "Result",
@@ -73,7 +78,8 @@ __all__ = [
 ]
 
 _HOMES = {
-    "runner.api": ("load", "check", "run", "arun", "stream"),
+    "runner.api": ("load", "check", "run", "arun", "stream", "each"),
+    "runner.dataset.batch": ("RowResult",),
     "runner.workflow.records": ("Workflow",),
     "runner.diagnostics": ("Diagnostic",),
     "runner.result": ("Result",),
@@ -112,8 +118,9 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ below imports on first use
-    from runner.api import arun, check, load, run, stream
+    from runner.api import arun, check, each, load, run, stream
     from runner.calls import ChatResult, ToolCall, Usage
+    from runner.dataset.batch import RowResult
     from runner.diagnostics import Diagnostic
     from runner.errors import (
         ProviderConfigError,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ from runner.workflow.records import Workflow
 if TYPE_CHECKING:
     import httpx
 
+    from runner.dataset.batch import RowResult
+    from runner.dataset.iterate import RowResults
     from runner.engine.execute import TokenSinkFactory
     from runner.engine.session import RunOutcome, Session
     from runner.events import Recorder
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from runner.providers.base import ChatProvider
     from runner.result import Result
 
-__all__ = ["arun", "check", "load", "run", "stream"]
+__all__ = ["arun", "check", "each", "load", "run", "stream"]
 
 Source = str | bytes | os.PathLike[str]
 """A workflow file's path, or its YAML text (a ``str`` with a line break, or ``bytes``)."""
@@ -285,3 +287,77 @@ def stream(
     from runner.live.stream import RunStream  # noqa: PLC0415
 
     return RunStream(_Job(workflow, inputs, providers, transport, run_dir), token_buffer=token_buffer)
+
+
+def each(
+    workflow: Workflow | Source,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    concurrency: int = 8,
+    providers: Mapping[str, ChatProvider] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+) -> RowResults:
+    """Run ``workflow`` once per mapping of inputs in ``rows`` and give each row's
+    :class:`~runner.dataset.batch.RowResult` as it finishes (not in input order: ``result.index`` says which),
+    with ``async for`` inside a running loop, or ``for`` in a script (:class:`~runner.dataset.iterate.RowResults`)::
+
+        async for row in runner.each("classify.yaml", ({"text": t} for t in tickets), concurrency=16):
+            print(row.index, row.status, row.output)
+
+    ``rows`` is read one row at a time, only when a slot is free (at most ``concurrency`` rows in flight), so it
+    may be a generator over a file of any size. Each row is checked against the workflow's ``inputs:`` as
+    ``runner.run``'s inputs are (keys that are no input are ignored, as a dataset's extra columns); a bad row or
+    a failed run is a result with status "failed" and ``error``, never an exception. One provider per model
+    serves every row (its connections, rate limit and pool shared by all); ``providers``, ``transport`` and
+    ``run_dir`` as for :func:`arun`. Leaving a ``for`` early (``break``) cancels the rows in flight; after an
+    ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
+    wf = workflow if isinstance(workflow, Workflow) else load(workflow)
+    if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+        raise TypeError(f"rows must be an iterable of input mappings, not {type(rows).__name__}")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValueError(f"concurrency must be a whole number, 1 or more, not {concurrency!r}")
+    given = _checked_providers(wf, providers)
+    borrowed = None if transport is None else _borrowed(transport)
+    from runner.dataset.iterate import RowResults  # noqa: PLC0415 - the engine loads when a run is asked for
+
+    folder = None if run_dir is None else Path(run_dir)
+    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder))
+
+
+async def _each(
+    wf: Workflow,
+    rows: Iterable[Mapping[str, Any]],
+    concurrency: int,
+    providers: dict[str, ChatProvider],
+    transport: httpx.AsyncBaseTransport | None,
+    run_dir: Path | None,
+) -> AsyncGenerator[RowResult, None]:
+    import contextlib  # noqa: PLC0415
+
+    from runner.dataset.batch import Batch, RowInput  # noqa: PLC0415 - the engine loads when a run is asked for
+    from runner.dataset.rows import RowInputs  # noqa: PLC0415
+    from runner.plan.compile import compile_workflow  # noqa: PLC0415
+    from runner.report.document import now_utc  # noqa: PLC0415
+
+    plan = compile_workflow(wf)
+    prepare = RowInputs(wf)
+    batch_id = f"{wf.name}-{now_utc().strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+    def inputs() -> Iterable[RowInput]:
+        for index, values in enumerate(rows):
+            if not isinstance(values, Mapping):
+                problem = f"row {index}: a row is a mapping of input names to values, not {type(values).__name__}"
+                yield RowInput(index, str(index), None, problem)
+                continue
+            prepared = prepare.prepare(index, None, values, from_text=False)
+            yield RowInput(index, prepared.key, prepared.inputs, prepared.error)
+
+    folder = run_dir if run_dir is not None else Path(wf.report.dir) / "runs" / batch_id
+    async with Batch(
+        plan, concurrency=concurrency, providers=providers, transport=transport, run_dir=folder, batch_id=batch_id
+    ) as batch:
+        # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
+        async with contextlib.aclosing(batch.results(inputs())) as results:
+            async for result in results:
+                yield result

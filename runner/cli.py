@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runner import interrupts
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
@@ -76,6 +76,37 @@ def _percent(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    """``--concurrency``, ``--limit``, ``--max-errors``: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {text!r}")
+    return value
+
+
+def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
+    """``runner run``'s options for a batch over a dataset (issue 17; README "Datasets")."""
+    group = run.add_argument_group("datasets", "run the workflow once per row of a dataset (README: Datasets)")
+    group.add_argument(
+        "--dataset", metavar="FILE", help="rows of inputs: .jsonl, .csv (with a header), .json, .parquet"
+    )
+    group.add_argument(
+        "--map", dest="mapping", action="append", default=[], metavar="COLUMN=INPUT", help="rename a column"
+    )
+    group.add_argument("--key", metavar="COLUMN", help="the column naming each row in results.jsonl (default: index)")
+    group.add_argument("--keep", metavar="STAGE,...", help="also write these stages' outputs to results.jsonl")
+    group.add_argument("--concurrency", type=_positive, default=8, metavar="N", help="rows in flight (default 8)")
+    group.add_argument("--max-errors", type=_positive, metavar="N", help="stop starting rows after N failed rows")
+    group.add_argument("--resume", metavar="RUN_FOLDER", help="run the rows a batch has not done yet")
+    group.add_argument("--retry-errors", action="store_true", help="with --resume: run the failed rows again")
+    group.add_argument("--limit", type=_positive, metavar="N", help="only the first N rows (of the shard)")
+    group.add_argument("--shard", metavar="I/N", help="only the I-th of N shares of the rows (1 <= I <= N)")
+    group.add_argument("--force", action="store_true", help="with --resume: accept an edited workflow or dataset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from runner.version import __version__  # noqa: PLC0415
 
@@ -85,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="validate, compile and run a workflow; write its timing report")
-    run.add_argument("workflow", metavar="WF", help="the workflow file")
+    run.add_argument("workflow", metavar="WF", nargs="?", help="the workflow file (optional with --resume)")
     run.add_argument(
         "--set",
         dest="sets",
@@ -118,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["instant", "recorded"],
         help="with --replay: answer at once (default) or with the recorded latencies and chunk timing",
     )
+    _add_dataset_arguments(run)
 
     from runner.validate.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
@@ -259,8 +291,19 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run" and (args.dataset is not None or args.resume is not None):
+        from runner.commands.dataset import batch_from_args  # noqa: PLC0415
+
+        return batch_from_args(args)
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415
+
+        if args.workflow is None:
+            raise UsageError("the workflow file is missing: runner run WF (or runner run --resume RUN_FOLDER)")
+        for flag in ("retry_errors", "force", "mapping", "key", "keep", "limit", "shard", "max_errors"):
+            if getattr(args, flag):
+                name = "--" + {"mapping": "map"}.get(flag, flag).replace("_", "-")
+                raise UsageError(f"{name} is for a batch: runner run WF --dataset FILE {name} ...")
 
         return run_command(
             args.workflow,

@@ -226,6 +226,20 @@ def append_whole(fd: int, data: bytes, size: int, path: str | os.PathLike[str]) 
     return size + len(data)
 
 
+def open_for_appends(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Open (or create) a file of lines for :func:`append_whole`: ``(fd, size)``, the fd in ``O_APPEND`` mode so
+    that each write lands whole at the end. Raises :class:`WriteError`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as exc:
+        raise WriteError(path, exc, "open") from exc
+    try:
+        return fd, os.fstat(fd).st_size
+    except OSError as exc:
+        os.close(fd)
+        raise WriteError(path, exc, "open") from exc
+
+
 def ensure_writable_dir(path: str | os.PathLike[str]) -> None:
     """Create the folder ``path`` if it is missing (with its parents), then prove a file can be created in it.
 

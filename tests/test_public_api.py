@@ -14,6 +14,8 @@ API = [
     "run",
     "arun",
     "stream",
+    "each",
+    "RowResult",
     "Workflow",
     "Diagnostic",
     "Result",

@@ -92,6 +92,8 @@ def kind_of(block: Block) -> str:
             return "pre-commit"
     if block.lang == "python":
         return "python"
+    if block.lang == "csv":
+        return "dataset"
     if block.lang == "text":
         if block.text.startswith("calls to `"):
             return "bottleneck"
@@ -366,9 +368,22 @@ def check_python(block: Block, ctx: Context) -> None:
         assert ends[3] == "N s: notes finished after N s"  # after its branches
         assert lines[4] == "Digest of 3 notes: analyst, analyst, analyst agree that it is worth measuring."
         assert re.fullmatch(r"ok in \d+\.\d\d s", lines[5]) and len(lines) == 6
+    if "runner.each(" in block.text:  # a dataset's rows as they finish: the broken one at once, then the others
+        lines = out.splitlines()
+        assert lines[0] == "2 row 2: input priority: expected integer, got str"
+        assert sorted(lines[1:]) == [
+            "0 billing Re: Double charge [billing, P3]: thank you, we are on it.",
+            "1 account Re: Cannot log in [account, P1]: thank you, we are on it.",
+        ]
+
+
+def check_dataset(block: Block, ctx: Context) -> None:
+    """A dataset the README shows is a file of workflows/ as it is (the Datasets section runs it)."""
+    assert block.text in [p.read_text(encoding="utf-8") for p in (ROOT / "workflows").glob("*.csv")]
 
 
 CHECKS: dict[str, Callable[[Block, Context], None]] = {
+    "dataset": check_dataset,
     "shell": check_shell,
     "workflow": check_workflow,
     "example": check_example,

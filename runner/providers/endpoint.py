@@ -82,6 +82,8 @@ class Endpoint:
         if self._key is not None:
             sent["Authorization"] = f"Bearer {self._key}"
         self.limiter = RateLimiter(rate_limit)
+        # Told of each answer's status and headers (OpenAIChatProvider.observe): a batch's adaptive concurrency.
+        self.on_response: Callable[[int, httpx.Headers], None] | None = None
         if self.proxy is not None:
             label = f"{label} via proxy {display_url(self.proxy)}"
         self.label = label
@@ -175,9 +177,12 @@ class Endpoint:
             headers=self._sse_headers if stream else self._json_headers,
         )
         try:
-            return await self.transport.handle_async_request(request)
+            response = await self.transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             raise self.errors.translate(exc) from exc
+        if self.on_response is not None:
+            self.on_response(response.status_code, response.headers)
+        return response
 
     async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None, node_id: str) -> bytes:
         """POST and read the whole answer; an error status raises :class:`ProviderHTTPError`."""

@@ -10,7 +10,7 @@ text across retries :mod:`runner.providers.token_gate`, the endpoint (client, re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -83,6 +83,11 @@ class OpenAIChatProvider:
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
+
+    def observe(self, on_response: Callable[[int, httpx.Headers], None] | None) -> None:
+        """Call ``on_response(status, headers)`` as each answer of this model arrives, retries included (a
+        dataset batch adapts its rows in flight to 429s, ``Retry-After`` and ``x-ratelimit-remaining-*``)."""
+        self._endpoint.on_response = on_response
 
     def request_body(
         self,

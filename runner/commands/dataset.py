@@ -1,0 +1,363 @@
+"""``runner run WF --dataset FILE`` and ``runner run --resume RUN_FOLDER``: a workflow over every row of a dataset.
+
+The run folder (``<report dir>/runs/<name>-<UTC stamp>``, named on stderr as the batch starts) holds
+``results.jsonl`` (a line per row as it ends), ``ledger.sqlite`` (each row's state and attempts, the workflow's
+hash and the batch's settings), and at the end ``report.json`` / ``report.md``, written also when the batch is
+interrupted. A resume runs only the rows without a line in ``results.jsonl``, so after any number of
+interruptions (Ctrl-C, SIGTERM, ``kill -9``) the file holds every row exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner import interrupts
+from runner.dataset.batch import Batch, RowInput, RowResult
+from runner.dataset.ledger import Ledger, LedgerError
+from runner.dataset.read import check_readable, count_rows, read_rows
+from runner.dataset.report import BatchStats, markdown
+from runner.dataset.results import RESULTS_NAME, ResultsFile, reconcile
+from runner.dataset.rows import RowInputs
+from runner.dispatch import first_error
+from runner.engine import loop as loops
+from runner.errors import UsageError
+from runner.fsutil import atomic_write_text, ensure_writable_dir
+from runner.plan.compile import compile_workflow
+from runner.report.document import now_utc
+from runner.validate.check import load_workflow
+from runner.workflow.offline import offline_workflow
+
+CI_SUMMARY_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
+LIVE_EVERY = 0.25  # seconds between redraws of the progress line on a terminal
+
+
+@dataclass
+class BatchOptions:
+    """What ``runner run`` was given for a batch; the settings a resume takes from the ledger are marked."""
+
+    workflow: str | None
+    dataset: str | None = None  # from the ledger on resume
+    sets: tuple[str, ...] = ()  # from the ledger on resume
+    mapping: tuple[str, ...] = ()  # from the ledger on resume
+    key: str | None = None  # from the ledger on resume
+    keep: tuple[str, ...] = ()  # from the ledger on resume
+    limit: int | None = None  # from the ledger on resume
+    shard: str | None = None  # from the ledger on resume
+    offline: bool = False  # from the ledger on resume
+    concurrency: int = 8
+    max_errors: int | None = None
+    resume: str | None = None
+    retry_errors: bool = False
+    force: bool = False
+    report_dir: str | None = None
+    quiet: bool = False
+    use_uvloop: bool = True
+    progress: bool | None = None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: this job takes the I-th of N shares of the rows (1 <= I <= N), rows I-1, I-1+N, ..."""
+    i, sep, n = text.partition("/")
+    try:
+        index, count = int(i), int(n)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise UsageError(f"--shard {text}: expected I/N with 1 <= I <= N, such as 1/4")
+    return index, count
+
+
+def dataset_command(opts: BatchOptions) -> int:
+    if opts.resume is not None:
+        given = [flag for flag, value in _kept_on_resume(opts) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: a resumed batch keeps its settings; drop them with --resume")
+        folder = Path(opts.resume)
+        ledger = Ledger.open(folder)
+        settings = ledger.settings
+        workflow_file = opts.workflow or settings["workflow"]
+    else:
+        if opts.dataset is None or opts.workflow is None:
+            raise UsageError("--dataset FILE needs the workflow: runner run WF --dataset FILE")
+        check_readable(opts.dataset)  # a missing file, an unknown format: said before anything is made
+        settings = {
+            "workflow": os.path.abspath(opts.workflow),
+            "dataset": os.path.abspath(opts.dataset),
+            "map": list(opts.mapping),
+            "sets": list(opts.sets),
+            "key": opts.key,
+            "keep": list(opts.keep),
+            "limit": opts.limit,
+            "shard": opts.shard,
+            "offline": opts.offline,
+        }
+        workflow_file = opts.workflow
+        ledger = None
+    if settings["shard"]:
+        parse_shard(settings["shard"])
+    wf = load_workflow(workflow_file)
+    if settings["offline"]:
+        wf = offline_workflow(wf)
+    from runner.dataset.rows import parse_map  # noqa: PLC0415
+
+    rows = RowInputs(wf, parse_map(settings["map"]), settings["key"], settings["sets"])
+    top = [sp.id for sp in wf.stages]
+    unknown = [name for name in settings["keep"] if name not in top]
+    if unknown:
+        raise UsageError(f"--keep {','.join(unknown)}: no such top-level stage (stages: {', '.join(top)})")
+    plan = compile_workflow(wf)
+    if ledger is None:
+        directory = opts.report_dir or wf.report.dir
+        ensure_writable_dir(directory)
+        stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
+        folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        folder.mkdir(parents=True)
+        ledger = Ledger.create(
+            folder, {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
+        )
+    else:
+        changed = []
+        if settings.get("workflow_sha256") != wf.sha256:
+            changed.append(
+                f"{workflow_file}: the workflow changed since the batch in {folder} started; the rows done and the "
+                "rows to come would not be of one workflow"
+            )
+        if settings.get("dataset_stat") != _stat(settings["dataset"]):
+            changed.append(
+                f"{settings['dataset']}: the dataset changed since the batch in {folder} started (its size or time "
+                "of change); its rows may no longer be the rows the index names"
+            )
+        if changed and not opts.force:
+            ledger.close()
+            raise LedgerError(
+                ". ".join(changed) + ". Pass --force to resume with them as they are now, or start a new batch"
+            )
+        if changed:
+            settings = {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
+            ledger.update_settings(settings)
+    try:
+        return _run(opts, folder, ledger, settings, plan, rows)
+    finally:
+        ledger.close()
+
+
+def _stat(path: str) -> list[int] | None:
+    """The dataset's size and time of change: what a resume checks (hashing a large file would cost a read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _kept_on_resume(opts: BatchOptions) -> list[tuple[str, object]]:
+    """The batch settings a resume takes from the ledger, as given on this command line."""
+    return [
+        ("--dataset", opts.dataset),
+        ("--set", opts.sets),
+        ("--map", opts.mapping),
+        ("--key", opts.key),
+        ("--keep", opts.keep),
+        ("--limit", opts.limit is not None),
+        ("--shard", opts.shard),
+        ("--offline", opts.offline),
+    ]
+
+
+def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, Any], plan: Any, rows: RowInputs) -> int:
+    results_path = folder / RESULTS_NAME
+    written = reconcile(results_path, drop_failed=opts.retry_errors)
+    ledger.reconcile(written)
+    if opts.retry_errors:
+        ledger.reopen_failed()
+    finished = ledger.finished()
+    del written
+    shard = parse_shard(settings["shard"]) if settings["shard"] else None
+    dataset = settings["dataset"]
+
+    def selected() -> Iterator[tuple[int, str, dict[str, Any], str | None, bool]]:
+        taken = 0
+        for row in read_rows(dataset):
+            if shard is not None and row.index % shard[1] != shard[0] - 1:
+                continue
+            if settings["limit"] is not None and taken >= settings["limit"]:
+                return
+            taken += 1
+            yield row.index, row.where, row.values, row.problem, row.from_text
+
+    def inputs() -> Iterator[RowInput]:
+        for index, where, values, problem, from_text in selected():
+            if index in finished:
+                continue
+            if problem is not None:
+                yield RowInput(index, rows.key_of(index, values), None, f"{where}: row {index}: {problem}")
+                continue
+            prepared = rows.prepare(index, where, values, from_text=from_text)
+            yield RowInput(index, prepared.key, prepared.inputs, prepared.error)
+
+    stats = BatchStats()
+    stats.skipped = len(finished)
+    err = sys.stderr
+    print(f"runner: batch of {plan.workflow.name} over {dataset}; run folder: {folder}", file=err, flush=True)
+    show = (not opts.quiet and err.isatty()) if opts.progress is None else opts.progress
+    out = ResultsFile(results_path)
+    keep = tuple(settings["keep"])
+    batch_id = folder.name
+    stopped: list[str] = []
+
+    def on_start(row: RowInput) -> None:
+        ledger.started(row.index, row.key)
+
+    def on_result(result: RowResult) -> None:
+        out.append(result.line(keep))  # first the line: results.jsonl decides what is done
+        ledger.ended(result.index, result.key, result.ok, result.error)
+        stats.add(result)
+        if opts.max_errors is not None and stats.failed >= opts.max_errors and not stopped:
+            stopped.append(f"stopped after {stats.failed} failed rows (--max-errors {opts.max_errors})")
+            batch.stop(stopped[0])
+
+    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id)
+    started_at = now_utc()
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        detach = interrupts.attach(asyncio.get_running_loop(), task) if task is not None else None
+        watcher = asyncio.get_running_loop().create_task(_watch(stats, dataset, settings, len(finished), err, show))
+        try:
+            async with batch:
+                await batch.run(inputs(), on_result, on_start)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            if detach is not None:
+                detach()
+
+    status, error = "ok", None
+    interrupts.begin_run()
+    try:
+        loops.run(main, use_uvloop=opts.use_uvloop, quiet=True)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = "interrupted"
+    except Exception as exc:  # noqa: BLE001 - a dataset that breaks part way, a disk that fills: said below
+        status, error = "failed", first_error(exc)  # the rows' task group wraps it
+    finally:
+        interrupts.end_run()
+        out.close()
+    if show:
+        err.write("\r\x1b[K")
+    if status == "ok" and (stats.failed or stopped):
+        status = "failed"
+    wall = (now_utc() - started_at).total_seconds()
+    doc = stats.document(
+        workflow={"name": plan.workflow.name, "file": plan.workflow.file, "sha256": plan.workflow.sha256},
+        run={
+            "status": status,
+            "started_at": started_at.isoformat().replace("+00:00", "Z"),
+            "wall_s": round(wall, 6),
+            "dataset": dataset,
+            "concurrency": opts.concurrency,
+            "folder": str(folder),
+            "error": stopped[0] if stopped else (str(error) if error is not None else None),
+        },
+        concurrency=batch.adaptive.changes,
+    )
+    atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(folder / "report.md", markdown(doc))
+    if not opts.quiet:
+        print(f"runner: {stats.final(wall)}", file=err)
+        for line in doc["advice"]:
+            print(f"runner: {line}", file=err)
+        print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)
+    if status == "interrupted" or interrupts.received() is not None:
+        print(
+            f"runner: {interrupts.describe()}; partial report written; continue with: runner run --resume {folder}",
+            file=err,
+        )
+        return interrupts.exit_code()
+    if error is not None:
+        raise error
+    if stopped:
+        print(f"runner: error: {stopped[0]}; see {results_path}", file=err)
+        return 1
+    if stats.failed:
+        print(
+            f"runner: error: {stats.failed} of {stats.done} rows failed; rerun them with: "
+            f"runner run --resume {folder} --retry-errors",
+            file=err,
+        )
+        return 1
+    return 0
+
+
+async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip: int, err: TextIO, live: bool) -> None:
+    """The progress line on a terminal (redrawn each 0.25 s), a summary line each 10 s otherwise; the total is
+    counted in a thread while the batch runs."""
+
+    def total() -> int:
+        n = count_rows(dataset)
+        if settings["shard"]:
+            i, k = parse_shard(settings["shard"])
+            n = len(range(i - 1, n, k))
+        if settings["limit"] is not None:
+            n = min(n, settings["limit"])
+        return max(n - skip, 0)
+
+    counting = asyncio.get_running_loop().run_in_executor(None, total)
+
+    def counted(f: asyncio.Future[int]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            stats.total = f.result()
+
+    counting.add_done_callback(counted)
+    every = LIVE_EVERY if live else CI_SUMMARY_EVERY
+    try:
+        while True:
+            await asyncio.sleep(every)
+            if live:
+                err.write("\r\x1b[K" + stats.progress()[: _width() - 1])
+            else:
+                err.write(f"runner: {stats.progress()}\n")
+            err.flush()
+    finally:
+        counting.cancel()
+
+
+def _width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 80
+
+
+def batch_from_args(args: Any) -> int:
+    """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
+    if args.input_file is not None:
+        raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
+    return dataset_command(
+        BatchOptions(
+            workflow=args.workflow,
+            dataset=args.dataset,
+            sets=tuple(args.sets),
+            mapping=tuple(args.mapping),
+            key=args.key,
+            keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),
+            limit=args.limit,
+            shard=args.shard,
+            offline=args.offline,
+            concurrency=args.concurrency,
+            max_errors=args.max_errors,
+            resume=args.resume,
+            retry_errors=args.retry_errors,
+            force=args.force,
+            report_dir=args.report_dir,
+            quiet=args.quiet,
+            use_uvloop=not args.no_uvloop,
+        )
+    )

@@ -1,0 +1,322 @@
+"""Rows of a dataset run through one workflow, at most ``concurrency`` at a time, sharing what a run opens.
+
+What is opened once for the whole batch rather than per row (issue 17: opening the pool anew cost a third of
+the overhead at 100 requests): one provider per model (so one HTTP client and its pool of connections, reused
+from row to row, and the model's rate limiter and connection bound, which therefore hold across all rows),
+the tools and python stages' functions, the embedders and vector stores. Each row has its own
+:class:`~runner.engine.execute.Engine` (its inputs, stage outputs and fan-out bounds) and its own recorder, whose
+events become the row's figures (:class:`RowStats`) and are then dropped: memory stays flat over any number of
+rows. Each row keeps its own files (working memory) under ``<run folder>/rows/<index>``.
+
+A row that fails is a :class:`RowResult` with status "failed", never an exception out of the batch; a cancelled
+batch cancels its rows in flight, whose results are then not given (a resume runs them again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.calls import ChatResult
+from runner.dataset.adaptive import AdaptiveLimits
+from runner.dispatch import first_error
+from runner.engine.execute import Engine
+from runner.engine.resources import RunResources, open_resources
+from runner.engine.session import load_user_code, open_providers
+from runner.errors import RunnerError
+from runner.events import Recorder
+from runner.plan.compile import Plan
+from runner.providers.base import ChatProvider
+from runner.stages.base import Output
+
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RowStats:
+    """A row's figures, taken from its events: each top-level stage's seconds, the time its calls waited by
+    cause and model (``("rate limit", "main")``), and its tokens."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    waits: dict[tuple[str, str], float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """One row's end: ``index`` (0-based, in the dataset), ``key`` (``--key``'s column, else the index),
+    ``status`` ("ok" or "failed"), ``output`` (the last stage's), ``stages`` (the outputs by top-level stage id),
+    ``error`` (why it failed, located for a row that could not be read), ``latency_s`` and ``stats``."""
+
+    index: int
+    key: str
+    status: str
+    output: Any
+    stages: Mapping[str, Any]
+    error: str | None
+    latency_s: float
+    stats: RowStats = field(default_factory=RowStats)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def tokens(self) -> int:
+        return self.stats.prompt_tokens + self.stats.completion_tokens
+
+    def line(self, keep: Sequence[str] = ()) -> dict[str, Any]:
+        """The row's line in ``results.jsonl``."""
+        line: dict[str, Any] = {"index": self.index, "key": self.key, "status": self.status}
+        line["output"] = plain(self.output)
+        if keep:
+            line["stages"] = {name: plain(self.stages.get(name)) for name in keep}
+        line["error"] = self.error
+        line["tokens"] = {"prompt": self.stats.prompt_tokens, "completion": self.stats.completion_tokens}
+        line["latency_s"] = round(self.latency_s, 6)
+        return line
+
+
+def plain(value: Any) -> Any:
+    """A stage output as JSON: an agent's reply as its text, a fan-out's as a list, a python stage's as it is."""
+    if isinstance(value, Output):
+        return value.content
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RowInput:
+    """A row to run: its inputs, or ``error`` when it could not be made into inputs (then it fails unrun)."""
+
+    index: int
+    key: str
+    inputs: Mapping[str, Any] | None
+    error: str | None = None
+
+
+class Batch:
+    """The shared parts of a batch and the rows run through them. Use as ``async with Batch(...) as batch``;
+    :meth:`run` runs rows from an iterable, :meth:`results` yields them as they finish.
+
+    ``providers``: the caller's, by model name, never closed; the others are opened once here and closed when
+    the block ends. ``transport``: an ``httpx`` transport for OpenAI-compatible models. ``run_dir``: where rows
+    keep their files (``rows/<index>`` below it)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        concurrency: int = 8,
+        providers: Mapping[str, ChatProvider] | None = None,
+        transport: Any = None,
+        run_dir: Path | None = None,
+        batch_id: str = "batch",
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
+        self.plan = plan
+        self.concurrency = concurrency
+        self.given = dict(providers or {})
+        self.transport = transport
+        self.run_dir = run_dir if run_dir is not None else Path(plan.workflow.report.dir) / "runs" / batch_id
+        self.batch_id = batch_id
+        self._rows_dir = self.run_dir / "rows"
+        # Only working memory writes files of a row's own; without it the rows share one resources record (a path
+        # per row would cost a pathlib parse and, for the life of the process, an interned name per row).
+        self._own_dirs = any(agent.spec.memory for agent in plan.agents.values())
+        self.owned: dict[str, ChatProvider] = {}
+        self.providers: dict[str, ChatProvider] = {}
+        self.stop_reason: str | None = None
+        self.in_flight = 0
+        self._top = {sp.id for sp in plan.stages}
+        self._opened = False
+        self._room = asyncio.Event()  # set when a row ends or an allowance changes
+        self.adaptive = AdaptiveLimits([], concurrency, lambda: self.in_flight)
+
+    async def __aenter__(self) -> Batch:
+        self.tools, self.functions = load_user_code(self.plan)
+        self.resources = open_resources(self.plan, self.run_dir, transport=self.transport)
+        try:
+            open_providers(self.plan, self.given, self.transport, into=self.owned)
+        except BaseException:
+            await self._close()
+            raise
+        self.providers = {**self.given, **self.owned}
+        # Each model the batch opened that reports its answers adapts the rows in flight (runner/dataset/adaptive.py);
+        # the caller's providers are left as they are.
+        observed = {name: p for name, p in self.owned.items() if callable(getattr(p, "observe", None))}
+        self.adaptive = AdaptiveLimits(sorted(observed), self.concurrency, lambda: self.in_flight, self._room.set)
+        for name, provider in observed.items():
+            provider.observe(self.adaptive.observer(name))  # type: ignore[attr-defined]
+        self.adaptive.start()
+        self._opened = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        results = await asyncio.gather(
+            *(p.aclose() for p in self.owned.values()), self.resources.aclose(), return_exceptions=True
+        )
+        self.tools.close()
+        self.owned.clear()
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed and not isinstance(failed[0], RunnerError):
+            raise failed[0]
+
+    def stop(self, reason: str) -> None:
+        """Start no more rows (``--max-errors`` reached); the rows in flight finish."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    async def run_row(self, row: RowInput) -> RowResult:
+        """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``."""
+        started = time.perf_counter()
+        if row.inputs is None:
+            return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
+        recorder = Recorder()
+        # Per row: its own files, the batch's embedders and stores (the dicts are shared, not copied).
+        resources = self.resources
+        if self._own_dirs:
+            resources = RunResources(self._rows_dir / str(row.index), resources.embedders, resources.stores)
+        engine = Engine(
+            self.plan,
+            row.inputs,
+            self.providers,
+            recorder,
+            run_info={"id": f"{self.batch_id}-{row.index}", "name": self.plan.workflow.name, "row": row.index},
+            tools=self.tools,
+            functions=self.functions,
+            resources=resources,
+        )
+        stages: dict[str, Any] = {}
+        try:
+            output = await engine.run(stages)
+        except Exception as exc:  # noqa: BLE001 - a failed row is a result; the batch goes on
+            error = first_error(exc)
+            message = str(error) if isinstance(error, RunnerError) else f"{type(error).__name__}: {error}"
+            return RowResult(
+                row.index,
+                row.key,
+                "failed",
+                None,
+                stages,
+                message,
+                time.perf_counter() - started,
+                self._stats(recorder),
+            )
+        return RowResult(
+            row.index, row.key, "ok", output, stages, None, time.perf_counter() - started, self._stats(recorder)
+        )
+
+    def _stats(self, recorder: Recorder) -> RowStats:
+        stages: dict[str, float] = {}
+        opened: dict[str, float] = {}
+        models: dict[str, str] = {}
+        waits: dict[tuple[str, str], float] = {}
+        queued: dict[str, float] = {}
+        prompt = completion = retries = 0
+        for at, kind, node, data in recorder.events:
+            if kind == "started":
+                if node in self._top:
+                    opened[node] = at
+                if isinstance(data, dict) and data.get("model"):
+                    models[node] = data["model"]
+                if node in queued:
+                    cause = ("max_concurrency", node.partition("[")[0].rpartition("/")[2] or node)
+                    waits[cause] = waits.get(cause, 0.0) + at - queued.pop(node)
+            elif kind == "queued":
+                queued[node] = at
+            elif kind in ("finished", "failed", "cancelled") and node in opened:
+                stages[node] = at - opened.pop(node)
+            elif kind in ("rate_wait", "pool_wait"):
+                cause = ("rate limit" if kind == "rate_wait" else "pool", models.get(node, "?"))
+                waits[cause] = waits.get(cause, 0.0) + float(data.get("wait", 0.0))
+            elif kind == "retry":
+                retries += 1
+                cause = ("retries", models.get(node, "?"))
+                waits[cause] = waits.get(cause, 0.0) + float(data.get("delay", 0.0) or 0.0)
+            if kind == "finished" and isinstance(data, ChatResult):
+                prompt += data.usage.prompt_tokens
+                completion += data.usage.completion_tokens
+        return RowStats(stages, waits, prompt, completion, retries)
+
+    async def run(
+        self,
+        rows: Iterable[RowInput],
+        on_result: Callable[[RowResult], Awaitable[None] | None],
+        on_start: Callable[[RowInput], None] | None = None,
+    ) -> None:
+        """Run ``rows`` (read one at a time, only when a slot is free: the iterable may be a file read as a
+        stream), at most ``concurrency`` in flight; ``on_result`` gets each result as its row ends (on the loop;
+        what it raises stops the batch), ``on_start`` each row as it starts."""
+        if not self._opened:
+            raise RuntimeError("a Batch runs rows inside `async with`")
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(row: RowInput) -> None:
+            try:
+                returned = on_result(await self.run_row(row))
+                if returned is not None:
+                    await returned
+            finally:
+                self.in_flight -= 1
+                slots.release()
+                self._room.set()
+
+        source = iter(rows)
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await slots.acquire()  # a slot first, then the row: no row is read before it can run
+                while self.in_flight >= self.adaptive.allowed():  # a model's server asked for fewer
+                    self._room.clear()
+                    await self._room.wait()
+                row = next(source, _END)
+                if row is _END or self.stop_reason is not None:
+                    slots.release()
+                    break
+                assert isinstance(row, RowInput)
+                if on_start is not None:
+                    on_start(row)
+                self.in_flight += 1
+                group.create_task(one(row))
+
+    async def results(self, rows: Iterable[RowInput]) -> AsyncGenerator[RowResult, None]:
+        """The rows' results as they finish (an async generator over :meth:`run`). A row keeps its slot until
+        the consumer has taken its result, so a slow consumer slows the batch rather than growing memory."""
+        queue: asyncio.Queue[RowResult | None] = asyncio.Queue()
+        waiting = asyncio.Semaphore(self.concurrency)  # results given and not yet taken
+
+        async def give(result: RowResult) -> None:
+            await waiting.acquire()
+            queue.put_nowait(result)
+
+        async def produce() -> None:
+            try:
+                await self.run(rows, give)
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.get_running_loop().create_task(produce())
+        try:
+            while (item := await queue.get()) is not None:
+                waiting.release()
+                yield item
+            await task  # what the batch raised, the consumer sees
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
