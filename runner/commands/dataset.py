@@ -60,6 +60,10 @@ class BatchOptions:
     quiet: bool = False
     use_uvloop: bool = True
     progress: bool | None = None
+    record: str | None = None  # a cassette every row's requests are recorded into (README: Record and replay)
+    replay: str | None = None  # a cassette every row's requests are answered from
+    strict: bool = False
+    replay_timing: str | None = None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -75,6 +79,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def dataset_command(opts: BatchOptions) -> int:
+    tape = None
+    if opts.record or opts.replay or opts.strict or opts.replay_timing:  # the cassette's modules only when asked
+        from runner.commands.cassette import open_tape  # noqa: PLC0415
+
+        tape = open_tape(
+            record=opts.record, replay=opts.replay, strict=opts.strict, timing=opts.replay_timing, offline=opts.offline
+        )
     if opts.resume is not None:
         given = [flag for flag, value in _kept_on_resume(opts) if value]
         if given:
@@ -143,7 +154,7 @@ def dataset_command(opts: BatchOptions) -> int:
             settings = {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
             ledger.update_settings(settings)
     try:
-        return _run(opts, folder, ledger, settings, plan, rows)
+        return _run(opts, folder, ledger, settings, plan, rows, tape)
     finally:
         ledger.close()
 
@@ -171,7 +182,15 @@ def _kept_on_resume(opts: BatchOptions) -> list[tuple[str, object]]:
     ]
 
 
-def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, Any], plan: Any, rows: RowInputs) -> int:
+def _run(
+    opts: BatchOptions,
+    folder: Path,
+    ledger: Ledger,
+    settings: dict[str, Any],
+    plan: Any,
+    rows: RowInputs,
+    tape: Any = None,
+) -> int:
     results_path = folder / RESULTS_NAME
     written = reconcile(results_path, drop_failed=opts.retry_errors)
     ledger.reconcile(written)
@@ -223,7 +242,7 @@ def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, A
             stopped.append(f"stopped after {stats.failed} failed rows (--max-errors {opts.max_errors})")
             batch.stop(stopped[0])
 
-    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id)
+    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape)
     started_at = now_utc()
 
     async def main() -> None:
@@ -286,6 +305,11 @@ def _run(opts: BatchOptions, folder: Path, ledger: Ledger, settings: dict[str, A
     if stopped:
         print(f"runner: error: {stopped[0]}; see {results_path}", file=err)
         return 1
+    if tape is not None:
+        from runner.commands.cassette import tape_outcome  # noqa: PLC0415
+
+        if tape_outcome(tape, "failed" if stats.failed else "ok", None, quiet=opts.quiet):
+            return 1
     if stats.failed:
         print(
             f"runner: error: {stats.failed} of {stats.done} rows failed; rerun them with: "
@@ -359,5 +383,9 @@ def batch_from_args(args: Any) -> int:
             report_dir=args.report_dir,
             quiet=args.quiet,
             use_uvloop=not args.no_uvloop,
+            record=args.record,
+            replay=args.replay,
+            strict=args.strict,
+            replay_timing=args.replay_timing,
         )
     )

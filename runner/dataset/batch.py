@@ -26,7 +26,7 @@ from runner.dataset.adaptive import AdaptiveLimits
 from runner.dispatch import first_error
 from runner.engine.execute import Engine
 from runner.engine.resources import RunResources, open_resources
-from runner.engine.session import load_user_code, open_providers
+from runner.engine.session import load_user_code, open_providers, response_caches, wrapped
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.plan.compile import Plan
@@ -123,6 +123,7 @@ class Batch:
         transport: Any = None,
         run_dir: Path | None = None,
         batch_id: str = "batch",
+        wrapper: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
@@ -130,6 +131,7 @@ class Batch:
         self.concurrency = concurrency
         self.given = dict(providers or {})
         self.transport = transport
+        self.wrapper = wrapper  # a cassette recording or replaying every row (runner.cassette), else None
         self.run_dir = run_dir if run_dir is not None else Path(plan.workflow.report.dir) / "runs" / batch_id
         self.batch_id = batch_id
         self._rows_dir = self.run_dir / "rows"
@@ -147,9 +149,15 @@ class Batch:
 
     async def __aenter__(self) -> Batch:
         self.tools, self.functions = load_user_code(self.plan)
-        self.resources = open_resources(self.plan, self.run_dir, transport=self.transport)
+        # As a single run does (runner.engine.session.execute): the models' response caches inside the cassette,
+        # if any, and every endpoint the batch opens (embedders too) sending through them, for every row.
+        caches = response_caches(self.plan, self.given)
+        self.wrapper = self.wrapper if caches is None else caches(self.wrapper)
+        with wrapped(self.wrapper):
+            self.resources = open_resources(self.plan, self.run_dir, transport=self.transport)
         try:
-            open_providers(self.plan, self.given, self.transport, into=self.owned)
+            with wrapped(self.wrapper):
+                open_providers(self.plan, self.given, self.transport, into=self.owned)
         except BaseException:
             await self._close()
             raise
