@@ -18,6 +18,7 @@ import pytest
 from runner.config.embeddings import EMBEDDER_SETTINGS, parse_embedding_config
 from runner.config.models import MODEL_SETTINGS, ModelSettings
 from runner.config.openai import PoolConfig, RateLimitConfig
+from runner.config.pricing import Pricing
 from runner.config.source import Loc, TemplateSrc
 from runner.embeddings import EMBEDDERS, EmbedderType
 from runner.engine.resources import open_resources
@@ -105,6 +106,7 @@ class GatewaySettings:
     pool: PoolConfig | None = PoolConfig(max_connections=2)
     rate_limit: RateLimitConfig | None = RateLimitConfig(requests_per_minute=60)
     retry: RetryPolicy | None = RetryPolicy(max_attempts=3)
+    pricing: Pricing | None = Pricing(input=3.0, output=15.0)
     turns: tuple[Any, ...] = ()
 
     def templates(self) -> tuple[TemplateSrc, ...]:
@@ -148,6 +150,7 @@ def test_the_report_reads_a_models_settings_through_the_contract(tmp_path: Path)
         60,
         3,
     )
+    assert shape.pricing == Pricing(input=3.0, output=15.0)
     assert layout.secrets_env == ("GATEWAY_KEY",)
 
 

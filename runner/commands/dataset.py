@@ -222,6 +222,7 @@ def _run(
             yield RowInput(index, prepared.key, prepared.inputs, prepared.error)
 
     stats = BatchStats()
+    stats.priced = any(spec.config is not None and spec.config.pricing for spec in plan.workflow.models.values())
     stats.skipped = len(finished)
     err = sys.stderr
     print(f"runner: batch of {plan.workflow.name} over {dataset}; run folder: {folder}", file=err, flush=True)

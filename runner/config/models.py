@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runner.config.openai import OpenAIModelConfig, PoolConfig, RateLimitConfig, parse_openai_model
+from runner.config.pricing import Pricing
 from runner.config.responses import parse_response_cache
 from runner.config.scripted import ScriptedConfig, ScriptedTurn, parse_scripted
 from runner.config.source import Loc, TemplateSrc
@@ -55,6 +56,11 @@ class ModelSettings(Protocol):
     @property
     def rate_limit(self) -> RateLimitConfig | None:
         """The client-side rate limit (None: the provider has none)."""
+        ...
+
+    @property
+    def pricing(self) -> Pricing | None:
+        """US dollars per million tokens, when the file declares them (None: its calls are unpriced)."""
         ...
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runner.config.pricing import Pricing, parse_pricing
 from runner.errors import ConfigError
 from runner.retry import JITTER_MODES, MODEL_RETRY, RETRY_KINDS, RetryPolicy
 
@@ -95,6 +96,7 @@ class OpenAIModelConfig:
     # how a structured output is asked for (issue 16): json_schema, json_object or prompt (see STRUCTURED_MODES)
     structured_output: str = "json_schema"
     cache: ResponseCacheConfig | None = None  # cache.responses (runner.config.responses parses it)
+    pricing: Pricing | None = None  # US dollars per million tokens, for the reports' costs
 
     # the rest of runner.config.models.ModelSettings: what every model's record answers
     @property
@@ -351,6 +353,7 @@ def parse_openai_model(raw: Mapping[str, Any]) -> OpenAIModelConfig:
         rate_limit=parse_rate_limit(_section(raw, "rate_limit")),
         context_window=raw.get("context_window"),
         structured_output=mode,
+        pricing=parse_pricing(_section(raw, "pricing") or None),
     )
 
 

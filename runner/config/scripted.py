@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.config.pricing import Pricing, parse_pricing
 from runner.config.source import Loc, TemplateSrc
 
 
@@ -43,6 +44,7 @@ class ScriptedConfig:
     # whether ``reply`` was written (else it echoes the input): without one, a call that asks for a structured
     # output is answered with a value built from its schema (issue 16), so offline dry runs exercise it
     reply_given: bool = True
+    pricing: Pricing | None = None  # what its tokens would cost (a dry run's cost estimate)
 
     # the rest of runner.config.models.ModelSettings: a simulated model has no key, endpoint, pool or retries
     @property
@@ -97,6 +99,7 @@ def parse_scripted(
         turns=turns,
         context_window=raw.get("context_window"),
         reply_given="reply" in raw,
+        pricing=parse_pricing(raw.get("pricing")),
     )
 
 

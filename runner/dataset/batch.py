@@ -46,6 +46,8 @@ class RowStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    cost_usd: float = 0.0  # of the calls on models that declare pricing
+    unpriced_calls: int = 0  # calls on models that do not
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,11 @@ class Batch:
         self._opened = False
         self._room = asyncio.Event()  # set when a row ends or an allowance changes
         self.adaptive = AdaptiveLimits([], concurrency, lambda: self.in_flight)
+        self._pricing = {  # models whose calls the batch report prices
+            name: spec.config.pricing
+            for name, spec in plan.workflow.models.items()
+            if spec.config is not None and spec.config.pricing is not None
+        }
 
     async def __aenter__(self) -> Batch:
         self.tools, self.functions = load_user_code(self.plan)
@@ -236,7 +243,8 @@ class Batch:
         models: dict[str, str] = {}
         waits: dict[tuple[str, str], float] = {}
         queued: dict[str, float] = {}
-        prompt = completion = retries = 0
+        prompt = completion = retries = unpriced = 0
+        cost = 0.0
         for at, kind, node, data in recorder.events:
             if kind == "started":
                 if node in self._top:
@@ -260,7 +268,12 @@ class Batch:
             if kind == "finished" and isinstance(data, ChatResult):
                 prompt += data.usage.prompt_tokens
                 completion += data.usage.completion_tokens
-        return RowStats(stages, waits, prompt, completion, retries)
+                pricing = self._pricing.get(models.get(node, ""))
+                if pricing is None:
+                    unpriced += 1
+                else:
+                    cost += pricing.cost(data.usage.prompt_tokens, data.usage.completion_tokens)
+        return RowStats(stages, waits, prompt, completion, retries, cost, unpriced)
 
     async def run(
         self,

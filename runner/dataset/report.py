@@ -48,6 +48,9 @@ class BatchStats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.retries = 0
+        self.cost_usd = 0.0
+        self.unpriced_calls = 0
+        self.priced = False  # whether any model of the workflow declares pricing (then the report gives cost)
         # One 8-byte float per row (and stage) for exact percentiles: 2.4 MB at 100,000 rows of two stages.
         self.latencies = array("d")
         self.stages: dict[str, array[float]] = {}
@@ -74,6 +77,8 @@ class BatchStats:
         self.prompt_tokens += stats.prompt_tokens
         self.completion_tokens += stats.completion_tokens
         self.retries += stats.retries
+        self.cost_usd += stats.cost_usd
+        self.unpriced_calls += stats.unpriced_calls
         self.latencies.append(result.latency_s)
         self.row_time += result.latency_s
         for stage, seconds in stats.stages.items():
@@ -148,6 +153,9 @@ class BatchStats:
             "bottlenecks": bottlenecks,
             "advice": advice(bottlenecks),
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens, "retries": self.retries},
+            **(
+                {"cost": {"usd": round(self.cost_usd, 6), "unpriced_calls": self.unpriced_calls}} if self.priced else {}
+            ),
             "concurrency": list(concurrency),
         }
 
@@ -206,6 +214,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "",
         f"Tokens: {tokens['prompt']:,} prompt, {tokens['completion']:,} completion; {tokens['retries']:,} retries.",
     ]
+    if "cost" in doc:
+        cost = doc["cost"]
+        unpriced = f" ({cost['unpriced_calls']:,} calls on models without pricing not counted)"
+        out += ["", f"Cost: ${cost['usd']:.4f}" + (unpriced if cost["unpriced_calls"] else "") + "."]
     if doc["failures"]:
         out += ["", "| failure cause | rows |", "|---|---:|"]
         out += [f"| {f['cause'].replace('|', '/')} | {f['rows']:,} |" for f in doc["failures"][:20]]

@@ -98,6 +98,15 @@ def platform_name() -> str:
     return f"{name.sysname}-{name.release}-{name.machine}{suffix}"
 
 
+def _cost(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The priced models' cost and the calls left out of it, when any model declares pricing (else nothing)."""
+    priced = [m["cost_usd"] for m in models.values() if "cost_usd" in m]
+    if not priced:
+        return {}
+    unpriced = sum(m["calls"] for m in models.values() if "cost_usd" not in m)
+    return {"cost_usd": round(sum(priced), 6), "unpriced_calls": unpriced}
+
+
 def build_report(
     info: RunInfo,
     recorder: Recorder,
@@ -150,6 +159,7 @@ def build_report(
             "requests": sum(m["requests"] for m in models.values()),
             "retries": sum(n["retries"] for n in agents),
             **_repairs(agents),
+            **_cost(models),
         },
         "critical_path": {
             "nodes": [s.node for s in steps],

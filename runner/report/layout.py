@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from runner.config.models import ModelSettings
+from runner.config.pricing import Pricing
 from runner.stages import kind_of
 from runner.stages.base import Block, StageRecord
 from runner.stages.base import StageShape as StageShape  # each kind shapes its stages (runner/stages/)
@@ -29,6 +30,7 @@ class ModelShape:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     max_attempts: int | None = None
+    pricing: Pricing | None = None  # US dollars per million tokens, when the file declares them
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,4 +81,5 @@ def _model_shape(name: str, provider: str, config: ModelSettings | None) -> Mode
         requests_per_minute=rate.requests_per_minute if rate is not None else None,
         tokens_per_minute=rate.tokens_per_minute if rate is not None else None,
         max_attempts=retry.max_attempts if retry is not None else None,
+        pricing=config.pricing,
     )

@@ -9,6 +9,7 @@ from typing import Any
 from runner.report.critical_path import CATEGORIES, CATEGORY_LABELS
 from runner.report.nodes import agent_calls, count_statuses, group_nodes, node_status, outcomes
 from runner.report.stats import median
+from runner.report.summary import cost_text
 
 
 def _cell(value: Any) -> str:
@@ -53,6 +54,8 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
         ("tokens in / out", f"{totals['tokens_in']} / {totals['tokens_out']}"),
         ("in-flight requests", f"peak {report['concurrency']['peak']}, mean {report['concurrency']['mean']:g}"),
     ]
+    if "cost_usd" in totals:  # a model declares pricing
+        facts.append(("cost", cost_text(totals).removeprefix(", cost ")))
     lines += _table(["", ""], facts, right_from=2)
     path = report["critical_path"]
     lines += ["", "## Where the time went", ""]

@@ -71,6 +71,8 @@ def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> 
             "pool_wait": _waits(pool),
             "rate_wait": _waits(rate),
         }
+        if shape is not None and shape.pricing is not None:
+            entry["cost_usd"] = round(shape.pricing.cost(entry["tokens_in"], entry["tokens_out"]), 6)
         out[name] = entry
     return out
 

@@ -25,6 +25,14 @@ def _calls_text(made: int, waiting: int) -> str:
     return text + (f" ({waiting} never started)" if waiting else "")
 
 
+def cost_text(totals: Mapping[str, Any]) -> str:
+    """``, cost $0.0123`` (and the calls it leaves out) when a model declares pricing; else nothing."""
+    if "cost_usd" not in totals:
+        return ""
+    unpriced = totals.get("unpriced_calls", 0)
+    return f", cost ${totals['cost_usd']:.4f}" + (f" ({unpriced} unpriced calls not counted)" if unpriced else "")
+
+
 def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     """A short table: one row per stage, and one summary row per fan-out's branches."""
     run = report["run"]
@@ -32,6 +40,7 @@ def format_table(report: Mapping[str, Any], *, max_rows: int = 30) -> str:
     lines = [
         f"run {report['workflow']['name']}: {run['status']} in {run['wall_s']:.3f} s on {run['loop']}; "
         f"{_calls_text(*agent_calls(report))}, tokens in/out {totals['tokens_in']}/{totals['tokens_out']}"
+        + cost_text(totals)
     ]
     rows: list[tuple[str, ...]] = [("node", "kind", "status", "start", "1st tok", "end", "secs")]
     for entry in group_nodes(report["nodes"]):
@@ -104,6 +113,8 @@ def format_summary(report: Mapping[str, Any]) -> str:
             parts.append(f"first token p50 {_num(ttft['p50'])} p95 {_num(ttft['p95'])} s")
         if m["tokens_per_s"] is not None:
             parts.append(f"{m['tokens_per_s']:.0f} tokens/s")
+        if "cost_usd" in m:
+            parts.append(f"${m['cost_usd']:.4f}")
         if m["retries"]:
             parts.append("retries " + ", ".join(f"{c} x{n}" for c, n in m["retries"].items()))
         for key, label in (("pool_wait", "pool wait"), ("rate_wait", "rate-limit wait")):

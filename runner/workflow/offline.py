@@ -17,15 +17,15 @@ OFFLINE_REPLY = "[offline reply of {{ agent.name }} to: {{ input | truncate(80) 
 
 
 def _offline_model(spec: ModelSpec) -> ScriptedConfig:
-    # reply_given=False: a structured output is answered with a value built from its schema (issue 16)
-    return ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc), reply_given=False)
+    # reply_given=False: a structured output is answered with a value built from its schema (issue 16); the
+    # model's pricing stays, so a dry run's report estimates what the simulated tokens would cost
+    pricing = spec.config.pricing if spec.config is not None else None
+    return ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc), reply_given=False, pricing=pricing)
 
 
 def offline_workflow(wf: Workflow) -> Workflow:
     models = {
-        name: spec
-        if spec.provider == "scripted"
-        else ModelSpec(name, "scripted", _offline_model(spec), spec.loc)
+        name: spec if spec.provider == "scripted" else ModelSpec(name, "scripted", _offline_model(spec), spec.loc)
         for name, spec in wf.models.items()
     }
     embeddings = {
