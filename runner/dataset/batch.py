@@ -31,6 +31,7 @@ from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
+from runner.stages import FanoutStage
 from runner.stages.base import Output
 
 _END = object()
@@ -148,6 +149,7 @@ class Batch:
         self._opened = False
         self._room = asyncio.Event()  # set when a row ends or an allowance changes
         self.adaptive = AdaptiveLimits([], concurrency, lambda: self.in_flight)
+        self.shared_slots: dict[str, asyncio.Semaphore] = {}
         self._pricing = {  # models whose calls the batch report prices
             name: spec.config.pricing
             for name, spec in plan.workflow.models.items()
@@ -176,6 +178,13 @@ class Batch:
         for name, provider in observed.items():
             provider.observe(self.adaptive.observer(name))  # type: ignore[attr-defined]
         self.adaptive.start()
+        # A top-level fan-out's max_concurrency bounds its branches across all rows, as the models' pools and rate
+        # limits do (a nested fan-out's bound stays per invocation, as in a single run).
+        self.shared_slots = {
+            sp.id: asyncio.Semaphore(bound)
+            for sp in self.plan.stages
+            if isinstance(sp.stage, FanoutStage) and (bound := sp.stage.max_concurrency) is not None
+        }
         self._opened = True
         return self
 
@@ -216,6 +225,7 @@ class Batch:
             tools=self.tools,
             functions=self.functions,
             resources=resources,
+            shared_slots=self.shared_slots,
         )
         stages: dict[str, Any] = {}
         try:

@@ -53,8 +53,10 @@ class Engine:
         tools: ToolRunner | None = None,
         functions: Mapping[str, Callable[..., Any]] | None = None,
         resources: RunResources | None = None,
+        shared_slots: Mapping[str, asyncio.Semaphore] | None = None,
     ) -> None:
         self.plan = plan
+        self.shared_slots: Mapping[str, asyncio.Semaphore] = shared_slots or {}
         self.inputs = inputs
         self.providers = providers
         self.recorder = recorder

@@ -37,6 +37,7 @@ from runner.config.source import Loc, TemplateSrc
 from runner.retry import RetryPolicy  # a stage's retries: the same record (and back-off) as a model's
 
 if TYPE_CHECKING:
+    import asyncio
     from concurrent.futures import Executor
 
     from runner.calls import Usage
@@ -311,6 +312,12 @@ class EngineServices(Protocol):
 
     def executor(self) -> Executor:
         """The bounded thread pool for sync user code (tools and python stages)."""
+
+    @property
+    def shared_slots(self) -> Mapping[str, asyncio.Semaphore]:
+        """Bounds shared beyond this run, by top-level fan-out stage id: a dataset batch's rows share each such
+        fan-out's ``max_concurrency`` (empty for a single run, whose fan-outs bound themselves)."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------------------

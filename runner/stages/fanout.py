@@ -10,7 +10,7 @@ started directly (``start_agent``), with one context dict and the renders its te
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,7 @@ async def _body(
             name = agent.spec.name if agent is not None else ""
             return Output("", name, branch_node, Usage(), error=brief(error))
 
+    start: Callable[[int], Coroutine[Any, Any, Any]]
     if agent is not None and not listed and not collect:
         # The common wide fan-out: each branch is one agent call, started directly (no wrapper coroutine).
         render_input = input_tpl.template.render if shared_input is None and input_tpl is not None else None
@@ -296,8 +297,23 @@ async def _body(
             assert text is not None
             return call_agent(f"{node}[{i}]", agent, text, item_ctx)
 
-        return await run_all(n, start_agent, limit=limit)
-    return await run_all(n, lambda i: branch(i, items[i]), limit=limit)
+        start = start_agent
+    else:
+
+        def start_branch(i: int) -> Coroutine[Any, Any, Any]:
+            return branch(i, items[i])
+
+        start = start_branch
+    shared = engine.shared_slots.get(stage.id) if limit is not None else None
+    if shared is not None:  # a dataset batch: this bound holds across all its rows, not only within this one
+        unshared = start
+
+        async def start_shared(i: int) -> Any:
+            async with shared:
+                return await unshared(i)
+
+        start = start_shared
+    return await run_all(n, start, limit=limit)
 
 
 def _items(sp: FanoutPlan, ctx: Mapping[str, Any]) -> Sequence[Any]:
