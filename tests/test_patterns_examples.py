@@ -218,7 +218,9 @@ def test_a_mutation_is_reported_at_its_exact_line(
     assert proc.returncode == 1, proc.stdout
     reported = [line for line in proc.stdout.splitlines() if line.startswith(f"{path}:")]
     hints = [line.removeprefix("       = hint: ") for line in proc.stdout.splitlines() if "= hint: " in line]
-    located = [(f"{path}:{':'.join(map(str, at(text, needle)))}: {message}", hint) for needle, message, hint in expected]
+    located = [
+        (f"{path}:{':'.join(map(str, at(text, needle)))}: {message}", hint) for needle, message, hint in expected
+    ]
     assert list(zip(reported, hints, strict=True)) == located
     errors = sum(" error: " in line for line in reported)
     assert proc.stdout.splitlines()[-1] == f"{errors} error(s), {len(reported) - errors} warning(s) in 1 file(s)"
