@@ -99,11 +99,8 @@ def test_evaluator_optimizer_revises_until_the_critic_approves(tmp_path: Path) -
 
 
 def test_evaluator_optimizer_escalates_when_the_critic_never_approves(tmp_path: Path) -> None:
-    text = text_of("evaluator-optimizer.yaml").replace('"approved": loop.iteration >= 3', '"approved": false')
-    text = text.replace("if loop.iteration >= 3", "if loop.iteration >= 9").replace(
-        '["say what jitter does", "give a number"][loop.iteration - 1]',
-        '["say what jitter does", "give a number"][(loop.iteration - 1) % 2]',
-    )
+    text = text_of("evaluator-optimizer.yaml").replace("'approved': loop.iteration >= 3", "'approved': false")
+    text = text.replace("[[loop.iteration, 3] | min - 1]", "[(loop.iteration - 1) % 2]")
     path = tmp_path / "never.yaml"
     path.write_text(text, encoding="utf-8")
     proc = run_cli("run", str(path), "--report-dir", str(tmp_path / "r"), "--quiet")
@@ -230,3 +227,20 @@ def test_a_mutation_is_reported_at_its_exact_line(
 def test_each_pattern_example_validates_clean_in_strict_mode(name: str) -> None:
     proc = run_cli("validate", "--strict", f"workflows/{name}")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1 file(s) valid\n", "")
+
+
+def test_a_tab_indenting_a_line_of_a_template_block_is_reported_at_the_tab(tmp_path: Path) -> None:
+    """A line of a block scalar that starts with a word and a quote (`else 'technical' if ...` in routing.yaml's
+    reply) was taken for a key without its ':' when a tab indented it: the tab is the mistake."""
+    text = text_of("routing.yaml")
+    line, _ = at(text, "else 'technical'")
+    lines = text.split("\n")
+    lines[line - 1] = "\t" + lines[line - 1][1:]
+    path = tmp_path / "routing.yaml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0] == (
+        f"{path}:{line}:1: error: a tab character: YAML indents and separates with spaces only [yaml-syntax]"
+    )
+    assert "       = hint: replace the tab with spaces" in proc.stdout.splitlines()
