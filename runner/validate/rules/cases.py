@@ -23,7 +23,9 @@ from runner.validate.rules.common import diag
 from runner.validate.rules.dataflow import DataFlowChecker, TemplateFlow, Value
 from runner.validate.rules.names import single_expression
 from runner.validate.rules.schemas import resolve
-from runner.validate.rules.scope import Site
+from runner.validate.rules.scope import Site, Walk
+from runner.validate.rules.source import Source
+from runner.workflow.records import Workflow
 
 # Filters whose effect on a rendered value is known (Jinja's own: do_string, do_trim, do_lower, do_upper).
 TEXT_FILTERS: dict[str, Callable[[str], str]] = {
@@ -34,14 +36,20 @@ TEXT_FILTERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def check_switch_cases(checker: DataFlowChecker) -> list[Diagnostic]:
+def check_switch_cases(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
     """Every switch whose ``on`` reads a field with listed values: its cases against those values."""
+    sites = [s for s in walk.sites if s.kind == "on" and isinstance(s.stage, SwitchStage)]
+    if not sites:
+        return []  # no switch: most files, without the data-flow pass below
+    checker = DataFlowChecker(wf, source, walk)
+    checker.run()  # types the fan-outs' items, which a switch inside one may read (its problems are data-flow's)
+    if not checker.stages:
+        return []
     out: list[Diagnostic] = []
-    paths = {id(stage): path for stage, path in checker.walk.order}
-    for site in checker.walk.sites:
+    paths = {id(stage): path for stage, path in walk.order}
+    for site in sites:
         stage = site.stage
-        if site.kind != "on" or not isinstance(stage, SwitchStage) or not checker.stages:
-            continue
+        assert isinstance(stage, SwitchStage)
         found = _values_on_gives(checker, site)
         if found is None:
             continue

@@ -337,11 +337,9 @@ class DataFlowChecker:
 
 
 def check_data_flow(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
-    from runner.validate.rules.cases import check_switch_cases  # noqa: PLC0415 - imports this module
     from runner.validate.rules.outputs import check_scripted_outputs  # noqa: PLC0415 - jsonschema, when needed
 
-    checker = DataFlowChecker(wf, source, walk)
-    return [*checker.run(), *check_switch_cases(checker), *check_scripted_outputs(wf, source, walk)]
+    return [*DataFlowChecker(wf, source, walk).run(), *check_scripted_outputs(wf, source, walk)]
 
 
 def schema_at(wf: Workflow, expression: str) -> Any | None:
