@@ -268,3 +268,19 @@ def test_runner_validate_reports_the_case_at_its_line_and_column(tmp_path: Path)
         "       |         ^^^^",
         "       = hint: did you mean 'tech'?",
     ]
+
+
+def test_a_boolean_case_under_a_filter_gets_the_plain_did_you_mean(tmp_path: Path) -> None:
+    on = 'on: "{{ stages.classify.data.urgent | upper }}"'
+    text = ROUTING.replace('on: "{{ stages.classify.data.label }}"', on)
+    text = text.replace("billing: [", "true: [").replace("tech: [", "FALSE: [")
+    assert problems(tmp_path, text) == [
+        (
+            *at(text, "true: ["),
+            "error",
+            "switch-case",
+            "case 'true' of switch 'route' never runs: on gives stages.classify.data.urgent | upper, which is 'TRUE' "
+            "or 'FALSE' (as a template writes them) in the output schema of stage 'classify'",
+            "did you mean 'TRUE'?",
+        )
+    ]

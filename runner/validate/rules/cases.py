@@ -147,7 +147,7 @@ def _hint(key: str, texts: dict[str, Any], expr: str) -> str:
     same = [text for text in texts if text.lower() == key.lower()]
     if same:
         value = texts[same[0]]
-        if isinstance(value, bool):
+        if isinstance(value, bool) and " | " not in expr:  # on has no filter yet: lower-casing it is the other fix
             return (
                 f"did you mean '{same[0]}'? A template writes a boolean as True or False; to write the cases in "
                 f'lower case, lower what on gives: on: "{{{{ {expr} | lower }}}}"'
