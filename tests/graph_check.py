@@ -10,6 +10,7 @@ _SHAPES = (
 )
 _MERMAID_NODE = re.compile(rf"^  (\w+)({_SHAPES})$")
 _MERMAID_EDGE = re.compile(r"^  (\w+) --> (\w+)$")
+_MERMAID_BACK_EDGE = re.compile(r"^  (\w+) -\.->\|[\w ]+\| (\w+)$")  # a loop's body back to the loop: a cycle
 
 
 def assert_mermaid_well_formed(text: str) -> None:
@@ -22,7 +23,7 @@ def assert_mermaid_well_formed(text: str) -> None:
     for line in lines[1:]:
         if (node := _MERMAID_NODE.match(line)) is not None:
             defined.append(node.group(1))
-        elif (edge := _MERMAID_EDGE.match(line)) is not None:
+        elif (edge := _MERMAID_EDGE.match(line) or _MERMAID_BACK_EDGE.match(line)) is not None:
             edges.append((edge.group(1), edge.group(2)))
         else:
             raise AssertionError(f"not a Mermaid node or edge: {line!r}")

@@ -94,7 +94,10 @@ def render_mermaid(plan: Plan) -> str:
             exits: list[str] = []
             for part in parts:
                 if part.plans:
-                    exits += chain(part.plans, [nid], f"{prefix}{sp.id}_{part.key}_")
+                    ends = chain(part.plans, [nid], f"{prefix}{sp.id}_{part.key}_")
+                    # A part that runs again (a loop's body) is drawn as the cycle it is, back to its stage.
+                    lines.extend(f"  {end} -.->|{_esc(part.repeats)}| {nid}" for end in ends if part.repeats)
+                    exits += ends
                 else:
                     leaf = mid(f"{prefix}{sp.id}_{part.key}")
                     lines.append(f'  {leaf}[["{_esc(part.mermaid_leaf or part.leaf)}"]]')

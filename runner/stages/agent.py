@@ -38,13 +38,28 @@ class AgentStage:
     output: Any = None  # a runner.config.output.OutputSpec: the reply's schema, over the agent's own (issue 16)
 
 
-def agent_text(agent: Any) -> str:
-    """An agent plan in ``runner graph``: ``agent a (model m, scripted; tools search)``."""
+def agent_text(agent: Any, output: Any = None) -> str:
+    """An agent plan in ``runner graph``: ``agent a (model m, scripted; tools search; output {label, reason})``;
+    ``output`` is the stage's own structured output, which wins over the agent's."""
     if agent is None:  # the plan of a stage that calls an agent always has its agent
         raise AssertionError("a stage that calls an agent has no agent plan")
     spec = agent.spec
     tools = f"; tools {', '.join(spec.tools)}" if spec.tools else ""
-    return f"agent {spec.name} (model {agent.model.name}, {agent.model.provider}{tools})"
+    structured = output if output is not None else getattr(spec, "output", None)
+    shown = f"; {output_text(structured.schema)}" if structured is not None else ""
+    return f"agent {spec.name} (model {agent.model.name}, {agent.model.provider}{tools}{shown})"
+
+
+def output_text(schema: Any) -> str:
+    """A structured output in ``runner graph``, so the values later stages read (``stages.<id>.data``) show:
+    an object's fields (``output {label, reason}``), else the schema's type (``output (array)``)."""
+    if isinstance(schema, Mapping):
+        fields = schema.get("properties")
+        if isinstance(fields, Mapping) and fields:
+            return f"output {{{', '.join(map(str, fields))}}}"
+        if isinstance(schema.get("type"), str):
+            return f"output ({schema['type']})"
+    return "structured output"
 
 
 class AgentKind(StageKind[AgentStage]):
@@ -71,7 +86,7 @@ class AgentKind(StageKind[AgentStage]):
         return engine.call_agent(prefix + sp.stage.id, sp.agent, text, ctx, sp.stage.output)
 
     def graph_label(self, sp: StagePlan) -> str:
-        return agent_text(sp.agent)
+        return agent_text(sp.agent, sp.stage.output)
 
     def shape(self, stage: AgentStage, path: str, s: ShapeContext) -> StageShape:
         return StageShape(stage.id, path, "agent", stage.agent, s.model_of(stage.agent))

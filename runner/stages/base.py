@@ -366,13 +366,15 @@ def yaml_path(path: YamlPath) -> str:
 class GraphPart(NamedTuple):
     """A nested part of a stage in ``runner graph``: a heading (``branch 0``, ``each``) over the plans drawn
     inside it, or, without plans, one line (``leaf``; ``mermaid_leaf`` in Mermaid). ``key`` makes its
-    Mermaid ids (``<id>_<key>_...``)."""
+    Mermaid ids (``<id>_<key>_...``). ``repeats``: the part runs again (a loop's body); Mermaid draws a dotted
+    edge with this label from its end back to the stage."""
 
     heading: str
     key: str
     plans: tuple[StagePlan, ...] = ()
     leaf: str = ""
     mermaid_leaf: str = ""
+    repeats: str = ""
 
 
 def one_line(text: str) -> str:

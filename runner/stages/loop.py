@@ -183,7 +183,7 @@ class LoopKind(StageKind[LoopStage]):
         return f"loop of {len(sp.blocks[0])} stages, at most {stage.max_iterations} times{until}"
 
     def graph_parts(self, sp: StagePlan) -> tuple[GraphPart, ...]:
-        return (GraphPart("each iteration", "body", plans=sp.blocks[0]),)
+        return (GraphPart("each iteration", "body", plans=sp.blocks[0], repeats="next iteration"),)
 
     def shape(self, stage: LoopStage, path: str, s: ShapeContext) -> StageShape:
         (block,) = self.blocks(stage)

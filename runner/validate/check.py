@@ -69,6 +69,7 @@ def load_workflow(path: str | Path) -> Workflow:
 
 def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic]:
     """Every semantic problem in ``wf``; ``doc`` (the file it was built from) makes positions exact."""
+    from runner.validate.rules.cases import check_switch_cases  # noqa: PLC0415
     from runner.validate.rules.dataflow import check_data_flow  # noqa: PLC0415
     from runner.validate.rules.imports import check_imports  # noqa: PLC0415
     from runner.validate.rules.refs import check_references  # noqa: PLC0415
@@ -86,4 +87,5 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *check_input_defaults(wf, source),
         *check_templates(wf, source, walk),
         *check_data_flow(wf, source, walk),
+        *check_switch_cases(wf, source, walk),
     ]

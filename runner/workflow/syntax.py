@@ -200,6 +200,9 @@ def describe(exc: yaml.MarkedYAMLError, text: str) -> SyntaxProblem:
     def at_context(message: str, hint: str, width: int = 1) -> SyntaxProblem:
         return SyntaxProblem(ctx_line, ctx_col, ctx_line, ctx_col + width, message, hint)
 
+    if "cannot start any token" in problem and src.line(line)[col - 1 : col] == "\t":
+        # Before the guesses below: a tab that indents `else 'x' ...` in a block scalar is not a missing ':'.
+        return at_problem("a tab character: YAML indents and separates with spaces only", "replace the tab with spaces")
     for suspect in (line, ctx_line) if exc.context_mark is not None else (line,):
         key = _KEY_WITHOUT_COLON.match(src.line(suspect))
         if key is not None:

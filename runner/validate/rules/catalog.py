@@ -211,6 +211,12 @@ _RULES = (
         "Write a reply that matches the schema, or leave `reply` out and give the schema `examples`.",
     ),
     Rule(
+        "switch-case",
+        ERROR,
+        "A switch's case is not a value its `on` can give: the structured field `on` reads lists its values.",
+        "Write the case as one of the values (the hint says the closest); a boolean renders as True or False.",
+    ),
+    Rule(
         "input-default-type",
         ERROR,
         "An input's default does not match its declared type.",
@@ -245,6 +251,12 @@ _RULES = (
         WARNING,
         "A template reads a field of a structured output that its schema does not require.",
         "Add the field to the schema's `required` list, or read it with a fallback: `| default('')`.",
+    ),
+    Rule(
+        "switch-uncovered",
+        WARNING,
+        "A switch without `default` has no case for some values of the structured field its `on` reads.",
+        "Add a case for each value, or a `default` that runs for the rest.",
     ),
     Rule(
         "concurrency-above-pool",

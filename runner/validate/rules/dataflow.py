@@ -15,9 +15,9 @@ through the stage-kind registry (the walk of ``scope.py``), so a new kind is cov
 knowing it. A schema that does not say (no ``type``, ``true``, an open ``additionalProperties``, a
 ``$ref`` outside the schema) stops the check there: nothing is reported that the schema does not decide.
 
-:func:`schema_at` is the same lookup for other rules (a ``switch`` on a structured field checks its cases
-against that field's ``enum``). One step into a schema is ``schemas.py``; scripted replies to structured outputs
-are checked in ``outputs.py``.
+:func:`schema_at` is the same lookup for other rules; a ``switch`` on a structured field checks its cases
+against that field's ``enum`` through :class:`TemplateFlow` (``cases.py``). One step into a schema is
+``schemas.py``; scripted replies to structured outputs are checked in ``outputs.py``.
 """
 
 from __future__ import annotations
