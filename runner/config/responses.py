@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.config.embeddings import parse_size
 from runner.config.openai import ResponseCacheConfig
 from runner.errors import ConfigError
 
@@ -48,6 +47,8 @@ def parse_response_cache(raw: Mapping[str, Any]) -> ResponseCacheConfig | None:
         )
     size = responses.get("max_size")
     try:
+        from runner.config.embeddings import parse_size  # noqa: PLC0415 - with decimal: only for a cache's size
+
         max_size = None if size is None else parse_size(size)
     except ConfigError as exc:
         raise ConfigError(f"cache.responses.max_size: {exc}", (*_WHERE, "max_size"), exc.hint) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from runner.diagnostics import Diagnostic
 from runner.errors import SpecError
@@ -69,8 +70,6 @@ def load_workflow(path: str | Path) -> Workflow:
 
 def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic]:
     """Every semantic problem in ``wf``; ``doc`` (the file it was built from) makes positions exact."""
-    from runner.validate.rules.cases import check_switch_cases  # noqa: PLC0415
-    from runner.validate.rules.dataflow import check_data_flow  # noqa: PLC0415
     from runner.validate.rules.imports import check_imports  # noqa: PLC0415
     from runner.validate.rules.refs import check_references  # noqa: PLC0415
     from runner.validate.rules.scope import Walk  # noqa: PLC0415
@@ -86,6 +85,22 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *check_imports(wf, source, walk),
         *check_input_defaults(wf, source),
         *check_templates(wf, source, walk),
-        *check_data_flow(wf, source, walk),
-        *check_switch_cases(wf, source, walk),
+        *_typed_checks(wf, source, walk),
     ]
+
+
+def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """The data flow of structured outputs and the switch cases read from them: only a workflow with an
+    ``output:`` schema has typed values to check (and only then are those rules imported: 10 ms of a run)."""
+    from runner.stages import AgentStage  # noqa: PLC0415
+    from runner.stages import walk as all_stages
+
+    typed = any(agent.output is not None for agent in wf.agents.values()) or any(
+        isinstance(stage, AgentStage) and stage.output is not None for stage in all_stages(wf.stages)
+    )
+    if not typed:
+        return []
+    from runner.validate.rules.cases import check_switch_cases  # noqa: PLC0415
+    from runner.validate.rules.dataflow import check_data_flow  # noqa: PLC0415
+
+    return [*check_data_flow(wf, source, walk), *check_switch_cases(wf, source, walk)]
