@@ -35,7 +35,9 @@ _PROBE = textwrap.dedent(
     from runner.cli import main
     code = main(sys.argv[1:])
     print(json.dumps({"code": code, "jsonschema": "jsonschema" in sys.modules, "jinja2": "jinja2" in sys.modules,
-                      "shutil": "shutil" in sys.modules}))
+                      "shutil": "shutil" in sys.modules,
+                      "unused": sorted(m for m in ("numpy", "httpx", "aiohttp", "uuid", "platform", "statistics",
+                                                   "difflib", "runner.validate.rules.dataflow") if m in sys.modules)}))
     """
 )
 
@@ -66,7 +68,7 @@ def test_a_pass_is_remembered_and_the_next_run_skips_jsonschema(tmp_path: Path) 
     assert first["code"] == 0 and first["jsonschema"] is True and first["jinja2"] is False  # jsonschema needs shutil
     assert len(list((cache / verdicts.FOLDER).iterdir())) == 1
     second = _run(wf, cache)
-    assert second == {"code": 0, "jsonschema": False, "jinja2": False, "shutil": False}
+    assert second == {"code": 0, "jsonschema": False, "jinja2": False, "shutil": False, "unused": []}
 
 
 def test_an_edited_file_is_checked_again(tmp_path: Path) -> None:
