@@ -167,7 +167,7 @@ def _wanted(error: Any) -> str:
     keyword, expected = error.validator, error.validator_value
     if keyword == "type":
         kinds = expected if isinstance(expected, list) else [expected]
-        return f"expected {' or '.join(kinds)}, got {_kind(error.instance)}"
+        return f"expected {' or '.join(kinds)}, got {json_type(error.instance)}"
     if keyword == "required":
         missing = [name for name in expected if isinstance(error.instance, dict) and name not in error.instance]
         return "missing required field " + ", ".join(repr(m) for m in missing)
@@ -180,7 +180,8 @@ def _wanted(error: Any) -> str:
     return str(error.message)
 
 
-def _kind(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type of a decoded JSON value (``integer`` for an int, never ``number``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner.structured import json_type
 from runner.validate.rules.common import suggest
 
 Key = str | int
@@ -75,22 +76,8 @@ def types_of(schema: Any, root: Any) -> frozenset[str] | None:
     if values is None and "const" in schema:
         values = [schema["const"]]
     if values is not None:
-        return frozenset(_json_type(v) for v in values)
+        return frozenset(json_type(v) for v in values)
     return None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def step(schema: Any, key: Key, root: Any, expr: str) -> Step:
