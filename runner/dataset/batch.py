@@ -25,8 +25,8 @@ from runner.calls import ChatResult
 from runner.dataset.adaptive import AdaptiveLimits
 from runner.dispatch import first_error
 from runner.engine.execute import Engine
+from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import RunResources, open_resources
-from runner.engine.session import load_user_code, open_providers, response_caches, wrapped
 from runner.errors import RunnerError
 from runner.events import Recorder
 from runner.plan.compile import Plan

@@ -1,0 +1,104 @@
+"""What a run opens before its first stage, and what a dataset batch opens once for all its rows: the models'
+providers (the ones the run uses, made from the registry), the response caches and cassette their endpoints send
+through, and the user's code (tools and python stages' functions, imported before any model is called)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.plan.compile import Plan, walk_plans
+from runner.providers import PROVIDERS
+from runner.providers.base import ChatProvider
+from runner.tools import ToolRunner, import_callable, load_tool
+from runner.workflow.records import PythonStage
+
+if TYPE_CHECKING:
+    from runner.providers.transport import TransportWrapper
+
+
+def models_in_use(plan: Plan) -> set[str]:
+    """The models of the agents that run, and the summary models of their working memories."""
+    agents = [sp.agent for sp in walk_plans(plan.stages) if sp.agent is not None]
+    used = {agent.model.name for agent in agents}
+    for agent in agents:
+        memory = plan.workflow.memory.get(agent.spec.memory or "")
+        if memory is not None and memory.working is not None and memory.working.summary_model:
+            used.add(memory.working.summary_model)
+    return used
+
+
+def open_providers(
+    plan: Plan,
+    given: Mapping[str, ChatProvider] | None = None,
+    transport: Any = None,
+    *,
+    into: dict[str, ChatProvider] | None = None,
+) -> dict[str, ChatProvider]:
+    """A provider for each model the run uses that ``given`` does not supply (the caller's, which the run never
+    closes). ``transport`` goes to every provider whose factory takes one (the OpenAI-compatible ones: an
+    ``httpx`` transport, e.g. ``httpx.MockTransport``). Each is added to ``into`` as it is made, so that those
+    made before one that fails (a missing key variable) can still be closed."""
+    providers: dict[str, ChatProvider] = {} if into is None else into
+    for name in sorted(models_in_use(plan) - set(given or ())):
+        spec = plan.workflow.models[name]
+        factory = PROVIDERS[spec.provider].load_factory()
+        if transport is not None and "transport" in inspect.signature(factory).parameters:
+            providers[name] = factory(name, spec.config, transport=transport)
+        else:
+            providers[name] = factory(name, spec.config)
+    return providers
+
+
+def response_caches(
+    plan: Plan, given: Mapping[str, ChatProvider] | None
+) -> Callable[[TransportWrapper | None], TransportWrapper | None] | None:
+    """When a model the run opens has a response cache (``models.<name>.cache.responses``): the function that
+    puts the run's caches inside its wrapper (its cassette, if any). None otherwise, and then the HTTP stack is
+    not imported for it."""
+    models = {name: plan.workflow.models[name].config for name in models_in_use(plan) - set(given or ())}
+    if not any(getattr(config, "cache", None) for config in models.values()):
+        return None
+    from runner.cassette.cache import run_transports  # noqa: PLC0415 - httpx only for a run that caches
+
+    return lambda outer: run_transports(outer, models, plan.workflow.file)
+
+
+@contextlib.contextmanager
+def wrapped(wrapper: TransportWrapper | None) -> Iterator[None]:
+    """Endpoints made inside send through ``wrapper`` (:func:`runner.providers.transport.wrapping`)."""
+    if wrapper is None:
+        yield
+        return
+    from runner.providers.transport import wrapping  # noqa: PLC0415 - httpx only for a run that wraps
+
+    with wrapping(wrapper):
+        yield
+
+
+def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]]]:
+    """Import the tools the agents use and the python stages' functions, from the workflow's folder."""
+    wf = plan.workflow
+    base_dir = Path(wf.file).resolve().parent
+    used_tools = {t for agent in plan.agents.values() for t in agent.spec.tools}
+    tools = {
+        name: load_tool(
+            name,
+            spec.function,
+            timeout=spec.timeout,
+            description=spec.description,
+            parameters=spec.parameters,
+            base_dir=base_dir,
+        )
+        for name, spec in wf.tools.items()
+        if name in used_tools
+    }
+    functions = {
+        sp.stage.function: import_callable(sp.stage.function, base_dir=base_dir, what="python stage function")
+        for sp in walk_plans(plan.stages)
+        if isinstance(sp.stage, PythonStage)
+    }
+    return ToolRunner(tools), functions
