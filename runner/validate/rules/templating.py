@@ -5,6 +5,11 @@ every path, ``vars.<name>`` set by every caller, top-level names the context has
 a list where the type is knowable (a literal, an input's declared type, a stage's kind, a filter).
 The parts it uses: ``jinja`` parses (tokens with offsets, syntax errors), ``names`` walks the AST for what a
 template reads, ``kinds`` knows what values expressions give, ``hazards`` finds what the sandbox refuses.
+
+Over 400 lines on purpose: :class:`TemplateChecker` is one pass over one template's reads, and its judgments
+(is ``stages.<id>`` ready on every path here, may ``when`` or a switch have skipped it, does the template guard
+it) share that pass's state; the parts that stand alone (parsing, names, kinds, hazards, loops, data flow) are
+already their own modules.
 """
 
 from __future__ import annotations
