@@ -105,12 +105,14 @@ def test_the_folder_stays_within_max_size_dropping_the_least_recently_used(tmp_p
         (probe,) = (tmp_path / "answers").glob("*.json")
         size = probe.stat().st_size
         probe.unlink()
-        # room for two answers (the answers differ by a digit or two of the item)
-        wf.write_text(workflow(server.url, cache=f"{{dir: answers, max_size: {2 * size + 20}}}", fan=4))
+        # room for two answers and half of a third: answers differ in size by the digits of the item and of
+        # their chunks' time offsets (a few bytes each, more on a loaded machine), never by half an answer
+        room = int(2.5 * size)
+        wf.write_text(workflow(server.url, cache=f"{{dir: answers, max_size: {room}}}", fan=4))
         _, report = run(tmp_path, wf, "one")
         files = list((tmp_path / "answers").glob("*.json"))
         assert len(files) == 2
-        assert sum(f.stat().st_size for f in files) <= 2 * size + 20
+        assert sum(f.stat().st_size for f in files) <= room
         assert report["cache"]["models.main"]["evictions"] == 2
 
 
