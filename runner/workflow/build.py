@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from runner.config.limits import parse_limits
 from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
 from runner.diagnostics import Diagnostic
@@ -194,6 +195,7 @@ class _Builder:
             embeddings=MappingProxyType(embeddings),
             memory=MappingProxyType(memory),
             logging=LoggingSpec(**(data.get("logging") or {})),
+            limits=parse_limits(data.get("limits")),
         )
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runner.config.limits import RunLimits
 from runner.config.source import Loc, TemplateSrc
 from runner.retry import RetryPolicy as RetryPolicy
 
@@ -141,3 +142,4 @@ class Workflow:
     embeddings: Mapping[str, EmbeddingSpec] = field(default_factory=dict)
     memory: Mapping[str, MemorySpec] = field(default_factory=dict)
     logging: LoggingSpec = LoggingSpec()
+    limits: RunLimits | None = None  # the run's budget (issue 23), for a dataset batch each row's
