@@ -163,3 +163,52 @@ def test_bad_limits_are_located_errors(tmp_path: Path, limits: str, column: int,
     assert "Traceback" not in proc.stderr + proc.stdout
     line = WF.splitlines().index("limits: {limits}") + 1
     assert proc.stdout.splitlines()[0] == f"wf.yaml:{line}:{column}: error: {problem}"
+
+
+DATASET_WF = """\
+version: 1
+name: rows
+inputs:
+  text: {{type: string}}
+models:
+  m: {{provider: scripted, reply: "{{{{ input }}}}!"}}
+limits: {limits}
+agents:
+  a: {{model: m}}
+stages:
+  - {{id: first, agent: a, input: "{{{{ inputs.text }}}}"}}
+  - {{id: second, agent: a, input: "{{{{ prev.content }}}}"}}
+"""
+
+
+@pytest.mark.parametrize(("limit", "ok"), [(2, True), (1, False)])
+def test_a_dataset_batch_keeps_the_limits_per_row(tmp_path: Path, limit: int, ok: bool) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(DATASET_WF.format(limits=f"{{max_model_calls: {limit}}}"))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
+    proc = run_cli("run", "wf.yaml", "--dataset", "d.jsonl", "--report-dir", "r", "--concurrency", "1", cwd=tmp_path)
+    (folder,) = (tmp_path / "r" / "runs").iterdir()
+    got = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert len(got) == 3
+    if ok:  # two calls a row, six in the batch: each row has a budget of its own
+        assert proc.returncode == 0, proc.stderr
+        assert {g["status"] for g in got} == {"ok"}
+    else:
+        assert proc.returncode == 1
+        assert {g["error"] for g in got} == {
+            "run stopped by limits.max_model_calls = 1: 1 model call made; to finish the run, "
+            "raise limits.max_model_calls in wf.yaml and run it again"
+        }
+
+
+def test_max_cost_without_a_priced_model_is_a_located_error(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    text = WF.format(url="http://127.0.0.1:9/v1", limits="{max_cost: 1}")
+    wf.write_text(text.replace("    pricing: {input: 1000, output: 1000}\n", ""))
+    proc = run_cli("validate", "wf.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0] == (
+        "wf.yaml:9:10: error: limits.max_cost is set but no model the agents use has pricing: no call would count "
+        "against it [invalid-setting]"
+    )

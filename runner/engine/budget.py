@@ -153,7 +153,8 @@ class Budget:
         call = f"the next model call (node '{node}', model '{model}')"
         found: tuple[str, float | int, float | int, str] | None = None
         if lim.max_model_calls is not None and self.calls + 1 > lim.max_model_calls:
-            found = ("max_model_calls", lim.max_model_calls, self.calls, f"{self.calls:,} model calls made")
+            said = f"{self.calls:,} model call{'' if self.calls == 1 else 's'} made"
+            found = ("max_model_calls", lim.max_model_calls, self.calls, said)
         elif lim.max_tokens is not None and self.tokens + self.reserved_tokens + worst_tokens > lim.max_tokens:
             used = self.tokens + self.reserved_tokens
             said = f"{used:,} tokens used, and {call} could use up to {worst_tokens:,}"

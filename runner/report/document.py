@@ -121,6 +121,17 @@ def _limits(events: Sequence[Any]) -> dict[str, Any]:
     return {} if section is None else {"limits": section}
 
 
+def _fallbacks(events: Sequence[Any]) -> dict[str, Any]:
+    """``fallbacks``: by model, the calls that moved from it to a fallback model, by cause (issue 23), when
+    any did (else nothing)."""
+    counts: dict[str, dict[str, int]] = {}
+    for _, kind, _, data in events:
+        if kind == "fallback":
+            by_cause = counts.setdefault(str(data["model"]), {})
+            by_cause[str(data["cause"])] = by_cause.get(str(data["cause"]), 0) + 1
+    return {"fallbacks": {m: dict(sorted(c.items())) for m, c in sorted(counts.items())}} if counts else {}
+
+
 def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     """``costs``: the agent calls' cost by agent and by stage (a fan-out's or loop's branches under its id),
     when any model declares pricing; a group with an unpriced call says how many (its cost leaves them out)."""
@@ -224,6 +235,7 @@ def build_report(
         "bottlenecks": bottlenecks(Analysis(summary, spans, info.layout, wall, cache_section)),
         "models": models,
         **_costs(spans, info.layout),
+        **_fallbacks(recorder.events),
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),
         "cache": cache_section,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from runner.config.fallback import parse_fallback
 from runner.config.limits import parse_limits
 from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
@@ -140,7 +141,9 @@ class _Builder:
             kind = MODEL_SETTINGS[spec["provider"]]
             base: Path = ("models", name)
             config = self.setting(base, kind.parse, spec, self._templates_under(base), self.loc(base, key=True))
-            models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
+            models[name] = ModelSpec(
+                name, spec["provider"], config, self.loc(base, key=True), parse_fallback(spec.get("fallback"))
+            )
         agents = {
             name: AgentSpec(
                 name=name,
