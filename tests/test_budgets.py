@@ -131,6 +131,8 @@ def test_calls_in_flight_finish_when_a_fanout_reaches_the_limit(tmp_path: Path) 
     assert proc.returncode == 1
     ok = [n for n in report["nodes"] if n["kind"] == "agent" and n["status"] == "ok"]
     assert len(ok) == 4  # each admitted call finished and was counted, none cut off by the refusal
+    (stage,) = report["costs"]["stages"].items()  # the branches under their fan-out's id
+    assert stage[0] == "many" and stage[1]["cost_usd"] == 0.032 and stage[1]["calls"] >= 5  # 4 answered, refused
     assert report["run"]["limits"]["stopped_by"]["limit"] == "max_model_calls"
 
 

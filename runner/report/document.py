@@ -145,7 +145,7 @@ def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
         shape = shapes.get(span.model)
         pricing = shape.pricing if shape is not None else None
         tokens_in, tokens_out = span.tokens_in or 0, span.tokens_out or 0
-        stage = _BRANCH.sub("", span.id).split(".", 1)[0]
+        stage = _TOP.split(_BRANCH.sub("", span.id), 1)[0]  # fan[3]/inner, loop[0].x: under fan, loop
         for section, key in (("agents", span.agent or "?"), ("stages", stage)):
             entry = by[section].setdefault(key, {"calls": 0, "cost_usd": 0.0, "unpriced_calls": 0})
             entry["calls"] += 1
@@ -160,6 +160,7 @@ def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
 
 
 _BRANCH = re.compile(r"\[[^\]]*\]")
+_TOP = re.compile(r"[/.]")
 
 
 def build_report(
