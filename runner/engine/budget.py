@@ -168,7 +168,7 @@ class Budget:
         if found is None:
             return None
         limit, setting, reached, said = found
-        shown = f"{setting:g}" if isinstance(setting, float) else f"{setting:,}"
+        shown = f"{setting:.10g}" if isinstance(setting, float) else f"{setting:,}"  # 1000000.0: 1000000, not 1e+06
         if self.limits.mode == "audit":
             message = f"limits.{limit} = {shown} crossed (audit: the run goes on): {said}"
         else:
