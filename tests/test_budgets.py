@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from runner.report.markdown import to_markdown
 from tests.conftest import assert_valid_report, run_cli
 from tests.oai_server import OAIServer
 
@@ -71,6 +72,16 @@ def test_an_enforced_max_cost_stops_the_run_before_the_call_that_could_cross_it(
     assert report["totals"]["cost_usd"] == pytest.approx(0.016)
     assert report["costs"]["agents"] == {"a": {"calls": 3, "cost_usd": 0.016, "unpriced_calls": 0}}
     assert report["costs"]["stages"]["one"] == {"calls": 1, "cost_usd": 0.008, "unpriced_calls": 0}
+    markdown = to_markdown(report)
+    section = markdown[markdown.index("## Cost, limits and fallbacks") : markdown.index("## Nodes")]
+    assert section.splitlines()[2:8] == [
+        "- limits (enforce): max_cost 0.03",
+        "- stopped by `max_cost` at 0.016 (limit 0.03)",
+        "",
+        "| agent | calls | cost | unpriced calls |",
+        "| --- | ---: | ---: | ---: |",
+        "| `a` | 3 | $0.0160 | 0 |",
+    ]
 
 
 def test_an_enforced_max_model_calls_makes_exactly_that_many_requests(tmp_path: Path) -> None:
