@@ -225,3 +225,13 @@ def test_max_cost_without_a_priced_model_is_a_located_error(tmp_path: Path) -> N
         "wf.yaml:9:10: error: limits.max_cost is set but no model the agents use has pricing: no call would count "
         "against it [invalid-setting]"
     )
+
+
+def test_a_dataset_batch_in_audit_mode_warns_once_per_limit(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(DATASET_WF.format(limits="{max_model_calls: 1, mode: audit}"))
+    (tmp_path / "d.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
+    proc = run_cli("run", "wf.yaml", "--dataset", "d.jsonl", "--report-dir", "r", "--concurrency", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "warning" in line] == [
+        "runner: warning: row 0: limits.max_model_calls = 1 crossed (audit: the run goes on): 1 model call made"
+    ]

@@ -143,6 +143,7 @@ class Batch:
         self._own_dirs = any(agent.spec.memory for agent in plan.agents.values())
         self.owned: dict[str, ChatProvider] = {}
         self._cooldowns: dict[str, float] = {}  # fallback models: when each model's 429 cooldown ends, for all rows
+        self.limit_warnings: dict[str, str] = {}  # limits in audit mode: the first row's warning of each limit
         self.providers: dict[str, ChatProvider] = {}
         self.stop_reason: str | None = None
         self.in_flight = 0
@@ -242,6 +243,7 @@ class Batch:
         try:
             output = await engine.run(stages)
         except Exception as exc:  # noqa: BLE001 - a failed row is a result; the batch goes on
+            self._note_limits(row.index, recorder)
             error = first_error(exc)
             message = str(error) if isinstance(error, RunnerError) else f"{type(error).__name__}: {error}"
             return RowResult(
@@ -254,9 +256,18 @@ class Batch:
                 time.perf_counter() - started,
                 self._stats(recorder),
             )
+        self._note_limits(row.index, recorder)
         return RowResult(
             row.index, row.key, "ok", output, stages, None, time.perf_counter() - started, self._stats(recorder)
         )
+
+    def _note_limits(self, index: int, recorder: Recorder) -> None:
+        """Keep the first row's audit warning of each limit (the batch says each once, not once a row)."""
+        if self.plan.workflow.limits is None:
+            return
+        for _, kind, _, data in recorder.events:
+            if kind == "limit_warning" and data["limit"] not in self.limit_warnings:
+                self.limit_warnings[data["limit"]] = f"row {index}: {data['message']}"
 
     def _stats(self, recorder: Recorder) -> RowStats:
         stages: dict[str, float] = {}
