@@ -114,10 +114,11 @@ class ProviderTimeout(ProviderError):
 
 
 class ProviderHTTPError(ProviderError):
-    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, status: int, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code  # the server's error code (OpenAI's error.code: context_length_exceeded), when it gave one
         self.kind = str(status)
         self.retryable = status == 429 or status >= 500
 

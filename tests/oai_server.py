@@ -112,6 +112,10 @@ class OAIServer:
         self.latency = latency
         self.default = Plan()
         self.plans: collections.deque[Plan] = collections.deque()
+        # per model name (the request body's "model"): plans queued for it, and its default plan; both win
+        # over the shared queue and default, so one server can stand for a failing model and its fallback
+        self.model_plans: dict[str, collections.deque[Plan]] = {}
+        self.model_default: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self.port = 0
         self.connections = 0
@@ -130,8 +134,14 @@ class OAIServer:
     def plan(self, *plans: Plan) -> None:
         self.plans.extend(plans)
 
+    def plan_for(self, model: str, *plans: Plan) -> None:
+        """Queue ``plans`` for the requests naming ``model``."""
+        self.model_plans.setdefault(model, collections.deque()).extend(plans)
+
     def reset(self) -> None:
         self.plans.clear()
+        self.model_plans.clear()
+        self.model_default.clear()
         self.requests.clear()
         self.default = Plan()
         self.api_key = None
@@ -233,7 +243,14 @@ class OAIServer:
             writer.close()
 
     async def _answer(self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], body: Any) -> bool:
-        plan = self.plans.popleft() if self.plans else self.default
+        model = body.get("model") if isinstance(body, dict) else None
+        queued = self.model_plans.get(model) if isinstance(model, str) else None
+        if queued:
+            plan = queued.popleft()
+        elif self.plans:
+            plan = self.plans.popleft()
+        else:
+            plan = self.model_default.get(model, self.default) if isinstance(model, str) else self.default
         if self.latency:
             await asyncio.sleep(self.latency)
         if plan.stall_before:

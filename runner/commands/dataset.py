@@ -295,6 +295,8 @@ def _run(
         for line in doc["advice"]:
             print(f"runner: {line}", file=err)
         print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)
+    for warning in batch.limit_warnings.values():  # limits in audit mode: each limit once for the batch
+        print(f"runner: warning: {warning}", file=err)
     if status == "interrupted" or interrupts.received() is not None:
         print(
             f"runner: {interrupts.describe()}; partial report written; continue with: runner run --resume {folder}",

@@ -128,6 +128,8 @@ def run_command(
             print(f"report: {target}", file=sys.stderr)
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
+    for crossed in report["run"].get("limits", {}).get("warnings", ()):  # limits in audit mode: once per limit
+        print(f"runner: warning: {crossed['message']}", file=sys.stderr)
     code = 0
     if tape is not None:
         from runner.commands.cassette import tape_outcome  # noqa: PLC0415

@@ -142,6 +142,8 @@ class Batch:
         # per row would cost a pathlib parse and, for the life of the process, an interned name per row).
         self._own_dirs = any(agent.spec.memory for agent in plan.agents.values())
         self.owned: dict[str, ChatProvider] = {}
+        self._cooldowns: dict[str, float] = {}  # fallback models: when each model's 429 cooldown ends, for all rows
+        self.limit_warnings: dict[str, str] = {}  # limits in audit mode: the first row's warning of each limit
         self.providers: dict[str, ChatProvider] = {}
         self.stop_reason: str | None = None
         self.in_flight = 0
@@ -216,10 +218,20 @@ class Batch:
         resources = self.resources
         if self._own_dirs:
             resources = RunResources(self._rows_dir / str(row.index), resources.embedders, resources.stores)
+        providers = self.providers
+        limits = self.plan.workflow.limits
+        if limits is not None:  # a budget per row (issue 23): each row's calls counted against the limits
+            from runner.engine.budget import budgeted  # noqa: PLC0415
+
+            providers = budgeted(providers, limits, recorder, self.plan.workflow.file, self.plan.workflow.models)
+        if any(spec.fallback is not None for spec in self.plan.workflow.models.values()):
+            from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
+
+            providers = with_fallbacks(providers, self.plan.workflow.models, self._cooldowns)
         engine = Engine(
             self.plan,
             row.inputs,
-            self.providers,
+            providers,
             recorder,
             run_info={"id": f"{self.batch_id}-{row.index}", "name": self.plan.workflow.name, "row": row.index},
             tools=self.tools,
@@ -231,6 +243,7 @@ class Batch:
         try:
             output = await engine.run(stages)
         except Exception as exc:  # noqa: BLE001 - a failed row is a result; the batch goes on
+            self._note_limits(row.index, recorder)
             error = first_error(exc)
             message = str(error) if isinstance(error, RunnerError) else f"{type(error).__name__}: {error}"
             return RowResult(
@@ -243,9 +256,18 @@ class Batch:
                 time.perf_counter() - started,
                 self._stats(recorder),
             )
+        self._note_limits(row.index, recorder)
         return RowResult(
             row.index, row.key, "ok", output, stages, None, time.perf_counter() - started, self._stats(recorder)
         )
+
+    def _note_limits(self, index: int, recorder: Recorder) -> None:
+        """Keep the first row's audit warning of each limit (the batch says each once, not once a row)."""
+        if self.plan.workflow.limits is None:
+            return
+        for _, kind, _, data in recorder.events:
+            if kind == "limit_warning" and data["limit"] not in self.limit_warnings:
+                self.limit_warnings[data["limit"]] = f"row {index}: {data['message']}"
 
     def _stats(self, recorder: Recorder) -> RowStats:
         stages: dict[str, float] = {}
@@ -266,6 +288,8 @@ class Batch:
                     waits[cause] = waits.get(cause, 0.0) + at - queued.pop(node)
             elif kind == "queued":
                 queued[node] = at
+            elif kind == "fallback":  # a fallback model answers: its pricing counts (issue 23)
+                models[node] = str(data.get("to") or models.get(node, ""))
             elif kind in ("finished", "failed", "cancelled") and node in opened:
                 stages[node] = at - opened.pop(node)
             elif kind in ("rate_wait", "pool_wait"):

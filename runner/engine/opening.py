@@ -28,6 +28,9 @@ def models_in_use(plan: Plan) -> set[str]:
         memory = plan.workflow.memory.get(agent.spec.memory or "")
         if memory is not None and memory.working is not None and memory.working.summary_model:
             used.add(memory.working.summary_model)
+    for name in list(used):  # a model's fallbacks stand in for it (issue 23)
+        fallback = plan.workflow.models[name].fallback if name in plan.workflow.models else None
+        used.update(fallback.models if fallback is not None else ())
     return used
 
 
@@ -46,10 +49,15 @@ def open_providers(
     for name in sorted(models_in_use(plan) - set(given or ())):
         spec = plan.workflow.models[name]
         factory = PROVIDERS[spec.provider].load_factory()
+        config = spec.config
+        if spec.fallback is not None:  # a 429 moves to the fallback at once, not after the model's retries
+            from runner.providers.fallback import without_429_retries  # noqa: PLC0415
+
+            config = without_429_retries(config, spec.fallback)
         if transport is not None and "transport" in inspect.signature(factory).parameters:
-            providers[name] = factory(name, spec.config, transport=transport)
+            providers[name] = factory(name, config, transport=transport)
         else:
-            providers[name] = factory(name, spec.config)
+            providers[name] = factory(name, config)
     return providers
 
 

@@ -97,10 +97,19 @@ async def execute(
     try:
         with wrapped(wrapper):
             open_providers(plan, providers, transport, into=owned)
+        chat: dict[str, ChatProvider] = {**(providers or {}), **owned}
+        if plan.workflow.limits is not None:  # every model call of the run counted against its budget
+            from runner.engine.budget import budgeted  # noqa: PLC0415
+
+            chat = budgeted(chat, plan.workflow.limits, recorder, plan.workflow.file, plan.workflow.models)
+        if any(spec.fallback is not None for spec in plan.workflow.models.values()):
+            from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
+
+            chat = with_fallbacks(chat, plan.workflow.models)  # over the budget's: each model priced as itself
         engine = Engine(
             plan,
             inputs,
-            {**(providers or {}), **owned},
+            chat,
             recorder,
             sink=sink,
             run_info=run_info,

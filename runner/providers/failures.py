@@ -64,6 +64,17 @@ def _server_message(body: bytes) -> str:
 _CLIP_BYTES = 16384
 
 
+def _error_code(body: bytes) -> str | None:
+    """OpenAI's ``{"error": {"code": "context_length_exceeded"}}``: what a fallback's ``context_length`` reads."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -166,7 +177,10 @@ class Failures:
     def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
         message = clip(self.redact(_server_message(body)))
         return ProviderHTTPError(
-            f"{self.label}: HTTP {status}: {message}", status, parse_retry_after(headers.get("retry-after"))
+            f"{self.label}: HTTP {status}: {message}",
+            status,
+            parse_retry_after(headers.get("retry-after")),
+            _error_code(body),
         )
 
     def translate(self, exc: httpx.HTTPError, *, during: str = "") -> ProviderError:
@@ -226,8 +240,12 @@ class Failures:
             # json.loads reads Infinity and NaN: neither is a delay (an infinite one would hang the call)
             if isinstance(given, int | float) and not isinstance(given, bool) and 0 <= given < math.inf:
                 retry_after = float(given)
+        code = error.get("code") if isinstance(error, Mapping) else None
         return ProviderHTTPError(
-            f"{self.label}: the server reported error {status} {where}: {message}", status, retry_after
+            f"{self.label}: the server reported error {status} {where}: {message}",
+            status,
+            retry_after,
+            code if isinstance(code, str) else None,
         )
 
     def protocol_error(self, what: str) -> ProviderProtocolError:
@@ -249,7 +267,7 @@ def with_reason(err: ProviderError, why: str) -> ProviderError:
     status and cause kept."""
     new: ProviderError
     if isinstance(err, ProviderHTTPError):
-        new = ProviderHTTPError(f"{err} ({why})", err.status, err.retry_after)
+        new = ProviderHTTPError(f"{err} ({why})", err.status, err.retry_after, err.code)
     else:
         new = type(err)(f"{err} ({why})")
         new.kind = err.kind

@@ -107,6 +107,62 @@ def _cost(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"cost_usd": round(sum(priced), 6), "unpriced_calls": unpriced}
 
 
+def _limits(events: Sequence[Any]) -> dict[str, Any]:
+    """``limits``: the run's budget (issue 23; :mod:`runner.engine.budget`), the limit that stopped the run and
+    the audit's warnings, when the workflow has ``limits`` (else nothing)."""
+    section: dict[str, Any] | None = None
+    for _, kind, _, data in events:
+        if kind == "limits":
+            section = {**data, "stopped_by": None, "warnings": []}
+        elif section is not None and kind == "limit_reached" and section["stopped_by"] is None:
+            section["stopped_by"] = {k: data[k] for k in ("limit", "setting", "reached")}
+        elif section is not None and kind == "limit_warning":
+            section["warnings"].append(dict(data))
+    return {} if section is None else {"limits": section}
+
+
+def _fallbacks(events: Sequence[Any]) -> dict[str, Any]:
+    """``fallbacks``: by model, the calls that moved from it to a fallback model, by cause (issue 23), when
+    any did (else nothing)."""
+    counts: dict[str, dict[str, int]] = {}
+    for _, kind, _, data in events:
+        if kind == "fallback":
+            by_cause = counts.setdefault(str(data["model"]), {})
+            by_cause[str(data["cause"])] = by_cause.get(str(data["cause"]), 0) + 1
+    return {"fallbacks": {m: dict(sorted(c.items())) for m, c in sorted(counts.items())}} if counts else {}
+
+
+def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    """``costs``: the agent calls' cost by agent and by stage (a fan-out's or loop's branches under its id),
+    when any model declares pricing; a group with an unpriced call says how many (its cost leaves them out)."""
+    shapes = layout.models
+    if not any(shape.pricing is not None for shape in shapes.values()):
+        return {}
+    by: dict[str, dict[str, dict[str, Any]]] = {"agents": {}, "stages": {}}
+    for span in spans.values():
+        if span.kind != "agent" or span.model is None or span.start is None:
+            continue
+        shape = shapes.get(span.model)
+        pricing = shape.pricing if shape is not None else None
+        tokens_in, tokens_out = span.tokens_in or 0, span.tokens_out or 0
+        stage = _TOP.split(_BRANCH.sub("", span.id), 1)[0]  # fan[3]/inner, loop[0].x: under fan, loop
+        for section, key in (("agents", span.agent or "?"), ("stages", stage)):
+            entry = by[section].setdefault(key, {"calls": 0, "cost_usd": 0.0, "unpriced_calls": 0})
+            entry["calls"] += 1
+            if pricing is None:
+                entry["unpriced_calls"] += 1
+            else:
+                entry["cost_usd"] += pricing.cost(tokens_in, tokens_out)
+    for group in by.values():
+        for entry in group.values():
+            entry["cost_usd"] = round(entry["cost_usd"], 6)
+    return {"costs": {name: dict(sorted(group.items())) for name, group in by.items()}}
+
+
+_BRANCH = re.compile(r"\[[^\]]*\]")
+_TOP = re.compile(r"[/.]")
+
+
 def build_report(
     info: RunInfo,
     recorder: Recorder,
@@ -150,6 +206,7 @@ def build_report(
             "platform": platform_name(),
             "recorded": recorder.enabled,
             "inputs": redact_inputs(dict(info.inputs)),
+            **_limits(recorder.events),
         },
         "totals": {
             "nodes": len(nodes),
@@ -178,6 +235,8 @@ def build_report(
         },
         "bottlenecks": bottlenecks(Analysis(summary, spans, info.layout, wall, cache_section)),
         "models": models,
+        **_costs(spans, info.layout),
+        **_fallbacks(recorder.events),
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),
         "cache": cache_section,

@@ -103,6 +103,7 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
                 )
             )
         lines += _table(header, mrows)
+    lines += _budget_section(report)
     lines += ["", "## Nodes", ""]
     nrows: list[tuple[Any, ...]] = []
     for entry in group_nodes(report["nodes"]):
@@ -185,3 +186,30 @@ def _node_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
         s.get("attempts"),
         tokens,
     )
+
+
+def _budget_section(report: Mapping[str, Any]) -> list[str]:
+    """Cost by agent and by stage, the limits and the fallback moves (issue 23), for what the report has."""
+    costs, limits, moved = report.get("costs"), report["run"].get("limits"), report.get("fallbacks")
+    if not costs and not limits and not moved:
+        return []
+    lines = ["", "## Cost, limits and fallbacks", ""]
+    if limits:
+        stopped = limits.get("stopped_by")
+        said = [f"limits ({limits['mode']}): " + ", ".join(f"{k} {v:g}" for k, v in limits["settings"].items())]
+        if stopped:
+            said.append(f"stopped by `{stopped['limit']}` at {stopped['reached']:g} (limit {stopped['setting']:g})")
+        said += [f"crossed `{w['limit']}` at {w['reached']:g} (limit {w['setting']:g})" for w in limits["warnings"]]
+        lines += [f"- {line}" for line in said] + [""]
+    if moved:
+        lines += [
+            f"- calls moved from `{model}` to its fallback: " + ", ".join(f"{c} x{n}" for c, n in causes.items())
+            for model, causes in moved.items()
+        ] + [""]
+    for group in ("agents", "stages"):
+        entries = costs[group].items() if costs else ()
+        rows = [(f"`{name}`", c["calls"], f"${c['cost_usd']:.4f}", c["unpriced_calls"]) for name, c in entries]
+        if rows:
+            lines += _table([group[:-1], "calls", "cost", "unpriced calls"], rows) + [""]
+    return lines[:-1] if lines[-1] == "" else lines
+

@@ -130,6 +130,8 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
             span.void[len(span.retries) - 1] = int(data.get("shown_chars") or 0)
         elif kind == "repair":
             span.repairs += 1
+        elif kind == "fallback":  # the call moved to a fallback model (issue 23): the model that answers is that one
+            span.model = str(data.get("to") or span.model)
         elif kind == "pool_wait":
             span.pool_waits.append((rel, float(data.get("wait") or 0.0)))
         elif kind == "rate_wait":

@@ -86,7 +86,17 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *check_input_defaults(wf, source),
         *check_templates(wf, source, walk),
         *_typed_checks(wf, source, walk),
+        *_budget_checks(wf, source, walk),
     ]
+
+
+def _budget_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """``limits`` and models' ``fallback`` (issue 23): their rules are imported only for a file that has them."""
+    if wf.limits is None and not any(spec.fallback is not None for spec in wf.models.values()):
+        return []
+    from runner.validate.rules.fallbacks import check_fallbacks, check_limits  # noqa: PLC0415
+
+    return [*check_limits(wf, source), *check_fallbacks(wf, source, walk)]
 
 
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:

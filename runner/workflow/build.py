@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from runner.config.fallback import parse_fallback
+from runner.config.limits import parse_limits
 from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
 from runner.diagnostics import Diagnostic
@@ -139,7 +141,9 @@ class _Builder:
             kind = MODEL_SETTINGS[spec["provider"]]
             base: Path = ("models", name)
             config = self.setting(base, kind.parse, spec, self._templates_under(base), self.loc(base, key=True))
-            models[name] = ModelSpec(name, spec["provider"], config, self.loc(base, key=True))
+            models[name] = ModelSpec(
+                name, spec["provider"], config, self.loc(base, key=True), parse_fallback(spec.get("fallback"))
+            )
         agents = {
             name: AgentSpec(
                 name=name,
@@ -194,6 +198,7 @@ class _Builder:
             embeddings=MappingProxyType(embeddings),
             memory=MappingProxyType(memory),
             logging=LoggingSpec(**(data.get("logging") or {})),
+            limits=parse_limits(data.get("limits")),
         )
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runner.config.fallback import FallbackConfig
+from runner.config.limits import RunLimits
 from runner.config.source import Loc, TemplateSrc
 from runner.retry import RetryPolicy as RetryPolicy
 
@@ -51,6 +53,7 @@ class ModelSpec:
     provider: str
     config: ModelSettings | None
     loc: Loc
+    fallback: FallbackConfig | None = None  # the models that stand in when it fails (issue 23)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +144,4 @@ class Workflow:
     embeddings: Mapping[str, EmbeddingSpec] = field(default_factory=dict)
     memory: Mapping[str, MemorySpec] = field(default_factory=dict)
     logging: LoggingSpec = LoggingSpec()
+    limits: RunLimits | None = None  # the run's budget (issue 23), for a dataset batch each row's

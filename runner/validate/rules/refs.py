@@ -183,6 +183,9 @@ def _unused(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
     for memory in wf.memory.values():  # a working memory's summary_model is a use too
         if memory.working is not None and memory.working.summary_model is not None:
             used_models.add(memory.working.summary_model)
+    for name in list(used_models):  # a used model's fallbacks are used too (issue 23)
+        fallback = wf.models[name].fallback if name in wf.models else None
+        used_models.update(fallback.models if fallback is not None else ())
     for name, model in wf.models.items():
         if name not in used_models:
             out.append(
