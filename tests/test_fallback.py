@@ -127,9 +127,7 @@ def test_a_cause_not_named_fails_the_run_on_the_model(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "fallbacks" not in report
-    assert proc.stderr.splitlines()[-1].startswith(
-        "runner: error: model 'primary' (gpt-a at http://127.0.0.1:"
-    )
+    assert proc.stderr.splitlines()[-1].startswith("runner: error: model 'primary' (gpt-a at http://127.0.0.1:")
     assert "HTTP 400: This model's maximum context length is 8 tokens." in proc.stderr
 
 
@@ -201,7 +199,7 @@ def test_bad_fallbacks_are_located_errors(
 def test_a_model_used_only_as_a_fallback_is_used(tmp_path: Path) -> None:
     # fixed is primary's second fallback (backup's own fallback is not followed: it alone would not use fixed)
     text = VALIDATE.format(fallback="{models: [backup, fixed]}", stream="true", back="{models: [fixed]}")
-    (tmp_path / "wf.yaml").write_text(text.replace('reply: "not json"', 'reply: \'{"x": 1}\''))
+    (tmp_path / "wf.yaml").write_text(text.replace('reply: "not json"', "reply: '{\"x\": 1}'"))
     proc = run_cli("validate", "wf.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.splitlines() == ["1 file(s) valid"]

@@ -103,8 +103,13 @@ class Budget:
         recorder.emit("limits", LIMITS_NODE, {"mode": limits.mode, "settings": settings})
 
     async def admit(
-        self, model: str, pricing: Pricing | None, bound: int | None, messages: Sequence[Message],
-        tools: Sequence[Mapping[str, Any]], node: str,
+        self,
+        model: str,
+        pricing: Pricing | None,
+        bound: int | None,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]],
+        node: str,
     ) -> _Ticket:
         """Count the call in, or (enforce) wait for the calls in flight and raise :class:`LimitReached`."""
         if self.stopped is None:

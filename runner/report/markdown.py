@@ -212,4 +212,3 @@ def _budget_section(report: Mapping[str, Any]) -> list[str]:
         if rows:
             lines += _table([group[:-1], "calls", "cost", "unpriced calls"], rows) + [""]
     return lines[:-1] if lines[-1] == "" else lines
-
