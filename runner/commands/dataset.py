@@ -28,7 +28,7 @@ from runner.dataset.rows import RowInputs
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.errors import UsageError
-from runner.fsutil import atomic_write_text, ensure_writable_dir
+from runner.fsutil import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from runner.plan.compile import compile_workflow
 from runner.report.document import now_utc
 from runner.validate.check import load_workflow
@@ -64,6 +64,8 @@ class BatchOptions:
     replay: str | None = None  # a cassette every row's requests are answered from
     strict: bool = False
     replay_timing: str | None = None
+    junit: str | None = None  # a copy of the run folder's junit.xml written here (issue 24)
+    require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -123,6 +125,13 @@ def dataset_command(opts: BatchOptions) -> int:
     unknown = [name for name in settings["keep"] if name not in top]
     if unknown:
         raise UsageError(f"--keep {','.join(unknown)}: no such top-level stage (stages: {', '.join(top)})")
+    if opts.require_asserts and not wf.asserts:
+        raise UsageError(
+            f"{workflow_file}: runner eval needs assert: lists (top level or on a stage); runner run --dataset runs it "
+            "without them"
+        )
+    if opts.junit is not None and not wf.asserts:
+        raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
     plan = compile_workflow(wf)
     if ledger is None:
         directory = opts.report_dir or wf.report.dir
@@ -211,10 +220,15 @@ def _run(
             taken += 1
             yield row.index, row.where, row.values, row.problem, row.from_text
 
+    evaluating = bool(plan.workflow.asserts)
+    columns: dict[int, dict[str, Any]] = {}  # the rows in flight's columns, for their assertions (issue 24)
+
     def inputs() -> Iterator[RowInput]:
         for index, where, values, problem, from_text in selected():
             if index in finished:
                 continue
+            if evaluating:
+                columns[index] = dict(values)
             if problem is not None:
                 yield RowInput(index, rows.key_of(index, values), None, f"{where}: row {index}: {problem}")
                 continue
@@ -232,11 +246,45 @@ def _run(
     batch_id = folder.name
     stopped: list[str] = []
 
+    pending_inputs: dict[int, Any] = {}
+
     def on_start(row: RowInput) -> None:
         ledger.started(row.index, row.key)
+        if evaluating:
+            pending_inputs[row.index] = row.inputs or {}
 
-    def on_result(result: RowResult) -> None:
-        out.append(result.line(keep))  # first the line: results.jsonl decides what is done
+    evaluator: list[Any] = []  # made when the batch has opened the judges' providers
+
+    def on_result(result: RowResult) -> Any:
+        if evaluating:
+            return _evaluated(result)
+        _ended(result, result.line(keep))
+        return None
+
+    async def _evaluated(result: RowResult) -> None:
+        from runner.evals.evaluate import Outcome  # noqa: PLC0415
+        from runner.evals.summary import row_status  # noqa: PLC0415
+
+        line = result.line(keep)
+        verdicts = await evaluator[0].check(
+            Outcome(
+                result.ok,
+                result.error,
+                result.output,
+                result.stages,
+                pending_inputs.pop(result.index, {}),
+                columns.pop(result.index, {}),
+                result.latency_s,
+                result.tokens,
+                result.stats.cost_usd,
+            )
+        )
+        line["assertions"] = [v.line() for v in verdicts]
+        line["verdict"] = row_status(line["assertions"])
+        _ended(result, line)
+
+    def _ended(result: RowResult, line: dict[str, Any]) -> None:
+        out.append(line)  # first the line: results.jsonl decides what is done
         ledger.ended(result.index, result.key, result.ok, result.error)
         stats.add(result)
         if opts.max_errors is not None and stats.failed >= opts.max_errors and not stopped:
@@ -252,6 +300,10 @@ def _run(
         watcher = asyncio.get_running_loop().create_task(_watch(stats, dataset, settings, len(finished), err, show))
         try:
             async with batch:
+                if evaluating:
+                    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+
+                    evaluator.append(Evaluator(plan.workflow, batch.providers))
                 await batch.run(inputs(), on_result, on_start)
         finally:
             watcher.cancel()
@@ -288,10 +340,21 @@ def _run(
         },
         concurrency=batch.adaptive.changes,
     )
+    unmet: list[str] = []
+    if evaluating:
+        unmet = _evals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(folder / "report.md", markdown(doc))
+    atomic_write_text(folder / "report.md", markdown(doc) + (_evals_markdown(doc) if evaluating else ""))
     if not opts.quiet:
         print(f"runner: {stats.final(wall)}", file=err)
+        if evaluating:
+            ev = doc["evals"]
+            print(
+                f"runner: assertions: {ev['passed']} of {ev['rows']} rows passed every assertion, {ev['failed']} "
+                f"failed, {ev['errors']} with errors; thresholds {'met' if ev['met'] else 'NOT met'}; "
+                f"junit: {folder / 'junit.xml'}",
+                file=err,
+            )
         for line in doc["advice"]:
             print(f"runner: {line}", file=err)
         print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)
@@ -311,6 +374,8 @@ def _run(
 
         if tape_outcome(tape, "failed" if stats.failed else "ok", None, quiet=opts.quiet):
             return 1
+    for line in unmet:
+        print(f"runner: error: {line}", file=err)
     if stats.failed:
         print(
             f"runner: error: {stats.failed} of {stats.done} rows failed; rerun them with: "
@@ -318,7 +383,37 @@ def _run(
             file=err,
         )
         return 1
-    return 0
+    return 1 if unmet else 0
+
+
+def _evals(
+    doc: dict[str, Any], wf: Any, folder: Path, results: Path, evaluator: list[Any], junit_to: str | None, wall: float
+) -> list[str]:
+    """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
+    into ``doc["evals"]``; ``junit.xml`` written to the run folder (and to ``--junit FILE``); the thresholds not
+    met, one line each."""
+    from runner.dataset.results import read_lines  # noqa: PLC0415
+    from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
+
+    totals = EvalStats(wf.asserts)
+    cases = []
+    for line in read_lines(results):
+        verdicts = line.get("assertions") or []
+        totals.add(verdicts)
+        cases.append((str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts))
+    totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
+    doc["evals"] = totals.document()
+    xml = junit(wf.name, cases, wall)
+    atomic_write_bytes(folder / "junit.xml", xml)
+    if junit_to is not None:
+        atomic_write_bytes(Path(junit_to), xml)
+    return unmet(doc["evals"])
+
+
+def _evals_markdown(doc: dict[str, Any]) -> str:
+    from runner.evals.summary import markdown as evals_markdown  # noqa: PLC0415
+
+    return "\n" + evals_markdown(doc["evals"])
 
 
 async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip: int, err: TextIO, live: bool) -> None:
@@ -361,7 +456,7 @@ def _width() -> int:
         return 80
 
 
-def batch_from_args(args: Any) -> int:
+def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
     if args.input_file is not None:
         raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
@@ -388,5 +483,7 @@ def batch_from_args(args: Any) -> int:
             replay=args.replay,
             strict=args.strict,
             replay_timing=args.replay_timing,
+            junit=args.junit,
+            require_asserts=require_asserts,
         )
     )

@@ -77,6 +77,8 @@ def models_in_use(plan: Plan) -> set[str]:
         memory = plan.workflow.memory.get(agent.spec.memory or "")
         if memory is not None and memory.working is not None and memory.working.summary_model:
             used.add(memory.working.summary_model)
+    # the llm-rubric judges of assert: lists (issue 24), declared models: a batch opens them with the others
+    used.update(a.model for lst in plan.workflow.asserts for a in lst.items if a.model in plan.workflow.models)
     return used
 
 

@@ -194,7 +194,45 @@ class _Builder:
             embeddings=MappingProxyType(embeddings),
             memory=MappingProxyType(memory),
             logging=LoggingSpec(**(data.get("logging") or {})),
+            asserts=self.asserts(data),
         )
+
+    def asserts(self, data: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The ``assert:`` lists of the top level and of every stage, nested ones included (issue 24)."""
+        if "assert" not in data and "assert" not in self.doc.text:
+            return ()  # most workflows: no walk of the stages
+        from runner.workflow.asserts import AssertList, parse_assert  # noqa: PLC0415 - only with assertions
+
+        found: list[tuple[Path, Mapping[str, Any], str | None]] = []
+        if "assert" in data:
+            found.append(((), data, None))
+
+        def visit(node: Any, path: Path) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("id"), str) and "assert" in node:
+                    found.append((path, node, node["id"]))
+                for key, value in node.items():
+                    if key not in ("vars", "output", "assert"):
+                        visit(value, (*path, key))
+            elif isinstance(node, list):
+                for i, value in enumerate(node):
+                    visit(value, (*path, i))
+
+        visit(data["stages"], ("stages",))
+        lists = []
+        for path, raw, stage in found:
+            items = []
+            for i, item in enumerate(raw["assert"]):
+                where: Path = (*path, "assert", i)
+                spec = self.setting(
+                    where, parse_assert, item, i, stage, self._templates_under(where), self.loc(where), where
+                )
+                if spec is not None:
+                    items.append(spec)
+            lists.append(
+                AssertList(stage, float(raw.get("threshold", 1.0)), tuple(items), self.loc((*path, "assert"), key=True))
+            )
+        return tuple(lists)
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
         from runner.config.embeddings import EMBEDDER_SETTINGS, parse_embedding_config  # noqa: PLC0415

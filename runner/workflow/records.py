@@ -141,3 +141,4 @@ class Workflow:
     embeddings: Mapping[str, EmbeddingSpec] = field(default_factory=dict)
     memory: Mapping[str, MemorySpec] = field(default_factory=dict)
     logging: LoggingSpec = LoggingSpec()
+    asserts: tuple[Any, ...] = ()  # runner.workflow.asserts.AssertList: the assert: lists (issue 24)

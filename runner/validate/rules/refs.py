@@ -183,6 +183,7 @@ def _unused(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
     for memory in wf.memory.values():  # a working memory's summary_model is a use too
         if memory.working is not None and memory.working.summary_model is not None:
             used_models.add(memory.working.summary_model)
+    used_models.update(a.model for lst in wf.asserts for a in lst.items if a.model)  # llm-rubric judges (issue 24)
     for name, model in wf.models.items():
         if name not in used_models:
             out.append(
