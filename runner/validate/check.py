@@ -86,7 +86,17 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *check_input_defaults(wf, source),
         *check_templates(wf, source, walk),
         *_typed_checks(wf, source, walk),
+        *_assert_checks(wf, source, walk),
     ]
+
+
+def _assert_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """The assert: lists' templates, judges and Python functions (issue 24), only for a workflow with them."""
+    if not wf.asserts:
+        return []
+    from runner.validate.rules.asserts import check_asserts  # noqa: PLC0415
+
+    return check_asserts(wf, source, walk)
 
 
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
