@@ -157,7 +157,7 @@ class _Checker:
         from runner.validate.rules.dataflow import TemplateFlow  # noqa: PLC0415
 
         typed = self.output_type(lst)
-        bindings = {("output",): typed} if typed is not None else {}
+        bindings: dict[tuple[str, ...], Any] = {("output",): typed} if typed is not None else {}
         if not self.types and not bindings:
             return
         parsed = jinja.parse(src.text)
