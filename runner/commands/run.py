@@ -129,10 +129,14 @@ def run_command(
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
     code = 0
+    if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
+        from runner.commands.check_once import check_once  # noqa: PLC0415
+
+        code = check_once(plan, outcome, inputs, report, tape)
     if tape is not None:
         from runner.commands.cassette import tape_outcome  # noqa: PLC0415
 
-        code = tape_outcome(tape, outcome.status, outcome.error, quiet=quiet)
+        code = max(code, tape_outcome(tape, outcome.status, outcome.error, quiet=quiet))
     if write_failed is not None:
         for line in str(write_failed).splitlines():  # one line for each file that could not be written
             print(f"runner: error: {line}", file=sys.stderr)

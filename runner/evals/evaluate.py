@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.source import TemplateSrc
+from runner.errors import RunnerError
 from runner.providers.base import ChatProvider
 from runner.stages.base import Output
 from runner.workflow.asserts import AssertList, AssertSpec
@@ -190,7 +191,10 @@ class Evaluator:
         provider = self.providers.get(spec.model)
         if provider is None:
             raise _Error(f"the judge model '{spec.model}' is not open in this run")
-        rubric = template_for(spec.rubric).render(context)
+        try:
+            rubric = template_for(spec.rubric).render(context)
+        except RunnerError as exc:
+            raise _Error(str(exc)) from None
         try:
             verdict, tokens = await judge(provider, f"judge:{spec.name}", rubric, shown(_plain(target)), context)
         except JudgeError as exc:
@@ -279,9 +283,19 @@ def _plain(value: Any) -> Any:
 def _value(value: Any, context: Mapping[str, Any]) -> Any:
     """An assertion's value: a template evaluated (one ``{{ expression }}`` keeps its type), else as written."""
     if isinstance(value, TemplateSrc):
+        from jinja2 import Undefined  # noqa: PLC0415
+
         from runner.templates import template_for  # noqa: PLC0415
 
-        return template_for(value).evaluate(context)
+        try:
+            result = template_for(value).evaluate(context)
+            if isinstance(result, Undefined):
+                str(result)  # a strict Undefined raises, saying which name: an error here, not a wrong comparison
+            return result
+        except RunnerError as exc:
+            raise _Error(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - Jinja's own errors from a template's expression
+            raise _Error(f"{value.loc}: template error: {exc}") from None
     return value
 
 
@@ -345,9 +359,17 @@ def _show(value: Any, limit: int = 120) -> str:
 
 def _summary(exc: BaseException) -> str:
     """An exception as one line: its type and message, and the innermost frame of user code that raised it."""
+    if isinstance(exc, RunnerError):
+        return str(exc)  # located already (a template's file:line:col)
     frames: Sequence[traceback.FrameSummary] = traceback.extract_tb(exc.__traceback__)
     own = Path(__file__).resolve().parent.parent
-    user = [f for f in frames if not Path(f.filename).resolve().is_relative_to(own)]
+    user = [
+        f
+        for f in frames
+        if not f.filename.startswith("<")
+        and "site-packages" not in f.filename
+        and not Path(f.filename).resolve().is_relative_to(own)
+    ]
     where = f" (at {Path(user[-1].filename).name}:{user[-1].lineno} in {user[-1].name})" if user else ""
     message = str(exc)
     return f"{type(exc).__name__}: {message}{where}" if message else f"{type(exc).__name__}{where}"
