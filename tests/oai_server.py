@@ -111,6 +111,7 @@ class OAIServer:
         self.api_key = api_key
         self.latency = latency
         self.default = Plan()
+        self.responder: Any = None  # body -> Plan | None, consulted when no plan is queued
         self.plans: collections.deque[Plan] = collections.deque()
         self.requests: list[Recorded] = []
         self.port = 0
@@ -134,6 +135,7 @@ class OAIServer:
         self.plans.clear()
         self.requests.clear()
         self.default = Plan()
+        self.responder = None
         self.api_key = None
         self.connections = 0
         self.in_flight = self.max_in_flight = 0
@@ -233,7 +235,11 @@ class OAIServer:
             writer.close()
 
     async def _answer(self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], body: Any) -> bool:
-        plan = self.plans.popleft() if self.plans else self.default
+        # A queued plan first; else the responder's plan for this request (a test's model of a server that answers
+        # by what it is asked), else the default.
+        plan = (
+            self.plans.popleft() if self.plans else (self.responder(body) if self.responder else None) or self.default
+        )
         if self.latency:
             await asyncio.sleep(self.latency)
         if plan.stall_before:

@@ -400,10 +400,13 @@ def _evals(
     for line in read_lines(results):
         verdicts = line.get("assertions") or []
         totals.add(verdicts)
-        cases.append((str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts))
+        cases.append(
+            (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
+        )
     totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
     doc["evals"] = totals.document()
-    xml = junit(wf.name, cases, wall)
+    cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
+    xml = junit(wf.name, [case[1:] for case in cases], wall)
     atomic_write_bytes(folder / "junit.xml", xml)
     if junit_to is not None:
         atomic_write_bytes(Path(junit_to), xml)
