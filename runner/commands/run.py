@@ -118,6 +118,11 @@ def run_command(
         json_written = target in paths
         where = f"report: {target}" if json_written else "no report written"
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
+    checked = 0
+    if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
+        from runner.commands.check_once import check_once  # noqa: PLC0415
+
+        checked = check_once(plan, outcome, inputs, report, tape)
     if not quiet:
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
@@ -128,11 +133,7 @@ def run_command(
             print(f"report: {target}", file=sys.stderr)
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
-    code = 0
-    if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
-        from runner.commands.check_once import check_once  # noqa: PLC0415
-
-        code = check_once(plan, outcome, inputs, report, tape)
+    code = checked
     if tape is not None:
         from runner.commands.cassette import tape_outcome  # noqa: PLC0415
 
