@@ -118,3 +118,23 @@ def test_a_judge_counts_as_a_use_of_its_model(tmp_path: Path) -> None:
     problems(tmp_path, "{type: llm-rubric, model: judge, rubric: ok}")
     path.write_text(path.read_text().replace("models:\n", "models:\n  judge: {provider: scripted}\n", 1))
     assert check_file(path)[1] == []  # no unused-model warning: the judge uses it
+
+
+def test_a_threshold_without_assertions_and_assertions_inside_a_fanout(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "version: 1\nname: t\nmodels: {m: {provider: scripted}}\nagents: {a: {model: m}}\nstages:\n"
+        "  - id: fan\n    fanout:\n      for_each: [1, 2]\n      stages:\n"
+        "        - {id: inner, agent: a, assert: [{type: contains, value: x}]}\n"
+        "  - {id: last, agent: a, threshold: 0.5}\n"
+        "threshold: 0.9\n"
+    )
+    found = [f"{p.line}:{p.column}: {p.message} [{p.rule}]" for p in check_file(path)[1]]
+    assert found == [
+        "10:33: stages[0] (id='fan').fanout.stages[0] (id='inner'): stage 'inner' runs inside a fan-out, whose inner "
+        "outputs a row does not keep [invalid-setting]",
+        "11:26: stages[1] (id='last'): threshold is the share of rows that must pass an assert: list, and this stage "
+        "has none [invalid-setting]",
+        "12:1: the top level: threshold is the share of rows that must pass an assert: list, and the workflow has no "
+        "top-level one [invalid-setting]",
+    ]

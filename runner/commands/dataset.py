@@ -262,7 +262,7 @@ def _run(
         return None
 
     async def _evaluated(result: RowResult) -> None:
-        from runner.evals.evaluate import Outcome  # noqa: PLC0415
+        from runner.evals.evaluate import Outcome, weighted_score  # noqa: PLC0415
         from runner.evals.summary import row_status  # noqa: PLC0415
 
         line = result.line(keep)
@@ -281,6 +281,7 @@ def _run(
         )
         line["assertions"] = [v.line() for v in verdicts]
         line["verdict"] = row_status(line["assertions"])
+        line["score"] = round(weighted_score(verdicts), 6)
         _ended(result, line)
 
     def _ended(result: RowResult, line: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ class Verdict:
     status: str
     score: float
     reason: str
+    weight: float = 1.0
 
     def line(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class Verdict:
             "pass": self.status == PASS,
             "status": self.status,
             "score": round(self.score, 6),
+            "weight": self.weight,
             "reason": self.reason,
         }
 
@@ -96,7 +98,7 @@ class Evaluator:
 
     async def _one(self, lst: AssertList, spec: AssertSpec, outcome: Outcome) -> Verdict:
         def verdict(status: str, score: float, reason: str) -> Verdict:
-            return Verdict(spec.name, spec.kind, lst.scope, status, score, reason)
+            return Verdict(spec.name, spec.kind, lst.scope, status, score, reason, spec.weight)
 
         if not outcome.ok:
             return verdict(ERROR, 0.0, f"the row failed before its output could be checked: {outcome.error}")
@@ -106,6 +108,8 @@ class Evaluator:
             checked = outcome.stages[lst.stage]
         else:
             return verdict(ERROR, 0.0, f"stage '{lst.stage}' did not run in this row")
+        if checked is None and lst.stage is not None:
+            return verdict(ERROR, 0.0, f"stage '{lst.stage}' was skipped in this row (its when: was false)")
         context = {"row": dict(outcome.row), "output": checked, "stages": outcome.stages, "inputs": outcome.inputs}
         try:
             target = _at(checked, spec.path)
@@ -205,6 +209,14 @@ class Evaluator:
         score = float(verdict["score"])
         passed = bool(verdict["pass"]) if spec.threshold is None else score >= spec.threshold
         return passed, score, str(verdict["reason"])
+
+
+def weighted_score(verdicts: Sequence[Verdict]) -> float:
+    """A row's score: its assertions' scores weighted by their ``weight`` (1 when every weight is 0)."""
+    total = sum(v.weight for v in verdicts)
+    if total <= 0:
+        return 1.0
+    return sum(v.score * v.weight for v in verdicts) / total
 
 
 class _Error(Exception):

@@ -42,6 +42,7 @@ class EvalStats:
     rows_failed: int = 0
     rows_errors: int = 0
     judge_tokens: int = 0
+    score: float = 0.0  # the rows' weighted scores, summed
 
     def __post_init__(self) -> None:
         for lst in self.lists:
@@ -53,6 +54,8 @@ class EvalStats:
         """Count one row's verdicts; the row's status: pass (every assertion passed), fail, or error (one could
         not be checked, and none failed)."""
         self.rows += 1
+        total = sum(float(v.get("weight", 1.0)) for v in verdicts)
+        self.score += sum(v["score"] * float(v.get("weight", 1.0)) for v in verdicts) / total if total > 0 else 1.0
         by_scope: dict[str, list[dict[str, Any]]] = {}
         for v in verdicts:
             count = self.assertions.get(v["name"])
@@ -118,6 +121,7 @@ class EvalStats:
             "failed": self.rows_failed,
             "errors": self.rows_errors,
             "pass_rate": round(self.rows_passed / self.rows, 6) if self.rows else 1.0,
+            "mean_score": round(self.score / self.rows, 6) if self.rows else 0.0,
             "met": all(item["met"] for item in lists),
             "worst": worst,
             "judge_tokens": self.judge_tokens,
