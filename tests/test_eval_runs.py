@@ -305,3 +305,16 @@ def test_a_single_run_checks_its_assertions_once(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "runner: assert[1] equals: FAIL (not: 'echo hi' == 'echo hi')" in bad.stderr.splitlines()
     assert "runner: assertions: 1 of 2 passed, 1 failed, 0 errors" in bad.stderr.splitlines()
+
+
+def test_offline_replaces_the_remote_judge_too(tmp_path: Path) -> None:
+    wf, data = setup(tmp_path, "http://127.0.0.1:9/v1", "jsonl", label_threshold=0.1, top_threshold=0.1)
+    proc = cli("eval", str(wf), "--dataset", str(data), "--offline", "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    lines = results(folder_of(tmp_path / "r"))
+    judged = [next(v for v in line["assertions"] if v["name"] == "judge") for line in lines]
+    # the scripted judge builds its verdict from the verdict schema's examples: it passes, with no socket opened
+    assert {(v["status"], v["score"]) for v in judged} == {("pass", 1.0)}
+    # the scripted classifier answers the first label of the enum: the rows labelled account pass
+    label = [next(v for v in line["assertions"] if v["name"] == "label")["status"] for line in lines]
+    assert label == ["pass" if row["label"] == "account" else "fail" for row in ROWS]
