@@ -42,7 +42,7 @@ def broken(**kwargs):
 
 
 def verdicts(tmp_path: Path, items: list[str], output: Any, row: dict[str, Any] | None = None, **kw: Any) -> list[Any]:
-    (tmp_path / "checks.py").write_text(CHECKS)
+    (tmp_path / "eval_kind_checks.py").write_text(CHECKS)
     path = tmp_path / "wf.yaml"
     path.write_text(
         "version: 1\nname: k\ninputs: {q: {type: string, default: x}}\nmodels: {m: {provider: scripted}}\n"
@@ -141,23 +141,27 @@ def test_python_assertions_return_bools_scores_or_verdicts(tmp_path: Path) -> No
     got = verdicts(
         tmp_path,
         [
-            "{type: python, value: 'checks:yes'}",
-            "{type: python, value: 'checks:half'}",
-            "{type: python, value: 'checks:half', threshold: 0.6}",
-            "{type: python, value: 'checks:later'}",
-            "{type: python, value: 'checks:weird'}",
-            "{type: python, value: 'checks:broken'}",
+            "{type: python, value: 'eval_kind_checks:yes'}",
+            "{type: python, value: 'eval_kind_checks:half'}",
+            "{type: python, value: 'eval_kind_checks:half', threshold: 0.6}",
+            "{type: python, value: 'eval_kind_checks:later'}",
+            "{type: python, value: 'eval_kind_checks:weird'}",
+            "{type: python, value: 'eval_kind_checks:broken'}",
         ],
         reply("ok"),
         {"want": "ok"},
     )
     assert got == [
-        ("pass", 1.0, "checks:yes gave score 1"),
-        ("pass", 0.5, "checks:half gave score 0.5"),
-        ("fail", 0.5, "checks:half gave score 0.5"),
+        ("pass", 1.0, "eval_kind_checks:yes gave score 1"),
+        ("pass", 0.5, "eval_kind_checks:half gave score 0.5"),
+        ("fail", 0.5, "eval_kind_checks:half gave score 0.5"),
         ("pass", 0.75, "compared"),
-        ("error", 0.0, "checks:weird returned 'yes': expected a bool, a score in [0, 1] or {pass, score, reason}"),
-        ("error", 0.0, "ValueError: no ['inputs', 'output', 'row', 'stages'] (at checks.py:22 in broken)"),
+        (
+            "error",
+            0.0,
+            "eval_kind_checks:weird returned 'yes': expected a bool, a score in [0, 1] or {pass, score, reason}",
+        ),
+        ("error", 0.0, "ValueError: no ['inputs', 'output', 'row', 'stages'] (at eval_kind_checks.py:22 in broken)"),
     ]
 
 

@@ -64,9 +64,9 @@ stages:
     threshold: {label_threshold}
 assert:
   - {{type: regex, value: '"label": "(account|billing|bug)"', metric: shape}}
-  - {{type: python, value: "checks:short", metric: short}}
+  - {{type: python, value: "eval_run_checks:short", metric: short}}
   - {{type: llm-rubric, model: judge, rubric: "Does the label fit '{{{{ row.text }}}}'?", metric: judge}}
-  - {{type: python, value: "checks:echo_score", threshold: 0.2, metric: scored}}
+  - {{type: python, value: "eval_run_checks:echo_score", threshold: 0.2, metric: scored}}
 {top}"""
 
 
@@ -133,7 +133,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def setup(tmp_path: Path, url: str, fmt: str, **kw: Any) -> tuple[Path, Path]:
     wf = tmp_path / "wf.yaml"
     wf.write_text(workflow(url, **kw))
-    (tmp_path / "checks.py").write_text(CHECKS)
+    (tmp_path / "eval_run_checks.py").write_text(CHECKS)
     data = tmp_path / f"rows.{fmt}"
     if fmt == "jsonl":
         data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
@@ -181,7 +181,7 @@ def test_eval_counts_equal_the_labels_and_errors_are_apart(tmp_path: Path, fmt: 
     r7 = next(line for line in lines if line["key"] == "R-7")
     short = next(v for v in r7["assertions"] if v["name"] == "short")
     assert (short["status"], short["pass"], short["score"]) == ("error", False, 0.0)
-    assert short["reason"] == "ZeroDivisionError: division by zero (at checks.py:3 in short)"
+    assert short["reason"] == "ZeroDivisionError: division by zero (at eval_run_checks.py:3 in short)"
     bad = next(line for line in lines if line["key"] == "R-5")
     judge = next(v for v in bad["assertions"] if v["name"] == "judge")
     assert judge["status"] == "error"
