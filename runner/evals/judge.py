@@ -23,7 +23,9 @@ VERDICT_SCHEMA: dict[str, Any] = {
         "reason": {"type": "string", "examples": ["offline: the scripted judge passes every output"]},
     },
 }
-VERDICT = OutputSpec(VERDICT_SCHEMA, max_repairs=DEFAULT_MAX_REPAIRS, strict=True, name="verdict")
+# Not strict: servers with a strict mode refuse some keywords (minimum, maximum, examples); the verdict is checked
+# here against the whole schema anyway, and repaired as an agent's structured output is.
+VERDICT = OutputSpec(VERDICT_SCHEMA, max_repairs=DEFAULT_MAX_REPAIRS, name="verdict")
 
 SYSTEM = (
     "You grade an output against a rubric. Reply with only a JSON object: "
