@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -318,3 +319,28 @@ def test_offline_replaces_the_remote_judge_too(tmp_path: Path) -> None:
     # the scripted classifier answers the first label of the enum: the rows labelled account pass
     label = [next(v for v in line["assertions"] if v["name"] == "label")["status"] for line in lines]
     assert label == ["pass" if row["label"] == "account" else "fail" for row in ROWS]
+
+
+def test_a_resumed_eval_counts_the_rows_of_every_run(tmp_path: Path) -> None:
+    args = ("--key", "id", "--offline", "--report-dir", str(tmp_path / "r"))
+    example = str(ROOT / "workflows" / "triage-eval.yaml")
+    first = cli("eval", example, "--dataset", str(ROOT / "workflows" / "triage.jsonl"), *args)
+    assert first.returncode == 0, first.stderr
+    folder = folder_of(tmp_path / "r")
+    whole = json.loads((folder / "report.json").read_text())["evals"]
+    # as if the batch had been killed after two rows: the others running in the ledger, with no line
+    kept = (folder / "results.jsonl").read_text().splitlines()[:2]
+    (folder / "results.jsonl").write_text("".join(line + "\n" for line in kept))
+    gone = [json.loads(line)["index"] for line in kept]
+    with sqlite3.connect(folder / "ledger.sqlite") as db:
+        db.execute(f"UPDATE rows SET state = 'running' WHERE idx NOT IN ({gone[0]}, {gone[1]})")
+    db.close()
+    resumed = cli("eval", "--resume", str(folder))
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads((folder / "report.json").read_text())["evals"]
+    assert {k: v for k, v in again.items() if k != "judge_tokens"} == {
+        k: v for k, v in whole.items() if k != "judge_tokens"
+    }
+    assert len(results(folder)) == 4
+    root = ET.parse(folder / "junit.xml").getroot()
+    assert [c.get("name") for c in root.iter("testcase")] == ["row T-1", "row T-2", "row T-3", "row T-4"]
