@@ -23,6 +23,7 @@ from runner.config.source import TemplateSrc
 from runner.errors import RunnerError
 from runner.providers.base import ChatProvider
 from runner.stages.base import Output
+from runner.templates import base_context
 from runner.workflow.asserts import AssertList, AssertSpec
 from runner.workflow.records import Workflow
 
@@ -79,49 +80,55 @@ class Evaluator:
         self.wf = wf
         self.lists: tuple[AssertList, ...] = wf.asserts
         self.providers = providers
-        self.functions: dict[str, Callable[..., Any]] = {}
+        # module:function -> (the function, the arguments it names among ours; None: all of them)
+        self.functions: dict[str, tuple[Callable[..., Any], tuple[str, ...] | None]] = {}
         base = Path(wf.file).resolve().parent
         for lst in self.lists:
             for spec in lst.items:
                 if spec.kind == "python" and isinstance(spec.value, TemplateSrc):
                     target = spec.value.text
                     if target not in self.functions:
-                        self.functions[target] = import_callable(target, base_dir=base, what="python assertion")
+                        function = import_callable(target, base_dir=base, what="python assertion")
+                        self.functions[target] = (function, _arguments(function))
         self.judge_tokens = 0
 
     async def check(self, outcome: Outcome) -> list[Verdict]:
         verdicts: list[Verdict] = []
+        row = dict(outcome.row)
         for lst in self.lists:
+            problem = None
+            checked = outcome.output
+            if not outcome.ok:
+                problem = f"the row failed before its output could be checked: {outcome.error}"
+            elif lst.stage is not None:
+                checked = outcome.stages.get(lst.stage)
+                if lst.stage not in outcome.stages:
+                    problem = f"stage '{lst.stage}' did not run in this row"
+                elif checked is None:
+                    problem = f"stage '{lst.stage}' was skipped in this row (its when: was false)"
+            if problem is not None:
+                verdicts.extend(_verdict(lst, spec, ERROR, 0.0, problem) for spec in lst.items)
+                continue
+            # one context per list and row: what its templates read
+            context = base_context(row=row, output=checked, stages=outcome.stages, inputs=outcome.inputs)
             for spec in lst.items:
-                verdicts.append(await self._one(lst, spec, outcome))
+                verdicts.append(await self._one(lst, spec, checked, context, outcome))
         return verdicts
 
-    async def _one(self, lst: AssertList, spec: AssertSpec, outcome: Outcome) -> Verdict:
-        def verdict(status: str, score: float, reason: str) -> Verdict:
-            return Verdict(spec.name, spec.kind, lst.scope, status, score, reason, spec.weight)
-
-        if not outcome.ok:
-            return verdict(ERROR, 0.0, f"the row failed before its output could be checked: {outcome.error}")
-        if lst.stage is None:
-            checked = outcome.output
-        elif lst.stage in outcome.stages:
-            checked = outcome.stages[lst.stage]
-        else:
-            return verdict(ERROR, 0.0, f"stage '{lst.stage}' did not run in this row")
-        if checked is None and lst.stage is not None:
-            return verdict(ERROR, 0.0, f"stage '{lst.stage}' was skipped in this row (its when: was false)")
-        context = {"row": dict(outcome.row), "output": checked, "stages": outcome.stages, "inputs": outcome.inputs}
+    async def _one(
+        self, lst: AssertList, spec: AssertSpec, checked: Any, context: dict[str, Any], outcome: Outcome
+    ) -> Verdict:
         try:
             target = _at(checked, spec.path)
             passed, score, reason = await self._kind(spec, target, context, outcome)
         except _Error as exc:
-            return verdict(ERROR, 0.0, str(exc))
+            return _verdict(lst, spec, ERROR, 0.0, str(exc))
         except Exception as exc:  # noqa: BLE001 - a template or user function that breaks is the row's error
-            return verdict(ERROR, 0.0, _summary(exc))
+            return _verdict(lst, spec, ERROR, 0.0, _summary(exc))
         if spec.negate:
             passed, score = not passed, 1.0 - score
             reason = f"not: {reason}"
-        return verdict(PASS if passed else FAIL, score, reason)
+        return _verdict(lst, spec, PASS if passed else FAIL, score, reason)
 
     async def _kind(
         self, spec: AssertSpec, target: Any, context: dict[str, Any], outcome: Outcome
@@ -172,17 +179,9 @@ class Evaluator:
         return _bool(hit, f"{_show(text, 80)} {'' if hit else 'does not '}{word if hit else _base(word)} {wanted!r}")
 
     async def _python(self, spec: AssertSpec, target: Any, context: dict[str, Any]) -> tuple[bool, float, str]:
-        function = self.functions[spec.value.text]
+        function, names = self.functions[spec.value.text]
         given = {"output": target, "row": context["row"], "stages": context["stages"], "inputs": context["inputs"]}
-        try:
-            params = inspect.signature(function).parameters
-            if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                kwargs = given
-            else:
-                kwargs = {name: value for name, value in given.items() if name in params}
-        except (TypeError, ValueError):
-            kwargs = given
-        result = function(**kwargs)
+        result = function(**(given if names is None else {name: given[name] for name in names}))
         if inspect.isawaitable(result):
             result = await result
         return _scored(result, spec.threshold, spec.value.text)
@@ -217,6 +216,24 @@ def weighted_score(verdicts: Sequence[Verdict]) -> float:
     if total <= 0:
         return 1.0
     return sum(v.score * v.weight for v in verdicts) / total
+
+
+def _verdict(lst: AssertList, spec: AssertSpec, status: str, score: float, reason: str) -> Verdict:
+    return Verdict(spec.name, spec.kind, lst.scope, status, score, reason, spec.weight)
+
+
+_GIVEN = ("output", "row", "stages", "inputs")
+
+
+def _arguments(function: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The arguments among ours that a Python assertion names (read once: a signature costs microseconds)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(name for name in _GIVEN if name in params)
 
 
 class _Error(Exception):
