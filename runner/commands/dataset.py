@@ -5,6 +5,9 @@ The run folder (``<report dir>/runs/<name>-<UTC stamp>``, named on stderr as the
 hash and the batch's settings), and at the end ``report.json`` / ``report.md``, written also when the batch is
 interrupted. A resume runs only the rows without a line in ``results.jsonl``, so after any number of
 interruptions (Ctrl-C, SIGTERM, ``kill -9``) the file holds every row exactly once.
+
+Over 400 lines: the batch's wiring (options, resume checks, the rows' callbacks, the final report and exit code)
+reads best in one place; what assertions add (issue 24: verdicts per row, totals, JUnit) is in ``evals.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from runner.dataset.rows import RowInputs
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.errors import UsageError
-from runner.fsutil import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from runner.fsutil import atomic_write_text, ensure_writable_dir
 from runner.plan.compile import compile_workflow
 from runner.report.document import now_utc
 from runner.validate.check import load_workflow
@@ -262,27 +265,10 @@ def _run(
         return None
 
     async def _evaluated(result: RowResult) -> None:
-        from runner.evals.evaluate import Outcome, weighted_score  # noqa: PLC0415
-        from runner.evals.summary import row_status  # noqa: PLC0415
+        from runner.commands.evals import checked_line  # noqa: PLC0415
 
-        line = result.line(keep)
-        verdicts = await evaluator[0].check(
-            Outcome(
-                result.ok,
-                result.error,
-                result.output,
-                result.stages,
-                pending_inputs.pop(result.index, {}),
-                columns.pop(result.index, {}),
-                result.latency_s,
-                result.tokens,
-                result.stats.cost_usd,
-            )
-        )
-        line["assertions"] = [v.line() for v in verdicts]
-        line["verdict"] = row_status(line["assertions"])
-        line["score"] = round(weighted_score(verdicts), 6)
-        _ended(result, line)
+        inputs, row = pending_inputs.pop(result.index, {}), columns.pop(result.index, {})
+        _ended(result, await checked_line(evaluator[0], result, result.line(keep), inputs, row))
 
     def _ended(result: RowResult, line: dict[str, Any]) -> None:
         out.append(line)  # first the line: results.jsonl decides what is done
@@ -343,9 +329,11 @@ def _run(
     )
     unmet: list[str] = []
     if evaluating:
-        unmet = _evals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
+        from runner.commands.evals import batch_totals  # noqa: PLC0415
+
+        unmet = batch_totals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(folder / "report.md", markdown(doc) + (_evals_markdown(doc) if evaluating else ""))
+    atomic_write_text(folder / "report.md", markdown(doc) + (_evals_section(doc) if evaluating else ""))
     if not opts.quiet:
         print(f"runner: {stats.final(wall)}", file=err)
         if evaluating:
@@ -387,34 +375,7 @@ def _run(
     return 1 if unmet else 0
 
 
-def _evals(
-    doc: dict[str, Any], wf: Any, folder: Path, results: Path, evaluator: list[Any], junit_to: str | None, wall: float
-) -> list[str]:
-    """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
-    into ``doc["evals"]``; ``junit.xml`` written to the run folder (and to ``--junit FILE``); the thresholds not
-    met, one line each."""
-    from runner.dataset.results import read_lines  # noqa: PLC0415
-    from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
-
-    totals = EvalStats(wf.asserts)
-    cases = []
-    for line in read_lines(results):
-        verdicts = line.get("assertions") or []
-        totals.add(verdicts)
-        cases.append(
-            (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
-        )
-    totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
-    doc["evals"] = totals.document()
-    cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
-    xml = junit(wf.name, [case[1:] for case in cases], wall)
-    atomic_write_bytes(folder / "junit.xml", xml)
-    if junit_to is not None:
-        atomic_write_bytes(Path(junit_to), xml)
-    return unmet(doc["evals"])
-
-
-def _evals_markdown(doc: dict[str, Any]) -> str:
+def _evals_section(doc: dict[str, Any]) -> str:
     from runner.evals.summary import markdown as evals_markdown  # noqa: PLC0415
 
     return "\n" + evals_markdown(doc["evals"])

@@ -120,7 +120,7 @@ def run_command(
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
     checked = 0
     if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
-        from runner.commands.check_once import check_once  # noqa: PLC0415
+        from runner.commands.evals import check_once  # noqa: PLC0415
 
         checked = check_once(plan, outcome, inputs, report, tape)
     if not quiet:
