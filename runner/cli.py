@@ -105,6 +105,9 @@ def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--limit", type=_positive, metavar="N", help="only the first N rows (of the shard)")
     group.add_argument("--shard", metavar="I/N", help="only the I-th of N shares of the rows (1 <= I <= N)")
     group.add_argument("--force", action="store_true", help="with --resume: accept an edited workflow or dataset")
+    group.add_argument(
+        "--junit", metavar="FILE", help="also write the assertions' JUnit XML here (README: Evaluations)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --replay: answer at once (default) or with the recorded latencies and chunk timing",
     )
     _add_dataset_arguments(run)
+
+    # `runner eval WF --dataset FILE` (issue 24): a dataset run that requires assert: lists
+    ev = sub.add_parser(
+        "eval", help="run a workflow over a dataset and check its assert: lists; exit 1 below a threshold"
+    )
+    ev.add_argument("workflow", metavar="WF", nargs="?", help="the workflow file, with assert: lists")
+    ev.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE", help="an input for every row"
+    )
+    ev.add_argument(
+        "--report-dir", metavar="DIR", help="where the run folder goes (default: the workflow's report.dir)"
+    )
+    ev.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    ev.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
+    ev.add_argument(
+        "--offline", action="store_true", help="replace every remote model (the judges too) by a scripted one"
+    )
+    ev_tape = ev.add_mutually_exclusive_group()
+    ev_tape.add_argument(
+        "--record", metavar="DIR", help="record every model request (the judges' too) into cassette DIR"
+    )
+    ev_tape.add_argument("--replay", metavar="DIR", help="answer model requests from cassette DIR, without the network")
+    ev.add_argument("--strict", action="store_true", help="with --replay: a request not in the cassette fails the run")
+    ev.add_argument(
+        "--replay-timing", choices=["instant", "recorded"], help="with --replay: answer at once or as recorded"
+    )
+    ev.set_defaults(input_file=None)
+    _add_dataset_arguments(ev)
 
     from runner.validate.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
@@ -291,6 +322,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "eval":
+        from runner.commands.dataset import batch_from_args  # noqa: PLC0415
+
+        if args.dataset is None and args.resume is None:
+            raise UsageError("runner eval needs the rows to check: runner eval WF --dataset FILE")
+        return batch_from_args(args, require_asserts=True)
     if args.command == "run" and (args.dataset is not None or args.resume is not None):
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
@@ -300,7 +337,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         if args.workflow is None:
             raise UsageError("the workflow file is missing: runner run WF (or runner run --resume RUN_FOLDER)")
-        for flag in ("retry_errors", "force", "mapping", "key", "keep", "limit", "shard", "max_errors"):
+        for flag in ("retry_errors", "force", "mapping", "key", "keep", "limit", "shard", "max_errors", "junit"):
             if getattr(args, flag):
                 name = "--" + {"mapping": "map"}.get(flag, flag).replace("_", "-")
                 raise UsageError(f"{name} is for a batch: runner run WF --dataset FILE {name} ...")

@@ -111,6 +111,7 @@ class OAIServer:
         self.api_key = api_key
         self.latency = latency
         self.default = Plan()
+        self.responder: Any = None  # body -> Plan | None, consulted when no plan is queued
         self.plans: collections.deque[Plan] = collections.deque()
         # per model name (the request body's "model"): plans queued for it, and its default plan; both win
         # over the shared queue and default, so one server can stand for a failing model and its fallback
@@ -144,6 +145,7 @@ class OAIServer:
         self.model_default.clear()
         self.requests.clear()
         self.default = Plan()
+        self.responder = None
         self.api_key = None
         self.connections = 0
         self.in_flight = self.max_in_flight = 0
@@ -249,6 +251,8 @@ class OAIServer:
             plan = queued.popleft()
         elif self.plans:
             plan = self.plans.popleft()
+        elif self.responder is not None and (answered := self.responder(body)) is not None:
+            plan = answered  # a test's model of a server that answers by what it is asked
         else:
             plan = self.model_default.get(model, self.default) if isinstance(model, str) else self.default
         if self.latency:

@@ -5,6 +5,9 @@ The run folder (``<report dir>/runs/<name>-<UTC stamp>``, named on stderr as the
 hash and the batch's settings), and at the end ``report.json`` / ``report.md``, written also when the batch is
 interrupted. A resume runs only the rows without a line in ``results.jsonl``, so after any number of
 interruptions (Ctrl-C, SIGTERM, ``kill -9``) the file holds every row exactly once.
+
+Over 400 lines: the batch's wiring (options, resume checks, the rows' callbacks, the final report and exit code)
+reads best in one place; what assertions add (issue 24: verdicts per row, totals, JUnit) is in ``evals.py``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class BatchOptions:
     replay: str | None = None  # a cassette every row's requests are answered from
     strict: bool = False
     replay_timing: str | None = None
+    junit: str | None = None  # a copy of the run folder's junit.xml written here (issue 24)
+    require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -123,6 +128,13 @@ def dataset_command(opts: BatchOptions) -> int:
     unknown = [name for name in settings["keep"] if name not in top]
     if unknown:
         raise UsageError(f"--keep {','.join(unknown)}: no such top-level stage (stages: {', '.join(top)})")
+    if opts.require_asserts and not wf.asserts:
+        raise UsageError(
+            f"{workflow_file}: runner eval needs assert: lists (top level or on a stage); runner run --dataset runs it "
+            "without them"
+        )
+    if opts.junit is not None and not wf.asserts:
+        raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
     plan = compile_workflow(wf)
     if ledger is None:
         directory = opts.report_dir or wf.report.dir
@@ -211,10 +223,15 @@ def _run(
             taken += 1
             yield row.index, row.where, row.values, row.problem, row.from_text
 
+    evaluating = bool(plan.workflow.asserts)
+    columns: dict[int, dict[str, Any]] = {}  # the rows in flight's columns, for their assertions (issue 24)
+
     def inputs() -> Iterator[RowInput]:
         for index, where, values, problem, from_text in selected():
             if index in finished:
                 continue
+            if evaluating:
+                columns[index] = dict(values)
             if problem is not None:
                 yield RowInput(index, rows.key_of(index, values), None, f"{where}: row {index}: {problem}")
                 continue
@@ -232,11 +249,29 @@ def _run(
     batch_id = folder.name
     stopped: list[str] = []
 
+    pending_inputs: dict[int, Any] = {}
+
     def on_start(row: RowInput) -> None:
         ledger.started(row.index, row.key)
+        if evaluating:
+            pending_inputs[row.index] = row.inputs or {}
 
-    def on_result(result: RowResult) -> None:
-        out.append(result.line(keep))  # first the line: results.jsonl decides what is done
+    evaluator: list[Any] = []  # made when the batch has opened the judges' providers
+
+    def on_result(result: RowResult) -> Any:
+        if evaluating:
+            return _evaluated(result)
+        _ended(result, result.line(keep))
+        return None
+
+    async def _evaluated(result: RowResult) -> None:
+        from runner.commands.evals import checked_line  # noqa: PLC0415
+
+        inputs, row = pending_inputs.pop(result.index, {}), columns.pop(result.index, {})
+        _ended(result, await checked_line(evaluator[0], result, result.line(keep), inputs, row))
+
+    def _ended(result: RowResult, line: dict[str, Any]) -> None:
+        out.append(line)  # first the line: results.jsonl decides what is done
         ledger.ended(result.index, result.key, result.ok, result.error)
         stats.add(result)
         if opts.max_errors is not None and stats.failed >= opts.max_errors and not stopped:
@@ -252,6 +287,10 @@ def _run(
         watcher = asyncio.get_running_loop().create_task(_watch(stats, dataset, settings, len(finished), err, show))
         try:
             async with batch:
+                if evaluating:
+                    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+
+                    evaluator.append(Evaluator(plan.workflow, batch.providers))
                 await batch.run(inputs(), on_result, on_start)
         finally:
             watcher.cancel()
@@ -288,10 +327,23 @@ def _run(
         },
         concurrency=batch.adaptive.changes,
     )
+    unmet: list[str] = []
+    if evaluating:
+        from runner.commands.evals import batch_totals  # noqa: PLC0415
+
+        unmet = batch_totals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(folder / "report.md", markdown(doc))
+    atomic_write_text(folder / "report.md", markdown(doc) + (_evals_section(doc) if evaluating else ""))
     if not opts.quiet:
         print(f"runner: {stats.final(wall)}", file=err)
+        if evaluating:
+            ev = doc["evals"]
+            print(
+                f"runner: assertions: {ev['passed']} of {ev['rows']} rows passed every assertion, {ev['failed']} "
+                f"failed, {ev['errors']} with errors; thresholds {'met' if ev['met'] else 'NOT met'}; "
+                f"junit: {folder / 'junit.xml'}",
+                file=err,
+            )
         for line in doc["advice"]:
             print(f"runner: {line}", file=err)
         print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)
@@ -313,6 +365,8 @@ def _run(
 
         if tape_outcome(tape, "failed" if stats.failed else "ok", None, quiet=opts.quiet):
             return 1
+    for line in unmet:
+        print(f"runner: error: {line}", file=err)
     if stats.failed:
         print(
             f"runner: error: {stats.failed} of {stats.done} rows failed; rerun them with: "
@@ -320,7 +374,13 @@ def _run(
             file=err,
         )
         return 1
-    return 0
+    return 1 if unmet else 0
+
+
+def _evals_section(doc: dict[str, Any]) -> str:
+    from runner.evals.summary import markdown as evals_markdown  # noqa: PLC0415
+
+    return "\n" + evals_markdown(doc["evals"])
 
 
 async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip: int, err: TextIO, live: bool) -> None:
@@ -363,7 +423,7 @@ def _width() -> int:
         return 80
 
 
-def batch_from_args(args: Any) -> int:
+def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
     if args.input_file is not None:
         raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
@@ -390,5 +450,7 @@ def batch_from_args(args: Any) -> int:
             replay=args.replay,
             strict=args.strict,
             replay_timing=args.replay_timing,
+            junit=args.junit,
+            require_asserts=require_asserts,
         )
     )

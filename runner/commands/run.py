@@ -118,6 +118,11 @@ def run_command(
         json_written = target in paths
         where = f"report: {target}" if json_written else "no report written"
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
+    checked = 0
+    if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
+        from runner.commands.evals import check_once  # noqa: PLC0415
+
+        checked = check_once(plan, outcome, inputs, report, tape)
     if not quiet:
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
@@ -130,11 +135,11 @@ def run_command(
         print(f"runner: warning: {warning}", file=sys.stderr)
     for crossed in report["run"].get("limits", {}).get("warnings", ()):  # limits in audit mode: once per limit
         print(f"runner: warning: {crossed['message']}", file=sys.stderr)
-    code = 0
+    code = checked
     if tape is not None:
         from runner.commands.cassette import tape_outcome  # noqa: PLC0415
 
-        code = tape_outcome(tape, outcome.status, outcome.error, quiet=quiet)
+        code = max(code, tape_outcome(tape, outcome.status, outcome.error, quiet=quiet))
     if write_failed is not None:
         for line in str(write_failed).splitlines():  # one line for each file that could not be written
             print(f"runner: error: {line}", file=sys.stderr)

@@ -28,6 +28,8 @@ def models_in_use(plan: Plan) -> set[str]:
         memory = plan.workflow.memory.get(agent.spec.memory or "")
         if memory is not None and memory.working is not None and memory.working.summary_model:
             used.add(memory.working.summary_model)
+    # the llm-rubric judges of assert: lists (issue 24), declared models: a batch opens them with the others
+    used.update(a.model for lst in plan.workflow.asserts for a in lst.items if a.model in plan.workflow.models)
     for name in list(used):  # a model's fallbacks stand in for it (issue 23)
         fallback = plan.workflow.models[name].fallback if name in plan.workflow.models else None
         used.update(fallback.models if fallback is not None else ())

@@ -87,6 +87,7 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *check_templates(wf, source, walk),
         *_typed_checks(wf, source, walk),
         *_budget_checks(wf, source, walk),
+        *_assert_checks(wf, source, walk),
     ]
 
 
@@ -97,6 +98,15 @@ def _budget_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     from runner.validate.rules.fallbacks import check_fallbacks, check_limits  # noqa: PLC0415
 
     return [*check_limits(wf, source), *check_fallbacks(wf, source, walk)]
+
+
+def _assert_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """The assert: lists' templates, judges and Python functions (issue 24), only for a workflow with them."""
+    if not wf.asserts:
+        return []
+    from runner.validate.rules.asserts import check_asserts  # noqa: PLC0415
+
+    return check_asserts(wf, source, walk)
 
 
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:

@@ -199,7 +199,71 @@ class _Builder:
             memory=MappingProxyType(memory),
             logging=LoggingSpec(**(data.get("logging") or {})),
             limits=parse_limits(data.get("limits")),
+            asserts=self.asserts(data),
         )
+
+    def asserts(self, data: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The ``assert:`` lists of the top level and of every stage, nested ones included (issue 24)."""
+        if "assert" not in self.doc.text and "threshold" not in self.doc.text:
+            return ()  # most workflows: no walk of the stages
+        from runner.workflow.asserts import AssertList, parse_assert  # noqa: PLC0415 - only with assertions
+
+        found: list[tuple[Path, Mapping[str, Any], str | None]] = []
+        if "assert" in data:
+            found.append(((), data, None))
+
+        def visit(node: Any, path: Path) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("id"), str) and "assert" in node:
+                    found.append((path, node, node["id"]))
+                elif isinstance(node.get("id"), str) and "threshold" in node:
+                    self.setting(
+                        path,
+                        _refuse,
+                        "threshold is the share of rows that must pass an assert: list, and this stage has none",
+                        ("threshold",),
+                        "add assert: [...] beside it, or remove it",
+                    )
+                for key, value in node.items():
+                    if key not in ("vars", "output", "assert"):
+                        visit(value, (*path, key))
+            elif isinstance(node, list):
+                for i, value in enumerate(node):
+                    visit(value, (*path, i))
+
+        visit(data["stages"], ("stages",))
+        if "threshold" in data and "assert" not in data:
+            self.setting(
+                (),
+                _refuse,
+                "threshold is the share of rows that must pass an assert: list, and the workflow has no top-level one",
+                ("threshold",),
+                "add assert: [...] beside it, or remove it",
+            )
+        lists = []
+        for path, raw, stage in found:
+            if "fanout" in path:  # a fan-out's branches keep their outputs to themselves: nothing per row to check
+                self.setting(
+                    path,
+                    _refuse,
+                    f"stage '{stage}' runs inside a fan-out, whose inner outputs a row does not keep",
+                    ("assert",),
+                    "check the fan-out's output instead: put the assert: list on "
+                    "the fan-out stage (output: the list of its branches' outputs)",
+                )
+                continue
+            items = []
+            for i, item in enumerate(raw["assert"]):
+                where: Path = (*path, "assert", i)
+                spec = self.setting(
+                    where, parse_assert, item, i, stage, self._templates_under(where), self.loc(where), where
+                )
+                if spec is not None:
+                    items.append(spec)
+            lists.append(
+                AssertList(stage, float(raw.get("threshold", 1.0)), tuple(items), self.loc((*path, "assert"), key=True))
+            )
+        return tuple(lists)
 
     def embedding(self, name: str, raw: dict[str, Any], loc: Loc) -> EmbeddingSpec:
         from runner.config.embeddings import EMBEDDER_SETTINGS, parse_embedding_config  # noqa: PLC0415
@@ -224,6 +288,10 @@ class _Builder:
         if "long_term" in raw:
             long_term = self.setting((*base, "long_term"), parse_long_term, raw["long_term"])
         return MemorySpec(name, working, long_term, loc)
+
+
+def _refuse(message: str, key: tuple[str | int, ...], hint: str) -> None:
+    raise ConfigError(message, key, hint)
 
 
 _COMMON_EMBEDDING_KEYS = ("provider", "dimensions", "batch_size", "model", "cache", "base_url", "api_key_env")

@@ -145,3 +145,4 @@ class Workflow:
     memory: Mapping[str, MemorySpec] = field(default_factory=dict)
     logging: LoggingSpec = LoggingSpec()
     limits: RunLimits | None = None  # the run's budget (issue 23), for a dataset batch each row's
+    asserts: tuple[Any, ...] = ()  # runner.workflow.asserts.AssertList: the assert: lists (issue 24)

@@ -186,6 +186,7 @@ def _unused(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
     for name in list(used_models):  # a used model's fallbacks are used too (issue 23)
         fallback = wf.models[name].fallback if name in wf.models else None
         used_models.update(fallback.models if fallback is not None else ())
+    used_models.update(a.model for lst in wf.asserts for a in lst.items if a.model)  # llm-rubric judges (issue 24)
     for name, model in wf.models.items():
         if name not in used_models:
             out.append(

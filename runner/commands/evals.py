@@ -1,0 +1,129 @@
+"""The commands' side of ``assert:`` lists (issue 24).
+
+A single ``runner run`` (:func:`check_once`): the assertions are checked once, after the run, and said on
+stderr, one line each; any that does not pass (a failure or an error) exits 1. Rows and thresholds belong to
+datasets (``runner eval``); a single run is one row, so every assertion must pass. The judges' providers are
+opened for the check inside the run's cassette, if any, so ``--replay`` answers them too.
+
+A batch (:func:`batch_totals`): the totals from ``results.jsonl`` into the batch report, and JUnit XML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.engine.opening import wrapped
+from runner.engine.session import RunOutcome
+from runner.plan.compile import Plan
+from runner.providers.base import ChatProvider
+
+
+def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], report: Mapping[str, Any], tape: Any) -> int:
+    """Check the assertions of one finished run; 0 when every one passed, else 1."""
+    from runner.evals.evaluate import PASS, Evaluator, Outcome  # noqa: PLC0415
+
+    totals = report.get("totals", {})
+    cost = sum(float(m.get("cost_usd") or 0.0) for m in (report.get("models") or {}).values() if isinstance(m, dict))
+    done = Outcome(
+        outcome.status == "ok",
+        str(outcome.error) if outcome.error is not None else None,
+        outcome.output,
+        outcome.stages,
+        inputs,
+        inputs,  # a single run's row is its inputs: columns that are no input exist only in a dataset
+        float(report.get("run", {}).get("wall_s", 0.0)),
+        int(totals.get("tokens_in", 0)) + int(totals.get("tokens_out", 0)),
+        cost,
+    )
+
+    async def main() -> list[Any]:
+        providers = _judges(plan, tape)
+        try:
+            return await Evaluator(plan.workflow, providers).check(done)
+        finally:
+            await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+
+    verdicts = asyncio.run(main())
+    bad = [v for v in verdicts if v.status != PASS]
+    for v in verdicts:
+        print(f"runner: {v.name}: {v.status.upper() if v.status != PASS else v.status} ({v.reason})", file=sys.stderr)
+    print(
+        f"runner: assertions: {len(verdicts) - len(bad)} of {len(verdicts)} passed"
+        + (
+            f", {sum(v.status == 'fail' for v in bad)} failed, {sum(v.status == 'error' for v in bad)} errors"
+            if bad
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return 1 if bad else 0
+
+
+def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
+    from runner.providers import PROVIDERS  # noqa: PLC0415
+
+    wf = plan.workflow
+    names = {a.model for lst in wf.asserts for a in lst.items if a.model in wf.models}
+    out: dict[str, ChatProvider] = {}
+    with wrapped(tape):
+        for name in sorted(names):
+            spec = wf.models[name]
+            factory = PROVIDERS[spec.provider].load_factory()
+            out[name] = factory(name, spec.config)
+    return out
+
+
+def batch_totals(
+    doc: dict[str, Any], wf: Any, folder: Path, results: Path, evaluator: list[Any], junit_to: str | None, wall: float
+) -> list[str]:
+    """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
+    into ``doc["evals"]``; ``junit.xml`` written to the run folder (and to ``--junit FILE``); the thresholds not
+    met, one line each."""
+    from runner.dataset.results import read_lines  # noqa: PLC0415
+    from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
+    from runner.fsutil import atomic_write_bytes  # noqa: PLC0415
+
+    totals = EvalStats(wf.asserts)
+    cases = []
+    for line in read_lines(results):
+        verdicts = line.get("assertions") or []
+        totals.add(verdicts)
+        cases.append(
+            (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
+        )
+    totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
+    doc["evals"] = totals.document()
+    cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
+    xml = junit(wf.name, [case[1:] for case in cases], wall)
+    atomic_write_bytes(folder / "junit.xml", xml)
+    if junit_to is not None:
+        atomic_write_bytes(Path(junit_to), xml)
+    return unmet(doc["evals"])
+
+
+async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs: Any, row: Any) -> dict[str, Any]:
+    """A batch row's ``results.jsonl`` line with its verdicts: ``assertions`` (one per assertion), ``verdict``
+    (the row's: pass, fail or error) and ``score`` (weighted)."""
+    from runner.evals.evaluate import Outcome, weighted_score  # noqa: PLC0415
+    from runner.evals.summary import row_status  # noqa: PLC0415
+
+    outcome = Outcome(
+        result.ok,
+        result.error,
+        result.output,
+        result.stages,
+        inputs,
+        row,
+        result.latency_s,
+        result.tokens,
+        result.stats.cost_usd,
+    )
+    verdicts = await evaluator.check(outcome)
+    line["assertions"] = [v.line() for v in verdicts]
+    line["verdict"] = row_status(line["assertions"])
+    line["score"] = round(weighted_score(verdicts), 6)
+    return line

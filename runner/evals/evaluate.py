@@ -1,0 +1,404 @@
+"""One row's (or one run's) assertions checked: a :class:`Verdict` per assertion, never an exception.
+
+Each assertion's templates see ``row`` (the dataset row's columns, the ones that are no input included),
+``output`` (what it checks: the final output at the top level, the stage's output in a stage's list),
+``stages`` and ``inputs``. ``path: data.label`` checks that part of the output instead of its text. A check
+that cannot be made (a template that fails, a Python assertion that raises, a judge without a valid verdict, a
+row that failed before its output) is an *error*, counted apart from failures.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.config.source import TemplateSrc
+from runner.errors import RunnerError
+from runner.providers.base import ChatProvider
+from runner.stages.base import Output
+from runner.templates import base_context
+from runner.workflow.asserts import AssertList, AssertSpec
+from runner.workflow.records import Workflow
+
+PASS, FAIL, ERROR = "pass", "fail", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One assertion on one row: ``status`` (pass, fail or error), ``score`` in [0, 1] and ``reason``."""
+
+    name: str
+    kind: str
+    scope: str
+    status: str
+    score: float
+    reason: str
+    weight: float = 1.0
+
+    def line(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "scope": self.scope,
+            "pass": self.status == PASS,
+            "status": self.status,
+            "score": round(self.score, 6),
+            "weight": self.weight,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a row gave, as the assertions read it (a batch's RowResult or a single run's result)."""
+
+    ok: bool
+    error: str | None
+    output: Any
+    stages: Mapping[str, Any]
+    inputs: Mapping[str, Any]
+    row: Mapping[str, Any]
+    latency_s: float = 0.0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Evaluator:
+    """The assertions of ``wf``, their Python functions imported once; :meth:`check` evaluates a row.
+    ``providers``: the run's, by model name (the judges are among them)."""
+
+    def __init__(self, wf: Workflow, providers: Mapping[str, ChatProvider]) -> None:
+        from runner.tools import import_callable  # noqa: PLC0415
+
+        self.wf = wf
+        self.lists: tuple[AssertList, ...] = wf.asserts
+        self.providers = providers
+        # module:function -> (the function, the arguments it names among ours; None: all of them)
+        self.functions: dict[str, tuple[Callable[..., Any], tuple[str, ...] | None]] = {}
+        base = Path(wf.file).resolve().parent
+        for lst in self.lists:
+            for spec in lst.items:
+                if spec.kind == "python" and isinstance(spec.value, TemplateSrc):
+                    target = spec.value.text
+                    if target not in self.functions:
+                        function = import_callable(target, base_dir=base, what="python assertion")
+                        self.functions[target] = (function, _arguments(function))
+        self.judge_tokens = 0
+
+    async def check(self, outcome: Outcome) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        row = dict(outcome.row)
+        for lst in self.lists:
+            problem = None
+            checked = outcome.output
+            if not outcome.ok:
+                problem = f"the row failed before its output could be checked: {outcome.error}"
+            elif lst.stage is not None:
+                checked = outcome.stages.get(lst.stage)
+                if lst.stage not in outcome.stages:
+                    problem = f"stage '{lst.stage}' did not run in this row"
+                elif checked is None:
+                    problem = f"stage '{lst.stage}' was skipped in this row (its when: was false)"
+            if problem is not None:
+                verdicts.extend(_verdict(lst, spec, ERROR, 0.0, problem) for spec in lst.items)
+                continue
+            # one context per list and row: what its templates read
+            context = base_context(row=row, output=checked, stages=outcome.stages, inputs=outcome.inputs)
+            for spec in lst.items:
+                verdicts.append(await self._one(lst, spec, checked, context, outcome))
+        return verdicts
+
+    async def _one(
+        self, lst: AssertList, spec: AssertSpec, checked: Any, context: dict[str, Any], outcome: Outcome
+    ) -> Verdict:
+        try:
+            target = _at(checked, spec.path)
+            passed, score, reason = await self._kind(spec, target, context, outcome)
+        except _Error as exc:
+            return _verdict(lst, spec, ERROR, 0.0, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a template or user function that breaks is the row's error
+            return _verdict(lst, spec, ERROR, 0.0, _summary(exc))
+        if spec.negate:
+            passed, score = not passed, 1.0 - score
+            reason = f"not: {reason}"
+        return _verdict(lst, spec, PASS if passed else FAIL, score, reason)
+
+    async def _kind(
+        self, spec: AssertSpec, target: Any, context: dict[str, Any], outcome: Outcome
+    ) -> tuple[bool, float, str]:
+        kind = spec.kind
+        if kind in ("latency", "tokens", "cost"):
+            got = {"latency": outcome.latency_s, "tokens": outcome.tokens, "cost": outcome.cost_usd}[kind]
+            assert spec.max is not None
+            return _bool(got <= spec.max, f"{kind} {_num(got)} {'<=' if got <= spec.max else '>'} max {_num(spec.max)}")
+        if kind == "python":
+            return await self._python(spec, target, context)
+        if kind == "llm-rubric":
+            return await self._judge(spec, target, context)
+        if kind == "is-json":
+            return _is_json(target)
+        if kind == "json_schema":
+            from runner.structured import mismatches  # noqa: PLC0415
+
+            value = _json_of(target)
+            found = mismatches(value, spec.value, limit=3)
+            return _bool(not found, "; ".join(str(m) for m in found) or "matches the schema")
+        if kind == "one_of":
+            options = [_value(v, context) for v in spec.value]
+            hit = any(_same(target, o) for o in options)
+            return _bool(hit, f"{_show(target)} is {'' if hit else 'not '}one of {_show(options)}")
+        expected = _value(spec.value, context)
+        if kind == "equals":
+            same = _same(target, expected)
+            return _bool(same, f"{_show(target)} {'==' if same else '!='} {_show(expected)}")
+        if kind == "close":
+            got, want = _number(target, "the output"), _number(expected, "the value")
+            assert spec.tolerance is not None
+            near = abs(got - want) <= spec.tolerance
+            return _bool(near, f"|{_num(got)} - {_num(want)}| {'<=' if near else '>'} {_num(spec.tolerance)}")
+        text, wanted = _text(target), _text(expected)
+        if kind == "contains":
+            hit = wanted in text
+        elif kind == "icontains":
+            hit = wanted.casefold() in text.casefold()
+        elif kind == "starts_with":
+            hit = text.startswith(wanted)
+        else:  # regex
+            try:
+                hit = re.search(wanted, text) is not None
+            except re.error as exc:
+                raise _Error(f"regex {wanted!r} does not compile: {exc}") from None
+        word = {"contains": "contains", "icontains": "contains", "starts_with": "starts with", "regex": "matches"}[kind]
+        return _bool(hit, f"{_show(text, 80)} {'' if hit else 'does not '}{word if hit else _base(word)} {wanted!r}")
+
+    async def _python(self, spec: AssertSpec, target: Any, context: dict[str, Any]) -> tuple[bool, float, str]:
+        function, names = self.functions[spec.value.text]
+        given = {"output": target, "row": context["row"], "stages": context["stages"], "inputs": context["inputs"]}
+        result = function(**(given if names is None else {name: given[name] for name in names}))
+        if inspect.isawaitable(result):
+            result = await result
+        return _scored(result, spec.threshold, spec.value.text)
+
+    async def _judge(self, spec: AssertSpec, target: Any, context: dict[str, Any]) -> tuple[bool, float, str]:
+        from runner.evals.judge import JudgeError, judge, shown  # noqa: PLC0415
+        from runner.templates import template_for  # noqa: PLC0415
+
+        assert spec.model is not None and spec.rubric is not None
+        provider = self.providers.get(spec.model)
+        if provider is None:
+            raise _Error(f"the judge model '{spec.model}' is not open in this run")
+        try:
+            rubric = template_for(spec.rubric).render(context)
+        except RunnerError as exc:
+            raise _Error(str(exc)) from None
+        try:
+            verdict, tokens = await judge(provider, f"judge:{spec.name}", rubric, shown(_plain(target)), context)
+        except JudgeError as exc:
+            raise _Error(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - a judge call that fails (HTTP, timeout) is an error, not a failure
+            raise _Error(f"the judge's call failed: {_summary(exc)}") from None
+        self.judge_tokens += tokens
+        score = float(verdict["score"])
+        passed = bool(verdict["pass"]) if spec.threshold is None else score >= spec.threshold
+        return passed, score, str(verdict["reason"])
+
+
+def weighted_score(verdicts: Sequence[Verdict]) -> float:
+    """A row's score: its assertions' scores weighted by their ``weight`` (1 when every weight is 0)."""
+    total = sum(v.weight for v in verdicts)
+    if total <= 0:
+        return 1.0
+    return sum(v.score * v.weight for v in verdicts) / total
+
+
+def _verdict(lst: AssertList, spec: AssertSpec, status: str, score: float, reason: str) -> Verdict:
+    return Verdict(spec.name, spec.kind, lst.scope, status, score, reason, spec.weight)
+
+
+_GIVEN = ("output", "row", "stages", "inputs")
+
+
+def _arguments(function: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The arguments among ours that a Python assertion names (read once: a signature costs microseconds)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(name for name in _GIVEN if name in params)
+
+
+class _Error(Exception):
+    """A check that could not be made: the assertion's error."""
+
+
+def _base(word: str) -> str:
+    return {"contains": "contain", "starts with": "start with", "matches": "match"}[word]
+
+
+def _bool(passed: bool, reason: str) -> tuple[bool, float, str]:
+    return passed, 1.0 if passed else 0.0, reason
+
+
+def _scored(result: Any, threshold: float | None, who: str) -> tuple[bool, float, str]:
+    """A Python assertion's return: a bool, a score in [0, 1] (passing above 0, or from ``threshold``), or a
+    mapping ``{pass, score, reason}``."""
+    reason = ""
+    if isinstance(result, Mapping):
+        if "pass" not in result and "score" not in result:
+            raise _Error(f"{who} returned a mapping without 'pass' or 'score': {_show(result)}")
+        score_raw = result.get("score", 1.0 if result.get("pass") else 0.0)
+        reason = str(result.get("reason", ""))
+        passed_raw = result.get("pass")
+    else:
+        score_raw, passed_raw = result, None
+    if isinstance(score_raw, bool):
+        score = 1.0 if score_raw else 0.0
+        passed_raw = score_raw if passed_raw is None else passed_raw
+    elif isinstance(score_raw, int | float) and math.isfinite(score_raw) and 0 <= score_raw <= 1:
+        score = float(score_raw)
+    else:
+        raise _Error(
+            f"{who} returned {_show(score_raw)}: expected a bool, a score in [0, 1] or {{pass, score, reason}}"
+        )
+    if threshold is not None:
+        passed = score >= threshold
+    elif passed_raw is not None:
+        passed = bool(passed_raw)
+    else:
+        passed = score > 0
+    return passed, score, reason or f"{who} gave score {_num(score)}"
+
+
+def _at(value: Any, path: str | None) -> Any:
+    """The part of an output that ``path`` names (``data.label``, ``data.items[0]``); the output's text
+    without a path (an agent's reply), or the value itself (a python stage's, a fan-out's list)."""
+    if path is None:
+        return value.content if isinstance(value, Output) else _plain(value)
+    here: Any = value
+    walked = "output"
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            if not isinstance(here, list | tuple) or index >= len(here):
+                raise _Error(f"{walked}{part}: no such item (the value is {_show(here, 60)})")
+            here = here[index]
+        elif isinstance(here, Output):
+            here = getattr(here, part, None) if part in ("content", "data", "name", "error") else None
+        elif isinstance(here, Mapping) and part in here:
+            here = here[part]
+        else:
+            raise _Error(f"{walked}.{part}: no such field (the value is {_show(_plain(here), 60)})")
+        walked += part if part.startswith("[") else f".{part}"
+    return _plain(here)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Output):
+        return value.data if value.data is not None else value.content
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _value(value: Any, context: Mapping[str, Any]) -> Any:
+    """An assertion's value: a template evaluated (one ``{{ expression }}`` keeps its type), else as written."""
+    if isinstance(value, TemplateSrc):
+        from jinja2 import Undefined  # noqa: PLC0415
+
+        from runner.templates import template_for  # noqa: PLC0415
+
+        try:
+            result = template_for(value).evaluate(context)
+            if isinstance(result, Undefined):
+                str(result)  # a strict Undefined raises, saying which name: an error here, not a wrong comparison
+            return result
+        except RunnerError as exc:
+            raise _Error(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - Jinja's own errors from a template's expression
+            raise _Error(f"{value.loc}: template error: {exc}") from None
+    return value
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Equality across the types a dataset gives: CSV text "3" equals the number 3, "true" the boolean."""
+    if got == want and type(got) is type(want):
+        return True
+    if isinstance(got, str) and isinstance(want, str):
+        return got.strip() == want.strip()
+    for a, b in ((got, want), (want, got)):
+        if isinstance(b, str):
+            try:
+                parsed = json.loads(b)
+            except ValueError:
+                continue
+            if parsed == a and isinstance(parsed, bool) == isinstance(a, bool):
+                return True
+    return bool(got == want and isinstance(got, bool) == isinstance(want, bool))
+
+
+def _is_json(target: Any) -> tuple[bool, float, str]:
+    if not isinstance(target, str):
+        return _bool(True, "a structured value")
+    try:
+        json.loads(target)
+    except ValueError as exc:
+        return _bool(False, f"not JSON: {exc}")
+    return _bool(True, "valid JSON")
+
+
+def _json_of(target: Any) -> Any:
+    if isinstance(target, str):
+        try:
+            return json.loads(target)
+        except ValueError as exc:
+            raise _Error(f"the output is not JSON: {exc}") from None
+    return target
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise _Error(f"{what} is a boolean, not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _Error(f"{what} is {_show(value, 60)}, not a number") from None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    text = repr(value) if isinstance(value, str) else _text(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _summary(exc: BaseException) -> str:
+    """An exception as one line: its type and message, and the innermost frame of user code that raised it."""
+    if isinstance(exc, RunnerError):
+        return str(exc)  # located already (a template's file:line:col)
+    frames: Sequence[traceback.FrameSummary] = traceback.extract_tb(exc.__traceback__)
+    own = Path(__file__).resolve().parent.parent
+    user = [
+        f
+        for f in frames
+        if not f.filename.startswith("<")
+        and "site-packages" not in f.filename
+        and not Path(f.filename).resolve().is_relative_to(own)
+    ]
+    where = f" (at {Path(user[-1].filename).name}:{user[-1].lineno} in {user[-1].name})" if user else ""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}{where}" if message else f"{type(exc).__name__}{where}"

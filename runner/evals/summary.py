@@ -1,0 +1,222 @@
+"""The verdicts of every row added up (issue 24): pass rates per assertion and per ``assert:`` list, errors
+counted apart from failures, the thresholds that set the exit code, and the three ways they are shown: the
+``evals`` section of the batch report (JSON, ``schemas/batch-report.schema.json``), Markdown for a pull
+request, and JUnit XML for CI test tabs (one test case per row; a failed assertion is a ``failure``, one that
+could not be checked an ``error``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from runner.evals.evaluate import ERROR, FAIL, PASS
+from runner.workflow.asserts import AssertList
+
+
+@dataclass
+class _Count:
+    kind: str
+    scope: str
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    score: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.errors
+
+
+@dataclass
+class EvalStats:
+    """The running totals of a batch's verdicts, in the order the file lists the assertions."""
+
+    lists: Sequence[AssertList]
+    assertions: dict[str, _Count] = field(default_factory=dict)
+    list_rows: dict[str, list[int]] = field(default_factory=dict)  # scope -> [rows passed, rows counted]
+    rows: int = 0
+    rows_passed: int = 0
+    rows_failed: int = 0
+    rows_errors: int = 0
+    judge_tokens: int = 0
+    score: float = 0.0  # the rows' weighted scores, summed
+
+    def __post_init__(self) -> None:
+        for lst in self.lists:
+            self.list_rows[lst.scope] = [0, 0]
+            for spec in lst.items:
+                self.assertions[spec.name] = _Count(spec.kind, lst.scope)
+
+    def add(self, verdicts: Sequence[dict[str, Any]]) -> str:
+        """Count one row's verdicts; the row's status: pass (every assertion passed), fail, or error (one could
+        not be checked, and none failed)."""
+        self.rows += 1
+        total = sum(float(v.get("weight", 1.0)) for v in verdicts)
+        self.score += sum(v["score"] * float(v.get("weight", 1.0)) for v in verdicts) / total if total > 0 else 1.0
+        by_scope: dict[str, list[dict[str, Any]]] = {}
+        for v in verdicts:
+            count = self.assertions.get(v["name"])
+            if count is None:
+                continue  # a line from before the workflow changed (a resume with --force)
+            count.score += v["score"]
+            if v["status"] == PASS:
+                count.passed += 1
+            elif v["status"] == FAIL:
+                count.failed += 1
+            else:
+                count.errors += 1
+            by_scope.setdefault(count.scope, []).append(v)
+        for scope, given in by_scope.items():
+            counts = self.list_rows[scope]
+            counts[1] += 1
+            counts[0] += all(v["status"] == PASS for v in given)
+        status = row_status(verdicts)
+        if status == PASS:
+            self.rows_passed += 1
+        elif status == FAIL:
+            self.rows_failed += 1
+        else:
+            self.rows_errors += 1
+        return status
+
+    def document(self) -> dict[str, Any]:
+        lists = []
+        for lst in self.lists:
+            passed, counted = self.list_rows[lst.scope]
+            rate = passed / counted if counted else 1.0
+            lists.append(
+                {
+                    "scope": lst.scope,
+                    "threshold": lst.threshold,
+                    "rows": counted,
+                    "passed": passed,
+                    "pass_rate": round(rate, 6),
+                    "met": rate >= lst.threshold,
+                }
+            )
+        assertions: list[dict[str, Any]] = []
+        for name, c in self.assertions.items():
+            assertions.append(
+                {
+                    "name": name,
+                    "type": c.kind,
+                    "scope": c.scope,
+                    "passed": c.passed,
+                    "failed": c.failed,
+                    "errors": c.errors,
+                    "pass_rate": round(c.passed / c.total, 6) if c.total else 1.0,
+                    "mean_score": round(c.score / c.total, 6) if c.total else 0.0,
+                }
+            )
+        worst, lowest = None, 2.0  # the lowest pass rate; among equals, the first in the file
+        for name, c in self.assertions.items():
+            if c.passed < c.total and c.passed / c.total < lowest:
+                worst, lowest = name, c.passed / c.total
+        return {
+            "rows": self.rows,
+            "passed": self.rows_passed,
+            "failed": self.rows_failed,
+            "errors": self.rows_errors,
+            "pass_rate": round(self.rows_passed / self.rows, 6) if self.rows else 1.0,
+            "mean_score": round(self.score / self.rows, 6) if self.rows else 0.0,
+            "met": all(item["met"] for item in lists),
+            "worst": worst,
+            "judge_tokens": self.judge_tokens,
+            "lists": lists,
+            "assertions": assertions,
+        }
+
+
+def row_status(verdicts: Sequence[dict[str, Any]]) -> str:
+    """A row's status from its verdicts' lines: fail when one failed, else error when one could not be checked."""
+    if any(v["status"] == FAIL for v in verdicts):
+        return FAIL
+    if any(v["status"] == ERROR for v in verdicts):
+        return ERROR
+    return PASS
+
+
+def unmet(doc: dict[str, Any]) -> list[str]:
+    """One line per ``assert:`` list whose pass rate is below its threshold, naming the worst assertion."""
+    out = []
+    for item in doc["lists"]:
+        if not item["met"]:
+            out.append(
+                f"{item['scope']}: {item['passed']} of {item['rows']} rows passed ({_pct(item['pass_rate'])}), "
+                f"below the threshold {_pct(item['threshold'])}"
+            )
+    if out and doc["worst"] is not None:
+        worst = next(a for a in doc["assertions"] if a["name"] == doc["worst"])
+        out.append(
+            f"worst assertion: {worst['name']} ({_pct(worst['pass_rate'])} passed, {worst['failed']} failed, "
+            f"{worst['errors']} errors)"
+        )
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The ``## Assertions`` section of the batch report's Markdown."""
+    verdict = "met" if doc["met"] else "NOT met"
+    lines = [
+        "## Assertions",
+        "",
+        f"Thresholds {verdict}: {doc['passed']} of {doc['rows']} rows passed every assertion "
+        f"({_pct(doc['pass_rate'])}); {doc['failed']} failed, {doc['errors']} had errors.",
+        "",
+    ]
+    if doc["worst"] is not None:
+        lines += [f"Worst assertion: `{doc['worst']}`.", ""]
+    lines += ["| list | threshold | rows passed | pass rate | met |", "|---|---:|---:|---:|---|"]
+    for item in doc["lists"]:
+        lines.append(
+            f"| `{item['scope']}` | {_pct(item['threshold'])} | {item['passed']} / {item['rows']} | "
+            f"{_pct(item['pass_rate'])} | {'yes' if item['met'] else '**no**'} |"
+        )
+    lines += ["", "| assertion | passed | failed | errors | pass rate | mean score |", "|---|---:|---:|---:|---:|---:|"]
+    for a in sorted(doc["assertions"], key=lambda a: a["pass_rate"]):
+        lines.append(
+            f"| `{a['name']}` | {a['passed']} | {a['failed']} | {a['errors']} | {_pct(a['pass_rate'])} | "
+            f"{a['mean_score']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]], wall_s: float) -> bytes:
+    """JUnit XML: a ``testsuite`` named after the workflow, a ``testcase`` per row (its key), with a ``failure``
+    listing the assertions that failed, else an ``error`` listing those that could not be checked."""
+    suites = ET.Element("testsuites", name=name)
+    suite = ET.SubElement(suites, "testsuite", name=name)
+    failures = errors = 0
+    for key, latency, verdicts in rows:
+        case = ET.SubElement(suite, "testcase", classname=name, name=f"row {key}", time=f"{latency:.6f}")
+        failed = [v for v in verdicts if v["status"] == FAIL]
+        broken = [v for v in verdicts if v["status"] == ERROR]
+        if failed:
+            failures += 1
+            element = ET.SubElement(case, "failure", message=_junit_message(failed), type="AssertionFailed")
+            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken)
+        elif broken:
+            errors += 1
+            element = ET.SubElement(case, "error", message=_junit_message(broken), type="AssertionError")
+            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in broken)
+    for element in (suites, suite):
+        element.set("tests", str(len(rows)))
+        element.set("failures", str(failures))
+        element.set("errors", str(errors))
+        element.set("time", f"{wall_s:.6f}")
+    suite.set("skipped", "0")
+    body: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return body + b"\n"
+
+
+def _junit_message(verdicts: Sequence[dict[str, Any]]) -> str:
+    first = verdicts[0]
+    more = f" (and {len(verdicts) - 1} more)" if len(verdicts) > 1 else ""
+    return f"{first['name']}: {first['reason']}"[:500] + more
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
