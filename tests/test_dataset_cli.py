@@ -280,9 +280,10 @@ def test_progress_lines_in_ci_and_on_a_terminal(tmp_path: Path, monkeypatch: pyt
     """Not a terminal (CI): a summary line each CI_SUMMARY_EVERY seconds; a terminal: the line redrawn in place.
     The rows take 2 x 100 ms of simulated latency, so the 10 ms period ticks during the batch whatever the load."""
     from runner.commands import dataset
+    from runner.dataset import progress
 
-    monkeypatch.setattr(dataset, "CI_SUMMARY_EVERY", 0.01)
-    monkeypatch.setattr(dataset, "LIVE_EVERY", 0.01)
+    monkeypatch.setattr(progress, "CI_SUMMARY_EVERY", 0.01)
+    monkeypatch.setattr(progress, "LIVE_EVERY", 0.01)
     wf = tmp_path / "wf.yaml"
     wf.write_text(SCRIPTED.replace('reply: "{{ input }}!"', 'reply: "{{ input }}!", latency: {first_token_ms: 100}'))
     data = tmp_path / "d.jsonl"

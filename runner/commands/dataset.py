@@ -16,14 +16,15 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from runner import interrupts
 from runner.dataset.batch import Batch, RowInput, RowResult
 from runner.dataset.ledger import Ledger, LedgerError
+from runner.dataset.progress import watch
 from runner.dataset.read import check_readable, count_rows, read_rows
 from runner.dataset.report import BatchStats, markdown
 from runner.dataset.results import RESULTS_NAME, ResultsFile, reconcile
@@ -36,9 +37,6 @@ from runner.plan.compile import compile_workflow
 from runner.report.document import now_utc
 from runner.validate.check import load_workflow
 from runner.workflow.offline import offline_workflow
-
-CI_SUMMARY_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
-LIVE_EVERY = 0.25  # seconds between redraws of the progress line on a terminal
 
 
 @dataclass
@@ -284,7 +282,9 @@ def _run(
     async def main() -> None:
         task = asyncio.current_task()
         detach = interrupts.attach(asyncio.get_running_loop(), task) if task is not None else None
-        watcher = asyncio.get_running_loop().create_task(_watch(stats, dataset, settings, len(finished), err, show))
+        watcher = asyncio.get_running_loop().create_task(
+            watch(stats, _counter(dataset, settings, len(finished)), err, show)
+        )
         try:
             async with batch:
                 if evaluating:
@@ -383,9 +383,8 @@ def _evals_section(doc: dict[str, Any]) -> str:
     return "\n" + evals_markdown(doc["evals"])
 
 
-async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip: int, err: TextIO, live: bool) -> None:
-    """The progress line on a terminal (redrawn each 0.25 s), a summary line each 10 s otherwise; the total is
-    counted in a thread while the batch runs."""
+def _counter(dataset: str, settings: dict[str, Any], skip: int) -> Callable[[], int]:
+    """How many rows this invocation runs: the dataset counted (in a thread), its shard and limit applied."""
 
     def total() -> int:
         n = count_rows(dataset)
@@ -396,31 +395,7 @@ async def _watch(stats: BatchStats, dataset: str, settings: dict[str, Any], skip
             n = min(n, settings["limit"])
         return max(n - skip, 0)
 
-    counting = asyncio.get_running_loop().run_in_executor(None, total)
-
-    def counted(f: asyncio.Future[int]) -> None:
-        if not f.cancelled() and f.exception() is None:
-            stats.total = f.result()
-
-    counting.add_done_callback(counted)
-    every = LIVE_EVERY if live else CI_SUMMARY_EVERY
-    try:
-        while True:
-            await asyncio.sleep(every)
-            if live:
-                err.write("\r\x1b[K" + stats.progress()[: _width() - 1])
-            else:
-                err.write(f"runner: {stats.progress()}\n")
-            err.flush()
-    finally:
-        counting.cancel()
-
-
-def _width() -> int:
-    try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except (OSError, ValueError):
-        return 80
+    return total
 
 
 def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
