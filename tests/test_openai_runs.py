@@ -146,4 +146,6 @@ def test_no_connection_or_fd_leaks_after_ok_failed_and_cancelled_runs(tmp_path: 
         while (server._tasks or _fds() > fds) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert threading.active_count() == threads
-        assert _fds() == fds
+        # no more than before: the baseline may still count a socket of the warm-up that the server's side was
+        # closing (CI saw 67 after against 70 before), never fewer leaked ones
+        assert _fds() <= fds
