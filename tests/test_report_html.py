@@ -627,6 +627,8 @@ def test_the_models_table_and_the_split_say_the_reports_figures(reports, open_pa
 
 
 def test_details_on_hover_click_and_keyboard_and_the_segments_of_a_retried_call(reports, open_page) -> None:
+    from playwright.sync_api import expect
+
     report = reports["retries"]
     opened = open_page(report)
     page = opened.page
@@ -634,7 +636,8 @@ def test_details_on_hover_click_and_keyboard_and_the_segments_of_a_retried_call(
     bar = page.locator(f'.bar[data-node="{retried["id"]}"]')
     bar.hover()
     tip = page.locator("#tooltip")
-    assert tip.is_visible() and tip.locator("h3").inner_text() == retried["id"]
+    expect(tip).to_be_visible()  # expect waits for the page's update, which a loaded machine may delay
+    expect(tip.locator("h3")).to_have_text(retried["id"])
     event = retried["retry_events"][0]
     assert tip.locator('dd[data-key="1 retry"]').inner_text() == (
         f"failed at {event['at_s']:.3f} s ({event['cause']}), back-off {event['delay_s']:.3f} s"
@@ -649,7 +652,8 @@ def test_details_on_hover_click_and_keyboard_and_the_segments_of_a_retried_call(
     assert page.locator(".bar:has(.seg.f-rate)").count() >= 1
     bar.click()
     details = page.locator("#details")
-    assert details.is_visible() and details.locator("h3").inner_text() == retried["id"]
+    expect(details).to_be_visible()
+    expect(details.locator("h3")).to_have_text(retried["id"])
     assert details.locator('dd[data-key="attempts"]').inner_text() == str(retried["attempts"])
     # the keyboard: the first row, the next, its details; Escape closes them
     page.locator("#wf").focus()
@@ -657,13 +661,17 @@ def test_details_on_hover_click_and_keyboard_and_the_segments_of_a_retried_call(
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
     second = page.locator(".row").nth(1).get_attribute("data-node")
-    assert details.locator("h3").inner_text() == second
+    assert second is not None
+    expect(details.locator("h3")).to_have_text(second)
     active = page.locator("#wf").get_attribute("aria-activedescendant")
     assert page.locator(f"#{active}").get_attribute("data-node") == second
     page.keyboard.press("End")
-    assert details.locator("h3").inner_text() == page.locator(".row.active").get_attribute("data-node")
+    page.wait_for_function(  # the active row (the last) and the details it opened, once the page has drawn them
+        "() => { const r = document.querySelector('.row.active'), h = document.querySelector('#details h3');"
+        " return r !== null && h !== null && r.dataset.node !== '' && h.textContent === r.dataset.node; }"
+    )
     page.keyboard.press("Escape")
-    assert not details.is_visible()
+    expect(details).to_be_hidden()
     opened.assert_clean()
 
 
