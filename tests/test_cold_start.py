@@ -98,12 +98,14 @@ def test_no_cache_and_an_unusable_cache_only_cost_the_import(tmp_path: Path) -> 
         assert (cold["code"], cold["jsonschema"], cold["jinja2"]) == (0, True, False)
 
 
-def test_a_template_imports_jinja_and_renders(tmp_path: Path) -> None:
+def test_only_a_template_beyond_name_lookups_imports_jinja(tmp_path: Path) -> None:
     wf = tmp_path / "one.yaml"
     wf.write_text(ONE.replace('input: "hello"', 'input: "hello {{ run.name }}"'), encoding="utf-8")
-    assert _run(wf, tmp_path / "cache")["jinja2"] is True
-    report = json.loads(next((tmp_path / "r").glob("*.json")).read_text(encoding="utf-8"))
-    assert report["run"]["status"] == "ok"
+    assert _run(wf, tmp_path / "cache")["jinja2"] is False  # `{{ name.key }}` outputs: read without Jinja
+    wf.write_text(ONE.replace('input: "hello"', 'input: "hello {{ run.name | upper }}"'), encoding="utf-8")
+    assert _run(wf, tmp_path / "cache")["jinja2"] is True  # a filter: Jinja's
+    for report in (tmp_path / "r").glob("*.json"):
+        assert json.loads(report.read_text(encoding="utf-8"))["run"]["status"] == "ok"
 
 
 def test_the_key_covers_every_input_of_the_check() -> None:

@@ -17,7 +17,7 @@ from runner.stages import kind_of
 from runner.stages.base import CompiledTemplate as CompiledTemplate
 from runner.stages.base import StagePlan as StagePlan
 from runner.stages.base import StageRecord
-from runner.templates import Template, environment, is_constant
+from runner.templates import Template, environment, is_constant, simple_parts
 from runner.workflow.records import AgentSpec, ModelSpec, Workflow
 
 # A system prompt that reads none of these renders the same for every call of its agent.
@@ -27,6 +27,9 @@ _VARYING_FOR_AGENT = frozenset({"vars", "prev", "stages", "input"})
 def free_names(src: TemplateSrc) -> frozenset[str]:
     if is_constant(src.text):
         return frozenset()
+    simple = simple_parts(src.text)
+    if simple is not None:  # read without Jinja (runner/templates.py)
+        return frozenset(part[0] for part in simple if isinstance(part, tuple))
     from jinja2 import meta  # noqa: PLC0415
 
     return frozenset(meta.find_undeclared_variables(environment().parse(src.text)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.templates import environment
+from runner.templates import environment, simple_parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,28 @@ def analyse(ast: Any) -> Names:
         frozenset(tested),
         hazardous,
     )
+
+
+def simple_names(text: str) -> tuple[Names, tuple[str, str] | None] | None:
+    """For a template of ``{{ name.key }}`` outputs only (:func:`runner.templates.simple_parts`): what
+    :func:`analyse` would find in its AST, and the ``name.key`` of its one expression when it has exactly one (as
+    :func:`ref_of` of :func:`single_expression`); read without Jinja. None for any other template, and for one
+    reading an attribute the sandbox may refuse (``_x``, internal names), which Jinja's reading then judges."""
+    parts = simple_parts(text)
+    if parts is None:
+        return None
+    paths = [part for part in parts if isinstance(part, tuple)]
+    if any(attr[:1] == "_" or attr in INTERNAL_ATTRIBUTES for path in paths for attr in path[1:]):
+        return None
+    names = Names(
+        frozenset(path[0] for path in paths),
+        frozenset((path[0], path[1]) for path in paths if len(path) >= 2),
+        frozenset((path[0], path[1], path[2]) for path in paths if len(path) >= 3),
+        frozenset(),
+        frozenset(),
+    )
+    whole = (paths[0][0], paths[0][1]) if len(paths) == 1 and len(paths[0]) == 2 else None
+    return names, whole
 
 
 def targets_loop(target: Any) -> bool:

@@ -28,7 +28,7 @@ from runner.validate.rules import jinja
 from runner.validate.rules.common import A_TYPE, diag, suggest
 from runner.validate.rules.kinds import FOR_EACH_HINT, attribute_problem, expression_kind
 from runner.validate.rules.loops import KIND_WORDS, in_block, in_switch, loop_reads
-from runner.validate.rules.names import Names, analyse, ref_of, single_expression
+from runner.validate.rules.names import Names, analyse, ref_of, simple_names, single_expression
 from runner.validate.rules.scope import Scope, Site, Walk, call_sites, model_scopes, output_kind
 from runner.validate.rules.source import Source
 from runner.workflow.records import Workflow
@@ -99,18 +99,23 @@ class TemplateChecker:
         src = site.src
         if is_constant(src.text):
             return
-        ast = jinja.parse_ast(src.text)
-        if ast is None:  # a syntax error: parse again, slowly, with token offsets to place the caret
-            err = jinja.parse(src.text).error
-            assert err is not None
-            self.add(src, err.start, err.end, "template-syntax", f"template syntax error: {err.message}", _SYNTAX_HINT)
-            return
-        names = analyse(ast)
-        if site.kind == "when":  # `when: "{{ stages.x }}"` tests the value itself: None skips the stage
+        simple = simple_names(src.text) if site.kind != "for_each" else None
+        ast: Any = None
+        if simple is not None:  # `{{ name.key }}` outputs only: read without Jinja (runner/templates.py)
+            names, path = simple
+        else:
+            ast = jinja.parse_ast(src.text)
+            if ast is None:  # a syntax error: parse again, slowly, with token offsets to place the caret
+                err = jinja.parse(src.text).error
+                assert err is not None
+                message = f"template syntax error: {err.message}"
+                self.add(src, err.start, err.end, "template-syntax", message, _SYNTAX_HINT)
+                return
+            names = analyse(ast)
             whole = single_expression(ast)
             path = ref_of(whole) if whole is not None else None
-            if path is not None:
-                names = dataclasses.replace(names, tested=names.tested | {path})
+        if site.kind == "when" and path is not None:  # `when: "{{ stages.x }}"` tests the value: None skips
+            names = dataclasses.replace(names, tested=names.tested | {path})
         located: jinja.Parsed | None = None  # tokens with offsets, parsed again for the first problem
 
         def parsed() -> jinja.Parsed:
@@ -134,9 +139,11 @@ class TemplateChecker:
                     f"'{tag}' loads another template, and workflow templates cannot load files",
                     "write the text in this template, or pass it in through inputs or vars",
                 )
-        allowed = _BASE | self.globals | (_CALL if site.call else frozenset()) | site.extra
+        allowed = _BASE | (_CALL if site.call else frozenset()) | site.extra
         if site.scopes:  # names only some contexts have (`loop`) must be there in every one
             allowed |= frozenset.intersection(*(scope.names for scope in site.scopes))
+        if names.free - allowed:  # a name beyond the context's: Jinja's globals (range, dict, ...) may have it
+            allowed |= self.globals
         for name in sorted(names.free - allowed):
             message, hint = self.unknown_name(name, site, allowed)
             for start, end in spans(name):
@@ -165,6 +172,8 @@ class TemplateChecker:
         if "loop" in names.free and "loop" in allowed:  # inside a loop: its fields and previous iteration
             for start, end, rule, message, hint in loop_reads(site, names, spans, self.stages):
                 self.add(src, start, end, rule, message, hint)
+        if ast is None:  # a simple template: no filter, test or constant for the checks below
+            return
         if site.kind == "for_each" and site.stage is not None:
             self.for_each(site.stage, src, ast, site.scopes[0].prev if site.scopes else "any")
         if clean and _COMPILER_CHECKED.intersection(src.text.split()) and _has_compiler_checks(ast):
