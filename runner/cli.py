@@ -8,38 +8,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from runner import interrupts
 from runner.errors import RunnerError, UsageError
+from runner.termsize import columns
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
-def _columns() -> int:
-    """The terminal's width as ``shutil.get_terminal_size`` reads it ($COLUMNS, then standard output, else 80),
-    without importing shutil (and with it zlib, bz2 and lzma: 5 ms of every command's start)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
 class _Formatter(argparse.HelpFormatter):
-    """argparse's help layout, its width read by :func:`_columns` (argparse imports shutil for it, for every
-    argument added, help asked for or not)."""
+    """argparse's help layout, its width read by :func:`runner.termsize.columns` (argparse imports shutil for
+    it, for every argument added, help asked for or not)."""
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
-        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+        super().__init__(prog, indent_increment, max_help_position, columns() - 2 if width is None else width)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,7 +10,6 @@ stdout is never changed.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ from typing import Any, TextIO
 
 from runner.calls import ChatResult
 from runner.events import Event, Recorder, tail
+from runner.termsize import columns as terminal_columns
 
 CLEAR = "\r\x1b[2K"
 _CONTAINERS = frozenset({"fanout", "branch", "loop", "iteration", "switch"})
@@ -100,15 +100,7 @@ class Progress:
         then ``COLUMNS``, then 80."""
         if self.width is not None:
             return self.width
-        try:
-            columns = os.get_terminal_size(self.out.fileno()).columns
-        except (AttributeError, OSError, ValueError):  # not a file, not a terminal, or closed
-            columns = 0
-        if columns <= 0:  # a terminal that does not know its size (a fresh pty says 0)
-            import shutil  # noqa: PLC0415 - only when the terminal's size is unknown
-
-            columns = shutil.get_terminal_size((80, 24)).columns
-        return columns
+        return terminal_columns(self.out)
 
     def line(self) -> str:
         """The line for the terminal's width: the most detailed form that fits in all but its last column (a

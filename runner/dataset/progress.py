@@ -4,12 +4,12 @@ elsewhere (CI logs), the total counted in a thread meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
 from runner.dataset.report import BatchStats
+from runner.termsize import columns
 
 CI_SUMMARY_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
 LIVE_EVERY = 0.25  # seconds between redraws of the progress line on a terminal
@@ -29,16 +29,9 @@ async def watch(stats: BatchStats, count: Callable[[], int], err: TextIO, live: 
         while True:
             await asyncio.sleep(every)
             if live:
-                err.write("\r\x1b[K" + stats.progress()[: _width() - 1])
+                err.write("\r\x1b[K" + stats.progress()[: columns(sys.stderr) - 1])
             else:
                 err.write(f"runner: {stats.progress()}\n")
             err.flush()
     finally:
         counting.cancel()
-
-
-def _width() -> int:
-    try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except (OSError, ValueError):
-        return 80

@@ -152,13 +152,19 @@ def _leaves(error: Any) -> list[Any]:
     return [error]
 
 
+@cache
+def _schema_bytes() -> bytes:
+    """The workflow schema's file, read once a process (``runner validate`` of a folder checks many files)."""
+    return schema_path(WORKFLOW_SCHEMA).read_bytes()
+
+
 def check_schema(doc: Document, text: bytes) -> list[Diagnostic]:
     """:func:`schema_diagnostics` of ``doc`` (loaded from ``text``), skipped when the same bytes passed the
     same schema before (:mod:`runner.workflow.verdicts`: a pass remembered spares the jsonschema import)."""
     from runner.version import __version__  # noqa: PLC0415
     from runner.workflow import verdicts  # noqa: PLC0415
 
-    key = verdicts.verdict_key(text, schema_path(WORKFLOW_SCHEMA).read_bytes(), __version__)
+    key = verdicts.verdict_key(text, _schema_bytes(), __version__)
     if verdicts.passed_before(key):
         return []
     problems = schema_diagnostics(doc)
