@@ -394,6 +394,8 @@ def test_concurrent_calls_share_one_provider_and_its_pool(http_server: HTTPServe
     calls = 8
     oai = http_server.oai
     assert oai is not None
+    oai.reset()  # the module's other calls are not counted (a connection they left open may serve these)
+    oai.default = Plan(content="forty-two")
 
     async def session() -> list[Any]:
         results: list[Any] = []
@@ -414,7 +416,28 @@ def test_concurrent_calls_share_one_provider_and_its_pool(http_server: HTTPServe
     assert len(oai.requests) == calls + 1
     # One client for the server's life: its pool of 2 connections served every call, concurrent or not (a
     # provider per call opens one connection per call at least: 9 here).
-    assert 1 <= oai.connections <= 2
+    assert oai.connections <= 2
+
+
+def test_a_failed_run_is_an_error_answer_with_its_reason_and_report(http_server: HTTPServer) -> None:
+    oai = http_server.oai
+    assert oai is not None
+    oai.plan(Plan(status=400, body=b'{"error": {"message": "no such model: test-model"}}'))
+
+    async def session() -> Any:
+        with anyio.fail_after(BOUND):
+            async with Client(http_server.url) as client:
+                return await client.call_tool("ask", {"question": "why?"})
+
+    result = anyio.run(session)
+    assert result.is_error is True
+    assert result.structured_content is None
+    assert result.content[0].text == (
+        f"the run of ask failed: model 'm' (test-model at {oai.url}): HTTP 400: no such model: test-model"
+    )
+    assert result.meta["runner/status"] == "failed"
+    report = json.loads((http_server.folder / result.meta["runner/report"]).read_text(encoding="utf-8"))
+    assert report["run"]["status"] == "failed"
 
 
 # -- the MCP Inspector's CLI mode: a third-party client ---------------------------------------------------------
@@ -487,6 +510,50 @@ def test_invalid_workflows_are_refused_before_serving(served: Path, capsys: pyte
     assert capsys.readouterr().err == "runner: error: runner serve needs a protocol: runner serve WF... --mcp\n"
     assert main(["serve", "slow.yaml", "--mcp", "--port", "9000"]) == 2
     assert capsys.readouterr().err == "runner: error: --port is for --transport http\n"
+
+
+def test_an_address_that_cannot_be_listened_on_is_said_before_serving(
+    served: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    monkeypatch.chdir(served)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "slow.yaml", "--mcp", "--transport", "http", "--port", str(port)]) == 1
+    assert capsys.readouterr().err == (
+        f"runner: error: --host 127.0.0.1 --port {port}: cannot listen there: Address already in use\n"
+    )
+    assert main(["serve", "slow.yaml", "--mcp", "--transport", "http", "--port", "70000"]) == 2
+    assert "argument --port: expected a port from 0 to 65535, got '70000'" in capsys.readouterr().err
+
+
+def test_progress_counts_the_top_level_stages_only() -> None:
+    from runner.commands.mcp_tools import StageProgress
+    from runner.live.events import NodeFailed, NodeFinished, NodeSkipped, NodeStarted, Token
+
+    progress = StageProgress(("plan", "notes", "digest"))
+    events = [
+        NodeStarted(0.0, "plan", "agent"),
+        Token(0.1, "plan", "a", "text"),
+        NodeFinished(0.2, "plan", "agent", 0.2),
+        NodeSkipped(0.2, "notes", "when gave false"),
+        NodeStarted(0.3, "digest", "agent"),
+        NodeStarted(0.3, "digest.tool[0.1]", "tool"),
+        NodeFailed(0.4, "digest", "agent", 0.1, "boom"),
+    ]
+    assert [progress.of(e) for e in events] == [
+        (1.0, 6.0, "stage plan started"),
+        None,
+        (2.0, 6.0, "stage plan finished"),
+        (4.0, 6.0, "stage notes skipped: when gave false"),
+        (5.0, 6.0, "stage digest started"),
+        None,
+        (6.0, 6.0, "stage digest failed: boom"),
+    ]
+    assert progress.of(NodeStarted(0.5, "digest", "agent")) == (7.0, None, "stage digest started")  # a rerun
 
 
 def test_without_the_extra_serve_says_how_to_install_it(

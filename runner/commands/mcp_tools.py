@@ -44,6 +44,7 @@ from runner.providers.base import ChatProvider
 from runner.report.document import now_utc
 from runner.report.files import ReportWriteError, write_outputs
 from runner.result import Result
+from runner.secrets import redact
 from runner.stages.base import as_text, brief
 from runner.version import __version__
 from runner.workflow.inputs import resolve_inputs
@@ -219,7 +220,7 @@ class WorkflowTool:
                 text = f"the run of {self.name} was interrupted: the server is stopping"
             else:
                 error = brief(result.error) if result.error is not None else "no error recorded"
-                text = f"the run of {self.name} failed: {error}"
+                text = redact(f"the run of {self.name} failed: {error}")  # as the CLI says errors: no secret
             return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
         structured = structured_value(result.output) if self.output_schema is not None else None
         return types.CallToolResult(
