@@ -152,7 +152,8 @@ class WorkflowTool:
         async def notify() -> None:
             async with receive:
                 async for step, total, message in receive:
-                    await ctx.session.report_progress(step, total, message)  # a no-op when no token was given
+                    # a no-op when the client gave no progress token; a failed stage's error may quote a server
+                    await ctx.session.report_progress(step, total, redact(message))
 
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
         run_dir = self.report_dir / "runs" / f"{self.name}-{stamp}"
@@ -188,8 +189,10 @@ class WorkflowTool:
             target = self._target(self._report_path(result))
             write_outputs(result.report, target, self.wf.report.formats)
         except (WriteError, ReportWriteError) as exc:
-            print(f"runner: error: {self.name}: {exc}", file=self.log)
-            target = None
+            for line in str(exc).splitlines():  # one line for each file that could not be written
+                print(f"runner: error: {self.name}: {line}", file=self.log)
+            if not isinstance(exc, ReportWriteError) or target not in exc.written:
+                target = None
         where = f"report: {target}" if target is not None else "no report written"
         print(f"runner: {self.name} {result.status} in {result.wall_s:.3f} s; {where}", file=self.log, flush=True)
         with suppress(asyncio.CancelledError, Exception):
