@@ -278,6 +278,32 @@ def test_stdio_lists_calls_with_progress_refuses_bad_arguments_and_cancels(serve
     assert "runner: slow interrupted in " in log
 
 
+def test_stdio_stops_on_sigterm_with_143(served: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "serve", "slow.yaml", "--mcp"],
+        cwd=served,
+        env={**os.environ, **_env()},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}) + "\n")
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())  # it serves: the handshake's answer
+        assert answer["result"]["serverInfo"]["name"] == "runner"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, err) == (143, "runner: terminated\n")
+
+
 # -- streamable HTTP --------------------------------------------------------------------------------------------
 
 
