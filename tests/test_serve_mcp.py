@@ -349,7 +349,10 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPServer
     with OAIServer() as oai:
         oai.default = Plan(content="forty-two")
         (folder / "ask.yaml").write_text(OPENAI.replace("{url}", oai.url), encoding="utf-8")
-        server = HTTPServer(folder, "classify.yaml", "slow.yaml", "ask.yaml")
+        cached = OPENAI.replace("{url}", oai.url).replace("name: ask", "name: cached")
+        cached = cached.replace("model: test-model", "model: cached-model\n    cache: {responses: {dir: answers}}")
+        (folder / "cached.yaml").write_text(cached, encoding="utf-8")
+        server = HTTPServer(folder, "classify.yaml", "slow.yaml", "ask.yaml", "cached.yaml")
         server.oai = oai
         try:
             yield server
@@ -374,7 +377,7 @@ def test_http_serves_on_loopback_with_progress_in_both_protocol_eras(http_server
 
     for mode in ("auto", "legacy"):  # 2026-07-28 and the initialize handshake (the Inspector's era)
         tools, result, seen = anyio.run(session, mode)
-        assert [t.name for t in tools] == ["classify", "slow", "ask"]
+        assert [t.name for t in tools] == ["classify", "slow", "ask", "cached"]
         assert tools[0].input_schema == CLASSIFY_TOOL_SCHEMA
         assert result.structured_content == {"label": "billing", "urgent": False}
         assert seen == PROGRESS
@@ -445,6 +448,22 @@ def test_concurrent_calls_share_one_provider_and_its_pool(http_server: HTTPServe
     assert oai.connections <= 2
 
 
+def test_a_model_s_response_cache_serves_the_calls(http_server: HTTPServer) -> None:
+    oai = http_server.oai
+    assert oai is not None
+
+    async def session() -> list[Any]:
+        with anyio.fail_after(BOUND):
+            async with Client(http_server.url) as client:
+                return [await client.call_tool("cached", {"question": "same"}) for _ in range(2)]
+
+    first, second = anyio.run(session)
+    assert second.content[0].text == first.content[0].text
+    sent = [r for r in oai.requests if r.body["model"] == "cached-model"]
+    assert len(sent) == 1  # the second call was answered from the cache (models.m.cache.responses)
+    assert len(list((http_server.folder / "answers").glob("*.json"))) == 1
+
+
 def test_a_failed_run_is_an_error_answer_with_its_reason_and_report(http_server: HTTPServer) -> None:
     oai = http_server.oai
     assert oai is not None
@@ -506,7 +525,7 @@ def test_the_inspector_lists_and_calls_over_stdio(served: Path) -> None:
 def test_the_inspector_lists_and_calls_over_http(http_server: HTTPServer) -> None:
     url, served = http_server.url, http_server.folder
     listed = _inspector(url, "--transport", "http", "--method", "tools/list", cwd=served)
-    assert [t["name"] for t in listed["tools"]] == ["classify", "slow", "ask"]
+    assert [t["name"] for t in listed["tools"]] == ["classify", "slow", "ask", "cached"]
     call = ["--method", "tools/call", "--tool-name", "classify", "--tool-arg", "ticket=hello", "urgent=true"]
     called = _inspector(url, "--transport", "http", *call, cwd=served)
     assert called["structuredContent"] == {"label": "other", "urgent": True}

@@ -35,7 +35,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 import runner
-from runner.engine.opening import open_providers
+from runner.engine.opening import open_providers, response_caches, wrapped
 from runner.errors import RunnerError
 from runner.fsutil import WriteError, ensure_writable_dir
 from runner.live.events import Event, NodeCancelled, NodeFailed, NodeFinished, NodeSkipped, NodeStarted, RunFinished
@@ -108,8 +108,12 @@ class WorkflowTool:
         self._written: set[Path] = set()
 
     def open(self) -> None:
-        """Open the providers of the models the workflow uses (no connection is made yet)."""
-        open_providers(compile_workflow(self.wf), into=self.providers)
+        """Open the providers of the models the workflow uses (no connection is made yet), their endpoints sending
+        through the models' response caches (``cache: {responses: ...}``) as a dataset batch's do."""
+        plan = compile_workflow(self.wf)
+        caches = response_caches(plan, None)
+        with wrapped(None if caches is None else caches(None)):
+            open_providers(plan, into=self.providers)
 
     async def stop(self) -> None:
         """Interrupt the runs in flight (the server is stopping): each call writes its partial report and answers
