@@ -72,6 +72,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """``--port``: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
     """``runner run``'s options for a batch over a dataset (issue 17; README "Datasets")."""
     group = run.add_argument_group("datasets", "run the workflow once per row of a dataset (README: Datasets)")
@@ -245,6 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     assert isinstance(report, _Parser)
     report.word_commands["diff"] = diff
 
+    # `runner serve WF... --mcp` (issue 22 item 4): workflows as MCP tools, from the extra runner[mcp]
+    serve = sub.add_parser(
+        "serve",
+        help="serve workflows as MCP tools (stdio or streamable HTTP); needs runner[mcp]",
+        description="Serve each workflow as an MCP tool: its inputs are the tool's arguments, progress is sent as "
+        "its stages start and end, its final output is the answer. Reports go to the usual report folder.",
+    )
+    serve.add_argument("workflows", nargs="+", metavar="WF", help="the workflow files, one tool each")
+    serve.add_argument("--mcp", action="store_true", help="speak the Model Context Protocol (the only protocol)")
+    serve.add_argument(
+        "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or streamable HTTP"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="with --transport http: the address (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="with --transport http: the port (default 8000; 0: any free one)"
+    )
+    serve.add_argument("--report-dir", metavar="DIR", help="where to write the reports (default: each report.dir)")
+    serve.add_argument(
+        "--offline", action="store_true", help="replace every remote model by a scripted one: no network, no key"
+    )
+    serve.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
+
     graph = sub.add_parser("graph", help="show the compiled graph without running it")
     graph.add_argument("workflow", metavar="WF")
     graph.add_argument("--format", choices=["text", "mermaid"], default="text")
@@ -380,6 +413,24 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.report_action == "diff":
             return diff_command(args.a, args.b, threshold=args.threshold, out=sys.stdout)
         return report_command(args.file, fmt=args.format, out=sys.stdout)
+    if args.command == "serve":
+        from runner.commands.serve import serve_command  # noqa: PLC0415
+
+        if not args.mcp:
+            raise UsageError("runner serve needs a protocol: runner serve WF... --mcp")
+        given = [f for f, default in (("host", "127.0.0.1"), ("port", 8000)) if getattr(args, f) != default]
+        if args.transport != "http" and given:
+            raise UsageError(f"--{given[0]} is for --transport http")
+        return serve_command(
+            args.workflows,
+            mcp=args.mcp,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            report_dir=args.report_dir,
+            offline=args.offline,
+            use_uvloop=not args.no_uvloop,
+        )
     if args.command == "graph":
         from runner.commands.graph import graph_command  # noqa: PLC0415
 

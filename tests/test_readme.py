@@ -92,6 +92,8 @@ def kind_of(block: Block) -> str:
             return "pre-commit"
     if block.lang == "python":
         return "python"
+    if block.lang == "json" and "mcpServers" in json.loads(block.text):
+        return "mcp-client"
     if block.lang == "csv":
         return "dataset"
     if block.lang == "text":
@@ -382,6 +384,19 @@ def check_dataset(block: Block, ctx: Context) -> None:
     assert block.text in [p.read_text(encoding="utf-8") for p in (ROOT / "workflows").glob("*.csv")]
 
 
+def check_mcp_client(block: Block, ctx: Context) -> None:
+    """An MCP client's configuration (README "Serving workflows as MCP tools"): the command it names is `runner
+    serve --mcp`, and started as the client starts it, over stdio, it serves (it ends when stdin closes)."""
+    pytest.importorskip("mcp", reason="runner[mcp] is not installed")
+    shutil.copytree(ROOT / "workflows", ctx.tmp_path / "workflows", ignore=shutil.ignore_patterns(".runner", "reports"))
+    for server in json.loads(block.text)["mcpServers"].values():
+        assert server["command"] == "runner"
+        args = build_parser().parse_args(server["args"])
+        assert args.command == "serve" and args.mcp
+        proc = run_cli(*server["args"], cwd=ctx.tmp_path, stdin=subprocess.DEVNULL)
+        assert (proc.returncode, proc.stderr) == (0, "")
+
+
 CHECKS: dict[str, Callable[[Block, Context], None]] = {
     "dataset": check_dataset,
     "shell": check_shell,
@@ -393,6 +408,7 @@ CHECKS: dict[str, Callable[[Block, Context], None]] = {
     "bottleneck": check_bottleneck,
     "diagnostic": check_diagnostic,
     "python": check_python,
+    "mcp-client": check_mcp_client,
 }
 
 
