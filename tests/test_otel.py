@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -332,3 +333,51 @@ def test_a_plain_run_imports_no_opentelemetry(tmp_path: Path, write_wf: Callable
         cwd=tmp_path,
     )
     assert proc.stdout.splitlines()[-1] == "0 []", proc.stderr
+
+
+INTERRUPTED = """
+version: 1
+name: stopped
+models:
+  fast: {provider: scripted, reply: "quick"}
+  slow: {provider: scripted, reply: "late", latency: {first_token_ms: 60000}}
+agents:
+  a: {model: fast}
+  b: {model: slow}
+stages:
+  - {id: first, agent: a, input: "x"}
+  - {id: waiting, agent: b, input: "y"}
+"""
+
+
+def test_an_interrupted_run_exports_what_it_has(tmp_path: Path, write_wf: Callable[..., Path]) -> None:
+    path = write_wf(INTERRUPTED)
+    with Receiver() as receiver:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(path), "-q", "--report-dir", str(tmp_path / "r")]
+            + ["--log-level", "debug", "--otel", receiver.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+        )
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # bounded by the run: it ends, and the pipe with it
+                if "waiting" in line and "started" in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+        spans = receiver.spans()
+    assert proc.returncode == 130, err
+    assert err.endswith("runner: interrupted; partial report written\n")
+    root = next(s for s in spans if s["parent_id"] is None)
+    assert root["attributes"]["runner.run.status"] == "interrupted" and root["status"] == 2  # STATUS_CODE_ERROR
+    status = {s["attributes"]["runner.node.id"]: s for s in spans if "runner.node.id" in s["attributes"]}
+    assert status["first"]["attributes"]["runner.status"] == "ok" and status["first"]["status"] == 1
+    assert status["waiting"]["attributes"]["runner.status"] == "cancelled"
+    assert status["waiting"]["attributes"]["error.type"] == "cancelled"
