@@ -381,3 +381,12 @@ def test_an_interrupted_run_exports_what_it_has(tmp_path: Path, write_wf: Callab
     assert status["first"]["attributes"]["runner.status"] == "ok" and status["first"]["status"] == 1
     assert status["waiting"]["attributes"]["runner.status"] == "cancelled"
     assert status["waiting"]["attributes"]["error.type"] == "cancelled"
+
+
+def test_the_api_warns_when_the_export_fails_and_returns_the_result(tmp_path: Path) -> None:
+    with Receiver(status=400) as receiver, pytest.warns(RuntimeWarning) as caught:
+        result = runner.run(ONE, run_dir=tmp_path, otel=receiver.url)
+    assert result.status == "ok" and result.output.content == "hi"
+    assert [str(w.message) for w in caught] == [
+        f"OpenTelemetry export to {receiver.url}/v1/traces failed: 0 of 2 spans sent"
+    ]

@@ -56,7 +56,8 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 120  # only bounds a hang: it is ready when /healthz answers
         while True:
-            assert proc.poll() is None, f"phoenix serve exited ({proc.returncode}):\n{(work / 'server.log').read_text()}"
+            if proc.poll() is not None:
+                raise AssertionError(f"phoenix serve exited ({proc.returncode}):\n{(work / 'server.log').read_text()}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                     break
