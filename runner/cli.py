@@ -350,6 +350,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run" and (args.dataset is not None or args.resume is not None):
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
+        args.otel_settings = _otel_settings(args)  # a trace per row
         return batch_from_args(args)
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415

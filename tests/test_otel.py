@@ -390,3 +390,43 @@ def test_the_api_warns_when_the_export_fails_and_returns_the_result(tmp_path: Pa
     assert [str(w.message) for w in caught] == [
         f"OpenTelemetry export to {receiver.url}/v1/traces failed: 0 of 2 spans sent"
     ]
+
+
+ROWS = """
+version: 1
+name: rows
+inputs:
+  text: {type: string}
+models: {m: {provider: scripted, reply: "seen"}}
+agents: {a: {model: m}}
+stages:
+  - id: fan
+    input: "{{ inputs.text }} {{ vars.i }}"
+    fanout: {for_each: "{{ [1, 2] }}", as: i, agent: a}
+"""
+
+
+def test_a_dataset_run_exports_one_trace_per_row(tmp_path: Path, write_wf: Callable[..., Path]) -> None:
+    path = write_wf(ROWS)
+    data = tmp_path / "rows.csv"
+    data.write_text("text\nalpha\nbeta\ngamma\n", encoding="utf-8")
+    with Receiver() as receiver:
+        proc = run_cli(
+            "run", str(path), "--dataset", str(data), "-q", "--report-dir", str(tmp_path / "r"), "--otel", receiver.url
+        )
+        spans = receiver.spans()
+    assert proc.returncode == 0, proc.stderr
+    roots = sorted((s for s in spans if s["parent_id"] is None), key=lambda s: s["attributes"]["runner.row.index"])
+    assert [(r["name"], r["attributes"]["runner.row.index"]) for r in roots] == [
+        ("invoke_workflow rows", 0),
+        ("invoke_workflow rows", 1),
+        ("invoke_workflow rows", 2),
+    ]
+    assert len({r["trace_id"] for r in roots}) == 3
+    assert len({r["attributes"]["runner.batch.id"] for r in roots}) == 1
+    for root in roots:
+        mine = [s for s in spans if s["trace_id"] == root["trace_id"]]
+        assert _node_parents(mine) == {"fan": None, "fan[0]": "fan", "fan[1]": "fan"}
+        assert root["attributes"]["runner.run.status"] == "ok"
+    raw = b"".join(receiver.bodies)
+    assert b"alpha" not in raw and b"seen" not in raw

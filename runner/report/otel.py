@@ -28,13 +28,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from runner.calls import ChatResult
 from runner.events import Event
 from runner.report.layout import Layout, StageShape
-from runner.report.spans import branch_indices
+from runner.report.spans import add_branch_spans, branch_indices, collect, span_dict
 from runner.report.trace import agent_children
 
 SCOPE = "runner"
@@ -272,3 +272,51 @@ def _output_messages(text: str) -> str:
     import json  # noqa: PLC0415 - only with --otel-content
 
     return json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": text}]}], ensure_ascii=False)
+
+
+class RowTracer:
+    """The spans of a dataset run's rows: one trace per row (a row is a run of the workflow; one trace for a
+    batch of 10,000 rows would be one no trace viewer opens), each root naming the batch and the row. Rows are
+    added as they end, ok, failed or cancelled, from their events; the caller exports :attr:`spans`."""
+
+    def __init__(self, layout: Layout, workflow: str, sha256: str, batch_id: str, content: bool = False) -> None:
+        self.layout = layout
+        self.workflow = {"name": workflow, "sha256": sha256}
+        self.models = {name: {"provider": m.provider, "model": m.model} for name, m in layout.models.items()}
+        self.batch_id = batch_id
+        self.content = content
+        self.spans: list[OtelSpan] = []
+
+    def row(self, index: int, key: str, events: list[Event], status: str, t0: float, epoch: float, end: float) -> None:
+        """Add a row's spans: its events (times on ``t0``'s clock, the ``perf_counter`` when it started, which
+        was ``epoch`` in Unix seconds), how it ended and when."""
+        spans, _ = collect(events, t0)
+        for span in spans.values():
+            if span.status == "running":
+                span.status = "cancelled" if status == "cancelled" else "unfinished"
+        add_branch_spans(spans, self.layout, "interrupted" if status == "cancelled" else status)
+        nodes = [span_dict(s) for s in spans.values()]
+        agents = [n for n in nodes if n["kind"] == "agent"]
+        started_at = datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+        report: dict[str, Any] = {
+            "workflow": self.workflow,
+            "run": {
+                "id": f"{self.batch_id}-{index}",
+                "started_at": started_at,
+                "status": status,
+                "wall_s": max(0.0, end - t0),
+            },
+            "totals": {
+                "tokens_in": sum(n.get("tokens_in", 0) for n in agents),
+                "tokens_out": sum(n.get("tokens_out", 0) for n in agents),
+            },
+            "models": self.models,
+            "nodes": nodes,
+        }
+        attributes: dict[str, AttributeValue] = {
+            "runner.batch.id": self.batch_id,
+            "runner.row.index": index,
+            "runner.row.key": key,
+        }
+        content = replies(events) if self.content else None
+        self.spans += otel_spans(report, self.layout, content=content, attributes=attributes)
