@@ -144,6 +144,7 @@ class _Job:
             run_dir=self.run_dir,
             providers=self.providers,
             transport=self.transport,
+            traced=self.otel is not None,
         )
 
     def result(self, outcome: RunOutcome) -> Result:

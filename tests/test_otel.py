@@ -144,7 +144,9 @@ def test_traceparent_names_a_nodes_span() -> None:
     assert sid != span_id_of(trace, "fan[4]") and sid == span_id_of(trace, "fan[3]")
 
 
-def _export_run(tmp_path: Path, *flags: str, n: int = 3) -> tuple[subprocess.CompletedProcess[str], Receiver, dict]:
+def _export_run(
+    tmp_path: Path, *flags: str, n: int = 3
+) -> tuple[subprocess.CompletedProcess[str], Receiver, dict[str, Any], list[dict[str, str]]]:
     with OAIServer(api_key=SECRET) as server, Receiver() as receiver:
         server.default = Plan(content=f"{REPLY} done", usage={"prompt_tokens": 11, "completion_tokens": 7})
         path = tmp_path / "wf.yaml"
@@ -163,11 +165,12 @@ def _export_run(tmp_path: Path, *flags: str, n: int = 3) -> tuple[subprocess.Com
             env_extra={"RUNNER_TEST_KEY": SECRET},
         )
     reports = sorted((tmp_path / "r").glob("*.json"))
-    return proc, receiver, json.loads(reports[-1].read_text()) if reports else {}
+    headers = [r.headers for r in server.requests]
+    return proc, receiver, json.loads(reports[-1].read_text()) if reports else {}, headers
 
 
 def test_cli_exports_the_reports_spans_with_genai_attributes_and_no_text_or_secret(tmp_path: Path) -> None:
-    proc, receiver, report = _export_run(tmp_path)
+    proc, receiver, report, headers = _export_run(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert receiver.paths == ["/v1/traces"]
     raw = b"".join(receiver.bodies)
@@ -198,10 +201,13 @@ def test_cli_exports_the_reports_spans_with_genai_attributes_and_no_text_or_secr
         node = nodes[call["attributes"]["runner.node.id"]]
         assert abs((call["end"] - call["start"]) / 1e9 - (node["end_s"] - node["queued_s"])) < 2e-6
     assert sum(c["attributes"]["gen_ai.usage.input_tokens"] for c in calls) == report["totals"]["tokens_in"]
+    # each model request named its call's span (W3C traceparent), in the run's trace
+    sent = sorted(h["traceparent"] for h in headers)
+    assert sent == sorted(f"00-{roots[0]['trace_id']}-{c['span_id']}-01" for c in calls)
 
 
 def test_otel_content_puts_the_replies_in_the_spans_and_still_no_secret(tmp_path: Path) -> None:
-    proc, receiver, _ = _export_run(tmp_path, "--otel-content", n=1)
+    proc, receiver, _, _ = _export_run(tmp_path, "--otel-content", n=1)
     assert proc.returncode == 0, proc.stderr
     raw = b"".join(receiver.bodies)
     assert SECRET.encode() not in raw
@@ -430,3 +436,21 @@ def test_a_dataset_run_exports_one_trace_per_row(tmp_path: Path, write_wf: Calla
         assert root["attributes"]["runner.run.status"] == "ok"
     raw = b"".join(receiver.bodies)
     assert b"alpha" not in raw and b"seen" not in raw
+
+
+def test_requests_carry_traceparent_only_when_the_run_is_traced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_TEST_KEY", SECRET)
+    with OAIServer(api_key=SECRET) as server, Receiver() as receiver:
+        wf = runner.load(OPENAI.format(url=server.url, prompt=PROMPT))
+        plain = runner.run(wf, {"n": 2}, run_dir=tmp_path)
+        assert plain.status == "ok"
+        assert [r.headers.get("traceparent") for r in server.requests] == [None, None]
+        traced = runner.run(wf, {"n": 2}, run_dir=tmp_path, otel=receiver.url)
+        assert traced.status == "ok"
+        sent = sorted(r.headers["traceparent"] for r in server.requests[2:])
+        spans = receiver.spans()
+    calls = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert sent == sorted(f"00-{c['trace_id']}-{c['span_id']}-01" for c in calls)
+    assert len(sent) == 2

@@ -100,7 +100,14 @@ def run_command(
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
         outcome = run_session(
-            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir, wrapper=tape),
+            Session(
+                plan,
+                inputs,
+                sink=sink.for_node if sink else None,
+                run_dir=run_dir,
+                wrapper=tape,
+                traced=otel is not None,
+            ),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
             tune_gc=True,

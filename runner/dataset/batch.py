@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from runner.engine.execute import Engine
 from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import RunResources, open_resources
 from runner.errors import RunnerError
-from runner.events import Recorder
+from runner.events import TRACE, Recorder, started_at_text, trace_id_of
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.stages import FanoutStage
@@ -246,6 +247,8 @@ class Batch:
         )
         stages: dict[str, Any] = {}
         ended = "cancelled"
+        if self.tracer is not None:  # the row's requests carry traceparent (this task's context only)
+            TRACE.set(trace_id_of(f"{self.batch_id}-{row.index}", started_at_text(datetime.fromtimestamp(epoch, UTC))))
         try:
             output = await engine.run(stages)
             ended = "ok"

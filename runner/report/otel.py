@@ -25,14 +25,14 @@ model's error or a structured output's complaint may quote the reply): a failed 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from runner.calls import ChatResult
-from runner.events import Event
+from runner.events import Event, span_id_of, started_at_text, trace_id_of
+from runner.events import traceparent as traceparent  # re-exported: the ids and the header are one scheme
 from runner.report.layout import Layout, StageShape
 from runner.report.spans import add_branch_spans, branch_indices, collect, span_dict
 from runner.report.trace import agent_children
@@ -56,23 +56,6 @@ class OtelSpan:
     kind: str = "internal"  # internal | client
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     error: str | None = None  # error.type, when the span failed
-
-
-def trace_id_of(run_id: str, started_at: str) -> int:
-    """The run's trace id: 128 bits of a hash of its id and start (never 0, which W3C forbids)."""
-    digest = hashlib.blake2b(f"{run_id}\0{started_at}".encode(), digest_size=16).digest()
-    return int.from_bytes(digest, "big") or 1
-
-
-def span_id_of(trace_id: int, key: str) -> int:
-    """A node's span id: 64 bits of a hash of the trace id and the node's id (``""`` for the run's root)."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8, key=trace_id.to_bytes(16, "big")).digest()
-    return int.from_bytes(digest, "big") or 1
-
-
-def traceparent(trace_id: int, span_id: int) -> str:
-    """The W3C ``traceparent`` header naming a span (sampled)."""
-    return f"00-{trace_id:032x}-{span_id:016x}-01"
 
 
 def parents(layout: Layout, ids: Iterable[str]) -> dict[str, str]:
@@ -297,7 +280,7 @@ class RowTracer:
         add_branch_spans(spans, self.layout, "interrupted" if status == "cancelled" else status)
         nodes = [span_dict(s) for s in spans.values()]
         agents = [n for n in nodes if n["kind"] == "agent"]
-        started_at = datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+        started_at = started_at_text(datetime.fromtimestamp(epoch, UTC))
         report: dict[str, Any] = {
             "workflow": self.workflow,
             "run": {
