@@ -192,6 +192,7 @@ def test_cli_exports_the_reports_spans_with_genai_attributes_and_no_text_or_secr
             "gen_ai.provider.name": "openai",
             "gen_ai.system": "openai",
             "gen_ai.request.model": "test-model",
+            "gen_ai.response.model": "test-model",  # as the server named it in its answer
             "gen_ai.agent.name": "writer",
             "gen_ai.usage.input_tokens": 11,
             "gen_ai.usage.output_tokens": 7,

@@ -110,16 +110,27 @@ def replies(events: Iterable[Event]) -> dict[str, str]:
     return out
 
 
+def response_models(events: Iterable[Event]) -> dict[str, str]:
+    """Node id -> the model that answered, as the server named it (``gen_ai.response.model``), where it did."""
+    out: dict[str, str] = {}
+    for _, kind, node_id, data in events:
+        if kind == "finished" and isinstance(data, ChatResult) and data.model is not None:
+            out[node_id] = data.model
+    return out
+
+
 def otel_spans(
     report: Mapping[str, Any],
     layout: Layout,
     *,
     content: Mapping[str, str] | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
+    answered_by: Mapping[str, str] | None = None,
 ) -> list[OtelSpan]:
     """The report's spans, root first, every parent before its children. ``content``: node id -> reply text,
     put in ``gen_ai.output.messages`` (only when the user asked for it: ``--otel-content``). ``attributes``: more
-    attributes for the root span (a dataset row's batch id and row)."""
+    attributes for the root span (a dataset row's batch id and row). ``answered_by``: node id -> the model the
+    server said answered (:func:`response_models`)."""
     run, wf = report["run"], report["workflow"]
     wall = float(run["wall_s"])
     base = int(datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")).timestamp() * 1_000_000) * 1000
@@ -193,6 +204,8 @@ def otel_spans(
                     "gen_ai.request.model": request_model,
                 }
             )
+            if answered_by is not None and node_id in answered_by:
+                attrs["gen_ai.response.model"] = answered_by[node_id]
             if n.get("agent"):
                 attrs["gen_ai.agent.name"] = n["agent"]
             if n.get("model"):
@@ -302,4 +315,5 @@ class RowTracer:
             "runner.row.key": key,
         }
         content = replies(events) if self.content else None
-        self.spans += otel_spans(report, self.layout, content=content, attributes=attributes)
+        models = response_models(events)
+        self.spans += otel_spans(report, self.layout, content=content, attributes=attributes, answered_by=models)

@@ -22,7 +22,7 @@ from typing import Any
 from runner.errors import RunnerError
 from runner.events import Event
 from runner.report.layout import Layout
-from runner.report.otel import SCOPE, AttributeValue, OtelSpan, otel_spans, replies
+from runner.report.otel import SCOPE, AttributeValue, OtelSpan, otel_spans, replies, response_models
 
 INSTALL_HINT = "pip install 'runner[otel]'"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -152,5 +152,7 @@ def export_run(
 ) -> str | None:
     """Export one run's spans (its report, its workflow's layout, and its events for reply text when
     ``settings.content``); None or the problem, as :func:`export` says."""
+    events = list(events)
     content = replies(events) if settings.content else None
-    return export(otel_spans(report, layout, content=content, attributes=attributes), settings)
+    spans = otel_spans(report, layout, content=content, attributes=attributes, answered_by=response_models(events))
+    return export(spans, settings)
