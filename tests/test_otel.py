@@ -455,3 +455,21 @@ def test_requests_carry_traceparent_only_when_the_run_is_traced(
     calls = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
     assert sent == sorted(f"00-{c['trace_id']}-{c['span_id']}-01" for c in calls)
     assert len(sent) == 2
+
+
+def test_a_dataset_rows_requests_name_the_rows_spans(tmp_path: Path) -> None:
+    data = tmp_path / "rows.csv"
+    data.write_text("n\n1\n2\n", encoding="utf-8")
+    with OAIServer(api_key=SECRET) as server, Receiver() as receiver:
+        path = tmp_path / "wf.yaml"
+        path.write_text(OPENAI.format(url=server.url, prompt=PROMPT), encoding="utf-8")
+        proc = run_cli(
+            "run", str(path), "--dataset", str(data), "-q", "--report-dir", str(tmp_path / "r"),
+            "--otel", receiver.url, env_extra={"RUNNER_TEST_KEY": SECRET},
+        )  # fmt: skip
+        sent = sorted(r.headers["traceparent"] for r in server.requests)
+        spans = receiver.spans()
+    assert proc.returncode == 0, proc.stderr
+    calls = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert len(calls) == 3 and len({c["trace_id"] for c in calls}) == 2  # row 0: one call, row 1: two
+    assert sent == sorted(f"00-{c['trace_id']}-{c['span_id']}-01" for c in calls)
