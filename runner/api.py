@@ -339,6 +339,8 @@ def each(
     providers: Mapping[str, ChatProvider] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
+    otel: bool | str | None = None,
+    otel_content: bool = False,
 ) -> RowResults:
     """Run ``workflow`` once per mapping of inputs in ``rows`` and give each row's
     :class:`~runner.dataset.batch.RowResult` as it finishes (not in input order: ``result.index`` says which),
@@ -352,8 +354,9 @@ def each(
     ``runner.run``'s inputs are (keys that are no input are ignored, as a dataset's extra columns); a bad row or
     a failed run is a result with status "failed" and ``error``, never an exception. One provider per model
     serves every row (its connections, rate limit and pool shared by all); ``providers``, ``transport`` and
-    ``run_dir`` as for :func:`arun`. Leaving a ``for`` early (``break``) cancels the rows in flight; after an
-    ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
+    ``run_dir`` as for :func:`arun`; ``otel`` and ``otel_content`` too, with a trace per row, sent when the
+    iteration ends (a failed export is a ``RuntimeWarning``). Leaving a ``for`` early (``break``) cancels the rows
+    in flight; after an ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
     wf = workflow if isinstance(workflow, Workflow) else load(workflow)
     if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
         raise TypeError(f"rows must be an iterable of input mappings, not {type(rows).__name__}")
@@ -361,10 +364,11 @@ def each(
         raise ValueError(f"concurrency must be a whole number, 1 or more, not {concurrency!r}")
     given = _checked_providers(wf, providers)
     borrowed = None if transport is None else _borrowed(transport)
+    settings = _otel_settings(otel, otel_content)
     from runner.dataset.iterate import RowResults  # noqa: PLC0415 - the engine loads when a run is asked for
 
     folder = None if run_dir is None else Path(run_dir)
-    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder))
+    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder, settings))
 
 
 async def _each(
@@ -374,6 +378,7 @@ async def _each(
     providers: dict[str, ChatProvider],
     transport: httpx.AsyncBaseTransport | None,
     run_dir: Path | None,
+    otel: OtelSettings | None = None,
 ) -> AsyncGenerator[RowResult, None]:
     import contextlib  # noqa: PLC0415
 
@@ -396,10 +401,37 @@ async def _each(
             yield RowInput(index, prepared.key, prepared.inputs, prepared.error)
 
     folder = run_dir if run_dir is not None else Path(wf.report.dir) / "runs" / batch_id
-    async with Batch(
-        plan, concurrency=concurrency, providers=providers, transport=transport, run_dir=folder, batch_id=batch_id
-    ) as batch:
-        # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
-        async with contextlib.aclosing(batch.results(inputs())) as results:
-            async for result in results:
-                yield result
+    tracer = None
+    if otel is not None:
+        from runner.report.layout import describe_workflow  # noqa: PLC0415
+        from runner.report.otel import RowTracer  # noqa: PLC0415
+
+        tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=otel.content)
+    try:
+        async with Batch(
+            plan,
+            concurrency=concurrency,
+            providers=providers,
+            transport=transport,
+            run_dir=folder,
+            batch_id=batch_id,
+            tracer=tracer,
+        ) as batch:
+            # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
+            async with contextlib.aclosing(batch.results(inputs())) as results:
+                async for result in results:
+                    yield result
+    finally:
+        if tracer is not None and otel is not None and tracer.spans:
+            _export_rows(tracer.spans, otel)
+
+
+def _export_rows(spans: list[Any], otel: OtelSettings) -> None:
+    """Send the rows' spans (on the caller's loop: this is the end of the iteration, nothing else waits on it)."""
+    from runner.report.otlp import export  # noqa: PLC0415 - OpenTelemetry loads only when asked for
+
+    problem = export(spans, otel)
+    if problem is not None:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)

@@ -473,3 +473,14 @@ def test_a_dataset_rows_requests_name_the_rows_spans(tmp_path: Path) -> None:
     calls = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
     assert len(calls) == 3 and len({c["trace_id"] for c in calls}) == 2  # row 0: one call, row 1: two
     assert sent == sorted(f"00-{c['trace_id']}-{c['span_id']}-01" for c in calls)
+
+
+def test_each_exports_a_trace_per_row(tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        results = list(runner.each(ROWS, [{"text": "a"}, {"text": "b"}], run_dir=tmp_path, otel=receiver.url))
+        spans = receiver.spans()
+    assert sorted(r.status for r in results) == ["ok", "ok"]
+    roots = [s for s in spans if s["parent_id"] is None]
+    assert sorted(r["attributes"]["runner.row.index"] for r in roots) == [0, 1]
+    assert len({r["trace_id"] for r in roots}) == 2
+    assert len(spans) == 2 * 4  # a root, the fan-out and its two calls a row
