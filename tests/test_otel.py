@@ -484,3 +484,25 @@ def test_each_exports_a_trace_per_row(tmp_path: Path) -> None:
     assert sorted(r["attributes"]["runner.row.index"] for r in roots) == [0, 1]
     assert len({r["trace_id"] for r in roots}) == 2
     assert len(spans) == 2 * 4  # a root, the fan-out and its two calls a row
+
+
+@pytest.mark.parametrize("content", [False, True], ids=["plain", "content"])
+def test_a_failed_calls_error_text_goes_in_its_span_only_with_content(tmp_path: Path, content: bool) -> None:
+    refusal = f'{{"error": {{"message": "{REPLY} cannot be said", "type": "invalid_request_error"}}}}'.encode()
+    with OAIServer(api_key=SECRET) as server, Receiver() as receiver:
+        server.default = Plan(status=400, body=refusal)
+        path = tmp_path / "wf.yaml"
+        path.write_text(OPENAI.format(url=server.url, prompt=PROMPT), encoding="utf-8")
+        flags = ["--otel-content"] if content else []
+        proc = run_cli(
+            "run", str(path), "-q", "--set", "n=1", "--report-dir", str(tmp_path / "r"), "--otel", receiver.url,
+            *flags, env_extra={"RUNNER_TEST_KEY": SECRET},
+        )  # fmt: skip
+        raw = b"".join(receiver.bodies)
+        spans = receiver.spans()
+    assert proc.returncode == 1
+    assert REPLY in proc.stderr  # the run's own message says it
+    assert SECRET.encode() not in raw
+    (call,) = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert call["status"] == 2 and call["attributes"]["error.type"] == "failed"  # STATUS_CODE_ERROR
+    assert (REPLY.encode() in raw) is content

@@ -20,7 +20,8 @@ node's id. So anything that knows the run and the node (a provider's request, a 
 span it happens in while the run is going, before any span is exported (W3C ``traceparent``).
 
 No text of a prompt or a reply goes into a span unless ``content`` is asked for, nor an error message (a
-model's error or a structured output's complaint may quote the reply): a failed span says ``error.type``.
+model's error or a structured output's complaint may quote the reply): a failed span says ``error.type``, and
+with ``content`` its status also has the report's (secret-redacted) error message.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class OtelSpan:
     kind: str = "internal"  # internal | client
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     error: str | None = None  # error.type, when the span failed
+    message: str | None = None  # the error's text, only with content (it may quote a reply)
 
 
 def parents(layout: Layout, ids: Iterable[str]) -> dict[str, str]:
@@ -156,6 +158,7 @@ def otel_spans(
             _ns(base, wall, wall),
             attributes=root_attrs,
             error=None if run["status"] == "ok" else run["status"],
+            message=run.get("error") if content is not None else None,
         )
     ]
     ids = {n["id"] for n in report["nodes"]}
@@ -227,7 +230,8 @@ def otel_spans(
             attrs["runner.function"] = str(n["function"])
         if n.get("queue_wait_s") is not None:
             attrs["runner.queue_wait_s"] = float(n["queue_wait_s"])
-        spans.append(OtelSpan(name, trace, sid, pid, begin, end, kind, attrs, error))
+        message = n.get("error") if content is not None and error is not None else None
+        spans.append(OtelSpan(name, trace, sid, pid, begin, end, kind, attrs, error, message))
         if n["kind"] == "agent":
             spans.extend(_agent_parts(n, trace, sid, base, begin, end))
     return spans

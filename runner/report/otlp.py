@@ -119,7 +119,9 @@ def export(spans: Sequence[OtelSpan], settings: OtelSettings) -> str | None:
                 resource,
                 attributes,
                 kind=kinds[s.kind],
-                status=failed if s.error is not None else ok,
+                status=ok
+                if s.error is None
+                else (failed if s.message is None else Status(StatusCode.ERROR, s.message)),
                 start_time=s.start_ns,
                 end_time=s.end_ns,
                 instrumentation_scope=scope,
