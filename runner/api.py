@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from runner.live.stream import RunStream
     from runner.plan.compile import Plan
     from runner.providers.base import ChatProvider
+    from runner.report.otlp import OtelSettings
     from runner.result import Result
 
 __all__ = ["arun", "check", "each", "load", "run", "stream"]
@@ -116,6 +117,8 @@ class _Job:
         providers: Mapping[str, ChatProvider] | None,
         transport: httpx.AsyncBaseTransport | None,
         run_dir: str | os.PathLike[str] | None,
+        otel: bool | str | None = None,
+        otel_content: bool = False,
     ) -> None:
         from runner.plan.compile import compile_workflow  # noqa: PLC0415 - templates compile when a run is asked for
         from runner.workflow.inputs import resolve_inputs  # noqa: PLC0415
@@ -128,6 +131,7 @@ class _Job:
         self.transport = None if transport is None else _borrowed(transport)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.plan: Plan = compile_workflow(wf)
+        self.otel = _otel_settings(otel, otel_content)
 
     def session(self, *, sink: TokenSinkFactory | None = None, recorder: Recorder | None = None) -> Session:
         from runner.engine.session import Session  # noqa: PLC0415
@@ -140,12 +144,40 @@ class _Job:
             run_dir=self.run_dir,
             providers=self.providers,
             transport=self.transport,
+            traced=self.otel is not None,
         )
 
     def result(self, outcome: RunOutcome) -> Result:
         from runner.result import Result  # noqa: PLC0415
 
-        return Result.of(outcome, self.plan.workflow.report.formats)
+        result = Result.of(outcome, self.plan.workflow.report.formats)
+        if self.otel is not None:
+            # when the call returns, its spans are at the receiver (or a RuntimeWarning says why not); an
+            # interrupted run's partial report exports what it has
+            from runner.report.otlp import export_run  # noqa: PLC0415 - OpenTelemetry loads only when asked for
+
+            problem = export_run(result.report, outcome.info.layout, outcome.recorder.events, self.otel)
+            if problem is not None:
+                import warnings  # noqa: PLC0415
+
+                warnings.warn(problem, RuntimeWarning, stacklevel=2)
+        return result
+
+
+def _otel_settings(otel: bool | str | None, content: bool) -> OtelSettings | None:
+    """``otel``: None or False, no export; True, to the endpoint the OpenTelemetry environment variables name
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``); a string, to that OTLP base URL. A library call never exports because of
+    the environment alone (the ``runner`` program does). Raises at once when the ``otel`` extra is missing."""
+    if otel is None or otel is False:
+        if content:
+            raise ValueError("otel_content=True is for an OpenTelemetry export: pass otel=True or otel=URL too")
+        return None
+    if not isinstance(otel, bool | str) or (isinstance(otel, str) and not otel.startswith(("http://", "https://"))):
+        raise ValueError(f"otel must be True or an http:// or https:// URL, not {otel!r}")
+    from runner.report.otlp import OtelSettings, check_installed  # noqa: PLC0415 - imports no OpenTelemetry
+
+    check_installed(f"otel={otel!r}")
+    return OtelSettings(otel if isinstance(otel, str) else None, content)
 
 
 def _checked_providers(wf: Workflow, providers: Mapping[str, Any] | None) -> dict[str, ChatProvider]:
@@ -196,6 +228,8 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     on_event: EventHandler | None = None,
+    otel: bool | str | None = None,
+    otel_content: bool = False,
 ) -> Result:
     """Run ``workflow`` on the running loop and return its :class:`~runner.result.Result` (ok, failed or
     interrupted: a failed run does not raise). For a program that already runs an event loop::
@@ -209,12 +243,14 @@ async def arun(
     in tests). ``run_dir``: where the run keeps files besides its report (working memory's history), by default
     ``<report.dir>/runs/<name>-<UTC stamp>``. ``on_event``: each :class:`~runner.live.events.Event` as it happens,
     streamed tokens included, the last one :class:`~runner.live.events.RunFinished`; an exception it raises stops the
-    run and propagates.
+    run and propagates. ``otel``: export the run's spans over OTLP when it ends (True: to the endpoint of
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``; a URL: there; needs ``runner[otel]``), with the replies' text in them when
+    ``otel_content`` (see :mod:`runner.report.otlp`).
 
     Cancelling the calling task cancels the run and raises ``CancelledError`` once the run has wound down;
     ``on_event`` has then received the partial result.
     """
-    return await _arun(_Job(workflow, inputs, providers, transport, run_dir), on_event)
+    return await _arun(_Job(workflow, inputs, providers, transport, run_dir, otel, otel_content), on_event)
 
 
 async def _arun(job: _Job, on_event: EventHandler | None) -> Result:
@@ -249,6 +285,8 @@ def run(
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     on_event: EventHandler | None = None,
+    otel: bool | str | None = None,
+    otel_content: bool = False,
 ) -> Result:
     """:func:`arun` on an event loop of its own, for scripts: uvloop where it is installed. Returns the
     :class:`~runner.result.Result`; Ctrl-C cancels the run and raises ``KeyboardInterrupt``, as
@@ -266,7 +304,8 @@ def run(
         )
     from runner.engine import loop as loops  # noqa: PLC0415
 
-    job = _Job(workflow, inputs, providers, transport, run_dir)  # what is wrong is said before a loop is made
+    # what is wrong is said before a loop is made
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content)
     return loops.run(lambda: _arun(job, on_event), quiet=True)
 
 
@@ -278,6 +317,8 @@ def stream(
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     token_buffer: int = 1000,
+    otel: bool | str | None = None,
+    otel_content: bool = False,
 ) -> RunStream:
     """A run and its events as they happen, to use as ``async with runner.stream(...) as run: async for event
     in run: ...``; the run's :class:`~runner.result.Result` is ``run.result`` after the block. Arguments as for
@@ -286,7 +327,8 @@ def stream(
     workflow and inputs are checked now; the run starts when the block is entered."""
     from runner.live.stream import RunStream  # noqa: PLC0415
 
-    return RunStream(_Job(workflow, inputs, providers, transport, run_dir), token_buffer=token_buffer)
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content)
+    return RunStream(job, token_buffer=token_buffer)
 
 
 def each(
@@ -297,6 +339,8 @@ def each(
     providers: Mapping[str, ChatProvider] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     run_dir: str | os.PathLike[str] | None = None,
+    otel: bool | str | None = None,
+    otel_content: bool = False,
 ) -> RowResults:
     """Run ``workflow`` once per mapping of inputs in ``rows`` and give each row's
     :class:`~runner.dataset.batch.RowResult` as it finishes (not in input order: ``result.index`` says which),
@@ -310,8 +354,9 @@ def each(
     ``runner.run``'s inputs are (keys that are no input are ignored, as a dataset's extra columns); a bad row or
     a failed run is a result with status "failed" and ``error``, never an exception. One provider per model
     serves every row (its connections, rate limit and pool shared by all); ``providers``, ``transport`` and
-    ``run_dir`` as for :func:`arun`. Leaving a ``for`` early (``break``) cancels the rows in flight; after an
-    ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
+    ``run_dir`` as for :func:`arun`; ``otel`` and ``otel_content`` too, with a trace per row, sent when the
+    iteration ends (a failed export is a ``RuntimeWarning``). Leaving a ``for`` early (``break``) cancels the rows
+    in flight; after an ``async for``, ``aclose()`` (or ``contextlib.aclosing``) does it at once."""
     wf = workflow if isinstance(workflow, Workflow) else load(workflow)
     if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
         raise TypeError(f"rows must be an iterable of input mappings, not {type(rows).__name__}")
@@ -319,10 +364,11 @@ def each(
         raise ValueError(f"concurrency must be a whole number, 1 or more, not {concurrency!r}")
     given = _checked_providers(wf, providers)
     borrowed = None if transport is None else _borrowed(transport)
+    settings = _otel_settings(otel, otel_content)
     from runner.dataset.iterate import RowResults  # noqa: PLC0415 - the engine loads when a run is asked for
 
     folder = None if run_dir is None else Path(run_dir)
-    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder))
+    return RowResults(lambda: _each(wf, rows, concurrency, given, borrowed, folder, settings))
 
 
 async def _each(
@@ -332,6 +378,7 @@ async def _each(
     providers: dict[str, ChatProvider],
     transport: httpx.AsyncBaseTransport | None,
     run_dir: Path | None,
+    otel: OtelSettings | None = None,
 ) -> AsyncGenerator[RowResult, None]:
     import contextlib  # noqa: PLC0415
 
@@ -354,10 +401,37 @@ async def _each(
             yield RowInput(index, prepared.key, prepared.inputs, prepared.error)
 
     folder = run_dir if run_dir is not None else Path(wf.report.dir) / "runs" / batch_id
-    async with Batch(
-        plan, concurrency=concurrency, providers=providers, transport=transport, run_dir=folder, batch_id=batch_id
-    ) as batch:
-        # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
-        async with contextlib.aclosing(batch.results(inputs())) as results:
-            async for result in results:
-                yield result
+    tracer = None
+    if otel is not None:
+        from runner.report.layout import describe_workflow  # noqa: PLC0415
+        from runner.report.otel import RowTracer  # noqa: PLC0415
+
+        tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=otel.content)
+    try:
+        async with Batch(
+            plan,
+            concurrency=concurrency,
+            providers=providers,
+            transport=transport,
+            run_dir=folder,
+            batch_id=batch_id,
+            tracer=tracer,
+        ) as batch:
+            # Closed at once when the caller leaves early: its rows in flight are cancelled before the batch closes.
+            async with contextlib.aclosing(batch.results(inputs())) as results:
+                async for result in results:
+                    yield result
+    finally:
+        if tracer is not None and otel is not None and tracer.spans:
+            _export_rows(tracer.spans, otel)
+
+
+def _export_rows(spans: list[Any], otel: OtelSettings) -> None:
+    """Send the rows' spans (on the caller's loop: this is the end of the iteration, nothing else waits on it)."""
+    from runner.report.otlp import export  # noqa: PLC0415 - OpenTelemetry loads only when asked for
+
+    problem = export(spans, otel)
+    if problem is not None:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)

@@ -44,3 +44,6 @@ class ChatResult:
     first_token_at: float | None = None
     attempts: int = 1
     finish_reason: str = "stop"
+    # the model that answered, as the server named it (OpenTelemetry's gen_ai.response.model): metadata, left out
+    # of comparisons, which are of the reply
+    model: str | None = field(default=None, compare=False)

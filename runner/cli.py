@@ -148,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["instant", "recorded"],
         help="with --replay: answer at once (default) or with the recorded latencies and chunk timing",
     )
+    # OpenTelemetry export (issue 22 item 5): the flag's value must be a URL, so `--otel WF` is no endpoint
+    run.add_argument(
+        "--otel",
+        nargs="?",
+        const=True,
+        metavar="ENDPOINT",
+        help="export the run's spans over OTLP/HTTP to ENDPOINT (default: OTEL_EXPORTER_OTLP_ENDPOINT; "
+        "exported also whenever that variable is set)",
+    )
+    run.add_argument(
+        "--otel-content", action="store_true", help="with OpenTelemetry export: put the models' replies in the spans"
+    )
     _add_dataset_arguments(run)
 
     # `runner eval WF --dataset FILE` (issue 24): a dataset run that requires assert: lists
@@ -339,6 +351,26 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_BUG
 
 
+def _otel_settings(args: argparse.Namespace) -> Any:
+    """``--otel [ENDPOINT]`` and ``--otel-content`` (and the OTLP environment variables) as the run's
+    :class:`~runner.report.otlp.OtelSettings`, or None; the extra is checked before anything runs."""
+    import os  # noqa: PLC0415
+
+    if args.otel is None and not args.otel_content and not any(k.startswith("OTEL_EXPORTER_OTLP") for k in os.environ):
+        return None  # the common case, without loading the export's modules (start-up time, issue 14)
+    from runner.report.otlp import check_installed, settings_from  # noqa: PLC0415 - imports no OpenTelemetry
+
+    if isinstance(args.otel, str) and not args.otel.startswith(("http://", "https://")):
+        raise UsageError(f"--otel takes an http:// or https:// URL, not {args.otel!r}")
+    settings = settings_from(args.otel, content=args.otel_content)
+    if settings is None:
+        if args.otel_content:
+            raise UsageError("--otel-content is for an OpenTelemetry export: add --otel [ENDPOINT]")
+        return None
+    check_installed("--otel" if args.otel else "OTEL_EXPORTER_OTLP_ENDPOINT is set")
+    return settings
+
+
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
@@ -346,9 +378,12 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.dataset is None and args.resume is None:
             raise UsageError("runner eval needs the rows to check: runner eval WF --dataset FILE")
         return batch_from_args(args, require_asserts=True)
+    if args.command == "run" and isinstance(args.otel, str) and args.workflow is None and ":" not in args.otel:
+        args.workflow, args.otel = args.otel, True  # `runner run --otel WF`: the flag took the workflow's name
     if args.command == "run" and (args.dataset is not None or args.resume is not None):
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
+        args.otel_settings = _otel_settings(args)  # a trace per row
         return batch_from_args(args)
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415
@@ -363,6 +398,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return run_command(
             args.workflow,
             args.sets,
+            otel=_otel_settings(args),
             report_dir=args.report_dir,
             quiet=args.quiet,
             use_uvloop=not args.no_uvloop,

@@ -8,6 +8,8 @@ tail it from a loop task with a cursor (:func:`tail`), so recording never waits 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 Event = tuple[float, str, str, Any]
@@ -84,3 +86,39 @@ def tail(recorder: Recorder, cursor: int) -> tuple[list[Event], int]:
     if end == cursor:
         return [], cursor
     return events[cursor:end], end
+
+
+# -- trace context (OpenTelemetry, issue 22) ------------------------------------------------------------------
+# A run whose spans are exported derives its ids (runner/report/otel.py builds the spans with the same ones), so
+# a request made during the run can name the span it belongs to before any span exists: the run's trace id is
+# set in TRACE for the run's tasks, and an HTTP provider sends ``traceparent`` naming its node's span.
+
+TRACE: ContextVar[int | None] = ContextVar("runner_trace", default=None)
+"""The trace id of the run going on in this context, when its spans are exported; else None."""
+
+
+def trace_id_of(run_id: str, started_at: str) -> int:
+    """A run's trace id: 128 bits of a hash of its id and its start as the report writes it (never 0, which W3C
+    forbids)."""
+    import hashlib  # noqa: PLC0415 - only for a traced run
+
+    digest = hashlib.blake2b(f"{run_id}\0{started_at}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def span_id_of(trace_id: int, key: str) -> int:
+    """A node's span id: 64 bits of a hash of the trace id and the node's id (``""`` for the run's root)."""
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.blake2b(key.encode(), digest_size=8, key=trace_id.to_bytes(16, "big")).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def traceparent(trace_id: int, span_id: int) -> str:
+    """The W3C ``traceparent`` header naming a span (sampled)."""
+    return f"00-{trace_id:032x}-{span_id:016x}-01"
+
+
+def started_at_text(started_at: datetime) -> str:
+    """A run's start as its report writes it (and its trace id is derived from)."""
+    return started_at.isoformat().replace("+00:00", "Z")

@@ -34,6 +34,9 @@ from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
+# one worker runs this module (pytest-xdist): its HTTP server starts once
+pytestmark = pytest.mark.xdist_group("serve-mcp")
+
 INSPECTOR = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
 BOUND = 30  # seconds: only bounds a hang; every wait ends on an event first
 

@@ -67,6 +67,7 @@ class BatchOptions:
     replay_timing: str | None = None
     junit: str | None = None  # a copy of the run folder's junit.xml written here (issue 24)
     require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
+    otel: Any = None  # OpenTelemetry export (runner.report.otlp.OtelSettings): a trace per row
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -276,7 +277,14 @@ def _run(
             stopped.append(f"stopped after {stats.failed} failed rows (--max-errors {opts.max_errors})")
             batch.stop(stopped[0])
 
-    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape)
+    tracer = None
+    if opts.otel is not None:
+        from runner.report.layout import describe_workflow  # noqa: PLC0415
+        from runner.report.otel import RowTracer  # noqa: PLC0415
+
+        wf = plan.workflow
+        tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=opts.otel.content)
+    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape, tracer=tracer)
     started_at = now_utc()
 
     async def main() -> None:
@@ -311,6 +319,11 @@ def _run(
         out.close()
     if show:
         err.write("\r\x1b[K")
+    otel_problem = None
+    if tracer is not None and tracer.spans:  # the rows that ran, also when the batch was interrupted
+        from runner.report.otlp import export  # noqa: PLC0415 - OpenTelemetry loads only when asked for
+
+        otel_problem = export(tracer.spans, opts.otel)
     if status == "ok" and (stats.failed or stopped):
         status = "failed"
     wall = (now_utc() - started_at).total_seconds()
@@ -349,6 +362,8 @@ def _run(
         print(f"results: {results_path}\nreport: {folder / 'report.md'}", file=err)
     for warning in batch.limit_warnings.values():  # limits in audit mode: each limit once for the batch
         print(f"runner: warning: {warning}", file=err)
+    if otel_problem is not None:
+        print(f"runner: warning: {otel_problem}", file=err)
     if status == "interrupted" or interrupts.received() is not None:
         print(
             f"runner: {interrupts.describe()}; partial report written; continue with: runner run --resume {folder}",
@@ -426,6 +441,7 @@ def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
             strict=args.strict,
             replay_timing=args.replay_timing,
             junit=args.junit,
+            otel=getattr(args, "otel_settings", None),
             require_asserts=require_asserts,
         )
     )

@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from runner import interrupts
 from runner.engine.execute import as_text
@@ -29,6 +29,9 @@ from runner.validate.check import load_workflow
 from runner.validate.formats import format_error
 from runner.workflow.inputs import read_input_file, resolve_inputs
 from runner.workflow.offline import offline_workflow
+
+if TYPE_CHECKING:
+    from runner.report.otlp import OtelSettings  # loaded only when an export is asked for
 
 EXIT_BUG = 3
 # Report folders keep a run folder per run: the newest are swept for temporary files a killed run left.
@@ -53,9 +56,11 @@ def run_command(
     replay: str | None = None,
     strict: bool = False,
     replay_timing: str | None = None,
+    otel: OtelSettings | None = None,
 ) -> int:
     """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet).
-    ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`)."""
+    ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`). ``otel``: export the
+    run's spans over OTLP once its report is made (:mod:`runner.report.otlp`)."""
     tape = None
     if record or replay or strict or replay_timing:  # the cassette's modules (and httpx) only when asked for
         from runner.commands.cassette import open_tape  # noqa: PLC0415
@@ -95,7 +100,14 @@ def run_command(
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
         outcome = run_session(
-            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir, wrapper=tape),
+            Session(
+                plan,
+                inputs,
+                sink=sink.for_node if sink else None,
+                run_dir=run_dir,
+                wrapper=tape,
+                traced=otel is not None,
+            ),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
             tune_gc=True,
@@ -115,6 +127,11 @@ def run_command(
         except ReportWriteError as exc:
             paths, write_failed = exc.written, exc
         logger = logging.getLogger("runner")
+        otel_problem = None
+        if otel is not None:  # from the report: an interrupted or failed run exports what it has
+            from runner.report.otlp import export_run  # noqa: PLC0415 - OpenTelemetry loads only when asked for
+
+            otel_problem = export_run(report, outcome.info.layout, outcome.recorder.events, otel)
         json_written = target in paths
         where = f"report: {target}" if json_written else "no report written"
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
@@ -131,6 +148,8 @@ def run_command(
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:
             print(f"report: {target}", file=sys.stderr)
+    if otel_problem is not None:
+        print(f"runner: warning: {otel_problem}", file=sys.stderr)
     for warning in cache_warnings(report):
         print(f"runner: warning: {warning}", file=sys.stderr)
     for crossed in report["run"].get("limits", {}).get("warnings", ()):  # limits in audit mode: once per limit

@@ -18,8 +18,9 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.calls import ChatResult
 from runner.dataset.adaptive import AdaptiveLimits
@@ -28,11 +29,14 @@ from runner.engine.execute import Engine
 from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import RunResources, open_resources
 from runner.errors import RunnerError
-from runner.events import Recorder
+from runner.events import TRACE, Recorder, started_at_text, trace_id_of
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.stages import FanoutStage
 from runner.stages.base import Output
+
+if TYPE_CHECKING:
+    from runner.report.otel import RowTracer  # made by the caller only when an export is asked for
 
 _END = object()
 
@@ -127,6 +131,7 @@ class Batch:
         run_dir: Path | None = None,
         batch_id: str = "batch",
         wrapper: Any = None,
+        tracer: RowTracer | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
@@ -135,6 +140,7 @@ class Batch:
         self.given = dict(providers or {})
         self.transport = transport
         self.wrapper = wrapper  # a cassette recording or replaying every row (runner.cassette), else None
+        self.tracer = tracer  # OpenTelemetry export (runner.report.otel): every row's spans, as it ends
         self.run_dir = run_dir if run_dir is not None else Path(plan.workflow.report.dir) / "runs" / batch_id
         self.batch_id = batch_id
         self._rows_dir = self.run_dir / "rows"
@@ -210,7 +216,7 @@ class Batch:
 
     async def run_row(self, row: RowInput) -> RowResult:
         """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``."""
-        started = time.perf_counter()
+        started, epoch = time.perf_counter(), time.time()
         if row.inputs is None:
             return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
         recorder = Recorder()
@@ -240,9 +246,14 @@ class Batch:
             shared_slots=self.shared_slots,
         )
         stages: dict[str, Any] = {}
+        ended = "cancelled"
+        if self.tracer is not None:  # the row's requests carry traceparent (this task's context only)
+            TRACE.set(trace_id_of(f"{self.batch_id}-{row.index}", started_at_text(datetime.fromtimestamp(epoch, UTC))))
         try:
             output = await engine.run(stages)
+            ended = "ok"
         except Exception as exc:  # noqa: BLE001 - a failed row is a result; the batch goes on
+            ended = "failed"
             self._note_limits(row.index, recorder)
             error = first_error(exc)
             message = str(error) if isinstance(error, RunnerError) else f"{type(error).__name__}: {error}"
@@ -256,6 +267,9 @@ class Batch:
                 time.perf_counter() - started,
                 self._stats(recorder),
             )
+        finally:
+            if self.tracer is not None:  # a cancelled row's spans too: an interrupted batch exports what it did
+                self.tracer.row(row.index, row.key, recorder.events, ended, started, epoch, time.perf_counter())
         self._note_limits(row.index, recorder)
         return RowResult(
             row.index, row.key, "ok", output, stages, None, time.perf_counter() - started, self._stats(recorder)

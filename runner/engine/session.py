@@ -29,7 +29,7 @@ from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import open_resources
 from runner.errors import RunnerError
-from runner.events import Recorder
+from runner.events import TRACE, Recorder, started_at_text, trace_id_of
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.report.document import RunInfo, build_report, now_utc
@@ -156,9 +156,11 @@ class Session:
         providers: Mapping[str, ChatProvider] | None = None,
         transport: Any = None,
         wrapper: TransportWrapper | None = None,
+        traced: bool = False,
     ) -> None:
         self.plan = plan
         self.wrapper = wrapper
+        self.traced = traced  # its spans are exported: its requests carry W3C traceparent (runner.events.TRACE)
         self.inputs = inputs
         self.sink = sink
         self.recorder = recorder if recorder is not None else Recorder()
@@ -199,6 +201,7 @@ class Session:
         if run_dir is None:
             stamp = info.started_at.strftime("%Y%m%dT%H%M%S.%fZ")
             run_dir = Path(self.plan.workflow.report.dir) / "runs" / f"{info.workflow}-{stamp}"
+        token = TRACE.set(trace_id_of(info.run_id, started_at_text(info.started_at))) if self.traced else None
         try:
             output = await execute(
                 self.plan,
@@ -217,6 +220,9 @@ class Session:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded in the report; the caller decides what it means
             return self.end("failed", None, first_error(exc))
+        finally:
+            if token is not None:
+                TRACE.reset(token)
         return self.end("ok", output, None)
 
     def end(self, status: str, output: Any, error: BaseException | None) -> RunOutcome:

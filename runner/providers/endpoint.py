@@ -16,7 +16,7 @@ import httpx
 
 from runner.config.openai import OpenAIEmbeddingConfig, OpenAIModelConfig, PoolConfig, RateLimitConfig, TimeoutConfig
 from runner.errors import ProviderConfigError, ProviderError, ProviderHTTPError, ProviderTimeout
-from runner.events import Recorder
+from runner.events import TRACE, Recorder, span_id_of, traceparent
 from runner.providers.failures import NEVER_RETRIED, Failures, with_reason
 from runner.providers.proxy import display_url, proxy_for
 from runner.providers.ratelimit import RateLimiter
@@ -169,13 +169,12 @@ class Endpoint:
         extensions = self._extensions if stream else self._read_all_extensions
         if self._wrapped:
             extensions = {**extensions, NODE: node_id}
-        request = httpx.Request(
-            "POST",
-            url,
-            content=payload,
-            extensions=extensions,
-            headers=self._sse_headers if stream else self._json_headers,
-        )
+        headers = self._sse_headers if stream else self._json_headers
+        trace = TRACE.get()
+        if trace is not None:  # the run's spans are exported: the request names its node's span (W3C Trace Context)
+            headers = headers.copy()
+            headers["traceparent"] = traceparent(trace, span_id_of(trace, node_id))
+        request = httpx.Request("POST", url, content=payload, extensions=extensions, headers=headers)
         try:
             response = await self.transport.handle_async_request(request)
         except httpx.HTTPError as exc:

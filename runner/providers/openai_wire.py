@@ -93,6 +93,7 @@ def read_completion(content: bytes, errors: Failures, headers: httpx.Headers | N
             usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
             tool_calls=tool_calls(message.get("tool_calls")),
             finish_reason=str(choice.get("finish_reason") or "stop"),
+            model=model if isinstance(model := data.get("model"), str) else None,
         )
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise errors.protocol_error(
@@ -167,6 +168,7 @@ class StreamState:
         self.done = False
         self.chunks = 0
         self.choices = 0  # events that carried a choice
+        self.model: str | None = None  # the model that answers, as its first event names it
 
     def progress(self) -> str:
         n = self.chunks
@@ -193,6 +195,8 @@ class StreamState:
         if not isinstance(obj, dict):
             raise self.errors.protocol_error(f"unexpected stream event{self.progress()}: {snippet(data)}")
         self.chunks += 1
+        if self.model is None and isinstance(model := obj.get("model"), str):
+            self.model = model
         usage = obj.get("usage")
         if usage:
             self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
@@ -238,4 +242,5 @@ class StreamState:
             tool_calls=self.tools.result(),
             first_token_at=self.first_token_at,
             finish_reason=self.finish or "stop",
+            model=self.model,
         )

@@ -146,7 +146,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
     return spans, endpoints
 
 
-def branch_indices(spans: Mapping[str, Span]) -> dict[str, list[int]]:
+def branch_indices(spans: Mapping[str, object]) -> dict[str, list[int]]:
     """Fan-out node id -> the branch indices seen under it, sorted: ``a[0].b[1].c`` gives a: 0 and a[0].b: 1."""
     found: dict[str, set[int]] = {}
     for node_id in spans:

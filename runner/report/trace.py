@@ -59,7 +59,7 @@ def _sequence(items: list[Item], lo: int, hi: int) -> list[Item]:
     return out
 
 
-def _agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple[Item, list[Item]]]:
+def agent_children(node: Mapping[str, Any], begin: int, end: int) -> list[tuple[Item, list[Item]]]:
     """The spans nested in an agent's span, each with the spans nested in it: the wait for a fan-out slot, each
     failed attempt (from where it began: the start, or the end of the tool call or back-off before it) and its
     back-off, the waits for the rate limiter and a pool connection, tool calls; after retries, the final attempt
@@ -164,7 +164,7 @@ def to_trace(report: Mapping[str, Any]) -> dict[str, Any]:
         )
         if n["kind"] != "agent":
             continue
-        for item, nested in _agent_children(n, begin, end):
+        for item, nested in agent_children(n, begin, end):
             for child, cat, b, e, cargs in (item, *nested):
                 events.append(
                     {"name": child, "cat": cat, "ph": "X", "ts": b, "dur": e - b, "pid": PID, "tid": tid, "args": cargs}
