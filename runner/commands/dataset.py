@@ -67,6 +67,8 @@ class BatchOptions:
     replay_timing: str | None = None
     junit: str | None = None  # a copy of the run folder's junit.xml written here (issue 24)
     require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
+    variant: str | None = None  # the workflow's variant to run (issue 24; kept in the ledger for a resume)
+    folder: Path | None = None  # the run folder, when runner eval's comparison of variants names it
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -111,12 +113,17 @@ def dataset_command(opts: BatchOptions) -> int:
             "limit": opts.limit,
             "shard": opts.shard,
             "offline": opts.offline,
+            "variant": opts.variant,
         }
         workflow_file = opts.workflow
         ledger = None
     if settings["shard"]:
         parse_shard(settings["shard"])
     wf = load_workflow(workflow_file)
+    if settings.get("variant") is not None:
+        from runner.commands.variants import variant_of  # noqa: PLC0415
+
+        wf = variant_of(wf, settings["variant"], workflow_file)
     if settings["offline"]:
         wf = offline_workflow(wf)
     from runner.dataset.rows import parse_map  # noqa: PLC0415
@@ -135,10 +142,13 @@ def dataset_command(opts: BatchOptions) -> int:
         raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
     plan = compile_workflow(wf)
     if ledger is None:
-        directory = opts.report_dir or wf.report.dir
-        ensure_writable_dir(directory)
-        stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
-        folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        if opts.folder is not None:
+            folder = opts.folder
+        else:
+            directory = opts.report_dir or wf.report.dir
+            ensure_writable_dir(directory)
+            stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
+            folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
         folder.mkdir(parents=True)
         ledger = Ledger.create(
             folder, {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
@@ -402,30 +412,33 @@ def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
     if args.input_file is not None:
         raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
-    return dataset_command(
-        BatchOptions(
-            workflow=args.workflow,
-            dataset=args.dataset,
-            sets=tuple(args.sets),
-            mapping=tuple(args.mapping),
-            key=args.key,
-            keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),
-            limit=args.limit,
-            shard=args.shard,
-            offline=args.offline,
-            concurrency=args.concurrency,
-            max_errors=args.max_errors,
-            resume=args.resume,
-            retry_errors=args.retry_errors,
-            force=args.force,
-            report_dir=args.report_dir,
-            quiet=args.quiet,
-            use_uvloop=not args.no_uvloop,
-            record=args.record,
-            replay=args.replay,
-            strict=args.strict,
-            replay_timing=args.replay_timing,
-            junit=args.junit,
-            require_asserts=require_asserts,
-        )
+    opts = BatchOptions(
+        workflow=args.workflow,
+        dataset=args.dataset,
+        sets=tuple(args.sets),
+        mapping=tuple(args.mapping),
+        key=args.key,
+        keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),
+        limit=args.limit,
+        shard=args.shard,
+        offline=args.offline,
+        concurrency=args.concurrency,
+        max_errors=args.max_errors,
+        resume=args.resume,
+        retry_errors=args.retry_errors,
+        force=args.force,
+        report_dir=args.report_dir,
+        quiet=args.quiet,
+        use_uvloop=not args.no_uvloop,
+        record=args.record,
+        replay=args.replay,
+        strict=args.strict,
+        replay_timing=args.replay_timing,
+        junit=args.junit,
+        require_asserts=require_asserts,
     )
+    if require_asserts and opts.resume is None and opts.workflow is not None:
+        from runner.commands.variants import variants_command  # noqa: PLC0415
+
+        return variants_command(opts, dataset_command)  # the batch itself when the workflow has no variants
+    return dataset_command(opts)

@@ -126,4 +126,5 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
     line["assertions"] = [v.line() for v in verdicts]
     line["verdict"] = row_status(line["assertions"])
     line["score"] = round(weighted_score(verdicts), 6)
+    line["cost_usd"] = round(result.stats.cost_usd, 8)  # a comparison of variants adds it up (0 unpriced)
     return line
