@@ -284,3 +284,23 @@ def test_validate_checks_each_variant_at_its_own_keys(tmp_path: Path) -> None:
         "23:14 unknown-stage: variant 'other-model': no stage 'nope' to override",
         "25:25 schema: variant 'params': models.m.reply: expected a string, got an integer",
     ]
+
+
+def test_variants_replay_from_one_cassette(tmp_path: Path) -> None:
+    tape = tmp_path / "tape"
+    with OAIServer() as server:
+        server.responder = answer
+        wf, data = setup(tmp_path, server.url)
+        recorded = cli(
+            "eval", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "a"), "--record", str(tape)
+        )
+    assert recorded.returncode == 1, recorded.stderr  # the charged variant is below its threshold
+    replayed = cli(
+        "eval", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "b"), "--replay", str(tape), "--strict"
+    )
+    assert replayed.returncode == 1, replayed.stderr
+    (a,) = (tmp_path / "a" / "runs").iterdir()
+    (b,) = (tmp_path / "b" / "runs").iterdir()
+    first, second = (json.loads((top / "comparison.json").read_text()) for top in (a, b))
+    assert first["disagreements"] == second["disagreements"]
+    assert [v["passed"] for v in first["variants"]] == [v["passed"] for v in second["variants"]] == [4, 6, 4, 2]
