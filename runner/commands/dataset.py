@@ -286,7 +286,9 @@ def _run(
             stopped.append(f"stopped after {stats.failed} failed rows (--max-errors {opts.max_errors})")
             batch.stop(stopped[0])
 
-    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape)
+    batch = Batch(
+        plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape, repeat=plan.workflow.repeat
+    )
     started_at = now_utc()
 
     async def main() -> None:

@@ -91,7 +91,7 @@ def batch_totals(
     cases = []
     for line in read_lines(results):
         verdicts = line.get("assertions") or []
-        totals.add(verdicts)
+        totals.add(verdicts, line.get("repeats"))
         cases.append(
             (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
         )
@@ -122,6 +122,40 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         result.tokens,
         result.stats.cost_usd,
     )
+    if result.repeats:  # repeat: N (issue 24): every run checked, one verdict per assertion by majority
+        from dataclasses import replace  # noqa: PLC0415
+
+        from runner.evals.repeats import combine  # noqa: PLC0415
+
+        # each run's row limits on its own figures: the result's are all runs' (the batch report's)
+        others = result.repeats
+        first = replace(
+            outcome,
+            latency_s=result.latency_s - sum(o.latency_s for o in others),
+            tokens=result.tokens - sum(o.tokens for o in others),
+            cost_usd=result.stats.cost_usd - sum(o.stats.cost_usd for o in others),
+        )
+        runs = [await evaluator.check(first)]
+        for other in others:
+            again = replace(
+                outcome,
+                ok=other.ok,
+                error=other.error,
+                output=other.output,
+                stages=other.stages,
+                latency_s=other.latency_s,
+                tokens=other.tokens,
+                cost_usd=other.stats.cost_usd,
+            )
+            runs.append(await evaluator.check(again))
+        line["assertions"], line["repeats"] = combine(runs)
+        line["verdict"] = row_status(line["assertions"])
+        total = sum(v.weight for v in runs[0])
+        line["score"] = (
+            round(sum(a["score"] * a["weight"] for a in line["assertions"]) / total, 6) if total > 0 else 1.0
+        )
+        line["cost_usd"] = round(result.stats.cost_usd, 8)
+        return line
     verdicts = await evaluator.check(outcome)
     line["assertions"] = [v.line() for v in verdicts]
     line["verdict"] = row_status(line["assertions"])

@@ -15,6 +15,7 @@ batch cancels its rows in flight, whose results are then not given (a resume run
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class RowResult:
     error: str | None
     latency_s: float
     stats: RowStats = field(default_factory=RowStats)
+    repeats: tuple[RowResult, ...] = ()  # the row's other runs (the workflow's repeat: N, issue 24)
 
     @property
     def ok(self) -> bool:
@@ -127,11 +129,13 @@ class Batch:
         run_dir: Path | None = None,
         batch_id: str = "batch",
         wrapper: Any = None,
+        repeat: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
         self.plan = plan
         self.concurrency = concurrency
+        self.repeat = repeat  # runs of each row (issue 24), one after the other in the row's slot
         self.given = dict(providers or {})
         self.transport = transport
         self.wrapper = wrapper  # a cassette recording or replaying every row (runner.cassette), else None
@@ -209,7 +213,23 @@ class Batch:
             self.stop_reason = reason
 
     async def run_row(self, row: RowInput) -> RowResult:
-        """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``."""
+        """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``. With
+        ``repeat`` N, the first run's result, its ``repeats`` the others; its latency, tokens and cost all runs'."""
+        if self.repeat <= 1 or row.inputs is None:
+            return await self._run_once(row, 0)
+        runs = [await self._run_once(row, i) for i in range(self.repeat)]
+        first = runs[0]
+        stats = dataclasses.replace(
+            first.stats,
+            prompt_tokens=sum(r.stats.prompt_tokens for r in runs),
+            completion_tokens=sum(r.stats.completion_tokens for r in runs),
+            cost_usd=sum(r.stats.cost_usd for r in runs),
+            retries=sum(r.stats.retries for r in runs),
+        )
+        latency = sum(r.latency_s for r in runs)
+        return dataclasses.replace(first, stats=stats, latency_s=latency, repeats=tuple(runs[1:]))
+
+    async def _run_once(self, row: RowInput, attempt: int) -> RowResult:
         started = time.perf_counter()
         if row.inputs is None:
             return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
@@ -233,7 +253,11 @@ class Batch:
             row.inputs,
             providers,
             recorder,
-            run_info={"id": f"{self.batch_id}-{row.index}", "name": self.plan.workflow.name, "row": row.index},
+            run_info={
+                "id": f"{self.batch_id}-{row.index}" + (f"-{attempt}" if attempt else ""),
+                "name": self.plan.workflow.name,
+                "row": row.index,
+            },
             tools=self.tools,
             functions=self.functions,
             resources=resources,

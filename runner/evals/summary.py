@@ -24,6 +24,7 @@ class _Count:
     failed: int = 0
     errors: int = 0
     score: float = 0.0
+    flaky: int = 0  # rows where its status was not the same in every run (repeat: N)
 
     @property
     def total(self) -> int:
@@ -43,6 +44,12 @@ class EvalStats:
     rows_errors: int = 0
     judge_tokens: int = 0
     score: float = 0.0  # the rows' weighted scores, summed
+    repeat: int = 0  # repeat: N: the runs per row (0: one run, no repeats section)
+    repeat_rows: int = 0
+    at_k: int = 0  # rows where at least one run passed every assertion
+    all_k: int = 0  # rows where every run did
+    flaky_rows: int = 0  # rows whose runs' verdicts were not all the same
+    agreement: float = 0.0  # the rows' agreement (the share of runs with the row's verdict), summed
 
     def __post_init__(self) -> None:
         for lst in self.lists:
@@ -50,10 +57,17 @@ class EvalStats:
             for spec in lst.items:
                 self.assertions[spec.name] = _Count(spec.kind, lst.scope)
 
-    def add(self, verdicts: Sequence[dict[str, Any]]) -> str:
-        """Count one row's verdicts; the row's status: pass (every assertion passed), fail, or error (one could
-        not be checked, and none failed)."""
+    def add(self, verdicts: Sequence[dict[str, Any]], repeats: dict[str, Any] | None = None) -> str:
+        """Count one row's verdicts (and its ``repeats`` summary, with repeat: N); the row's status: pass (every
+        assertion passed), fail, or error (one could not be checked, and none failed)."""
         self.rows += 1
+        if repeats is not None:
+            self.repeat = max(self.repeat, int(repeats["n"]))
+            self.repeat_rows += 1
+            self.at_k += bool(repeats["pass_at_k"])
+            self.all_k += repeats["passed"] == repeats["n"]
+            self.flaky_rows += len(set(repeats["verdicts"])) > 1
+            self.agreement += float(repeats["agreement"])
         total = sum(float(v.get("weight", 1.0)) for v in verdicts)
         self.score += sum(v["score"] * float(v.get("weight", 1.0)) for v in verdicts) / total if total > 0 else 1.0
         by_scope: dict[str, list[dict[str, Any]]] = {}
@@ -62,6 +76,7 @@ class EvalStats:
             if count is None:
                 continue  # a line from before the workflow changed (a resume with --force)
             count.score += v["score"]
+            count.flaky += len(set(v.get("repeats") or ())) > 1
             if v["status"] == PASS:
                 count.passed += 1
             elif v["status"] == FAIL:
@@ -111,11 +126,13 @@ class EvalStats:
                     "mean_score": round(c.score / c.total, 6) if c.total else 0.0,
                 }
             )
+            if self.repeat:
+                assertions[-1]["flaky"] = c.flaky
         worst, lowest = None, 2.0  # the lowest pass rate; among equals, the first in the file
         for name, c in self.assertions.items():
             if c.passed < c.total and c.passed / c.total < lowest:
                 worst, lowest = name, c.passed / c.total
-        return {
+        out: dict[str, Any] = {
             "rows": self.rows,
             "passed": self.rows_passed,
             "failed": self.rows_failed,
@@ -128,6 +145,18 @@ class EvalStats:
             "lists": lists,
             "assertions": assertions,
         }
+        if self.repeat:
+            n = self.repeat_rows
+            out["repeats"] = {
+                "n": self.repeat,
+                "rows": n,
+                "pass_at_k": self.at_k,
+                "pass_at_k_rate": round(self.at_k / n, 6) if n else 1.0,
+                "all_passed": self.all_k,
+                "flaky_rows": self.flaky_rows,
+                "mean_agreement": round(self.agreement / n, 6) if n else 1.0,
+            }
+        return out
 
 
 def row_status(verdicts: Sequence[dict[str, Any]]) -> str:
@@ -169,6 +198,17 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if doc["worst"] is not None:
         lines += [f"Worst assertion: `{doc['worst']}`.", ""]
+    rep = doc.get("repeats")
+    if rep is not None:
+        lines += [
+            f"Repeats: each row ran {rep['n']} times; verdicts by majority. pass@{rep['n']}: {rep['pass_at_k']} of "
+            f"{rep['rows']} rows ({_pct(rep['pass_at_k_rate'])}); every run passed: {rep['all_passed']}; the verdict "
+            f"changed across runs in {rep['flaky_rows']} rows (mean agreement {_pct(rep['mean_agreement'])}).",
+            "",
+        ]
+        varying = [f"`{a['name']}` in {a['flaky']}" for a in doc["assertions"] if a.get("flaky")]
+        if varying:
+            lines += [f"Varying across runs: {', '.join(varying)} rows.", ""]
     lines += ["| list | threshold | rows passed | pass rate | met |", "|---|---:|---:|---:|---|"]
     for item in doc["lists"]:
         lines.append(
