@@ -300,10 +300,14 @@ def _run(
         try:
             async with batch:
                 if evaluating:
-                    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+                    from runner.commands.evals import evaluator_for  # noqa: PLC0415
 
-                    evaluator.append(Evaluator(plan.workflow, batch.providers))
-                await batch.run(inputs(), on_result, on_start)
+                    evaluator.append(evaluator_for(plan, batch.providers, tape, batch.resources.embedders))
+                try:
+                    await batch.run(inputs(), on_result, on_start)
+                finally:
+                    if evaluator:
+                        await evaluator[0].aclose()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

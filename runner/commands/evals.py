@@ -24,7 +24,7 @@ from runner.providers.base import ChatProvider
 
 def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], report: Mapping[str, Any], tape: Any) -> int:
     """Check the assertions of one finished run; 0 when every one passed, else 1."""
-    from runner.evals.evaluate import PASS, Evaluator, Outcome  # noqa: PLC0415
+    from runner.evals.evaluate import PASS, Outcome  # noqa: PLC0415
 
     totals = report.get("totals", {})
     cost = sum(float(m.get("cost_usd") or 0.0) for m in (report.get("models") or {}).values() if isinstance(m, dict))
@@ -38,13 +38,17 @@ def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], repor
         float(report.get("run", {}).get("wall_s", 0.0)),
         int(totals.get("tokens_in", 0)) + int(totals.get("tokens_out", 0)),
         cost,
+        tool_calls_of(outcome.recorder.events),
     )
 
     async def main() -> list[Any]:
         providers = _judges(plan, tape)
+        evaluator = evaluator_for(plan, providers, tape, {})
         try:
-            return await Evaluator(plan.workflow, providers).check(done)
+            verdicts: list[Any] = await evaluator.check(done)
+            return verdicts
         finally:
+            await evaluator.aclose()
             await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
 
     verdicts = asyncio.run(main())
@@ -61,6 +65,42 @@ def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], repor
         file=sys.stderr,
     )
     return 1 if bad else 0
+
+
+def tool_calls_of(events: Any) -> tuple[tuple[str, str, str], ...]:
+    """The tool calls among a run's events: (the calling node, the tool, its arguments' JSON text)."""
+    return tuple(
+        (str(data.get("parent", "")), str(data.get("tool")), str(data.get("arguments", "")))
+        for _, kind, _, data in events
+        if kind == "started" and isinstance(data, dict) and data.get("kind") == "tool"
+    )
+
+
+def evaluator_for(plan: Plan, providers: Mapping[str, ChatProvider], tape: Any, shared: Mapping[str, Any]) -> Any:
+    """The evaluator of ``plan``'s assertions over ``providers``, with the embedders its ``similar`` assertions
+    name: the run's own when it has them open (``shared``), else opened here inside the cassette, if any, and
+    closed by the evaluator's ``aclose``."""
+    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+
+    wf = plan.workflow
+    names = sorted({a.embedder for lst in wf.asserts for a in lst.items if a.embedder in wf.embeddings})
+    embedders = {name: shared[name] for name in names if name in shared}
+    opened = []
+    if len(embedders) < len(names):
+        from runner.embeddings import EMBEDDERS  # noqa: PLC0415
+        from runner.embeddings.cache import CachedEmbedder  # noqa: PLC0415
+
+        base = Path(wf.file).resolve().parent
+        with wrapped(tape):
+            for name in names:
+                if name not in embedders:
+                    spec = wf.embeddings[name]
+                    inner = EMBEDDERS[spec.provider].open(spec.name, spec.config, spec.settings)
+                    embedders[name] = CachedEmbedder.from_config(inner, spec.config.cache, base=base)
+                    opened.append(embedders[name])
+    evaluator = Evaluator(wf, providers, embedders)
+    evaluator.owned.extend(opened)
+    return evaluator
 
 
 def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
@@ -121,6 +161,7 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         result.latency_s,
         result.tokens,
         result.stats.cost_usd,
+        result.stats.tool_calls,
     )
     if result.repeats:  # repeat: N (issue 24): every run checked, one verdict per assertion by majority
         from dataclasses import replace  # noqa: PLC0415
@@ -146,6 +187,7 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
                 latency_s=other.latency_s,
                 tokens=other.tokens,
                 cost_usd=other.stats.cost_usd,
+                tool_calls=other.stats.tool_calls,
             )
             runs.append(await evaluator.check(again))
         line["assertions"], line["repeats"] = combine(runs)

@@ -50,6 +50,7 @@ class RowStats:
     retries: int = 0
     cost_usd: float = 0.0  # of the calls on models that declare pricing
     unpriced_calls: int = 0  # calls on models that do not
+    tool_calls: tuple[tuple[str, str, str], ...] = ()  # (calling node, tool, arguments' JSON) for assertions
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +302,11 @@ class Batch:
         queued: dict[str, float] = {}
         prompt = completion = retries = unpriced = 0
         cost = 0.0
+        tools: list[tuple[str, str, str]] = []
         for at, kind, node, data in recorder.events:
             if kind == "started":
+                if isinstance(data, dict) and data.get("kind") == "tool":
+                    tools.append((str(data.get("parent", "")), str(data.get("tool")), str(data.get("arguments", ""))))
                 if node in self._top:
                     opened[node] = at
                 if isinstance(data, dict) and data.get("model"):
@@ -331,7 +335,7 @@ class Batch:
                     unpriced += 1
                 else:
                     cost += pricing.cost(data.usage.prompt_tokens, data.usage.completion_tokens)
-        return RowStats(stages, waits, prompt, completion, retries, cost, unpriced)
+        return RowStats(stages, waits, prompt, completion, retries, cost, unpriced, tuple(tools))
 
     async def run(
         self,

@@ -5,10 +5,14 @@ Each assertion's templates see ``row`` (the dataset row's columns, the ones that
 ``stages`` and ``inputs``. ``path: data.label`` checks that part of the output instead of its text. A check
 that cannot be made (a template that fails, a Python assertion that raises, a judge without a valid verdict, a
 row that failed before its output) is an *error*, counted apart from failures.
+
+Over 400 lines: every kind reads the same helpers (a template's value, equality across the types a dataset gives,
+the reasons' quoting); split into modules, they would import each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import math
@@ -68,18 +72,23 @@ class Outcome:
     latency_s: float = 0.0
     tokens: int = 0
     cost_usd: float = 0.0
+    tool_calls: Sequence[tuple[str, str, str]] = ()  # (the calling node, the tool, its arguments' JSON text)
 
 
 class Evaluator:
     """The assertions of ``wf``, their Python functions imported once; :meth:`check` evaluates a row.
-    ``providers``: the run's, by model name (the judges are among them)."""
+    ``providers``: the run's, by model name (the judges are among them); ``embedders``: the ``similar``
+    assertions', by name."""
 
-    def __init__(self, wf: Workflow, providers: Mapping[str, ChatProvider]) -> None:
+    def __init__(
+        self, wf: Workflow, providers: Mapping[str, ChatProvider], embedders: Mapping[str, Any] | None = None
+    ) -> None:
         from runner.tools import import_callable  # noqa: PLC0415
 
         self.wf = wf
         self.lists: tuple[AssertList, ...] = wf.asserts
         self.providers = providers
+        self.embedders = embedders or {}
         # module:function -> (the function, the arguments it names among ours; None: all of them)
         self.functions: dict[str, tuple[Callable[..., Any], tuple[str, ...] | None]] = {}
         base = Path(wf.file).resolve().parent
@@ -91,6 +100,12 @@ class Evaluator:
                         function = import_callable(target, base_dir=base, what="python assertion")
                         self.functions[target] = (function, _arguments(function))
         self.judge_tokens = 0
+        self.owned: list[Any] = []  # embedders opened for the similar assertions, closed by aclose
+
+    async def aclose(self) -> None:
+        """Close the embedders opened for this evaluator (not those it shares with the run)."""
+        owned, self.owned = self.owned, []
+        await asyncio.gather(*(e.aclose() for e in owned), return_exceptions=True)
 
     async def check(self, outcome: Outcome) -> list[Verdict]:
         verdicts: list[Verdict] = []
@@ -119,8 +134,11 @@ class Evaluator:
         self, lst: AssertList, spec: AssertSpec, checked: Any, context: dict[str, Any], outcome: Outcome
     ) -> Verdict:
         try:
-            target = _at(checked, spec.path)
-            passed, score, reason = await self._kind(spec, target, context, outcome)
+            if spec.kind == "tool-call":
+                passed, score, reason = _tool_call(spec, lst.stage, context, outcome.tool_calls)
+            else:
+                target = _at(checked, spec.path)
+                passed, score, reason = await self._kind(spec, target, context, outcome)
         except _Error as exc:
             return _verdict(lst, spec, ERROR, 0.0, str(exc))
         except Exception as exc:  # noqa: BLE001 - a template or user function that breaks is the row's error
@@ -142,6 +160,8 @@ class Evaluator:
             return await self._python(spec, target, context)
         if kind == "llm-rubric":
             return await self._judge(spec, target, context)
+        if kind == "similar":
+            return await self._similar(spec, target, context)
         if kind == "is-json":
             return _is_json(target)
         if kind == "json_schema":
@@ -208,6 +228,70 @@ class Evaluator:
         score = float(verdict["score"])
         passed = bool(verdict["pass"]) if spec.threshold is None else score >= spec.threshold
         return passed, score, str(verdict["reason"])
+
+    async def _similar(self, spec: AssertSpec, target: Any, context: dict[str, Any]) -> tuple[bool, float, str]:
+        """Cosine similarity of the output's and the value's embeddings, at least ``threshold`` (default 0.75)."""
+        import numpy as np  # noqa: PLC0415 - only for similar, as embeddings need it anyway
+
+        from runner.workflow.asserts import SIMILAR_THRESHOLD  # noqa: PLC0415
+
+        assert spec.embedder is not None
+        embedder = self.embedders.get(spec.embedder)
+        if embedder is None:
+            raise _Error(f"the embedder '{spec.embedder}' is not open in this run")
+        text, expected = _text(target), _text(_value(spec.value, context))
+        try:
+            vectors = np.asarray(await embedder.embed([text, expected]), dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 - an embedding call that fails is an error, not a failure
+            raise _Error(f"the embedder's call failed: {_summary(exc)}") from None
+        norms = float(np.linalg.norm(vectors[0]) * np.linalg.norm(vectors[1]))
+        cosine = float(vectors[0] @ vectors[1] / norms) if norms > 0 else 0.0
+        threshold = spec.threshold if spec.threshold is not None else SIMILAR_THRESHOLD
+        near = cosine >= threshold
+        return (
+            near,
+            min(max(cosine, 0.0), 1.0),
+            f"cosine similarity {cosine:.4f} {'>=' if near else '<'} {_num(threshold)}",
+        )
+
+
+def _tool_call(
+    spec: AssertSpec, stage: str | None, context: dict[str, Any], calls: Sequence[tuple[str, str, str]]
+) -> tuple[bool, float, str]:
+    """Whether ``spec.tool`` was called (by the list's stage, or anywhere in the row at the top level) with
+    ``arguments``: each named argument equal to its value, others free."""
+    mine = [(node, tool, args) for node, tool, args in calls if stage is None or stage in _segments(node)]
+    named = [args for _, tool, args in mine if tool == spec.tool]
+    where = "" if stage is None else f" by stage '{stage}'"
+    if not named:
+        others = sorted({tool for _, tool, _ in mine})
+        called = f"tools called: {', '.join(others)}" if others else "no tool was called"
+        return _bool(False, f"{spec.tool} was not called{where} ({called})")
+    times = f"{spec.tool} called {len(named)} time{'' if len(named) == 1 else 's'}{where}"
+    if spec.arguments is None:
+        return _bool(True, times)
+    wanted = {key: _value(v, context) for key, v in spec.arguments}
+    closest = ""
+    for i, raw in enumerate(named):
+        try:
+            given = json.loads(raw or "{}")
+        except ValueError:
+            given = None
+        if not isinstance(given, dict):
+            closest = closest or f"call {i + 1}'s arguments are not a JSON object: {_show(raw, 60)}"
+            continue
+        wrong = [key for key in wanted if key not in given or not _same(given[key], wanted[key])]
+        if not wrong:
+            return _bool(True, f"{times}; call {i + 1} has {_show(wanted, 80)}")
+        key = wrong[0]
+        got = _show(given[key], 40) if key in given else "missing"
+        closest = closest or f"call {i + 1}: {key} is {got}, expected {_show(wanted[key], 40)}"
+    return _bool(False, f"{times}, none with arguments {_show(wanted, 80)} ({closest})")
+
+
+def _segments(node: str) -> list[str]:
+    """The stage ids in a node's id (``loop/inner[2]``: loop, inner)."""
+    return [part for part in re.split(r"[\[\]/.]+", node) if part and not part.isdigit()]
 
 
 def weighted_score(verdicts: Sequence[Verdict]) -> float:
