@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--replay-timing", choices=["instant", "recorded"], help="with --replay: answer at once or as recorded"
     )
+    ev.add_argument(
+        "--annotations",
+        action="store_true",
+        help="print GitHub Actions annotations on stdout: each assertion that did not pass, at its line",
+    )
     ev.set_defaults(input_file=None)
     _add_dataset_arguments(ev)
     # `runner eval diff OLD NEW` (issue 24): the rows that regressed between two eval runs, for CI

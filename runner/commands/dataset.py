@@ -69,6 +69,7 @@ class BatchOptions:
     require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
     variant: str | None = None  # the workflow's variant to run (issue 24; kept in the ledger for a resume)
     folder: Path | None = None  # the run folder, when runner eval's comparison of variants names it
+    annotations: bool = False  # runner eval --annotations: GitHub annotations on stdout (issue 24)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -347,7 +348,17 @@ def _run(
     if evaluating:
         from runner.commands.evals import batch_totals  # noqa: PLC0415
 
-        unmet = batch_totals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
+        unmet = batch_totals(
+            doc,
+            plan.workflow,
+            folder,
+            results_path,
+            evaluator,
+            opts.junit,
+            wall,
+            opts.annotations,
+            settings.get("variant"),
+        )
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "report.md", markdown(doc) + (_evals_section(doc) if evaluating else ""))
     if not opts.quiet:
@@ -442,6 +453,7 @@ def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
         replay_timing=args.replay_timing,
         junit=args.junit,
         require_asserts=require_asserts,
+        annotations=bool(getattr(args, "annotations", False)),
     )
     if require_asserts and opts.resume is None and opts.workflow is not None:
         from runner.commands.variants import variants_command  # noqa: PLC0415

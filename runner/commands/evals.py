@@ -118,25 +118,48 @@ def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
 
 
 def batch_totals(
-    doc: dict[str, Any], wf: Any, folder: Path, results: Path, evaluator: list[Any], junit_to: str | None, wall: float
+    doc: dict[str, Any],
+    wf: Any,
+    folder: Path,
+    results: Path,
+    evaluator: list[Any],
+    junit_to: str | None,
+    wall: float,
+    annotate: bool = False,
+    variant: str | None = None,
 ) -> list[str]:
     """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
-    into ``doc["evals"]``; ``junit.xml`` written to the run folder (and to ``--junit FILE``); the thresholds not
-    met, one line each."""
+    into ``doc["evals"]``; ``junit.xml`` and ``evals.html`` (the verdicts' page) written to the run folder (and
+    the JUnit XML to ``--junit FILE``); with ``annotate``, GitHub annotations on stdout; the thresholds not met,
+    one line each."""
     from runner.dataset.results import read_lines  # noqa: PLC0415
+    from runner.evals.page import MAX_ROWS, to_page  # noqa: PLC0415
     from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
-    from runner.fsutil import atomic_write_bytes  # noqa: PLC0415
+    from runner.fsutil import atomic_write_bytes, atomic_write_text  # noqa: PLC0415
 
     totals = EvalStats(wf.asserts)
     cases = []
+    shown: list[dict[str, Any]] = []  # the page's rows: every one that did not pass, and passing ones up to its most
+    passing = 0
+    examples: dict[str, list[tuple[str, str, str]]] = {}  # assertion -> its first rows that did not pass
     for line in read_lines(results):
         verdicts = line.get("assertions") or []
         totals.add(verdicts, line.get("repeats"))
-        cases.append(
-            (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
-        )
+        key = str(line.get("key", line["index"]))
+        cases.append((line["index"], key, float(line.get("latency_s") or 0.0), verdicts))
+        if line.get("verdict") != "pass" or passing < MAX_ROWS:
+            passing += line.get("verdict") == "pass"
+            shown.append(line)
+        for v in verdicts:
+            if v["status"] != "pass" and len(found := examples.setdefault(v["name"], [])) < 3:
+                found.append((key, v["status"], v["reason"]))
     totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
     doc["evals"] = totals.document()
+    atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], shown))
+    if annotate:
+        from runner.evals.summary import github_annotations  # noqa: PLC0415
+
+        sys.stdout.write(github_annotations(doc["evals"], wf.asserts, examples, variant))
     cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
     xml = junit(wf.name, [case[1:] for case in cases], wall)
     atomic_write_bytes(folder / "junit.xml", xml)

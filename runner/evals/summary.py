@@ -260,3 +260,57 @@ def _junit_message(verdicts: Sequence[dict[str, Any]]) -> str:
 
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
+
+
+def github_annotations(
+    doc: dict[str, Any],
+    lists: Sequence[AssertList],
+    examples: dict[str, list[tuple[str, str, str]]],
+    variant: str | None = None,
+) -> str:
+    """GitHub Actions workflow commands: an annotation at each ``assert:`` list whose threshold was not met, and at
+    each assertion that did not pass on every row (an error when its list's threshold was not met, else a
+    warning), naming its first rows that did not pass and why."""
+    by_name = {a["name"]: a for a in doc["assertions"]}
+    by_scope = {item["scope"]: item for item in doc["lists"]}
+    prefix = f"variant {variant}: " if variant else ""
+    out = []
+    for lst in lists:
+        item = by_scope[lst.scope]
+        if not item["met"]:
+            out.append(
+                _command(
+                    "error",
+                    lst.loc,
+                    f"{prefix}{lst.scope} threshold",
+                    f"{item['passed']} of {item['rows']} rows passed ({_pct(item['pass_rate'])}), below the "
+                    f"threshold {_pct(item['threshold'])}",
+                )
+            )
+        for spec in lst.items:
+            a = by_name.get(spec.name)
+            if a is None or a["failed"] + a["errors"] == 0:
+                continue
+            rows = a["passed"] + a["failed"] + a["errors"]
+            lines = [
+                f"{a['failed']} of {rows} rows failed, {a['errors']} could not be checked ({_pct(a['pass_rate'])} "
+                "passed)"
+            ]
+            lines += [f"row {key}: {status}: {reason}" for key, status, reason in examples.get(spec.name, ())]
+            level = "warning" if item["met"] else "error"
+            out.append(_command(level, spec.loc, prefix + spec.name, "\n".join(lines)))
+    return "".join(line + "\n" for line in out)
+
+
+def _command(level: str, loc: Any, title: str, message: str) -> str:
+    props = f"file={_property(loc.file)},line={loc.line},col={loc.column},title={_property(title)}"
+    return f"::{level} {props}::{_data(message)}"
+
+
+def _data(text: str) -> str:
+    # as GitHub's toolkit escapes a command's data (actions/toolkit, packages/core/src/command.ts)
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
