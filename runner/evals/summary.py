@@ -7,6 +7,7 @@ could not be checked an ``error``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,26 +228,27 @@ def markdown(doc: dict[str, Any]) -> str:
 def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]], wall_s: float) -> bytes:
     """JUnit XML: a ``testsuite`` named after the workflow, a ``testcase`` per row (its key), with a ``failure``
     listing the assertions that failed, else an ``error`` listing those that could not be checked."""
+    name = _xml(name)
     suites = ET.Element("testsuites", name=name)
     suite = ET.SubElement(suites, "testsuite", name=name)
     failures = errors = 0
     for key, latency, verdicts in rows:
-        case = ET.SubElement(suite, "testcase", classname=name, name=f"row {key}", time=f"{latency:.6f}")
+        case = ET.SubElement(suite, "testcase", classname=name, name=_xml(f"row {key}"), time=f"{latency:.3f}")
         failed = [v for v in verdicts if v["status"] == FAIL]
         broken = [v for v in verdicts if v["status"] == ERROR]
         if failed:
             failures += 1
             element = ET.SubElement(case, "failure", message=_junit_message(failed), type="AssertionFailed")
-            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken)
+            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken))
         elif broken:
             errors += 1
             element = ET.SubElement(case, "error", message=_junit_message(broken), type="AssertionError")
-            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in broken)
+            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in broken))
     for element in (suites, suite):
         element.set("tests", str(len(rows)))
         element.set("failures", str(failures))
         element.set("errors", str(errors))
-        element.set("time", f"{wall_s:.6f}")
+        element.set("time", f"{wall_s:.3f}")  # the common JUnit XSD allows milliseconds at most
     suite.set("skipped", "0")
     body: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return body + b"\n"
@@ -255,7 +257,15 @@ def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]]
 def _junit_message(verdicts: Sequence[dict[str, Any]]) -> str:
     first = verdicts[0]
     more = f" (and {len(verdicts) - 1} more)" if len(verdicts) > 1 else ""
-    return f"{first['name']}: {first['reason']}"[:500] + more
+    return _xml(f"{first['name']}: {first['reason']}"[:500] + more)
+
+
+# What XML 1.0 cannot hold, even escaped (a terminal's colour codes in an exception's message, a NUL): U+FFFD.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def _pct(x: float) -> str:
