@@ -20,6 +20,7 @@ import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -368,21 +369,36 @@ def _at(value: Any, path: str | None) -> Any:
     if path is None:
         return value.content if isinstance(value, Output) else _plain(value)
     here: Any = value
-    walked = "output"
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            index = int(part[1:-1])
+    for i, (part, index) in enumerate(_path_parts(path)):
+        if index is not None:
             if not isinstance(here, list | tuple) or index >= len(here):
-                raise _Error(f"{walked}{part}: no such item (the value is {_show(here, 60)})")
+                raise _Error(f"{_walked(path, i)}{part}: no such item (the value is {_show(here, 60)})")
             here = here[index]
+        elif type(here) is dict and part in here:  # the usual case first: a structured output's field
+            here = here[part]
         elif isinstance(here, Output):
             here = getattr(here, part, None) if part in ("content", "data", "name", "error") else None
         elif isinstance(here, Mapping) and part in here:
             here = here[part]
         else:
-            raise _Error(f"{walked}.{part}: no such field (the value is {_show(_plain(here), 60)})")
-        walked += part if part.startswith("[") else f".{part}"
-    return _plain(here)
+            raise _Error(f"{_walked(path, i)}.{part}: no such field (the value is {_show(_plain(here), 60)})")
+    return here if type(here) is str or type(here) is dict else _plain(here)
+
+
+@lru_cache(maxsize=256)
+def _path_parts(path: str) -> tuple[tuple[str, int | None], ...]:
+    """``data.items[0]`` as ``(("data", None), ("items", None), ("[0]", 0))``, read once per path."""
+    return tuple(
+        (part, int(part[1:-1]) if part.startswith("[") else None) for part in re.findall(r"[^.\[\]]+|\[\d+\]", path)
+    )
+
+
+def _walked(path: str, upto: int) -> str:
+    """How a path's first ``upto`` parts read, for a message: ``output.data.items``."""
+    out = "output"
+    for part, index in _path_parts(path)[:upto]:
+        out += part if index is not None else f".{part}"
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -396,6 +412,11 @@ def _plain(value: Any) -> Any:
 def _value(value: Any, context: Mapping[str, Any]) -> Any:
     """An assertion's value: a template evaluated (one ``{{ expression }}`` keeps its type), else as written."""
     if isinstance(value, TemplateSrc):
+        read = _reader(value)
+        if read is not None:
+            found = read(context)
+            if found is not _MISS:
+                return found
         from jinja2 import Undefined  # noqa: PLC0415
 
         from runner.templates import template_for  # noqa: PLC0415
@@ -410,6 +431,37 @@ def _value(value: Any, context: Mapping[str, Any]) -> Any:
         except Exception as exc:  # noqa: BLE001 - Jinja's own errors from a template's expression
             raise _Error(f"{value.loc}: template error: {exc}") from None
     return value
+
+
+_MISS = object()
+_READERS: dict[int, tuple[TemplateSrc, Callable[[Mapping[str, Any]], Any] | None]] = {}
+
+
+def _reader(src: TemplateSrc) -> Callable[[Mapping[str, Any]], Any] | None:
+    """For a value that is one ``{{ name.key.key }}`` (``{{ row.label }}``: most assertions' values), a reader of
+    plain dict keys, which gives :data:`_MISS` to hand anything else to Jinja (a key missing, a key that is also
+    a dict's attribute, which Jinja would read first): 0.1 ms less per row and assertion. Made once per template
+    (the assertions' templates live as long as their workflow)."""
+    hit = _READERS.get(id(src))
+    if hit is not None and hit[0] is src:
+        return hit[1]
+    from runner.templates import simple_parts  # noqa: PLC0415
+
+    parts = simple_parts(src.text.strip())
+    read = None
+    if parts is not None and len(parts) == 1 and isinstance(parts[0], tuple):
+        path = parts[0]
+
+        def read(context: Mapping[str, Any]) -> Any:
+            here: Any = context.get(path[0], _MISS)
+            for key in path[1:]:
+                if type(here) is not dict or key not in here or hasattr(here, key):
+                    return _MISS
+                here = here[key]
+            return here
+
+    _READERS[id(src)] = (src, read)
+    return read
 
 
 def _same(got: Any, want: Any) -> bool:
