@@ -304,3 +304,25 @@ def test_variants_replay_from_one_cassette(tmp_path: Path) -> None:
     first, second = (json.loads((top / "comparison.json").read_text()) for top in (a, b))
     assert first["disagreements"] == second["disagreements"]
     assert [v["passed"] for v in first["variants"]] == [v["passed"] for v in second["variants"]] == [4, 6, 4, 2]
+
+
+def test_a_comparison_resumes_each_variant_then_compares_again(tmp_path: Path) -> None:
+    import shutil
+
+    with OAIServer() as server:
+        server.responder = answer
+        wf, data = setup(tmp_path, server.url)
+        cli("eval", str(wf), "--dataset", str(data), "--key", "id", "--report-dir", str(tmp_path / "r"))
+        (top,) = (tmp_path / "r" / "runs").iterdir()
+        before = json.loads((top / "comparison.json").read_text())
+        shutil.rmtree(top / "variants" / "charged")  # as if the comparison had stopped before its last variant
+        (top / "comparison.json").unlink()
+        proc = cli("eval", "--resume", str(top))
+    assert proc.returncode == 1, proc.stderr
+    after = json.loads((top / "comparison.json").read_text())
+    keep = ("name", "rows", "passed", "failed", "errors", "met", "folder")
+    assert [{k: v[k] for k in keep} for v in after["variants"]] == [{k: v[k] for k in keep} for v in before["variants"]]
+    assert after["disagreements"] == before["disagreements"]
+    lines = (top / "variants" / "big" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(ROWS)  # resumed, not run again
+    assert "runner: variant charged" in proc.stderr.splitlines()

@@ -425,6 +425,11 @@ def _counter(dataset: str, settings: dict[str, Any], skip: int) -> Callable[[], 
     return total
 
 
+def _compared(folder: str | None) -> bool:
+    """Whether a --resume folder is a comparison of variants (runner eval resumes each variant's batch)."""
+    return folder is not None and (Path(folder) / "variants" / "base").is_dir()
+
+
 def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
     if args.input_file is not None:
@@ -455,7 +460,7 @@ def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
         require_asserts=require_asserts,
         annotations=bool(getattr(args, "annotations", False)),
     )
-    if require_asserts and opts.resume is None and opts.workflow is not None:
+    if require_asserts and (opts.resume is None and opts.workflow is not None or _compared(opts.resume)):
         from runner.commands.variants import variants_command  # noqa: PLC0415
 
         return variants_command(opts, dataset_command)  # the batch itself when the workflow has no variants

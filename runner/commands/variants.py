@@ -42,6 +42,8 @@ def variants_command(opts: Any, batch: Callable[[Any], int]) -> int:
     once per variant and compare them; a workflow without variants is the plain batch."""
     from runner.validate.check import load_workflow  # noqa: PLC0415
 
+    if opts.resume is not None:
+        return _resume(opts, batch)
     wf = load_workflow(opts.workflow)
     if not wf.variants:
         return batch(opts)
@@ -53,7 +55,7 @@ def variants_command(opts: Any, batch: Callable[[Any], int]) -> int:
     if opts.dataset is None:
         raise UsageError("--dataset FILE needs the workflow: runner eval WF --dataset FILE")
     from runner.dataset.read import check_readable  # noqa: PLC0415
-    from runner.fsutil import atomic_write_text, ensure_writable_dir  # noqa: PLC0415
+    from runner.fsutil import ensure_writable_dir  # noqa: PLC0415
     from runner.report.document import now_utc  # noqa: PLC0415
 
     check_readable(opts.dataset)
@@ -61,28 +63,74 @@ def variants_command(opts: Any, batch: Callable[[Any], int]) -> int:
     ensure_writable_dir(directory)
     stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
     top = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+    if not opts.quiet:
+        print(
+            f"runner: {len(wf.variants) + 1} variants of {wf.name} over {opts.dataset}; comparison folder: {top}",
+            file=sys.stderr,
+        )
+    return _compare(opts, batch, wf, top, str(Path(opts.dataset).resolve()), opts)
+
+
+def _compare(opts: Any, batch: Callable[[Any], int], wf: Any, top: Path, dataset: str, fresh: Any) -> int:
+    """Each variant's batch in ``top/variants/<name>``, one after the other (resumed where its folder has a
+    ledger, else started from ``fresh``'s settings), then the comparison of those that ran."""
+    from runner.dataset.compare import comparison, markdown  # noqa: PLC0415
+    from runner.fsutil import atomic_write_text  # noqa: PLC0415
+
     runs = [("base", wf.description, top / "variants" / "base")]
     runs += [(v.name, v.description, top / "variants" / v.name) for v in wf.variants]
     err = sys.stderr
-    if not opts.quiet:
-        print(f"runner: {len(runs)} variants of {wf.name} over {opts.dataset}; comparison folder: {top}", file=err)
     codes = []
     done = []
     for name, description, folder in runs:
         if not opts.quiet:
             print(f"runner: variant {name}", file=err)
-        code = batch(dataclasses.replace(opts, variant=None if name == "base" else name, folder=folder))
+        if (folder / "ledger.sqlite").is_file():
+            code = batch(dataclasses.replace(opts, resume=str(folder), workflow=None))
+        else:
+            code = batch(
+                dataclasses.replace(fresh, resume=None, variant=None if name == "base" else name, folder=folder)
+            )
         done.append((name, description, folder))
         codes.append(code)
         if code not in (0, 1):  # interrupted: the variants not run are not compared
+            print(f"runner: continue the comparison with: runner eval --resume {top}", file=err)
             break
-    from runner.dataset.compare import comparison, markdown  # noqa: PLC0415
-
-    doc = comparison({"name": wf.name, "file": wf.file, "sha256": wf.sha256}, str(Path(opts.dataset).resolve()), done)
+    doc = comparison({"name": wf.name, "file": wf.file, "sha256": wf.sha256}, dataset, done)
     atomic_write_text(top / "comparison.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(top / "comparison.md", markdown(doc))
     _show(doc, top, err, opts.quiet)
     return max(codes, key=lambda c: (c not in (0, 1), c))
+
+
+def _resume(opts: Any, batch: Callable[[Any], int]) -> int:
+    """``runner eval --resume COMPARISON_FOLDER``: each variant's batch resumed (or started, for a variant the
+    interrupted comparison had not reached) with the settings of the first one's ledger, then compared again."""
+    from runner.dataset.ledger import Ledger  # noqa: PLC0415
+    from runner.validate.check import load_workflow  # noqa: PLC0415
+
+    top = Path(opts.resume)
+    if opts.junit is not None:
+        raise UsageError(f"--junit {opts.junit}: each variant of {top} has its own junit.xml in its folder")
+    ledger = Ledger.open(top / "variants" / "base")
+    try:
+        settings = ledger.settings
+    finally:
+        ledger.close()
+    wf = load_workflow(opts.workflow or settings["workflow"])
+    fresh = dataclasses.replace(
+        opts,
+        workflow=settings["workflow"],
+        dataset=settings["dataset"],
+        sets=tuple(settings["sets"]),
+        mapping=tuple(settings["map"]),
+        key=settings["key"],
+        keep=tuple(settings["keep"]),
+        limit=settings["limit"],
+        shard=settings["shard"],
+        offline=settings["offline"],
+    )
+    return _compare(opts, batch, wf, top, settings["dataset"], fresh)
 
 
 def _show(doc: dict[str, Any], top: Path, out: TextIO, quiet: bool) -> None:
