@@ -10,6 +10,9 @@ rows. Each row keeps its own files (working memory) under ``<run folder>/rows/<i
 
 A row that fails is a :class:`RowResult` with status "failed", never an exception out of the batch; a cancelled
 batch cancels its rows in flight, whose results are then not given (a resume runs them again).
+
+With ``repeat`` N (an eval's ``repeat:``, issue 24) a row runs N times in its slot, its result the first run's with
+the others in ``repeats``. About 400 lines: a row's run and the figures read from its events belong together.
 """
 
 from __future__ import annotations
