@@ -70,6 +70,7 @@ class BatchOptions:
     variant: str | None = None  # the workflow's variant to run (issue 24; kept in the ledger for a resume)
     folder: Path | None = None  # the run folder, when runner eval's comparison of variants names it
     annotations: bool = False  # runner eval --annotations: GitHub annotations on stdout (issue 24)
+    loaded: Any = None  # the workflow's records when runner eval has loaded it already (not read and checked twice)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -120,7 +121,7 @@ def dataset_command(opts: BatchOptions) -> int:
         ledger = None
     if settings["shard"]:
         parse_shard(settings["shard"])
-    wf = load_workflow(workflow_file)
+    wf = opts.loaded if opts.loaded is not None and opts.resume is None else load_workflow(workflow_file)
     if settings.get("variant") is not None:
         from runner.commands.variants import variant_of  # noqa: PLC0415
 

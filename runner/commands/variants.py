@@ -46,7 +46,7 @@ def variants_command(opts: Any, batch: Callable[[Any], int]) -> int:
         return _resume(opts, batch)
     wf = load_workflow(opts.workflow)
     if not wf.variants:
-        return batch(opts)
+        return batch(dataclasses.replace(opts, loaded=wf))
     if opts.junit is not None:
         raise UsageError(
             f"--junit {opts.junit}: {opts.workflow} has variants, each with its own junit.xml in its folder "
@@ -68,7 +68,7 @@ def variants_command(opts: Any, batch: Callable[[Any], int]) -> int:
             f"runner: {len(wf.variants) + 1} variants of {wf.name} over {opts.dataset}; comparison folder: {top}",
             file=sys.stderr,
         )
-    return _compare(opts, batch, wf, top, str(Path(opts.dataset).resolve()), opts)
+    return _compare(opts, batch, wf, top, str(Path(opts.dataset).resolve()), dataclasses.replace(opts, loaded=wf))
 
 
 def _compare(opts: Any, batch: Callable[[Any], int], wf: Any, top: Path, dataset: str, fresh: Any) -> int:
