@@ -187,8 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--replay-timing", choices=["instant", "recorded"], help="with --replay: answer at once or as recorded"
     )
+    ev.add_argument(
+        "--annotations",
+        action="store_true",
+        help="print GitHub Actions annotations on stdout: each assertion that did not pass, at its line",
+    )
     ev.set_defaults(input_file=None)
     _add_dataset_arguments(ev)
+    # `runner eval diff OLD NEW` (issue 24): the rows that regressed between two eval runs, for CI
+    ev_diff = _Parser(
+        prog="runner eval diff",
+        description="Compare two runs of an eval row by row (matched by key). Exit 1 when a row or one of its "
+        "assertions passed in OLD and does not in NEW; 0 otherwise (fixes are listed, never failed).",
+    )
+    ev_diff.set_defaults(command="eval", eval_action="diff")
+    ev_diff.add_argument("old", metavar="OLD", help="the earlier run folder (the baseline), or its results.jsonl")
+    ev_diff.add_argument("new", metavar="NEW", help="the later run folder, or its results.jsonl")
+    ev_diff.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    assert isinstance(ev, _Parser)
+    ev.word_commands["diff"] = ev_diff
 
     from runner.validate.formats import FORMATS_BY_NAME  # noqa: PLC0415 - light: json and the formatters
 
@@ -372,6 +389,10 @@ def _otel_settings(args: argparse.Namespace) -> Any:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "eval" and getattr(args, "eval_action", None) == "diff":
+        from runner.commands.variants import eval_diff_command  # noqa: PLC0415
+
+        return eval_diff_command(args.old, args.new, args.format)
     if args.command == "eval":
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 

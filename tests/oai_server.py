@@ -478,11 +478,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--tokens", type=int, default=8, help="stream chunks per answer")
+    # bench/evals.py: a structured output's request answered with a value of its schema (issue 24)
+    parser.add_argument("--json", action="store_true", help="answer a request for a schema with a value of it")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         server = OAIServer(latency=args.latency)
         server.default = Plan(content="tok " * args.tokens, tokens=["tok "] * args.tokens)
+        if args.json:
+            server.default = Plan(json_reply="valid")
         server.requests = _Discard()
         await server.start(args.port)
         print(f"PORT {server.port}", flush=True)

@@ -68,6 +68,10 @@ class BatchOptions:
     junit: str | None = None  # a copy of the run folder's junit.xml written here (issue 24)
     require_asserts: bool = False  # `runner eval`: a workflow without assert: lists is a usage error
     otel: Any = None  # OpenTelemetry export (runner.report.otlp.OtelSettings): a trace per row
+    variant: str | None = None  # the workflow's variant to run (issue 24; kept in the ledger for a resume)
+    folder: Path | None = None  # the run folder, when runner eval's comparison of variants names it
+    annotations: bool = False  # runner eval --annotations: GitHub annotations on stdout (issue 24)
+    loaded: Any = None  # the workflow's records when runner eval has loaded it already (not read and checked twice)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -112,12 +116,17 @@ def dataset_command(opts: BatchOptions) -> int:
             "limit": opts.limit,
             "shard": opts.shard,
             "offline": opts.offline,
+            "variant": opts.variant,
         }
         workflow_file = opts.workflow
         ledger = None
     if settings["shard"]:
         parse_shard(settings["shard"])
-    wf = load_workflow(workflow_file)
+    wf = opts.loaded if opts.loaded is not None and opts.resume is None else load_workflow(workflow_file)
+    if settings.get("variant") is not None:
+        from runner.commands.variants import variant_of  # noqa: PLC0415
+
+        wf = variant_of(wf, settings["variant"], workflow_file)
     if settings["offline"]:
         wf = offline_workflow(wf)
     from runner.dataset.rows import parse_map  # noqa: PLC0415
@@ -136,10 +145,13 @@ def dataset_command(opts: BatchOptions) -> int:
         raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
     plan = compile_workflow(wf)
     if ledger is None:
-        directory = opts.report_dir or wf.report.dir
-        ensure_writable_dir(directory)
-        stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
-        folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        if opts.folder is not None:
+            folder = opts.folder
+        else:
+            directory = opts.report_dir or wf.report.dir
+            ensure_writable_dir(directory)
+            stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
+            folder = Path(directory) / "runs" / f"{wf.name}-{stamp}"
         folder.mkdir(parents=True)
         ledger = Ledger.create(
             folder, {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
@@ -284,7 +296,15 @@ def _run(
 
         wf = plan.workflow
         tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=opts.otel.content)
-    batch = Batch(plan, concurrency=opts.concurrency, run_dir=folder, batch_id=batch_id, wrapper=tape, tracer=tracer)
+    batch = Batch(
+        plan,
+        concurrency=opts.concurrency,
+        run_dir=folder,
+        batch_id=batch_id,
+        wrapper=tape,
+        tracer=tracer,
+        repeat=plan.workflow.repeat,
+    )
     started_at = now_utc()
 
     async def main() -> None:
@@ -296,10 +316,14 @@ def _run(
         try:
             async with batch:
                 if evaluating:
-                    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+                    from runner.commands.evals import evaluator_for  # noqa: PLC0415
 
-                    evaluator.append(Evaluator(plan.workflow, batch.providers))
-                await batch.run(inputs(), on_result, on_start)
+                    evaluator.append(evaluator_for(plan, batch.providers, tape, batch.resources.embedders))
+                try:
+                    await batch.run(inputs(), on_result, on_start)
+                finally:
+                    if evaluator:
+                        await evaluator[0].aclose()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -344,7 +368,17 @@ def _run(
     if evaluating:
         from runner.commands.evals import batch_totals  # noqa: PLC0415
 
-        unmet = batch_totals(doc, plan.workflow, folder, results_path, evaluator, opts.junit, wall)
+        unmet = batch_totals(
+            doc,
+            plan.workflow,
+            folder,
+            results_path,
+            evaluator,
+            opts.junit,
+            wall,
+            opts.annotations,
+            settings.get("variant"),
+        )
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "report.md", markdown(doc) + (_evals_section(doc) if evaluating else ""))
     if not opts.quiet:
@@ -413,35 +447,44 @@ def _counter(dataset: str, settings: dict[str, Any], skip: int) -> Callable[[], 
     return total
 
 
+def _compared(folder: str | None) -> bool:
+    """Whether a --resume folder is a comparison of variants (runner eval resumes each variant's batch)."""
+    return folder is not None and (Path(folder) / "variants" / "base").is_dir()
+
+
 def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
     """The ``runner run`` namespace (``runner/cli.py``) as :class:`BatchOptions`."""
     if args.input_file is not None:
         raise UsageError("--input: a batch takes its inputs from --dataset rows (and --set values for every row)")
-    return dataset_command(
-        BatchOptions(
-            workflow=args.workflow,
-            dataset=args.dataset,
-            sets=tuple(args.sets),
-            mapping=tuple(args.mapping),
-            key=args.key,
-            keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),
-            limit=args.limit,
-            shard=args.shard,
-            offline=args.offline,
-            concurrency=args.concurrency,
-            max_errors=args.max_errors,
-            resume=args.resume,
-            retry_errors=args.retry_errors,
-            force=args.force,
-            report_dir=args.report_dir,
-            quiet=args.quiet,
-            use_uvloop=not args.no_uvloop,
-            record=args.record,
-            replay=args.replay,
-            strict=args.strict,
-            replay_timing=args.replay_timing,
-            junit=args.junit,
-            otel=getattr(args, "otel_settings", None),
-            require_asserts=require_asserts,
-        )
+    opts = BatchOptions(
+        workflow=args.workflow,
+        dataset=args.dataset,
+        sets=tuple(args.sets),
+        mapping=tuple(args.mapping),
+        key=args.key,
+        keep=tuple(k.strip() for k in (args.keep or "").split(",") if k.strip()),
+        limit=args.limit,
+        shard=args.shard,
+        offline=args.offline,
+        concurrency=args.concurrency,
+        max_errors=args.max_errors,
+        resume=args.resume,
+        retry_errors=args.retry_errors,
+        force=args.force,
+        report_dir=args.report_dir,
+        quiet=args.quiet,
+        use_uvloop=not args.no_uvloop,
+        record=args.record,
+        replay=args.replay,
+        strict=args.strict,
+        replay_timing=args.replay_timing,
+        junit=args.junit,
+        otel=getattr(args, "otel_settings", None),
+        require_asserts=require_asserts,
+        annotations=bool(getattr(args, "annotations", False)),
     )
+    if require_asserts and (opts.resume is None and opts.workflow is not None or _compared(opts.resume)):
+        from runner.commands.variants import variants_command  # noqa: PLC0415
+
+        return variants_command(opts, dataset_command)  # the batch itself when the workflow has no variants
+    return dataset_command(opts)

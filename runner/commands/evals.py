@@ -24,7 +24,7 @@ from runner.providers.base import ChatProvider
 
 def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], report: Mapping[str, Any], tape: Any) -> int:
     """Check the assertions of one finished run; 0 when every one passed, else 1."""
-    from runner.evals.evaluate import PASS, Evaluator, Outcome  # noqa: PLC0415
+    from runner.evals.evaluate import PASS, Outcome  # noqa: PLC0415
 
     totals = report.get("totals", {})
     cost = sum(float(m.get("cost_usd") or 0.0) for m in (report.get("models") or {}).values() if isinstance(m, dict))
@@ -38,13 +38,17 @@ def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], repor
         float(report.get("run", {}).get("wall_s", 0.0)),
         int(totals.get("tokens_in", 0)) + int(totals.get("tokens_out", 0)),
         cost,
+        tool_calls_of(outcome.recorder.events),
     )
 
     async def main() -> list[Any]:
         providers = _judges(plan, tape)
+        evaluator = evaluator_for(plan, providers, tape, {})
         try:
-            return await Evaluator(plan.workflow, providers).check(done)
+            verdicts: list[Any] = await evaluator.check(done)
+            return verdicts
         finally:
+            await evaluator.aclose()
             await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
 
     verdicts = asyncio.run(main())
@@ -63,6 +67,42 @@ def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], repor
     return 1 if bad else 0
 
 
+def tool_calls_of(events: Any) -> tuple[tuple[str, str, str], ...]:
+    """The tool calls among a run's events: (the calling node, the tool, its arguments' JSON text)."""
+    return tuple(
+        (str(data.get("parent", "")), str(data.get("tool")), str(data.get("arguments", "")))
+        for _, kind, _, data in events
+        if kind == "started" and isinstance(data, dict) and data.get("kind") == "tool"
+    )
+
+
+def evaluator_for(plan: Plan, providers: Mapping[str, ChatProvider], tape: Any, shared: Mapping[str, Any]) -> Any:
+    """The evaluator of ``plan``'s assertions over ``providers``, with the embedders its ``similar`` assertions
+    name: the run's own when it has them open (``shared``), else opened here inside the cassette, if any, and
+    closed by the evaluator's ``aclose``."""
+    from runner.evals.evaluate import Evaluator  # noqa: PLC0415
+
+    wf = plan.workflow
+    names = sorted({a.embedder for lst in wf.asserts for a in lst.items if a.embedder in wf.embeddings})
+    embedders = {name: shared[name] for name in names if name in shared}
+    opened = []
+    if len(embedders) < len(names):
+        from runner.embeddings import EMBEDDERS  # noqa: PLC0415
+        from runner.embeddings.cache import CachedEmbedder  # noqa: PLC0415
+
+        base = Path(wf.file).resolve().parent
+        with wrapped(tape):
+            for name in names:
+                if name not in embedders:
+                    spec = wf.embeddings[name]
+                    inner = EMBEDDERS[spec.provider].open(spec.name, spec.config, spec.settings)
+                    embedders[name] = CachedEmbedder.from_config(inner, spec.config.cache, base=base)
+                    opened.append(embedders[name])
+    evaluator = Evaluator(wf, providers, embedders)
+    evaluator.owned.extend(opened)
+    return evaluator
+
+
 def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
     from runner.providers import PROVIDERS  # noqa: PLC0415
 
@@ -78,25 +118,48 @@ def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
 
 
 def batch_totals(
-    doc: dict[str, Any], wf: Any, folder: Path, results: Path, evaluator: list[Any], junit_to: str | None, wall: float
+    doc: dict[str, Any],
+    wf: Any,
+    folder: Path,
+    results: Path,
+    evaluator: list[Any],
+    junit_to: str | None,
+    wall: float,
+    annotate: bool = False,
+    variant: str | None = None,
 ) -> list[str]:
     """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
-    into ``doc["evals"]``; ``junit.xml`` written to the run folder (and to ``--junit FILE``); the thresholds not
-    met, one line each."""
+    into ``doc["evals"]``; ``junit.xml`` and ``evals.html`` (the verdicts' page) written to the run folder (and
+    the JUnit XML to ``--junit FILE``); with ``annotate``, GitHub annotations on stdout; the thresholds not met,
+    one line each."""
     from runner.dataset.results import read_lines  # noqa: PLC0415
+    from runner.evals.page import MAX_ROWS, to_page  # noqa: PLC0415
     from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
-    from runner.fsutil import atomic_write_bytes  # noqa: PLC0415
+    from runner.fsutil import atomic_write_bytes, atomic_write_text  # noqa: PLC0415
 
     totals = EvalStats(wf.asserts)
     cases = []
+    shown: list[dict[str, Any]] = []  # the page's rows: every one that did not pass, and passing ones up to its most
+    passing = 0
+    examples: dict[str, list[tuple[str, str, str]]] = {}  # assertion -> its first rows that did not pass
     for line in read_lines(results):
         verdicts = line.get("assertions") or []
-        totals.add(verdicts)
-        cases.append(
-            (line["index"], str(line.get("key", line["index"])), float(line.get("latency_s") or 0.0), verdicts)
-        )
+        totals.add(verdicts, line.get("repeats"))
+        key = str(line.get("key", line["index"]))
+        cases.append((line["index"], key, float(line.get("latency_s") or 0.0), verdicts))
+        if line.get("verdict") != "pass" or passing < MAX_ROWS:
+            passing += line.get("verdict") == "pass"
+            shown.append(line)
+        for v in verdicts:
+            if v["status"] != "pass" and len(found := examples.setdefault(v["name"], [])) < 3:
+                found.append((key, v["status"], v["reason"]))
     totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
     doc["evals"] = totals.document()
+    atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], shown))
+    if annotate:
+        from runner.evals.summary import github_annotations  # noqa: PLC0415
+
+        sys.stdout.write(github_annotations(doc["evals"], wf.asserts, examples, variant))
     cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
     xml = junit(wf.name, [case[1:] for case in cases], wall)
     atomic_write_bytes(folder / "junit.xml", xml)
@@ -121,9 +184,46 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         result.latency_s,
         result.tokens,
         result.stats.cost_usd,
+        result.stats.tool_calls,
     )
+    if result.repeats:  # repeat: N (issue 24): every run checked, one verdict per assertion by majority
+        from dataclasses import replace  # noqa: PLC0415
+
+        from runner.evals.repeats import combine  # noqa: PLC0415
+
+        # each run's row limits on its own figures: the result's are all runs' (the batch report's)
+        others = result.repeats
+        first = replace(
+            outcome,
+            latency_s=result.latency_s - sum(o.latency_s for o in others),
+            tokens=result.tokens - sum(o.tokens for o in others),
+            cost_usd=result.stats.cost_usd - sum(o.stats.cost_usd for o in others),
+        )
+        runs = [await evaluator.check(first)]
+        for other in others:
+            again = replace(
+                outcome,
+                ok=other.ok,
+                error=other.error,
+                output=other.output,
+                stages=other.stages,
+                latency_s=other.latency_s,
+                tokens=other.tokens,
+                cost_usd=other.stats.cost_usd,
+                tool_calls=other.stats.tool_calls,
+            )
+            runs.append(await evaluator.check(again))
+        line["assertions"], line["repeats"] = combine(runs)
+        line["verdict"] = row_status(line["assertions"])
+        total = sum(v.weight for v in runs[0])
+        line["score"] = (
+            round(sum(a["score"] * a["weight"] for a in line["assertions"]) / total, 6) if total > 0 else 1.0
+        )
+        line["cost_usd"] = round(result.stats.cost_usd, 8)
+        return line
     verdicts = await evaluator.check(outcome)
     line["assertions"] = [v.line() for v in verdicts]
     line["verdict"] = row_status(line["assertions"])
     line["score"] = round(weighted_score(verdicts), 6)
+    line["cost_usd"] = round(result.stats.cost_usd, 8)  # a comparison of variants adds it up (0 unpriced)
     return line

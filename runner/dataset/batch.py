@@ -10,11 +10,15 @@ rows. Each row keeps its own files (working memory) under ``<run folder>/rows/<i
 
 A row that fails is a :class:`RowResult` with status "failed", never an exception out of the batch; a cancelled
 batch cancels its rows in flight, whose results are then not given (a resume runs them again).
+
+With ``repeat`` N (an eval's ``repeat:``, issue 24) a row runs N times in its slot, its result the first run's with
+the others in ``repeats``. About 400 lines: a row's run and the figures read from its events belong together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +57,7 @@ class RowStats:
     retries: int = 0
     cost_usd: float = 0.0  # of the calls on models that declare pricing
     unpriced_calls: int = 0  # calls on models that do not
+    tool_calls: tuple[tuple[str, str, str], ...] = ()  # (calling node, tool, arguments' JSON) for assertions
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class RowResult:
     error: str | None
     latency_s: float
     stats: RowStats = field(default_factory=RowStats)
+    repeats: tuple[RowResult, ...] = ()  # the row's other runs (the workflow's repeat: N, issue 24)
 
     @property
     def ok(self) -> bool:
@@ -132,11 +138,13 @@ class Batch:
         batch_id: str = "batch",
         wrapper: Any = None,
         tracer: RowTracer | None = None,
+        repeat: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
         self.plan = plan
         self.concurrency = concurrency
+        self.repeat = repeat  # runs of each row (issue 24), one after the other in the row's slot
         self.given = dict(providers or {})
         self.transport = transport
         self.wrapper = wrapper  # a cassette recording or replaying every row (runner.cassette), else None
@@ -215,8 +223,24 @@ class Batch:
             self.stop_reason = reason
 
     async def run_row(self, row: RowInput) -> RowResult:
-        """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``."""
-        started, epoch = time.perf_counter(), time.time()
+        """One row, start to end: a failed row is a result, a cancelled one raises ``CancelledError``. With
+        ``repeat`` N, the first run's result, its ``repeats`` the others; its latency, tokens and cost all runs'."""
+        if self.repeat <= 1 or row.inputs is None:
+            return await self._run_once(row, 0)
+        runs = [await self._run_once(row, i) for i in range(self.repeat)]
+        first = runs[0]
+        stats = dataclasses.replace(
+            first.stats,
+            prompt_tokens=sum(r.stats.prompt_tokens for r in runs),
+            completion_tokens=sum(r.stats.completion_tokens for r in runs),
+            cost_usd=sum(r.stats.cost_usd for r in runs),
+            retries=sum(r.stats.retries for r in runs),
+        )
+        latency = sum(r.latency_s for r in runs)
+        return dataclasses.replace(first, stats=stats, latency_s=latency, repeats=tuple(runs[1:]))
+
+    async def _run_once(self, row: RowInput, attempt: int) -> RowResult:
+        started, epoch = time.perf_counter(), time.time()  # each repeat is a trace of its own
         if row.inputs is None:
             return RowResult(row.index, row.key, "failed", None, {}, row.error, 0.0)
         recorder = Recorder()
@@ -239,7 +263,11 @@ class Batch:
             row.inputs,
             providers,
             recorder,
-            run_info={"id": f"{self.batch_id}-{row.index}", "name": self.plan.workflow.name, "row": row.index},
+            run_info={
+                "id": f"{self.batch_id}-{row.index}" + (f"-{attempt}" if attempt else ""),
+                "name": self.plan.workflow.name,
+                "row": row.index,
+            },
             tools=self.tools,
             functions=self.functions,
             resources=resources,
@@ -291,8 +319,11 @@ class Batch:
         queued: dict[str, float] = {}
         prompt = completion = retries = unpriced = 0
         cost = 0.0
+        tools: list[tuple[str, str, str]] = []
         for at, kind, node, data in recorder.events:
             if kind == "started":
+                if isinstance(data, dict) and data.get("kind") == "tool":
+                    tools.append((str(data.get("parent", "")), str(data.get("tool")), str(data.get("arguments", ""))))
                 if node in self._top:
                     opened[node] = at
                 if isinstance(data, dict) and data.get("model"):
@@ -321,7 +352,7 @@ class Batch:
                     unpriced += 1
                 else:
                     cost += pricing.cost(data.usage.prompt_tokens, data.usage.completion_tokens)
-        return RowStats(stages, waits, prompt, completion, retries, cost, unpriced)
+        return RowStats(stages, waits, prompt, completion, retries, cost, unpriced, tuple(tools))
 
     async def run(
         self,

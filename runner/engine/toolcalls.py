@@ -35,7 +35,8 @@ async def tool_call(
     """The result text of one call, once a slot of ``limit`` (the agent's ``max_parallel_tools``) is free."""
     tool_node = f"{node}.tool[{index}]"
     async with limit:
-        recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})
+        # the arguments for tool-call assertions (issue 24); reports copy only kind, tool and parent
+        recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node, "arguments": arguments})
         try:
             if name == "read_stored_result" and working is not None:
                 text, ok = await _builtin(tools, working.read_stored_result, arguments)

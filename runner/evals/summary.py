@@ -7,6 +7,7 @@ could not be checked an ``error``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ class _Count:
     failed: int = 0
     errors: int = 0
     score: float = 0.0
+    flaky: int = 0  # rows where its status was not the same in every run (repeat: N)
 
     @property
     def total(self) -> int:
@@ -43,6 +45,12 @@ class EvalStats:
     rows_errors: int = 0
     judge_tokens: int = 0
     score: float = 0.0  # the rows' weighted scores, summed
+    repeat: int = 0  # repeat: N: the runs per row (0: one run, no repeats section)
+    repeat_rows: int = 0
+    at_k: int = 0  # rows where at least one run passed every assertion
+    all_k: int = 0  # rows where every run did
+    flaky_rows: int = 0  # rows whose runs' verdicts were not all the same
+    agreement: float = 0.0  # the rows' agreement (the share of runs with the row's verdict), summed
 
     def __post_init__(self) -> None:
         for lst in self.lists:
@@ -50,10 +58,17 @@ class EvalStats:
             for spec in lst.items:
                 self.assertions[spec.name] = _Count(spec.kind, lst.scope)
 
-    def add(self, verdicts: Sequence[dict[str, Any]]) -> str:
-        """Count one row's verdicts; the row's status: pass (every assertion passed), fail, or error (one could
-        not be checked, and none failed)."""
+    def add(self, verdicts: Sequence[dict[str, Any]], repeats: dict[str, Any] | None = None) -> str:
+        """Count one row's verdicts (and its ``repeats`` summary, with repeat: N); the row's status: pass (every
+        assertion passed), fail, or error (one could not be checked, and none failed)."""
         self.rows += 1
+        if repeats is not None:
+            self.repeat = max(self.repeat, int(repeats["n"]))
+            self.repeat_rows += 1
+            self.at_k += bool(repeats["pass_at_k"])
+            self.all_k += repeats["passed"] == repeats["n"]
+            self.flaky_rows += len(set(repeats["verdicts"])) > 1
+            self.agreement += float(repeats["agreement"])
         total = sum(float(v.get("weight", 1.0)) for v in verdicts)
         self.score += sum(v["score"] * float(v.get("weight", 1.0)) for v in verdicts) / total if total > 0 else 1.0
         by_scope: dict[str, list[dict[str, Any]]] = {}
@@ -62,6 +77,7 @@ class EvalStats:
             if count is None:
                 continue  # a line from before the workflow changed (a resume with --force)
             count.score += v["score"]
+            count.flaky += len(set(v.get("repeats") or ())) > 1
             if v["status"] == PASS:
                 count.passed += 1
             elif v["status"] == FAIL:
@@ -111,11 +127,13 @@ class EvalStats:
                     "mean_score": round(c.score / c.total, 6) if c.total else 0.0,
                 }
             )
+            if self.repeat:
+                assertions[-1]["flaky"] = c.flaky
         worst, lowest = None, 2.0  # the lowest pass rate; among equals, the first in the file
         for name, c in self.assertions.items():
             if c.passed < c.total and c.passed / c.total < lowest:
                 worst, lowest = name, c.passed / c.total
-        return {
+        out: dict[str, Any] = {
             "rows": self.rows,
             "passed": self.rows_passed,
             "failed": self.rows_failed,
@@ -128,6 +146,18 @@ class EvalStats:
             "lists": lists,
             "assertions": assertions,
         }
+        if self.repeat:
+            n = self.repeat_rows
+            out["repeats"] = {
+                "n": self.repeat,
+                "rows": n,
+                "pass_at_k": self.at_k,
+                "pass_at_k_rate": round(self.at_k / n, 6) if n else 1.0,
+                "all_passed": self.all_k,
+                "flaky_rows": self.flaky_rows,
+                "mean_agreement": round(self.agreement / n, 6) if n else 1.0,
+            }
+        return out
 
 
 def row_status(verdicts: Sequence[dict[str, Any]]) -> str:
@@ -169,6 +199,17 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if doc["worst"] is not None:
         lines += [f"Worst assertion: `{doc['worst']}`.", ""]
+    rep = doc.get("repeats")
+    if rep is not None:
+        lines += [
+            f"Repeats: each row ran {rep['n']} times; verdicts by majority. pass@{rep['n']}: {rep['pass_at_k']} of "
+            f"{rep['rows']} rows ({_pct(rep['pass_at_k_rate'])}); every run passed: {rep['all_passed']}; the verdict "
+            f"changed across runs in {rep['flaky_rows']} rows (mean agreement {_pct(rep['mean_agreement'])}).",
+            "",
+        ]
+        varying = [f"`{a['name']}` in {a['flaky']}" for a in doc["assertions"] if a.get("flaky")]
+        if varying:
+            lines += [f"Varying across runs: {', '.join(varying)} rows.", ""]
     lines += ["| list | threshold | rows passed | pass rate | met |", "|---|---:|---:|---:|---|"]
     for item in doc["lists"]:
         lines.append(
@@ -187,26 +228,27 @@ def markdown(doc: dict[str, Any]) -> str:
 def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]], wall_s: float) -> bytes:
     """JUnit XML: a ``testsuite`` named after the workflow, a ``testcase`` per row (its key), with a ``failure``
     listing the assertions that failed, else an ``error`` listing those that could not be checked."""
+    name = _xml(name)
     suites = ET.Element("testsuites", name=name)
     suite = ET.SubElement(suites, "testsuite", name=name)
     failures = errors = 0
     for key, latency, verdicts in rows:
-        case = ET.SubElement(suite, "testcase", classname=name, name=f"row {key}", time=f"{latency:.6f}")
+        case = ET.SubElement(suite, "testcase", classname=name, name=_xml(f"row {key}"), time=f"{latency:.3f}")
         failed = [v for v in verdicts if v["status"] == FAIL]
         broken = [v for v in verdicts if v["status"] == ERROR]
         if failed:
             failures += 1
             element = ET.SubElement(case, "failure", message=_junit_message(failed), type="AssertionFailed")
-            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken)
+            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken))
         elif broken:
             errors += 1
             element = ET.SubElement(case, "error", message=_junit_message(broken), type="AssertionError")
-            element.text = "\n".join(f"{v['name']}: {v['reason']}" for v in broken)
+            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in broken))
     for element in (suites, suite):
         element.set("tests", str(len(rows)))
         element.set("failures", str(failures))
         element.set("errors", str(errors))
-        element.set("time", f"{wall_s:.6f}")
+        element.set("time", f"{wall_s:.3f}")  # the common JUnit XSD allows milliseconds at most
     suite.set("skipped", "0")
     body: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return body + b"\n"
@@ -215,8 +257,70 @@ def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]]
 def _junit_message(verdicts: Sequence[dict[str, Any]]) -> str:
     first = verdicts[0]
     more = f" (and {len(verdicts) - 1} more)" if len(verdicts) > 1 else ""
-    return f"{first['name']}: {first['reason']}"[:500] + more
+    return _xml(f"{first['name']}: {first['reason']}"[:500] + more)
+
+
+# What XML 1.0 cannot hold, even escaped (a terminal's colour codes in an exception's message, a NUL): U+FFFD.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
+
+
+def github_annotations(
+    doc: dict[str, Any],
+    lists: Sequence[AssertList],
+    examples: dict[str, list[tuple[str, str, str]]],
+    variant: str | None = None,
+) -> str:
+    """GitHub Actions workflow commands: an annotation at each ``assert:`` list whose threshold was not met, and at
+    each assertion that did not pass on every row (an error when its list's threshold was not met, else a
+    warning), naming its first rows that did not pass and why."""
+    by_name = {a["name"]: a for a in doc["assertions"]}
+    by_scope = {item["scope"]: item for item in doc["lists"]}
+    prefix = f"variant {variant}: " if variant else ""
+    out = []
+    for lst in lists:
+        item = by_scope[lst.scope]
+        if not item["met"]:
+            out.append(
+                _command(
+                    "error",
+                    lst.loc,
+                    f"{prefix}{lst.scope} threshold",
+                    f"{item['passed']} of {item['rows']} rows passed ({_pct(item['pass_rate'])}), below the "
+                    f"threshold {_pct(item['threshold'])}",
+                )
+            )
+        for spec in lst.items:
+            a = by_name.get(spec.name)
+            if a is None or a["failed"] + a["errors"] == 0:
+                continue
+            rows = a["passed"] + a["failed"] + a["errors"]
+            lines = [
+                f"{a['failed']} of {rows} rows failed, {a['errors']} could not be checked ({_pct(a['pass_rate'])} "
+                "passed)"
+            ]
+            lines += [f"row {key}: {status}: {reason}" for key, status, reason in examples.get(spec.name, ())]
+            level = "warning" if item["met"] else "error"
+            out.append(_command(level, spec.loc, prefix + spec.name, "\n".join(lines)))
+    return "".join(line + "\n" for line in out)
+
+
+def _command(level: str, loc: Any, title: str, message: str) -> str:
+    props = f"file={_property(loc.file)},line={loc.line},col={loc.column},title={_property(title)}"
+    return f"::{level} {props}::{_data(message)}"
+
+
+def _data(text: str) -> str:
+    # as GitHub's toolkit escapes a command's data (actions/toolkit, packages/core/src/command.ts)
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

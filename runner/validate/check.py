@@ -57,7 +57,44 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
     settings: list[Diagnostic] = []  # what the sections' parsers refuse, beside what the rules find
     wf = build_workflow(doc, hashlib.sha256(text).hexdigest(), settings)
     problems = sorted(check_workflow(wf, doc) + settings + secrets)
+    if "variants" in doc.data:  # issue 24: each variant checked as the file is, its own problems added
+        wf, problems = _with_variants(doc, wf, problems)
     return (None if any(p.severity == "error" for p in problems) else wf), problems
+
+
+def _with_variants(doc: Document, wf: Workflow, problems: list[Diagnostic]) -> tuple[Workflow, list[Diagnostic]]:
+    """``wf`` with its variants' workflows, and the problems of the variants that the file as written has not."""
+    import dataclasses  # noqa: PLC0415
+
+    from runner.workflow.build import build_workflow  # noqa: PLC0415
+    from runner.workflow.schema import schema_diagnostics  # noqa: PLC0415
+    from runner.workflow.variants import Variant, in_variant, variant_documents  # noqa: PLC0415
+
+    known = set(problems)
+    found: list[Diagnostic] = []
+    variants = []
+    for name, description, merged, merging in variant_documents(doc):
+        found.extend(merging)
+        if merged is None:
+            continue
+        own = schema_diagnostics(merged)
+        if not own:
+            settings: list[Diagnostic] = []
+            built = build_workflow(merged, wf.sha256, settings)
+            own = check_workflow(built, merged) + settings
+            variants.append(Variant(name, description, built))
+        # a variant's warnings are the file's (a model only another variant uses is not unused): its errors only
+        found.extend(in_variant(name, p) for p in own if p not in known and p.severity == "error")
+    used = {agent.model for v in variants for agent in v.workflow.agents.values()}
+    problems = [p for p in problems if not (p.rule == "unused-model" and _named(p.message) in used)]
+    unique = sorted(set(found))
+    return dataclasses.replace(wf, variants=tuple(variants)), sorted(problems + unique)
+
+
+def _named(message: str) -> str | None:
+    """The name an unused-model warning is about (``model 'x' is not used by any agent``)."""
+    first, _, rest = message.partition("'")
+    return rest.partition("'")[0] if first.endswith("model ") else None
 
 
 def load_workflow(path: str | Path) -> Workflow:

@@ -27,12 +27,26 @@ KINDS = (
     "close",
     "python",
     "llm-rubric",
+    "tool-call",
+    "similar",
     "latency",
     "tokens",
     "cost",
 )
 ROW_LIMITS = ("latency", "tokens", "cost")  # the row's figures: only in the top-level list
-NEEDS_VALUE = ("equals", "contains", "icontains", "regex", "starts_with", "json_schema", "one_of", "close", "python")
+NEEDS_VALUE = (
+    "equals",
+    "contains",
+    "icontains",
+    "regex",
+    "starts_with",
+    "json_schema",
+    "one_of",
+    "close",
+    "python",
+    "similar",
+)
+SIMILAR_THRESHOLD = 0.75  # similar's cosine similarity to reach when no threshold is given (promptfoo's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +54,9 @@ class AssertSpec:
     """One assertion: ``kind`` (``type:``), ``value`` (a :class:`TemplateSrc` for text, else the YAML value; a
     list's text items are templates too), ``path`` (the part of the output checked: ``data.label``), ``weight``,
     ``threshold`` (the score a scored kind must reach), ``negate`` (``not:``), ``tolerance`` (close), ``max``
-    (latency, tokens, cost), ``model`` and ``rubric`` (llm-rubric), ``name`` (how reports call it) and ``loc``."""
+    (latency, tokens, cost), ``model`` and ``rubric`` (llm-rubric), ``tool`` and ``arguments``
+    (tool-call: the argument names and the values they must have, text values templates), ``embedder`` (similar),
+    ``name`` (how reports call it) and ``loc``."""
 
     kind: str
     name: str
@@ -55,6 +71,9 @@ class AssertSpec:
     rubric: TemplateSrc | None
     loc: Loc
     yaml_path: tuple[str | int, ...] = ()
+    tool: str | None = None
+    arguments: tuple[tuple[str, Any], ...] | None = None
+    embedder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +124,12 @@ def parse_assert(
                 (),
                 "add model: <a model under models> and rubric: what the judge checks",
             )
+    if kind == "tool-call" and "tool" not in raw:
+        raise ConfigError(
+            "tool-call needs tool", (), "add tool: <a tool under tools>, and arguments: {name: value} to match"
+        )
+    if kind == "similar" and "embedder" not in raw:
+        raise ConfigError("similar needs an embedder", (), "add embedder: <an embedder declared under embeddings>")
     value: Any = raw.get("value")
     if isinstance(value, str):
         value = template(("value",))
@@ -116,7 +141,7 @@ def parse_assert(
                 ("value",),
                 "write module:function, e.g. checks:label_matches (the module is found beside the workflow file)",
             )
-    elif kind in ("equals", "contains", "icontains", "regex", "starts_with", "python") and not isinstance(
+    elif kind in ("equals", "contains", "icontains", "regex", "starts_with", "python", "similar") and not isinstance(
         value, int | float | bool
     ):
         raise ConfigError(f"{kind}: value must be text (a template) or a number", ("value",))
@@ -152,6 +177,14 @@ def parse_assert(
         rubric=template(("rubric",)) if "rubric" in raw else None,
         loc=loc,
         yaml_path=yaml_path,
+        tool=raw.get("tool"),
+        arguments=tuple(
+            (key, template(("arguments", key)) if isinstance(v, str) else v)
+            for key, v in (raw.get("arguments") or {}).items()
+        )
+        if "arguments" in raw
+        else None,
+        embedder=raw.get("embedder"),
     )
 
 
@@ -172,4 +205,5 @@ _VALUE_HINTS = {
     "one_of": "add value: [a, b, c]",
     "close": "add value: a number (or a template giving one) and tolerance",
     "json_schema": "add value: a JSON Schema, e.g. {type: object, required: [label]}",
+    "similar": "add value: the text the output must be close to (a template: {{ row.expected }})",
 }

@@ -200,11 +200,12 @@ class _Builder:
             logging=LoggingSpec(**(data.get("logging") or {})),
             limits=parse_limits(data.get("limits")),
             asserts=self.asserts(data),
+            repeat=data.get("repeat", 1),
         )
 
     def asserts(self, data: Mapping[str, Any]) -> tuple[Any, ...]:
         """The ``assert:`` lists of the top level and of every stage, nested ones included (issue 24)."""
-        if "assert" not in self.doc.text and "threshold" not in self.doc.text:
+        if "assert" not in self.doc.text and "threshold" not in self.doc.text and "repeat" not in self.doc.text:
             return ()  # most workflows: no walk of the stages
         from runner.workflow.asserts import AssertList, parse_assert  # noqa: PLC0415 - only with assertions
 
@@ -232,6 +233,14 @@ class _Builder:
                     visit(value, (*path, i))
 
         visit(data["stages"], ("stages",))
+        if "repeat" in data and not found:
+            self.setting(
+                (),
+                _refuse,
+                "repeat runs each dataset row again for its assertions' verdicts, and the workflow has no assert: list",
+                ("repeat",),
+                "add assert: [...] (top level or on a stage), or remove repeat",
+            )
         if "threshold" in data and "assert" not in data:
             self.setting(
                 (),

@@ -146,3 +146,5 @@ class Workflow:
     logging: LoggingSpec = LoggingSpec()
     limits: RunLimits | None = None  # the run's budget (issue 23), for a dataset batch each row's
     asserts: tuple[Any, ...] = ()  # runner.workflow.asserts.AssertList: the assert: lists (issue 24)
+    repeat: int = 1  # runs of each dataset row whose assertions make one verdict by majority (issue 24)
+    variants: tuple[Any, ...] = ()  # runner.workflow.variants.Variant: other versions compared by runner eval

@@ -7,6 +7,9 @@
   standing for the checked output;
 - ``path: data.label`` read the same way, as ``output.data.label``;
 - a judge (``llm-rubric``'s ``model``) declared under ``models`` (``unknown-model``);
+- a ``tool-call``'s tool declared under ``tools`` or built in (``unknown-tool``), its ``arguments`` among the
+  tool's declared parameters (``invalid-setting``) and their text values checked as templates;
+- a ``similar``'s embedder declared under ``embeddings`` (``unknown-embedding``);
 - a Python assertion's ``module:function`` found without importing it (``unknown-module``,
   ``unknown-function``: the rule of python stages and tools).
 
@@ -31,6 +34,7 @@ from runner.workflow.asserts import AssertList, AssertSpec
 from runner.workflow.records import Workflow
 
 _NAMES = frozenset({"row", "output", "stages", "inputs"})
+_BUILT_IN_TOOLS = frozenset({"read_stored_result", "recall"})  # an agent's memory offers them
 _SYNTAX_HINT = "fix the template's syntax: {{ expression }} for a value, {% ... %} for a statement"
 
 
@@ -87,9 +91,53 @@ class _Checker:
                         self.template(lst, src)
                 if spec.rubric is not None:
                     self.template(lst, spec.rubric)
+                if spec.tool is not None:
+                    self.tool(lst, spec)
+                if spec.embedder is not None and spec.embedder not in self.wf.embeddings:
+                    where = self.source.value((*spec.yaml_path, "embedder"), spec.loc, len(spec.embedder))
+                    self.out.append(
+                        diag(
+                            self.wf.file,
+                            where,
+                            "unknown-embedding",
+                            f"{lst.scope}: similar uses embedding '{spec.embedder}', which is not defined",
+                            suggest(spec.embedder, self.wf.embeddings, "embeddings"),
+                        )
+                    )
                 if spec.path is not None:
                     self.path(lst, spec)
         return self.out
+
+    def tool(self, lst: AssertList, spec: AssertSpec) -> None:
+        """A tool-call's tool and the arguments it names."""
+        assert spec.tool is not None
+        declared = self.wf.tools.get(spec.tool)
+        if declared is None and spec.tool not in _BUILT_IN_TOOLS:
+            where = self.source.value((*spec.yaml_path, "tool"), spec.loc, len(spec.tool))
+            self.out.append(
+                diag(
+                    self.wf.file,
+                    where,
+                    "unknown-tool",
+                    f"{lst.scope}: tool-call names tool '{spec.tool}', which is not defined",
+                    suggest(spec.tool, self.wf.tools, "tools"),
+                )
+            )
+        params = (declared.parameters or {}).get("properties") if declared is not None else None
+        for key, value in spec.arguments or ():
+            if isinstance(params, dict) and key not in params:
+                where = self.source.key((*spec.yaml_path, "arguments", key), spec.loc, len(key))
+                self.out.append(
+                    diag(
+                        self.wf.file,
+                        where,
+                        "invalid-setting",
+                        f"{lst.scope}: tool '{spec.tool}' has no parameter '{key}'",
+                        suggest(key, sorted(params), "parameters"),
+                    )
+                )
+            if isinstance(value, TemplateSrc):
+                self.template(lst, value)
 
     def output_type(self, lst: AssertList) -> Any:
         """What ``output`` is in this list's templates (the stage's, or the last stage's at the top level), when

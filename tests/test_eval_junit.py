@@ -1,0 +1,71 @@
+"""runner eval's JUnit XML (issue 24) as CI reads it: parsed by junitparser (a real JUnit XML library) and validated
+against the common JUnit XSD (the Jenkins xUnit plugin's ``junit-10.xsd``, vendored in tests/data with its source
+and licence) by xmlschema; the counts and each case's failure or error match the rows' verdicts; text that XML
+cannot hold (control characters from an assertion's message) still gives a valid document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import xmlschema
+from junitparser import Error, Failure, JUnitXml
+
+from runner.evals.summary import junit
+from tests.oai_server import OAIServer
+from tests.test_eval_runs import ROWS, cli, folder_of, responder, results, setup
+
+pytestmark = pytest.mark.timeout(60)
+
+XSD = Path(__file__).parent / "data" / "junit-10.xsd"
+
+
+def test_junit_xml_is_valid_and_matches_the_verdicts(tmp_path: Path) -> None:
+    with OAIServer() as server:
+        server.responder = responder
+        wf, data = setup(tmp_path, server.url, "jsonl", label_threshold=0.1, top_threshold=0.1)
+        proc = cli("eval", str(wf), "--dataset", str(data), "--key", "id", "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    folder = folder_of(tmp_path / "r")
+    xml = folder / "junit.xml"
+    xmlschema.XMLSchema(str(XSD)).validate(str(xml))
+    lines = results(folder)
+    doc = JUnitXml.fromfile(str(xml))
+    (suite,) = list(doc)
+    assert suite.name == "evals"
+    verdicts = [line["verdict"] for line in lines]
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (
+        len(ROWS),
+        verdicts.count("fail"),
+        verdicts.count("error"),
+        0,
+    )
+    cases = list(suite)
+    assert [case.name for case in cases] == [f"row {row['id']}" for row in ROWS]
+    for case, line in zip(cases, lines, strict=True):
+        bad = [v for v in line["assertions"] if v["status"] != "pass"]
+        if line["verdict"] == "pass":
+            assert case.is_passed
+            continue
+        (result,) = case.result
+        assert isinstance(result, Failure if line["verdict"] == "fail" else Error)
+        first = next(v for v in bad if v["status"] == line["verdict"])
+        assert result.message.startswith(f"{first['name']}: {first['reason']}"[:500])
+        assert case.time == pytest.approx(line["latency_s"], abs=1e-3)
+
+
+def test_text_that_xml_cannot_hold_is_replaced() -> None:
+    reason = "colour \x1b[31mred\x1b[0m, a NUL \x00 and a form feed \x0c; kept: tab\t, newline\n, é, 🙂"
+    verdicts = [{"name": "a\x01", "status": "fail", "reason": reason}]
+    body = junit("wf\x02", [("k\x03", 0.1234567, verdicts)], 2.5)
+    path = Path(__file__).parent / "data" / "junit-10.xsd"
+    schema = xmlschema.XMLSchema(str(path))
+    schema.validate(body.decode("utf-8"))
+    (suite,) = list(JUnitXml.fromstring(body.decode("utf-8")))
+    (case,) = list(suite)
+    (failure,) = case.result
+    assert failure.text == "a\ufffd: " + reason.replace("\x1b", "\ufffd").replace("\x00", "\ufffd").replace(
+        "\x0c", "\ufffd"
+    )
+    assert (suite.name, case.name, case.time, suite.time) == ("wf\ufffd", "row k\ufffd", 0.123, 2.5)
+    assert failure.message == failure.text  # the attribute too: its newline kept as a character reference
