@@ -1,6 +1,7 @@
 """Command line: argparse in one place, dispatch to ``runner.commands``, errors mapped to exit codes.
 
-Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 130 interrupted
+Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 75 waiting at a
+human gate (``runner run``: an approve or ask stage with no terminal and no --approve/--answer), 130 interrupted
 (SIGINT, Ctrl-C), 143 terminated (SIGTERM). Signals are handled at every moment: :mod:`runner.interrupts`.
 """
 
@@ -136,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-timing",
         choices=["instant", "recorded"],
         help="with --replay: answer at once (default) or with the recorded latencies and chunk timing",
+    )
+    # human gates (issue 23): decisions given beforehand; runner/engine/gates.py reads them (gate_answers)
+    run.add_argument(
+        "--approve", action="append", default=[], metavar="STAGE", help="approve the approve gate STAGE (repeatable)"
+    )
+    run.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="STAGE=@FILE",
+        help="answer the ask gate STAGE: @FILE holds the answer (JSON), or give it inline (repeatable)",
+    )
+    run.epilog = (
+        "exit codes: 0 ok, 1 failed or rejected at a gate, 2 usage, 3 internal bug, "
+        "75 waiting at a human gate (continue with --approve or --answer), 130 interrupted, 143 terminated"
     )
     _add_dataset_arguments(run)
 
@@ -341,6 +357,8 @@ def dispatch(args: argparse.Namespace) -> int:
             replay=args.replay,
             strict=args.strict,
             replay_timing=args.replay_timing,
+            approve=args.approve,
+            answer=args.answer,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415

@@ -97,7 +97,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
     parts = [
         f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'][c]:.0%})"
         for c in CATEGORIES
-        if path["time_s"][c] > 0
+        if path["time_s"].get(c, 0) > 0  # a report written before a category existed (gates) has none
     ]
     if parts:
         lines.append(f"of the {wall:.3f} s: " + ", ".join(parts))
