@@ -329,6 +329,9 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.dataset is None and args.resume is None:
             raise UsageError("runner eval needs the rows to check: runner eval WF --dataset FILE")
         return batch_from_args(args, require_asserts=True)
+    if args.command == "run" and args.dataset is not None and (args.approve or args.answer):
+        flag = "--approve" if args.approve else "--answer"
+        raise UsageError(f"{flag} is for a single run, not with --dataset: runner run WF {flag} ...")
     if args.command == "run" and (args.dataset is not None or args.resume is not None):
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 

@@ -125,6 +125,16 @@ def test_answers_and_stages_that_do_not_fit_are_refused_before_the_run(write_wf,
     assert not reports.exists()  # refused before anything ran
 
 
+def test_gate_flags_are_for_a_single_run(write_wf, tmp_path) -> None:
+    wf = write_wf(GATED)
+    (tmp_path / "rows.csv").write_text("x\n1\n", encoding="utf-8")
+    proc = run_cli("run", str(wf), "--dataset", str(tmp_path / "rows.csv"), "--approve", "review")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == "runner: error: --approve is for a single run, not with --dataset: runner run WF --approve ...\n"
+    )
+
+
 def test_the_help_and_the_exit_codes_name_the_waiting_code() -> None:
     proc = run_cli("run", "--help")
     assert proc.returncode == 0

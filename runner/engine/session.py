@@ -141,12 +141,14 @@ class Session:
     an outcome (``status`` "failed", ``error`` why), not an exception, so that its partial report is always
     there. A cancelled run is different: :meth:`run` sets :attr:`outcome` (status "interrupted", the partial
     report's material) and re-raises ``CancelledError``, because swallowing a cancellation breaks the caller's
-    structured concurrency (``asyncio.timeout`` and task groups rely on it reaching them).
+    structured concurrency (``asyncio.timeout`` and task groups rely on it reaching them). A human gate that
+    stops the run is an outcome too: ``waiting`` (no one to ask: ``error`` is the
+    :class:`~runner.errors.GateWaiting` naming the gate, the state a resumed run continues from) or ``rejected``.
 
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers``, ``transport`` and ``wrapper`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport``, ``wrapper`` and ``gatekeeper`` as in :func:`execute`.
     """
 
     def __init__(
