@@ -160,3 +160,18 @@ def test_on_a_terminal_no_decision_within_the_timeout_lets_on_timeout_approve(pa
         "by": "timeout",
         "reason": "no decision within 0.3 s",
     }
+
+
+def test_on_a_terminal_end_of_input_leaves_the_gate_waiting(pane) -> None:
+    folder, start = pane
+    (folder / "wf.yaml").write_text(GATED, encoding="utf-8")
+    p = start("wf.yaml", "--report-dir", "reports")
+    p.wait_for("Approve? [y/n] ")
+    p.send("C-d")
+    assert exit_code(folder) == 75
+    p.wait_for("runner: approve gate 'review' is waiting for a decision: the terminal's input ended")
+    report = the_report(folder)
+    assert report["run"]["status"] == "waiting"
+    assert report["run"]["gates"] == [
+        {"stage": "review", "kind": "approve", "decision": "waiting", "by": None, "reason": None}
+    ]

@@ -57,9 +57,15 @@ class Gates:
             return _record(recorder, request, Decision(True, None, "command line"))
         if request.kind == ASK and base in self.given.answers:
             return _record(recorder, request, self.given.answers[base], "command line")
+        try:
+            return await self._ask(request, recorder, base)
+        except GateWaiting:  # nobody to ask, or the terminal's input ended
+            recorder.emit("gate", request.stage, {"kind": request.kind, "decision": "waiting", "by": None})
+            raise
+
+    async def _ask(self, request: GateRequest, recorder: Recorder, base: str) -> Any:
         if self.asker is None:
             flag = f"--approve {base}" if request.kind == APPROVE else f"--answer {base}=@answer.json"
-            recorder.emit("gate", request.stage, {"kind": request.kind, "decision": "waiting", "by": None})
             raise GateWaiting(
                 f"{request.kind} gate '{request.stage}' is waiting for a decision: no terminal to ask on, and no "
                 f"{flag.partition('=')[0]} given",
