@@ -196,6 +196,15 @@ def test_a_rejection_ends_the_run_as_rejected_with_a_valid_report(tmp_path) -> N
     assert {n["id"]: n["status"] for n in result.report["nodes"]} == {"draft": "ok", "review": "failed"}
     with pytest.raises(runner.GateRejected):
         result.raise_for_status()
+    from runner.report.markdown import to_markdown
+
+    markdown = to_markdown(result.report)
+    assert markdown.startswith("# Run `gated`: rejected in ")
+    assert "| error | approve gate 'review' was rejected (on_gate): the draft is too short |" in markdown
+    assert (
+        "## Human gates\n\n| gate | kind | decision | by | reason |\n| --- | --- | --- | --- | --- |\n"
+        "| `review` | approve | rejected | on_gate | the draft is too short |\n"
+    ) in markdown
 
 
 def test_without_on_gate_the_result_is_waiting_and_names_the_gate(tmp_path) -> None:

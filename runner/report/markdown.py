@@ -74,6 +74,11 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     if ended:
         lines += ["", "## Loops and switches", ""]
         lines += [f"- {line}" for line in ended]
+    gates = report["run"].get("gates")
+    if gates:  # issue 23: who decided at each human gate, and why
+        lines += ["", "## Human gates", ""]
+        rows = [(f"`{g['stage']}`", g["kind"], g["decision"], g["by"] or "-", g["reason"] or "-") for g in gates]
+        lines += _table(["gate", "kind", "decision", "by", "reason"], rows, right_from=5)
     if report["models"]:
         lines += ["", "## Models", ""]
         header = [
