@@ -90,6 +90,17 @@ def test_approve_and_answer_given_beforehand_complete_a_fresh_run(write_wf, tmp_
         {"stage": "review", "kind": "approve", "decision": "approved", "by": "command line", "reason": None},
         {"stage": "pick", "kind": "ask", "decision": "answered", "by": "command line", "reason": None},
     ]
+    # approved but not answered: the run waits at the ask, and the fresh-run command repeats the --approve
+    proc = run_cli("run", str(wf), "--report-dir", str(reports), "-q", "--approve", "review", cwd=tmp_path)
+    assert proc.returncode == 75
+    lines = proc.stderr.splitlines()
+    assert lines[0] == (
+        "runner: ask gate 'pick' is waiting for a decision: no terminal to ask on, and no --answer pick given"
+    )
+    assert re.fullmatch(r"runner: to continue: runner run --resume \S+ --answer pick=@answer.json", lines[1])
+    assert lines[2] == (
+        f"runner: or run it again from the start: runner run {wf} --approve review --answer pick=@answer.json"
+    )
     # a plain value where the schema's one required field takes one; inline JSON otherwise
     for answer, out in (
         ("pick=blog", "<blog <uvloop>>\n"),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -170,7 +171,7 @@ def run_command(
         print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
         return interrupts.exit_code(outcome.error)
     if outcome.status == "waiting":
-        return _waiting(outcome.error, workflow, run_dir)
+        return _waiting(outcome.error, workflow, run_dir, _given_flags(approve, answer))
     if outcome.status in ("failed", "rejected"):
         error = outcome.error
         if isinstance(error, RunnerError):
@@ -178,6 +179,11 @@ def run_command(
             return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
     return code
+
+
+def _given_flags(approve: Sequence[str], answer: Sequence[str]) -> list[str]:
+    """The gate flags this run was given, to repeat in the command that starts it again."""
+    return [*(f"--approve {shlex.quote(s)}" for s in approve), *(f"--answer {shlex.quote(a)}" for a in answer)]
 
 
 def _gate_ids(wf: Any, approve: Sequence[str], answer: Sequence[str]) -> Any:
@@ -206,8 +212,9 @@ def _gatekeeper(given: Any, bar: Progress | None) -> Any:
     return Gates(given)
 
 
-def _waiting(error: BaseException | None, workflow: str, run_dir: Path) -> int:
-    """A run stopped at a human gate with no one to ask: say how to continue; exit 75 (EX_TEMPFAIL)."""
+def _waiting(error: BaseException | None, workflow: str, run_dir: Path, given: Sequence[str]) -> int:
+    """A run stopped at a human gate with no one to ask: say how to continue (a fresh run repeats the gate flags
+    it was given); exit 75 (EX_TEMPFAIL)."""
     from runner.engine.gates import EXIT_WAITING  # noqa: PLC0415
     from runner.errors import GateWaiting  # noqa: PLC0415
 
@@ -217,7 +224,8 @@ def _waiting(error: BaseException | None, workflow: str, run_dir: Path) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)  # what --resume continues from
     print(f"runner: {error}", file=sys.stderr)
     print(f"runner: to continue: runner run --resume {run_dir} {flag}", file=sys.stderr)
-    print(f"runner: or run it again from the start: runner run {workflow} {flag}", file=sys.stderr)
+    again = " ".join([shlex.quote(workflow), *given, flag])
+    print(f"runner: or run it again from the start: runner run {again}", file=sys.stderr)
     return EXIT_WAITING
 
 
