@@ -223,6 +223,7 @@ def test_without_on_gate_the_result_is_waiting_and_names_the_gate(tmp_path) -> N
     assert result.status == "waiting"
     assert isinstance(result.error, runner.GateWaiting)
     assert (result.error.stage, result.error.kind) == ("review", "approve")
+    assert str(result.error) == "approve gate 'review' is waiting for a decision: no on_gate to ask"
     assert_valid_report(result.report)
 
 

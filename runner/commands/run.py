@@ -208,8 +208,8 @@ def _gatekeeper(given: Any, bar: Progress | None) -> Any:
     from runner.engine.gates import Gates  # noqa: PLC0415
 
     if can_prompt(sys.stdin, sys.stderr):
-        return Gates(given, TerminalPrompt(sys.stdin, sys.stderr, bar).ask, by="terminal")
-    return Gates(given)
+        return Gates(given, TerminalPrompt(sys.stdin, sys.stderr, bar).ask, by="terminal", cli=True)
+    return Gates(given, cli=True)
 
 
 def _waiting(error: BaseException | None, workflow: str, run_dir: Path, given: Sequence[str]) -> int:

@@ -44,12 +44,16 @@ class GateAnswers:
 
 class Gates:
     """The run's gatekeeper (:class:`runner.stages.gating.Gatekeeper`): ``given`` first, then ``asker`` (named
-    ``by`` in the report: ``terminal`` or ``on_gate``), else the run waits."""
+    ``by`` in the report: ``terminal`` or ``on_gate``), else the run waits. ``cli``: the waiting message speaks of
+    the terminal and the flags (``runner run``), else of ``on_gate`` (the public API)."""
 
-    def __init__(self, given: GateAnswers | None = None, asker: Asker | None = None, by: str = "on_gate") -> None:
+    def __init__(
+        self, given: GateAnswers | None = None, asker: Asker | None = None, by: str = "on_gate", *, cli: bool = False
+    ) -> None:
         self.given = given or GateAnswers()
         self.asker = asker
         self.by = by
+        self.cli = cli
 
     async def decide(self, request: GateRequest, recorder: Recorder) -> Any:
         base = request.stage.rpartition(".")[2]  # `items[2].check` -> `check`: the stage id the flags name
@@ -65,10 +69,10 @@ class Gates:
 
     async def _ask(self, request: GateRequest, recorder: Recorder, base: str) -> Any:
         if self.asker is None:
-            flag = f"--approve {base}" if request.kind == APPROVE else f"--answer {base}=@answer.json"
+            flag = f"--approve {base}" if request.kind == APPROVE else f"--answer {base}"
+            nobody = f"no terminal to ask on, and no {flag} given" if self.cli else "no on_gate to ask"
             raise GateWaiting(
-                f"{request.kind} gate '{request.stage}' is waiting for a decision: no terminal to ask on, and no "
-                f"{flag.partition('=')[0]} given",
+                f"{request.kind} gate '{request.stage}' is waiting for a decision: {nobody}",
                 request.stage,
                 request.kind,
             )
