@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import runner
+from runner.cli import main
 from runner.engine.gates import EXIT_WAITING, GateAnswers, Gates, gate_answers, workflow_gates
 from runner.stages.gating import GateRequest, read_answer
 from tests.conftest import assert_valid_report, run_cli
@@ -73,7 +74,7 @@ def test_without_a_terminal_the_run_waits_at_the_gate_exits_75_and_says_how_to_c
     assert status == {"draft": "ok", "review": "unfinished"}  # nothing after the gate ran
 
 
-def test_approve_and_answer_given_beforehand_complete_a_fresh_run(write_wf, tmp_path) -> None:
+def test_approve_and_answer_given_beforehand_complete_a_fresh_run(write_wf, tmp_path, capsys) -> None:
     wf = write_wf(GATED)
     (tmp_path / "answer.json").write_text('{"channel": "mail", "copies": 2}', encoding="utf-8")
     reports = tmp_path / "reports"
@@ -90,10 +91,17 @@ def test_approve_and_answer_given_beforehand_complete_a_fresh_run(write_wf, tmp_
         {"stage": "review", "kind": "approve", "decision": "approved", "by": "command line", "reason": None},
         {"stage": "pick", "kind": "ask", "decision": "answered", "by": "command line", "reason": None},
     ]
+
+    # the rest in-process, through what the `runner` script calls (a process each is slow under load)
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(["run", str(wf), "--report-dir", str(reports), "-q", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
     # approved but not answered: the run waits at the ask, and the fresh-run command repeats the --approve
-    proc = run_cli("run", str(wf), "--report-dir", str(reports), "-q", "--approve", "review", cwd=tmp_path)
-    assert proc.returncode == 75
-    lines = proc.stderr.splitlines()
+    code, _, err = cli("--approve", "review")
+    assert code == 75
+    lines = err.splitlines()
     assert lines[0] == (
         "runner: ask gate 'pick' is waiting for a decision: no terminal to ask on, and no --answer pick given"
     )
@@ -102,15 +110,12 @@ def test_approve_and_answer_given_beforehand_complete_a_fresh_run(write_wf, tmp_
         f"runner: or run it again from the start: runner run {wf} --approve review --answer pick=@answer.json"
     )
     # a plain value where the schema's one required field takes one; inline JSON otherwise
-    for answer, out in (
-        ("pick=blog", "<blog <uvloop>>\n"),
-        ('pick={"channel": "blog", "copies": 3}', "<blog <uvloop>>\n"),
-    ):
-        proc = run_cli("run", str(wf), "--report-dir", str(reports), "-q", "--approve", "review", "--answer", answer)
-        assert (proc.returncode, proc.stdout) == (0, out), proc.stderr
+    for answer in ("pick=blog", 'pick={"channel": "blog", "copies": 3}'):
+        code, out, err = cli("--approve", "review", "--answer", answer)
+        assert (code, out) == (0, "<blog <uvloop>>\n"), err
 
 
-def test_answers_and_stages_that_do_not_fit_are_refused_before_the_run(write_wf, tmp_path) -> None:
+def test_answers_and_stages_that_do_not_fit_are_refused_before_the_run(write_wf, tmp_path, capsys, monkeypatch) -> None:
     wf = write_wf(GATED)
     reports = tmp_path / "reports"
     cases = {
@@ -129,10 +134,12 @@ def test_answers_and_stages_that_do_not_fit_are_refused_before_the_run(write_wf,
         ("--answer", "review=1"): "runner: error: --answer review=...: 'review' is an approve stage "
         "(its ask stages: pick)",
     }
-    for args, message in cases.items():
-        proc = run_cli("run", str(wf), "--report-dir", str(reports), *args, cwd=tmp_path)
-        assert proc.returncode == 1, (args, proc.stderr)
-        assert proc.stderr.splitlines()[0] == message, args
+    monkeypatch.chdir(tmp_path)
+    for args, message in cases.items():  # in-process, through what the `runner` script calls
+        code = main(["run", str(wf), "--report-dir", str(reports), *args])
+        err = capsys.readouterr().err
+        assert code == 1, (args, err)
+        assert err.splitlines()[0] == message, args
     assert not reports.exists()  # refused before anything ran
 
 
