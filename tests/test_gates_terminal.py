@@ -4,6 +4,7 @@ what must appear next, with a deadline: bounded by events, not by sleeping."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -22,6 +23,7 @@ from tests.test_gates import GATED
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 DEADLINE = 30.0
+_SERVERS = itertools.count()
 
 
 class Pane:
@@ -69,7 +71,8 @@ def pane(tmp_path: Path) -> Iterator[tuple[Path, object]]:
         exit_file = tmp_path / "exit-code"
         # the pane stays open after the run (sleep) so its last screen can be read
         command = f"cd {shlex.quote(str(tmp_path))} && {run}; echo $? > {shlex.quote(str(exit_file))}; sleep 60"
-        panes.append(Pane(f"runner-gates-{os.getpid()}-{len(panes)}", command))
+        # a server of its own per pane, never reused: a killed server's socket may linger a moment
+        panes.append(Pane(f"runner-gates-{os.getpid()}-{next(_SERVERS)}", command))
         return panes[-1]
 
     try:
