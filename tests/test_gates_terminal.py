@@ -178,3 +178,16 @@ def test_on_a_terminal_end_of_input_leaves_the_gate_waiting(pane) -> None:
     assert report["run"]["gates"] == [
         {"stage": "review", "kind": "approve", "decision": "waiting", "by": None, "reason": None}
     ]
+
+
+def test_ctrl_c_at_the_prompt_interrupts_the_run_with_a_partial_report(pane) -> None:
+    folder, start = pane
+    (folder / "wf.yaml").write_text(GATED, encoding="utf-8")
+    p = start("wf.yaml", "--report-dir", "reports")
+    p.wait_for("Approve? [y/n] ")
+    p.send("C-c")
+    assert exit_code(folder) == 130
+    p.wait_for("runner: interrupted; partial report written")
+    report = the_report(folder)
+    assert report["run"]["status"] == "interrupted"
+    assert {n["id"]: n["status"] for n in report["nodes"]} == {"draft": "ok", "review": "cancelled"}
