@@ -55,6 +55,9 @@ __all__ = [
     "Token",
     "StreamRestarted",
     "RunFinished",
+    # human gates (approve and ask stages): what on_gate receives and returns
+    "GateRequest",
+    "Decision",
     # the provider seam: what a fake model implements and returns
     "ChatProvider",
     "CallContext",
@@ -74,6 +77,9 @@ __all__ = [
     "ProviderTimeout",
     "ProviderHTTPError",
     "ProviderProtocolError",
+    "GateStop",
+    "GateWaiting",
+    "GateRejected",
     "__version__",
 ]
 
@@ -97,6 +103,7 @@ _HOMES = {
         "StreamRestarted",
         "RunFinished",
     ),
+    "runner.stages.gating": ("GateRequest", "Decision"),
     "runner.providers.base": ("ChatProvider", "CallContext"),
     "runner.calls": ("ChatResult", "Usage", "ToolCall"),
     "runner.errors": (
@@ -112,6 +119,9 @@ _HOMES = {
         "ProviderTimeout",
         "ProviderHTTPError",
         "ProviderProtocolError",
+        "GateStop",
+        "GateWaiting",
+        "GateRejected",
     ),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
@@ -123,6 +133,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from runner.dataset.batch import RowResult
     from runner.diagnostics import Diagnostic
     from runner.errors import (
+        GateRejected,
+        GateStop,
+        GateWaiting,
         ProviderConfigError,
         ProviderConnectError,
         ProviderError,
@@ -152,6 +165,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from runner.live.stream import RunStream
     from runner.providers.base import CallContext, ChatProvider
     from runner.result import Result
+    from runner.stages.gating import Decision, GateRequest
     from runner.workflow.records import Workflow
 
 

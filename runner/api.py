@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from runner.providers.base import ChatProvider
     from runner.report.otlp import OtelSettings
     from runner.result import Result
+    from runner.stages.gating import GateRequest
 
 __all__ = ["arun", "check", "each", "load", "run", "stream"]
 
@@ -119,6 +120,7 @@ class _Job:
         run_dir: str | os.PathLike[str] | None,
         otel: bool | str | None = None,
         otel_content: bool = False,
+        on_gate: GateHandler | None = None,
     ) -> None:
         from runner.plan.compile import compile_workflow  # noqa: PLC0415 - templates compile when a run is asked for
         from runner.workflow.inputs import resolve_inputs  # noqa: PLC0415
@@ -130,6 +132,9 @@ class _Job:
         self.providers = _checked_providers(wf, providers)
         self.transport = None if transport is None else _borrowed(transport)
         self.run_dir = None if run_dir is None else Path(run_dir)
+        if on_gate is not None and not callable(on_gate):
+            raise TypeError(f"on_gate must be a function of a runner.GateRequest, not {type(on_gate).__name__}")
+        self.on_gate = on_gate
         self.plan: Plan = compile_workflow(wf)
         self.otel = _otel_settings(otel, otel_content)
 
@@ -145,7 +150,17 @@ class _Job:
             providers=self.providers,
             transport=self.transport,
             traced=self.otel is not None,
+            gatekeeper=self._gatekeeper(),
         )
+
+    def _gatekeeper(self) -> Any:
+        if self.on_gate is None:
+            return None  # a gate makes the run wait (status "waiting")
+        from functools import partial  # noqa: PLC0415
+
+        from runner.engine.gates import Gates, call_back  # noqa: PLC0415
+
+        return Gates(None, partial(call_back, self.on_gate), by="on_gate")
 
     def result(self, outcome: RunOutcome) -> Result:
         from runner.result import Result  # noqa: PLC0415
@@ -215,6 +230,15 @@ def _borrowed(transport: Any) -> httpx.AsyncBaseTransport:
     return Borrowed()
 
 
+GateHandler = Callable[["GateRequest"], "Awaitable[object] | object"]
+"""``on_gate``: called at each human gate (an ``approve`` or ``ask`` stage) with a :class:`~runner.GateRequest`,
+on the run's loop; may be ``async def``. For an ``approve`` it returns True (approve), False (reject) or a
+:class:`~runner.Decision` with a reason, within the gate's ``timeout`` if it has one (then its ``on_timeout``
+decides); for an ``ask``, the answer, which must match the gate's schema (else the run fails, saying where the
+answer does not). Without ``on_gate`` a gate stops the run: its status is ``waiting`` (``error`` is a
+:class:`~runner.GateWaiting` naming the gate). A rejection ends it as ``rejected`` (``error``:
+:class:`~runner.GateRejected`)."""
+
 EventHandler = Callable[["Event"], "Awaitable[object] | object"]
 """``on_event``: called with each event as it happens, on the run's loop; may be ``async def`` (then awaited,
 which delays the next events but never the run)."""
@@ -230,6 +254,7 @@ async def arun(
     on_event: EventHandler | None = None,
     otel: bool | str | None = None,
     otel_content: bool = False,
+    on_gate: GateHandler | None = None,
 ) -> Result:
     """Run ``workflow`` on the running loop and return its :class:`~runner.result.Result` (ok, failed or
     interrupted: a failed run does not raise). For a program that already runs an event loop::
@@ -245,12 +270,13 @@ async def arun(
     streamed tokens included, the last one :class:`~runner.live.events.RunFinished`; an exception it raises stops the
     run and propagates. ``otel``: export the run's spans over OTLP when it ends (True: to the endpoint of
     ``OTEL_EXPORTER_OTLP_ENDPOINT``; a URL: there; needs ``runner[otel]``), with the replies' text in them when
-    ``otel_content`` (see :mod:`runner.report.otlp`).
+    ``otel_content`` (see :mod:`runner.report.otlp`). ``on_gate``: the decisions and answers of the workflow's human
+    gates (:data:`GateHandler`); without it a gate stops the run with status ``waiting``.
 
     Cancelling the calling task cancels the run and raises ``CancelledError`` once the run has wound down;
     ``on_event`` has then received the partial result.
     """
-    return await _arun(_Job(workflow, inputs, providers, transport, run_dir, otel, otel_content), on_event)
+    return await _arun(_Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate), on_event)
 
 
 async def _arun(job: _Job, on_event: EventHandler | None) -> Result:
@@ -287,6 +313,7 @@ def run(
     on_event: EventHandler | None = None,
     otel: bool | str | None = None,
     otel_content: bool = False,
+    on_gate: GateHandler | None = None,
 ) -> Result:
     """:func:`arun` on an event loop of its own, for scripts: uvloop where it is installed. Returns the
     :class:`~runner.result.Result`; Ctrl-C cancels the run and raises ``KeyboardInterrupt``, as
@@ -305,7 +332,7 @@ def run(
     from runner.engine import loop as loops  # noqa: PLC0415
 
     # what is wrong is said before a loop is made
-    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content)
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate)
     return loops.run(lambda: _arun(job, on_event), quiet=True)
 
 
@@ -319,15 +346,16 @@ def stream(
     token_buffer: int = 1000,
     otel: bool | str | None = None,
     otel_content: bool = False,
+    on_gate: GateHandler | None = None,
 ) -> RunStream:
     """A run and its events as they happen, to use as ``async with runner.stream(...) as run: async for event
     in run: ...``; the run's :class:`~runner.result.Result` is ``run.result`` after the block. Arguments as for
     :func:`arun`; ``token_buffer``: how many :class:`~runner.live.events.Token` events may wait for a slow consumer
     before a node's further text joins its waiting one (nothing is dropped; see :mod:`runner.live`). The
-    workflow and inputs are checked now; the run starts when the block is entered."""
+    workflow and inputs are checked now; the run starts when the block is entered. ``on_gate`` as for :func:`arun`."""
     from runner.live.stream import RunStream  # noqa: PLC0415
 
-    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content)
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate)
     return RunStream(job, token_buffer=token_buffer)
 
 

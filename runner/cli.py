@@ -1,6 +1,7 @@
 """Command line: argparse in one place, dispatch to ``runner.commands``, errors mapped to exit codes.
 
-Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 130 interrupted
+Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 75 waiting at a
+human gate (``runner run``: an approve or ask stage with no terminal and no --approve/--answer), 130 interrupted
 (SIGINT, Ctrl-C), 143 terminated (SIGTERM). Signals are handled at every moment: :mod:`runner.interrupts`.
 """
 
@@ -159,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--otel-content", action="store_true", help="with OpenTelemetry export: put the models' replies in the spans"
+    )
+    # human gates (issue 23): decisions given beforehand; runner/engine/gates.py reads them (gate_answers)
+    run.add_argument(
+        "--approve", action="append", default=[], metavar="STAGE", help="approve the approve gate STAGE (repeatable)"
+    )
+    run.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="STAGE=@FILE",
+        help="answer the ask gate STAGE: @FILE holds the answer (JSON), or give it inline (repeatable)",
+    )
+    run.epilog = (
+        "exit codes: 0 ok, 1 failed or rejected at a gate, 2 usage, 3 internal bug, "
+        "75 waiting at a human gate (continue with --approve or --answer), 130 interrupted, 143 terminated"
     )
     _add_dataset_arguments(run)
 
@@ -401,6 +417,9 @@ def dispatch(args: argparse.Namespace) -> int:
         return batch_from_args(args, require_asserts=True)
     if args.command == "run" and isinstance(args.otel, str) and args.workflow is None and ":" not in args.otel:
         args.workflow, args.otel = args.otel, True  # `runner run --otel WF`: the flag took the workflow's name
+    if args.command == "run" and args.dataset is not None and (args.approve or args.answer):
+        flag = "--approve" if args.approve else "--answer"
+        raise UsageError(f"{flag} is for a single run, not with --dataset: runner run WF {flag} ...")
     if args.command == "run" and (args.dataset is not None or args.resume is not None):
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
@@ -431,6 +450,8 @@ def dispatch(args: argparse.Namespace) -> int:
             replay=args.replay,
             strict=args.strict,
             replay_timing=args.replay_timing,
+            approve=args.approve,
+            answer=args.answer,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415

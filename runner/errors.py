@@ -14,6 +14,9 @@ with its message and never a traceback. Anything else escaping to the CLI is a b
         ├── TemplateError           a template failed to render (undefined name, bad filter, ...)
         ├── StageTimeout            a stage, branch or the run exceeded its timeout
         ├── ToolError               a tool could not be imported or called
+        ├── GateStop                a human gate stopped the run (issue 23)
+        │   ├── GateWaiting             no one to ask and no answer given: the run waits (exit 75)
+        │   └── GateRejected            a person (or on_timeout) rejected an approve gate (exit 1)
         └── ProviderError           a model or embedding endpoint failed
             ├── ProviderConfigError     missing key variable, bad settings (before any request)
             ├── ProviderConnectError    could not connect (names the base URL)
@@ -126,3 +129,28 @@ class ProviderHTTPError(ProviderError):
 class ProviderProtocolError(ProviderError):
     retryable = True
     kind = "protocol"
+
+
+class GateStop(RunError):
+    """A human gate (an ``approve`` or ``ask`` stage) stopped the run: ``stage`` is its node id, ``kind`` the
+    stage kind. Never retried, never collected as a fan-out branch's error: it ends the run."""
+
+    def __init__(self, message: str, stage: str, kind: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.kind = kind
+
+
+class GateWaiting(GateStop):
+    """No one to ask (no terminal, no ``on_gate``) and no answer given: the run stops at the gate and waits to be
+    continued with ``--approve`` or ``--answer``. The run's status is ``waiting``; ``runner run`` exits 75."""
+
+
+class GateRejected(GateStop):
+    """An ``approve`` gate was rejected; ``reason`` is what the person typed (or None), ``by`` who decided
+    (``terminal``, ``on_gate``, ``timeout``). The run's status is ``rejected``; ``runner run`` exits 1."""
+
+    def __init__(self, message: str, stage: str, reason: str | None, by: str) -> None:
+        super().__init__(message, stage, "approve")
+        self.reason = reason
+        self.by = by

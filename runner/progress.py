@@ -48,6 +48,7 @@ class Progress:
         self.at_line_start = True  # where the other output on the same terminal stands
         self.frames = 0
         self.lock = threading.Lock()  # one writer at a time on the terminal: this line, output, log records
+        self.paused = 0  # a prompt is on the terminal (a human gate): no line until it is answered
 
     @property
     def running(self) -> int:
@@ -138,7 +139,7 @@ class Progress:
         if not self.lock.acquire(blocking=False):
             return
         try:
-            if not self.at_line_start:
+            if not self.at_line_start or self.paused:
                 return
             line = self.line()
             if not line:  # a terminal too narrow for anything: erase what an earlier, wider frame drew
@@ -154,6 +155,16 @@ class Progress:
     def hide(self) -> None:
         with self.lock:
             self.hide_locked()
+
+    def pause(self) -> None:
+        """Erase the line and draw none until :meth:`resume`: a prompt (a human gate) has the terminal."""
+        with self.lock:
+            self.paused += 1
+            self.hide_locked()
+
+    def resume(self) -> None:
+        with self.lock:
+            self.paused -= 1
 
     def hide_locked(self) -> None:
         if self.shown:

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 class Result:
     """The end of one run: how it ended, what it produced and its timing report.
 
-    * ``status``: ``"ok"``, ``"failed"`` or ``"interrupted"`` (cancelled, or Ctrl-C), as the report says.
+    * ``status``: ``"ok"``, ``"failed"`` or ``"interrupted"`` (cancelled, or Ctrl-C), as the report says; with
+      human gates also ``"rejected"`` (an ``approve`` was rejected: ``error`` is a
+      :class:`~runner.errors.GateRejected`) or ``"waiting"`` (a gate with no ``on_gate`` to ask: ``error`` is a
+      :class:`~runner.errors.GateWaiting` naming it).
     * ``output``: the last stage's output (None unless ok). An agent or a python stage returning text gives a
       message with ``content``, ``name`` (the agent or function), ``node``, ``usage``, ``error`` and ``data``
       (the value of a structured output, else None); a fan-out gives the list of its branches' outputs, in input

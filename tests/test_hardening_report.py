@@ -183,6 +183,48 @@ def run_report(tmp_path: Path, text: str, name: str = "wf.yaml") -> dict[str, An
     return outcome.report()
 
 
+GATED = """\
+version: 1
+name: gated
+models:
+  m: {provider: scripted, reply: "draft"}
+agents:
+  a: {model: m}
+stages:
+  - id: pick
+    ask: {question: "How many?", schema: {type: object, properties: {n: {type: integer}}, required: [n]}}
+  - {id: write, agent: a, input: "{{ stages.pick.data.n }}"}
+  - {id: review, approve: {message: "Publish?", show: [write]}}
+  - {id: publish, agent: a}
+"""
+
+
+def gated_reports(folder: Path) -> dict[str, dict[str, Any]]:
+    """Human gates (issue 23): a run through both gates, one waiting at the ask, one rejected at the approve."""
+    from runner.engine.gates import GateAnswers, Gates
+    from runner.engine.session import Session, run_session
+    from runner.stages.gating import Decision
+
+    path = folder / "gated.yaml"
+    path.write_text(GATED, encoding="utf-8")
+    wf = load_workflow(path)
+
+    async def reject(_request: Any) -> Decision:
+        return Decision(False, "not | `now`", "on_gate")
+
+    answered = GateAnswers(frozenset({"review"}), {"pick": {"n": 2}})
+    keepers = {
+        "gated": Gates(answered),
+        "waiting": Gates(),
+        "rejected": Gates(GateAnswers(frozenset(), {"pick": {"n": 1}}), reject),
+    }
+    out = {}
+    for name, keeper in keepers.items():
+        session = Session(compile_workflow(wf), resolve_inputs(wf, []), run_dir=folder / name, gatekeeper=keeper)
+        out[name] = run_session(session).report()
+    return out
+
+
 def interrupted_report() -> dict[str, Any]:
     """Ctrl-C while a fan-out of five waited on two calls: three branches never got a slot."""
     rec = Recorder()
@@ -236,6 +278,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
         "pipeline": pipeline_interrupted_report(),
         "unfinished": unfinished_report(),
         "unrecorded": unrecorded_report(),
+        **gated_reports(folder),
     }
 
 
@@ -255,7 +298,7 @@ def test_the_corpus_covers_every_node_kind_status_and_run_status(corpus) -> None
         ("branch", "cancelled"),
         ("agent", "unfinished"),
     }
-    assert {r["run"]["status"] for r in corpus.values()} == {"ok", "failed", "interrupted"}
+    assert {r["run"]["status"] for r in corpus.values()} == {"ok", "failed", "interrupted", "waiting", "rejected"}
     kinds_on_path = {s["kind"] for s in corpus["kinds"]["critical_path"]["steps"]}
     assert kinds_on_path == {"agent", "python", "fanout", "branch", "loop", "iteration", "switch"}
 

@@ -31,6 +31,8 @@ API = [
     "Token",
     "StreamRestarted",
     "RunFinished",
+    "GateRequest",
+    "Decision",
     "ChatProvider",
     "CallContext",
     "ChatResult",
@@ -48,6 +50,9 @@ API = [
     "ProviderTimeout",
     "ProviderHTTPError",
     "ProviderProtocolError",
+    "GateStop",
+    "GateWaiting",
+    "GateRejected",
     "__version__",
 ]
 """The public API (issue 15): a name added, renamed or removed here is a change users see."""

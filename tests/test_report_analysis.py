@@ -75,6 +75,7 @@ def test_critical_path_goes_through_the_slowest_branch_and_splits_the_wall_time(
         "retries": 0.1,
         "tools": 0.09,
         "python": 0.0,
+        "gates": 0.0,
         "overhead": 0.008,
     }
     assert sum(path["time_s"].values()) == pytest.approx(report["run"]["wall_s"])
@@ -92,6 +93,7 @@ def test_critical_path_goes_through_the_slowest_branch_and_splits_the_wall_time(
         "retries_s": 0.1,
         "tools_s": 0.0,
         "python_s": 0.0,
+        "gates_s": 0.0,
     }
 
 
@@ -228,6 +230,7 @@ def test_listed_branches_get_spans_and_the_path_runs_through_their_stages() -> N
         "retries": 0.2,
         "tools": 0.0,
         "python": 0.1,
+        "gates": 0.0,
         "overhead": 0.0,
     }
     assert [(b["cause"], b["subject"], b["setting"]) for b in report["bottlenecks"]] == [
@@ -446,6 +449,7 @@ def test_a_retry_after_a_tool_call_counts_from_the_tool_calls_end() -> None:
         "retries": 0.2,
         "tools": 0.2,
         "python": 0.0,
+        "gates": 0.0,
         "overhead": 0.0,
     }
     from runner.report.trace import to_trace

@@ -230,6 +230,31 @@ def run_report(folder: Path, name: str, text: str, watch: Any = None) -> dict[st
     return report
 
 
+GATED = """\
+version: 1
+name: gated
+stages:
+  - id: pick
+    ask: {question: "Which?", schema: {type: object, properties: {n: {type: integer}}, required: [n]}}
+  - {id: review, approve: {message: "Go on with {{ stages.pick.data.n }}?"}}
+"""
+
+
+def gated_report(folder: Path) -> dict[str, Any]:
+    """A run through an ask and an approve gate (issue 23), their decisions given beforehand."""
+    from runner.engine.gates import GateAnswers, Gates
+    from runner.engine.session import Session, run_session
+
+    path = folder / "gated.yaml"
+    path.write_text(GATED, encoding="utf-8")
+    wf = load_workflow(path)
+    gates = Gates(GateAnswers(frozenset({"review"}), {"pick": {"n": 3}}))
+    session = Session(compile_workflow(wf), resolve_inputs(wf, []), run_dir=folder / "run", gatekeeper=gates)
+    report = run_session(session).report()
+    assert_valid_report(report)
+    return report
+
+
 def interrupt_after(started: int) -> Callable[[Recorder, Any], Any]:
     """A watcher that presses Ctrl-C once ``started`` agent calls have started: bounded by events, not time."""
 
@@ -260,6 +285,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         "failing": run_report(folder, "failing", FAILING),
         "interrupted": run_report(folder, "interrupted", SLOW_FAN, watch=interrupt_after(2)),
         "unfinished": unfinished_report(),
+        "gated": gated_report(folder),
     }
     with OAIServer(latency=0.05) as server:
         server.plan(Plan(status=500))

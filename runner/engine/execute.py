@@ -31,6 +31,7 @@ from runner.stages.base import CONTEXT_NAMES
 from runner.stages.base import SKIPPED as SKIPPED
 from runner.stages.base import Output as Output
 from runner.stages.base import as_text as as_text
+from runner.stages.gating import Gatekeeper, GateRequest
 from runner.templates import base_context
 from runner.tools import ToolRunner
 
@@ -54,8 +55,10 @@ class Engine:
         functions: Mapping[str, Callable[..., Any]] | None = None,
         resources: RunResources | None = None,
         shared_slots: Mapping[str, asyncio.Semaphore] | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.plan = plan
+        self.gatekeeper = gatekeeper
         self.shared_slots: Mapping[str, asyncio.Semaphore] = shared_slots or {}
         self.inputs = inputs
         self.providers = providers
@@ -135,6 +138,13 @@ class Engine:
 
     def function(self, name: str) -> Callable[..., Any]:
         return self.functions[name]
+
+    async def gate(self, request: GateRequest) -> Any:
+        if self.gatekeeper is None:  # no one to ask and nothing given: the run waits at the gate
+            from runner.engine.gates import Gates  # noqa: PLC0415 - only for a workflow with gates
+
+            self.gatekeeper = Gates()
+        return await self.gatekeeper.decide(request, self.recorder)
 
     def executor(self) -> Executor:
         return self.tools.executor()

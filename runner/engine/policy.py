@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runner.dispatch import first_error
-from runner.errors import ProviderConfigError, ProviderError, StageTimeout, TemplateError, ToolError
+from runner.errors import GateStop, ProviderConfigError, ProviderError, StageTimeout, TemplateError, ToolError
 from runner.events import Recorder
 from runner.stages.base import SKIPPED, StagePlan, StagePolicy, brief
 from runner.stages.base import truthy as truthy  # the one reading of a condition, shared with loops
@@ -16,7 +16,7 @@ from runner.stages.base import truthy as truthy  # the one reading of a conditio
 
 def retryable(exc: BaseException) -> bool:
     """Whether a stage retry may help: not for the user's own mistakes (templates, config, imports, a 4xx)."""
-    if isinstance(exc, TemplateError | ProviderConfigError | ToolError):
+    if isinstance(exc, TemplateError | ProviderConfigError | ToolError | GateStop):  # a gate's decision stands
         return False
     if isinstance(exc, ProviderError):
         return exc.retryable

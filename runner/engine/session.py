@@ -28,12 +28,13 @@ from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import open_resources
-from runner.errors import RunnerError
+from runner.errors import GateRejected, GateWaiting, RunnerError
 from runner.events import TRACE, Recorder, started_at_text, trace_id_of
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
+from runner.stages.gating import Gatekeeper
 
 if TYPE_CHECKING:
     from runner.providers.transport import TransportWrapper
@@ -47,7 +48,7 @@ signal handlers (:func:`runner.interrupts.attach`)."""
 class RunOutcome:
     """How a run ended: its status, the final output or the error, and what the report needs."""
 
-    status: str  # ok | failed | interrupted
+    status: str  # ok | failed | interrupted | rejected (an approve gate) | waiting (at a gate: GateWaiting)
     output: Any
     error: BaseException | None
     info: RunInfo
@@ -78,6 +79,7 @@ async def execute(
     transport: Any = None,
     stages: dict[str, Any] | None = None,
     wrapper: TransportWrapper | None = None,
+    gatekeeper: Gatekeeper | None = None,
 ) -> Any:
     """Run ``plan`` on the running loop and return its last stage's output.
 
@@ -85,7 +87,8 @@ async def execute(
     them and may use them again); the others are made here from the workflow's settings (``transport`` going
     to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
     id as they end. ``wrapper`` wraps the transport of every endpoint made here (a cassette recording or
-    replaying the run: :mod:`runner.cassette`)."""
+    replaying the run: :mod:`runner.cassette`). ``gatekeeper``: where human gates get their decisions
+    (:class:`runner.engine.gates.Gates`); without one, a gate makes the run wait."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
     folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
@@ -116,6 +119,7 @@ async def execute(
             tools=tool_runner,
             functions=functions,
             resources=resources,
+            gatekeeper=gatekeeper,
         )
         output = await engine.run(stages)
         await resources.aclose(recorder)  # a failed background record fails the run
@@ -137,12 +141,14 @@ class Session:
     an outcome (``status`` "failed", ``error`` why), not an exception, so that its partial report is always
     there. A cancelled run is different: :meth:`run` sets :attr:`outcome` (status "interrupted", the partial
     report's material) and re-raises ``CancelledError``, because swallowing a cancellation breaks the caller's
-    structured concurrency (``asyncio.timeout`` and task groups rely on it reaching them).
+    structured concurrency (``asyncio.timeout`` and task groups rely on it reaching them). A human gate that
+    stops the run is an outcome too: ``waiting`` (no one to ask: ``error`` is the
+    :class:`~runner.errors.GateWaiting` naming the gate, the state a resumed run continues from) or ``rejected``.
 
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers``, ``transport`` and ``wrapper`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport``, ``wrapper`` and ``gatekeeper`` as in :func:`execute`.
     """
 
     def __init__(
@@ -157,10 +163,12 @@ class Session:
         transport: Any = None,
         wrapper: TransportWrapper | None = None,
         traced: bool = False,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.plan = plan
         self.wrapper = wrapper
         self.traced = traced  # its spans are exported: its requests carry W3C traceparent (runner.events.TRACE)
+        self.gatekeeper = gatekeeper
         self.inputs = inputs
         self.sink = sink
         self.recorder = recorder if recorder is not None else Recorder()
@@ -214,12 +222,14 @@ class Session:
                 transport=self.transport,
                 stages=self.stages,
                 wrapper=self.wrapper,
+                gatekeeper=self.gatekeeper,
             )
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.end("interrupted", None, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded in the report; the caller decides what it means
-            return self.end("failed", None, first_error(exc))
+            error = first_error(exc)
+            return self.end(failed_status(error), None, error)
         finally:
             if token is not None:
                 TRACE.reset(token)
@@ -232,6 +242,17 @@ class Session:
                 status, output, error, self.info, self.recorder, time.perf_counter(), dict(self.stages)
             )
         return self.outcome
+
+
+def failed_status(error: BaseException) -> str:
+    """The status of a run that ``error`` ended: ``waiting`` at a human gate with no one to ask (the resumable
+    state: ``error`` is the :class:`~runner.errors.GateWaiting`), ``rejected`` at an approve gate, else
+    ``failed``."""
+    if isinstance(error, GateWaiting):
+        return "waiting"
+    if isinstance(error, GateRejected):
+        return "rejected"
+    return "failed"
 
 
 def _loop_name() -> str:
@@ -276,7 +297,8 @@ def run_session(
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # the session has the partial outcome
         return session.end("interrupted", None, exc)
     except Exception as exc:  # noqa: BLE001 - recorded in the report; the CLI decides the exit code
-        return session.end("failed", None, first_error(exc))
+        error = first_error(exc)
+        return session.end(failed_status(error), None, error)
 
 
 def run_plan(

@@ -237,6 +237,11 @@ def tools_advice(cause: Cause, run: Analysis) -> Advice:
     )
 
 
+def gates_advice(cause: Cause, run: Analysis) -> Advice | None:
+    """A person's time at a gate: no setting of the run makes it shorter, so no advice (the summary shows it)."""
+    return None
+
+
 def python_advice(cause: Cause, run: Analysis) -> Advice | None:
     """A python stage's own time: no setting helps, the function has to change."""
     stage = run.stages.get(cause.subject)
@@ -293,6 +298,7 @@ ADVICE_BY_CAUSE: Mapping[str, AdviceFunction] = {
     "retries": retries_advice,
     "tools": tools_advice,
     "python": python_advice,
+    "gates": gates_advice,
     "overhead": overhead_advice,
     "cache": cache_advice,
 }

@@ -11,6 +11,7 @@ iterations in turn, a switch's through the case that ran. Each step's time is sp
 * ``tools``: tool calls made by the node;
 * ``model``: the rest of the call;
 * ``python``: a python stage's own time (after its retries);
+* ``gates``: a human gate's wait for a person's decision or answer (``approve``, ``ask``);
 * ``overhead``: every gap between steps along the path, and before the first and after the last one
   (templates, scheduling, the event loop; the wall time minus everything above).
 
@@ -37,6 +38,7 @@ CATEGORY_LABELS = {
     "retries": "failed attempts and back-off",
     "tools": "tool calls",
     "python": "python stages",
+    "gates": "waiting for a person (approve and ask gates)",
     "overhead": "runner overhead",
 }
 CATEGORIES = tuple(CATEGORY_LABELS)
@@ -49,7 +51,7 @@ class Step:
     """One node on the critical path and the time it held it."""
 
     node: str
-    kind: str  # agent | python | fanout | branch | loop | iteration | switch
+    kind: str  # agent | python | fanout | branch | loop | iteration | switch | approve | ask
     start: float
     end: float
     model: str | None = None
@@ -168,6 +170,10 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
                     time={"retries": retry_end - start, "python": end - retry_end},
                 )
             ]
+        if shape.mode in ("approve", "ask"):  # a person's time, not the run's
+            end = span.end_or(wall)
+            start = span.start if span.start is not None else end
+            return [Step(node, shape.mode, start, end, shape=shape, time={"gates": end - start})]
         if shape.mode == "loop":  # iterations run one after another: the path goes through each of them
             steps = [Step(node, "loop", span.start if span.start is not None else 0.0, span.end_or(wall))]
             for i in indices.get(node, ()):
@@ -256,11 +262,13 @@ def summarize_path(steps: list[Step], wall: float) -> PathSummary:
             elif category == "tools":
                 for tool, t in step.tools.items():
                     add("tools", tool, t)
-            elif step.shape is not None and (category == "python" or (category == "retries" and step.stage_retried)):
+            elif step.shape is not None and (
+                category in ("python", "gates") or (category == "retries" and step.stage_retried)
+            ):
                 add(category, step.shape.path, seconds)
             else:
                 add(category, step.model or "", seconds)
-        if step.kind in ("agent", "python"):
+        if step.kind in ("agent", "python", "approve", "ask"):
             cursor = max(cursor, step.end)
         else:  # a branch step covers only its wait; its stages follow as steps of their own
             cursor = max(cursor, step.start + step.time.get("concurrency", 0.0))

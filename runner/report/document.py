@@ -121,6 +121,23 @@ def _limits(events: Sequence[Any]) -> dict[str, Any]:
     return {} if section is None else {"limits": section}
 
 
+def _gates(events: Sequence[Any]) -> dict[str, Any]:
+    """``gates``: the human gates the run reached, in order, with what was decided, by whom and why (issue 23;
+    the ``gate`` events of :mod:`runner.engine.gates`), when it reached any (else nothing)."""
+    gates = [
+        {
+            "stage": node,
+            "kind": data["kind"],
+            "decision": data["decision"],
+            "by": data.get("by"),
+            "reason": None if data.get("reason") is None else redact(str(data["reason"])),
+        }
+        for _, kind, node, data in events
+        if kind == "gate"
+    ]
+    return {"gates": gates} if gates else {}
+
+
 def _fallbacks(events: Sequence[Any]) -> dict[str, Any]:
     """``fallbacks``: by model, the calls that moved from it to a fallback model, by cause (issue 23), when
     any did (else nothing)."""
@@ -207,6 +224,7 @@ def build_report(
             "recorded": recorder.enabled,
             "inputs": redact_inputs(dict(info.inputs)),
             **_limits(recorder.events),
+            **_gates(recorder.events),
         },
         "totals": {
             "nodes": len(nodes),

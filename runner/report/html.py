@@ -49,6 +49,8 @@ KIND_LABELS = {
     "loop": "loop",
     "iteration": "loop iteration",
     "switch": "switch",
+    "approve": "approve gate",
+    "ask": "ask gate",
 }
 # The parts of a bar, in the order the legend shows them.
 SEGMENT_LABELS = {
@@ -59,6 +61,7 @@ SEGMENT_LABELS = {
     "model": "streaming, or the model's whole answer",
     "tool": "tool call",
     "python": "python stage",
+    "gate": "waiting for a person (approve, ask)",
     "group": "fan-out or branch (its span)",
     "attempt": "failed attempt",
     "backoff": "back-off before a retry",
@@ -72,6 +75,7 @@ CATEGORY_FILLS = {
     "retries": "backoff",
     "tools": "tool",
     "python": "python",
+    "gates": "gate",
     "overhead": "overhead",
 }
 

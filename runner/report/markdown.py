@@ -62,7 +62,9 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     if path["nodes"]:
         lines += ["Critical path: " + " → ".join(f"`{n}`" for n in path["nodes"]), ""]
     rows = [
-        (CATEGORY_LABELS[c], path["time_s"][c], f"{path['share'][c]:.1%}") for c in CATEGORIES if path["time_s"][c] > 0
+        (CATEGORY_LABELS[c], path["time_s"][c], f"{path['share'].get(c, 0.0):.1%}")
+        for c in CATEGORIES
+        if path["time_s"].get(c, 0) > 0  # a report written before a category existed (gates) has none
     ]
     lines += _table(["on the critical path", "seconds", "share of wall time"], rows)
     if report["bottlenecks"]:
@@ -72,6 +74,11 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
     if ended:
         lines += ["", "## Loops and switches", ""]
         lines += [f"- {line}" for line in ended]
+    gates = report["run"].get("gates")
+    if gates:  # issue 23: who decided at each human gate, and why
+        lines += ["", "## Human gates", ""]
+        decided = [(f"`{g['stage']}`", g["kind"], g["decision"], g["by"] or "-", g["reason"] or "-") for g in gates]
+        lines += _table(["gate", "kind", "decision", "by", "reason"], decided, right_from=5)
     if report["models"]:
         lines += ["", "## Models", ""]
         header = [

@@ -95,9 +95,9 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if path["nodes"]:
         lines.append("critical path: " + " -> ".join(path["nodes"]))
     parts = [
-        f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'][c]:.0%})"
+        f"{c.replace('_', ' ')} {path['time_s'][c]:.3f} s ({path['share'].get(c, 0.0):.0%})"
         for c in CATEGORIES
-        if path["time_s"][c] > 0
+        if path["time_s"].get(c, 0) > 0  # a report written before a category existed (gates) has none
     ]
     if parts:
         lines.append(f"of the {wall:.3f} s: " + ", ".join(parts))

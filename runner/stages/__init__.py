@@ -11,18 +11,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from runner.stages.agent import AGENT, AgentStage
+from runner.stages.approve import APPROVE_KIND, ApproveStage
+from runner.stages.ask import ASK_KIND, AskStage
 from runner.stages.base import StageKind, StageRecord
 from runner.stages.fanout import FANOUT, FanoutStage
 from runner.stages.loop import LOOP, LoopStage
 from runner.stages.python import PYTHON, PythonStage
 from runner.stages.switch import SWITCH, SwitchStage
 
-KINDS: dict[str, StageKind[Any]] = {kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH)}
+KINDS: dict[str, StageKind[Any]] = {
+    kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH, APPROVE_KIND, ASK_KIND)
+}
 """Every stage kind by the key that picks it in YAML, in the schema's order of choices."""
 
 BY_RECORD: dict[type, StageKind[Any]] = {kind.record: kind for kind in KINDS.values()}
 
-Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage
+Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage | ApproveStage | AskStage
 """Any stage's record: the union of the kinds' records (a test keeps it equal to :data:`KINDS`)."""
 
 
@@ -51,6 +55,8 @@ __all__ = [
     "BY_RECORD",
     "KINDS",
     "AgentStage",
+    "ApproveStage",
+    "AskStage",
     "FanoutStage",
     "LoopStage",
     "PythonStage",

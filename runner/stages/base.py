@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from runner.calls import Usage
     from runner.events import Recorder
+    from runner.stages.gating import GateRequest
     from runner.templates import Template
 
 YamlPath = tuple[str | int, ...]
@@ -313,6 +314,10 @@ class EngineServices(Protocol):
     def executor(self) -> Executor:
         """The bounded thread pool for sync user code (tools and python stages)."""
 
+    def gate(self, request: GateRequest) -> Coroutine[Any, Any, Any]:
+        """A human gate's decision (``approve``: a :class:`~runner.stages.gating.Decision`) or checked answer
+        (``ask``), from the run's gatekeeper; raises :class:`runner.errors.GateWaiting` when there is none."""
+
     @property
     def shared_slots(self) -> Mapping[str, asyncio.Semaphore]:
         """Bounds shared beyond this run, by top-level fan-out stage id: a dataset batch's rows share each such
@@ -331,7 +336,7 @@ class StageShape:
     ``each_stages`` (``for_each`` with ``stages``: branch ``i`` runs ``<id>[i].<inner>``) or ``branches``
     (listed branches, their stages keep their ids); ``loop`` (iteration ``i``, from 1, runs
     ``<id>[i].<inner>``, in order) or ``switch`` (``branches`` are its cases, then its default; the stages of
-    the one that ran keep their ids)."""
+    the one that ran keep their ids); ``approve`` or ``ask`` for a human gate."""
 
     id: str
     path: str  # where it is in the YAML: stages[0].fanout.branches[1][0]
@@ -345,7 +350,7 @@ class StageShape:
 
     @property
     def is_fanout(self) -> bool:
-        return self.mode not in ("agent", "python", "loop", "switch")
+        return self.mode not in ("agent", "python", "loop", "switch", "approve", "ask")
 
 
 class ShapeContext(Protocol):
@@ -420,6 +425,11 @@ class StageKind(ABC, Generic[R]):
     def blocks(self, stage: R) -> tuple[Block, ...]:
         """The stage lists nested in it, in document order."""
         return ()
+
+    def data_schema(self, stage: R) -> Any:
+        """The schema of its output's ``.data`` when the kind itself decides it (an ``ask``'s answer), for the
+        validator's typed data flow; None otherwise (an agent stage's comes from its ``output``)."""
+        return None
 
     def plan(self, stage: R, p: PlanContext) -> StagePlan:
         """Its plan node: ``input`` and ``when`` compiled, its agent's plan, its blocks planned."""

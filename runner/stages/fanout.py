@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.errors import RunError
+from runner.errors import GateStop, RunError
 from runner.stages.agent import agent_text
 from runner.stages.base import (
     NO_POLICY,
@@ -276,9 +276,9 @@ async def _body(
                 return await engine.call_agent(branch_node, agent, text, item_ctx)
             return await engine.run_sequence(pipeline, dict(stages), text, item_vars, branch_node + ".")
         except Exception as exc:
-            if not collect:
-                raise
             error = first_error(exc)
+            if not collect or isinstance(error, GateStop):  # a gate ends the run: never a branch's collected error
+                raise
             rec.emit("failed", branch_node, {"error": brief(error), "kind": "branch"}) if listed else None
             name = agent.spec.name if agent is not None else ""
             return Output("", name, branch_node, Usage(), error=brief(error))

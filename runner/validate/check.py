@@ -125,6 +125,7 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *_typed_checks(wf, source, walk),
         *_budget_checks(wf, source, walk),
         *_assert_checks(wf, source, walk),
+        *_gate_checks(wf, source, walk),
     ]
 
 
@@ -146,14 +147,22 @@ def _assert_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     return check_asserts(wf, source, walk)
 
 
+def _gate_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """Human gates' ``show`` and ``schema`` (issue 23): only a workflow with a gate imports the rules."""
+    from runner.validate.rules.gates import check_gates, has_gates  # noqa: PLC0415
+
+    return check_gates(wf, source, walk) if has_gates(wf) else []
+
+
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     """The data flow of structured outputs and the switch cases read from them: only a workflow with an
     ``output:`` schema has typed values to check (and only then are those rules imported: 10 ms of a run)."""
-    from runner.stages import AgentStage  # noqa: PLC0415
+    from runner.stages import AgentStage, AskStage  # noqa: PLC0415
     from runner.stages import walk as all_stages
 
     typed = any(agent.output is not None for agent in wf.agents.values()) or any(
-        isinstance(stage, AgentStage) and stage.output is not None for stage in all_stages(wf.stages)
+        (isinstance(stage, AgentStage) and stage.output is not None) or isinstance(stage, AskStage)
+        for stage in all_stages(wf.stages)
     )
     if not typed:
         return []

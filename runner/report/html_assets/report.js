@@ -291,6 +291,7 @@
         return out;
       }
       if (it.kind === "python") out.push(["python", start, end]);
+      if (it.kind === "approve" || it.kind === "ask") out.push(["gate", start, end]);
       if (it.kind === "tool") out.push(["tool", start, end]);
       if (it.kind !== "agent") return out;
       const tools = list(n.tool_spans).filter((t) => num(obj(t).start_s) && num(obj(t).end_s));

@@ -84,9 +84,16 @@ def stage_types(wf: Workflow, walk: Walk) -> dict[str, Typed]:
     """Stage id -> what ``stages.<id>`` is, for the stages whose output carries a structured value."""
     out: dict[str, Typed] = {}
     for stage, _ in walk.order:
-        if stage.id in out or stage.agent is None:
+        if stage.id in out:
             continue
         kind = kind_of(stage)
+        own = kind.data_schema(stage)  # an ask's answer: its schema, when it is one (else invalid-setting says)
+        if own is not None:
+            if _usable(own):
+                out[stage.id] = Message(stage.id, own)
+            continue
+        if stage.agent is None:
+            continue
         agent = wf.agents.get(stage.agent)
         if kind.output == "message":
             schema = output_schema(wf, stage)
@@ -95,6 +102,12 @@ def stage_types(wf: Workflow, walk: Walk) -> dict[str, Typed]:
         elif kind.output == "list" and not kind.blocks(stage) and agent is not None and agent.output is not None:
             out[stage.id] = Messages(stage.id, agent.output.schema)  # one message per item, from one agent
     return out
+
+
+def _usable(schema: Any) -> bool:
+    from runner.structured import schema_problem  # noqa: PLC0415
+
+    return schema_problem(schema) is None
 
 
 # -- templates -----------------------------------------------------------------------------------------------
