@@ -4,9 +4,10 @@ One small Ray actor, :class:`RateBudget`, holds each model's token buckets (the 
 runner/providers/ratelimit.py: a second's worth of the per-minute rate). Workers do not ask it once per request:
 each worker's :class:`LeasedLimiter` takes a *lease* of requests (and tokens) covering about
 ``LEASE_SECONDS`` of the model's rate divided among the workers, and hands them out locally; it asks again only
-when its lease is spent. Whatever a worker holds was granted by the buckets, so all workers together never take
-more than the buckets give out (at most ``rate x seconds + one second's burst``, as one process), whatever the
-number of workers; a lease a worker did not use when the batch ends is simply not spent.
+when its lease is spent. A lease is a reservation: granted at once, to be spent after the wait the budget names,
+so one round trip covers it even when the limit holds. Whatever a worker spends the buckets had given by then,
+so all workers together never send more than one process would (``rate x seconds + one second's burst``),
+whatever the number of workers; a lease a worker did not spend when the batch ends (or when it dies) is lost.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from runner.providers.ratelimit import _Bucket
 
-LEASE_SECONDS = 0.1  # a lease covers this much of the model's rate (shared by the workers): bench/ray_throughput.py
+LEASE_SECONDS = 0.25  # a lease covers this much of the model's rate (shared by the workers): bench/ray_throughput.py
 
 
 class RateBudget:
@@ -33,25 +34,26 @@ class RateBudget:
         self.granted: dict[str, float] = dict.fromkeys(limits, 0.0)
 
     def take(self, model: str, requests: float, tokens: float) -> tuple[float, float, float, str]:
-        """Grant up to ``requests`` requests (at least one, or none) and ``tokens`` tokens (all or none) of
-        ``model`` now: ``(requests granted, tokens granted, seconds to wait before asking again, the limit that
-        held)``."""
+        """Reserve ``requests`` requests and ``tokens`` tokens of ``model``: ``(requests, tokens, seconds to wait
+        before spending them, the limit that held)``. A reservation is taken from the buckets at once (they go
+        below zero) and may be spent only when the buckets would have held it: so a lease is one round trip
+        even when the limit holds, callers are served in the order they asked, and what all workers spend by
+        any moment is never more than the buckets gave by then."""
         req_bucket, tok_bucket = self._buckets[model]
         now = time.monotonic()
-        wait_r = req_bucket.wait(now, 1.0) if req_bucket is not None and requests > 0 else 0.0
-        wait_t = tok_bucket.wait(now, tokens) if tok_bucket is not None and tokens > 0 else 0.0
-        if wait_r > 0 or wait_t > 0:
-            return 0.0, 0.0, max(wait_r, wait_t), "requests_per_minute" if wait_r >= wait_t else "tokens_per_minute"
         self.leases += 1
-        got_r = got_t = 0.0
+        wait_r = wait_t = 0.0
         if req_bucket is not None and requests > 0:
-            got_r = float(max(1, min(int(requests), math.floor(req_bucket.level))))
-            req_bucket.level -= got_r
-            self.granted[model] += got_r
+            req_bucket.wait(now, 0.0)  # brings the level up to now
+            req_bucket.level -= requests
+            wait_r = max(-req_bucket.level, 0.0) / req_bucket.rate
+            self.granted[model] += requests
         if tok_bucket is not None and tokens > 0:
-            got_t = tokens
+            tok_bucket.wait(now, 0.0)
             tok_bucket.level -= tokens
-        return got_r, got_t, 0.0, ""
+            wait_t = max(-tok_bucket.level, 0.0) / tok_bucket.rate
+        held = "" if max(wait_r, wait_t) <= 0 else "requests_per_minute" if wait_r >= wait_t else "tokens_per_minute"
+        return requests, tokens, max(wait_r, wait_t), held
 
     def figures(self) -> dict[str, Any]:
         """For the batch report: the leases made and the requests granted by model."""
@@ -78,18 +80,19 @@ class LeasedLimiter:
         self.asked = 0  # round trips to the budget
 
     async def acquire(self, tokens: float) -> tuple[float, str]:
-        """Wait until one request of ``tokens`` is covered; the seconds waited and which limit held it."""
+        """Wait until one request of ``tokens`` is covered (one lease at most: a lease covers what was missing);
+        the seconds waited and which limit held it."""
         start = time.monotonic()
         reason = ""
         async with self._lock:
-            while (self.rpm and self.requests < 1.0) or (self.tpm and self.tokens < tokens):
+            if (self.rpm and self.requests < 1.0) or (self.tpm and self.tokens < tokens):
                 want_r = self.lease_requests if self.rpm and self.requests < 1.0 else 0.0
                 want_t = max(tokens - self.tokens, self.lease_tokens) if self.tpm and self.tokens < tokens else 0.0
                 self.asked += 1
                 got_r, got_t, wait, held = await self.budget.take.remote(self.model, want_r, want_t)
                 self.requests += got_r
                 self.tokens += got_t
-                if wait > 0:
+                if wait > 0:  # the reservation is ours once the buckets have made it
                     reason = held
                     await asyncio.sleep(wait)
             if self.rpm:
