@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from runner.cli import main
@@ -283,6 +284,7 @@ def test_2000_rows_on_ray_equal_the_local_executor_row_for_row(
     assert mine[7]["output"] == "label:t7"
     assert {line["worker"] for line in theirs} == {"worker-1", "worker-2"}
     report = json.loads((ray_folder / "report.json").read_text())
+    jsonschema.validate(report, json.loads((ROOT / "schemas" / "batch-report.schema.json").read_text()))
     workers = report["workers"]["workers"]
     assert sorted(workers) == ["worker-1", "worker-2"]
     assert sum(w["rows"] for w in workers.values()) == 2000
@@ -323,10 +325,14 @@ def test_a_worker_killed_mid_run_every_row_once_and_the_rate_limit_held(tmp_path
         assert proc.returncode == 0, err
     got = results(folder)
     assert sorted(line["index"] for line in got) == list(range(rows))  # every row once: none lost, none twice
-    report = json.loads((folder / "report.json").read_text())["workers"]
+    whole = json.loads((folder / "report.json").read_text())
+    jsonschema.validate(whole, json.loads((ROOT / "schemas" / "batch-report.schema.json").read_text()))
+    report = whole["workers"]
     assert report["replaced"] == 1
     assert "worker-1.1" in report["workers"]
     assert report["workers"]["worker-1"]["shards_lost"] >= 1
+    assert report["workers"]["worker-1"]["cpu_s"] is None  # lost before the end
+    assert report["workers"]["worker-1.1"]["cpu_s"] > 0
     # The rate, cluster-wide: past the bucket's first second (its burst), no more than 5% over 30 a second.
     times = sorted(echo.times)
     burst = rpm / 60

@@ -130,6 +130,7 @@ class WorkerFigures:
         self.rows = self.ok = self.shards = self.lost_shards = 0
         self.first = self.last = 0.0
         self.shard_waits: list[float] = []
+        self.cpu_s: float | None = None  # the worker process's CPU seconds, asked at the end (a lost one: None)
 
     def document(self) -> dict[str, Any]:
         span = max(self.last - self.first, 1e-9) if self.rows else 0.0
@@ -144,6 +145,7 @@ class WorkerFigures:
             "shards_lost": self.lost_shards,
             "shard_wait_p50_s": round(waits[len(waits) // 2], 6) if waits else 0.0,
             "shard_wait_max_s": round(waits[-1], 6) if waits else 0.0,
+            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 6),
         }
 
 
@@ -253,6 +255,8 @@ class RayBatch:
             if exc[0] is None:
                 got = await asyncio.gather(*(a.figures.remote() for a in self.actors), return_exceptions=True)
                 trips = sum(g["budget_round_trips"] for g in got if isinstance(g, dict))
+                for figures, g in zip(self.figures, got, strict=True):
+                    figures.cpu_s = g["cpu_s"] if isinstance(g, dict) else None
                 if self.budget is not None:
                     self.budget_figures = {**await self.budget.figures.remote(), "round_trips": trips}
                 await asyncio.gather(*(a.close.remote() for a in self.actors), return_exceptions=True)

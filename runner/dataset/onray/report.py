@@ -14,12 +14,14 @@ def workers_markdown(doc: Mapping[str, Any]) -> str:
         f"### Ray workers: {len(doc['workers'])}"
         + (f" ({doc['replaced']} started in place of lost ones)" if doc["replaced"] else ""),
         "",
-        "| worker | rows | failed | rows/s | shards | shards lost | shard wait p50 | shard wait max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| worker | rows | failed | rows/s | CPU | shards | shards lost | shard wait p50 | shard wait max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, w in doc["workers"].items():
         out.append(
-            f"| {name} | {w['rows']:,} | {w['failed']:,} | {w['rows_per_s']:,.1f} | {w['shards']:,} | "
+            f"| {name} | {w['rows']:,} | {w['failed']:,} | {w['rows_per_s']:,.1f} | "
+            + ("lost" if w["cpu_s"] is None else f"{w['cpu_s']:.2f} s")
+            + f" | {w['shards']:,} | "
             f"{w['shards_lost']:,} | {w['shard_wait_p50_s']:.3f} s | {w['shard_wait_max_s']:.3f} s |"
         )
     budget = doc.get("rate_budget")

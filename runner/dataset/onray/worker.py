@@ -42,6 +42,7 @@ class RowWorker:
         workers: int,
         run_dir: str,
     ) -> None:
+        self._cpu = time.process_time()  # the report's CPU seconds of this worker count from here
         os.environ.update(secrets)
         from runner.plan.compile import compile_workflow  # noqa: PLC0415
         from runner.validate.check import load_workflow  # noqa: PLC0415
@@ -136,8 +137,11 @@ class RowWorker:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def figures(self) -> dict[str, Any]:
-        """Round trips this worker made to the cluster's rate budget."""
-        return {"budget_round_trips": sum(limiter.asked for limiter in self.leased)}
+        """This worker's CPU seconds so far, and the round trips it made to the cluster's rate budget."""
+        return {
+            "cpu_s": time.process_time() - self._cpu,
+            "budget_round_trips": sum(limiter.asked for limiter in self.leased),
+        }
 
     async def close(self) -> None:
         if self.batch is not None:
