@@ -206,6 +206,27 @@ def test_ray_flags_outside_a_ray_batch_are_usage_errors(tmp_path: Path) -> None:
     )
 
 
+def test_the_workers_get_every_key_the_workflow_names_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.dataset.onray.driver import secrets_of  # noqa: PLC0415
+    from runner.plan.compile import compile_workflow  # noqa: PLC0415
+    from runner.validate.check import load_workflow  # noqa: PLC0415
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        workflow("http://127.0.0.1:9/v1")
+        + "embeddings:\n  e: {provider: openai, base_url: 'http://127.0.0.1:9/v1', model: x, dimensions: 8,"
+        " api_key_env: RAY_TEST_EMBED_KEY}\n"
+    )
+    monkeypatch.setenv("RAY_TEST_API_KEY", "a")
+    monkeypatch.setenv("RAY_TEST_EMBED_KEY", "b")
+    monkeypatch.setenv("RAY_TEST_OTHER_KEY", "c")
+    assert secrets_of(compile_workflow(load_workflow(str(wf)))) == {"RAY_TEST_API_KEY": "a", "RAY_TEST_EMBED_KEY": "b"}
+    monkeypatch.delenv("RAY_TEST_EMBED_KEY")  # unset: left for the worker's own error, not passed empty
+    assert secrets_of(compile_workflow(load_workflow(str(wf)))) == {"RAY_TEST_API_KEY": "a"}
+
+
 def test_a_local_batch_does_not_import_ray(tmp_path: Path) -> None:
     with OAIServer() as server:
         server.responder = Echo()

@@ -117,8 +117,9 @@ def leave(started: bool) -> None:
 def secrets_of(plan: Plan) -> dict[str, str]:
     """The values of the environment variables the workflow's models and embedders name in ``api_key_env``."""
     wf = plan.workflow
-    specs = [*wf.models.values(), *getattr(wf, "embedders", {}).values()]
-    names = {name for spec in specs if (name := getattr(getattr(spec, "config", None), "api_key_env", None))}
+    records = [spec.config for spec in wf.models.values()]
+    records += [r for spec in wf.embeddings.values() for r in (spec.config, spec.settings)]
+    names = {name for record in records if isinstance(name := getattr(record, "api_key_env", None), str)}
     return {name: os.environ[name] for name in sorted(names) if name in os.environ}
 
 
@@ -347,6 +348,10 @@ class RayBatch:
         if self.replaced >= 3 * len(self.actors):
             raise RunnerError(f"Ray workers kept dying ({self.replaced} replaced); the last: {_cause(exc)}")
         self.replaced += 1
+        try:  # gone, or only unreachable for now: either way its rows are sent again, so it must not run on
+            self.ray.kill(dead)
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
         generation = 1 + sum(1 for f in self.retired if f.track == slot)
         self.retired.append(self.figures[slot])  # its rows stay counted under its own name
         self.actors[slot] = self._spawn(slot, generation)
