@@ -125,11 +125,36 @@ def driver_cost(n: int = 20_000) -> float:
     return elapsed / n
 
 
+def shard_sizes(opts: argparse.Namespace, sizes: list[int], wf: Path, data: Path, address: str) -> int:
+    """Rows span and CPU with 2 workers for each shard size (interleaved rounds, medians)."""
+    extra = ["--executor", "ray", "--workers", "2", "--ray-address", address]
+    got: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
+    for rnd in range(opts.rounds):
+        for size in sizes:
+            os.environ["RUNNER_RAY_SHARD_ROWS"] = str(size)
+            got[size].append(run_case(wf, data, wf.parent.parent / "reports", opts.concurrency, extra))
+            print(f"round {rnd + 1} shard {size}: {got[size][-1]}", file=sys.stderr, flush=True)
+    os.environ.pop("RUNNER_RAY_SHARD_ROWS", None)
+    load = os.getloadavg()
+    print(f"\n{2 * opts.rows:,} rows, 2 workers, --concurrency {opts.concurrency}; {opts.rounds} rounds (medians); "
+          f"load {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs\n")  # fmt: skip
+    print("| shard rows | rows span | rows/s | CPU (driver + workers) |")
+    print("|---:|---:|---:|---:|")
+    for size, runs in got.items():
+        span = statistics.median(r["span"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"| {size} | {span:.2f} s | {2 * opts.rows / span:,.0f} | {cpu:.2f} s |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000, help="N: the throughput runs take 2N rows")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--shard-rows", help="instead: 2 workers, 2N rows, with each of these shard sizes (comma-separated)"
+    )
     opts = parser.parse_args()
 
     temp = Path(tempfile.mkdtemp(prefix="rayb", dir="/tmp"))
@@ -169,6 +194,8 @@ def main() -> int:
             ("local", 1): [],
             ("ray, 1 worker", 1): one,
         }
+        if opts.shard_rows:
+            return shard_sizes(opts, [int(x) for x in opts.shard_rows.split(",")], wf, data[2 * opts.rows], address)
         got: dict[tuple[str, int], list[dict[str, Any]]] = {case: [] for case in cases}
         for rnd in range(opts.rounds):
             for (name, k), extra in cases.items():

@@ -38,9 +38,9 @@ from runner.plan.compile import Plan
 
 INSTALL = "pip install 'runner[ray]'"
 NAMESPACE = "runner"
-SHARD_ROWS = (
-    200  # rows a shard holds at most (at least twice a worker's share of --concurrency): bench/ray_throughput.py
-)
+# Rows a shard holds (at least twice a worker's share of --concurrency); $RUNNER_RAY_SHARD_ROWS sets it (measured
+# with bench/ray_throughput.py --shard-rows: docs/ray.md).
+SHARD_ROWS = 200
 SHARDS_AHEAD = 2  # shards each worker holds: one running, one waiting
 TRACE_ROWS = 100_000  # rows drawn in trace.json at most
 _END = object()
@@ -291,7 +291,7 @@ class RayBatch:
         the order rows end within a worker), ``on_start`` each row as it is sent."""
         source: Iterator[RowInput] = iter(rows)
         again: deque[RowInput] = deque()  # rows of a lost worker's shards, sent first
-        size = max(SHARD_ROWS, 2 * max(self.shares))
+        size = max(_shard_rows(), 2 * max(self.shares))
         self._t0 = time.time()
         ended = [False]
 
@@ -405,6 +405,15 @@ class _NoChanges:
     """Adaptive concurrency runs in each worker; the driver has no changes of its own to report."""
 
     changes: list[dict[str, Any]] = []
+
+
+def _shard_rows() -> int:
+    text = os.environ.get("RUNNER_RAY_SHARD_ROWS", "")
+    if not text:
+        return SHARD_ROWS
+    if not text.isdigit() or int(text) < 1:
+        raise RunnerError(f"RUNNER_RAY_SHARD_ROWS={text}: expected a whole number of rows, 1 or more")
+    return int(text)
 
 
 def _cause(exc: BaseException) -> str:
