@@ -271,10 +271,46 @@ def test_an_unreachable_cluster_is_a_clear_error_naming_the_address(tmp_path: Pa
 # -- on Ray ---------------------------------------------------------------------------------------------------
 
 
+def _descendants(root: int) -> set[int]:
+    """The processes started under ``root`` (Ray's GCS, raylet, workers), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def test_the_cluster_listens_on_loopback_only(cluster: Cluster) -> None:
     (node,) = cluster.ray.nodes()
     assert node["NodeManagerAddress"] == "127.0.0.1"
     assert cluster.address.startswith("127.0.0.1:")
+    # Every socket a process of the instance listens on is bound to 127.0.0.1 (or ::1): read from /proc.
+    inodes: set[str] = set()
+    for pid in _descendants(os.getpid()) | {os.getpid()}:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # ::ffff:127.0.0.1
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN, one of ours
+                listening.append(fields[1])
+    assert len(listening) >= 3  # the GCS, the raylet, the object manager at least: the scan sees them
+    assert [a for a in listening if a.partition(":")[0] not in loopback] == []
 
 
 def test_2000_rows_on_ray_equal_the_local_executor_row_for_row(
