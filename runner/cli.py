@@ -105,6 +105,12 @@ def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--junit", metavar="FILE", help="also write the assertions' JUnit XML here (README: Evaluations)"
     )
+    # issue 18: the rows on Ray actors (runner[ray]); README "On Ray"
+    group.add_argument(
+        "--executor", choices=("local", "ray"), default="local", help="where the rows run (default local)"
+    )
+    group.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: the cluster (HOST:PORT or auto)")
+    group.add_argument("--workers", type=_positive, metavar="N", help="with --executor ray: actors (default: CPUs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,6 +440,10 @@ def dispatch(args: argparse.Namespace) -> int:
             if getattr(args, flag):
                 name = "--" + {"mapping": "map"}.get(flag, flag).replace("_", "-")
                 raise UsageError(f"{name} is for a batch: runner run WF --dataset FILE {name} ...")
+        if args.executor != "local" or args.ray_address is not None or args.workers is not None:  # issue 18
+            raise UsageError(
+                "--executor, --ray-address and --workers are for a batch: runner run WF --dataset FILE ..."
+            )
 
         return run_command(
             args.workflow,

@@ -72,6 +72,9 @@ class BatchOptions:
     folder: Path | None = None  # the run folder, when runner eval's comparison of variants names it
     annotations: bool = False  # runner eval --annotations: GitHub annotations on stdout (issue 24)
     loaded: Any = None  # the workflow's records when runner eval has loaded it already (not read and checked twice)
+    executor: str = "local"  # "ray": the rows run on Ray actors (issue 18, runner/dataset/onray)
+    ray_address: str | None = None
+    workers: int | None = None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -87,6 +90,14 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def dataset_command(opts: BatchOptions) -> int:
+    if opts.executor == "ray":  # said before anything is read: Ray missing, or flags it cannot take
+        from runner.dataset.onray.driver import import_ray  # noqa: PLC0415
+
+        import_ray()
+        if opts.record or opts.replay:
+            raise UsageError("--record and --replay run on the local executor: drop --executor ray")
+    elif opts.ray_address is not None or opts.workers is not None:
+        raise UsageError(f"{'--ray-address' if opts.ray_address else '--workers'} is for --executor ray")
     tape = None
     if opts.record or opts.replay or opts.strict or opts.replay_timing:  # the cassette's modules only when asked
         from runner.commands.cassette import open_tape  # noqa: PLC0415
@@ -143,7 +154,22 @@ def dataset_command(opts: BatchOptions) -> int:
         )
     if opts.junit is not None and not wf.asserts:
         raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
+    if opts.executor == "ray" and (opts.otel is not None or wf.repeat > 1):  # the Ray workers do neither yet
+        what = "OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT)" if opts.otel is not None else "repeat:"
+        raise UsageError(f"{what} runs on the local executor: drop --executor ray")
     plan = compile_workflow(wf)
+    ray_started = None
+    if opts.executor == "ray":  # an unreachable cluster is said before a run folder is made
+        from runner.dataset.onray.driver import connect  # noqa: PLC0415
+
+        try:
+            runs = Path(opts.report_dir or wf.report.dir) / "runs" if ledger is None else folder.parent
+            base = os.path.dirname(os.path.abspath(workflow_file))
+            ray_started = connect(opts.ray_address, opts.workers, base, _excludes(base, settings["dataset"], runs))
+        except BaseException:
+            if ledger is not None:
+                ledger.close()
+            raise
     if ledger is None:
         if opts.folder is not None:
             folder = opts.folder
@@ -177,9 +203,13 @@ def dataset_command(opts: BatchOptions) -> int:
             settings = {**settings, "workflow_sha256": wf.sha256, "dataset_stat": _stat(settings["dataset"])}
             ledger.update_settings(settings)
     try:
-        return _run(opts, folder, ledger, settings, plan, rows, tape)
+        return _run(opts, folder, ledger, settings, plan, rows, tape, workflow_file)
     finally:
         ledger.close()
+        if ray_started is not None:
+            from runner.dataset.onray.driver import leave  # noqa: PLC0415
+
+            leave(ray_started)
 
 
 def _stat(path: str) -> list[int] | None:
@@ -213,6 +243,7 @@ def _run(
     plan: Any,
     rows: RowInputs,
     tape: Any = None,
+    workflow_file: str | None = None,
 ) -> int:
     results_path = folder / RESULTS_NAME
     written = reconcile(results_path, drop_failed=opts.retry_errors)
@@ -282,6 +313,9 @@ def _run(
         _ended(result, await checked_line(evaluator[0], result, result.line(keep), inputs, row))
 
     def _ended(result: RowResult, line: dict[str, Any]) -> None:
+        worker = batch.worker_of.pop(result.index, None) if on_ray else None
+        if worker is not None:  # which Ray worker ran the row (issue 18)
+            line["worker"] = worker
         out.append(line)  # first the line: results.jsonl decides what is done
         ledger.ended(result.index, result.key, result.ok, result.error)
         stats.add(result)
@@ -296,15 +330,30 @@ def _run(
 
         wf = plan.workflow
         tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=opts.otel.content)
-    batch = Batch(
-        plan,
-        concurrency=opts.concurrency,
-        run_dir=folder,
-        batch_id=batch_id,
-        wrapper=tape,
-        tracer=tracer,
-        repeat=plan.workflow.repeat,
-    )
+    batch: Any
+    on_ray = opts.executor == "ray"
+    if on_ray:
+        from runner.dataset.onray.driver import RayBatch  # noqa: PLC0415
+
+        batch = RayBatch(
+            plan,
+            workflow_file=workflow_file or plan.workflow.file,
+            offline=bool(settings["offline"]),
+            concurrency=opts.concurrency,
+            workers=opts.workers,
+            run_dir=folder,
+            batch_id=batch_id,
+        )
+    else:
+        batch = Batch(
+            plan,
+            concurrency=opts.concurrency,
+            run_dir=folder,
+            batch_id=batch_id,
+            wrapper=tape,
+            tracer=tracer,
+            repeat=plan.workflow.repeat,
+        )
     started_at = now_utc()
 
     async def main() -> None:
@@ -364,6 +413,9 @@ def _run(
         },
         concurrency=batch.adaptive.changes,
     )
+    if on_ray:  # which worker ran what (issue 18): the report's workers, a track each in a trace
+        doc["workers"] = batch.document()
+        batch.write_trace(folder)
     unmet: list[str] = []
     if evaluating:
         from runner.commands.evals import batch_totals  # noqa: PLC0415
@@ -380,7 +432,12 @@ def _run(
             settings.get("variant"),
         )
     atomic_write_text(folder / "report.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(folder / "report.md", markdown(doc) + (_evals_section(doc) if evaluating else ""))
+    extra = _evals_section(doc) if evaluating else ""
+    if "workers" in doc:
+        from runner.dataset.onray.report import workers_markdown  # noqa: PLC0415
+
+        extra = workers_markdown(doc["workers"]) + extra
+    atomic_write_text(folder / "report.md", markdown(doc) + extra)
     if not opts.quiet:
         print(f"runner: {stats.final(wall)}", file=err)
         if evaluating:
@@ -424,6 +481,18 @@ def _run(
         )
         return 1
     return 1 if unmet else 0
+
+
+def _excludes(folder: str, dataset: str, runs: Path) -> list[str]:
+    """What the Ray workers' copy of the workflow's folder leaves out: the dataset and the run folders, when
+    they are inside it (the driver reads and writes those; Ray's upload is limited to 500 MiB)."""
+    base = Path(folder).resolve()
+    out = []
+    ray_tmp = Path(os.environ.get("RAY_TMPDIR") or "/tmp/ray").resolve()  # where a local Ray keeps its sessions
+    for path in (Path(dataset).resolve(), runs.resolve(), ray_tmp):
+        if path.is_relative_to(base) and path != base:
+            out.append("/" + path.relative_to(base).as_posix())
+    return out
 
 
 def _evals_section(doc: dict[str, Any]) -> str:
@@ -482,6 +551,9 @@ def batch_from_args(args: Any, *, require_asserts: bool = False) -> int:
         otel=getattr(args, "otel_settings", None),
         require_asserts=require_asserts,
         annotations=bool(getattr(args, "annotations", False)),
+        executor=args.executor,
+        ray_address=args.ray_address,
+        workers=args.workers,
     )
     if require_asserts and (opts.resume is None and opts.workflow is not None or _compared(opts.resume)):
         from runner.commands.variants import variants_command  # noqa: PLC0415

@@ -359,13 +359,16 @@ class Batch:
         rows: Iterable[RowInput],
         on_result: Callable[[RowResult], Awaitable[None] | None],
         on_start: Callable[[RowInput], None] | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         """Run ``rows`` (read one at a time, only when a slot is free: the iterable may be a file read as a
         stream), at most ``concurrency`` in flight; ``on_result`` gets each result as its row ends (on the loop;
-        what it raises stops the batch), ``on_start`` each row as it starts."""
+        what it raises stops the batch), ``on_start`` each row as it starts. ``slots``: a bound shared with other
+        calls of :meth:`run` on this batch running at once (a Ray worker's shards, runner/dataset/onray), else
+        one of ``concurrency`` for this call."""
         if not self._opened:
             raise RuntimeError("a Batch runs rows inside `async with`")
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = slots if slots is not None else asyncio.Semaphore(self.concurrency)
 
         async def one(row: RowInput) -> None:
             try:
