@@ -207,6 +207,26 @@ def test_ray_flags_outside_a_ray_batch_are_usage_errors(tmp_path: Path) -> None:
     )
 
 
+def test_what_the_ray_workers_do_not_do_yet_is_refused_not_ignored(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(workflow("http://127.0.0.1:9/v1"))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n')
+    got = cli("run", str(wf), "--dataset", str(data), "--executor", "ray", "--otel", "http://127.0.0.1:9")
+    assert (got.returncode, got.stderr) == (
+        2,
+        "runner: error: OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT) runs on the local executor: "
+        "drop --executor ray\n",
+    )
+    wf.write_text(workflow("http://127.0.0.1:9/v1") + "repeat: 3\nassert:\n  - {type: contains, value: x}\n")
+    got = cli("run", str(wf), "--dataset", str(data), "--executor", "ray")
+    assert (got.returncode, got.stderr) == (
+        2,
+        "runner: error: repeat: runs on the local executor: drop --executor ray\n",
+    )
+    assert not (tmp_path / "reports").exists()
+
+
 def test_the_workers_get_every_key_the_workflow_names_and_no_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
