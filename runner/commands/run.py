@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from runner import interrupts
 from runner.engine.execute import as_text
@@ -29,6 +29,9 @@ from runner.validate.check import load_workflow
 from runner.validate.formats import format_error
 from runner.workflow.inputs import read_input_file, resolve_inputs
 from runner.workflow.offline import offline_workflow
+
+if TYPE_CHECKING:
+    from runner.engine.checkpoint import Checkpoint
 
 EXIT_BUG = 3
 # Report folders keep a run folder per run: the newest are swept for temporary files a killed run left.
@@ -53,9 +56,68 @@ def run_command(
     replay: str | None = None,
     strict: bool = False,
     replay_timing: str | None = None,
+    checkpoint: bool = True,
+    resume: str | None = None,
+    force: bool = False,
 ) -> int:
     """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet).
-    ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`)."""
+    ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`). ``checkpoint``: keep
+    the run's checkpoint in its run folder (``--no-checkpoint``: not); ``resume``: a run folder whose checkpoint
+    to go on from (:func:`runner.commands.resume.reopen`), ``force`` accepting an edited workflow."""
+    ckpt = None
+    if resume is not None:
+        from runner.commands.resume import reopen  # noqa: PLC0415
+
+        reopened = reopen(resume, workflow, sets, input_file, offline=offline, report_dir=report_dir, force=force)
+        if isinstance(reopened, int):
+            return reopened  # the run had finished: nothing to do
+        ckpt, workflow, settings = reopened
+        sets, input_file, offline, report_dir = [], None, bool(settings["offline"]), settings["report_dir"]
+    held = [ckpt] if ckpt is not None else []  # closed (written, the folder's lock released) however the run ends
+    try:
+        return _run_command(
+            workflow,
+            sets,
+            report_dir=report_dir,
+            quiet=quiet,
+            use_uvloop=use_uvloop,
+            input_file=input_file,
+            offline=offline,
+            log_level=log_level,
+            log_file=log_file,
+            progress=progress,
+            record=record,
+            replay=replay,
+            strict=strict,
+            replay_timing=replay_timing,
+            checkpoint=checkpoint,
+            held=held,
+        )
+    finally:
+        for kept in held:
+            kept.close()
+
+
+def _run_command(
+    workflow: str,
+    sets: Sequence[str],
+    *,
+    report_dir: str | None,
+    quiet: bool,
+    use_uvloop: bool,
+    input_file: str | None,
+    offline: bool,
+    log_level: str | None,
+    log_file: str | None,
+    progress: bool | None,
+    record: str | None,
+    replay: str | None,
+    strict: bool,
+    replay_timing: str | None,
+    checkpoint: bool,
+    held: list[Checkpoint],
+) -> int:
+    ckpt = held[0] if held else None
     tape = None
     if record or replay or strict or replay_timing:  # the cassette's modules (and httpx) only when asked for
         from runner.commands.cassette import open_tape  # noqa: PLC0415
@@ -64,7 +126,11 @@ def run_command(
     wf = load_workflow(workflow)
     if offline:
         wf = offline_workflow(wf)
-    inputs = resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
+    inputs = (
+        resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
+        if ckpt is None
+        else ckpt.settings["inputs"]  # a resumed run's, as its first start resolved them
+    )
     plan = compile_workflow(wf)
     directory = report_dir or wf.report.dir
     # Before the first call: a report folder that cannot be written is found now, not after the run spent them.
@@ -91,11 +157,19 @@ def run_command(
         # folder beside the reports, named like them; it is created only when something is written there.
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
         run_dir = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        if ckpt is None and checkpoint:  # every run keeps its checkpoint (issue 23), made before the first call
+            from runner.commands.resume import start  # noqa: PLC0415
+
+            ckpt = start(run_dir, wf, inputs, offline=offline, report_dir=report_dir)
+            held.append(ckpt)
+        if ckpt is not None:
+            run_dir = ckpt.folder
+            print(f"runner: run folder: {run_dir}", file=sys.stderr, flush=True)
         interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
         outcome = run_session(
-            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir, wrapper=tape),
+            Session(plan, inputs, sink=sink.for_node if sink else None, run_dir=run_dir, wrapper=tape, checkpoint=ckpt),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
             tune_gc=True,
@@ -152,15 +226,21 @@ def run_command(
             code = EXIT_BUG
         else:
             code = 1
+    resume = f"; continue with: runner run --resume {run_dir}" if ckpt is not None else ""
     if outcome.status == "interrupted" or interrupts.received() is not None:
         partial = "partial report" if outcome.status == "interrupted" else "report"
         said = f"{partial} written" if json_written else f"the {partial} could not be written"
-        print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
+        print(
+            f"runner: {interrupts.describe()}; {said}{resume if outcome.status == 'interrupted' else ''}",
+            file=sys.stderr,
+        )
         return interrupts.exit_code(outcome.error)
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
             sys.stderr.write(format_error(error))
+            if resume and "--resume" not in str(error):  # a budget's stop says it itself
+                print(f"runner: the stages that finished are kept{resume}", file=sys.stderr)
             return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
     return code

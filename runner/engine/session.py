@@ -36,6 +36,7 @@ from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
 
 if TYPE_CHECKING:
+    from runner.engine.checkpoint import Checkpoint
     from runner.providers.transport import TransportWrapper
 
 Attach = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], Callable[[], None] | None]
@@ -78,6 +79,7 @@ async def execute(
     transport: Any = None,
     stages: dict[str, Any] | None = None,
     wrapper: TransportWrapper | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Any:
     """Run ``plan`` on the running loop and return its last stage's output.
 
@@ -85,7 +87,8 @@ async def execute(
     them and may use them again); the others are made here from the workflow's settings (``transport`` going
     to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
     id as they end. ``wrapper`` wraps the transport of every endpoint made here (a cassette recording or
-    replaying the run: :mod:`runner.cassette`)."""
+    replaying the run: :mod:`runner.cassette`). ``checkpoint``: the run's checkpoint (finished nodes restored from
+    it, each node committed to it as it ends: :mod:`runner.engine.checkpoint`)."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
     folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
@@ -101,7 +104,15 @@ async def execute(
         if plan.workflow.limits is not None:  # every model call of the run counted against its budget
             from runner.engine.budget import budgeted  # noqa: PLC0415
 
-            chat = budgeted(chat, plan.workflow.limits, recorder, plan.workflow.file, plan.workflow.models)
+            chat = budgeted(
+                chat,
+                plan.workflow.limits,
+                recorder,
+                plan.workflow.file,
+                plan.workflow.models,
+                resume=None if checkpoint is None else str(checkpoint.folder),
+                spent=() if checkpoint is None else checkpoint.spent(plan.agents),
+            )
         if any(spec.fallback is not None for spec in plan.workflow.models.values()):
             from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
 
@@ -116,6 +127,7 @@ async def execute(
             tools=tool_runner,
             functions=functions,
             resources=resources,
+            checkpoint=checkpoint,
         )
         output = await engine.run(stages)
         await resources.aclose(recorder)  # a failed background record fails the run
@@ -142,7 +154,9 @@ class Session:
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers``, ``transport`` and ``wrapper`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport``, ``wrapper`` and ``checkpoint`` as in :func:`execute`
+    (a checkpoint's folder is the run folder; the session marks it finished when the run ends ok, and leaves its
+    closing to whoever opened it).
     """
 
     def __init__(
@@ -156,8 +170,10 @@ class Session:
         providers: Mapping[str, ChatProvider] | None = None,
         transport: Any = None,
         wrapper: TransportWrapper | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.plan = plan
+        self.checkpoint = checkpoint
         self.wrapper = wrapper
         self.inputs = inputs
         self.sink = sink
@@ -199,6 +215,12 @@ class Session:
         if run_dir is None:
             stamp = info.started_at.strftime("%Y%m%dT%H%M%S.%fZ")
             run_dir = Path(self.plan.workflow.report.dir) / "runs" / f"{info.workflow}-{stamp}"
+        ckpt = self.checkpoint
+        if ckpt is not None:
+            run_dir = ckpt.folder
+            ckpt.memory = any(m.working is not None for m in self.plan.workflow.memory.values())
+            if ckpt.nodes:
+                self.recorder.emit("resumed", "run", {"folder": str(ckpt.folder), "nodes": ckpt.nodes})
         try:
             output = await execute(
                 self.plan,
@@ -211,7 +233,10 @@ class Session:
                 transport=self.transport,
                 stages=self.stages,
                 wrapper=self.wrapper,
+                checkpoint=ckpt,
             )
+            if ckpt is not None:
+                ckpt.finished()
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.end("interrupted", None, exc)
             raise
