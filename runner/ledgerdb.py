@@ -81,10 +81,16 @@ class Store:
         """Commit the updates queued since the last flush, in one transaction."""
         pending, self._pending = self._pending, []
         self._flushed = time.monotonic()
+        self._write(pending)
+
+    def _write(self, pending: list[tuple[str, tuple[Any, ...]]]) -> None:
         if pending:
             with self._writing():
-                for sql, args in pending:
-                    self.db.execute(sql, args)
+                start = 0
+                for end in range(1, len(pending) + 1):  # runs of one statement go in one executemany
+                    if end == len(pending) or pending[end][0] is not pending[start][0]:
+                        self.db.executemany(pending[start][0], [args for _, args in pending[start:end]])
+                        start = end
 
     def close(self) -> None:
         try:
@@ -99,10 +105,16 @@ def create(folder: Path, kind: Kind, schema: str, meta: Mapping[str, str]) -> tu
     path = folder / kind.name
     lock = hold(folder, kind)
     try:
-        db = connect(path, noun=kind.noun)
+        db = initialise(path, kind, schema, meta)
     except BaseException:
         let_go(lock)
         raise
+    return path, db, lock
+
+
+def initialise(path: Path, kind: Kind, schema: str, meta: Mapping[str, str]) -> sqlite3.Connection:
+    """A new ledger file of ``kind`` at ``path``, its tables made and its meta written (the lock already held)."""
+    db = connect(path, noun=kind.noun)
     try:
         with db:
             db.executescript(schema)
@@ -110,9 +122,8 @@ def create(folder: Path, kind: Kind, schema: str, meta: Mapping[str, str]) -> tu
             db.executemany("INSERT INTO meta VALUES (?, ?)", rows)
     except sqlite3.Error as exc:
         db.close()
-        let_go(lock)
         raise LedgerError(f"{path}: cannot create the {kind.noun}: {exc}") from None
-    return path, db, lock
+    return db
 
 
 def open_checked(folder: Path, kind: Kind, tables: set[str]) -> tuple[Path, sqlite3.Connection, Any]:

@@ -27,13 +27,15 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runner.calls import Usage
 from runner.fsutil import atomic_write_text
-from runner.ledgerdb import Kind, LedgerError, Store, create, open_checked
+from runner.ledgerdb import Kind, LedgerError, Store, hold, initialise, let_go, open_checked
 from runner.locking import FileLock
 from runner.stages.base import SKIPPED, Iterations, Output, Routed
 
@@ -62,7 +64,7 @@ class Unstorable(Exception):
 class Checkpoint(Store):
     """The open checkpoint of one run folder: ``create`` starts one, ``open`` reads one to resume."""
 
-    flush_rows = 512
+    flush_rows = 4096  # the timer writes sooner: a kill loses at most flush_every seconds of nested nodes
     flush_every = 0.2
     MISSING = MISSING
 
@@ -73,18 +75,13 @@ class Checkpoint(Store):
         self._done: dict[str, tuple[str, str | None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.restored_nodes = 0
-
-    @classmethod
-    def create(cls, folder: Path, settings: Mapping[str, Any], stages: Mapping[str, str]) -> Checkpoint:
-        """A new checkpoint in ``folder`` (made if missing) for a run given ``settings``; ``stages``: each top-level
-        stage's definition hash (:func:`stage_hashes`)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "settings": json.dumps(dict(settings), sort_keys=True),
-            "stages": json.dumps(dict(stages)),
-            "status": "running",
-        }
-        return cls(*create(folder, KIND, _SCHEMA, meta))
+        # Commits are written by a thread of their own, in the order they were queued, while the run goes on (a
+        # 1,000-row transaction costs a fan-out of scripted replies half its time again when the loop waits for
+        # it). A top-level stage starts only once the stages before it are written (:meth:`settled`).
+        self._writer: ThreadPoolExecutor | None = None
+        self._written: Future[None] | None = None
+        self._committed: Future[None] | None = None
+        self._error: BaseException | None = None
 
     @classmethod
     def start(
@@ -99,10 +96,23 @@ class Checkpoint(Store):
             "report_dir": os.path.abspath(report_dir or wf.report.dir),
         }
         try:
-            json.dumps(settings)
+            meta = {
+                "settings": json.dumps(settings, sort_keys=True),
+                "stages": json.dumps(stage_hashes(wf.file)),
+                "status": "running",
+            }
         except (TypeError, ValueError) as exc:
             raise LedgerError(f"the run's inputs cannot be kept in its checkpoint: {exc}") from None
-        return cls.create(folder, settings, stage_hashes(wf.file))
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = hold(folder, KIND)
+        # The file is made by the writer thread, while the run starts: its first stage has nothing to wait for,
+        # and a later one waits for the stages before it (:meth:`settled`), which are written after the file.
+        ckpt = cls(folder / CHECKPOINT_NAME, cast(sqlite3.Connection, None), lock)
+        ckpt._submit(ckpt._initialise, meta)
+        return ckpt
+
+    def _initialise(self, meta: Mapping[str, str]) -> None:
+        self.db = initialise(self.path, KIND, _SCHEMA, meta)
 
     @classmethod
     def open(cls, folder: Path) -> Checkpoint:
@@ -174,10 +184,43 @@ class Checkpoint(Store):
         return file
 
     def finished(self) -> None:
-        """The run ended ok: everything is written and a resume has nothing left to run."""
+        """The run ended ok: once everything is written, a resume has nothing left to run."""
         self.flush()
+        self._submit(self._mark_finished)
+
+    def _mark_finished(self) -> None:
         with self._writing():
             self.db.execute("UPDATE meta SET value = 'finished' WHERE key = 'status'")
+
+    def flush(self) -> None:
+        """Hand the commits queued since the last flush to the writer thread, as one transaction."""
+        pending, self._pending = self._pending, []
+        self._flushed = time.monotonic()
+        if pending:
+            self._submit(self._write, pending)
+            self._committed = self._written
+        if self._error is not None:
+            raise self._error
+
+    def _submit(self, write: Any, *args: Any) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="runner-checkpoint")
+        self._written = self._writer.submit(self._guarded, write, *args)
+
+    def _guarded(self, write: Any, *args: Any) -> None:
+        if self._error is None:  # after a failed write nothing later is written: commits stay in order
+            try:
+                write(*args)
+            except BaseException as exc:  # noqa: BLE001 - raised on the run's side by flush, settled or close
+                self._error = exc
+
+    async def settled(self) -> None:
+        """Wait (without holding the loop) until everything handed to the writer is written; raise its error."""
+        written = self._committed  # not the file's making: the first stage has no stage before it to wait for
+        if written is not None and not written.done():
+            await asyncio.wrap_future(written)
+        if self._error is not None:
+            raise self._error
 
     def spent(self, agents: Mapping[str, Any]) -> list[tuple[str, int, int]]:
         """What the finished agent calls held used: (model, prompt tokens, completion tokens) each, their model
@@ -199,8 +242,17 @@ class Checkpoint(Store):
         found = self._done.get(node)
         if found is None:
             return MISSING
+        data = json.loads(found[0])
+        if isinstance(data, dict) and "$branches" in data:
+            outputs = [self.restored(f"{node}[{i}]") for i in range(data["$branches"])]
+            if any(o is MISSING for o in outputs):
+                raise LedgerError(f"{self.path}: the checkpoint lacks branches of {node}; the file is damaged")
+            self.restored_nodes -= len(outputs)  # counted as the one node it is
+            data = outputs
+        else:
+            data = decode(data)
         self.restored_nodes += 1
-        return decode(json.loads(found[0]))
+        return data
 
     def exports(self, node: str) -> dict[str, Any]:
         """The nested stages' outputs a restored stage had made visible to later stages."""
@@ -211,10 +263,18 @@ class Checkpoint(Store):
 
     def commit(self, node: str, value: Any, exports: Mapping[str, Any] | None = None, *, now: bool = False) -> None:
         """Queue ``node``'s output (and what it exported); ``now``: write the queue at once (a top-level stage)."""
+        if type(value) is Output and value.data is None:  # the common node: an agent's text reply
+            if value.error is not None:
+                return  # a branch failed under on_error: collect: it runs again on resume
+            usage = value.usage
+            row = [value.content, value.name, value.node, usage.prompt_tokens, usage.completion_tokens, None]
+            self.queue(_COMMIT, (node, _dumps({"$output": row}), None, self._memory_of(node) if self.memory else None))
+            self._later(now)
+            return
         if isinstance(value, Output) and value.error is not None:
-            return  # a branch failed under on_error: collect: it runs again on resume
+            return
         try:
-            text = json.dumps(encode(value), ensure_ascii=False, separators=(",", ":"))
+            text = _dumps(encode(value))
             extra = None
             if exports:
                 extra = json.dumps({k: encode(v) for k, v in exports.items()}, separators=(",", ":"))
@@ -222,6 +282,18 @@ class Checkpoint(Store):
             return  # a python stage's own object: it runs again on resume
         memory = self._memory_of(node) if self.memory else None
         self.queue(_COMMIT, (node, text, extra, memory))
+        self._later(now)
+
+    def commit_branches(self, node: str, outputs: list[Any], *, now: bool = False) -> None:
+        """A fan-out whose every branch is a node committed on its own (one agent call each): stored as the
+        number of branches, restored from theirs, rather than every output twice. One that kept a failed branch
+        (``on_error: collect``) is not stored: on resume its finished branches are restored and the others run."""
+        if any(isinstance(o, Output) and o.error is not None for o in outputs):
+            return
+        self.queue(_COMMIT, (node, _dumps({"$branches": len(outputs)}), None, None))
+        self._later(now)
+
+    def _later(self, now: bool) -> None:
         if now:
             self.flush()
         elif self.pending and self._timer is None:
@@ -239,10 +311,20 @@ class Checkpoint(Store):
             pass  # said by the next commit or the close, on the run's own path
 
     def close(self) -> None:
+        """Write what is queued, wait for the writer, close the file and let go of the folder's lock."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        super().close()
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            if self.db is not None:  # None: the writer could not make the file (the error is raised below)
+                self.db.close()
+            let_go(self.lock)
+        if self._error is not None:
+            raise self._error
 
     # -- working memory -------------------------------------------------------------------------------------
 
@@ -281,6 +363,9 @@ class Checkpoint(Store):
                 if not path.is_file() or path.read_text(encoding="utf-8") != text:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_text(path, text)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # -- values -------------------------------------------------------------------------------------------------

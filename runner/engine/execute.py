@@ -134,10 +134,15 @@ class Engine:
                     stages.setdefault(key, value)
             self.recorder.emit("restored", node, {"kind": sp.kind.name})
             return out
+        if not prefix:  # the stages before it are written before a top-level stage sends anything
+            await ckpt.settled()
         before = set(stages) if sp.blocks else None
         out = await self._run_stage(sp, stages, prev, vars_, prefix)
         exports = {k: v for k, v in stages.items() if k not in before and k != sp.id} if before is not None else None
-        ckpt.commit(node, out, exports, now=not prefix)
+        if sp.agent is not None and sp.kind.name == "fanout" and isinstance(out, list):  # its branches are stored
+            ckpt.commit_branches(node, out, now=not prefix)
+        else:
+            ckpt.commit(node, out, exports, now=not prefix)
         return out
 
     async def _run_stage(
