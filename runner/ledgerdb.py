@@ -50,6 +50,7 @@ class Store:
 
     flush_rows = 512
     flush_every = 0.5
+    noun = "ledger"  # in messages
 
     def __init__(self, path: Path, db: sqlite3.Connection, lock: FileLock | None = None) -> None:
         self.path = path
@@ -65,7 +66,7 @@ class Store:
             with self.db:
                 yield
         except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: could not update the ledger: {exc}") from exc
+            raise LedgerError(f"{self.path}: could not update the {self.noun}: {exc}") from exc
 
     def queue(self, sql: str, args: tuple[Any, ...]) -> None:
         """An update committed with the next group."""

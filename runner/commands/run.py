@@ -164,7 +164,8 @@ def _run_command(
             held.append(ckpt)
         if ckpt is not None:
             run_dir = ckpt.folder
-            print(f"runner: run folder: {run_dir}", file=sys.stderr, flush=True)
+            if not quiet:  # --quiet prints only the final output; a stop still names the folder to resume
+                print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
         interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
@@ -201,7 +202,7 @@ def _run_command(
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
             print(f"{format_of(extra).label}: {extra}", file=sys.stderr)
-        if run_dir.is_dir():
+        if _holds_run_files(run_dir):
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:
             print(f"report: {target}", file=sys.stderr)
@@ -226,24 +227,32 @@ def _run_command(
             code = EXIT_BUG
         else:
             code = 1
-    resume = f"; continue with: runner run --resume {run_dir}" if ckpt is not None else ""
+    # How to go on with a run that stopped (issue 23), said just before the line that says why it stopped.
+    resume = f"runner: the nodes that finished are kept; continue with: runner run --resume {run_dir}"
     if outcome.status == "interrupted" or interrupts.received() is not None:
         partial = "partial report" if outcome.status == "interrupted" else "report"
         said = f"{partial} written" if json_written else f"the {partial} could not be written"
-        print(
-            f"runner: {interrupts.describe()}; {said}{resume if outcome.status == 'interrupted' else ''}",
-            file=sys.stderr,
-        )
+        if ckpt is not None and outcome.status == "interrupted":
+            print(resume, file=sys.stderr)
+        print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
         return interrupts.exit_code(outcome.error)
     if outcome.status == "failed":
         error = outcome.error
         if isinstance(error, RunnerError):
+            if ckpt is not None and "--resume" not in str(error):  # a budget's stop says it itself
+                print(resume, file=sys.stderr)
             sys.stderr.write(format_error(error))
-            if resume and "--resume" not in str(error):  # a budget's stop says it itself
-                print(f"runner: the stages that finished are kept{resume}", file=sys.stderr)
             return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
     return code
+
+
+def _holds_run_files(run_dir: Path) -> bool:
+    """Does the run folder hold files besides the checkpoint's (working memory's, stored tool results)?"""
+    try:
+        return any(not entry.name.startswith(("checkpoint.sqlite", ".lock")) for entry in os.scandir(run_dir))
+    except OSError:
+        return False
 
 
 def _check_report_dir(directory: str, workflow_file: str | None) -> None:

@@ -67,6 +67,7 @@ class Checkpoint(Store):
     flush_rows = 4096  # the timer writes sooner: a kill loses at most flush_every seconds of nested nodes
     flush_every = 0.2
     MISSING = MISSING
+    noun = "checkpoint"
 
     def __init__(self, path: Path, db: sqlite3.Connection, lock: FileLock | None = None) -> None:
         super().__init__(path, db, lock)
