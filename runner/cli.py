@@ -339,6 +339,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run" and (args.dataset is not None or args.resume is not None) and not single:
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
+        if args.no_checkpoint:
+            raise UsageError("--no-checkpoint is for a single run: a batch keeps its ledger (README: Datasets)")
+
         return batch_from_args(args)
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415

@@ -333,6 +333,11 @@ def test_the_run_folder_is_named_as_the_run_starts_and_no_checkpoint_keeps_none(
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[0] == f"run folder: {folder_of(tmp_path / 'kept')}"
     assert (folder_of(tmp_path / "kept") / "checkpoint.sqlite").is_file()
+    batch = cli("run", str(wf), "--dataset", str(wf), "--no-checkpoint")
+    assert (batch.returncode, batch.stderr) == (
+        2,
+        "runner: error: --no-checkpoint is for a single run: a batch keeps its ledger (README: Datasets)\n",
+    )
     proc = cli("run", str(wf), "-q", "--no-checkpoint", "--report-dir", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
