@@ -250,7 +250,8 @@ def _run_command(
 def _holds_run_files(run_dir: Path) -> bool:
     """Does the run folder hold files besides the checkpoint's (working memory's, stored tool results)?"""
     try:
-        return any(not entry.name.startswith(("checkpoint.sqlite", ".lock")) for entry in os.scandir(run_dir))
+        with os.scandir(run_dir) as entries:  # closed when any() stops early
+            return any(not entry.name.startswith(("checkpoint.sqlite", ".lock")) for entry in entries)
     except OSError:
         return False
 
