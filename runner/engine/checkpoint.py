@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 _COMMIT = "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)"
+_COMMIT_GROUP = "group"  # a group of text replies: encoded by the writer thread (Checkpoint._write)
+GROUP = "#group-"  # the name of a row holding a group (no stage id starts with '#')
 MISSING: Any = object()
 """What :meth:`Checkpoint.restored` returns for a node the checkpoint does not hold."""
 
@@ -82,6 +84,7 @@ class Checkpoint(Store):
         self._writer: ThreadPoolExecutor | None = None
         self._written: Future[None] | None = None
         self._committed: Future[None] | None = None
+        self._replies: list[tuple[str, list[Any]]] = []
         self._error: BaseException | None = None
 
     @classmethod
@@ -120,11 +123,13 @@ class Checkpoint(Store):
         """The checkpoint of ``folder``, checked, with the nodes it holds loaded."""
         ckpt = cls(*open_checked(folder, KIND, {"nodes"}))
         try:
-            ckpt._done = {
-                node: (value, exports)
-                for node, value, exports in ckpt.db.execute("SELECT node, value, exports FROM nodes")
-            }
-        except sqlite3.Error as exc:
+            for node, value, exports in ckpt.db.execute("SELECT node, value, exports FROM nodes"):
+                if node.startswith(GROUP):
+                    for member, row in json.loads(value)["$group"]:
+                        ckpt._done[member] = (_dumps({"$output": row}), None)
+                else:
+                    ckpt._done[node] = (value, exports)
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             ckpt.db.close()
             raise LedgerError(f"{ckpt.path}: the checkpoint cannot be read ({exc}); the file is damaged") from None
         return ckpt
@@ -154,6 +159,10 @@ class Checkpoint(Store):
     def nodes(self) -> int:
         """How many nodes the checkpoint held when opened."""
         return len(self._done)
+
+    def done(self) -> list[str]:
+        """The nodes the checkpoint held when opened, sorted."""
+        return sorted(self._done)
 
     def update(self, settings: Mapping[str, Any], stages: Mapping[str, str]) -> None:
         """``--force``: the run goes on under the workflow as it is now."""
@@ -189,14 +198,32 @@ class Checkpoint(Store):
         self.flush()
         self._submit(self._mark_finished)
 
+    def _write(self, pending: list[tuple[str, tuple[Any, ...]]]) -> None:
+        rows = []
+        for sql, args in pending:
+            if sql is _COMMIT_GROUP:
+                name, replies = args
+                sql, args = _COMMIT, (name, _dumps({"$group": replies}), None, None)
+            rows.append((sql, args))
+        super()._write(rows)
+
     def _mark_finished(self) -> None:
         with self._writing():
             self.db.execute("UPDATE meta SET value = 'finished' WHERE key = 'status'")
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._replies)
+
     def flush(self) -> None:
-        """Hand the commits queued since the last flush to the writer thread, as one transaction."""
+        """Hand the commits queued since the last flush to the writer thread, as one transaction. The agents' text
+        replies among them (a wide fan-out's branches) go as one row that names each node: a row per branch cost
+        more than the branches' own work (``bench/checkpoint.py``)."""
         pending, self._pending = self._pending, []
+        replies, self._replies = self._replies, []
         self._flushed = time.monotonic()
+        if replies:
+            pending.append((_COMMIT_GROUP, (f"{GROUP}{os.urandom(8).hex()}", replies)))
         if pending:
             self._submit(self._write, pending)
             self._committed = self._written
@@ -269,7 +296,12 @@ class Checkpoint(Store):
                 return  # a branch failed under on_error: collect: it runs again on resume
             usage = value.usage
             row = [value.content, value.name, value.node, usage.prompt_tokens, usage.completion_tokens, None]
-            self.queue(_COMMIT, (node, _dumps({"$output": row}), None, self._memory_of(node) if self.memory else None))
+            if self.memory:
+                self.queue(_COMMIT, (node, _dumps({"$output": row}), None, self._memory_of(node)))
+            else:  # kept as it is, to be written with the others of its group as one row (see flush)
+                self._replies.append((node, row))
+                if len(self._replies) >= self.flush_rows:
+                    self.flush()
             self._later(now)
             return
         if isinstance(value, Output) and value.error is not None:
