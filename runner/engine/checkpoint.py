@@ -18,6 +18,9 @@ A python stage's output that is none of these is not stored, and the stage runs 
 The meta table keeps what the run was given (the workflow's path, its inputs, ``--offline``, the report folder) and
 a hash of each top-level stage's definition (its YAML with the agents, models and tools it uses), so a resume runs
 the same inputs and names the stages an edit changed.
+
+Over 400 lines: the file, its writer thread, the stored values' encoding and the definitions' hashes are one
+contract between a run and its resume, read in one place (the values and the hashes could move out as they grow).
 """
 
 from __future__ import annotations
