@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from runner.dataset.batch import RowResult
     from runner.dataset.iterate import RowResults
+    from runner.engine.checkpoint import Checkpoint
     from runner.engine.execute import TokenSinkFactory
     from runner.engine.session import RunOutcome, Session
     from runner.events import Recorder
@@ -121,6 +122,9 @@ class _Job:
         otel: bool | str | None = None,
         otel_content: bool = False,
         on_gate: GateHandler | None = None,
+        checkpoint: bool = False,
+        resume: str | os.PathLike[str] | None = None,
+        force: bool = False,
     ) -> None:
         from runner.plan.compile import compile_workflow  # noqa: PLC0415 - templates compile when a run is asked for
         from runner.workflow.inputs import resolve_inputs  # noqa: PLC0415
@@ -128,6 +132,17 @@ class _Job:
         wf = workflow if isinstance(workflow, Workflow) else load(workflow)
         if inputs is not None and not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of input names to values, not {type(inputs).__name__}")
+        if (checkpoint or resume is not None) and not os.path.isfile(wf.file):
+            raise ValueError("checkpoint/resume: a checkpoint is kept for a workflow read from a file, not from text")
+        if resume is not None:
+            if inputs is not None or run_dir is not None:
+                raise ValueError("resume: a resumed run keeps the inputs and the folder it started with; pass neither")
+            if checkpoint:
+                raise ValueError("resume: a resumed run goes on with its checkpoint; drop checkpoint=True")
+        self.checkpoint: Checkpoint | None = None
+        if resume is not None:
+            self.checkpoint = _reopened(Path(resume), wf, force)
+            inputs = self.checkpoint.settings["inputs"]
         self.inputs = resolve_inputs(wf, [], inputs, how="inputs={{{name!r}: ...}}")
         self.providers = _checked_providers(wf, providers)
         self.transport = None if transport is None else _borrowed(transport)
@@ -137,6 +152,18 @@ class _Job:
         self.on_gate = on_gate
         self.plan: Plan = compile_workflow(wf)
         self.otel = _otel_settings(otel, otel_content)
+        if checkpoint:
+            from runner.engine.checkpoint import Checkpoint  # noqa: PLC0415
+            from runner.report.document import now_utc  # noqa: PLC0415
+
+            stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
+            folder = self.run_dir or Path(wf.report.dir) / "runs" / f"{wf.name}-{stamp}"
+            self.checkpoint = Checkpoint.start(folder, wf, self.inputs)
+
+    def close(self) -> None:
+        """Let go of the run's checkpoint (written, its folder's lock released)."""
+        if self.checkpoint is not None:
+            self.checkpoint.close()
 
     def session(self, *, sink: TokenSinkFactory | None = None, recorder: Recorder | None = None) -> Session:
         from runner.engine.session import Session  # noqa: PLC0415
@@ -151,6 +178,7 @@ class _Job:
             transport=self.transport,
             traced=self.otel is not None,
             gatekeeper=self._gatekeeper(),
+            checkpoint=self.checkpoint,
         )
 
     def _gatekeeper(self) -> Any:
@@ -193,6 +221,21 @@ def _otel_settings(otel: bool | str | None, content: bool) -> OtelSettings | Non
 
     check_installed(f"otel={otel!r}")
     return OtelSettings(otel if isinstance(otel, str) else None, content)
+
+
+def _reopened(folder: Path, wf: Workflow, force: bool) -> Checkpoint:
+    """The checkpoint of ``folder``, for a run of ``wf`` (the same file) as it is now."""
+    from runner.engine.checkpoint import Checkpoint  # noqa: PLC0415
+
+    ckpt = Checkpoint.open(folder)
+    try:
+        if ckpt.settings["workflow"] != os.path.abspath(wf.file):
+            raise ValueError(f"resume: the run in {folder} is of {ckpt.settings['workflow']}, not {wf.file}")
+        ckpt.ready(force=force)
+    except BaseException:
+        ckpt.close()
+        raise
+    return ckpt
 
 
 def _checked_providers(wf: Workflow, providers: Mapping[str, Any] | None) -> dict[str, ChatProvider]:
@@ -255,6 +298,9 @@ async def arun(
     otel: bool | str | None = None,
     otel_content: bool = False,
     on_gate: GateHandler | None = None,
+    checkpoint: bool = False,
+    resume: str | os.PathLike[str] | None = None,
+    force: bool = False,
 ) -> Result:
     """Run ``workflow`` on the running loop and return its :class:`~runner.result.Result` (ok, failed or
     interrupted: a failed run does not raise). For a program that already runs an event loop::
@@ -273,13 +319,30 @@ async def arun(
     ``otel_content`` (see :mod:`runner.report.otlp`). ``on_gate``: the decisions and answers of the workflow's human
     gates (:data:`GateHandler`); without it a gate stops the run with status ``waiting``.
 
+    Checkpoints (README "Checkpoints and resume"): ``checkpoint=True`` keeps the run's checkpoint in its run folder
+    (``run_dir``, or the default above), each node's output committed as it ends; ``resume=<run folder>`` goes on
+    with such a run (after a failure, an interruption, a kill or a budget's stop) with the inputs it started with:
+    the nodes that finished come from the checkpoint and are never sent to a model again (``inputs`` and
+    ``run_dir`` are then not given). A workflow whose stages were edited since is refused (:class:`RunnerError`
+    naming them) unless ``force=True``; resuming a run that finished returns its result again without a call.
+
     Cancelling the calling task cancels the run and raises ``CancelledError`` once the run has wound down;
     ``on_event`` has then received the partial result.
     """
-    return await _arun(_Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate), on_event)
+    return await _arun(
+        _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate, checkpoint, resume, force),
+        on_event,
+    )
 
 
 async def _arun(job: _Job, on_event: EventHandler | None) -> Result:
+    try:
+        return await _arun_job(job, on_event)
+    finally:
+        job.close()
+
+
+async def _arun_job(job: _Job, on_event: EventHandler | None) -> Result:
     if on_event is None:
         return job.result(await job.session().run())
     import asyncio  # noqa: PLC0415 - loaded already: this runs on a loop
@@ -314,6 +377,9 @@ def run(
     otel: bool | str | None = None,
     otel_content: bool = False,
     on_gate: GateHandler | None = None,
+    checkpoint: bool = False,
+    resume: str | os.PathLike[str] | None = None,
+    force: bool = False,
 ) -> Result:
     """:func:`arun` on an event loop of its own, for scripts: uvloop where it is installed. Returns the
     :class:`~runner.result.Result`; Ctrl-C cancels the run and raises ``KeyboardInterrupt``, as
@@ -332,7 +398,7 @@ def run(
     from runner.engine import loop as loops  # noqa: PLC0415
 
     # what is wrong is said before a loop is made
-    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate)
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate, checkpoint, resume, force)
     return loops.run(lambda: _arun(job, on_event), quiet=True)
 
 

@@ -97,11 +97,15 @@ def _add_dataset_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--keep", metavar="STAGE,...", help="also write these stages' outputs to results.jsonl")
     group.add_argument("--concurrency", type=_positive, default=8, metavar="N", help="rows in flight (default 8)")
     group.add_argument("--max-errors", type=_positive, metavar="N", help="stop starting rows after N failed rows")
-    group.add_argument("--resume", metavar="RUN_FOLDER", help="run the rows a batch has not done yet")
+    group.add_argument(
+        "--resume", metavar="RUN_FOLDER", help="go on with a run or batch: run the nodes or rows not done yet"
+    )
     group.add_argument("--retry-errors", action="store_true", help="with --resume: run the failed rows again")
     group.add_argument("--limit", type=_positive, metavar="N", help="only the first N rows (of the shard)")
     group.add_argument("--shard", metavar="I/N", help="only the I-th of N shares of the rows (1 <= I <= N)")
     group.add_argument("--force", action="store_true", help="with --resume: accept an edited workflow or dataset")
+    # issue 23: every run keeps a checkpoint in its run folder (README: Checkpoints and resume)
+    run.add_argument("--no-checkpoint", action="store_true", help="keep no checkpoint: the run cannot be resumed")
     group.add_argument(
         "--junit", metavar="FILE", help="also write the assertions' JUnit XML here (README: Evaluations)"
     )
@@ -410,6 +414,24 @@ def _otel_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
+def _single_run_folder(folder: str | None) -> bool:
+    """Is ``--resume``'s folder a single run's (its checkpoint there) rather than a dataset batch's? A folder with
+    neither file is refused here, naming both (a missing folder is the batch's message, kept as it was)."""
+    if folder is None:
+        return False
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(folder)
+    if (path / "checkpoint.sqlite").is_file():
+        return True
+    if path.is_dir() and not (path / "ledger.sqlite").is_file():
+        raise RunnerError(
+            f"--resume {folder}: neither a run's checkpoint.sqlite nor a batch's ledger.sqlite in it; resume a run "
+            "folder that `runner run` made (its path is printed as the run starts)"
+        )
+    return False
+
+
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "eval" and getattr(args, "eval_action", None) == "diff":
         from runner.commands.variants import eval_diff_command  # noqa: PLC0415
@@ -426,17 +448,29 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run" and args.dataset is not None and (args.approve or args.answer):
         flag = "--approve" if args.approve else "--answer"
         raise UsageError(f"{flag} is for a single run, not with --dataset: runner run WF {flag} ...")
-    if args.command == "run" and (args.dataset is not None or args.resume is not None):
+    single = args.command == "run" and args.dataset is None and _single_run_folder(args.resume)
+    if args.command == "run" and args.resume is not None and not single and (args.approve or args.answer):
+        flag = "--approve" if args.approve else "--answer"
+        raise UsageError(
+            f"{flag} is for a single run's --resume, not a batch's: its rows have no human gates to decide"
+        )
+    if args.command == "run" and (args.dataset is not None or args.resume is not None) and not single:
         from runner.commands.dataset import batch_from_args  # noqa: PLC0415
 
+        if args.no_checkpoint:
+            raise UsageError("--no-checkpoint is for a single run: a batch keeps its ledger (README: Datasets)")
         args.otel_settings = _otel_settings(args)  # a trace per row
         return batch_from_args(args)
     if args.command == "run":
         from runner.commands.run import run_command  # noqa: PLC0415
 
-        if args.workflow is None:
+        if args.workflow is None and not single:
             raise UsageError("the workflow file is missing: runner run WF (or runner run --resume RUN_FOLDER)")
+        if single and args.no_checkpoint:
+            raise UsageError("--no-checkpoint: a resumed run goes on with its checkpoint; drop --no-checkpoint")
         for flag in ("retry_errors", "force", "mapping", "key", "keep", "limit", "shard", "max_errors", "junit"):
+            if flag == "force" and single:
+                continue
             if getattr(args, flag):
                 name = "--" + {"mapping": "map"}.get(flag, flag).replace("_", "-")
                 raise UsageError(f"{name} is for a batch: runner run WF --dataset FILE {name} ...")
@@ -462,6 +496,9 @@ def dispatch(args: argparse.Namespace) -> int:
             replay_timing=args.replay_timing,
             approve=args.approve,
             answer=args.answer,
+            checkpoint=not args.no_checkpoint,
+            resume=args.resume if single else None,
+            force=args.force,
         )
     if args.command == "validate":
         from runner.commands.validate import validate_command  # noqa: PLC0415

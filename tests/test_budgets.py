@@ -38,6 +38,12 @@ stages:
 """
 
 
+def resumed_from(tmp_path: Path) -> str:
+    """The run folder a budget's stop names: every ``runner run`` keeps a checkpoint there (issue 23)."""
+    (folder,) = (tmp_path / "r" / "runs").iterdir()
+    return f"r/runs/{folder.name}"
+
+
 def _run(tmp_path: Path, server: OAIServer, limits: str, text: str = WF) -> tuple[Any, dict[str, Any]]:
     wf = tmp_path / "wf.yaml"
     wf.write_text(text.format(url=server.url, limits=limits))
@@ -58,7 +64,8 @@ def test_an_enforced_max_cost_stops_the_run_before_the_call_that_could_cross_it(
     assert "Traceback" not in proc.stderr
     message = (
         "run stopped by limits.max_cost = 0.03: $0.016 spent, and the next model call (node 'three', model 'm') "
-        "could cost up to $0.015; to finish the run, raise limits.max_cost in wf.yaml and run it again"
+        "could cost up to $0.015; to finish the run, raise limits.max_cost in wf.yaml and resume it: "
+        "runner run --resume " + resumed_from(tmp_path)
     )
     assert proc.stderr.splitlines()[-1] == f"runner: error: {message}"
     run = report["run"]
@@ -92,7 +99,7 @@ def test_an_enforced_max_model_calls_makes_exactly_that_many_requests(tmp_path: 
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
         "runner: error: run stopped by limits.max_model_calls = 3: 3 model calls made; to finish the run, "
-        "raise limits.max_model_calls in wf.yaml and run it again"
+        "raise limits.max_model_calls in wf.yaml and resume it: runner run --resume " + resumed_from(tmp_path)
     )
     assert report["run"]["limits"]["stopped_by"] == {"limit": "max_model_calls", "setting": 3, "reached": 3}
 
@@ -106,7 +113,8 @@ def test_max_tokens_counts_the_prompt_estimate_without_an_output_bound(tmp_path:
     assert proc.returncode == 1
     assert report["run"]["error"] == (
         "run stopped by limits.max_tokens = 20: 16 tokens used, and the next model call (node 'three', model 'm') "
-        "could use up to 5; to finish the run, raise limits.max_tokens in wf.yaml and run it again"
+        "could use up to 5; to finish the run, raise limits.max_tokens in wf.yaml and resume it: "
+        "runner run --resume " + resumed_from(tmp_path)
     )
 
 
@@ -155,7 +163,8 @@ def test_max_duration_refuses_calls_after_it(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert report["run"]["error"].startswith("run stopped by limits.max_duration = 1e-06: ")
     assert report["run"]["error"].endswith(
-        " s elapsed; to finish the run, raise limits.max_duration in wf.yaml and run it again"
+        " s elapsed; to finish the run, raise limits.max_duration in wf.yaml and resume it: "
+        "runner run --resume " + resumed_from(tmp_path)
     )
 
 

@@ -27,6 +27,7 @@ def test_run_quickstart_streams_prints_the_table_and_writes_the_report(tmp_path)
         "[digest editor] Digest of 3 notes: analyst, analyst, analyst agree that it is worth measuring.",
     ]
     err = proc.stderr.splitlines()
+    assert err.pop(0).startswith("run folder: ")  # named as the run starts (issue 23)
     assert err[0].startswith("run quickstart: ok in ")
     assert err[1].split() == ["node", "kind", "status", "start", "1st", "tok", "end", "secs"]
     assert [line.split()[0] for line in err[2:7]] == ["notes", "notes[0]", "notes[1]", "notes[2]", "digest"]

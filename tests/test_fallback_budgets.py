@@ -42,6 +42,12 @@ stages:
 """
 
 
+def resumed_from(tmp_path: Path) -> str:
+    """The run folder a budget's stop names: every ``runner run`` keeps a checkpoint there (issue 23)."""
+    (folder,) = (tmp_path / "r" / "runs").iterdir()
+    return f"r/runs/{folder.name}"
+
+
 def _run(tmp_path: Path, text: str) -> tuple[Any, dict[str, Any]]:
     (tmp_path / "wf.yaml").write_text(text)
     proc = run_cli("run", "wf.yaml", "--quiet", "--report-dir", "r", cwd=tmp_path)
@@ -75,6 +81,7 @@ def test_a_move_counts_against_the_budget_at_the_fallbacks_price(tmp_path: Path)
     assert proc.returncode == 1
     assert report["run"]["error"] == (
         "run stopped by limits.max_cost = 0.04: $0.016 spent, and the next model call (node 'two', model 'backup') "
-        "could cost up to $0.03; to finish the run, raise limits.max_cost in wf.yaml and run it again"
+        "could cost up to $0.03; to finish the run, raise limits.max_cost in wf.yaml and resume it: "
+        "runner run --resume " + resumed_from(tmp_path)
     )
     assert report["costs"]["agents"]["a"]["cost_usd"] == pytest.approx(0.016)

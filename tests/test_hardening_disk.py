@@ -176,7 +176,10 @@ def test_reports_larger_than_the_free_space(tmp_path: Path) -> None:
     wf = tmp_path / "wide.yaml"
     wf.write_text(WIDE)
     reports = tmp_path / "r"
-    proc = run_cli("run", str(wf), "--report-dir", str(reports), "-q", preexec_fn=limit_file_size(12_000))
+    # --no-checkpoint: the reports are what cannot be written here, not the run's checkpoint (issue 23)
+    proc = run_cli(
+        "run", str(wf), "--report-dir", str(reports), "-q", "--no-checkpoint", preexec_fn=limit_file_size(12_000)
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == "done\n"
     (md,) = reports.glob("*.md")
@@ -262,7 +265,11 @@ def test_a_full_run_folder_ends_the_run_with_the_file_and_the_cause(long_convers
     """The history (56 kB by the end) outgrows what may be written: the append that crosses the limit fails
     part way and is cut back, the run fails with a located message, and the report is still written."""
     reports = tmp_path / "r"
-    proc = run_cli("run", str(long_conversation), "--report-dir", str(reports), preexec_fn=limit_file_size(20_000))
+    # --no-checkpoint: the history is what cannot be written here, not the run's checkpoint (issue 23)
+    proc = run_cli(
+        "run", str(long_conversation), "--report-dir", str(reports), "--no-checkpoint",
+        preexec_fn=limit_file_size(20_000),
+    )  # fmt: skip
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     (history,) = reports.glob("runs/*/memory/read.jsonl")

@@ -464,6 +464,7 @@ def test_on_a_terminal_a_retry_warning_is_not_glued_to_streamed_text(tmp_path: P
     # the progress line is drawn and erased on the same terminal: take its frames out
     text = re.sub(r"\r\x1b\[2K(?:runner: [^\r\n\x1b]*)?", "", seen.decode()).replace("\r\n", "\n")
     lines = text.splitlines()
+    assert lines.pop(0).startswith("run folder: ")  # named as the run starts (issue 23)
     assert lines[0] == "[s a] Alpha beta gamma"
     assert re.fullmatch(
         r"\S+ \S+ WARNING runner: \[s\] attempt 1 failed \(500\); retrying in 0\.00 s: .* " + re.escape(LITELLM_FOLDED),

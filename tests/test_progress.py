@@ -175,6 +175,7 @@ def test_streamed_output_and_the_line_share_one_terminal_without_garbling(write_
     assert code == 0, raw
     assert CLEAR + "runner: " in raw  # the line was drawn
     shown = screen(raw)
+    assert shown.pop(0).startswith("run folder: ")  # named as the run starts (issue 23)
     streamed = [line for line in shown if line.startswith("[")]
     assert streamed == [f"[fan[{i}] a] one two three" for i in range(4)] + ["[last a] one two three"]
     assert not any(line.startswith("runner: ") for line in shown)  # erased at the end, no leftovers

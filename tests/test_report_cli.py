@@ -40,7 +40,8 @@ def test_a_run_writes_json_markdown_and_trace_beside_each_other(write_wf, tmp_pa
     (report_path,) = sorted((tmp_path / "r").glob("*Z.json"))
     base = report_path.with_suffix("")
     md, trace = base.with_name(base.name + ".md"), base.with_name(base.name + ".trace.json")
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([report_path.name, md.name, trace.name])
+    # beside each other, and the run folders (its checkpoint: issue 23)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([report_path.name, md.name, trace.name, "runs"])
     report = json.loads(report_path.read_text())
     assert_valid_report(report)
     assert_valid_trace(json.loads(trace.read_text()))
@@ -188,7 +189,7 @@ def test_sigkill_mid_run_leaves_the_previous_reports_whole(write_wf, tmp_path) -
         proc.wait(10)
     finally:
         proc.kill()
-    assert [p.name for p in out.iterdir()] == [previous.name]
+    assert [p.name for p in out.iterdir() if p.name != "runs"] == [previous.name]  # runs/: the killed run's folder
     assert previous.read_bytes() == before
 
 

@@ -478,7 +478,8 @@ def test_a_run_writes_the_page_and_runner_report_prints_the_same(tmp_path, write
     assert proc.returncode == 0, proc.stderr
     (json_path,) = sorted((tmp_path / "r").glob("*Z.json"))
     page = json_path.with_suffix(".html")
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([json_path.name, page.name])
+    # and the run folders (its checkpoint: issue 23)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([json_path.name, page.name, "runs"])
     assert proc.stderr.splitlines()[-2:] == [f"waterfall: {page}", f"report: {json_path}"]
     report = json.loads(json_path.read_text(encoding="utf-8"))
     assert page.read_text(encoding="utf-8") == to_html(report)

@@ -32,6 +32,7 @@ from runner.workflow.inputs import read_input_file, resolve_inputs
 from runner.workflow.offline import offline_workflow
 
 if TYPE_CHECKING:
+    from runner.engine.checkpoint import Checkpoint
     from runner.report.otlp import OtelSettings  # loaded only when an export is asked for
 
 EXIT_BUG = 3
@@ -60,11 +61,77 @@ def run_command(
     otel: OtelSettings | None = None,
     approve: Sequence[str] = (),
     answer: Sequence[str] = (),
+    checkpoint: bool = True,
+    resume: str | None = None,
+    force: bool = False,
 ) -> int:
     """``progress``: draw the live progress line on stderr (default: when stderr is a terminal and not quiet).
     ``record`` / ``replay``: the cassette folder (:func:`runner.commands.cassette.open_tape`). ``otel``: export the
     run's spans over OTLP once its report is made (:mod:`runner.report.otlp`). ``approve`` / ``answer``: the human
-    gates' decisions given beforehand (``--approve``, ``--answer``)."""
+    gates' decisions given beforehand (``--approve``, ``--answer``; with ``resume``, for the gate the run waits
+    at). ``checkpoint``: keep the run's checkpoint in its run folder (``--no-checkpoint``: not); ``resume``: a run
+    folder whose checkpoint to go on from (:func:`runner.commands.resume.reopen`), ``force`` accepting an edited
+    workflow."""
+    ckpt = None
+    if resume is not None:
+        from runner.commands.resume import reopen  # noqa: PLC0415
+
+        reopened = reopen(resume, workflow, sets, input_file, offline=offline, report_dir=report_dir, force=force)
+        if isinstance(reopened, int):
+            return reopened  # the run had finished: nothing to do
+        ckpt, workflow, settings = reopened
+        sets, input_file, offline, report_dir = [], None, bool(settings["offline"]), settings["report_dir"]
+    held = [ckpt] if ckpt is not None else []  # closed (written, the folder's lock released) however the run ends
+    try:
+        return _run_command(
+            workflow,
+            sets,
+            report_dir=report_dir,
+            quiet=quiet,
+            use_uvloop=use_uvloop,
+            input_file=input_file,
+            offline=offline,
+            log_level=log_level,
+            log_file=log_file,
+            progress=progress,
+            record=record,
+            replay=replay,
+            strict=strict,
+            replay_timing=replay_timing,
+            otel=otel,
+            approve=approve,
+            answer=answer,
+            checkpoint=checkpoint,
+            held=held,
+        )
+    finally:
+        for kept in held:
+            kept.close()
+
+
+def _run_command(
+    workflow: str,
+    sets: Sequence[str],
+    *,
+    report_dir: str | None,
+    quiet: bool,
+    use_uvloop: bool,
+    input_file: str | None,
+    offline: bool,
+    log_level: str | None,
+    log_file: str | None,
+    progress: bool | None,
+    record: str | None,
+    replay: str | None,
+    strict: bool,
+    replay_timing: str | None,
+    otel: OtelSettings | None,
+    approve: Sequence[str],
+    answer: Sequence[str],
+    checkpoint: bool,
+    held: list[Checkpoint],
+) -> int:
+    ckpt = held[0] if held else None
     tape = None
     if record or replay or strict or replay_timing:  # the cassette's modules (and httpx) only when asked for
         from runner.commands.cassette import open_tape  # noqa: PLC0415
@@ -73,7 +140,11 @@ def run_command(
     wf = load_workflow(workflow)
     if offline:
         wf = offline_workflow(wf)
-    inputs = resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
+    inputs = (
+        resolve_inputs(wf, sets, read_input_file(input_file) if input_file else None)
+        if ckpt is None
+        else ckpt.settings["inputs"]  # a resumed run's, as its first start resolved them
+    )
     plan = compile_workflow(wf)
     gate_ids = _gate_ids(wf, approve, answer)  # a wrong --approve or --answer is said before the run starts
     directory = report_dir or wf.report.dir
@@ -101,6 +172,15 @@ def run_command(
         # folder beside the reports, named like them; it is created only when something is written there.
         stamp = now_utc().strftime("%Y%m%dT%H%M%S.%fZ")
         run_dir = Path(directory) / "runs" / f"{wf.name}-{stamp}"
+        if ckpt is None and checkpoint:  # every run keeps its checkpoint (issue 23), made before the first call
+            from runner.commands.resume import start  # noqa: PLC0415
+
+            ckpt = start(run_dir, wf, inputs, offline=offline, report_dir=report_dir)
+            held.append(ckpt)
+        if ckpt is not None:
+            run_dir = ckpt.folder
+            if not quiet:  # --quiet prints only the final output; a stop still names the folder to resume
+                print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
         interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
@@ -114,6 +194,7 @@ def run_command(
                 wrapper=tape,
                 traced=otel is not None,
                 gatekeeper=gatekeeper,
+                checkpoint=ckpt,
             ),
             use_uvloop=use_uvloop,
             watch=_watcher(log, bar),
@@ -151,7 +232,7 @@ def run_command(
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
             print(f"{format_of(extra).label}: {extra}", file=sys.stderr)
-        if run_dir.is_dir():
+        if _holds_run_files(run_dir):
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:
             print(f"report: {target}", file=sys.stderr)
@@ -178,9 +259,13 @@ def run_command(
             code = EXIT_BUG
         else:
             code = 1
+    # How to go on with a run that stopped (issue 23), said just before the line that says why it stopped.
+    resume = f"runner: the nodes that finished are kept; continue with: runner run --resume {run_dir}"
     if outcome.status == "interrupted" or interrupts.received() is not None:
         partial = "partial report" if outcome.status == "interrupted" else "report"
         said = f"{partial} written" if json_written else f"the {partial} could not be written"
+        if ckpt is not None and outcome.status == "interrupted":
+            print(resume, file=sys.stderr)
         print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
         return interrupts.exit_code(outcome.error)
     if outcome.status == "waiting":
@@ -188,6 +273,8 @@ def run_command(
     if outcome.status in ("failed", "rejected"):
         error = outcome.error
         if isinstance(error, RunnerError):
+            if ckpt is not None and "--resume" not in str(error):  # a budget's stop says it itself
+                print(resume, file=sys.stderr)
             sys.stderr.write(format_error(error))
             return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
@@ -240,6 +327,15 @@ def _waiting(error: BaseException | None, workflow: str, run_dir: Path, given: S
     again = " ".join([shlex.quote(workflow), *given, flag])
     print(f"runner: or run it again from the start: runner run {again}", file=sys.stderr)
     return EXIT_WAITING
+
+
+def _holds_run_files(run_dir: Path) -> bool:
+    """Does the run folder hold files besides the checkpoint's (working memory's, stored tool results)?"""
+    try:
+        with os.scandir(run_dir) as entries:  # closed when any() stops early
+            return any(not entry.name.startswith(("checkpoint.sqlite", ".lock")) for entry in entries)
+    except OSError:
+        return False
 
 
 def _check_report_dir(directory: str, workflow_file: str | None) -> None:

@@ -82,8 +82,16 @@ def _money(value: float) -> str:
 class Budget:
     """The figures of one run against its ``limits``; shared by every model's :class:`Budgeted` provider."""
 
-    def __init__(self, limits: RunLimits, recorder: Recorder, file: str, clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self,
+        limits: RunLimits,
+        recorder: Recorder,
+        file: str,
+        clock: Any = time.perf_counter,
+        resume: str | None = None,
+    ) -> None:
         self.limits = limits
+        self.resume = resume  # the run folder of a run that keeps a checkpoint: the stop says how to resume it
         self.recorder = recorder
         self.file = file
         self.clock = clock
@@ -177,9 +185,10 @@ class Budget:
         if self.limits.mode == "audit":
             message = f"limits.{limit} = {shown} crossed (audit: the run goes on): {said}"
         else:
+            again = "run it again" if self.resume is None else f"resume it: runner run --resume {self.resume}"
             message = (
                 f"run stopped by limits.{limit} = {shown}: {said}; to finish the run, raise limits.{limit} "
-                f"in {self.file} and run it again"
+                f"in {self.file} and {again}"
             )
         return limit, message, {"setting": setting, "reached": reached}
 
@@ -214,11 +223,24 @@ class Budgeted:
 
 
 def budgeted(
-    providers: Mapping[str, ChatProvider], limits: RunLimits, recorder: Recorder, file: str, models: Mapping[str, Any]
+    providers: Mapping[str, ChatProvider],
+    limits: RunLimits,
+    recorder: Recorder,
+    file: str,
+    models: Mapping[str, Any],
+    resume: str | None = None,
+    spent: Sequence[tuple[str, int, int]] = (),
 ) -> dict[str, ChatProvider]:
     """``providers`` with each one's calls going through one :class:`Budget` of ``limits``. ``models``: the
-    workflow's model specs (their pricing and output bound)."""
-    budget = Budget(limits, recorder, file)
+    workflow's model specs (their pricing and output bound). ``resume``: the run folder of a checkpointed run;
+    ``spent``: what its earlier part used, a (model, prompt tokens, completion tokens) per finished agent call."""
+    budget = Budget(limits, recorder, file, resume=resume)
+    for model, prompt, completion in spent:  # a resumed run's limits hold for the whole run, not this part of it
+        config = getattr(models.get(model), "config", None)
+        pricing = getattr(config, "pricing", None)
+        budget.calls += 1
+        budget.tokens += prompt + completion
+        budget.cost += pricing.cost(prompt, completion) if pricing is not None else 0.0
     out: dict[str, ChatProvider] = {}
     for name, provider in providers.items():
         spec = models.get(name)

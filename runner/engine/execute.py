@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.calls import Usage
 from runner.engine.agent import AgentCaller
@@ -34,6 +34,9 @@ from runner.stages.base import as_text as as_text
 from runner.stages.gating import Gatekeeper, GateRequest
 from runner.templates import base_context
 from runner.tools import ToolRunner
+
+if TYPE_CHECKING:  # the checkpoint's module (sqlite3) loads only for a run that keeps one
+    from runner.engine.checkpoint import Checkpoint
 
 FAST_ATTRS[Output] = frozenset({"content", "name", "node", "usage", "error"})
 FAST_ATTRS[Usage] = frozenset({"prompt_tokens", "completion_tokens"})
@@ -56,9 +59,13 @@ class Engine:
         resources: RunResources | None = None,
         shared_slots: Mapping[str, asyncio.Semaphore] | None = None,
         gatekeeper: Gatekeeper | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.plan = plan
         self.gatekeeper = gatekeeper
+        # The run's checkpoint (issue 23): finished nodes are restored from it, not run, and each node's output is
+        # committed to it as the node ends. None (a dataset row, --no-checkpoint, a library run): nothing is.
+        self.checkpoint = checkpoint
         self.shared_slots: Mapping[str, asyncio.Semaphore] = shared_slots or {}
         self.inputs = inputs
         self.providers = providers
@@ -117,6 +124,31 @@ class Engine:
         return ctx
 
     async def run_stage(
+        self, sp: StagePlan, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str
+    ) -> Any:
+        ckpt = self.checkpoint
+        if ckpt is None:
+            return await self._run_stage(sp, stages, prev, vars_, prefix)
+        node = prefix + sp.id
+        out = ckpt.restored(node)
+        if out is not ckpt.MISSING:
+            if sp.blocks:
+                for key, value in ckpt.exports(node).items():
+                    stages.setdefault(key, value)
+            self.recorder.emit("restored", node, {"kind": sp.kind.name})
+            return out
+        if not prefix:  # the stages before it are written before a top-level stage sends anything
+            await ckpt.settled()
+        before = set(stages) if sp.blocks else None
+        out = await self._run_stage(sp, stages, prev, vars_, prefix)
+        exports = {k: v for k, v in stages.items() if k not in before and k != sp.id} if before is not None else None
+        if sp.agent is not None and sp.kind.name == "fanout" and isinstance(out, list):  # its branches are stored
+            ckpt.commit_branches(node, out, now=not prefix)
+        else:
+            ckpt.commit(node, out, exports, now=not prefix)
+        return out
+
+    async def _run_stage(
         self, sp: StagePlan, stages: dict[str, Any], prev: Any, vars_: Mapping[str, Any], prefix: str
     ) -> Any:
         stage = sp.stage

@@ -37,6 +37,7 @@ from runner.report.layout import describe_workflow
 from runner.stages.gating import Gatekeeper
 
 if TYPE_CHECKING:
+    from runner.engine.checkpoint import Checkpoint
     from runner.providers.transport import TransportWrapper
 
 Attach = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], Callable[[], None] | None]
@@ -80,6 +81,7 @@ async def execute(
     stages: dict[str, Any] | None = None,
     wrapper: TransportWrapper | None = None,
     gatekeeper: Gatekeeper | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Any:
     """Run ``plan`` on the running loop and return its last stage's output.
 
@@ -88,7 +90,9 @@ async def execute(
     to those that take one) and closed on every exit path. ``stages`` receives the top-level stages' outputs by
     id as they end. ``wrapper`` wraps the transport of every endpoint made here (a cassette recording or
     replaying the run: :mod:`runner.cassette`). ``gatekeeper``: where human gates get their decisions
-    (:class:`runner.engine.gates.Gates`); without one, a gate makes the run wait."""
+    (:class:`runner.engine.gates.Gates`); without one, a gate makes the run wait. ``checkpoint``: the run's
+    checkpoint (finished nodes restored from it, each node committed to it as it ends:
+    :mod:`runner.engine.checkpoint`)."""
     tool_runner, functions = load_user_code(plan)
     run_id = str((run_info or {}).get("id", "run"))
     folder = Path(run_dir) if run_dir is not None else Path(".runner") / "runs" / run_id
@@ -104,7 +108,15 @@ async def execute(
         if plan.workflow.limits is not None:  # every model call of the run counted against its budget
             from runner.engine.budget import budgeted  # noqa: PLC0415
 
-            chat = budgeted(chat, plan.workflow.limits, recorder, plan.workflow.file, plan.workflow.models)
+            chat = budgeted(
+                chat,
+                plan.workflow.limits,
+                recorder,
+                plan.workflow.file,
+                plan.workflow.models,
+                resume=None if checkpoint is None else str(checkpoint.folder),
+                spent=() if checkpoint is None else checkpoint.spent(plan.agents),
+            )
         if any(spec.fallback is not None for spec in plan.workflow.models.values()):
             from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
 
@@ -120,6 +132,7 @@ async def execute(
             functions=functions,
             resources=resources,
             gatekeeper=gatekeeper,
+            checkpoint=checkpoint,
         )
         output = await engine.run(stages)
         await resources.aclose(recorder)  # a failed background record fails the run
@@ -148,7 +161,9 @@ class Session:
     ``sink`` receives streamed text (:data:`~runner.engine.execute.TokenSinkFactory`); ``recorder`` the events
     (a :class:`~runner.events.NullRecorder` runs with recording off); ``run_dir`` is where the run keeps files
     besides its report (working memory's history), by default ``<report.dir>/runs/<name>-<UTC stamp>``, as
-    ``runner run`` puts it; ``providers``, ``transport``, ``wrapper`` and ``gatekeeper`` as in :func:`execute`.
+    ``runner run`` puts it; ``providers``, ``transport``, ``wrapper``, ``gatekeeper`` and ``checkpoint`` as in
+    :func:`execute` (a checkpoint's folder is the run folder; the session marks it finished when the run ends ok,
+    and leaves its closing to whoever opened it).
     """
 
     def __init__(
@@ -164,8 +179,10 @@ class Session:
         wrapper: TransportWrapper | None = None,
         traced: bool = False,
         gatekeeper: Gatekeeper | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.plan = plan
+        self.checkpoint = checkpoint
         self.wrapper = wrapper
         self.traced = traced  # its spans are exported: its requests carry W3C traceparent (runner.events.TRACE)
         self.gatekeeper = gatekeeper
@@ -209,6 +226,12 @@ class Session:
         if run_dir is None:
             stamp = info.started_at.strftime("%Y%m%dT%H%M%S.%fZ")
             run_dir = Path(self.plan.workflow.report.dir) / "runs" / f"{info.workflow}-{stamp}"
+        ckpt = self.checkpoint
+        if ckpt is not None:
+            run_dir = ckpt.folder
+            ckpt.memory = any(m.working is not None for m in self.plan.workflow.memory.values())
+            if ckpt.nodes:
+                self.recorder.emit("resumed", "run", {"folder": str(ckpt.folder), "nodes": ckpt.nodes})
         token = TRACE.set(trace_id_of(info.run_id, started_at_text(info.started_at))) if self.traced else None
         try:
             output = await execute(
@@ -223,7 +246,10 @@ class Session:
                 stages=self.stages,
                 wrapper=self.wrapper,
                 gatekeeper=self.gatekeeper,
+                checkpoint=ckpt,
             )
+            if ckpt is not None:
+                ckpt.finished()
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.end("interrupted", None, exc)
             raise

@@ -138,6 +138,19 @@ def _gates(events: Sequence[Any]) -> dict[str, Any]:
     return {"gates": gates} if gates else {}
 
 
+def _resumed(events: Sequence[Any]) -> dict[str, Any]:
+    """``resumed``: for a run resumed from its checkpoint (issue 23), the run folder and how many nodes came from
+    the checkpoint rather than running (each such node says ``from_checkpoint``); else nothing."""
+    section: dict[str, Any] | None = None
+    restored = 0
+    for _, kind, _, data in events:
+        if kind == "resumed":
+            section = {"folder": str(data["folder"])}
+        elif kind == "restored":
+            restored += 1
+    return {} if section is None else {"resumed": {**section, "restored_nodes": restored}}
+
+
 def _fallbacks(events: Sequence[Any]) -> dict[str, Any]:
     """``fallbacks``: by model, the calls that moved from it to a fallback model, by cause (issue 23), when
     any did (else nothing)."""
@@ -225,6 +238,7 @@ def build_report(
             "inputs": redact_inputs(dict(info.inputs)),
             **_limits(recorder.events),
             **_gates(recorder.events),
+            **_resumed(recorder.events),
         },
         "totals": {
             "nodes": len(nodes),

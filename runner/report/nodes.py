@@ -13,10 +13,12 @@ def node_status(node: Mapping[str, Any]) -> str:
     """A node's status as a reader says it: ``timed out`` for a node that its stage's ``timeout`` stopped."""
     if node.get("status") == "failed" and node.get("timeout_s") is not None:
         return "timed out"
+    if node.get("from_checkpoint"):
+        return "restored"  # a resumed run took its output from the checkpoint (issue 23)
     return str(node.get("status", ""))
 
 
-_STATUS_ORDER = ("ok", "failed", "timed out", "cancelled", "unfinished", "not started", "skipped")
+_STATUS_ORDER = ("ok", "restored", "failed", "timed out", "cancelled", "unfinished", "not started", "skipped")
 
 
 def count_statuses(nodes: Sequence[Mapping[str, Any]]) -> str:
@@ -37,9 +39,10 @@ def agent_calls(report: Mapping[str, Any]) -> tuple[int, int]:
     agents = [n for n in report["nodes"] if n.get("kind") == "agent"]
     if not agents:  # a report recorded without nodes: only the total is known
         return int(report["totals"]["agents"]), 0
-    made = sum(1 for n in agents if n.get("start_s") is not None)
+    restored = sum(1 for n in agents if n.get("from_checkpoint"))  # no call: from a resumed run's checkpoint
+    made = sum(1 for n in agents if n.get("start_s") is not None) - restored
     skipped = sum(1 for n in agents if n.get("start_s") is None and n.get("status") == "skipped")  # by `when:`
-    return made, len(agents) - made - skipped
+    return made, len(agents) - made - skipped - restored
 
 
 _BRANCH_INDEX = re.compile(r"\[\d+(?:\.\d+)?\]")

@@ -13,7 +13,8 @@ from runner.events import Event
 from runner.report.layout import Layout, StageShape
 from runner.secrets import redact
 
-_STATUS = {"finished": "ok", "failed": "failed", "cancelled": "cancelled", "skipped": "skipped"}
+# "restored": a node a resumed run took from its checkpoint (issue 23), ok without running
+_STATUS = {"finished": "ok", "failed": "failed", "cancelled": "cancelled", "skipped": "skipped", "restored": "ok"}
 _INDEX = re.compile(r"\[(\d+)\](?=\.|$)")
 _ENDPOINT_KINDS = frozenset({"retry", "pool_wait", "rate_wait"})
 
@@ -100,8 +101,11 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
             elif isinstance(data, Mapping):
                 if data.get("error") is not None:
                     span.error = redact(data["error"])
-                if kind == "skipped" and data.get("kind"):
+                if (kind == "skipped" or kind == "restored") and data.get("kind"):
                     span.kind = str(data["kind"])
+                if kind == "restored":
+                    span.detail["from_checkpoint"] = True
+                    span.start = span.queued = rel
                 if "reason" in data:
                     span.detail["reason"] = str(data["reason"])
                 if "failed_branches" in data:
@@ -230,7 +234,8 @@ def span_dict(span: Span) -> dict[str, Any]:
     if span.model is not None:
         out["model"] = span.model
     if span.kind == "agent":
-        if span.start is not None:  # a call still waiting for its slot made no request
+        # no request made: a call still waiting for its slot, or one restored from a checkpoint
+        if span.start is not None and "from_checkpoint" not in span.detail:
             out["attempts"] = span.attempts if span.attempts is not None else 1 + len(span.retries)
         out["retries"] = len(span.retries)
         out["pool_wait_s"] = _r(sum(w for _, w in span.pool_waits))

@@ -90,6 +90,11 @@ def _row(span: Mapping[str, Any], label: str) -> tuple[str, ...]:
 def format_summary(report: Mapping[str, Any]) -> str:
     """The table, then where the time went on the critical path, then the bottlenecks."""
     lines = [format_table(report)]
+    resumed = report["run"].get("resumed")
+    if resumed is not None:
+        n = resumed["restored_nodes"]
+        nodes = f"{n} node{'' if n == 1 else 's'}"
+        lines.append(f"resumed from {resumed['folder']}: {nodes} from the checkpoint, not run again")
     path = report["critical_path"]
     wall = report["run"]["wall_s"]
     if path["nodes"]:

@@ -319,6 +319,13 @@ class EngineServices(Protocol):
         (``ask``), from the run's gatekeeper; raises :class:`runner.errors.GateWaiting` when there is none."""
 
     @property
+    def checkpoint(self) -> Any:
+        """The run's checkpoint (``runner.engine.checkpoint.Checkpoint``: ``restored(node)``, ``MISSING``,
+        ``commit(node, output)``), or None when the run keeps none. Stages are restored and committed by the
+        engine; a kind commits only the nodes it runs without a stage (a fan-out's per-item agent calls)."""
+        ...
+
+    @property
     def shared_slots(self) -> Mapping[str, asyncio.Semaphore]:
         """Bounds shared beyond this run, by top-level fan-out stage id: a dataset batch's rows share each such
         fan-out's ``max_concurrency`` (empty for a single run, whose fan-outs bound themselves)."""

@@ -304,6 +304,21 @@ async def _body(
             return branch(i, items[i])
 
         start = start_branch
+    ckpt = engine.checkpoint
+    if ckpt is not None and agent is not None and not listed:
+        # Each branch is one agent call and a node of its own (issue 23): a finished one comes from the run's
+        # checkpoint, not the model; the others are committed as they end. Pipelines' stages commit themselves.
+        uncheckpointed = start
+
+        def start_checkpointed(i: int) -> Coroutine[Any, Any, Any]:
+            branch_node = f"{node}[{i}]"
+            found = ckpt.restored(branch_node)
+            if found is not ckpt.MISSING:
+                rec.emit("restored", branch_node, {"kind": "agent"})
+                return _ready(found)
+            return _committed(ckpt, branch_node, uncheckpointed(i))
+
+        start = start_checkpointed
     shared = engine.shared_slots.get(stage.id) if limit is not None else None
     if shared is not None:  # a dataset batch: this bound holds across all its rows, not only within this one
         unshared = start
@@ -314,6 +329,16 @@ async def _body(
 
         start = start_shared
     return await run_all(n, start, limit=limit)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _committed(ckpt: Any, node: str, call: Coroutine[Any, Any, Any]) -> Any:
+    out = await call
+    ckpt.commit(node, out)
+    return out
 
 
 def _items(sp: FanoutPlan, ctx: Mapping[str, Any]) -> Sequence[Any]:

@@ -339,6 +339,7 @@
       add("kind", obj(vocab.kinds)[it.kind] ? `${obj(vocab.kinds)[it.kind]} (${it.kind})` : str(n.kind));
       let status = statuses[it.status] ? `${it.status}: ${statuses[it.status].replaceAll("`", "")}` : it.status;
       if (!num(n.start_s) && num(n.queued_s) && it.status !== "ok") status += " (never started: it waited for a slot)";
+      if (n.from_checkpoint === true) status += " (from the checkpoint of an earlier run: not run again)";
       add("status", status);
       if (it.critical) add("critical path", "on the critical path");
       for (const key of ["agent", "model", "tool", "parent", "function"]) if (n[key] !== undefined) add(key, str(n[key]));
