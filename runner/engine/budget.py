@@ -214,11 +214,18 @@ class Budgeted:
 
 
 def budgeted(
-    providers: Mapping[str, ChatProvider], limits: RunLimits, recorder: Recorder, file: str, models: Mapping[str, Any]
+    providers: Mapping[str, ChatProvider],
+    limits: RunLimits,
+    recorder: Recorder,
+    file: str,
+    models: Mapping[str, Any],
+    *,
+    budget: Budget | None = None,
 ) -> dict[str, ChatProvider]:
     """``providers`` with each one's calls going through one :class:`Budget` of ``limits``. ``models``: the
-    workflow's model specs (their pricing and output bound)."""
-    budget = Budget(limits, recorder, file)
+    workflow's model specs (their pricing and output bound). ``budget``: an existing one to count against (a
+    child workflow's calls count in its parent's run: issue 22)."""
+    budget = Budget(limits, recorder, file) if budget is None else budget
     out: dict[str, ChatProvider] = {}
     for name, provider in providers.items():
         spec = models.get(name)

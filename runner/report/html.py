@@ -49,6 +49,7 @@ KIND_LABELS = {
     "loop": "loop",
     "iteration": "loop iteration",
     "switch": "switch",
+    "workflow": "sub-workflow",
 }
 # The parts of a bar, in the order the legend shows them.
 SEGMENT_LABELS = {

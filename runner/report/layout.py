@@ -57,6 +57,11 @@ class _Shaper:
     def block(self, path: str, block: Block) -> tuple[StageShape, ...]:
         return tuple(self.shape(s, f"{path}[{i}]") for i, s in enumerate(block.stages))
 
+    def workflow(self, child: Workflow) -> tuple[StageShape, ...]:
+        """A child workflow's stages, shaped with its own agents; their paths are in its file (issue 22)."""
+        inner = _Shaper(child)
+        return tuple(inner.shape(s, f"{child.file}: stages[{i}]") for i, s in enumerate(child.stages))
+
 
 def describe_workflow(wf: Workflow) -> Layout:
     shaper = _Shaper(wf)

@@ -16,13 +16,14 @@ from runner.stages.fanout import FANOUT, FanoutStage
 from runner.stages.loop import LOOP, LoopStage
 from runner.stages.python import PYTHON, PythonStage
 from runner.stages.switch import SWITCH, SwitchStage
+from runner.stages.workflow import WORKFLOW, WorkflowStage
 
-KINDS: dict[str, StageKind[Any]] = {kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH)}
+KINDS: dict[str, StageKind[Any]] = {kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH, WORKFLOW)}
 """Every stage kind by the key that picks it in YAML, in the schema's order of choices."""
 
 BY_RECORD: dict[type, StageKind[Any]] = {kind.record: kind for kind in KINDS.values()}
 
-Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage
+Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage | WorkflowStage
 """Any stage's record: the union of the kinds' records (a test keeps it equal to :data:`KINDS`)."""
 
 
@@ -56,6 +57,7 @@ __all__ = [
     "PythonStage",
     "Stage",
     "SwitchStage",
+    "WorkflowStage",
     "kind_for",
     "kind_of",
     "walk",
