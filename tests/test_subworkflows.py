@@ -227,15 +227,14 @@ stages:
     )
     proc = run_cli("validate", str(parent), cwd=tmp_path)
     assert proc.returncode == 1
-    child = Path("sub/summarize.yaml")
     lines = [line for line in proc.stdout.splitlines() if ": error: " in line]
     assert lines == [
-        f"{parent}:8:20: error: input 'text' of workflow sub/summarize.yaml is a string ({tmp_path / child}:4:3), "
+        f"{parent}:8:20: error: input 'text' of workflow sub/summarize.yaml is a string (sub/summarize.yaml:4:3), "
         "and this gives an integer (a template) [workflow-inputs]",
         f"{parent}:8:38: error: workflow sub/summarize.yaml has no input 'txt' [workflow-inputs]",
-        f"{parent}:12:17: error: workflow sub/summarize.yaml needs input 'text' (a string, {tmp_path / child}:4:3) "
+        f"{parent}:12:17: error: workflow sub/summarize.yaml needs input 'text' (a string, sub/summarize.yaml:4:3) "
         "[workflow-inputs]",
-        f"{parent}:14:16: error: input 'style' of workflow sub/summarize.yaml is a string ({tmp_path / child}:5:3), "
+        f"{parent}:14:16: error: input 'style' of workflow sub/summarize.yaml is a string (sub/summarize.yaml:5:3), "
         "and this gives a list ([1]) [workflow-inputs]",
     ]
 
@@ -273,7 +272,10 @@ def test_a_missing_child_and_a_childs_own_problems_are_located_where_they_are(tm
     assert proc.returncode == 1
     errors = [line for line in proc.stdout.splitlines() if ": error: " in line]
     assert errors[0].startswith("child.yaml:5:12: error: ") and errors[0].endswith("[unknown-agent]")
-    assert errors[1:] == ["p.yaml:7:15: error: workflow file chlid.yaml not found [unknown-workflow]"]
+    assert errors[1:] == [
+        "p.yaml:7:15: error: workflow file chlid.yaml not found (paths are relative to the file that names them) "
+        "[unknown-workflow]"
+    ]
     assert "hint: did you mean 'child.yaml'?" in proc.stdout
     run = run_cli("run", "p.yaml", cwd=tmp_path)
     assert run.returncode == 1 and "chlid.yaml not found" in run.stderr and "Traceback" not in run.stderr
@@ -336,3 +338,51 @@ def test_a_recorded_run_through_a_child_replays_without_the_server(
     )
     assert rep.returncode == 0, rep.stderr
     assert rep.stdout == rec.stdout
+
+
+def test_the_typed_data_flow_reaches_into_the_child(tmp_path: Path) -> None:
+    (tmp_path / "label.yaml").write_text(
+        """\
+version: 1
+name: label
+models:
+  m: {provider: scripted}
+agents:
+  labeler:
+    model: m
+    output:
+      schema: {type: object, required: [label], properties: {label: {type: string}, score: {type: number}}}
+stages:
+  - {id: label, agent: labeler}
+""",
+        encoding="utf-8",
+    )
+    parent = tmp_path / "p.yaml"
+    parent.write_text(
+        """\
+version: 1
+name: p
+models:
+  m: {provider: scripted}
+agents:
+  w: {model: m}
+stages:
+  - {id: one, workflow: label.yaml}
+  - {id: many, fanout: {for_each: [a, b], workflow: label.yaml}}
+  - id: use
+    agent: w
+    input: "{{ stages.one.stages.label.data.lable }} {{ stages.one.stages.lbl }} {{ stages.one.data.label }}"
+  - id: each
+    agent: w
+    input: "{% for c in stages.many %}{{ c.stages.label.data.x }}{% endfor %}"
+""",
+        encoding="utf-8",
+    )
+    assert [p.format_line() for p in runner.check(parent)] == [
+        f"{parent}:12:16: error: stages.one.stages.label.data.lable: no field 'lable' in "
+        "stages.one.stages.label.data (the output schema of stage 'label') [data-field]",
+        f"{parent}:12:57: error: stages.one.stages.lbl: workflow {tmp_path / 'label.yaml'} has no stage 'lbl' "
+        "[unknown-stage]",
+        f"{parent}:15:42: error: c.stages.label.data.x: no field 'x' in c.stages.label.data (the output schema of "
+        "stage 'label') [data-field]",
+    ]

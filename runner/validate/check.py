@@ -23,7 +23,7 @@ class _Includes:
         self.seen: dict[str, Workflow | None] = {}
         self.chain: list[tuple[str, str]] = []  # (real path, the file as messages name it)
 
-    def __call__(self, name: str, at: Diagnostic) -> tuple[Workflow | None, list[Diagnostic]]:
+    def __call__(self, written: str, name: str, at: Diagnostic) -> tuple[Workflow | None, list[Diagnostic]]:
         import dataclasses  # noqa: PLC0415
         import os  # noqa: PLC0415
 
@@ -41,9 +41,12 @@ class _Includes:
 
             folder = os.path.dirname(name) or "."
             files = [f for f in os.listdir(folder) if f.endswith((".yaml", ".yml"))] if os.path.isdir(folder) else []
-            hint = suggest(os.path.basename(name), files, "workflow files")
-            hint = hint if hint.startswith("did you mean") else "the path is relative to the including file's folder"
-            message = f"workflow file {name} not found"
+            close = suggest(os.path.basename(name), files, "workflow files")
+            hint = f"no file at {name}"
+            if close.startswith("did you mean"):  # the close name as the include would write it
+                written_close = os.path.join(os.path.dirname(written), close.split("'")[1])
+                hint = f"did you mean '{written_close}'?"
+            message = f"workflow file {written} not found (paths are relative to the file that names them)"
             return None, [dataclasses.replace(at, rule="unknown-workflow", message=message, hint=hint)]
         wf, problems = check_file(name, includes=self)
         self.seen[key] = wf
@@ -170,11 +173,14 @@ def _assert_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     """The data flow of structured outputs and the switch cases read from them: only a workflow with an
     ``output:`` schema has typed values to check (and only then are those rules imported: 10 ms of a run)."""
-    from runner.stages import AgentStage  # noqa: PLC0415
+    from runner.stages import AgentStage, FanoutStage, WorkflowStage  # noqa: PLC0415
     from runner.stages import walk as all_stages
 
     typed = any(agent.output is not None for agent in wf.agents.values()) or any(
-        isinstance(stage, AgentStage) and stage.output is not None for stage in all_stages(wf.stages)
+        (isinstance(stage, AgentStage) and stage.output is not None)
+        or isinstance(stage, WorkflowStage)  # a sub-workflow's stages are read through it (issue 22)
+        or (isinstance(stage, FanoutStage) and stage.workflow is not None)
+        for stage in all_stages(wf.stages)
     )
     if not typed:
         return []

@@ -32,10 +32,11 @@ from runner.workflow.records import (
 
 T = TypeVar("T")
 
-IncludeLoader = Callable[[str, Diagnostic], tuple[Any, list[Diagnostic]]]
-"""How the builder reads a child workflow (``runner/validate/check.py`` gives one): (the child's file as messages
-name it, a diagnostic located at the ``workflow:`` value, whose message and rule it fills in) -> (the child's
-records or None, the problems to report: the child's own, in its file, or one at the include)."""
+IncludeLoader = Callable[[str, str, Diagnostic], tuple[Any, list[Diagnostic]]]
+"""How the builder reads a child workflow (``runner/validate/check.py`` gives one): (the file as written, the
+child's file as the run names it, a diagnostic located at the ``workflow:`` value, whose message and rule it
+fills in) -> (the child's records or None, the problems to report: the child's own, in its file, or one at
+the include)."""
 
 
 class _Builder:
@@ -80,7 +81,7 @@ class _Builder:
             return name, None
         span = self.doc.span(path)
         at = Diagnostic(self.doc.file, span.line, span.column, span.end_line, span.end_column, "error", "", "")
-        child, problems = self._include(name, at)
+        child, problems = self._include(file, name, at)
         self.problems.extend(problems)
         return name, child
 

@@ -60,13 +60,17 @@ def _check(
         if gives is None or _fits(gives, spec):
             continue
         where = source.value((*base, "inputs", name), inc.loc)
-        shown = describe_value(value) if not isinstance(value, TemplateSrc) else f"{A_TYPE[gives]} (a template)"
+        if isinstance(value, TemplateSrc):
+            shown = describe_value(value.text) if is_constant(value.text) else f"{A_TYPE[gives]} (a template)"
+        else:
+            shown = describe_value(value)
         out.append(
             diag(
                 wf.file,
                 where,
                 "workflow-inputs",
-                f"input '{name}' of workflow {inc.file} is {A_TYPE[spec.type]} ({spec.loc}), and this gives {shown}",
+                f"input '{name}' of workflow {inc.file} is {A_TYPE[spec.type]} ({_at(inc, spec)}), and this gives "
+                f"{shown}",
                 _hint(spec),
             )
         )
@@ -78,11 +82,16 @@ def _check(
                 wf.file,
                 where,
                 "workflow-inputs",
-                f"workflow {inc.file} needs input '{spec.name}' ({A_TYPE[spec.type]}, {spec.loc})",
+                f"workflow {inc.file} needs input '{spec.name}' ({A_TYPE[spec.type]}, {_at(inc, spec)})",
                 f"add it: inputs: {{{spec.name}: ...}}",
             )
         )
     return out
+
+
+def _at(inc: Include, spec: InputSpec) -> str:
+    """Where the child declares an input, its file named as the include writes it (beside it in the message)."""
+    return f"{inc.file}:{spec.loc.line}:{spec.loc.column}"
 
 
 def _hint(spec: InputSpec) -> str:
