@@ -386,3 +386,16 @@ stages:
         f"{parent}:15:42: error: c.stages.label.data.x: no field 'x' in c.stages.label.data (the output schema of "
         "stage 'label') [data-field]",
     ]
+
+
+def test_a_childs_secrets_are_redacted_and_its_models_described_like_the_parents(tmp_path: Path) -> None:
+    from runner.logs import secret_env_names
+    from runner.report.layout import describe_workflow
+
+    child = remote().replace(KEY_ENV, "SUBWF_CHILD_KEY")
+    wf = runner.load(write_pair(tmp_path, child_model=child, n=1))
+    assert secret_env_names(wf) == ["SUBWF_CHILD_KEY", KEY_ENV]
+    layout = describe_workflow(wf)
+    assert sorted(layout.models) == ["main", "small"] and layout.secrets_env == ("SUBWF_CHILD_KEY", KEY_ENV)
+    assert [s.id for s in layout.stages[1].stages] == ["draft", "polish"]
+    assert layout.stages[1].stages[0].path == f"{tmp_path / 'sub' / 'summarize.yaml'}: stages[0]"

@@ -48,6 +48,25 @@ def walk(stages: Sequence[StageRecord]) -> Iterator[StageRecord]:
             yield from walk(block.stages)
 
 
+def included(workflow: Any) -> list[Any]:
+    """Every child workflow's records (``runner.workflow.records.Workflow``) that ``workflow`` runs, children of
+    children too, each once (issue 22): what a run must know of them besides its own (their secrets, models)."""
+    from runner.stages.workflow import WorkflowStage  # noqa: PLC0415
+
+    found: dict[str, Any] = {}
+
+    def visit(wf: Any) -> None:
+        for stage in walk(wf.stages):
+            include = stage.include if isinstance(stage, WorkflowStage) else getattr(stage, "workflow", None)
+            child = getattr(include, "child", None)
+            if child is not None and child.file not in found:
+                found[child.file] = child
+                visit(child)
+
+    visit(workflow)
+    return list(found.values())
+
+
 __all__ = [
     "BY_RECORD",
     "KINDS",
@@ -58,6 +77,7 @@ __all__ = [
     "Stage",
     "SwitchStage",
     "WorkflowStage",
+    "included",
     "kind_for",
     "kind_of",
     "walk",
