@@ -304,12 +304,27 @@ def test_a_dataset_run_runs_the_child_for_every_row(tmp_path: Path) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"docs": [f"r{r}a", f"r{r}b"]}) + "\n" for r in range(3)))
     proc = run_cli(
-        "run", str(parent), "--dataset", str(rows), "--offline", "--report-dir", str(tmp_path / "r"), cwd=tmp_path
+        "run",
+        str(parent),
+        "--dataset",
+        str(rows),
+        "--offline",
+        "--keep",
+        "one,each",
+        "--report-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     (results,) = (tmp_path / "r").rglob("results.jsonl")
-    outputs = [json.loads(line) for line in results.read_text().splitlines()]
-    assert sorted(o["status"] for o in outputs) == ["ok"] * 3
+    lines = sorted((json.loads(line) for line in results.read_text().splitlines()), key=lambda line: line["index"])
+    offline = "[offline reply of summarizer to: {}]"
+    assert [line["status"] for line in lines] == ["ok"] * 3
+    # a sub-workflow's output is its last stage's: text, one per branch of a fan-out over it
+    assert lines[2]["stages"] == {
+        "one": offline.format(offline.format("long: alone")),
+        "each": [offline.format(offline.format(f"short: r2{c}")) for c in "ab"],
+    }
 
 
 def test_a_recorded_run_through_a_child_replays_without_the_server(
@@ -399,3 +414,21 @@ def test_a_childs_secrets_are_redacted_and_its_models_described_like_the_parents
     assert sorted(layout.models) == ["main", "small"] and layout.secrets_env == ("SUBWF_CHILD_KEY", KEY_ENV)
     assert [s.id for s in layout.stages[1].stages] == ["draft", "polish"]
     assert layout.stages[1].stages[0].path == f"{tmp_path / 'sub' / 'summarize.yaml'}: stages[0]"
+
+
+def test_a_sub_workflow_stages_assertions_check_its_last_output(tmp_path: Path) -> None:
+    write_pair(tmp_path, n=1)
+    wf = tmp_path / "checked.yaml"
+    wf.write_text(
+        "version: 1\nname: checked\nstages:\n  - id: one\n    workflow: sub/summarize.yaml\n    inputs: {text: hi}\n"
+        "    assert:\n      - {type: contains, value: 'short: hi'}\n      - {type: contains, value: nope}\n",
+        encoding="utf-8",
+    )
+    proc = run_cli("run", str(wf), "--offline", "-q", "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 1
+    shown = "[offline reply of summarizer to: [offline reply of summarizer to: short: hi]]"
+    assert proc.stderr.splitlines()[-3:] == [
+        f"runner: stages.one.assert[0] contains: pass ({shown!r} contains 'short: hi')",
+        f"runner: stages.one.assert[1] contains: FAIL ({shown!r} does not contain 'nope')",
+        "runner: assertions: 1 of 2 passed, 1 failed, 0 errors",
+    ]

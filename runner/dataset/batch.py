@@ -34,6 +34,7 @@ from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.stages import FanoutStage
 from runner.stages.base import Output
+from runner.stages.workflow import Child
 from runner.workflow.records import Workflow
 
 _END = object()
@@ -89,7 +90,10 @@ class RowResult:
 
 
 def plain(value: Any) -> Any:
-    """A stage output as JSON: an agent's reply as its text, a fan-out's as a list, a python stage's as it is."""
+    """A stage output as JSON: an agent's reply as its text, a fan-out's as a list, a python stage's as it is, a
+    sub-workflow's as its last stage's."""
+    if isinstance(value, Child):
+        return plain(value.output)
     if isinstance(value, Output):
         return value.content
     if isinstance(value, list | tuple):
