@@ -58,9 +58,16 @@ def secret_values(env_names: Iterable[str]) -> list[str]:
 
 
 def secret_env_names(wf: Workflow) -> list[str]:
-    """The environment variables a workflow names with ``api_key_env``, for its models and embedders."""
-    names = {env for spec in wf.models.values() if spec.config is not None and (env := spec.config.api_key_env)}
-    names |= {env for spec in wf.embeddings.values() if spec.config is not None and (env := spec.config.api_key_env)}
+    """The environment variables a workflow names with ``api_key_env``, for its models and embedders, and those
+    of the child workflows it runs (issue 22)."""
+    from runner.stages import included  # noqa: PLC0415
+
+    names: set[str] = set()
+    for one in (wf, *included(wf)):
+        names |= {env for spec in one.models.values() if spec.config is not None and (env := spec.config.api_key_env)}
+        names |= {
+            env for spec in one.embeddings.values() if spec.config is not None and (env := spec.config.api_key_env)
+        }
     return sorted(names)
 
 

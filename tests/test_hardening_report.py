@@ -123,7 +123,22 @@ stages:
     loop: {max_iterations: 2, stages: [{id: once, agent: quick}]}
   - id: route
     switch: {on: "x", cases: {x: [{id: routed, agent: quick}]}}
+  - {id: sub, workflow: kinds_child.yaml, inputs: {text: "z"}}
   - {id: last, python: "corpus_tools:split", input: "x y"}
+"""
+
+# The child workflow KINDS runs (a sub-workflow stage: issue 22).
+KINDS_CHILD = """\
+version: 1
+name: kinds-child
+inputs:
+  text: {type: string}
+models:
+  instant: {provider: scripted, reply: "child done"}
+agents:
+  quick: {model: instant}
+stages:
+  - {id: inner, agent: quick, input: "{{ inputs.text }}"}
 """
 
 # A failed run: a branch fails under fail_fast and its siblings are cancelled (one while it waited for a slot).
@@ -269,6 +284,7 @@ def unrecorded_report() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     folder = tmp_path_factory.mktemp("corpus")
+    (folder / "kinds_child.yaml").write_text(KINDS_CHILD, encoding="utf-8")
     return {
         "kinds": run_report(folder, KINDS, "kinds.yaml"),
         "failfast": run_report(folder, FAIL_FAST, "failfast.yaml"),
@@ -300,7 +316,7 @@ def test_the_corpus_covers_every_node_kind_status_and_run_status(corpus) -> None
     }
     assert {r["run"]["status"] for r in corpus.values()} == {"ok", "failed", "interrupted", "waiting", "rejected"}
     kinds_on_path = {s["kind"] for s in corpus["kinds"]["critical_path"]["steps"]}
-    assert kinds_on_path == {"agent", "python", "fanout", "branch", "loop", "iteration", "switch"}
+    assert kinds_on_path == {"agent", "python", "fanout", "branch", "loop", "iteration", "switch", "workflow"}
 
 
 def REPORT_ENUMS(key: str) -> set[str]:  # noqa: N802 - reads like the constant it stands for
@@ -373,9 +389,9 @@ def test_calls_that_never_started_are_not_counted_as_calls(corpus) -> None:
 
 
 def test_skipped_calls_are_no_calls_and_branches_that_never_ran_say_so(corpus) -> None:
-    # `maybe` was skipped by its `when:`: not a call, and not one that never started (3 calls of the 7 are the
-    # loop's two iterations and the switch's case)
-    assert format_table(corpus["kinds"]).splitlines()[0].split("; ")[1].startswith("7 agent calls, tokens in/out ")
+    # `maybe` was skipped by its `when:`: not a call, and not one that never started (4 calls of the 8 are the
+    # loop's two iterations, the switch's case and the sub-workflow's stage)
+    assert format_table(corpus["kinds"]).splitlines()[0].split("; ")[1].startswith("8 agent calls, tokens in/out ")
     # fail_fast: one branch failed, two were stopped running (cancelled, or unfinished when the stop came
     # between their two stages), the fourth never got a slot
     rows = {line.split()[0]: line for line in format_table(corpus["failfast"]).splitlines()[2:]}

@@ -172,7 +172,12 @@ def _pytest(argv: list[str], tmp_path: Path) -> None:
 
 def _runner(argv: list[str], tmp_path: Path) -> None:
     """Run it for real, from a copy of the checkout's workflows (reports land in the copy)."""
-    shutil.copytree(ROOT / "workflows", tmp_path / "workflows", ignore=shutil.ignore_patterns(".runner", "reports"))
+    shutil.copytree(
+        ROOT / "workflows",
+        tmp_path / "workflows",
+        ignore=shutil.ignore_patterns(".runner", "reports"),
+        dirs_exist_ok=True,  # a block of several commands
+    )
     proc = run_cli(*argv[1:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -207,8 +212,10 @@ def check_workflow(block: Block, ctx: Context) -> None:
 
 
 def check_example(block: Block, ctx: Context) -> None:
-    """A workflow shown as an example (not the quickstart): it validates clean and runs offline."""
-    path = ctx.tmp_path / "example.yaml"
+    """A workflow shown as an example (not the quickstart): it validates clean and runs offline, beside a copy of
+    ``workflows/`` (the sub-workflows an example runs are there)."""
+    shutil.copytree(ROOT / "workflows", ctx.tmp_path / "workflows", ignore=shutil.ignore_patterns(".runner", "reports"))
+    path = ctx.tmp_path / "workflows" / "example.yaml"
     path.write_text(block.text, encoding="utf-8")
     assert check_file(path)[1] == []
     run_offline(path)

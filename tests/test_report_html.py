@@ -139,7 +139,20 @@ stages:
     loop: {max_iterations: 2, stages: [{id: once, agent: quick}]}
   - id: route
     switch: {on: "x", cases: {x: [{id: routed, agent: quick}]}}
+  - {id: sub, workflow: kinds_child.yaml}
   - {id: last, python: "html_report_tools:split", input: "x y"}
+"""
+
+# The child workflow KINDS runs (a sub-workflow stage: issue 22).
+KINDS_CHILD = """\
+version: 1
+name: kinds-child
+models:
+  instant: {provider: scripted, reply: "child done"}
+agents:
+  quick: {model: instant}
+stages:
+  - {id: inner, agent: quick, input: "in the child"}
 """
 
 # A failed run: stages stopped by their timeout (kept by `collect`), then a branch that raises under fail_fast
@@ -280,6 +293,7 @@ def unfinished_report() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     folder = tmp_path_factory.mktemp("runs")
+    (folder / "kinds_child.yaml").write_text(KINDS_CHILD, encoding="utf-8")
     out = {
         "kinds": run_report(folder, "kinds", KINDS),
         "failing": run_report(folder, "failing", FAILING),

@@ -3,7 +3,8 @@
 Fences are ```` ```yaml bad ```` and ```` ```yaml fixed ````; a word after ``bad`` says how to write the file:
 ``latin-1`` (encode so), ``padded`` (comment lines past the size limit), ``folder`` (a folder, not a file);
 ``set NAME=VALUE`` checks the example with ``runner validate --set NAME=VALUE``. A ```` ```python NAME.py ````
-fence in a section is a module written beside both examples (for python stages and tools).
+fence in a section is a module written beside both examples (for python stages and tools); a ```` ```yaml
+NAME.yaml ```` fence a workflow file written beside them (a child workflow, for the sub-workflow rules).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DOC = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
 SECTION = re.compile(r"^## (\S+)\n(.*?)(?=^## |\Z)", re.S | re.M)
 FENCE = re.compile(r"^```yaml (bad|fixed)( [^\n]+)?\n(.*?)^```$", re.S | re.M)
 MODULE = re.compile(r"^```python (\w+\.py)\n(.*?)^```$", re.S | re.M)
+CHILD = re.compile(r"^```yaml ([\w-]+\.yaml)\n(.*?)^```$", re.S | re.M)
 
 
 def sections() -> dict[str, list[tuple[str, str, str]]]:
@@ -34,7 +36,9 @@ def sections() -> dict[str, list[tuple[str, str, str]]]:
 
 
 SECTIONS = sections()
-MODULES = {match.group(1): MODULE.findall(match.group(2)) for match in SECTION.finditer(DOC)}
+MODULES = {
+    match.group(1): MODULE.findall(match.group(2)) + CHILD.findall(match.group(2)) for match in SECTION.finditer(DOC)
+}
 
 
 def problems_of(tmp_path: Path, body: str, how: str, rule: str = "") -> list[Diagnostic]:

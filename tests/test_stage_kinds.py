@@ -81,7 +81,7 @@ def disagreements(schema: Mapping[str, Any], kinds: Mapping[str, StageKind[Any]]
 
 def test_the_registry_has_exactly_the_schemas_stage_kinds() -> None:
     assert disagreements(SCHEMA, KINDS) == []
-    assert list(KINDS) == ["agent", "python", "fanout", "loop", "switch", "approve", "ask"]
+    assert list(KINDS) == ["agent", "python", "fanout", "loop", "switch", "workflow", "approve", "ask"]
     assert sorted(KINDS) == sorted(schema_choices(SCHEMA))
 
 
@@ -103,7 +103,7 @@ def test_the_pin_fails_when_the_schema_and_the_registry_disagree() -> None:
     assert disagreements(SCHEMA, {**KINDS, "group": GROUP}) == [
         "the registry's stage kind 'group' is not a choice of the schema's stage oneOf",
         "the schema's message for a stage of no kind does not name 'group': "
-        "a stage needs exactly one of 'agent', 'approve', 'ask', 'fanout', 'loop', 'python' or 'switch'",
+        "a stage needs exactly one of 'agent', 'approve', 'ask', 'fanout', 'loop', 'python', 'switch' or 'workflow'",
     ]
 
 

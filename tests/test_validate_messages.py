@@ -87,10 +87,10 @@ def test_stage_needs_agent_or_fanout(write_wf, capsys) -> None:
     code, lines = validate(capsys, path)
     assert code == 1
     assert lines == [
-        f"{path}:8:5: error: stages[0] (id='one'): a stage needs exactly one of 'agent', 'approve', "
-        "'ask', 'fanout', 'loop', 'python' or 'switch' [schema]",
-        f"{path}:9:5: error: stages[1] (id='two'): a stage needs exactly one of 'agent', 'approve', "
-        "'ask', 'fanout', 'loop', 'python' or 'switch' [schema]",
+        f"{path}:8:5: error: stages[0] (id='one'): a stage needs exactly one of 'agent', 'approve', 'ask', "
+        "'fanout', 'loop', 'python', 'switch' or 'workflow' [schema]",
+        f"{path}:9:5: error: stages[1] (id='two'): a stage needs exactly one of 'agent', 'approve', 'ask', "
+        "'fanout', 'loop', 'python', 'switch' or 'workflow' [schema]",
     ]
 
 

@@ -30,6 +30,7 @@ from runner.calls import ChatResult
 from runner.dataset.adaptive import AdaptiveLimits
 from runner.dispatch import first_error
 from runner.engine.execute import Engine
+from runner.engine.family import family_of
 from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
 from runner.engine.resources import RunResources, open_resources
 from runner.errors import RunnerError
@@ -38,6 +39,8 @@ from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 from runner.stages import FanoutStage
 from runner.stages.base import Output
+from runner.stages.workflow import Child
+from runner.workflow.records import Workflow
 
 if TYPE_CHECKING:
     from runner.report.otel import RowTracer  # made by the caller only when an export is asked for
@@ -97,7 +100,10 @@ class RowResult:
 
 
 def plain(value: Any) -> Any:
-    """A stage output as JSON: an agent's reply as its text, a fan-out's as a list, a python stage's as it is."""
+    """A stage output as JSON: an agent's reply as its text, a fan-out's as a list, a python stage's as it is, a
+    sub-workflow's as its last stage's."""
+    if isinstance(value, Child):
+        return plain(value.output)
     if isinstance(value, Output):
         return value.content
     if isinstance(value, list | tuple):
@@ -187,6 +193,14 @@ class Batch:
             await self._close()
             raise
         self.providers = {**self.given, **self.owned}
+        self.family = family_of(self.plan)  # sub-workflows (issue 22): opened once for every row, as the models
+        if self.family is not None:
+            try:
+                with wrapped(self.wrapper):
+                    self.family.open(self.providers, self.transport, self.run_dir, resources_transport=self.transport)
+            except BaseException:
+                await self._close()
+                raise
         # Each model the batch opened that reports its answers adapts the rows in flight (runner/dataset/adaptive.py);
         # the caller's providers are left as they are.
         observed = {name: p for name, p in self.owned.items() if callable(getattr(p, "observe", None))}
@@ -213,6 +227,9 @@ class Batch:
         )
         self.tools.close()
         self.owned.clear()
+        family, self.family = getattr(self, "family", None), None
+        if family is not None:
+            await family.aclose()
         failed = [r for r in results if isinstance(r, Exception)]
         if failed and not isinstance(failed[0], RunnerError):
             raise failed[0]
@@ -248,16 +265,25 @@ class Batch:
         resources = self.resources
         if self._own_dirs:
             resources = RunResources(self._rows_dir / str(row.index), resources.embedders, resources.stores)
-        providers = self.providers
         limits = self.plan.workflow.limits
+        budget = None
         if limits is not None:  # a budget per row (issue 23): each row's calls counted against the limits
-            from runner.engine.budget import budgeted  # noqa: PLC0415
+            from runner.engine.budget import Budget  # noqa: PLC0415
 
-            providers = budgeted(providers, limits, recorder, self.plan.workflow.file, self.plan.workflow.models)
-        if any(spec.fallback is not None for spec in self.plan.workflow.models.values()):
-            from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
+            budget = Budget(limits, recorder, self.plan.workflow.file)
 
-            providers = with_fallbacks(providers, self.plan.workflow.models, self._cooldowns)
+        def wrap(providers: Mapping[str, ChatProvider], wf: Workflow) -> Mapping[str, ChatProvider]:
+            if limits is not None and budget is not None:  # a sub-workflow's calls count in the row's budget
+                from runner.engine.budget import budgeted  # noqa: PLC0415
+
+                providers = budgeted(providers, limits, recorder, self.plan.workflow.file, wf.models, budget=budget)
+            if any(spec.fallback is not None for spec in wf.models.values()):
+                from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
+
+                providers = with_fallbacks(providers, wf.models, self._cooldowns)
+            return providers
+
+        providers = wrap(self.providers, self.plan.workflow)
         engine = Engine(
             self.plan,
             row.inputs,
@@ -272,6 +298,7 @@ class Batch:
             functions=self.functions,
             resources=resources,
             shared_slots=self.shared_slots,
+            children=self.family.runs(wrap) if self.family is not None else None,
         )
         stages: dict[str, Any] = {}
         ended = "cancelled"

@@ -158,6 +158,16 @@ class Budget:
         if self.in_flight == 0:
             self._idle.set()
 
+    def count_spent(self, models: Mapping[str, Any], spent: Sequence[tuple[str, int, int]]) -> None:
+        """Count what a resumed run's earlier part used (a (model, prompt tokens, completion tokens) per finished
+        agent call): a resumed run's limits hold for the whole run, not this part of it."""
+        for model, prompt, completion in spent:
+            config = getattr(models.get(model), "config", None)
+            pricing = getattr(config, "pricing", None)
+            self.calls += 1
+            self.tokens += prompt + completion
+            self.cost += pricing.cost(prompt, completion) if pricing is not None else 0.0
+
     def _crossed(
         self, worst_tokens: int, worst_cost: float, model: str, node: str
     ) -> tuple[str, str, dict[str, Any]] | None:
@@ -230,17 +240,17 @@ def budgeted(
     models: Mapping[str, Any],
     resume: str | None = None,
     spent: Sequence[tuple[str, int, int]] = (),
+    *,
+    budget: Budget | None = None,
 ) -> dict[str, ChatProvider]:
     """``providers`` with each one's calls going through one :class:`Budget` of ``limits``. ``models``: the
     workflow's model specs (their pricing and output bound). ``resume``: the run folder of a checkpointed run;
-    ``spent``: what its earlier part used, a (model, prompt tokens, completion tokens) per finished agent call."""
-    budget = Budget(limits, recorder, file, resume=resume)
-    for model, prompt, completion in spent:  # a resumed run's limits hold for the whole run, not this part of it
-        config = getattr(models.get(model), "config", None)
-        pricing = getattr(config, "pricing", None)
-        budget.calls += 1
-        budget.tokens += prompt + completion
-        budget.cost += pricing.cost(prompt, completion) if pricing is not None else 0.0
+    ``spent``: what its earlier part used, a (model, prompt tokens, completion tokens) per finished agent call.
+    ``budget``: an existing one to count against instead (a child workflow's calls count in its parent's run:
+    issue 22), which its maker gave its own ``resume`` and ``spent``."""
+    if budget is None:
+        budget = Budget(limits, recorder, file, resume=resume)
+        budget.count_spent(models, spent)
     out: dict[str, ChatProvider] = {}
     for name, provider in providers.items():
         spec = models.get(name)

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from runner.calls import Usage
 from runner.engine.agent import AgentCaller
 from runner.engine.agent import TokenSinkFactory as TokenSinkFactory
+from runner.engine.family import ChildRun
 from runner.engine.policy import run_with_policy
 from runner.engine.resources import RunResources
-from runner.errors import StageTimeout
+from runner.errors import RunError, RunnerError, StageTimeout
 from runner.events import Recorder
 from runner.plan.compile import Plan, StagePlan
 from runner.providers.base import ChatProvider
@@ -32,6 +33,7 @@ from runner.stages.base import SKIPPED as SKIPPED
 from runner.stages.base import Output as Output
 from runner.stages.base import as_text as as_text
 from runner.stages.gating import Gatekeeper, GateRequest
+from runner.stages.workflow import Child, IncludePlan
 from runner.templates import base_context
 from runner.tools import ToolRunner
 
@@ -60,12 +62,14 @@ class Engine:
         shared_slots: Mapping[str, asyncio.Semaphore] | None = None,
         gatekeeper: Gatekeeper | None = None,
         checkpoint: Checkpoint | None = None,
+        children: Mapping[str, ChildRun] | None = None,
     ) -> None:
         self.plan = plan
         self.gatekeeper = gatekeeper
         # The run's checkpoint (issue 23): finished nodes are restored from it, not run, and each node's output is
         # committed to it as the node ends. None (a dataset row, --no-checkpoint, a library run): nothing is.
         self.checkpoint = checkpoint
+        self.children: Mapping[str, ChildRun] = children or {}
         self.shared_slots: Mapping[str, asyncio.Semaphore] = shared_slots or {}
         self.inputs = inputs
         self.providers = providers
@@ -167,6 +171,42 @@ class Engine:
             return sp.kind.run(sp, self, stages, prev, vars_, prefix, ctx)
 
         return await run_with_policy(sp, policy, prefix + sp.id, self.recorder, context, run_once)
+
+    async def run_workflow(self, include: IncludePlan, inputs: Mapping[str, Any], start: Any, prefix: str) -> Child:
+        """A child workflow's run (``runner/stages/workflow.py``): an engine of its own over the child's plan and
+        what the run opened for it, recording into this run's events under ``prefix``."""
+        from runner.workflow.inputs import resolve_inputs  # noqa: PLC0415
+
+        plan: Plan = include.child
+        wf = plan.workflow
+        try:
+            values = resolve_inputs(wf, [], inputs, how="inputs: {{{name}: ...}}")
+        except RunnerError as exc:  # what validate could not know (a template's value): located at the include
+            raise RunError(f"{include.include.loc}: the inputs of workflow {wf.file}: {exc}") from None
+        shared = self.children[wf.file]
+        engine = Engine(
+            plan,
+            values,
+            shared.providers,
+            self.recorder,
+            sink=self.sink,
+            run_info=self.run_info,
+            tools=shared.tools,
+            functions=shared.functions,
+            resources=shared.resources,
+            children=self.children,
+        )
+        stages: dict[str, Any] = {}
+        if wf.timeout is None:
+            return Child(await engine.run_sequence(plan.stages, stages, start, {}, prefix), stages)
+        scope = asyncio.timeout(wf.timeout)
+        try:
+            async with scope:
+                return Child(await engine.run_sequence(plan.stages, stages, start, {}, prefix), stages)
+        except TimeoutError:
+            if scope.expired():
+                raise StageTimeout(f"workflow {wf.file} timed out after {wf.timeout:g} s (its 'timeout')") from None
+            raise
 
     def function(self, name: str) -> Callable[..., Any]:
         return self.functions[name]

@@ -14,7 +14,7 @@ from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
 from runner.tools import ToolRunner, import_callable, load_tool
-from runner.workflow.records import PythonStage
+from runner.workflow.records import ModelSpec, PythonStage
 
 if TYPE_CHECKING:
     from runner.providers.transport import TransportWrapper
@@ -49,18 +49,21 @@ def open_providers(
     made before one that fails (a missing key variable) can still be closed."""
     providers: dict[str, ChatProvider] = {} if into is None else into
     for name in sorted(models_in_use(plan) - set(given or ())):
-        spec = plan.workflow.models[name]
-        factory = PROVIDERS[spec.provider].load_factory()
-        config = spec.config
-        if spec.fallback is not None:  # a 429 moves to the fallback at once, not after the model's retries
-            from runner.providers.fallback import without_429_retries  # noqa: PLC0415
-
-            config = without_429_retries(config, spec.fallback)
-        if transport is not None and "transport" in inspect.signature(factory).parameters:
-            providers[name] = factory(name, config, transport=transport)
-        else:
-            providers[name] = factory(name, config)
+        providers[name] = open_model(plan.workflow.models[name], transport)
     return providers
+
+
+def open_model(spec: ModelSpec, transport: Any = None) -> ChatProvider:
+    """The provider of one model's settings (``transport`` as in :func:`open_providers`)."""
+    factory = PROVIDERS[spec.provider].load_factory()
+    config = spec.config
+    if spec.fallback is not None:  # a 429 moves to the fallback at once, not after the model's retries
+        from runner.providers.fallback import without_429_retries  # noqa: PLC0415
+
+        config = without_429_retries(config, spec.fallback)
+    if transport is not None and "transport" in inspect.signature(factory).parameters:
+        return factory(spec.name, config, transport=transport)
+    return factory(spec.name, config)
 
 
 def response_caches(

@@ -28,6 +28,7 @@ from runner.config.source import TemplateSrc
 from runner.errors import RunnerError
 from runner.providers.base import ChatProvider
 from runner.stages.base import Output
+from runner.stages.workflow import Child
 from runner.templates import base_context
 from runner.workflow.asserts import AssertList, AssertSpec
 from runner.workflow.records import Workflow
@@ -365,7 +366,10 @@ def _scored(result: Any, threshold: float | None, who: str) -> tuple[bool, float
 
 def _at(value: Any, path: str | None) -> Any:
     """The part of an output that ``path`` names (``data.label``, ``data.items[0]``); the output's text
-    without a path (an agent's reply), or the value itself (a python stage's, a fan-out's list)."""
+    without a path (an agent's reply), or the value itself (a python stage's, a fan-out's list). A sub-workflow's
+    output is its last stage's (issue 22)."""
+    if isinstance(value, Child):
+        value = value.output
     if path is None:
         return value.content if isinstance(value, Output) else _plain(value)
     here: Any = value
@@ -402,6 +406,8 @@ def _walked(path: str, upto: int) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Child):
+        return _plain(value.output)
     if isinstance(value, Output):
         return value.data if value.data is not None else value.content
     if isinstance(value, list | tuple):

@@ -66,8 +66,9 @@ class Plan:
 class _Planner:
     """What a stage kind's ``plan`` gets (``runner.stages.base.PlanContext``)."""
 
-    def __init__(self, agents: Mapping[str, AgentPlan]) -> None:
+    def __init__(self, agents: Mapping[str, AgentPlan], children: dict[str, Plan]) -> None:
         self.agents = agents
+        self.children = children
 
     def template(self, src: TemplateSrc | None) -> CompiledTemplate | None:
         return compile_template(src)
@@ -78,9 +79,17 @@ class _Planner:
     def stages(self, stages: Sequence[StageRecord]) -> tuple[StagePlan, ...]:
         return tuple(kind_of(s).plan(s, self) for s in stages)
 
+    def child(self, workflow: Any) -> Plan:
+        """A child workflow's plan: compiled once per file, however many stages and branches run it (issue 22)."""
+        plan = self.children.get(workflow.file)
+        if plan is None:
+            plan = self.children[workflow.file] = compile_workflow(workflow, self.children)
+        return plan
 
-def compile_workflow(wf: Workflow) -> Plan:
-    """Records to plan. Raises :class:`runner.errors.TemplateError` on a template syntax error."""
+
+def compile_workflow(wf: Workflow, children: dict[str, Plan] | None = None) -> Plan:
+    """Records to plan. Raises :class:`runner.errors.TemplateError` on a template syntax error. ``children``:
+    the child workflows' plans compiled so far, by file (shared with the children's own compiles)."""
     agents = {}
     for name, spec in wf.agents.items():
         sys_prompt = compile_template(spec.sys_prompt)
@@ -92,7 +101,22 @@ def compile_workflow(wf: Workflow) -> Plan:
             sys_prompt_varies=bool(sys_prompt and sys_prompt.names & _VARYING_FOR_AGENT),
             started_event={"kind": "agent", "agent": name, "model": spec.model},
         )
-    return Plan(wf, agents, _Planner(agents).stages(wf.stages))
+    return Plan(wf, agents, _Planner(agents, {} if children is None else children).stages(wf.stages))
+
+
+def child_plans(plan: Plan) -> list[Plan]:
+    """Every child workflow's plan under ``plan``, each once (children of children included), outermost first."""
+    found: dict[str, Plan] = {}
+
+    def visit(p: Plan) -> None:
+        for sp in walk_plans(p.stages):
+            include = getattr(sp, "include", None)
+            if include is not None and include.child.workflow.file not in found:
+                found[include.child.workflow.file] = include.child
+                visit(include.child)
+
+    visit(plan)
+    return list(found.values())
 
 
 def walk_plans(stages: Sequence[StagePlan]) -> Iterator[StagePlan]:

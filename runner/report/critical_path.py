@@ -43,7 +43,7 @@ CATEGORY_LABELS = {
 }
 CATEGORIES = tuple(CATEGORY_LABELS)
 # Steps whose time is that of the steps inside them (a fan-out's branch, a loop's iterations, a switch's case).
-_CONTAINERS = frozenset({"fanout", "loop", "iteration", "switch"})
+_CONTAINERS = frozenset({"fanout", "loop", "iteration", "switch", "workflow"})
 
 
 @dataclass(slots=True)
@@ -51,7 +51,7 @@ class Step:
     """One node on the critical path and the time it held it."""
 
     node: str
-    kind: str  # agent | python | fanout | branch | loop | iteration | switch | approve | ask
+    kind: str  # agent | python | fanout | branch | loop | iteration | switch | workflow | approve | ask
     start: float
     end: float
     model: str | None = None
@@ -182,6 +182,10 @@ def critical_path(layout: Layout, spans: Mapping[str, Span], wall: float) -> lis
                     continue
                 steps.append(Step(iteration.id, "iteration", iteration.start, iteration.end_or(wall)))
                 steps.extend(sequence(shape.stages, f"{iteration.id}."))
+            return steps
+        if shape.mode == "workflow":  # a child workflow (issue 22): through its stages, run as <id>.<inner>
+            steps = [Step(node, "workflow", span.start if span.start is not None else 0.0, span.end_or(wall))]
+            steps.extend(sequence(shape.stages, f"{node}."))
             return steps
         if shape.mode == "switch":  # through the one case that ran: the one whose stages have spans
             steps = [Step(node, "switch", span.start if span.start is not None else 0.0, span.end_or(wall))]

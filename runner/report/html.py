@@ -51,6 +51,7 @@ KIND_LABELS = {
     "switch": "switch",
     "approve": "approve gate",
     "ask": "ask gate",
+    "workflow": "sub-workflow",
 }
 # The parts of a bar, in the order the legend shows them.
 SEGMENT_LABELS = {

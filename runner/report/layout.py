@@ -57,11 +57,23 @@ class _Shaper:
     def block(self, path: str, block: Block) -> tuple[StageShape, ...]:
         return tuple(self.shape(s, f"{path}[{i}]") for i, s in enumerate(block.stages))
 
+    def workflow(self, child: Workflow) -> tuple[StageShape, ...]:
+        """A child workflow's stages, shaped with its own agents; their paths are in its file (issue 22)."""
+        inner = _Shaper(child)
+        return tuple(inner.shape(s, f"{child.file}: stages[{i}]") for i, s in enumerate(child.stages))
+
 
 def describe_workflow(wf: Workflow) -> Layout:
+    from runner.stages import included  # noqa: PLC0415
+
     shaper = _Shaper(wf)
-    models = {name: _model_shape(name, spec.provider, spec.config) for name, spec in wf.models.items()}
-    secrets = sorted({env for spec in wf.models.values() if spec.config and (env := spec.config.api_key_env)})
+    everyone = (*reversed(included(wf)), wf)  # a child's model by a name the parent also uses: the parent's wins
+    models = {
+        name: _model_shape(name, spec.provider, spec.config) for one in everyone for name, spec in one.models.items()
+    }
+    secrets = sorted(
+        {env for one in everyone for spec in one.models.values() if spec.config and (env := spec.config.api_key_env)}
+    )
     return Layout(
         stages=tuple(shaper.shape(s, f"stages[{i}]") for i, s in enumerate(wf.stages)),
         models=MappingProxyType(models),

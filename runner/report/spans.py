@@ -24,7 +24,7 @@ class Span:
     """One node's timeline as the events tell it: queued, started, first token, finished, and why."""
 
     id: str
-    kind: str = "agent"  # agent | fanout | branch | python | tool | endpoint (events of a node that is no stage)
+    kind: str = "agent"  # agent | fanout | branch | python | tool | workflow | endpoint (a node that is no stage)
     status: str = "running"
     queued: float | None = None
     start: float | None = None
@@ -172,6 +172,9 @@ def add_branch_spans(spans: dict[str, Span], layout: Layout, run_status: str) ->
             if shape.mode == "loop":  # its iterations have spans of their own (the engine records them)
                 for i in indices.get(node, ()):
                     visit(shape.stages, f"{node}[{i}].")
+                continue
+            if shape.mode == "workflow":  # a child workflow's stages run as <id>.<inner> (issue 22)
+                visit(shape.stages, f"{node}.")
                 continue
             if shape.mode == "switch":  # the stages of the case that ran keep their ids
                 for case in shape.branches:

@@ -18,15 +18,16 @@ from runner.stages.fanout import FANOUT, FanoutStage
 from runner.stages.loop import LOOP, LoopStage
 from runner.stages.python import PYTHON, PythonStage
 from runner.stages.switch import SWITCH, SwitchStage
+from runner.stages.workflow import WORKFLOW, WorkflowStage
 
 KINDS: dict[str, StageKind[Any]] = {
-    kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH, APPROVE_KIND, ASK_KIND)
+    kind.name: kind for kind in (AGENT, PYTHON, FANOUT, LOOP, SWITCH, WORKFLOW, APPROVE_KIND, ASK_KIND)
 }
 """Every stage kind by the key that picks it in YAML, in the schema's order of choices."""
 
 BY_RECORD: dict[type, StageKind[Any]] = {kind.record: kind for kind in KINDS.values()}
 
-Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage | ApproveStage | AskStage
+Stage = AgentStage | PythonStage | FanoutStage | LoopStage | SwitchStage | WorkflowStage | ApproveStage | AskStage
 """Any stage's record: the union of the kinds' records (a test keeps it equal to :data:`KINDS`)."""
 
 
@@ -51,6 +52,25 @@ def walk(stages: Sequence[StageRecord]) -> Iterator[StageRecord]:
             yield from walk(block.stages)
 
 
+def included(workflow: Any) -> list[Any]:
+    """Every child workflow's records (``runner.workflow.records.Workflow``) that ``workflow`` runs, children of
+    children too, each once (issue 22): what a run must know of them besides its own (their secrets, models)."""
+    from runner.stages.workflow import WorkflowStage  # noqa: PLC0415
+
+    found: dict[str, Any] = {}
+
+    def visit(wf: Any) -> None:
+        for stage in walk(wf.stages):
+            include = stage.include if isinstance(stage, WorkflowStage) else getattr(stage, "workflow", None)
+            child = getattr(include, "child", None)
+            if child is not None and child.file not in found:
+                found[child.file] = child
+                visit(child)
+
+    visit(workflow)
+    return list(found.values())
+
+
 __all__ = [
     "BY_RECORD",
     "KINDS",
@@ -62,6 +82,8 @@ __all__ = [
     "PythonStage",
     "Stage",
     "SwitchStage",
+    "WorkflowStage",
+    "included",
     "kind_for",
     "kind_of",
     "walk",

@@ -108,6 +108,11 @@ class BuildContext(Protocol):
         """The structured output (``runner.config.output.OutputSpec``) at ``path`` of ``raw``'s ``output`` key,
         or None: without one, or when it is refused (a located problem)."""
 
+    def loc(self, path: YamlPath) -> Loc: ...
+    def include(self, file: str, path: YamlPath) -> tuple[str, Any]:
+        """The child workflow ``file`` (written at ``path``, relative to the including file): the child's file as
+        messages name it, and its records (None when it cannot be read or checked: a located problem)."""
+
 
 # ---------------------------------------------------------------------------------------------------------
 # What validation, planning and reporting read of a record
@@ -196,6 +201,8 @@ class PlanContext(Protocol):
     def template(self, src: TemplateSrc | None) -> CompiledTemplate | None: ...
     def agent(self, name: str) -> Any: ...  # the AgentPlan of agent ``name``
     def stages(self, stages: Sequence[StageRecord]) -> tuple[StagePlan, ...]: ...
+    def child(self, workflow: Any) -> Any:
+        """The plan of a child workflow's records (``runner.plan.compile.Plan``): compiled once per file per run."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -308,6 +315,13 @@ class EngineServices(Protocol):
         """One agent turn on ``text`` as node ``node``; takes ``ctx`` over (adds ``agent`` and ``input``).
         ``output``: the stage's structured output (a :class:`runner.config.output.OutputSpec`), if it has one."""
 
+    def run_workflow(
+        self, include: Any, inputs: Mapping[str, Any], start: Any, prefix: str
+    ) -> Coroutine[Any, Any, Any]:
+        """Run the child of ``include`` (a :class:`runner.stages.workflow.IncludePlan`) with ``inputs`` (checked
+        against its ``inputs:`` here), its first stage starting from ``start``, its nodes under ``prefix``; its
+        :class:`runner.stages.workflow.Child` output."""
+
     def function(self, name: str) -> Callable[..., Any]:
         """A python stage's function, imported before the run (``module:attribute``)."""
 
@@ -342,7 +356,9 @@ class StageShape:
     stage; for a fan-out ``each_agent`` (``for_each`` with ``agent``: branch ``i`` is the call ``<id>[i]``),
     ``each_stages`` (``for_each`` with ``stages``: branch ``i`` runs ``<id>[i].<inner>``) or ``branches``
     (listed branches, their stages keep their ids); ``loop`` (iteration ``i``, from 1, runs
-    ``<id>[i].<inner>``, in order) or ``switch`` (``branches`` are its cases, then its default; the stages of
+    ``<id>[i].<inner>``, in order), ``workflow`` (a child workflow: ``stages`` are its own, run as
+    ``<id>.<inner>``; a fan-out over a child is ``each_stages`` over the child's stages) or
+    ``switch`` (``branches`` are its cases, then its default; the stages of
     the one that ran keep their ids); ``approve`` or ``ask`` for a human gate."""
 
     id: str
@@ -357,7 +373,7 @@ class StageShape:
 
     @property
     def is_fanout(self) -> bool:
-        return self.mode not in ("agent", "python", "loop", "switch", "approve", "ask")
+        return self.mode not in ("agent", "python", "loop", "switch", "workflow", "approve", "ask")
 
 
 class ShapeContext(Protocol):
@@ -365,6 +381,8 @@ class ShapeContext(Protocol):
 
     def model_of(self, agent: str | None) -> str | None: ...
     def block(self, path: str, block: Block) -> tuple[StageShape, ...]: ...
+    def workflow(self, child: Any) -> tuple[StageShape, ...]:
+        """The shapes of a child workflow's stages (its records: ``runner.workflow.records.Workflow``)."""
 
 
 def yaml_path(path: YamlPath) -> str:

@@ -1,5 +1,6 @@
 """The ``fanout`` stage kind: parallel branches, either listed (``branches``, each a list of stages) or one
-per item of ``for_each`` (a list, or a template giving one) through one ``agent`` or a list of ``stages``.
+per item of ``for_each`` (a list, or a template giving one) through one ``agent``, a list of ``stages`` or a
+child ``workflow`` (with its ``inputs``: ``runner/stages/workflow.py``).
 
 Branches run as tasks of one ``asyncio.TaskGroup`` (``runner/dispatch.py``), at most ``max_concurrency`` at
 once; the output is the list of the branch outputs, in input order. Under ``on_error: fail_fast`` the first
@@ -39,6 +40,7 @@ from runner.stages.base import (
     one_line,
     yaml_path,
 )
+from runner.stages.workflow import Include, IncludePlan, build_include, include_label, plan_include
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class FanoutStage:
     loc: Loc
     on_error: str = "fail_fast"  # fail_fast | collect
     policy: StagePolicy = NO_POLICY
+    workflow: Include | None = None  # a child workflow run per item (issue 22)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class FanoutPlan(StagePlan):
     plans, or the per-item pipeline's as its one block (none for a per-item agent)."""
 
     for_each: CompiledTemplate | tuple[Any, ...] | None = None
+    include: IncludePlan | None = None  # the per-item child workflow, compiled
 
     @property
     def listed(self) -> bool:
@@ -104,6 +108,7 @@ class FanoutKind(StageKind[FanoutStage]):
             loc=c.loc,
             on_error=fan.get("on_error", "fail_fast"),
             policy=c.policy,
+            workflow=build_include(fan, fpath, ("fanout",), b) if "workflow" in fan else None,
         )
 
     def templates(self, stage: FanoutStage) -> tuple[TemplateUse, ...]:
@@ -112,6 +117,8 @@ class FanoutKind(StageKind[FanoutStage]):
             out.append(TemplateUse("for_each", stage.for_each, ("fanout", "for_each")))
         if stage.input is not None:
             out.append(TemplateUse("input", stage.input, ("input",), per_item=True))
+        if stage.workflow is not None:
+            out.extend(stage.workflow.templates(True))
         return tuple(out)
 
     def item_name(self, stage: FanoutStage) -> str | None:
@@ -145,6 +152,7 @@ class FanoutKind(StageKind[FanoutStage]):
             p.agent(stage.agent) if stage.agent else None,
             tuple(p.stages(block.stages) for block in self.blocks(stage)),
             for_each,
+            plan_include(stage.workflow, p) if stage.workflow is not None else None,
         )
 
     async def run(
@@ -202,6 +210,8 @@ class FanoutKind(StageKind[FanoutStage]):
         assert isinstance(sp, FanoutPlan)
         if sp.listed:
             return tuple(GraphPart(f"branch {b}", str(b), plans=branch) for b, branch in enumerate(sp.blocks))
+        if sp.include is not None:
+            return (GraphPart(f"each: {include_label(sp.include)}", "each", plans=sp.include.child.stages),)
         if sp.agent is not None:
             text = agent_text(sp.agent)
             return (GraphPart("each", "each", leaf=text, mermaid_leaf=f"each {sp.stage.as_name}: {text}"),)
@@ -215,6 +225,9 @@ class FanoutKind(StageKind[FanoutStage]):
         if stage.agent is not None:
             model = s.model_of(stage.agent)
             return StageShape(stage.id, path, "each_agent", stage.agent, model, stage.max_concurrency)
+        if stage.workflow is not None:  # branch i runs the child's stages as <id>[i].<inner>
+            inner = s.workflow(stage.workflow.child)
+            return StageShape(stage.id, path, "each_stages", max_concurrency=stage.max_concurrency, stages=inner)
         inner = s.block(path + yaml_path(blocks[0].path), blocks[0])
         return StageShape(stage.id, path, "each_stages", max_concurrency=stage.max_concurrency, stages=inner)
 
@@ -252,6 +265,7 @@ async def _body(
     agent = sp.agent
     input_tpl: CompiledTemplate | None = sp.input
     pipeline = sp.blocks[0] if sp.blocks and not listed else ()
+    include = sp.include
     if bounded:  # the branches past the bound wait for a slot from now: the report's concurrency wait
         for i in range(n):
             rec.emit("queued", f"{node}[{i}]")
@@ -274,6 +288,8 @@ async def _body(
                 text = input_tpl.template.render(item_ctx)
             if agent is not None:
                 return await engine.call_agent(branch_node, agent, text, item_ctx)
+            if include is not None:
+                return await engine.run_workflow(include, include.values(item_ctx), text, branch_node + ".")
             return await engine.run_sequence(pipeline, dict(stages), text, item_vars, branch_node + ".")
         except Exception as exc:
             error = first_error(exc)

@@ -14,8 +14,51 @@ from runner.workflow.document import Document, LoadError, decode, load_document
 from runner.workflow.records import Workflow
 
 
-def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
-    """Load and check one workflow file; return the records (None when it has errors) and every problem."""
+class _Includes:
+    """The child workflows (``workflow:``, issue 22) of one check, each read and checked once, in its own file:
+    its problems are located there. ``chain`` is the files being read, outermost first: a file already in it
+    closes an include cycle, reported at the include that closes it with the whole chain."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Workflow | None] = {}
+        self.chain: list[tuple[str, str]] = []  # (real path, the file as messages name it)
+
+    def __call__(self, written: str, name: str, at: Diagnostic) -> tuple[Workflow | None, list[Diagnostic]]:
+        import dataclasses  # noqa: PLC0415
+        import os  # noqa: PLC0415
+
+        key = os.path.realpath(name)
+        for i, (seen, _) in enumerate(self.chain):
+            if seen == key:
+                cycle = " -> ".join([shown for _, shown in self.chain[i:]] + [name])
+                message = f"include cycle: {cycle}"
+                hint = "a workflow cannot run itself, directly or through others: remove one include of the chain"
+                return None, [dataclasses.replace(at, rule="include-cycle", message=message, hint=hint)]
+        if key in self.seen:
+            return self.seen[key], []  # its problems are reported once, with its first include
+        if not os.path.isfile(name):
+            from runner.validate.rules.common import suggest  # noqa: PLC0415
+
+            folder = os.path.dirname(name) or "."
+            files = [f for f in os.listdir(folder) if f.endswith((".yaml", ".yml"))] if os.path.isdir(folder) else []
+            close = suggest(os.path.basename(name), files, "workflow files")
+            hint = f"no file at {name}"
+            if close.startswith("did you mean"):  # the close name as the include would write it
+                written_close = os.path.join(os.path.dirname(written), close.split("'")[1])
+                hint = f"did you mean '{written_close}'?"
+            message = f"workflow file {written} not found (paths are relative to the file that names them)"
+            return None, [dataclasses.replace(at, rule="unknown-workflow", message=message, hint=hint)]
+        wf, problems = check_file(name, includes=self)
+        self.seen[key] = wf
+        return wf, problems
+
+
+def check_file(
+    path: str | Path, *, text: bytes | None = None, includes: _Includes | None = None
+) -> tuple[Workflow | None, list[Diagnostic]]:
+    """Load and check one workflow file; return the records (None when it has errors) and every problem, its
+    child workflows' included (located in their files). ``includes``: the children read so far (a child's own
+    check shares its parent's)."""
     from runner.validate.rules.secrets import secret_diagnostics  # noqa: PLC0415
     from runner.workflow.build import build_workflow  # noqa: PLC0415
     from runner.workflow.limits import read_limited, too_large  # noqa: PLC0415
@@ -55,7 +98,13 @@ def check_file(path: str | Path, *, text: bytes | None = None) -> tuple[Workflow
     if problems:
         return None, sorted(problems + secrets)
     settings: list[Diagnostic] = []  # what the sections' parsers refuse, beside what the rules find
-    wf = build_workflow(doc, hashlib.sha256(text).hexdigest(), settings)
+    if includes is None:
+        includes = _Includes()
+    includes.chain.append((str(Path(file).resolve()) if file != "<string>" else file, file))
+    try:
+        wf = build_workflow(doc, hashlib.sha256(text).hexdigest(), settings, includes)
+    finally:
+        includes.chain.pop()
     problems = sorted(check_workflow(wf, doc) + settings + secrets)
     if "variants" in doc.data:  # issue 24: each variant checked as the file is, its own problems added
         wf, problems = _with_variants(doc, wf, problems)
@@ -126,7 +175,19 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *_budget_checks(wf, source, walk),
         *_assert_checks(wf, source, walk),
         *_gate_checks(wf, source, walk),
+        *_include_checks(wf, source, walk),
     ]
+
+
+def _include_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
+    """The inputs given to child workflows (issue 22), only for a workflow that runs one."""
+    from runner.stages import FanoutStage, WorkflowStage  # noqa: PLC0415
+
+    if not any(isinstance(s, WorkflowStage) or (isinstance(s, FanoutStage) and s.workflow) for s, _ in walk.order):
+        return []
+    from runner.validate.rules.includes import check_includes  # noqa: PLC0415
+
+    return check_includes(wf, source, walk)
 
 
 def _budget_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
@@ -157,11 +218,14 @@ def _gate_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
 def _typed_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     """The data flow of structured outputs and the switch cases read from them: only a workflow with an
     ``output:`` schema has typed values to check (and only then are those rules imported: 10 ms of a run)."""
-    from runner.stages import AgentStage, AskStage  # noqa: PLC0415
+    from runner.stages import AgentStage, AskStage, FanoutStage, WorkflowStage  # noqa: PLC0415
     from runner.stages import walk as all_stages
 
     typed = any(agent.output is not None for agent in wf.agents.values()) or any(
-        (isinstance(stage, AgentStage) and stage.output is not None) or isinstance(stage, AskStage)
+        (isinstance(stage, AgentStage) and stage.output is not None)
+        or isinstance(stage, AskStage)
+        or isinstance(stage, WorkflowStage)  # a sub-workflow's stages are read through it (issue 22)
+        or (isinstance(stage, FanoutStage) and stage.workflow is not None)
         for stage in all_stages(wf.stages)
     )
     if not typed:

@@ -32,11 +32,18 @@ from runner.workflow.records import (
 
 T = TypeVar("T")
 
+IncludeLoader = Callable[[str, str, Diagnostic], tuple[Any, list[Diagnostic]]]
+"""How the builder reads a child workflow (``runner/validate/check.py`` gives one): (the file as written, the
+child's file as the run names it, a diagnostic located at the ``workflow:`` value, whose message and rule it
+fills in) -> (the child's records or None, the problems to report: the child's own, in its file, or one at
+the include)."""
+
 
 class _Builder:
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, include: IncludeLoader | None = None) -> None:
         self.doc = doc
         self.problems: list[Diagnostic] = []
+        self._include = include
 
     def setting(self, base: Path, parse: Callable[..., T], *args: Any) -> T | None:
         """What a section's parser makes of the mapping at ``base``; None, with a diagnostic at the offending
@@ -62,6 +69,21 @@ class _Builder:
                 )
             )
             return None
+
+    def include(self, file: str, path: Path) -> tuple[str, Any]:
+        """A child workflow (``runner.stages.base.BuildContext``): relative to this file's folder (the current
+        one for YAML text), read by the loader; None without one (records built without checking children)."""
+        import os  # noqa: PLC0415 - only for a workflow that includes another
+
+        folder = os.path.dirname(self.doc.file) if self.doc.file != "<string>" else ""
+        name = os.path.normpath(os.path.join(folder, file))
+        if self._include is None:
+            return name, None
+        span = self.doc.span(path)
+        at = Diagnostic(self.doc.file, span.line, span.column, span.end_line, span.end_column, "error", "", "")
+        child, problems = self._include(file, name, at)
+        self.problems.extend(problems)
+        return name, child
 
     def loc(self, path: Path, *, key: bool = False) -> Loc:
         span = self.doc.span(path, key=key)
@@ -326,11 +348,13 @@ def template_src(doc: Document, path: Path) -> TemplateSrc:
     return TemplateSrc(str(value), Loc(doc.file, span.line, span.column + (first in ("'", '"'))))
 
 
-def build_workflow(doc: Document, sha256: str, problems: list[Diagnostic] | None = None) -> Workflow:
+def build_workflow(
+    doc: Document, sha256: str, problems: list[Diagnostic] | None = None, include: IncludeLoader | None = None
+) -> Workflow:
     """The records of a schema-valid document. A setting a section's parser refuses is a located
     diagnostic: added to ``problems`` when given (the records then hold None for that section's config, and
-    must not be run), else raised as :class:`SpecError`."""
-    builder = _Builder(doc)
+    must not be run), else raised as :class:`SpecError`. ``include`` reads the child workflows it names."""
+    builder = _Builder(doc, include)
     wf = builder.build(sha256)
     if problems is not None:
         problems.extend(builder.problems)

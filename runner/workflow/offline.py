@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from types import MappingProxyType
+from typing import Any
 
 from runner.config.scripted import ScriptedConfig
 from runner.config.source import TemplateSrc
+from runner.stages import BY_RECORD
+from runner.stages.workflow import Include
 from runner.workflow.records import EmbeddingSpec, ModelSpec, Workflow
 
 OFFLINE_REPLY = "[offline reply of {{ agent.name }} to: {{ input | truncate(80) }}]"
@@ -23,7 +26,10 @@ def _offline_model(spec: ModelSpec) -> ScriptedConfig:
     return ScriptedConfig(TemplateSrc(OFFLINE_REPLY, spec.loc), reply_given=False, pricing=pricing)
 
 
-def offline_workflow(wf: Workflow) -> Workflow:
+def offline_workflow(wf: Workflow, done: dict[str, Workflow] | None = None) -> Workflow:
+    """``wf`` with its remote models and embedders replaced, and those of every child workflow it runs (each
+    child once, by file: ``done``)."""
+    done = {} if done is None else done
     models = {
         name: spec if spec.provider == "scripted" else ModelSpec(name, "scripted", _offline_model(spec), spec.loc)
         for name, spec in wf.models.items()
@@ -34,4 +40,30 @@ def offline_workflow(wf: Workflow) -> Workflow:
         else EmbeddingSpec(name, "hashing", dataclasses.replace(spec.config, provider="hashing"), None, spec.loc)
         for name, spec in wf.embeddings.items()
     }
-    return dataclasses.replace(wf, models=MappingProxyType(models), embeddings=MappingProxyType(embeddings))
+    stages = _children_offline(wf.stages, done)
+    return dataclasses.replace(
+        wf, models=MappingProxyType(models), embeddings=MappingProxyType(embeddings), stages=stages
+    )
+
+
+def _children_offline(value: Any, done: dict[str, Workflow]) -> Any:
+    """``value`` (stage records, nested in tuples) with each include's child offline; unchanged parts kept."""
+    if isinstance(value, tuple):
+        items = tuple(_children_offline(v, done) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, Include):
+        if value.child is None:
+            return value
+        child = done.get(value.child.file)
+        if child is None:
+            child = done[value.child.file] = offline_workflow(value.child, done)
+        return dataclasses.replace(value, child=child)
+    if type(value) in BY_RECORD:  # a stage: its nested stages and includes
+        changes = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _children_offline(old, done)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value

@@ -21,6 +21,7 @@ from runner.stages import LoopStage as LoopStage
 from runner.stages import PythonStage as PythonStage
 from runner.stages import Stage as Stage
 from runner.stages import SwitchStage as SwitchStage
+from runner.stages import WorkflowStage as WorkflowStage
 from runner.stages.base import NO_POLICY as NO_POLICY
 from runner.stages.base import StagePolicy as StagePolicy
 from runner.stages.base import StageRecord

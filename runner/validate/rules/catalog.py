@@ -75,6 +75,24 @@ _RULES = (
         "Define the agent under `agents:` or fix the name.",
     ),
     Rule(
+        "unknown-workflow",
+        ERROR,
+        "A stage or fan-out runs a workflow file that does not exist.",
+        "Fix the path: it is relative to the file that names it.",
+    ),
+    Rule(
+        "include-cycle",
+        ERROR,
+        "Workflows include each other in a cycle.",
+        "A workflow cannot run itself, directly or through others: break the chain the message shows.",
+    ),
+    Rule(
+        "workflow-inputs",
+        ERROR,
+        "The inputs given to a child workflow do not match its `inputs:`.",
+        "Give each required input of the child, by its declared name, a value of its declared type.",
+    ),
+    Rule(
         "unknown-tool",
         ERROR,
         "An agent lists a tool that is not defined.",

@@ -28,10 +28,11 @@ from typing import Any
 
 from runner.config.source import TemplateSrc
 from runner.diagnostics import Diagnostic
-from runner.stages import kind_of
+from runner.stages import FanoutStage, WorkflowStage, kind_of
 from runner.stages.base import StageRecord
+from runner.stages.workflow import Include
 from runner.validate.rules import jinja
-from runner.validate.rules.common import diag
+from runner.validate.rules.common import diag, suggest
 from runner.validate.rules.names import analyse, single_expression
 from runner.validate.rules.schemas import Key, index_text, kinds_text, resolve, step, types_of
 from runner.validate.rules.scope import Site, Walk, call_sites
@@ -66,7 +67,33 @@ class Value:
     expr: str
 
 
-Typed = Message | Messages | Value
+@dataclass(frozen=True, slots=True)
+class ChildOut:
+    """A sub-workflow stage's output (issue 22): ``stages.<id>.stages.<child id>`` is what the child's stage is
+    (``types``; ``ids``: every stage id of the child), ``.data`` and ``.output`` what its last stage is (``last``)."""
+
+    stage: str
+    file: str
+    types: Mapping[str, Typed]
+    ids: frozenset[str]
+    last: Typed | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStages:
+    """``stages.<id>.stages``: the stages of a sub-workflow's run."""
+
+    child: ChildOut
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOuts:
+    """A fan-out's outputs, one :class:`ChildOut` per item (it runs a sub-workflow per item)."""
+
+    child: ChildOut
+
+
+Typed = Message | Messages | Value | ChildOut | ChildStages | ChildOuts
 
 
 def output_schema(wf: Workflow, stage: StageRecord) -> Any | None:
@@ -80,10 +107,17 @@ def output_schema(wf: Workflow, stage: StageRecord) -> Any | None:
     return spec.schema if spec is not None else None
 
 
-def stage_types(wf: Workflow, walk: Walk) -> dict[str, Typed]:
-    """Stage id -> what ``stages.<id>`` is, for the stages whose output carries a structured value."""
+def stage_types(wf: Workflow, walk: Walk, children: dict[str, ChildOut] | None = None) -> dict[str, Typed]:
+    """Stage id -> what ``stages.<id>`` is, for the stages whose output carries a structured value or is a
+    sub-workflow's (``children``: the children's, by file, made once per check)."""
     out: dict[str, Typed] = {}
+    children = {} if children is None else children
     for stage, _ in walk.order:
+        include = _include_of(stage)
+        if include is not None and include.child is not None and stage.id not in out:
+            child = _child_out(stage.id, include.child, children)
+            out[stage.id] = child if isinstance(stage, WorkflowStage) else ChildOuts(child)
+            continue
         if stage.id in out:
             continue
         kind = kind_of(stage)
@@ -108,6 +142,42 @@ def _usable(schema: Any) -> bool:
     from runner.structured import schema_problem  # noqa: PLC0415
 
     return schema_problem(schema) is None
+
+
+def _include_of(stage: StageRecord) -> Include | None:
+    if isinstance(stage, WorkflowStage):
+        return stage.include
+    return stage.workflow if isinstance(stage, FanoutStage) else None
+
+
+def _child_out(stage: str, child: Workflow, children: dict[str, ChildOut]) -> ChildOut:
+    found = children.get(child.file)
+    if found is None:
+        walk = Walk(child)
+        walk.run()
+        types = stage_types(child, walk, children)
+        last = types.get(child.stages[-1].id) if child.stages else None
+        found = children[child.file] = ChildOut(stage, child.file, types, frozenset(walk.places), last)
+    return ChildOut(stage, found.file, found.types, found.ids, found.last)
+
+
+def _into_child(at: ChildOut | ChildStages | ChildOuts, key: Key, written: str) -> tuple[Typed | None, str | None]:
+    """One step into a sub-workflow's output: what it reaches, or a problem (an unknown child stage)."""
+    if isinstance(at, ChildOuts):
+        return (at.child if isinstance(key, int) else None), None
+    if isinstance(at, ChildOut):
+        if key == "stages":
+            return ChildStages(at), None
+        if key == "output":
+            return at.last, None
+        if key == "data" and isinstance(at.last, Message):
+            return Value(at.last.stage, at.last.schema, at.last.schema, f"{written}.data"), None
+        return None, None
+    if not isinstance(key, str):
+        return None, None
+    if key not in at.child.ids:
+        return None, f"{written}.{key}: workflow {at.child.file} has no stage '{key}'"
+    return at.child.types.get(key), None
 
 
 # -- templates -----------------------------------------------------------------------------------------------
@@ -174,6 +244,17 @@ class TemplateFlow:
         path: list[str] = [name, *(str(k) for k, _ in keys[: len(keys) - len(rest)])]
         for key, reader in rest:
             path.append(str(key))
+            if isinstance(at, ChildOut | ChildStages | ChildOuts):
+                went_to, problem = _into_child(at, key, written)
+                if problem is not None:
+                    assert isinstance(at, ChildStages)
+                    hint = suggest(str(key), at.child.ids, f"stages of {at.child.file}")
+                    self.found.append(Found(reader, "unknown-stage", problem, hint))
+                if went_to is None:
+                    return None
+                at = went_to
+                written = f"{written}{index_text(key)}"
+                continue
             if isinstance(at, Message):
                 if key != "data":
                     return None  # content, name, ...: the validator's other rules know messages
@@ -241,6 +322,8 @@ class TemplateFlow:
 
 def _item_of(value: Typed | None) -> Typed | None:
     """What one item of a list value is, when the value is a typed list."""
+    if isinstance(value, ChildOuts):
+        return value.child
     if isinstance(value, Messages):
         return Message(value.stage, value.schema)
     if isinstance(value, Value):
@@ -301,7 +384,7 @@ class DataFlowChecker:
     def site(self, site: Site) -> None:
         src = site.src
         bindings = self.bindings(site)
-        if "data" not in src.text and not any(key[0] == "vars" for key in bindings):
+        if "data" not in src.text and ".stages" not in src.text and not any(key[0] == "vars" for key in bindings):
             return  # reads no structured value: most templates, skipped without a parse
         parsed = jinja.parse(src.text)
         if parsed.ast is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.stages.workflow import CHILD_FIELDS
 from runner.validate.rules.common import suggest
 
 FOR_EACH_HINT = "give a list: an input of type array, a fan-out's outputs, or e.g. \"{{ inputs.text.split(',') }}\""
@@ -113,6 +114,10 @@ def attribute_problem(kind: str, expr: str, attr: str, where: str = "") -> tuple
             else f"a switch's output has: {', '.join(ROUTED_FIELDS)}"
         )
         return f"{expr}.{attr}: {expr} is a switch's outcome, not a message", hint
+    if kind == "workflow" and attr not in CHILD_FIELDS:
+        close = suggest(attr, CHILD_FIELDS, "fields")
+        hint = close if close.startswith("did you mean") else f"a sub-workflow's output has: {', '.join(CHILD_FIELDS)}"
+        return f"{expr}.{attr}: a sub-workflow's output has no '{attr}'", hint
     if kind == "message" and attr not in MESSAGE_FIELDS:
         close = suggest(attr, MESSAGE_FIELDS, "fields")
         hint = close if close.startswith("did you mean") else f"a message has: {', '.join(MESSAGE_FIELDS)}"
