@@ -32,6 +32,10 @@ from tests.oai_server import OAIServer, Plan
 # one worker runs this module (pytest-xdist), so the Ray instance starts once
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("ray")]
 
+# Ray reads whether it may bind the machine's address when it is first imported: said before any test of this
+# worker imports it (as runner's driver does before it imports Ray, runner.dataset.onray.driver.import_ray).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 SECRET = "sk-ray-test-0123456789abcdef"
 
 
@@ -308,6 +312,19 @@ def _descendants(root: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def test_a_cluster_runner_starts_on_this_machine_binds_the_loopback_address_whatever_imported_ray_first() -> None:
+    # The CLI imports Ray to check it is installed before it connects; a local cluster must still bind 127.0.0.1.
+    code = (
+        "import os; os.environ.pop('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', None); os.environ.pop('RAY_ADDRESS', None)\n"
+        "from runner.dataset.onray.driver import import_ray\n"
+        "ray = import_ray(None)\n"
+        "from ray._private.services import get_node_ip_address\n"
+        "print(get_node_ip_address())\n"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert got.stdout == "127.0.0.1\n", got.stderr
 
 
 def test_the_cluster_listens_on_loopback_only(cluster: Cluster) -> None:

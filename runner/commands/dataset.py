@@ -93,7 +93,7 @@ def dataset_command(opts: BatchOptions) -> int:
     if opts.executor == "ray":  # said before anything is read: Ray missing, or flags it cannot take
         from runner.dataset.onray.driver import import_ray  # noqa: PLC0415
 
-        import_ray()
+        import_ray(opts.ray_address)
         if opts.record or opts.replay:
             raise UsageError("--record and --replay run on the local executor: drop --executor ray")
     elif opts.ray_address is not None or opts.workers is not None:

@@ -46,8 +46,13 @@ TRACE_ROWS = 100_000  # rows drawn in trace.json at most
 _END = object()
 
 
-def import_ray() -> Any:
-    """Ray, or the error saying how to install it (exit 1)."""
+def import_ray(address: str | None = None) -> Any:
+    """Ray, or the error saying how to install it (exit 1). Without an ``address`` (nor ``$RAY_ADDRESS``) the run
+    starts a cluster of this machine alone, whose servers must listen on 127.0.0.1, not every interface: Ray
+    takes the machine's address otherwise (which only a multi-node cluster needs), and reads which when it is
+    first imported, so this is said before."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray  # noqa: PLC0415
     except ImportError:
@@ -62,11 +67,7 @@ def connect(address: str | None, workers: int | None, folder: str, excludes: Ite
     Ray was started or joined here (and is to be left when the batch ends); False if this process was already
     connected (a library caller's Ray, whose job's runtime environment the workers then have)."""
     target = address or os.environ.get("RAY_ADDRESS") or None
-    if target is None:
-        # A cluster of this machine alone: its servers listen on 127.0.0.1, not every interface (Ray takes the
-        # machine's address otherwise, which only a multi-node cluster needs). Read when Ray is imported.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = import_ray()
+    ray = import_ray(address)
     if ray.is_initialized():
         return False
     named = f"--ray-address {address}" if address else f"RAY_ADDRESS={target}"
