@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
-from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
+from runner.engine.opening import load_user_code, open_mcp_servers, open_providers, response_caches, wrapped
 from runner.engine.resources import open_resources
 from runner.errors import RunnerError
 from runner.events import Recorder
@@ -94,7 +94,9 @@ async def execute(
     wrapper = wrapper if caches is None else caches(wrapper)
     with wrapped(wrapper):  # embedders send through the same seam as models, so they record and replay too
         resources = open_resources(plan, folder)
+    mcp: Any = None
     try:
+        mcp = await open_mcp_servers(plan, tool_runner, folder, recorder)  # before any model call (issue 22)
         with wrapped(wrapper):
             open_providers(plan, providers, transport, into=owned)
         chat: dict[str, ChatProvider] = {**(providers or {}), **owned}
@@ -125,6 +127,8 @@ async def execute(
         # settings failed while opening); a failing close must not hide the run's own error. Closing twice is
         # harmless.
         await asyncio.gather(*(p.aclose() for p in owned.values()), resources.aclose(), return_exceptions=True)
+        if mcp is not None:  # every server process stopped, also on Ctrl-C and SIGTERM (the run's cancellation)
+            await asyncio.shield(mcp.aclose())
         tool_runner.close()
         for name, figures in getattr(wrapper, "cache_figures", dict)().items():
             recorder.emit("cache_stats", name, figures)  # the response caches', for the report's cache section

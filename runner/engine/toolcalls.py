@@ -35,7 +35,10 @@ async def tool_call(
     """The result text of one call, once a slot of ``limit`` (the agent's ``max_parallel_tools``) is free."""
     tool_node = f"{node}.tool[{index}]"
     async with limit:
-        recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node})
+        detail = {"kind": "tool", "tool": name, "parent": node}
+        if name.startswith("mcp."):  # an MCP server's tool, mcp.SERVER.TOOL: the report names the server (issue 22)
+            detail["server"] = name.split(".", 2)[1]
+        recorder.emit("started", tool_node, detail)
         try:
             if name == "read_stored_result" and working is not None:
                 text, ok = await _builtin(tools, working.read_stored_result, arguments)
