@@ -22,6 +22,7 @@ from runner.events import Recorder
 from runner.mcp.server import McpServer
 from runner.plan.compile import Plan
 from runner.tools import Tool, ToolRunner
+from runner.workflow.records import Workflow
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -45,19 +46,15 @@ def uses_by_agent(plan: Plan) -> dict[str, tuple[McpToolUse, ...]]:
 
 
 async def start_servers(
-    names: Iterable[str], plan: Plan, run_dir: Path, recorder: Recorder | None, *, into: McpTools
-) -> None:
-    """Start the named servers at once; on the first failure stop every one and raise it."""
-    wf = plan.workflow
+    names: Iterable[str], wf: Workflow, run_dir: Path, recorder: Recorder | None, *, into: McpTools
+) -> dict[str, BaseException]:
+    """Start the named servers at once; what failed, by name (the others started)."""
     base_dir = _folder(wf.file)
     for name in sorted(set(names)):
         log = run_dir / "mcp" / f"{name}.stderr.log"
         into.servers[name] = McpServer(wf.mcp_servers[name], base_dir, log, recorder)
     results = await asyncio.gather(*(s.start() for s in into.servers.values()), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        await into.aclose()
-        raise next((e for e in errors if not isinstance(e, RunnerError)), errors[0])
+    return {name: r for name, r in zip(into.servers, results, strict=True) if isinstance(r, BaseException)}
 
 
 def _folder(file: str) -> Path:
@@ -87,7 +84,11 @@ async def open_mcp(plan: Plan, tools: ToolRunner, run_dir: Path, recorder: Recor
     result on every exit path, a failure here having closed what it started."""
     opened = McpTools()
     uses = uses_by_agent(plan)
-    await start_servers((u.server for lst in uses.values() for u in lst), plan, run_dir, recorder, into=opened)
+    names = (u.server for lst in uses.values() for u in lst)
+    errors = await start_servers(names, plan.workflow, run_dir, recorder, into=opened)
+    if errors:  # every server stopped, the first failure raised
+        await opened.aclose()
+        raise next((e for e in errors.values() if not isinstance(e, RunnerError)), next(iter(errors.values())))
     try:
         for agent, entries in uses.items():
             seen: dict[str, str] = {name: f"tool '{name}'" for name in plan.agents[agent].spec.tools}

@@ -88,7 +88,17 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *_typed_checks(wf, source, walk),
         *_budget_checks(wf, source, walk),
         *_assert_checks(wf, source, walk),
+        *_mcp_checks(wf, source),
     ]
+
+
+def _mcp_checks(wf: Workflow, source: Any) -> list[Diagnostic]:
+    """MCP servers and the agents' MCP tools (issue 22), for a file that has them."""
+    if not wf.mcp_servers and not any(agent.mcp_tools for agent in wf.agents.values()):
+        return []
+    from runner.validate.rules.mcp import check_mcp  # noqa: PLC0415
+
+    return check_mcp(wf, source)
 
 
 def _budget_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
