@@ -58,6 +58,7 @@ class McpServer:
         self._stop = asyncio.Event()
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._serving = False  # the owner holds a session that answered tools/list, until it is told to stop
         self._log: IO[bytes] | None = None
 
     @property
@@ -76,6 +77,7 @@ class McpServer:
             async with asyncio.timeout(self.spec.start_timeout):
                 await asyncio.shield(ready)
         except TimeoutError:
+            ready.cancel()  # what the owner says after this is not awaited by anyone
             await self._end_owner()
             raise McpStartError(
                 f"mcp server '{self.name}' did not answer initialize and tools/list within its start_timeout "
@@ -129,15 +131,20 @@ class McpServer:
                         break
                 self.tools = tools
                 self._session = session
+                self._serving = True
                 ready.set_result(None)
                 await self._stop.wait()
         except BaseException as exc:
             if not ready.done():
-                ready.set_exception(self._start_error(exc))
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(self._start_error(exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
             self._session = None
+            self._serving = False
             if self._log is not None:
                 self._log.flush()
 
@@ -201,13 +208,14 @@ class McpServer:
         owner, self._owner = self._owner, None
         if owner is None:
             return
-        try:
-            async with asyncio.timeout(10):
-                await asyncio.shield(owner)
-        except TimeoutError:
+        if not self._serving:  # still starting (initialize unanswered): nothing to wait for
             owner.cancel()
-        with contextlib.suppress(BaseException):
-            await owner
+        _, pending = await asyncio.wait({owner}, timeout=10)  # the stop's graces are 6 s at most
+        if pending:
+            owner.cancel()
+            await asyncio.wait({owner})
+        if not owner.cancelled():
+            owner.exception()  # retrieved: a start failure was raised by start() already
 
     async def aclose(self) -> None:
         """Stop the server (its process group, for a stdio one) and close its log."""
@@ -230,7 +238,9 @@ class McpServer:
                 return await self._lost(tool, generation)
             except (OSError, EOFError) as exc:
                 return await self._lost(tool, generation, exc)
-            return result_text(result), not result.is_error
+            if result.is_error:
+                return f"error: tool {tool!r} of mcp server '{self.name}' failed: {result_text(result)}", False
+            return result_text(result), True
 
     async def _live(self) -> tuple[ClientSession, int]:
         session = self._session
@@ -282,7 +292,7 @@ def resolve_cwd(spec: McpServerSpec, base_dir: Path) -> Path:
 def find_command(command: str, cwd: Path) -> str | None:
     """The program a stdio server runs: a path (relative to its cwd) or a name on PATH."""
     if os.sep in command or (os.altsep and os.altsep in command):
-        path = (cwd / command).resolve()
+        path = cwd / command  # not resolved: a venv's python is a symlink that must keep its own path
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return shutil.which(command)
 

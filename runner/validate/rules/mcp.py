@@ -19,7 +19,7 @@ def check_mcp(wf: Workflow, source: Source) -> list[Diagnostic]:
     for agent in wf.agents.values():
         for use in agent.mcp_tools:
             if use.server not in wf.mcp_servers:
-                path = ("agents", agent.name, "tools", use.index)
+                path: tuple[str | int, ...] = ("agents", agent.name, "tools", use.index)
                 if use.tool is None:
                     path = (*path, "mcp")
                 out.append(
