@@ -146,6 +146,8 @@ def _mcp_servers(events: Sequence[Any]) -> dict[str, Any]:
                     "tools": data["tools"],
                     "restarts": int(data.get("restart") or 0),
                 }
+            if "pid" in data:
+                servers[name].setdefault("pids", []).append(data["pid"])
     return {"mcp_servers": dict(sorted(servers.items()))} if servers else {}
 
 
