@@ -193,7 +193,8 @@ def test_a_server_receives_only_the_variables_it_names(tmp_path: Path, monkeypat
             assert b"sk-not-for-the-server" not in file.read_bytes(), file
 
 
-def test_ctrl_c_stops_every_server_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_every_server_process(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     release = tmp_path / "release"
     path = workflow(tmp_path, f"[{{name: wait_for, arguments: {{path: '{release}'}}}}]")
     proc = start_cli("run", str(path), "--report-dir", str(tmp_path / "reports"))
@@ -205,12 +206,12 @@ def test_ctrl_c_stops_every_server_process(tmp_path: Path) -> None:
             time.sleep(0.05)
         (pid,) = pids_of(tmp_path)
         time.sleep(0.5)  # the call is in flight (it waits for the release file, which never comes)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert not alive(pid)
 
 
@@ -305,3 +306,48 @@ def test_without_the_sdk_a_workflow_with_mcp_fails_at_once_saying_how_to_install
         f"{path}: this workflow uses mcp_servers, and the MCP SDK is not installed: pip install 'runner[mcp]'"
     )
     assert not (tmp_path / "pids").exists()  # nothing was started
+
+
+def test_a_dataset_batch_starts_one_server_for_all_its_rows(tmp_path: Path) -> None:
+    path = workflow(tmp_path, "[{name: echo, arguments: {text: '{{ inputs.word }}'}}]")
+    path.write_text(path.read_text().replace("name: t\n", "name: t\ninputs:\n  word: {type: string}\n"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"word": f"w{i}"}) + "\n" for i in range(6)))
+    proc = run_cli("run", str(path), "--dataset", str(rows), "--report-dir", str(tmp_path / "r"), timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in next((tmp_path / "r").rglob("results.jsonl")).read_text().splitlines()]
+    assert sorted(r["output"] for r in results) == [f"w{i}" for i in range(6)]
+    (pid,) = pids_of(tmp_path)  # one process for the six rows
+    assert not alive(pid)
+
+
+def test_runner_run_refuses_a_missing_command_before_any_model_call(tmp_path: Path) -> None:
+    path = workflow(tmp_path, "[{name: echo, arguments: {text: x}}]")
+    path.write_text(path.read_text().replace(f"command: {sys.executable}", "command: no-such-mcp-server-program"))
+    proc = run_cli("run", str(path), "--report-dir", str(tmp_path / "r"), timeout=60)
+    assert proc.returncode == 1
+    assert f"{path}:5:14: error: mcp server 'f': command 'no-such-mcp-server-program' was not found (on PATH)" in (
+        proc.stderr
+    )
+    assert not (tmp_path / "pids").exists()
+
+
+def test_the_schema_takes_a_stdio_or_an_http_server_not_both(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        """\
+version: 1
+name: t
+mcp_servers:
+  both: {command: x, url: "http://127.0.0.1:9/mcp"}
+models:
+  m: {provider: scripted}
+agents:
+  a: {model: m, tools: [{mcp: both, only: [x]}]}
+stages:
+  - {id: s, agent: a, input: go}
+""",
+        encoding="utf-8",
+    )
+    _, problems = check_file(path)
+    assert [(p.line, p.rule) for p in problems] == [(4, "schema"), (8, "schema")]
