@@ -276,7 +276,7 @@ class McpServer:
         if exc is not None:
             how += f" ({type(exc).__name__}: {exc})"
         message = f"mcp server '{self.name}' {how} during a call of {tool!r}{self._tail_note()}"
-        if self.restarts >= 1:
+        if self.restarts >= 1 and generation == self._generation:  # not a call lost in the crash before the restart
             raise McpServerError(message + "; it was restarted once already, so the run stops")
         return f"error: {message}; it is restarted for the next call", False
 

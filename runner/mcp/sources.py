@@ -85,7 +85,11 @@ async def open_mcp(plan: Plan, tools: ToolRunner, run_dir: Path, recorder: Recor
     opened = McpTools()
     uses = uses_by_agent(plan)
     names = (u.server for lst in uses.values() for u in lst)
-    errors = await start_servers(names, plan.workflow, run_dir, recorder, into=opened)
+    try:
+        errors = await start_servers(names, plan.workflow, run_dir, recorder, into=opened)
+    except BaseException:  # cancelled while starting (Ctrl-C): those that had started are stopped too
+        await opened.aclose()
+        raise
     if errors:  # every server stopped, the first failure raised
         await opened.aclose()
         raise next((e for e in errors.values() if not isinstance(e, RunnerError)), next(iter(errors.values())))
