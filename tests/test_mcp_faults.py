@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -271,9 +272,10 @@ def test_validate_connect_locates_an_unknown_tool_with_the_closest_name(tmp_path
     path = workflow(tmp_path, "[{name: echo, arguments: {text: x}}]", agent=agent)
     clean = run_cli("validate", str(path), timeout=60)
     assert clean.returncode == 0, clean.stdout + clean.stderr  # offline, the tools are not known
-    proc = run_cli("validate", "--connect", "--format", "json", str(path), timeout=60)
+    proc = run_cli("validate", "--connect", "--format", "json", str(path), timeout=60, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     found = [(d["line"], d["column"], d["rule"], d["message"], d["hint"]) for d in json.loads(proc.stdout)["problems"]]
+    assert (tmp_path / ".runner" / "connect" / "mcp" / "f.stderr.log").is_file()
     assert found == [
         (
             15,
@@ -351,3 +353,23 @@ stages:
     )
     _, problems = check_file(path)
     assert [(p.line, p.rule) for p in problems] == [(4, "schema"), (8, "schema")]
+
+
+def test_a_workflow_without_mcp_imports_none_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        "version: 1\nname: plain\nmodels:\n  m: {provider: scripted}\nagents:\n  a: {model: m}\n"
+        "stages:\n  - {id: s, agent: a, input: go}\n",
+        encoding="utf-8",
+    )
+    code = (
+        "import json, sys\n"
+        "from runner.cli import main\n"
+        f"codes = [main(['validate', {str(path)!r}]), main(['run', {str(path)!r}, '--quiet', '--report-dir', "
+        f"{str(tmp_path / 'r')!r}])]\n"
+        "print(json.dumps([codes, sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'anyio', "
+        "'httpx2') or m.startswith('runner.mcp'))]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[0, 0], []]

@@ -1,11 +1,11 @@
 """``runner validate --connect`` (issue 22): start every MCP server a file defines, and check that each tool its
 agents name (``include``, ``exclude``, ``mcp.SERVER.TOOL``) exists there; an unknown tool is located at its entry
-with the closest name the server has. A server that cannot start is located at its definition."""
+with the closest name the server has. A server that cannot start is located at its definition. The servers' stderr
+goes to ``.runner/connect/mcp/NAME.stderr.log``, as a run's goes to its folder under ``.runner/runs``."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 from runner.diagnostics import Diagnostic
@@ -22,8 +22,8 @@ def check_connected(wf: Workflow) -> list[Diagnostic]:
         return []
     require_sdk(wf.file)
     source = Source(load_document(Path(wf.file).read_text(encoding="utf-8"), wf.file))
-    with tempfile.TemporaryDirectory(prefix="runner-connect-") as logs:
-        return asyncio.run(_check(wf, source, Path(logs)))
+    # the servers' stderr logs where a run's go, under .runner/ (a folder for each run there; one for validate)
+    return asyncio.run(_check(wf, source, Path(".runner") / "connect"))
 
 
 async def _check(wf: Workflow, source: Source, logs: Path) -> list[Diagnostic]:

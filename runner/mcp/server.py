@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import mcp_types as types
 from mcp import ClientSession
@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from runner.config.mcp import McpServerSpec
 from runner.errors import RunError, RunnerError
 from runner.events import Recorder
+from runner.fsutil import open_for_appends
 from runner.mcp.transport import StdioProcess, stdio_transport
 
 STDERR_TAIL_LINES = 10
@@ -59,7 +60,7 @@ class McpServer:
         self._generation = 0
         self._lock = asyncio.Lock()
         self._serving = False  # the owner holds a session that answered tools/list, until it is told to stop
-        self._log: IO[bytes] | None = None
+        self._log: int | None = None  # the stderr file's descriptor
 
     @property
     def name(self) -> str:
@@ -83,9 +84,6 @@ class McpServer:
                 f"mcp server '{self.name}' did not answer initialize and tools/list within its start_timeout "
                 f"({self.spec.start_timeout:g} s){self._tail_note()}"
             ) from None
-        except McpStartError:
-            await self._end_owner()
-            raise
         except BaseException:
             await self._end_owner()
             raise
@@ -145,12 +143,12 @@ class McpServer:
         finally:
             self._session = None
             self._serving = False
-            if self._log is not None:
-                self._log.flush()
 
-    def _open_log(self) -> IO[bytes]:
+    def _open_log(self) -> int:
+        """The server's stderr file, appended to (a restart adds to it), held until :meth:`aclose`."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.log_path, "ab")  # noqa: SIM115 - held until aclose: the server writes to it for the run
+        fd, _ = open_for_appends(self.log_path)
+        return fd
 
     def _start_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, asyncio.CancelledError | McpStartError):
@@ -221,7 +219,7 @@ class McpServer:
         """Stop the server (its process group, for a stdio one) and close its log."""
         await self._end_owner()
         if self._log is not None:
-            self._log.close()
+            os.close(self._log)
             self._log = None
 
     # -- calls

@@ -16,7 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -41,9 +41,10 @@ class StdioProcess:
 
 @contextlib.asynccontextmanager
 async def stdio_transport(
-    argv: list[str], cwd: Path, env: dict[str, str], errlog: IO[bytes]
+    argv: list[str], cwd: Path, env: dict[str, str], errlog: int
 ) -> AsyncIterator[tuple[Any, Any, StdioProcess]]:
-    """Start ``argv`` in ``cwd`` with exactly ``env``; yield (read stream, write stream, process) for a session.
+    """Start ``argv`` in ``cwd`` with exactly ``env`` and its stderr to the file descriptor ``errlog``; yield
+    (read stream, write stream, process) for a session.
 
     On exit (also when cancelled) the process and its group are stopped: stdin closed, then SIGTERM, then SIGKILL,
     every wait bounded."""
