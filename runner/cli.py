@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--allow-empty", action="store_true", help="exit 0 when the folders hold no workflow (default: exit 1)"
     )
+    validate.add_argument(
+        "--connect",
+        action="store_true",
+        help="also start the MCP servers and check that the tools the agents name exist there",
+    )
 
     sub.add_parser("schema", help="print the workflow JSON Schema")
 
@@ -510,6 +515,7 @@ def dispatch(args: argparse.Namespace) -> int:
             strict=args.strict,
             sets=args.sets,
             allow_empty=args.allow_empty,
+            connect=args.connect,
         )
     if args.command == "cache":
         from runner.commands.cache import cache_command  # noqa: PLC0415

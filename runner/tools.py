@@ -16,7 +16,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +122,8 @@ class Tool:
     description: str
     parameters: Mapping[str, Any]
     timeout: float | None
+    # A tool another program answers (an MCP server's, issue 22): arguments -> (result text, ok), under ``timeout``.
+    runs: Callable[[dict[str, Any]], Awaitable[tuple[str, bool]]] | None = None
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry for this tool."""
@@ -153,7 +155,9 @@ class ToolRunner:
     """
 
     def __init__(self, tools: Mapping[str, Tool], *, max_threads: int = 16) -> None:
-        self.tools = tools
+        self.tools: dict[str, Tool] = dict(tools)
+        # An agent's tools from MCP servers: agent -> the name its model sees -> the key in ``tools`` (issue 22)
+        self.by_agent: dict[str, dict[str, str]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._max_threads = max_threads
 
@@ -174,6 +178,12 @@ class ToolRunner:
             return f"error: the arguments are not valid JSON ({exc.msg} at position {exc.pos})", False
         if not isinstance(args, dict):
             return "error: the arguments must be a JSON object", False
+        if tool.runs is not None:
+            try:
+                async with asyncio.timeout(tool.timeout):
+                    return await tool.runs(args)
+            except TimeoutError:
+                return f"error: tool {name!r} timed out after {tool.timeout:g} s", False
         try:
             async with asyncio.timeout(tool.timeout):
                 if tool.is_async:
@@ -197,6 +207,17 @@ class ToolRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def cut_result(text: str, max_chars: int, tool: str) -> str:
+    """``text`` within ``max_chars``, with a note of what was cut when it is longer (issue 22: a tool result over
+    the agent's tool-message budget)."""
+    if len(text) <= max_chars:
+        return text
+    return (
+        f"{text[:max_chars]}\n[cut: the result of {tool} was {len(text):,} characters; only the first "
+        f"{max_chars:,} are shown (the agent's tool-message budget)]"
+    )
 
 
 def _call(fn: Callable[..., Any], args: dict[str, Any]) -> Any:

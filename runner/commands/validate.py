@@ -142,7 +142,9 @@ def check_paths(
     return check_files(files, strict=strict, sets=sets), len(files)
 
 
-def check_files(files: Sequence[Path], *, strict: bool = False, sets: Sequence[str] = ()) -> list[Diagnostic]:
+def check_files(
+    files: Sequence[Path], *, strict: bool = False, sets: Sequence[str] = (), connect: bool = False
+) -> list[Diagnostic]:
     from runner.validate.rules.values import check_sets  # noqa: PLC0415
 
     assignments = parse_sets(sets)
@@ -150,6 +152,10 @@ def check_files(files: Sequence[Path], *, strict: bool = False, sets: Sequence[s
     for file in files:
         wf, found = check_file(file)
         problems.extend(found)
+        if connect and wf is not None and wf.mcp_servers:  # issue 22: start the servers, check the tools named
+            from runner.mcp.connect import check_connected  # noqa: PLC0415
+
+            problems.extend(check_connected(wf))
         if wf is not None and assignments:
             problems.extend(check_sets(wf, assignments))
     if strict:
@@ -166,6 +172,7 @@ def validate_command(
     strict: bool = False,
     sets: Sequence[str] = (),
     allow_empty: bool = False,
+    connect: bool = False,
 ) -> int:
     formatter = FORMATS_BY_NAME.get(fmt)
     if formatter is None:
@@ -178,7 +185,7 @@ def validate_command(
             f"no workflow files found in {where}{also}: a workflow has a top-level 'version:' beside 'stages:', "
             "'agents:' or 'models:', or the schema modeline; pass --allow-empty if finding none is fine"
         )
-    problems = check_files(files, strict=strict, sets=sets)
+    problems = check_files(files, strict=strict, sets=sets, connect=connect)
     out.write(formatter(problems, len(files)))
     if skipped and fmt == "text":
         names = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")

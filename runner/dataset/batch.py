@@ -31,7 +31,7 @@ from runner.dataset.adaptive import AdaptiveLimits
 from runner.dispatch import first_error
 from runner.engine.execute import Engine
 from runner.engine.family import family_of
-from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
+from runner.engine.opening import load_user_code, open_mcp_servers, open_providers, response_caches, wrapped
 from runner.engine.resources import RunResources, open_resources
 from runner.errors import RunnerError
 from runner.events import TRACE, Recorder, started_at_text, trace_id_of
@@ -186,7 +186,10 @@ class Batch:
         self.wrapper = self.wrapper if caches is None else caches(self.wrapper)
         with wrapped(self.wrapper):
             self.resources = open_resources(self.plan, self.run_dir, transport=self.transport)
+        self.mcp: Any = None
         try:
+            # the MCP servers: one process each for the whole batch, shared by every row (issue 22)
+            self.mcp = await open_mcp_servers(self.plan, self.tools, self.run_dir)
             with wrapped(self.wrapper):
                 open_providers(self.plan, self.given, self.transport, into=self.owned)
         except BaseException:
@@ -225,6 +228,9 @@ class Batch:
         results = await asyncio.gather(
             *(p.aclose() for p in self.owned.values()), self.resources.aclose(), return_exceptions=True
         )
+        if getattr(self, "mcp", None) is not None:
+            await asyncio.shield(self.mcp.aclose())
+            self.mcp = None
         self.tools.close()
         self.owned.clear()
         family, self.family = getattr(self, "family", None), None

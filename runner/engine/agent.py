@@ -20,7 +20,7 @@ from runner.plan.compile import AgentPlan
 from runner.providers.base import CallContext, ChatProvider, Message
 from runner.stages.base import Output, brief
 from runner.templates import base_context
-from runner.tools import ToolRunner
+from runner.tools import ToolRunner, cut_result
 from runner.workflow.records import MemorySpec
 
 TokenSinkFactory = Callable[[str, str], Callable[[str], None] | None]
@@ -55,9 +55,16 @@ class AgentCaller:
         self.run_info = run_info
         self._sys_cache: dict[str, str] = {}
         self._tool_specs: dict[str, tuple[dict[str, Any], ...]] = {
-            name: tuple(tools.tools[t].spec() for t in agent.spec.tools)
+            name: tuple(tools.tools[t].spec() for t in (*agent.spec.tools, *tools.by_agent.get(name, {}).values()))
             for name, agent in agents.items()
-            if agent.spec.tools
+            if agent.spec.tools or name in tools.by_agent
+        }
+        # An MCP tool's result is cut to the agent's tool-message budget (issue 22): its working memory's
+        # max_tool_message_tokens, else the default, at about 4 characters a token.
+        self._mcp_budget: dict[str, int] = {
+            name: 4 * _tool_message_tokens(memory.get(agent.spec.memory or ""))
+            for name, agent in agents.items()
+            if name in tools.by_agent
         }
 
     async def call(
@@ -105,7 +112,7 @@ class AgentCaller:
         call.output = output
         data = None
         try:
-            if agent.spec.tools or agent.spec.memory:
+            if agent.spec.tools or agent.spec.memory or agent.spec.mcp_tools:
                 result = await self._loop(node, agent, provider, messages, call)
             else:
                 result = await provider.chat(messages, call)
@@ -165,7 +172,7 @@ class AgentCaller:
                 if callable(restart):
                     restart()  # the reply shown above is void: the terminal says so before the repaired one
                 call.iteration = 0
-                if agent.spec.tools or agent.spec.memory:
+                if agent.spec.tools or agent.spec.memory or agent.spec.mcp_tools:
                     result = await self._loop(node, agent, provider, messages, call)
                 else:
                     result = await provider.chat(messages, call)
@@ -242,6 +249,7 @@ class AgentCaller:
                     working.add(said)
                 limit = asyncio.Semaphore(spec.max_parallel_tools)
                 top_k = long_term.top_k if long_term is not None else 0
+                keys = self.tools.by_agent.get(spec.name, {})
                 async with asyncio.TaskGroup() as tg:
                     tasks = [
                         tg.create_task(
@@ -250,7 +258,7 @@ class AgentCaller:
                                 self.tools,
                                 node,
                                 f"{iteration}.{j}",
-                                c.name,
+                                keys.get(c.name, c.name),
                                 c.arguments,
                                 limit,
                                 working,
@@ -261,7 +269,10 @@ class AgentCaller:
                         for j, c in enumerate(result.tool_calls)
                     ]
                 for c, task in zip(result.tool_calls, tasks, strict=True):
-                    answer: Message = {"role": "tool", "tool_call_id": c.id, "content": task.result()}
+                    text = task.result()
+                    if c.name in keys:
+                        text = cut_result(text, self._mcp_budget[spec.name], keys[c.name])
+                    answer: Message = {"role": "tool", "tool_call_id": c.id, "content": text}
                     messages.append(answer)
                     if working is not None:
                         working.add(answer)
@@ -298,6 +309,14 @@ class AgentCaller:
             recorder=self.recorder,
             node_id=node,
         )
+
+
+def _tool_message_tokens(memory: MemorySpec | None) -> int:
+    if memory is not None and memory.working is not None:
+        return memory.working.max_tool_message_tokens
+    from runner.config.memory import DEFAULT_MAX_TOOL_MESSAGE_TOKENS  # noqa: PLC0415
+
+    return DEFAULT_MAX_TOOL_MESSAGE_TOKENS
 
 
 def _append_to_system(messages: list[Message], text: str) -> None:

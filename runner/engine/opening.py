@@ -92,6 +92,19 @@ def wrapped(wrapper: TransportWrapper | None) -> Iterator[None]:
         yield
 
 
+async def open_mcp_servers(plan: Plan, tools: ToolRunner, run_dir: Path, recorder: Any = None) -> Any:
+    """Start the MCP servers the run's agents use and add their tools to ``tools`` (issue 22); None when no agent
+    uses one (and then nothing of the MCP SDK is imported). The caller ``aclose``s the result on every exit path."""
+    if not any(agent.spec.mcp_tools for agent in plan.agents.values()):
+        return None
+    from runner.mcp import require_sdk  # noqa: PLC0415
+
+    require_sdk(plan.workflow.file)
+    from runner.mcp.sources import open_mcp  # noqa: PLC0415 - the SDK, only for a run that uses MCP
+
+    return await open_mcp(plan, tools, run_dir, recorder)
+
+
 def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]]]:
     """Import the tools the agents use and the python stages' functions, from the workflow's folder."""
     wf = plan.workflow

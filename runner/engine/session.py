@@ -27,7 +27,7 @@ from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.family import family_of
-from runner.engine.opening import load_user_code, open_providers, response_caches, wrapped
+from runner.engine.opening import load_user_code, open_mcp_servers, open_providers, response_caches, wrapped
 from runner.engine.resources import open_resources
 from runner.errors import GateRejected, GateWaiting, RunnerError
 from runner.events import TRACE, Recorder, started_at_text, trace_id_of
@@ -104,7 +104,9 @@ async def execute(
     with wrapped(wrapper):  # embedders send through the same seam as models, so they record and replay too
         resources = open_resources(plan, folder)
     family = family_of(plan)
+    mcp: Any = None
     try:
+        mcp = await open_mcp_servers(plan, tool_runner, folder, recorder)  # before any model call (issue 22)
         with wrapped(wrapper):
             open_providers(plan, providers, transport, into=owned)
         chat: dict[str, ChatProvider] = {**(providers or {}), **owned}
@@ -137,6 +139,8 @@ async def execute(
         # settings failed while opening); a failing close must not hide the run's own error. Closing twice is
         # harmless.
         await asyncio.gather(*(p.aclose() for p in owned.values()), resources.aclose(), return_exceptions=True)
+        if mcp is not None:  # every server process stopped, also on Ctrl-C and SIGTERM (the run's cancellation)
+            await asyncio.shield(mcp.aclose())
         tool_runner.close()
         if family is not None:
             await family.aclose()

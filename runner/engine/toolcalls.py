@@ -36,7 +36,10 @@ async def tool_call(
     tool_node = f"{node}.tool[{index}]"
     async with limit:
         # the arguments for tool-call assertions (issue 24); reports copy only kind, tool and parent
-        recorder.emit("started", tool_node, {"kind": "tool", "tool": name, "parent": node, "arguments": arguments})
+        detail = {"kind": "tool", "tool": name, "parent": node, "arguments": arguments}
+        if name.startswith("mcp."):  # an MCP server's tool, mcp.SERVER.TOOL: the report names the server (issue 22)
+            detail["server"] = name.split(".", 2)[1]
+        recorder.emit("started", tool_node, detail)
         try:
             if name == "read_stored_result" and working is not None:
                 text, ok = await _builtin(tools, working.read_stored_result, arguments)

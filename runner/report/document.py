@@ -162,6 +162,25 @@ def _fallbacks(events: Sequence[Any]) -> dict[str, Any]:
     return {"fallbacks": {m: dict(sorted(c.items())) for m, c in sorted(counts.items())}} if counts else {}
 
 
+def _mcp_servers(events: Sequence[Any]) -> dict[str, Any]:
+    """``mcp_servers``: by name, the MCP servers the run started (issue 22), when it started any (else nothing)."""
+    servers: dict[str, dict[str, Any]] = {}
+    for _, kind, name, data in events:
+        if kind == "mcp_server":
+            if name in servers:
+                servers[name]["restarts"] = int(data.get("restart") or 0)
+            else:
+                servers[name] = {
+                    "transport": data["transport"],
+                    "startup_s": data["startup_s"],
+                    "tools": data["tools"],
+                    "restarts": int(data.get("restart") or 0),
+                }
+            if "pid" in data:
+                servers[name].setdefault("pids", []).append(data["pid"])
+    return {"mcp_servers": dict(sorted(servers.items()))} if servers else {}
+
+
 def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     """``costs``: the agent calls' cost by agent and by stage (a fan-out's or loop's branches under its id),
     when any model declares pricing; a group with an unpriced call says how many (its cost leaves them out)."""
@@ -269,6 +288,7 @@ def build_report(
         "models": models,
         **_costs(spans, info.layout),
         **_fallbacks(recorder.events),
+        **_mcp_servers(recorder.events),
         "endpoints": endpoint_stats(endpoints),
         "concurrency": concurrency(spans, wall),
         "cache": cache_section,

@@ -84,7 +84,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                 span.kind = data.get("kind", span.kind)
                 span.agent = data.get("agent", span.agent)
                 span.model = data.get("model", span.model)
-                for key in ("tool", "parent", "function"):
+                for key in ("tool", "server", "parent", "function"):
                     if key in data:
                         span.detail[key] = str(data[key])
         elif kind == "queued":

@@ -126,6 +126,13 @@ def format_summary(report: Mapping[str, Any]) -> str:
             if m[key]["count"]:
                 parts.append(f"{label} {m[key]['total_s']:.3f} s over {m[key]['count']}")
         lines.append(f"model {name}: " + ", ".join(parts))
+    for name, server in report.get("mcp_servers", {}).items():  # beside the tool spans that name them (issue 22)
+        restarts = server["restarts"]
+        again = f", restarted {restarts} time{'s' if restarts != 1 else ''} after a crash" if restarts else ""
+        tools = f"{server['tools']} tool{'s' if server['tools'] != 1 else ''}"
+        lines.append(
+            f"mcp server {name}: started in {server['startup_s']:.3f} s ({server['transport']}, {tools}){again}"
+        )
     for i, b in enumerate(report["bottlenecks"], 1):
         lines.append(f"bottleneck {i}: {b['message']}")
     lines.extend(outcomes(report))  # what ended each loop, which case each switch ran

@@ -44,7 +44,8 @@ def agent_text(agent: Any, output: Any = None) -> str:
     if agent is None:  # the plan of a stage that calls an agent always has its agent
         raise AssertionError("a stage that calls an agent has no agent plan")
     spec = agent.spec
-    tools = f"; tools {', '.join(spec.tools)}" if spec.tools else ""
+    names = [*spec.tools, *(f"mcp.{u.server}.{u.tool}" if u.tool else f"mcp {u.server}" for u in spec.mcp_tools)]
+    tools = f"; tools {', '.join(names)}" if names else ""
     structured = output if output is not None else getattr(spec, "output", None)
     shown = f"; {output_text(structured.schema)}" if structured is not None else ""
     return f"agent {spec.name} (model {agent.model.name}, {agent.model.provider}{tools}{shown})"

@@ -176,6 +176,7 @@ def check_workflow(wf: Workflow, doc: Document | None = None) -> list[Diagnostic
         *_assert_checks(wf, source, walk),
         *_gate_checks(wf, source, walk),
         *_include_checks(wf, source, walk),
+        *_mcp_checks(wf, source),
     ]
 
 
@@ -188,6 +189,15 @@ def _include_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:
     from runner.validate.rules.includes import check_includes  # noqa: PLC0415
 
     return check_includes(wf, source, walk)
+
+
+def _mcp_checks(wf: Workflow, source: Any) -> list[Diagnostic]:
+    """MCP servers and the agents' MCP tools (issue 22), for a file that has them."""
+    if not wf.mcp_servers and not any(agent.mcp_tools for agent in wf.agents.values()):
+        return []
+    from runner.validate.rules.mcp import check_mcp  # noqa: PLC0415
+
+    return check_mcp(wf, source)
 
 
 def _budget_checks(wf: Workflow, source: Any, walk: Any) -> list[Diagnostic]:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from runner.config.fallback import parse_fallback
 from runner.config.limits import parse_limits
+from runner.config.mcp import parse_server, split_tools
 from runner.config.models import MODEL_SETTINGS
 from runner.config.source import Loc, TemplateSrc
 from runner.diagnostics import Diagnostic
@@ -166,6 +167,7 @@ class _Builder:
             models[name] = ModelSpec(
                 name, spec["provider"], config, self.loc(base, key=True), parse_fallback(spec.get("fallback"))
             )
+        tool_lists = {name: split_tools(spec.get("tools") or ()) for name, spec in (data.get("agents") or {}).items()}
         agents = {
             name: AgentSpec(
                 name=name,
@@ -174,7 +176,9 @@ class _Builder:
                 vars=MappingProxyType(dict(spec.get("vars") or {})),
                 description=spec.get("description", ""),
                 loc=self.loc(("agents", name), key=True),
-                tools=tuple(spec.get("tools") or ()),
+                tools=tool_lists[name][0],
+                tool_positions=tool_lists[name][1],
+                mcp_tools=tool_lists[name][2],
                 max_iters=spec.get("max_iters", 10),
                 max_parallel_tools=spec.get("max_parallel_tools", 4),
                 memory=spec.get("memory"),
@@ -223,6 +227,12 @@ class _Builder:
             limits=parse_limits(data.get("limits")),
             asserts=self.asserts(data),
             repeat=data.get("repeat", 1),
+            mcp_servers=MappingProxyType(
+                {
+                    name: parse_server(name, spec, self.loc(("mcp_servers", name), key=True))
+                    for name, spec in (data.get("mcp_servers") or {}).items()
+                }
+            ),
         )
 
     def asserts(self, data: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -28,6 +28,7 @@ from runner.stages.base import StageRecord
 
 if TYPE_CHECKING:
     from runner.config.embeddings import LongTermConfig
+    from runner.config.mcp import McpServerSpec, McpToolUse
     from runner.config.memory import WorkingMemoryConfig
     from runner.config.models import ModelSettings
 
@@ -107,6 +108,8 @@ class AgentSpec:
     max_parallel_tools: int = 4
     memory: str | None = None
     output: Any = None  # a runner.config.output.OutputSpec: what its replies must be (issue 16), or None
+    tool_positions: tuple[int, ...] = ()  # where each of ``tools`` stands in the file's list (MCP entries between)
+    mcp_tools: tuple[McpToolUse, ...] = ()  # tools from MCP servers (issue 22)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +152,4 @@ class Workflow:
     asserts: tuple[Any, ...] = ()  # runner.workflow.asserts.AssertList: the assert: lists (issue 24)
     repeat: int = 1  # runs of each dataset row whose assertions make one verdict by majority (issue 24)
     variants: tuple[Any, ...] = ()  # runner.workflow.variants.Variant: other versions compared by runner eval
+    mcp_servers: Mapping[str, McpServerSpec] = field(default_factory=dict)  # tool sources (issue 22)

@@ -124,6 +124,18 @@ _RULES = (
         "Define the function at the module's top level, or fix the name after the colon.",
     ),
     Rule(
+        "unknown-mcp-server",
+        ERROR,
+        "An agent lists an MCP server that is not defined.",
+        "Define the server under `mcp_servers:` or fix the name.",
+    ),
+    Rule(
+        "mcp-command",
+        ERROR,
+        "A stdio MCP server's command (or its cwd) cannot be found.",
+        "Install the server, or give the program's path relative to the server's `cwd`.",
+    ),
+    Rule(
         "duplicate-id",
         ERROR,
         "Two stages have the same id.",

@@ -27,7 +27,7 @@ def check_references(wf: Workflow, source: Source, walk: Walk) -> list[Diagnosti
                     suggest(agent.model, wf.models, "models"),
                 )
             )
-        for i, tool in enumerate(agent.tools):
+        for i, tool in zip(agent.tool_positions or range(len(agent.tools)), agent.tools, strict=True):
             if tool not in wf.tools:
                 out.append(
                     diag(
