@@ -32,6 +32,18 @@ def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ["RUNNER_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _venv_on_path() -> Iterator[None]:
+    """The programs this interpreter's environment installed (mcp-server-time, mcp-server-git, runner itself) on
+    PATH, as in an activated virtual environment: so `.venv/bin/pytest` run without activating it finds them."""
+    old = os.environ.get("PATH", "")
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in old.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + old
+    yield
+    os.environ["PATH"] = old
+
+
 @pytest.fixture
 def write_wf(tmp_path: Path) -> Callable[..., Path]:
     """Write a workflow (dedented) to tmp_path/<name> and return its path."""
