@@ -122,8 +122,9 @@ class Tool:
     description: str
     parameters: Mapping[str, Any]
     timeout: float | None
-    # A tool another program answers (an MCP server's, issue 22): arguments -> (result text, ok), under ``timeout``.
-    runs: Callable[[dict[str, Any]], Awaitable[tuple[str, bool]]] | None = None
+    # A tool another program answers (an MCP server's, issue 22): (arguments, the call's node id) -> (result text, ok),
+    # under ``timeout``.
+    runs: Callable[[dict[str, Any], str], Awaitable[tuple[str, bool]]] | None = None
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry for this tool."""
@@ -167,8 +168,9 @@ class ToolRunner:
             self._pool = ThreadPoolExecutor(max_workers=self._max_threads, thread_name_prefix="runner-tool")
         return self._pool
 
-    async def run(self, name: str, arguments: str) -> tuple[str, bool]:
-        """(result text, ok) of one call with JSON ``arguments``."""
+    async def run(self, name: str, arguments: str, node: str = "") -> tuple[str, bool]:
+        """(result text, ok) of one call with JSON ``arguments``; ``node``: the call's own node id (an MCP server
+        is told the span it belongs to when the run is traced)."""
         tool = self.tools.get(name)
         if tool is None:
             return f"error: there is no tool named {name!r}; available: {', '.join(sorted(self.tools))}", False
@@ -181,7 +183,7 @@ class ToolRunner:
         if tool.runs is not None:
             try:
                 async with asyncio.timeout(tool.timeout):
-                    return await tool.runs(args)
+                    return await tool.runs(args, node)
             except TimeoutError:
                 return f"error: tool {name!r} timed out after {tool.timeout:g} s", False
         try:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 
 app = MCPServer("fault")
 
@@ -72,6 +73,13 @@ def garbage() -> str:
     """Print a line that is not JSON-RPC on stdout, then answer."""
     os.write(1, b"this is not json-rpc\n")
     return "answered after garbage"
+
+
+@app.tool()
+def trace(ctx: Context) -> str:
+    """The W3C traceparent the request's _meta carried, or 'none'."""
+    meta = ctx.request_context.meta or {}
+    return str(meta.get("traceparent", "none"))
 
 
 def main(argv: list[str]) -> None:

@@ -373,3 +373,27 @@ def test_a_workflow_without_mcp_imports_none_of_it(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [[0, 0], []]
+
+
+def test_a_traced_runs_tool_calls_carry_the_calls_span_to_the_server_and_an_untraced_one_nothing(
+    tmp_path: Path,
+) -> None:
+    # OpenTelemetry (issue 22): the request's _meta carries W3C traceparent, where MCP servers read it (the SDK's
+    # own server opens its span under it), naming the span the report exports for the call.
+    from runner.engine.session import Session, run_session  # noqa: PLC0415
+    from runner.events import span_id_of, started_at_text, trace_id_of, traceparent  # noqa: PLC0415
+
+    path = workflow(tmp_path, "[{name: trace, arguments: {}}]")
+    wf = load_workflow(path)
+    for traced in (True, False):
+        session = Session(
+            compile_workflow(wf), resolve_inputs(wf, []), run_dir=tmp_path / f"run-{traced}", traced=traced
+        )
+        outcome = run_session(session, quiet=True)
+        assert outcome.status == "ok", outcome.error
+        (tool,) = [n["id"] for n in outcome.report()["nodes"] if n["kind"] == "tool"]
+        if traced:
+            trace = trace_id_of(outcome.info.run_id, started_at_text(outcome.info.started_at))
+            assert outcome.output.content == traceparent(trace, span_id_of(trace, tool))
+        else:
+            assert outcome.output.content == "none"

@@ -46,7 +46,7 @@ async def tool_call(
             elif name == "recall" and store is not None:
                 text, ok = await _recall(store, top_k, arguments)
             else:
-                text, ok = await tools.run(name, arguments)
+                text, ok = await tools.run(name, arguments, tool_node)
         except BaseException as exc:
             recorder.emit("cancelled", tool_node, {"error": brief(exc)})
             raise

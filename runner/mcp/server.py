@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from runner.config.mcp import McpServerSpec
 from runner.errors import RunError, RunnerError
-from runner.events import Recorder
+from runner.events import TRACE, Recorder, span_id_of, traceparent
 from runner.fsutil import open_for_appends
 from runner.mcp.transport import StdioProcess, stdio_transport
 
@@ -224,12 +224,16 @@ class McpServer:
 
     # -- calls
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[str, bool]:
-        """(result text, ok) of one ``tools/call``; raises :class:`McpServerError` once the server is lost."""
+    async def call(self, tool: str, arguments: dict[str, Any], node: str = "") -> tuple[str, bool]:
+        """(result text, ok) of one ``tools/call``; raises :class:`McpServerError` once the server is lost. In a
+        run whose spans are exported, the request's ``_meta`` carries the W3C ``traceparent`` of the call's span
+        (``node``: the call's node id), where MCP servers look for it, so their spans join the run's trace."""
+        trace = TRACE.get()
+        meta: Any = None if trace is None or not node else {"traceparent": traceparent(trace, span_id_of(trace, node))}
         async with self._slots:
             session, generation = await self._live()
             try:
-                result = await session.call_tool(tool, arguments)
+                result = await session.call_tool(tool, arguments, meta=meta)
             except MCPError as exc:
                 if exc.code != types.CONNECTION_CLOSED:
                     return f"error: tool {tool!r} of mcp server '{self.name}': {exc.message}", False
