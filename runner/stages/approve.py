@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.errors import GateRejected, GateStop
+from runner.errors import GateRejected
+from runner.stages.asking import put_to_gate
 from runner.stages.base import (
     NO_POLICY,
     BuildContext,
@@ -32,7 +33,6 @@ from runner.stages.base import (
     TemplateUse,
     YamlPath,
     as_text,
-    brief,
     one_line,
 )
 from runner.stages.gating import APPROVE, Decision, GateRequest
@@ -105,7 +105,6 @@ class ApproveKind(StageKind[ApproveStage]):
         prefix: str,
         ctx: dict[str, Any],
     ) -> Any:
-        import asyncio  # noqa: PLC0415 - runs only on the loop; records load without asyncio
 
         assert isinstance(sp, ApprovePlan) and sp.message is not None
         stage: ApproveStage = sp.stage
@@ -120,14 +119,7 @@ class ApproveKind(StageKind[ApproveStage]):
         request = GateRequest(
             node, APPROVE, sp.message.template.render(ctx), shown, None, stage.timeout, stage.on_timeout
         )
-        rec.emit("started", node, {"kind": APPROVE})
-        try:
-            decision = await engine.gate(request)
-        except GateStop:
-            raise  # waiting: the node stays open (the report says unfinished); the gate's event says why
-        except BaseException as exc:
-            rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": brief(exc)})
-            raise
+        decision = await put_to_gate(engine, request, rec)
         assert isinstance(decision, Decision)
         if not decision.approved:
             because = f": {decision.reason}" if decision.reason else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.errors import GateStop
+from runner.stages.asking import put_to_gate
 from runner.stages.base import (
     NO_POLICY,
     BuildContext,
@@ -30,7 +30,6 @@ from runner.stages.base import (
     StageShape,
     TemplateUse,
     YamlPath,
-    brief,
     one_line,
 )
 from runner.stages.gating import ASK, GateRequest, answer_text
@@ -95,7 +94,6 @@ class AskKind(StageKind[AskStage]):
         prefix: str,
         ctx: dict[str, Any],
     ) -> Output:
-        import asyncio  # noqa: PLC0415 - runs only on the loop; records load without asyncio
 
         from runner.calls import Usage  # noqa: PLC0415
 
@@ -106,14 +104,7 @@ class AskKind(StageKind[AskStage]):
         if sp.input is not None:
             sp.input.template.render(ctx)
         request = GateRequest(node, ASK, sp.question.template.render(ctx), {}, stage.schema)
-        rec.emit("started", node, {"kind": ASK})
-        try:
-            answer = await engine.gate(request)
-        except GateStop:
-            raise  # waiting: the node stays open (the report says unfinished); the gate's event says why
-        except BaseException as exc:
-            rec.emit("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", node, {"error": brief(exc)})
-            raise
+        answer = await put_to_gate(engine, request, rec)
         rec.emit("finished", node)
         return Output(answer_text(answer), ASK, node, Usage(), data=answer)
 
