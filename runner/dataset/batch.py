@@ -201,6 +201,7 @@ class Batch:
             try:
                 with wrapped(self.wrapper):
                     self.family.open(self.providers, self.transport, self.run_dir, resources_transport=self.transport)
+                await self.family.open_mcp(self.run_dir)
             except BaseException:
                 await self._close()
                 raise

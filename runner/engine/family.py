@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.engine.opening import load_user_code, models_in_use, open_model
+from runner.engine.opening import load_user_code, models_in_use, open_mcp_servers, open_model
 from runner.engine.resources import RunResources, open_resources
 from runner.plan.compile import Plan, child_plans, walk_plans
 from runner.providers.base import ChatProvider
@@ -79,6 +79,7 @@ class Family:
         self.raw: dict[str, dict[str, ChatProvider]] = {}  # child file -> its providers, before any wrapper
         self.code: dict[str, tuple[ToolRunner, dict[str, Callable[..., Any]]]] = {}
         self.resources: dict[str, RunResources] = {}
+        self.mcp: list[Any] = []  # the children's MCP servers (runner.mcp.sources.McpTools), one set per child file
 
     def open(
         self, root: Mapping[str, ChatProvider], transport: Any, run_dir: Path, *, resources_transport: Any = None
@@ -102,6 +103,17 @@ class Family:
                 mine[name] = opened[key]
             self.raw[wf.file] = mine
 
+    async def open_mcp(self, run_dir: Path, recorder: Any = None) -> None:
+        """Start the MCP servers the children's agents use, once per child file for the run (as the parent's:
+        shared by every stage and branch that runs the child), after :meth:`open`; their stderr logs go to
+        ``children/<file stem>/mcp/`` in the run folder."""
+        for child in self.children:
+            tools, _ = self.code[child.workflow.file]
+            folder = run_dir / "children" / Path(child.workflow.file).stem
+            opened = await open_mcp_servers(child, tools, folder, recorder)
+            if opened is not None:
+                self.mcp.append(opened)
+
     def runs(
         self, wrap: Callable[[Mapping[str, ChatProvider], Workflow], Mapping[str, ChatProvider]]
     ) -> dict[str, ChildRun]:
@@ -123,5 +135,7 @@ class Family:
             *(r.aclose() for r in self.resources.values()),
             return_exceptions=True,
         )
+        if self.mcp:  # every server process stopped, also when the run was cancelled
+            await asyncio.shield(asyncio.gather(*(m.aclose() for m in self.mcp), return_exceptions=True))
         for tools, _ in self.code.values():
             tools.close()

@@ -115,6 +115,7 @@ async def execute(
         if family is not None:  # sub-workflows (issue 22): theirs, sharing the models defined the same
             with wrapped(wrapper):
                 family.open(chat, transport, folder)
+            await family.open_mcp(folder, recorder)
             children = family.runs(wrap)
         chat = dict(wrap(chat, plan.workflow))
         engine = Engine(
