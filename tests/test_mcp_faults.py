@@ -131,7 +131,7 @@ def test_a_crash_fails_the_call_with_the_stderr_tail_and_restarts_the_server_onc
     first, second = pids_of(tmp_path)
     assert not alive(first) and not alive(second)
     assert report["mcp_servers"]["f"]["restarts"] == 1 and report["mcp_servers"]["f"]["transport"] == "stdio"
-    assert report["mcp_servers"]["f"]["tools"] == 8
+    assert report["mcp_servers"]["f"]["tools"] == 9  # every tool of tests/mcp_fault_server.py
 
 
 def test_a_second_crash_fails_the_run(tmp_path: Path) -> None:
