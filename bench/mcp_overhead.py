@@ -70,7 +70,7 @@ async def main(rounds: int, calls: int, parallel: int) -> dict[str, object]:
                     tool.description or "",
                     dict(tool.input_schema),
                     spec.timeout,
-                    lambda args: server.call("echo", args),
+                    lambda args, node: server.call("echo", args, node),
                 )
             }
         )
