@@ -19,6 +19,7 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those the provider read from its prompt cache (priced apart)
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,7 +154,7 @@ class Budget:
             used_in, used_out = result.usage.prompt_tokens, result.usage.completion_tokens
             self.tokens += used_in + used_out
             if ticket.pricing is not None:
-                self.cost += ticket.pricing.cost(used_in, used_out)
+                self.cost += ticket.pricing.cost(used_in, used_out, result.usage.cached_tokens)
         if self.in_flight == 0:
             self._idle.set()
 

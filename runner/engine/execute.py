@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the checkpoint's module (sqlite3) loads only for a run that
     from runner.engine.checkpoint import Checkpoint
 
 FAST_ATTRS[Output] = frozenset({"content", "name", "node", "usage", "error"})
-FAST_ATTRS[Usage] = frozenset({"prompt_tokens", "completion_tokens"})
+FAST_ATTRS[Usage] = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens"})
 
 
 class Engine:

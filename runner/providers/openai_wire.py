@@ -16,6 +16,16 @@ from runner.providers.base import Message
 from runner.providers.failures import Failures, snippet
 
 
+def read_usage(usage: Any) -> Usage:
+    """An answer's ``usage``: its prompt and completion tokens, and of the prompt those read from the provider's
+    prompt cache (``prompt_tokens_details.cached_tokens``, which ``pricing.cached_input`` prices)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached or 0))
+
+
 def dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -90,7 +100,7 @@ def read_completion(content: bytes, errors: Failures, headers: httpx.Headers | N
         usage = data.get("usage") or {}
         return ChatResult(
             content=text,
-            usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+            usage=read_usage(usage),
             tool_calls=tool_calls(message.get("tool_calls")),
             finish_reason=str(choice.get("finish_reason") or "stop"),
             model=model if isinstance(model := data.get("model"), str) else None,
@@ -199,7 +209,7 @@ class StreamState:
             self.model = model
         usage = obj.get("usage")
         if usage:
-            self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            self.usage = read_usage(usage)
         for choice in obj.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue

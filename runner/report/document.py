@@ -201,7 +201,7 @@ def _costs(spans: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
             if pricing is None:
                 entry["unpriced_calls"] += 1
             else:
-                entry["cost_usd"] += pricing.cost(tokens_in, tokens_out)
+                entry["cost_usd"] += pricing.cost(tokens_in, tokens_out, span.tokens_cached)
     for group in by.values():
         for entry in group.values():
             entry["cost_usd"] = round(entry["cost_usd"], 6)

@@ -34,6 +34,7 @@ class Span:
     model: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    tokens_cached: int = 0  # of tokens_in, read from the provider's prompt cache
     attempts: int | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)  # tool, parent, function, reason, failed_branches, timeout_s
@@ -97,6 +98,7 @@ def collect(events: Iterable[Event], t0: float) -> tuple[dict[str, Span], dict[s
                     span.first_token = data.first_token_at - t0
                 span.tokens_in = data.usage.prompt_tokens
                 span.tokens_out = data.usage.completion_tokens
+                span.tokens_cached = data.usage.cached_tokens
                 span.attempts = data.attempts
             elif isinstance(data, Mapping):
                 if data.get("error") is not None:
