@@ -72,7 +72,9 @@ def test_a_budget_and_a_batch_count_the_cached_price(tmp_path: Path) -> None:
         # limit holds for the run, and for each row of a batch
         text = workflow(server.url, False, "{input: 2, cached_input: 0.5, output: 8}")
         text = text.replace("agents:", "limits: {max_cost: 0.004}\nagents:")
-        text = text.replace("    retry: {max_attempts: 1}\n", "    retry: {max_attempts: 1}\n    params: {max_tokens: 10}\n")
+        text = text.replace(
+            "    retry: {max_attempts: 1}\n", "    retry: {max_attempts: 1}\n    params: {max_tokens: 10}\n"
+        )
         wf.write_text(text)
         result = runner.run(wf, run_dir=tmp_path / "run")
         assert result.status == "ok", result.error

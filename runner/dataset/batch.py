@@ -385,7 +385,9 @@ class Batch:
                 if pricing is None:
                     unpriced += 1
                 else:
-                    cost += pricing.cost(data.usage.prompt_tokens, data.usage.completion_tokens, data.usage.cached_tokens)
+                    cost += pricing.cost(
+                        data.usage.prompt_tokens, data.usage.completion_tokens, data.usage.cached_tokens
+                    )
         return RowStats(stages, waits, prompt, completion, retries, cost, unpriced, tuple(tools))
 
     async def run(

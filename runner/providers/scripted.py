@@ -151,6 +151,7 @@ class ScriptedProvider:
             usage = _new(Usage)
             usage.prompt_tokens = _prompt_tokens(messages)
             usage.completion_tokens = approx_tokens(text)
+            usage.cached_tokens = 0
             result = _new(ChatResult)
             result.content = text
             result.usage = usage

@@ -66,15 +66,16 @@ def model_stats(spans: Mapping[str, Span], models: Mapping[str, ModelShape]) -> 
             "ttft_s": {"p50": _r(percentile(ttft, 50)), "p95": _r(percentile(ttft, 95))},
             "tokens_in": sum(s.tokens_in or 0 for s in calls),
             "tokens_out": sum(s.tokens_out or 0 for s in calls),
-            "tokens_cached": sum(s.tokens_cached for s in calls),
             "tokens_per_s": round(tokens_out / gen, 3) if gen > 0 and tokens_out else None,
             "retries": dict(sorted(causes.items())),
             "pool_wait": _waits(pool),
             "rate_wait": _waits(rate),
         }
+        cached = sum(s.tokens_cached for s in calls)
+        if cached:  # of tokens_in, those read from the provider's prompt cache (said only when there are some)
+            entry["tokens_cached"] = cached
         if shape is not None and shape.pricing is not None:
-            priced = shape.pricing.cost(entry["tokens_in"], entry["tokens_out"], entry["tokens_cached"])
-            entry["cost_usd"] = round(priced, 6)
+            entry["cost_usd"] = round(shape.pricing.cost(entry["tokens_in"], entry["tokens_out"], cached), 6)
         out[name] = entry
     return out
 
