@@ -23,6 +23,9 @@ What a library call does and does not do, and why (as httpx, anyio and pre-commi
 
 ``import runner`` stays light (the CLI imports it on every start): this module imports the engine only when a
 run is asked for, so ``runner.load`` and ``runner.check`` never import asyncio or the HTTP stack.
+
+About 530 lines, most of them the public functions' documentation: the whole public surface in one module,
+so its signatures and their docs cannot drift apart (``tests/test_public_api.py`` pins them).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Exit codes: 0 ok, 1 user-facing error (invalid workflow, failed run), 2 usage, 3 internal bug, 75 waiting at a
 human gate (``runner run``: an approve or ask stage with no terminal and no --approve/--answer), 130 interrupted
 (SIGINT, Ctrl-C), 143 terminated (SIGTERM). Signals are handled at every moment: :mod:`runner.interrupts`.
+
+About 570 lines, on purpose: every subcommand's arguments and help text, read by one parser and checked
+against each other in one dispatch, so that a flag's meaning and its conflicts are read in one place (the
+work itself is in :mod:`runner.commands`).
 """
 
 from __future__ import annotations
