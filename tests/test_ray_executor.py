@@ -33,7 +33,7 @@ from tests.oai_server import OAIServer, Plan
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("ray")]
 
 # Ray reads whether it may bind the machine's address when it is first imported: said before any test of this
-# worker imports it (as runner's driver does before it imports Ray, runner.dataset.onray.driver.import_ray).
+# worker imports it (as runner's driver does before it imports Ray, runner.dataset.onray.connect.import_ray).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 SECRET = "sk-ray-test-0123456789abcdef"
@@ -234,7 +234,7 @@ def test_what_the_ray_workers_do_not_do_yet_is_refused_not_ignored(tmp_path: Pat
 def test_the_workers_get_every_key_the_workflow_names_and_no_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner.dataset.onray.driver import secrets_of  # noqa: PLC0415
+    from runner.dataset.onray.connect import secrets_of  # noqa: PLC0415
     from runner.plan.compile import compile_workflow  # noqa: PLC0415
     from runner.validate.check import load_workflow  # noqa: PLC0415
 
@@ -318,7 +318,7 @@ def test_a_cluster_runner_starts_on_this_machine_binds_the_loopback_address_what
     # The CLI imports Ray to check it is installed before it connects; a local cluster must still bind 127.0.0.1.
     code = (
         "import os; os.environ.pop('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', None); os.environ.pop('RAY_ADDRESS', None)\n"
-        "from runner.dataset.onray.driver import import_ray\n"
+        "from runner.dataset.onray.connect import import_ray\n"
         "ray = import_ray(None)\n"
         "from ray._private.services import get_node_ip_address\n"
         "print(get_node_ip_address())\n"

@@ -91,7 +91,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def dataset_command(opts: BatchOptions) -> int:
     if opts.executor == "ray":  # said before anything is read: Ray missing, or flags it cannot take
-        from runner.dataset.onray.driver import import_ray  # noqa: PLC0415
+        from runner.dataset.onray.connect import import_ray  # noqa: PLC0415
 
         import_ray(opts.ray_address)
         if opts.record or opts.replay:
@@ -160,7 +160,7 @@ def dataset_command(opts: BatchOptions) -> int:
     plan = compile_workflow(wf)
     ray_started = None
     if opts.executor == "ray":  # an unreachable cluster is said before a run folder is made
-        from runner.dataset.onray.driver import connect  # noqa: PLC0415
+        from runner.dataset.onray.connect import connect  # noqa: PLC0415
 
         try:
             runs = Path(opts.report_dir or wf.report.dir) / "runs" if ledger is None else folder.parent
@@ -207,7 +207,7 @@ def dataset_command(opts: BatchOptions) -> int:
     finally:
         ledger.close()
         if ray_started is not None:
-            from runner.dataset.onray.driver import leave  # noqa: PLC0415
+            from runner.dataset.onray.connect import leave  # noqa: PLC0415
 
             leave(ray_started)
 

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import os
 import re
-import shlex
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from runner import interrupts
+from runner.commands.gateflags import gate_ids, gatekeeper_for, given_flags, waiting
 from runner.engine.execute import as_text
 from runner.engine.session import Session, run_session
 from runner.errors import RunnerError
@@ -146,7 +146,7 @@ def _run_command(
         else ckpt.settings["inputs"]  # a resumed run's, as its first start resolved them
     )
     plan = compile_workflow(wf)
-    gate_ids = _gate_ids(wf, approve, answer)  # a wrong --approve or --answer is said before the run starts
+    given = gate_ids(wf, approve, answer)  # a wrong --approve or --answer is said before the run starts
     directory = report_dir or wf.report.dir
     # Before the first call: a report folder that cannot be written is found now, not after the run spent them.
     _check_report_dir(directory, wf.file if report_dir is None else None)
@@ -184,7 +184,7 @@ def _run_command(
         interrupts.begin_run()  # from here a signal cancels the run and the partial report is still written
         # The run path of runner.run/arun (a Session), plus what only a program that owns its process does:
         # its signal handlers cancel the run's task, the collector is tuned, the loop is its own.
-        gatekeeper = _gatekeeper(gate_ids, bar) if gate_ids is not None else None
+        gatekeeper = gatekeeper_for(given, bar) if given is not None else None
         outcome = run_session(
             Session(
                 plan,
@@ -269,7 +269,7 @@ def _run_command(
         print(f"runner: {interrupts.describe()}; {said}", file=sys.stderr)
         return interrupts.exit_code(outcome.error)
     if outcome.status == "waiting":
-        return _waiting(outcome.error, workflow, run_dir, _given_flags(approve, answer))
+        return waiting(outcome.error, workflow, run_dir, given_flags(approve, answer))
     if outcome.status in ("failed", "rejected"):
         error = outcome.error
         if isinstance(error, RunnerError):
@@ -279,54 +279,6 @@ def _run_command(
             return max(code, 1)
         raise error if error is not None else AssertionError("failed run without an error")
     return code
-
-
-def _given_flags(approve: Sequence[str], answer: Sequence[str]) -> list[str]:
-    """The gate flags this run was given, to repeat in the command that starts it again."""
-    return [*(f"--approve {shlex.quote(s)}" for s in approve), *(f"--answer {shlex.quote(a)}" for a in answer)]
-
-
-def _gate_ids(wf: Any, approve: Sequence[str], answer: Sequence[str]) -> Any:
-    """The human gates' decisions given on the command line (a :class:`~runner.engine.gates.GateAnswers`), or
-    None when the workflow has no gate (then the gates' code is not even imported)."""
-    if not approve and not answer and not _has_gates(wf):
-        return None
-    from runner.engine.gates import gate_answers, workflow_gates  # noqa: PLC0415
-
-    return gate_answers(workflow_gates(wf.stages), approve, answer)
-
-
-def _has_gates(wf: Any) -> bool:
-    from runner.stages import kind_of, walk  # noqa: PLC0415
-
-    return any(kind_of(stage).name in ("approve", "ask") for stage in walk(wf.stages))
-
-
-def _gatekeeper(given: Any, bar: Progress | None) -> Any:
-    """Decisions given first; then a person on the terminal when there is one; else the run waits at a gate."""
-    from runner.commands.gateprompt import TerminalPrompt, can_prompt  # noqa: PLC0415
-    from runner.engine.gates import Gates  # noqa: PLC0415
-
-    if can_prompt(sys.stdin, sys.stderr):
-        return Gates(given, TerminalPrompt(sys.stdin, sys.stderr, bar).ask, by="terminal", cli=True)
-    return Gates(given, cli=True)
-
-
-def _waiting(error: BaseException | None, workflow: str, run_dir: Path, given: Sequence[str]) -> int:
-    """A run stopped at a human gate with no one to ask: say how to continue (a fresh run repeats the gate flags
-    it was given); exit 75 (EX_TEMPFAIL)."""
-    from runner.engine.gates import EXIT_WAITING  # noqa: PLC0415
-    from runner.errors import GateWaiting  # noqa: PLC0415
-
-    assert isinstance(error, GateWaiting)
-    stage = error.stage.rpartition(".")[2]
-    flag = f"--approve {stage}" if error.kind == "approve" else f"--answer {stage}=@answer.json"
-    run_dir.mkdir(parents=True, exist_ok=True)  # what --resume continues from
-    print(f"runner: {error}", file=sys.stderr)
-    print(f"runner: to continue: runner run --resume {run_dir} {flag}", file=sys.stderr)
-    again = " ".join([shlex.quote(workflow), *given, flag])
-    print(f"runner: or run it again from the start: runner run {again}", file=sys.stderr)
-    return EXIT_WAITING
 
 
 def _holds_run_files(run_dir: Path) -> bool:

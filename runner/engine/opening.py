@@ -14,9 +14,11 @@ from runner.plan.compile import Plan, walk_plans
 from runner.providers import PROVIDERS
 from runner.providers.base import ChatProvider
 from runner.tools import ToolRunner, import_callable, load_tool
-from runner.workflow.records import ModelSpec, PythonStage
+from runner.workflow.records import ModelSpec, PythonStage, Workflow
 
 if TYPE_CHECKING:
+    from runner.engine.checkpoint import Checkpoint
+    from runner.events import Recorder
     from runner.providers.transport import TransportWrapper
 
 
@@ -128,3 +130,32 @@ def load_user_code(plan: Plan) -> tuple[ToolRunner, dict[str, Callable[..., Any]
         if isinstance(sp.stage, PythonStage)
     }
     return ToolRunner(tools), functions
+
+
+def run_wrapper(
+    plan: Plan, recorder: Recorder, checkpoint: Checkpoint | None = None
+) -> Callable[[Mapping[str, ChatProvider], Workflow], Mapping[str, ChatProvider]]:
+    """What wraps a run's providers, the parent's and each child's: one budget (the parent's ``limits``, which
+    count every call of the run, a child's included, and, for a resumed run, what its checkpoint says the earlier
+    part spent) and each workflow's own fallbacks."""
+    budget = None
+    if plan.workflow.limits is not None:
+        from runner.engine.budget import Budget  # noqa: PLC0415
+
+        resume = None if checkpoint is None else str(checkpoint.folder)
+        budget = Budget(plan.workflow.limits, recorder, plan.workflow.file, resume=resume)
+        if checkpoint is not None:
+            budget.count_spent(plan.workflow.models, checkpoint.spent(plan.agents))
+
+    def wrap(chat: Mapping[str, ChatProvider], wf: Workflow) -> Mapping[str, ChatProvider]:
+        if budget is not None:  # every model call of the run counted against its budget
+            from runner.engine.budget import budgeted  # noqa: PLC0415
+
+            chat = budgeted(chat, budget.limits, recorder, budget.file, wf.models, budget=budget)
+        if any(spec.fallback is not None for spec in wf.models.values()):
+            from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
+
+            chat = with_fallbacks(chat, wf.models)  # over the budget's: each model priced as itself
+        return chat
+
+    return wrap

@@ -27,7 +27,14 @@ from runner.dispatch import first_error
 from runner.engine import loop as loops
 from runner.engine.execute import Engine, TokenSinkFactory
 from runner.engine.family import family_of
-from runner.engine.opening import load_user_code, open_mcp_servers, open_providers, response_caches, wrapped
+from runner.engine.opening import (
+    load_user_code,
+    open_mcp_servers,
+    open_providers,
+    response_caches,
+    run_wrapper,
+    wrapped,
+)
 from runner.engine.resources import open_resources
 from runner.errors import GateRejected, GateWaiting, RunnerError
 from runner.events import TRACE, Recorder, started_at_text, trace_id_of
@@ -36,7 +43,6 @@ from runner.providers.base import ChatProvider
 from runner.report.document import RunInfo, build_report, now_utc
 from runner.report.layout import describe_workflow
 from runner.stages.gating import Gatekeeper
-from runner.workflow.records import Workflow
 
 if TYPE_CHECKING:
     from runner.engine.checkpoint import Checkpoint
@@ -147,35 +153,6 @@ async def execute(
             await family.aclose()
         for name, figures in getattr(wrapper, "cache_figures", dict)().items():
             recorder.emit("cache_stats", name, figures)  # the response caches', for the report's cache section
-
-
-def run_wrapper(
-    plan: Plan, recorder: Recorder, checkpoint: Checkpoint | None = None
-) -> Callable[[Mapping[str, ChatProvider], Workflow], Mapping[str, ChatProvider]]:
-    """What wraps a run's providers, the parent's and each child's: one budget (the parent's ``limits``, which
-    count every call of the run, a child's included, and, for a resumed run, what its checkpoint says the earlier
-    part spent) and each workflow's own fallbacks."""
-    budget = None
-    if plan.workflow.limits is not None:
-        from runner.engine.budget import Budget  # noqa: PLC0415
-
-        resume = None if checkpoint is None else str(checkpoint.folder)
-        budget = Budget(plan.workflow.limits, recorder, plan.workflow.file, resume=resume)
-        if checkpoint is not None:
-            budget.count_spent(plan.workflow.models, checkpoint.spent(plan.agents))
-
-    def wrap(chat: Mapping[str, ChatProvider], wf: Workflow) -> Mapping[str, ChatProvider]:
-        if budget is not None:  # every model call of the run counted against its budget
-            from runner.engine.budget import budgeted  # noqa: PLC0415
-
-            chat = budgeted(chat, budget.limits, recorder, budget.file, wf.models, budget=budget)
-        if any(spec.fallback is not None for spec in wf.models.values()):
-            from runner.providers.fallback import with_fallbacks  # noqa: PLC0415
-
-            chat = with_fallbacks(chat, wf.models)  # over the budget's: each model priced as itself
-        return chat
-
-    return wrap
 
 
 class Session:
