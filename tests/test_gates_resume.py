@@ -4,16 +4,15 @@ the stages before it restored from the checkpoint (the loopback server counts th
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import assert_valid_report, run_cli
+from tests.conftest import run_cli
 from tests.oai_server import OAIServer, Plan
+from tests.test_checkpoint_resume import latest_report
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,13 +44,6 @@ stages:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, stdin=subprocess.DEVNULL)  # no terminal: a gate with no decision waits
-
-
-def latest_report(reports: Path) -> dict[str, Any]:
-    path = max(reports.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-    report: dict[str, Any] = json.loads(path.read_text())
-    assert_valid_report(report)
-    return report
 
 
 def test_a_waiting_gate_resumes_from_the_checkpoint_with_approve_then_answer(tmp_path: Path) -> None:

@@ -105,7 +105,6 @@ class ApproveKind(StageKind[ApproveStage]):
         prefix: str,
         ctx: dict[str, Any],
     ) -> Any:
-
         assert isinstance(sp, ApprovePlan) and sp.message is not None
         stage: ApproveStage = sp.stage
         node = prefix + stage.id

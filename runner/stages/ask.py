@@ -94,7 +94,6 @@ class AskKind(StageKind[AskStage]):
         prefix: str,
         ctx: dict[str, Any],
     ) -> Output:
-
         from runner.calls import Usage  # noqa: PLC0415
 
         assert isinstance(sp, AskPlan) and sp.question is not None
