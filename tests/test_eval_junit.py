@@ -69,3 +69,35 @@ def test_text_that_xml_cannot_hold_is_replaced() -> None:
     )
     assert (suite.name, case.name, case.time, suite.time) == ("wf\ufffd", "row k\ufffd", 0.123, 2.5)
     assert failure.message == failure.text  # the attribute too: its newline kept as a character reference
+
+
+def test_markup_and_quotes_round_trip_through_an_xml_parser() -> None:
+    """The JUnit text is written by hand, a case at a time as rows end (no ElementTree at the end of a batch):
+    every character XML escapes, in every place a value goes, reads back as it was."""
+    import xml.etree.ElementTree as ET
+
+    nasty = 'a & b < c > d "quoted" \'single\' \r\n\ttab ]]> <!-- --> &amp; é'
+    rows = [
+        (nasty, 0.5, [{"name": "n<1>", "status": "fail", "reason": nasty}]),
+        ("plain-key_1 (x)", 0.25, [{"name": "ok", "status": "pass", "reason": nasty}]),
+        ("e", 1.0, [{"name": "x", "status": "error", "reason": "boom & <bust>"}]),
+    ]
+    root = ET.fromstring(junit(nasty, rows, 3.0))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (root.get("name"), suite.get("name")) == (nasty, nasty)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+    cases = suite.findall("testcase")
+    assert [(c.get("classname"), c.get("name")) for c in cases] == [
+        (nasty, f"row {nasty}"),
+        (nasty, "row plain-key_1 (x)"),
+        (nasty, "row e"),
+    ]
+    failure = cases[0].find("failure")
+    assert failure is not None
+    # an XML parser reads a lone CR in text as a newline (XML's line-end rule); the attribute keeps it, escaped
+    assert failure.get("message") == f"n<1>: {nasty}"
+    assert failure.text == f"n<1>: {nasty}".replace("\r\n", "\n")
+    assert list(cases[1]) == []
+    error = cases[2].find("error")
+    assert error is not None and error.text == "x: boom & <bust>"

@@ -5,7 +5,8 @@ stderr, one line each; any that does not pass (a failure or an error) exits 1. R
 datasets (``runner eval``); a single run is one row, so every assertion must pass. The judges' providers are
 opened for the check inside the run's cassette, if any, so ``--replay`` answers them too.
 
-A batch (:func:`batch_totals`): the totals from ``results.jsonl`` into the batch report, and JUnit XML.
+A batch (:class:`BatchVerdicts`): the rows' verdicts added up as they end, into the batch report, JUnit XML and
+the verdicts' page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from runner.engine.opening import wrapped
 from runner.engine.session import RunOutcome
+from runner.evals.evaluate import Outcome, row_status_of, weighted_score
+from runner.evals.summary import row_status
 from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 
@@ -117,63 +120,85 @@ def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
     return out
 
 
-def batch_totals(
-    doc: dict[str, Any],
-    wf: Any,
-    folder: Path,
-    results: Path,
-    evaluator: list[Any],
-    junit_to: str | None,
-    wall: float,
-    annotate: bool = False,
-    variant: str | None = None,
-) -> list[str]:
-    """The assertions' totals from results.jsonl (every row once, those of earlier runs of a resumed batch too)
-    into ``doc["evals"]``; ``junit.xml`` and ``evals.html`` (the verdicts' page) written to the run folder (and
-    the JUnit XML to ``--junit FILE``); with ``annotate``, GitHub annotations on stdout; the thresholds not met,
-    one line each."""
-    from runner.dataset.results import read_lines  # noqa: PLC0415
-    from runner.evals.page import MAX_ROWS, to_page  # noqa: PLC0415
-    from runner.evals.summary import EvalStats, junit, unmet  # noqa: PLC0415
-    from runner.fsutil import atomic_write_bytes, atomic_write_text  # noqa: PLC0415
+class BatchVerdicts:
+    """A batch's verdicts added up as its rows end (:meth:`add`, each ``results.jsonl`` line as it is written),
+    then :meth:`finish`: the totals into the batch report, ``junit.xml`` and ``evals.html``. Counting as rows
+    end, rather than reading results.jsonl back at the end, leaves the end only what must wait for the last row
+    (issue 24's overhead bar); a resumed batch reads back just the lines of rows that ended in earlier runs."""
 
-    totals = EvalStats(wf.asserts)
-    cases = []
-    shown: list[dict[str, Any]] = []  # the page's rows: every one that did not pass, and passing ones up to its most
-    passing = 0
-    examples: dict[str, list[tuple[str, str, str]]] = {}  # assertion -> its first rows that did not pass
-    for line in read_lines(results):
+    def __init__(self, wf: Any) -> None:
+        from runner.evals.page import MAX_ROWS  # noqa: PLC0415
+        from runner.evals.summary import EvalStats, junit_case  # noqa: PLC0415
+
+        self._case, self._most = junit_case, MAX_ROWS
+        self.wf = wf
+        self.totals = EvalStats(wf.asserts)
+        self.cases: list[tuple[int, tuple[str, str]]] = []  # each row's JUnit test case, made as it ends
+        # the page's rows: every one that did not pass, and passing ones up to its most
+        self.shown: list[dict[str, Any]] = []
+        self.passing = 0
+        self.examples: dict[str, list[tuple[str, str, str]]] = {}  # assertion -> its first rows that did not pass
+        self.seen: set[int] = set()
+
+    def add(self, line: dict[str, Any]) -> None:
+        """Count one row's ``results.jsonl`` line."""
         verdicts = line.get("assertions") or []
-        totals.add(verdicts, line.get("repeats"))
-        key = str(line.get("key", line["index"]))
-        cases.append((line["index"], key, float(line.get("latency_s") or 0.0), verdicts))
-        if line.get("verdict") != "pass" or passing < MAX_ROWS:
-            passing += line.get("verdict") == "pass"
-            shown.append(line)
+        self.totals.add(verdicts, line.get("repeats"))
+        index = line["index"]
+        self.seen.add(index)
+        key = str(line.get("key", index))
+        self.cases.append((index, self._case(self.wf.name, key, float(line.get("latency_s") or 0.0), verdicts)))
+        if line.get("verdict") != "pass" or self.passing < self._most:
+            self.passing += line.get("verdict") == "pass"
+            self.shown.append(line)
         for v in verdicts:
-            if v["status"] != "pass" and len(found := examples.setdefault(v["name"], [])) < 3:
+            if v["status"] != "pass" and len(found := self.examples.setdefault(v["name"], [])) < 3:
                 found.append((key, v["status"], v["reason"]))
-    totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
-    doc["evals"] = totals.document()
-    atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], shown))
-    if annotate:
-        from runner.evals.summary import github_annotations  # noqa: PLC0415
 
-        sys.stdout.write(github_annotations(doc["evals"], wf.asserts, examples, variant))
-    cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows finished in
-    xml = junit(wf.name, [case[1:] for case in cases], wall)
-    atomic_write_bytes(folder / "junit.xml", xml)
-    if junit_to is not None:
-        atomic_write_bytes(Path(junit_to), xml)
-    return unmet(doc["evals"])
+    def finish(
+        self,
+        doc: dict[str, Any],
+        folder: Path,
+        results: Path | None,
+        evaluator: list[Any],
+        junit_to: str | None,
+        wall: float,
+        annotate: bool = False,
+        variant: str | None = None,
+    ) -> list[str]:
+        """The totals into ``doc["evals"]`` (every row once: with ``results``, the lines there of rows that ended
+        before this run, a resumed batch's); ``junit.xml`` and ``evals.html`` (the verdicts' page) written to
+        the run folder (and the JUnit XML to ``--junit FILE``); with ``annotate``, GitHub annotations on stdout;
+        the thresholds not met, one line each."""
+        from runner.evals.page import to_page  # noqa: PLC0415
+        from runner.evals.summary import junit_document, unmet  # noqa: PLC0415
+        from runner.fsutil import atomic_write_bytes, atomic_write_text  # noqa: PLC0415
+
+        if results is not None:
+            from runner.dataset.results import read_lines  # noqa: PLC0415
+
+            for line in read_lines(results):
+                if line["index"] not in self.seen:
+                    self.add(line)
+        wf, totals = self.wf, self.totals
+        totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
+        doc["evals"] = totals.document()
+        atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], self.shown))
+        if annotate:
+            from runner.evals.summary import github_annotations  # noqa: PLC0415
+
+            sys.stdout.write(github_annotations(doc["evals"], wf.asserts, self.examples, variant))
+        self.cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows ended in
+        xml = junit_document(wf.name, [case for _, case in self.cases], wall)
+        atomic_write_bytes(folder / "junit.xml", xml)
+        if junit_to is not None:
+            atomic_write_bytes(Path(junit_to), xml)
+        return unmet(doc["evals"])
 
 
 async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs: Any, row: Any) -> dict[str, Any]:
     """A batch row's ``results.jsonl`` line with its verdicts: ``assertions`` (one per assertion), ``verdict``
     (the row's: pass, fail or error) and ``score`` (weighted)."""
-    from runner.evals.evaluate import Outcome, weighted_score  # noqa: PLC0415
-    from runner.evals.summary import row_status  # noqa: PLC0415
-
     outcome = Outcome(
         result.ok,
         result.error,
@@ -187,22 +212,18 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         result.stats.tool_calls,
     )
     if result.repeats:  # repeat: N (issue 24): every run checked, one verdict per assertion by majority
-        from dataclasses import replace  # noqa: PLC0415
-
         from runner.evals.repeats import combine  # noqa: PLC0415
 
         # each run's row limits on its own figures: the result's are all runs' (the batch report's)
         others = result.repeats
-        first = replace(
-            outcome,
+        first = outcome._replace(
             latency_s=result.latency_s - sum(o.latency_s for o in others),
             tokens=result.tokens - sum(o.tokens for o in others),
             cost_usd=result.stats.cost_usd - sum(o.stats.cost_usd for o in others),
         )
         runs = [await evaluator.check(first)]
         for other in others:
-            again = replace(
-                outcome,
+            again = outcome._replace(
                 ok=other.ok,
                 error=other.error,
                 output=other.output,
@@ -223,7 +244,7 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         return line
     verdicts = await evaluator.check(outcome)
     line["assertions"] = [v.line() for v in verdicts]
-    line["verdict"] = row_status(line["assertions"])
+    line["verdict"] = row_status_of(verdicts)
     line["score"] = round(weighted_score(verdicts), 6)
     line["cost_usd"] = round(result.stats.cost_usd, 8)  # a comparison of variants adds it up (0 unpriced)
     return line

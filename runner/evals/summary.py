@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from runner.evals.evaluate import ERROR, FAIL, PASS
 from runner.workflow.asserts import AssertList
@@ -69,34 +68,50 @@ class EvalStats:
             self.all_k += repeats["passed"] == repeats["n"]
             self.flaky_rows += len(set(repeats["verdicts"])) > 1
             self.agreement += float(repeats["agreement"])
-        total = sum(float(v.get("weight", 1.0)) for v in verdicts)
-        self.score += sum(v["score"] * float(v.get("weight", 1.0)) for v in verdicts) / total if total > 0 else 1.0
-        by_scope: dict[str, list[dict[str, Any]]] = {}
+        # one pass over the row's verdicts: each assertion's counts, the row's weighted score, each list's
+        # verdict and the row's status (a row is added as it ends, on the run's loop: this is kept lean)
+        total = weighted = 0.0
+        failed = broken = False
+        scopes: dict[str, bool] = {}  # scope -> every assertion of it passed
+        assertions = self.assertions
         for v in verdicts:
-            count = self.assertions.get(v["name"])
+            weight = float(v.get("weight", 1.0))
+            score = v["score"]
+            total += weight
+            weighted += score * weight
+            status = v["status"]
+            if status == FAIL:
+                failed = True
+            elif status != PASS:
+                broken = True
+            count = assertions.get(v["name"])
             if count is None:
                 continue  # a line from before the workflow changed (a resume with --force)
-            count.score += v["score"]
-            count.flaky += len(set(v.get("repeats") or ())) > 1
-            if v["status"] == PASS:
+            count.score += score
+            if "repeats" in v:
+                count.flaky += len(set(v["repeats"] or ())) > 1
+            if status == PASS:
                 count.passed += 1
-            elif v["status"] == FAIL:
-                count.failed += 1
+                scopes.setdefault(count.scope, True)
             else:
-                count.errors += 1
-            by_scope.setdefault(count.scope, []).append(v)
-        for scope, given in by_scope.items():
+                if status == FAIL:
+                    count.failed += 1
+                else:
+                    count.errors += 1
+                scopes[count.scope] = False
+        self.score += weighted / total if total > 0 else 1.0
+        for scope, passed in scopes.items():
             counts = self.list_rows[scope]
             counts[1] += 1
-            counts[0] += all(v["status"] == PASS for v in given)
-        status = row_status(verdicts)
-        if status == PASS:
-            self.rows_passed += 1
-        elif status == FAIL:
+            counts[0] += passed
+        if failed:
             self.rows_failed += 1
-        else:
+            return FAIL
+        if broken:
             self.rows_errors += 1
-        return status
+            return ERROR
+        self.rows_passed += 1
+        return PASS
 
     def document(self) -> dict[str, Any]:
         lists = []
@@ -228,39 +243,74 @@ def markdown(doc: dict[str, Any]) -> str:
 def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]], wall_s: float) -> bytes:
     """JUnit XML: a ``testsuite`` named after the workflow, a ``testcase`` per row (its key), with a ``failure``
     listing the assertions that failed, else an ``error`` listing those that could not be checked."""
-    name = _xml(name)
-    suites = ET.Element("testsuites", name=name)
-    suite = ET.SubElement(suites, "testsuite", name=name)
-    failures = errors = 0
-    for key, latency, verdicts in rows:
-        case = ET.SubElement(suite, "testcase", classname=name, name=_xml(f"row {key}"), time=f"{latency:.3f}")
-        failed = [v for v in verdicts if v["status"] == FAIL]
-        broken = [v for v in verdicts if v["status"] == ERROR]
-        if failed:
-            failures += 1
-            element = ET.SubElement(case, "failure", message=_junit_message(failed), type="AssertionFailed")
-            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken))
-        elif broken:
-            errors += 1
-            element = ET.SubElement(case, "error", message=_junit_message(broken), type="AssertionError")
-            element.text = _xml("\n".join(f"{v['name']}: {v['reason']}" for v in broken))
-    for element in (suites, suite):
-        element.set("tests", str(len(rows)))
-        element.set("failures", str(failures))
-        element.set("errors", str(errors))
-        element.set("time", f"{wall_s:.3f}")  # the common JUnit XSD allows milliseconds at most
-    suite.set("skipped", "0")
-    body: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
-    return body + b"\n"
+    return junit_document(name, [junit_case(name, key, latency, verdicts) for key, latency, verdicts in rows], wall_s)
+
+
+def junit_case(suite: str, key: str, latency: float, verdicts: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """One row's ``testcase`` element, as text (made as the row ends, so the end of a batch only joins them),
+    and its status: pass, fail or error."""
+    head = f'<testcase classname="{_attr(suite)}" name="{_attr(f"row {key}")}" time="{latency:.3f}"'
+    if all(v["status"] == PASS for v in verdicts):
+        return f"{head} />", PASS
+    failed = [v for v in verdicts if v["status"] == FAIL]
+    broken = [v for v in verdicts if v["status"] == ERROR]
+    if failed:
+        text = _text("\n".join(f"{v['name']}: {v['reason']}" for v in failed + broken))
+        element = f'<failure message="{_attr(_junit_message(failed))}" type="AssertionFailed">{text}</failure>'
+        return f"{head}>{element}</testcase>", FAIL
+    if broken:
+        text = _text("\n".join(f"{v['name']}: {v['reason']}" for v in broken))
+        element = f'<error message="{_attr(_junit_message(broken))}" type="AssertionError">{text}</error>'
+        return f"{head}>{element}</testcase>", ERROR
+    return f"{head} />", PASS
+
+
+def junit_document(name: str, cases: Sequence[tuple[str, str]], wall_s: float) -> bytes:
+    """The JUnit XML of a batch from its rows' :func:`junit_case`, in the dataset's order."""
+    failures = sum(status == FAIL for _, status in cases)
+    errors = sum(status == ERROR for _, status in cases)
+    # the common JUnit XSD allows milliseconds at most
+    counts = f'tests="{len(cases)}" failures="{failures}" errors="{errors}" time="{wall_s:.3f}"'
+    label = _attr(name)
+    body = "".join(case for case, _ in cases)
+    return (
+        "<?xml version='1.0' encoding='utf-8'?>\n"
+        f'<testsuites name="{label}" {counts}><testsuite name="{label}" {counts} skipped="0">{body}</testsuite>'
+        "</testsuites>\n"
+    ).encode()
+
+
+def _attr(text: str) -> str:
+    """``text`` as an XML attribute's value (quoted with double quotes), as ElementTree writes it."""
+    if _PLAIN.fullmatch(text):  # most keys and names: nothing to replace
+        return text
+    text = _xml(text)
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\n" in text or "\r" in text or "\t" in text:
+        text = text.replace("\r", "&#13;").replace("\n", "&#10;").replace("\t", "&#09;")
+    return text
+
+
+def _text(text: str) -> str:
+    """``text`` as an XML element's content."""
+    return _xml(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _junit_message(verdicts: Sequence[dict[str, Any]]) -> str:
     first = verdicts[0]
     more = f" (and {len(verdicts) - 1} more)" if len(verdicts) > 1 else ""
-    return _xml(f"{first['name']}: {first['reason']}"[:500] + more)
+    return f"{first['name']}: {first['reason']}"[:500] + more
 
 
 # What XML 1.0 cannot hold, even escaped (a terminal's colour codes in an exception's message, a NUL): U+FFFD.
+_PLAIN = re.compile(r"[\w .:/@+=,;()\[\]{}-]*", re.ASCII)
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
