@@ -76,7 +76,7 @@ def test_markup_and_quotes_round_trip_through_an_xml_parser() -> None:
     every character XML escapes, in every place a value goes, reads back as it was."""
     import xml.etree.ElementTree as ET
 
-    nasty = 'a & b < c > d "quoted" \'single\' \r\n\ttab ]]> <!-- --> &amp; é'
+    nasty = "a & b < c > d \"quoted\" 'single' \r\n\ttab ]]> <!-- --> &amp; é"
     rows = [
         (nasty, 0.5, [{"name": "n<1>", "status": "fail", "reason": nasty}]),
         ("plain-key_1 (x)", 0.25, [{"name": "ok", "status": "pass", "reason": nasty}]),
