@@ -164,9 +164,11 @@ class _Job:
             self.checkpoint = Checkpoint.start(folder, wf, self.inputs)
 
     def close(self) -> None:
-        """Let go of the run's checkpoint (written, its folder's lock released)."""
-        if self.checkpoint is not None:
-            self.checkpoint.close()
+        """Let go of the run's checkpoint (written, its folder's lock released); once, however often called (a
+        stream's block and ``arun`` both close the job they ran)."""
+        checkpoint, self.checkpoint = self.checkpoint, None
+        if checkpoint is not None:
+            checkpoint.close()
 
     def session(self, *, sink: TokenSinkFactory | None = None, recorder: Recorder | None = None) -> Session:
         from runner.engine.session import Session  # noqa: PLC0415
@@ -416,15 +418,20 @@ def stream(
     otel: bool | str | None = None,
     otel_content: bool = False,
     on_gate: GateHandler | None = None,
+    checkpoint: bool = False,
+    resume: str | os.PathLike[str] | None = None,
+    force: bool = False,
 ) -> RunStream:
     """A run and its events as they happen, to use as ``async with runner.stream(...) as run: async for event
     in run: ...``; the run's :class:`~runner.result.Result` is ``run.result`` after the block. Arguments as for
     :func:`arun`; ``token_buffer``: how many :class:`~runner.live.events.Token` events may wait for a slow consumer
     before a node's further text joins its waiting one (nothing is dropped; see :mod:`runner.live`). The
-    workflow and inputs are checked now; the run starts when the block is entered. ``on_gate`` as for :func:`arun`."""
+    workflow and inputs are checked now; the run starts when the block is entered. ``on_gate``, ``checkpoint``,
+    ``resume`` and ``force`` as for :func:`arun`: the checkpoint is opened now (a resumed run's is checked against
+    the workflow now) and let go of when the block is left."""
     from runner.live.stream import RunStream  # noqa: PLC0415
 
-    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate)
+    job = _Job(workflow, inputs, providers, transport, run_dir, otel, otel_content, on_gate, checkpoint, resume, force)
     return RunStream(job, token_buffer=token_buffer)
 
 

@@ -389,6 +389,34 @@ def test_the_python_api_resumes_a_run(tmp_path: Path) -> None:
         runner.run(str(wf), {"topic": "x"}, resume=tmp_path / "run")
 
 
+def test_runner_stream_keeps_and_resumes_a_checkpoint(tmp_path: Path) -> None:
+    """runner.stream takes checkpoint, resume and force as runner.run does: the resumed run's events come from the
+    checkpoint for the stages that finished, and leaving the block lets go of the folder (a run may resume it)."""
+    import asyncio
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(failing(tmp_path))
+
+    async def streamed(**kwargs: Any) -> tuple[runner.Result, list[str]]:
+        async with runner.stream(str(wf), **kwargs) as run:
+            kinds = [type(event).__name__ async for event in run]
+        return run.result, kinds
+
+    first, _ = asyncio.run(streamed(inputs={"topic": "fog"}, run_dir=tmp_path / "run", checkpoint=True))
+    assert first.status == "failed"
+    wf.write_text(SCRIPTED)
+    with pytest.raises(runner.RunnerError, match=r"\(stage 'three' changed\)"):
+        runner.stream(str(wf), resume=tmp_path / "run")
+    resumed, kinds = asyncio.run(streamed(resume=tmp_path / "run", force=True))
+    assert (resumed.status, str(resumed.output)) == ("ok", "on on on fog")
+    assert kinds[-1] == "RunFinished"
+    restored = [n["id"] for n in resumed.report["nodes"] if n.get("from_checkpoint")]
+    assert restored == ["one", "two"]
+    # the block let go of the folder's lock: the finished run can be opened again (and says it is finished)
+    again = runner.run(str(wf), resume=tmp_path / "run")
+    assert (again.status, str(again.output)) == ("ok", "on on on fog")
+
+
 @pytest.mark.parametrize(
     "name", ["review-loop", "routing", "per-item-pipeline", "branches", "orchestrator-workers", "collect-errors"]
 )

@@ -29,6 +29,9 @@ class _Job(Protocol):
 
     def result(self, outcome: RunOutcome) -> Result: ...
 
+    def close(self) -> None:
+        """Let go of what the run held open beyond its session (its checkpoint); safe to call again."""
+
 
 class RunStream:
     """A run in progress and its events as they happen (``runner.stream(...)``)::
@@ -72,6 +75,12 @@ class RunStream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        try:
+            await self._end()
+        finally:
+            self._job.close()  # the run's checkpoint written and its folder's lock let go of
+
+    async def _end(self) -> None:
         task = self._task
         if task is None:
             return
