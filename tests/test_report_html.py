@@ -15,12 +15,14 @@ import asyncio
 import base64
 import copy
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -290,6 +292,31 @@ def unfinished_report() -> dict[str, Any]:
     return build_report(info(FAN_THEN_AGENT), rec, status="failed", end=1.0, error="boom")
 
 
+MCP_TIME = """\
+version: 1
+name: clock
+mcp_servers:
+  time: {command: mcp-server-time, args: [--local-timezone, UTC]}
+agents:
+  a: {model: m, tools: [mcp.time.convert_time, mcp.time.get_current_time]}
+models:
+  m:
+    provider: scripted
+    turns:
+      - tool_calls:
+          - {name: convert_time, arguments: {source_timezone: UTC, time: '12:00', target_timezone: Asia/Tokyo}}
+          - {name: get_current_time, arguments: {timezone: Nowhere/Bad}}
+    reply: "{{ tool_results | join(' || ') }}"
+stages:
+  - {id: s, agent: a, input: go}
+"""
+# (the venv's programs reach PATH by a session fixture, after this module is read: so its folder is searched too)
+_PROGRAMS = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+HAS_MCP_TIME = (
+    importlib.util.find_spec("mcp") is not None and shutil.which("mcp-server-time", path=_PROGRAMS) is not None
+)
+
+
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     folder = tmp_path_factory.mktemp("runs")
@@ -305,6 +332,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         server.plan(Plan(status=500))
         server.plan(Plan(status=429, headers={"Retry-After": "0"}))
         out["retries"] = run_report(folder, "retries", RETRIES.format(url=server.url))
+    if HAS_MCP_TIME:  # a real MCP server (PyPI's mcp-server-time, in the test extra): one call that works, one not
+        out["mcp"] = run_report(folder, "mcp", MCP_TIME)
     return out
 
 
@@ -834,3 +863,26 @@ def js_fixed(value: float, digits: int) -> str:
     from decimal import ROUND_HALF_UP, Decimal
 
     return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+@pytest.mark.skipif(not HAS_MCP_TIME, reason="the mcp extra (mcp-server-time) is not installed")
+def test_the_mcp_servers_table_in_the_page_and_the_markdown(reports, open_page) -> None:
+    """Issue 22's MCP servers in both human reports: how each was started and the tool calls sent to it."""
+    from runner.report.markdown import to_markdown
+
+    report = reports["mcp"]
+    server = report["mcp_servers"]["time"]
+    calls = [n for n in report["nodes"] if n["kind"] == "tool"]
+    assert [(n["server"], n["status"]) for n in calls] == [("time", "ok"), ("time", "failed")]
+    took = sorted(n["end_s"] - n["start_s"] for n in calls)
+    cells = ["stdio", "2", js_fixed(server["startup_s"], 3), "0", "2", "1"]
+    cells.append(f"{js_fixed((took[0] + took[1]) / 2, 3)} / {js_fixed(took[1], 3)}")
+    page = open_page(report).page
+    row = page.locator('table[data-section="mcp_servers"] tbody tr')
+    assert row.count() == 1 and row.get_attribute("data-server") == "time"
+    assert row.locator("th, td").all_inner_texts() == ["time", *cells]
+    assert "MCP servers" in page.locator("#extras h2").all_inner_texts()
+    markdown = to_markdown(report)
+    section = markdown.split("## MCP servers\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert section[0] == "| server | transport | tools | started in s | restarts | calls | failed | call p50 / max s |"
+    assert section[2] == "| `time` | " + " | ".join(cells) + " |"

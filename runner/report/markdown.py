@@ -111,6 +111,7 @@ def to_markdown(report: Mapping[str, Any], *, max_node_rows: int = 40) -> str:
             )
         lines += _table(header, mrows)
     lines += _budget_section(report)
+    lines += _mcp_section(report)
     lines += ["", "## Nodes", ""]
     nrows: list[tuple[Any, ...]] = []
     for entry in group_nodes(report["nodes"]):
@@ -219,3 +220,32 @@ def _budget_section(report: Mapping[str, Any]) -> list[str]:
         if rows:
             lines += _table([group[:-1], "calls", "cost", "unpriced calls"], rows) + [""]
     return lines[:-1] if lines[-1] == "" else lines
+
+
+def _mcp_section(report: Mapping[str, Any]) -> list[str]:
+    """The MCP servers the run started (issue 22): how, how fast, how often they were restarted, and the tool calls
+    the run sent each (from the tool nodes that name their server)."""
+    servers = report.get("mcp_servers")
+    if not servers:
+        return []
+    rows = []
+    for name, server in servers.items():
+        calls = [n for n in report["nodes"] if n.get("kind") == "tool" and n.get("server") == name]
+        took = sorted(
+            n["end_s"] - n["start_s"] for n in calls if n.get("start_s") is not None and n.get("end_s") is not None
+        )
+        failed = sum(node_status(n) != "ok" for n in calls)
+        rows.append(
+            (
+                f"`{name}`",
+                server["transport"],
+                server["tools"],
+                float(server["startup_s"]),
+                server["restarts"],
+                len(calls),
+                failed,
+                _several(median(took) if took else None, took[-1] if took else None),
+            )
+        )
+    header = ["server", "transport", "tools", "started in s", "restarts", "calls", "failed", "call p50 / max s"]
+    return ["", "## MCP servers", ""] + _table(header, rows, right_from=2)

@@ -212,6 +212,41 @@
     }
   }
 
+  // The MCP servers the run started (issue 22), with the tool calls the run sent each (the tool nodes name it).
+  function renderMcp() {
+    const servers = Object.entries(obj(report.mcp_servers));
+    if (!servers.length) return;
+    const section = $("extras");
+    const head = ["server", "transport", "tools", "started in s", "restarts", "calls", "failed", "call p50 / max s"];
+    const table = el("table", { class: "numbers", "data-section": "mcp_servers" });
+    table.append(el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", text: h })))));
+    const tbody = el("tbody");
+    for (const [name, raw] of servers) {
+      const s = obj(raw);
+      const calls = nodes.filter((n) => n.kind === "tool" && n.server === name);
+      const took = calls.filter((n) => num(n.start_s) && num(n.end_s)).map((n) => n.end_s - n.start_s).sort((a, b) => a - b);
+      const mid = took.length >> 1;
+      const p50 = took.length ? (took.length % 2 ? took[mid] : (took[mid - 1] + took[mid]) / 2) : null;
+      tbody.append(
+        el(
+          "tr",
+          { "data-server": name },
+          el("th", { scope: "row" }, el("code", { text: name })),
+          el("td", { text: str(s.transport) }),
+          el("td", { text: str(s.tools) }),
+          el("td", { text: three(s.startup_s) }),
+          el("td", { text: str(s.restarts) }),
+          el("td", { text: String(calls.length) }),
+          el("td", { text: String(calls.filter((n) => statusOf(n) !== "ok").length) }),
+          el("td", { text: several(p50, took.length ? took[took.length - 1] : null) }),
+        ),
+      );
+    }
+    table.append(tbody);
+    section.append(el("h2", { text: "MCP servers" }), el("div", { class: "scroll-x" }, table));
+    section.hidden = false;
+  }
+
   // -- the waterfall --------------------------------------------------------------------------------------------
 
   const waterfall = (() => {
@@ -759,6 +794,7 @@
   renderAdvice();
   renderModels();
   renderExtras();
+  renderMcp();
   waterfall.init();
   // Drawn: the frame after this one has painted the summary and the rows in view (bench/html_report.py reads it).
   requestAnimationFrame(() =>
