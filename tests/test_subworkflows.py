@@ -432,3 +432,32 @@ def test_a_sub_workflow_stages_assertions_check_its_last_output(tmp_path: Path) 
         f"runner: stages.one.assert[1] contains: FAIL ({shown!r} does not contain 'nope')",
         "runner: assertions: 1 of 2 passed, 1 failed, 0 errors",
     ]
+
+
+def test_editing_a_child_workflow_is_refused_on_resume_by_the_stages_that_run_it(tmp_path: Path) -> None:
+    """A sub-workflow stage's output (and each fan-out branch's) is kept in the checkpoint, and the stages hash the
+    sub-workflows they run: a resume after the child file changed names the parent's stages that include it (their
+    kept outputs may not be the child's as it is now), and --force goes on with what was kept."""
+    scripted = '{provider: scripted, reply: "ok {{ input }}"}'
+    parent = write_pair(tmp_path, parent_model=scripted, child_model=scripted, n=3)
+    (tmp_path / "boom.py").write_text("def boom(input):\n    raise RuntimeError('boom')\n", encoding="utf-8")
+    text = parent.read_text(encoding="utf-8")
+    parent.write_text(text.replace("    agent: writer\n", '    python: "boom:boom"\n'), encoding="utf-8")
+    first = runner.run(str(parent), run_dir=tmp_path / "run", checkpoint=True)
+    assert first.status == "failed"
+    parent.write_text(text, encoding="utf-8")  # the last stage fixed: not a change of a stage that finished
+    child = tmp_path / "sub" / "summarize.yaml"
+    child.write_text(
+        child.read_text(encoding="utf-8").replace(
+            "summarizer: {model: small}", 'summarizer: {model: small, sys_prompt: "Terse."}'
+        )
+    )
+    with pytest.raises(runner.RunnerError, match=r"\(stages 'each' changed, 'one' changed, 'final' changed\)"):
+        runner.run(str(parent), resume=tmp_path / "run")
+    resumed = runner.run(str(parent), resume=tmp_path / "run", force=True)
+    assert resumed.status == "ok", resumed.error
+    restored = [n["id"] for n in resumed.report["nodes"] if n.get("from_checkpoint")]
+    assert restored == ["each", "one"]
+    # the children's outputs came back whole: the last stage reads one's draft and the fan-out's length
+    assert str(resumed.output) == "ok ok long: alone | 3"
+    assert sum(m["calls"] for m in resumed.report["models"].values()) == 1  # only the last stage asked a model

@@ -41,6 +41,7 @@ from runner.fsutil import atomic_write_text
 from runner.ledgerdb import Kind, LedgerError, Store, hold, initialise, let_go, open_checked
 from runner.locking import FileLock
 from runner.stages.base import SKIPPED, Iterations, Output, Routed
+from runner.stages.workflow import Child
 
 CHECKPOINT_NAME = "checkpoint.sqlite"
 FORMAT = "runner-checkpoint"
@@ -437,6 +438,8 @@ def encode(value: Any) -> Any:
         return {"$routed": [value.case, encode(value.output)]}
     if value is SKIPPED:
         return {"$skipped": True}
+    if isinstance(value, Child):  # a sub-workflow's output: its last stage's and every stage's (issue 22)
+        return {"$child": [encode(value.output), {k: encode(v) for k, v in value.stages.items()}]}
     raise Unstorable
 
 
@@ -463,20 +466,31 @@ def decode(data: Any) -> Any:
         return Routed(case, decode(output))
     if "$skipped" in data:
         return SKIPPED
+    if "$child" in data:
+        output, stages = data["$child"]
+        return Child(decode(output), {k: decode(v) for k, v in stages.items()})
     raise LedgerError(f"a value the checkpoint cannot read: {json.dumps(data)[:80]}")
 
 
 # -- what the run was -----------------------------------------------------------------------------------------
 
 
-def stage_hashes(workflow_file: str) -> dict[str, str]:
+def stage_hashes(workflow_file: str, _within: frozenset[str] = frozenset()) -> dict[str, str]:
     """Each top-level stage's id -> the SHA-256 of its definition: its YAML with the definitions of the agents it
-    calls (at any depth), their models and tools, so editing an agent's prompt changes the stages that use it.
-    Line positions do not count: moving a stage or adding a comment changes nothing."""
+    calls (at any depth), their models and tools, so editing an agent's prompt changes the stages that use it, and
+    the stage hashes of the sub-workflows it runs (``workflow: child.yaml``, at any depth), so editing a child
+    changes the stages that include it. Line positions do not count: moving a stage or adding a comment changes
+    nothing."""
+    import os  # noqa: PLC0415
+
     import yaml  # noqa: PLC0415 - loaded by the workflow's loader already
 
     with open(workflow_file, encoding="utf-8") as f:
         data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    if not isinstance(data, Mapping):
+        return {}
+    folder = os.path.dirname(workflow_file)
+    within = _within | {os.path.abspath(workflow_file)}
     agents = data.get("agents") or {}
     models = data.get("models") or {}
     tools = data.get("tools") or {}
@@ -493,6 +507,15 @@ def stage_hashes(workflow_file: str) -> dict[str, str]:
                 for tool in agent.get("tools") or ():
                     if isinstance(tool, str):
                         used[f"tool {tool}"] = tools.get(tool)
+        for ref in sorted(_workflow_refs(stage)):  # as the loader resolves them: beside this file
+            child = os.path.normpath(os.path.join(folder, ref))
+            if os.path.abspath(child) in within:
+                used[f"workflow {ref}"] = "a cycle"  # validate refuses it (include-cycle); never followed here
+                continue
+            try:
+                used[f"workflow {ref}"] = stage_hashes(child, within)
+            except (OSError, yaml.YAMLError):
+                used[f"workflow {ref}"] = None  # unreadable now: the run says so, located, when it loads it
         text = json.dumps(_canonical({"stage": stage, "uses": used}), sort_keys=True, default=str)
         out[str(stage.get("id"))] = hashlib.sha256(text.encode()).hexdigest()
     return out
@@ -505,6 +528,21 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, list):
         return [_canonical(v) for v in value]
     return value
+
+
+def _workflow_refs(value: Any) -> set[str]:
+    """The child workflow files a stage names (``workflow: child.yaml``, in a fan-out's body or deeper)."""
+    refs: set[str] = set()
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key == "workflow" and isinstance(item, str):
+                refs.add(item)
+            else:
+                refs |= _workflow_refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            refs |= _workflow_refs(item)
+    return refs
 
 
 def _agent_names(value: Any) -> set[str]:
