@@ -10,7 +10,8 @@ OpenAI-compatible server (``tests/oai_server.py``, a process of its own, fixed l
 
 Each case runs in a process of its own per round, the cases interleaved over rounds so a slow spell of a shared
 machine weighs on both alike; times are taken inside the process around ``runner.cli.main`` (interpreter start-up
-left out); figures are medians. Bar: eval / plain at most 1.1.
+left out), with the process's CPU time over the same span (less sensitive to a busy machine than the wall time);
+figures are medians, and the median of the rounds' eval / plain ratios. Bar: eval / plain at most 1.1 (wall).
 
     python bench/evals.py [--rounds 5] [--rows 1000] [--concurrency 32]
 """
@@ -22,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BAR = 1.1
+CPU: list[float] = []  # the CPU seconds (user + system) of each run_main in this process
 
 WORKFLOW = """\
 version: 1
@@ -70,12 +73,15 @@ def run_main(*args: str) -> float:
     from runner.cli import main
 
     sink = io.StringIO()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         code = main(list(args))
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
     if code != 0:
         raise SystemExit(f"runner {' '.join(args)} exited {code}:\n{sink.getvalue()[-2000:]}")
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
 
 
@@ -93,7 +99,7 @@ def child(name: str, folder: Path, rows: int, concurrency: int, url: str) -> dic
     run_main(command, str(wf), "--dataset", str(folder / "rows.jsonl"), "--limit", "20", "--report-dir",
              str(folder / "warm"), *common)  # fmt: skip
     wall = run_main(command, str(wf), "--dataset", str(data), "--report-dir", str(folder / "r"), *common)
-    return {"wall_s": wall}
+    return {"wall_s": wall, "cpu_s": CPU[-1]}
 
 
 def spawn(name: str, folder: Path, rows: int, concurrency: int, url: str) -> dict[str, Any]:
@@ -138,24 +144,32 @@ def main() -> int:
     args = parser.parse_args()
     server, url = start_server(args.latency_ms / 1000)
     runs: dict[str, list[float]] = {"plain": [], "eval": []}
+    cpu: dict[str, list[float]] = {"plain": [], "eval": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.rounds):
                 for name in ("plain", "eval") if r % 2 == 0 else ("eval", "plain"):
                     folder = Path(tmp) / f"{name}-{r}"
                     folder.mkdir()
-                    runs[name].append(spawn(name, folder, args.rows, args.concurrency, url)["wall_s"])
+                    got = spawn(name, folder, args.rows, args.concurrency, url)
+                    runs[name].append(got["wall_s"])
+                    cpu[name].append(got["cpu_s"])
     finally:
         server.kill()
         server.wait()
     plain, evaluated = statistics.median(runs["plain"]), statistics.median(runs["eval"])
     ratio = evaluated / plain
+    # each round's two runs side by side: a slow spell of the machine weighs on both of a pair
+    pairs = statistics.median(e / p for e, p in zip(runs["eval"], runs["plain"], strict=True))
+    cpu_plain, cpu_eval = statistics.median(cpu["plain"]), statistics.median(cpu["eval"])
     print(
         f"evals: {args.rows:,} rows against the loopback server ({args.latency_ms} ms), {args.concurrency} in flight, "
         f"{args.rounds} interleaved rounds (medians)\n"
         f"  plain dataset run  {plain:.2f} s  {' '.join(f'{x:.2f}' for x in runs['plain'])}\n"
         f"  eval (3 asserts)   {evaluated:.2f} s  {' '.join(f'{x:.2f}' for x in runs['eval'])}\n"
-        f"  ratio              {ratio:.3f} (bar {BAR})\n"
+        f"  ratio              {ratio:.3f} (bar {BAR}); median of the rounds' ratios {pairs:.3f}\n"
+        f"  CPU of the process {cpu_plain:.2f} s plain, {cpu_eval:.2f} s eval: {cpu_eval / cpu_plain:.3f}x, "
+        f"{(cpu_eval - cpu_plain) / args.rows * 1e6:.0f} us a row\n"
         f"  load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
     )
     return 1 if ratio > BAR else 0

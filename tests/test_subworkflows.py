@@ -15,7 +15,7 @@ import pytest
 import runner
 from runner.engine.family import Family
 from runner.plan.compile import compile_workflow
-from tests.conftest import run_cli
+from tests.conftest import assert_valid_report, run_cli
 from tests.oai_server import OAIServer, Plan
 
 KEY_ENV = "SUBWF_TEST_KEY"
@@ -461,3 +461,4 @@ def test_editing_a_child_workflow_is_refused_on_resume_by_the_stages_that_run_it
     # the children's outputs came back whole: the last stage reads one's draft and the fan-out's length
     assert str(resumed.output) == "ok ok long: alone | 3"
     assert sum(m["calls"] for m in resumed.report["models"].values()) == 1  # only the last stage asked a model
+    assert_valid_report(resumed.report)
