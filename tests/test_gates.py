@@ -284,6 +284,51 @@ def test_a_gate_timeout_lets_on_timeout_decide(tmp_path, on_timeout: str, status
         assert str(result.error) == "approve gate 'review' was rejected (on_timeout): no decision within 0.05 s"
 
 
+ASK_TIMED = """\
+version: 1
+name: asked
+models:
+  m: {provider: scripted, reply: "<{{ input }}>"}
+agents:
+  echo: {model: m}
+stages:
+  - id: pick
+    ask:
+      question: "How many copies?"
+      schema: {type: object, required: [copies], properties: {copies: {type: integer}}}
+      timeout: 0.05
+%s  - {id: after, agent: echo, input: "{{ stages.pick.data.copies }} copies"}
+"""
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_an_ask_timeout_answers_its_default_or_fails_the_stage(tmp_path, default: bool) -> None:
+    never = asyncio.Event()  # nobody answers: the ask's own timeout ends the wait
+    seen: list[GateRequest] = []
+
+    async def on_gate(request: GateRequest) -> Any:
+        seen.append(request)
+        await never.wait()
+
+    text = ASK_TIMED % ("      default: {copies: 2}\n" if default else "")
+    result = runner.run(text, run_dir=tmp_path / "run", on_gate=on_gate)
+    (request,) = seen
+    assert (request.timeout, request.on_timeout) == (0.05, "answer" if default else "fail")
+    assert request.default == ({"copies": 2} if default else None)
+    if default:
+        assert result.status == "ok"
+        assert result.output.content == "<2 copies>"
+        (gate,) = result.report["run"]["gates"]
+        assert gate == {"stage": "pick", "kind": "ask", "decision": "answered", "by": "timeout", "reason": None}
+    else:
+        assert result.status == "failed"
+        assert str(result.error) == (
+            "ask gate 'pick' had no answer within 0.05 s; give it a `default:` to go on with when nobody answers, "
+            "or a longer `timeout:`"
+        )
+        assert [n["status"] for n in result.report["nodes"] if n["id"] == "pick"] == ["failed"]
+
+
 FANNED = """\
 version: 1
 name: fanned

@@ -165,6 +165,27 @@ def test_on_a_terminal_no_decision_within_the_timeout_lets_on_timeout_approve(pa
     }
 
 
+def test_on_a_terminal_no_answer_within_an_asks_timeout_answers_its_default(pane) -> None:
+    folder, start = pane
+    text = GATED.replace('      question: "Which channel?"\n', '      question: "Which channel?"\n      timeout: 0.3\n')
+    text = text.replace(
+        "        required: [channel]\n", "        required: [channel]\n      default: {channel: mail}\n"
+    )
+    (folder / "wf.yaml").write_text(text, encoding="utf-8")
+    p = start("wf.yaml", "--report-dir", "reports", "--approve", "review")
+    p.wait_for('(answer: one of blog, mail)\n(no answer within 0.3 s: the answer is {"channel": "mail"})\n> ')
+    assert exit_code(folder) == 0  # nobody typed: the default answered
+    p.wait_for("[publish writer] <mail <uvloop>>")
+    report = the_report(folder)
+    assert report["run"]["gates"][1] == {
+        "stage": "pick",
+        "kind": "ask",
+        "decision": "answered",
+        "by": "timeout",
+        "reason": None,
+    }
+
+
 def test_on_a_terminal_end_of_input_leaves_the_gate_waiting(pane) -> None:
     folder, start = pane
     (folder / "wf.yaml").write_text(GATED, encoding="utf-8")

@@ -129,3 +129,33 @@ def test_the_schema_refuses_a_wrong_on_timeout(write_wf) -> None:
     ((line, _, rule, message, _),) = problems(path)
     assert (line, rule) == (9, "schema")
     assert message == "stages[1] (id='review').approve.on_timeout: 'wait' is not one of reject, approve"
+
+
+def test_an_asks_default_needs_a_timeout_and_must_match_its_schema(write_wf) -> None:
+    path = write_wf(
+        HEAD
+        + """\
+  - id: pick
+    ask: {question: "n?", schema: {type: integer}, default: 3}
+  - id: late
+    ask: {question: "n?", schema: {type: integer}, timeout: 5, default: "three"}
+"""
+    )
+    assert problems(path) == [
+        (
+            10,
+            52,
+            "invalid-setting",
+            "ask gate 'pick' has a default answer but no timeout: the default is used only when one passes",
+            "add `timeout: <seconds>` beside it, or remove it",
+        ),
+        (
+            12,
+            64,
+            "invalid-setting",
+            "the default answer of ask gate 'late' does not match its schema: at $: expected integer, got string",
+            "give a default that the schema accepts",
+        ),
+    ]
+    refused = run_cli("run", str(path), "--offline")
+    assert refused.returncode == 1 and "the default answer of ask gate 'late'" in refused.stderr

@@ -78,7 +78,15 @@ class TerminalPrompt:
             how = "one of " + ", ".join(str(v) for v in plain[1]["enum"])
         else:
             how = "a " + str(plain[1].get("type", "value"))
-        self._say("\n".join(["", f"== ask: {request.stage} ==", request.text.rstrip(), f"(answer: {how})"]))
+        lines = ["", f"== ask: {request.stage} ==", request.text.rstrip(), f"(answer: {how})"]
+        if request.timeout is not None:
+            then = (
+                f"the answer is {json.dumps(request.default, ensure_ascii=False)}"
+                if request.on_timeout == "answer"
+                else "the stage fails"
+            )
+            lines.append(f"(no answer within {request.timeout:g} s: {then})")
+        self._say("\n".join(lines))
         while True:
             text = await self._line(request, "> ")
             try:

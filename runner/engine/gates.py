@@ -77,7 +77,19 @@ class Gates:
                 request.kind,
             )
         if request.kind == ASK:
-            answer = await self.asker(request)
+            scope = asyncio.timeout(request.timeout)
+            try:
+                async with scope:
+                    answer = await self.asker(request)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                if request.on_timeout == "answer":  # the ask's default, checked against its schema by validate
+                    return _record(recorder, request, request.default, "timeout")
+                raise RunError(
+                    f"ask gate '{request.stage}' had no answer within {request.timeout:g} s; give it a `default:` "
+                    "to go on with when nobody answers, or a longer `timeout:`"
+                ) from None
             problem = answer_problem(answer, request.schema)
             if problem is not None:
                 raise RunError(

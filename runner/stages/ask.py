@@ -1,5 +1,6 @@
 """The ``ask`` stage kind, a human gate (issue 23): ``question`` (a template) is put to a person, whose answer
-must match ``schema`` (a JSON Schema).
+must match ``schema`` (a JSON Schema); ``timeout`` bounds the wait for a person, then ``default`` is the answer
+(the stage fails when there is none).
 
 Its output is a message as a structured output's is: ``stages.<id>.data`` is the answer (``runner validate``
 checks later templates' reads of its fields against the schema, as for an agent's ``output``), ``content``
@@ -46,6 +47,8 @@ class AskStage:
     schema: Mapping[str, Any]
     loc: Loc
     policy: StagePolicy = NO_POLICY
+    timeout: float | None = None  # seconds the person has; then `default` answers, or the stage fails
+    default: tuple[Any, ...] = ()  # (the answer,) when `default:` is given (its value may be null)
 
     agent = None  # it calls no agent (see StageRecord.agent)
 
@@ -67,7 +70,19 @@ class AskKind(StageKind[AskStage]):
         c = b.common(raw, path)
         body = raw[ASK]
         question = b.template((*path, ASK, "question"))
-        return AskStage(c.id, c.input, c.vars, question, body["schema"], c.loc, c.policy)
+        timeout = body.get("timeout")
+        default = (body["default"],) if "default" in body else ()
+        return AskStage(
+            c.id,
+            c.input,
+            c.vars,
+            question,
+            body["schema"],
+            c.loc,
+            c.policy,
+            None if timeout is None else float(timeout),
+            default,
+        )
 
     def templates(self, stage: AskStage) -> tuple[TemplateUse, ...]:
         # An ask reads no input: an `input` key is rendered (its errors found) but only the question is asked.
@@ -102,7 +117,10 @@ class AskKind(StageKind[AskStage]):
         rec = engine.recorder
         if sp.input is not None:
             sp.input.template.render(ctx)
-        request = GateRequest(node, ASK, sp.question.template.render(ctx), {}, stage.schema)
+        on_timeout = None if stage.timeout is None else "answer" if stage.default else "fail"
+        default = stage.default[0] if stage.default else None
+        question = sp.question.template.render(ctx)
+        request = GateRequest(node, ASK, question, {}, stage.schema, stage.timeout, on_timeout, default)
         answer = await put_to_gate(engine, request, rec)
         rec.emit("finished", node)
         return Output(answer_text(answer), ASK, node, Usage(), data=answer)

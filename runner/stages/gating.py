@@ -26,7 +26,9 @@ class GateRequest:
     ``stage``: the gate's node id (``review``; ``items[2].check`` inside a fan-out's pipeline); ``kind``:
     ``approve`` or ``ask``; ``text``: the rendered ``message`` or ``question``; ``shown``: for ``approve``, the
     text of each ``show`` stage's output by stage id; ``schema``: for ``ask``, the JSON Schema the answer must
-    match; ``timeout`` and ``on_timeout``: an ``approve``'s own (None when it has none)."""
+    match; ``timeout``: how long the person has (None: no limit); ``on_timeout``: what happens then, for an
+    ``approve`` its own (``reject`` or ``approve``), for an ``ask`` ``answer`` (``default`` is the answer) or
+    ``fail``."""
 
     stage: str
     kind: str
@@ -35,6 +37,7 @@ class GateRequest:
     schema: Any = None
     timeout: float | None = None
     on_timeout: str | None = None
+    default: Any = None
 
 
 @dataclass(frozen=True, slots=True)

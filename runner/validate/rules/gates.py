@@ -3,13 +3,16 @@ templates (which every template rule checks), so that ``runner run`` does not st
 
 - each id in an approve's ``show`` names a stage (``unknown-stage``) that has finished before the gate, on every
   path (``stage-not-ready``), as a template's ``stages.<id>`` would;
-- an ask's ``schema`` is a JSON Schema (draft 2020-12): else ``invalid-setting`` at the offending key.
+- an ask's ``schema`` is a JSON Schema (draft 2020-12): else ``invalid-setting`` at the offending key;
+- an ask's ``default`` comes with a ``timeout`` and matches its schema: else ``invalid-setting`` at it.
 
 Reads of an ask's answer (``stages.<id>.data.<field>``) are checked against its schema by the typed data flow
 (``dataflow.py``, through :meth:`runner.stages.base.StageKind.data_schema`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from runner.diagnostics import Diagnostic
 from runner.stages import kind_of
@@ -60,7 +63,26 @@ def check_gates(wf: Workflow, source: Source, walk: Walk) -> list[Diagnostic]:
                         "properties: {...}, required: [...]}",
                     )
                 )
+            elif stage.default:
+                out.extend(_default_problems(wf, source, stage, path))
     return out
+
+
+def _default_problems(wf: Workflow, source: Source, stage: Any, path: tuple[str | int, ...]) -> list[Diagnostic]:
+    """An ask's ``default``: only with a ``timeout`` (nothing else uses it), and an answer its schema accepts (it
+    is the answer when the time is up: a run must not fail on it then)."""
+    from runner.structured import mismatches  # noqa: PLC0415 - jsonschema, only for a default
+
+    at = source.key((*path, "ask", "default"), stage.loc)
+    if stage.timeout is None:
+        message = f"ask gate '{stage.id}' has a default answer but no timeout: the default is used only when one passes"
+        return [diag(wf.file, at, "invalid-setting", message, "add `timeout: <seconds>` beside it, or remove it")]
+    found = mismatches(stage.default[0], stage.schema, limit=3)
+    if not found:
+        return []
+    problem = "; ".join(str(m) for m in found)
+    message = f"the default answer of ask gate '{stage.id}' does not match its schema: {problem}"
+    return [diag(wf.file, at, "invalid-setting", message, "give a default that the schema accepts")]
 
 
 def has_gates(wf: Workflow) -> bool:
