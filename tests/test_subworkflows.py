@@ -462,3 +462,33 @@ def test_editing_a_child_workflow_is_refused_on_resume_by_the_stages_that_run_it
     assert str(resumed.output) == "ok ok long: alone | 3"
     assert sum(m["calls"] for m in resumed.report["models"].values()) == 1  # only the last stage asked a model
     assert_valid_report(resumed.report)
+
+
+def test_a_child_models_response_cache_answers_again_beside_the_child(tmp_path: Path) -> None:
+    """A child's own ``cache.responses`` (its folder relative to the child's file): the second run's child calls
+    come from it, and the report's cache section shows it under the child's file name. A parent model of the same
+    name with its own cache does not catch the child's calls (the names are each file's own)."""
+    with OAIServer() as server:
+        server.responder = lambda body: Plan(content=f"sum of {body['messages'][-1]['content']}")
+        cached = remote(server.url).replace("retry:", "cache: {responses: {dir: answers}}, retry:")
+        parent = write_pair(tmp_path, parent_model='{provider: scripted, reply: "done"}', child_model=cached, n=2)
+        # the parent's own model named like the child's, cached in a folder of its own, used by its last stage
+        text = parent.read_text(encoding="utf-8")
+        text = text.replace("  main: ", f"  small: {cached.replace('dir: answers', 'dir: parent-answers')}\n  main: ")
+        parent.write_text(text.replace("writer: {model: main}", "writer: {model: small}"), encoding="utf-8")
+        figures, sent = [], []
+        for name in ("one", "two"):
+            proc = run_cli(
+                "run", str(parent), "-q", "--report-dir", name, cwd=tmp_path, env_extra={KEY_ENV: "k"}, timeout=60
+            )
+            assert proc.returncode == 0, proc.stderr
+            figures.append(report_of(tmp_path / name)["cache"]["models.small (summarize.yaml)"])
+            sent.append(len(server.requests))
+    # 3 runs of the child (2 branches and a stage), 2 different calls each, and the parent's last stage; the
+    # second run: all from the caches
+    assert sent == [7, 7]
+    assert (figures[0]["misses"], figures[0]["hits"]) == (6, 0)
+    assert (figures[1]["misses"], figures[1]["hits"]) == (0, 6)
+    assert figures[1]["dir"] == str(tmp_path / "sub" / "answers")
+    assert len(list((tmp_path / "sub" / "answers").glob("*.json"))) == 6
+    assert len(list((tmp_path / "parent-answers").glob("*.json"))) == 1  # the parent's call only

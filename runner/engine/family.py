@@ -11,14 +11,22 @@ child's providers as they wrap the parent's (:meth:`Family.runs`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.config.source import Loc, TemplateSrc
-from runner.engine.opening import load_user_code, models_in_use, open_mcp_servers, open_model
+from runner.engine.opening import (
+    load_user_code,
+    models_in_use,
+    open_mcp_servers,
+    open_model,
+    response_caches,
+)
 from runner.engine.resources import RunResources, open_resources
 from runner.plan.compile import Plan, child_plans, walk_plans
 from runner.providers.base import ChatProvider
@@ -80,6 +88,7 @@ class Family:
         self.code: dict[str, tuple[ToolRunner, dict[str, Callable[..., Any]]]] = {}
         self.resources: dict[str, RunResources] = {}
         self.mcp: list[Any] = []  # the children's MCP servers (runner.mcp.sources.McpTools), one set per child file
+        self.caches: dict[str, Any] = {}  # child file -> the wrapper of its models' response caches, when any has one
 
     def open(
         self, root: Mapping[str, ChatProvider], transport: Any, run_dir: Path, *, resources_transport: Any = None
@@ -95,13 +104,39 @@ class Family:
             self.code[wf.file] = load_user_code(child)
             self.resources[wf.file] = open_resources(child, run_dir, transport=resources_transport)
             mine: dict[str, ChatProvider] = {}
-            for name in sorted(models_in_use(child)):
-                spec = wf.models[name]
-                key = settings_key(spec)
-                if key not in opened:
-                    opened[key] = self.owned[f"{wf.file}:{name}"] = open_model(spec, transport)
-                mine[name] = opened[key]
+            with self._wrapper_of(child):
+                for name in sorted(models_in_use(child)):
+                    spec = wf.models[name]
+                    key = settings_key(spec)
+                    if key not in opened:
+                        opened[key] = self.owned[f"{wf.file}:{name}"] = open_model(spec, transport)
+                    mine[name] = opened[key]
             self.raw[wf.file] = mine
+
+    def _wrapper_of(self, child: Plan) -> contextlib.AbstractContextManager[None]:
+        """Where a child's models are opened: inside the run's tape (its cassette, if any) and the child's own
+        response caches (``models.<name>.cache.responses``, folders beside its file), by its model names; never
+        inside the parent's caches, whose names are the parent's (a child's ``main`` is not the parent's)."""
+        transport = sys.modules.get("runner.providers.transport")  # loaded when the run wraps its endpoints
+        run_wrapper = transport.current_wrapper() if transport is not None else None
+        tape = getattr(run_wrapper, "outer", run_wrapper)  # the parent's caches hold the run's tape, if any
+        caches = response_caches(child, None)
+        if caches is not None:
+            self.caches[child.workflow.file] = tape = caches(tape)
+        if tape is run_wrapper:
+            return contextlib.nullcontext()
+        from runner.providers.transport import wrapping  # noqa: PLC0415 - loaded: there is a wrapper, or a cache
+
+        return wrapping(tape)
+
+    def cache_figures(self) -> dict[str, dict[str, Any]]:
+        """The children's response caches' figures for the report's cache section, under ``models.<name>`` and
+        the child's file name: ``models.small (summarize.yaml)``."""
+        out: dict[str, dict[str, Any]] = {}
+        for file, wrapper in self.caches.items():
+            for name, figures in wrapper.cache_figures().items():
+                out[f"{name} ({Path(file).name})"] = figures
+        return out
 
     async def open_mcp(self, run_dir: Path, recorder: Any = None) -> None:
         """Start the MCP servers the children's agents use, once per child file for the run (as the parent's:

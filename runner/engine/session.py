@@ -151,7 +151,10 @@ async def execute(
         tool_runner.close()
         if family is not None:
             await family.aclose()
-        for name, figures in getattr(wrapper, "cache_figures", dict)().items():
+        figures_of: dict[str, Any] = getattr(wrapper, "cache_figures", dict)()
+        if family is not None:
+            figures_of.update(family.cache_figures())  # the children's own response caches
+        for name, figures in figures_of.items():
             recorder.emit("cache_stats", name, figures)  # the response caches', for the report's cache section
 
 
