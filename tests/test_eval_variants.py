@@ -326,3 +326,21 @@ def test_a_comparison_resumes_each_variant_then_compares_again(tmp_path: Path) -
     lines = (top / "variants" / "big" / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(ROWS)  # resumed, not run again
     assert "runner: variant charged" in proc.stderr.splitlines()
+
+
+def test_eval_diff_reads_rows_in_the_datasets_order_whatever_order_they_ended_in(tmp_path: Path) -> None:
+    """results.jsonl holds rows in the order they ended (a fan of rows in flight finishes out of order): the diff
+    lists them in the dataset's order, so two runs of the same change print the same text."""
+
+    def line(index: int, verdict: str) -> str:
+        check = {"name": "label", "status": verdict, "reason": f"row {index} {verdict}"}
+        return json.dumps({"index": index, "key": f"R-{index}", "verdict": verdict, "assertions": [check]}) + "\n"
+
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("".join(line(i, "pass") for i in (3, 1, 2, 0)), encoding="utf-8")
+    new.write_text("".join(line(i, "fail") for i in (2, 0, 3, 1)), encoding="utf-8")
+    proc = cli("eval", "diff", str(old), str(new))
+    assert proc.returncode == 1
+    assert [x for x in proc.stdout.splitlines() if x.startswith("regression:")] == [
+        f"regression: row R-{i}: pass -> fail" for i in range(4)
+    ]

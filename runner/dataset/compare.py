@@ -156,7 +156,8 @@ class DiffError(RunnerError):
 
 
 def read_run(path: str) -> dict[str, dict[str, Any]]:
-    """An eval run's rows by key: ``path`` is a run folder (its ``results.jsonl``) or the file itself."""
+    """An eval run's rows by key, in the dataset's order (results.jsonl holds them in the order they ended, which
+    differs from run to run): ``path`` is a run folder (its ``results.jsonl``) or the file itself."""
     given = Path(path)
     results = given / RESULTS_NAME if given.is_dir() else given
     if not results.is_file():
@@ -173,7 +174,12 @@ def read_run(path: str) -> dict[str, dict[str, Any]]:
                 f"{results}: row {line.get('key', line['index'])} has no verdict: the workflow had no assert:"
             )
         rows[str(line.get("key", line["index"]))] = line
-    return rows
+    return dict(sorted(rows.items(), key=lambda item: _index(item[1])))
+
+
+def _index(line: Mapping[str, Any]) -> tuple[int, str]:
+    index = line["index"]
+    return (index, "") if isinstance(index, int) else (0, str(index))
 
 
 def regressions(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
