@@ -20,7 +20,7 @@ from runner.events import TRACE, Recorder, span_id_of, traceparent
 from runner.providers.failures import NEVER_RETRIED, Failures, with_reason
 from runner.providers.proxy import display_url, proxy_for
 from runner.providers.ratelimit import RateLimiter
-from runner.providers.transport import NODE, POOL_WAIT, READ_ALL, Source, current_wrapper, make_transport
+from runner.providers.transport import NODE, POOL_WAIT, READ_ALL, Source, current_wrapper
 from runner.retry import RetryPolicy
 from runner.secrets import API_KEY, SECRETS
 
@@ -33,7 +33,7 @@ class Endpoint:
     the rate limiter; ``errors`` makes the runner error for every failure, each message opening with
     ``label``: ``model 'main' (gpt-4o-mini at https://api.openai.com/v1)``.
 
-    Without a ``transport`` the client sends through :class:`~runner.providers.transport.AiohttpTransport`
+    Without a ``transport`` the client sends through :class:`~runner.providers.aiohttp_transport.AiohttpTransport`
     with ``pool``'s limits, through the proxy the environment names for ``base_url``. A ``transport`` given
     (``httpx.MockTransport`` in a program's tests, ``httpx.AsyncHTTPTransport``, any httpx transport) is
     used as it is: its own pool and proxy settings apply, and it reports no pool waits."""
@@ -93,13 +93,23 @@ class Endpoint:
         def make_inner() -> httpx.AsyncBaseTransport:
             if missing is not None:  # a replayed request that is not in the cassette needs the network
                 raise missing
-            return given if given is not None else make_transport(pool, proxy)
+            if given is not None:
+                return given
+            # aiohttp is imported here, when a network transport is made: never by a replay that never sends
+            from runner.providers.aiohttp_transport import make_transport  # noqa: PLC0415
+
+            return make_transport(pool, proxy)
 
         if wrapper is None:
             self.transport = make_inner()
         else:
+            make = make_inner
+            if wrapper.needs_key:  # requests will go to the network (a recording, a response cache's misses): the
+                # transport is made now, so its import is paid at start-up rather than in the first request's time
+                inner = make_inner()
+                make = lambda: inner  # noqa: E731
             self.transport = wrapper.wrap(
-                make_inner, Source(source[0], source[1], "openai", httpx.URL(base_url).path.rstrip("/"))
+                make, Source(source[0], source[1], "openai", httpx.URL(base_url).path.rstrip("/"))
             )
         self.client = httpx.AsyncClient(
             headers=sent,

@@ -51,7 +51,7 @@ class OpenAIChatProvider:
     :class:`~runner.providers.base.ChatProvider`).
 
     One instance per model for the whole run, shared by every agent using it: one ``httpx.AsyncClient``
-    whose pool is ``config.pool`` (over :class:`~runner.providers.transport.AiohttpTransport` unless a
+    whose pool is ``config.pool`` (over :class:`~runner.providers.aiohttp_transport.AiohttpTransport` unless a
     ``transport`` is given: any httpx transport, ``httpx.MockTransport`` for a fake endpoint in tests), one
     rate limiter; ``aclose()`` closes them (a given transport too, as ``httpx.AsyncClient`` does). The API
     key is read from ``config.api_key_env`` when the instance is made: a missing variable raises
