@@ -33,7 +33,7 @@ from runner.cassette.tape import record_answer
 from runner.config.openai import ResponseCacheConfig
 from runner.fsutil import atomic_write_text
 from runner.locking import FileLock
-from runner.providers.transport import NODE, Source, TransportWrapper
+from runner.providers.transport import NODE, Outgoing, Source, TransportWrapper
 
 SUFFIX = ".json"
 
@@ -177,8 +177,12 @@ class CacheTransport(httpx.AsyncBaseTransport):
         base = self._source.base_path
         return request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
 
-    def answers(self, url: httpx.URL, content: bytes) -> bool:
-        return self._cache.has(self._key(url, content).digest)
+    def answers(self, request: Outgoing) -> bool:
+        """Whether the cache holds a fresh answer to ``request`` (asked before the rate limiter)."""
+        key = request.memo
+        if not isinstance(key, RequestKey):
+            key = request.memo = request_key(self._source.provider, request.path, request.payload)
+        return self._cache.has(key.digest)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = self._key(request.url, request.content)

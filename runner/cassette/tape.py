@@ -5,6 +5,13 @@ Only complete answers with a status below 400 are recorded: a replay reproduces 
 network's weather on the day (a 429 or a dropped stream, already retried by the endpoint, would otherwise make
 an instant replay wait out the same back-off). Requests' headers are never read, so the key and the proxy's
 credentials cannot reach a cassette; of the answer's headers only those in :data:`KEPT_HEADERS` are kept.
+
+A replayed request is answered above the HTTP objects (:meth:`TapeTransport.answer`, which the endpoint asks
+first): its key is worked out once from the bytes the provider made, and the recording reaches the provider's
+parsing as it was read from its file (a JSON answer as its parsed value, a stream as its chunks, fed to the same
+SSE parser), with no ``httpx.Request`` or ``httpx.Response`` built and no JSON serialised again to be parsed
+again: about half of what an instant replay cost per request (``bench/replay_overhead.py``). What goes to the
+network (recording, a miss without ``--strict``) passes through :meth:`TapeTransport.handle_async_request`.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from runner.cassette.folder import Cassette, Entry
 from runner.cassette.keys import RequestKey, describe, diff_lines, request_key, similarity
 from runner.errors import RunError
 from runner.fsutil import sync_files
-from runner.providers.transport import NODE, READ_ALL, Source
+from runner.providers.transport import NODE, READ_ALL, Body, Outgoing, Source
 
 KEPT_HEADERS = ("content-type",)
 """The answer's headers a recording keeps: what the provider reads to decide how to parse the body. Others
@@ -165,31 +172,53 @@ class TapeTransport(httpx.AsyncBaseTransport):
         self._inner: httpx.AsyncBaseTransport | None = None
         self._source = source
         self._prefix = len(source.base_path)
-        self._keys: dict[tuple[str, bytes], RequestKey] = {}  # computed by answers(), for the request that follows
 
     def _path(self, request: httpx.Request) -> str:
         path = request.url.path
         return path[self._prefix :] if path.startswith(self._source.base_path) else path
 
-    def answers(self, url: httpx.URL, content: bytes) -> bool:
+    def _key(self, request: Outgoing) -> RequestKey:
+        """``request``'s key, worked out once for all its attempts. From the bytes sent, as a recording's is:
+        the body the provider built could give another canonical text (a ``logit_bias`` read from YAML has
+        integer keys, which JSON makes strings and sorts differently), and parsing the bytes costs ~4 us."""
+        key = request.memo
+        if not isinstance(key, RequestKey):
+            key = request.memo = request_key(self._source.provider, request.path, request.payload)
+        return key
+
+    def answers(self, request: Outgoing) -> bool:
         """Whether a replay answers this request from the cassette (the endpoint then spends no rate-limit
         budget on it)."""
         tape = self._tape
         if tape.mode != "replay":
             return False
-        path = url.path
-        base = self._source.base_path
-        key = request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
-        if len(self._keys) < 4096:  # the request follows at once: its key is not computed twice
-            self._keys[(path, content)] = key
+        key = self._key(request)
         return tape.cassette.has(key.digest, tape.peek(key.digest))
+
+    async def answer(self, request: Outgoing, node: str) -> Replayed | None:
+        """A replay's answer to ``request``, its recording as it was kept (no HTTP request or response is
+        made); None when it goes to the network after all (not strict, not recorded: then
+        :meth:`handle_async_request` sends and records it, under the same number)."""
+        tape = self._tape
+        if tape.mode != "replay":
+            return None
+        key = self._key(request)
+        n = tape.take(key.digest, node)
+        entry = tape.cassette.read(key.digest, n)
+        if entry is None:
+            if tape.strict:
+                raise tape.miss(key, n, self._source, node)
+            tape.failed(key.digest, node, n)  # not answered here: the request that is sent keeps its number
+            return None
+        tape.counts.replayed += 1
+        tape.counts.used.add(entry.path)
+        replayed = Replayed(entry.response, time.perf_counter() if tape.timing == "recorded" else None)
+        await replayed.until(float(entry.response.get("elapsed", 0.0)))  # the headers come when they came
+        return replayed
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tape = self._tape
-        content = request.content
-        key = self._keys.pop((request.url.path, content), None)
-        if key is None:
-            key = request_key(self._source.provider, self._path(request), content)
+        key = request_key(self._source.provider, self._path(request), request.content)
         node = str(request.extensions.get(NODE, ""))
         n = tape.take(key.digest, node)
         if tape.mode == "replay":
@@ -232,6 +261,76 @@ class TapeTransport(httpx.AsyncBaseTransport):
                 await self._inner.aclose()
         finally:
             await self._tape.flush()
+
+
+class Replayed:
+    """A recorded answer as the provider reads it (a :class:`~runner.providers.transport.Answer`): a whole
+    JSON body as the value the cassette kept, a stream as its recorded chunks. ``started`` (a
+    ``time.perf_counter()``): the answer keeps its recorded pace from then (``recorded`` timing); None: at once."""
+
+    __slots__ = ("headers", "status", "_response", "_started")
+
+    def __init__(self, response: dict[str, Any], started: float | None) -> None:
+        self.status = int(response["status"])
+        self.headers = {str(k).lower(): str(v) for k, v in response.get("headers", {}).items()}
+        self._response = response
+        self._started = started
+
+    async def until(self, offset: float) -> None:
+        """Wait until ``offset`` seconds after ``started`` (at once for an instant replay)."""
+        if self._started is not None:
+            delay = self._started + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def read(self) -> Body:
+        response = self._response
+        if "chunks" in response:  # a request for a whole answer that was streamed anyway: its chunks joined
+            pieces = self._pieces()
+            await self.until(pieces[-1][0] if pieces else 0.0)
+            return Body(b"".join(piece for _, piece in pieces))
+        await self.until(float(response.get("end", 0.0)))
+        return Body.of(response["json"]) if "json" in response else Body(self._text())
+
+    def stream(self) -> _Pieces:
+        response = self._response
+        if "chunks" in response:
+            return _Pieces(self, self._pieces())
+        # a streamed request answered whole (a server that ignores "stream": true): the body, at its end
+        whole = Body.of(response["json"]).content if "json" in response else self._text()
+        return _Pieces(self, [(float(response.get("end", 0.0)), whole)])
+
+    def _text(self) -> bytes:
+        return str(self._response.get("text", "")).encode("utf-8", "surrogateescape")
+
+    def _pieces(self) -> list[tuple[float, bytes]]:
+        return [
+            (float(offset), str(text).encode("utf-8", "surrogateescape"))
+            for offset, text in self._response.get("chunks", ())
+        ]
+
+
+class _Pieces:
+    """A recorded stream's chunks, each handed on at its recorded offset (see :meth:`Replayed.until`). An
+    iterator with nothing to close, so a reader that stops early leaves nothing behind."""
+
+    __slots__ = ("_answer", "_pieces", "_next")
+
+    def __init__(self, answer: Replayed, pieces: list[tuple[float, bytes]]) -> None:
+        self._answer = answer
+        self._pieces = pieces
+        self._next = 0
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._next >= len(self._pieces):
+            raise StopAsyncIteration
+        offset, piece = self._pieces[self._next]
+        self._next += 1
+        await self._answer.until(offset)
+        return piece
 
 
 async def record_answer(

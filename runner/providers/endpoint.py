@@ -20,7 +20,16 @@ from runner.events import TRACE, Recorder, span_id_of, traceparent
 from runner.providers.failures import NEVER_RETRIED, Failures, with_reason
 from runner.providers.proxy import display_url, proxy_for
 from runner.providers.ratelimit import RateLimiter
-from runner.providers.transport import NODE, POOL_WAIT, READ_ALL, Source, current_wrapper
+from runner.providers.transport import (
+    NODE,
+    POOL_WAIT,
+    READ_ALL,
+    Answer,
+    Body,
+    Outgoing,
+    Source,
+    current_wrapper,
+)
 from runner.retry import RetryPolicy
 from runner.secrets import API_KEY, SECRETS
 
@@ -54,6 +63,8 @@ class Endpoint:
     ) -> None:
         # HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl reads them; a given transport routes itself
         self.proxy = proxy_for(base_url) if transport is None else None
+        self._sent_to = base_url  # requests go to the URL as configured; messages show it without credentials
+        self._urls: dict[str, httpx.URL] = {}
         self.base_url = base_url = display_url(base_url)
         self.timeout = timeout
         self.pool = pool
@@ -83,7 +94,7 @@ class Endpoint:
             sent["Authorization"] = f"Bearer {self._key}"
         self.limiter = RateLimiter(rate_limit)
         # Told of each answer's status and headers (OpenAIChatProvider.observe): a batch's adaptive concurrency.
-        self.on_response: Callable[[int, httpx.Headers], None] | None = None
+        self.on_response: Callable[[int, Mapping[str, str]], None] | None = None
         if self.proxy is not None:
             label = f"{label} via proxy {display_url(self.proxy)}"
         self.label = label
@@ -111,6 +122,10 @@ class Endpoint:
             self.transport = wrapper.wrap(
                 make, Source(source[0], source[1], "openai", httpx.URL(base_url).path.rstrip("/"))
             )
+        # a wrapper's transport that answers requests itself (a replay, a response cache's hit: see Answering)
+        wrapped = self.transport if wrapper is not None else None
+        self._answers: Callable[[Outgoing], bool] | None = getattr(wrapped, "answers", None)
+        self._answer: Callable[[Outgoing, str], Awaitable[Answer | None]] | None = getattr(wrapped, "answer", None)
         self.client = httpx.AsyncClient(
             headers=sent,
             timeout=httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool),
@@ -163,18 +178,37 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"
 
-    def answered(self, url: httpx.URL, payload: bytes) -> bool:
+    def request(self, path: str, body: dict[str, Any], payload: bytes) -> Outgoing:
+        """The request of one call to ``path`` (relative to the base URL): every attempt sends it."""
+        return Outgoing(path, body, payload)
+
+    def answered(self, request: Outgoing) -> bool:
         """Whether a wrapping transport will answer this request itself (a response cache's hit, a replay): such
-        a request costs no rate-limit budget. A transport says so with an ``answers(url, payload)`` method."""
-        answers = getattr(self.transport, "answers", None) if self._wrapped else None
-        return bool(answers(url, payload)) if answers is not None else False
+        a request costs no rate-limit budget (see :class:`~runner.providers.transport.Answering`)."""
+        return self._answers is not None and self._answers(request)
+
+    async def answer(self, request: Outgoing, node_id: str) -> Answer | None:
+        """The answer a wrapping transport gives ``request`` itself (a replay's recording), without building
+        an HTTP request or response; None when the request is to be sent (:meth:`send`)."""
+        if self._answer is None:
+            return None
+        answer = await self._answer(request, node_id)
+        if answer is not None and self.on_response is not None:
+            self.on_response(answer.status, answer.headers)
+        return answer
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     # -- sending ----------------------------------------------------------------------------------------
-    async def send(self, url: httpx.URL, payload: bytes, *, stream: bool = False, node_id: str = "") -> httpx.Response:
-        """POST ``payload`` (JSON) to ``url``; the caller reads the response and closes it. httpx errors
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(f"{self._sent_to}{path}")
+        return url
+
+    async def send(self, request: Outgoing, *, stream: bool = False, node_id: str = "") -> httpx.Response:
+        """POST ``request`` over the transport; the caller reads the response and closes it. httpx errors
         are translated. ``node_id``: who sends it, for a wrapper's messages."""
         extensions = self._extensions if stream else self._read_all_extensions
         if self._wrapped:
@@ -184,18 +218,28 @@ class Endpoint:
         if trace is not None:  # the run's spans are exported: the request names its node's span (W3C Trace Context)
             headers = headers.copy()
             headers["traceparent"] = traceparent(trace, span_id_of(trace, node_id))
-        request = httpx.Request("POST", url, content=payload, extensions=extensions, headers=headers)
+        sent = httpx.Request(
+            "POST", self._url(request.path), content=request.payload, extensions=extensions, headers=headers
+        )
         try:
-            response = await self.transport.handle_async_request(request)
+            response = await self.transport.handle_async_request(sent)
         except httpx.HTTPError as exc:
             raise self.errors.translate(exc) from exc
         if self.on_response is not None:
             self.on_response(response.status_code, response.headers)
         return response
 
-    async def post_json(self, url: httpx.URL, payload: bytes, recorder: Recorder | None, node_id: str) -> bytes:
-        """POST and read the whole answer; an error status raises :class:`ProviderHTTPError`."""
-        response = await self.send(url, payload, node_id=node_id)
+    async def post_json(self, request: Outgoing, recorder: Recorder | None, node_id: str) -> Body:
+        """POST and read the whole answer (or take a wrapper's own: :meth:`answer`); an error status raises
+        :class:`ProviderHTTPError`."""
+        answer = await self.answer(request, node_id)
+        if answer is not None:
+            body = await answer.read()
+            self.errors.check_encoding(answer.headers)
+            if answer.status >= 400:
+                raise self.errors.http_error(answer.status, body.content, answer.headers)
+            return body
+        response = await self.send(request, node_id=node_id)
         try:
             self.note_pool_wait(response, recorder, node_id)
             content = await response.aread()
@@ -206,7 +250,7 @@ class Endpoint:
         self.errors.check_encoding(response.headers)
         if response.status_code >= 400:
             raise self.errors.http_error(response.status_code, content, response.headers)
-        return content
+        return Body(content)
 
     def note_pool_wait(self, response: httpx.Response, recorder: Recorder | None, node_id: str) -> None:
         waited = response.extensions.get(POOL_WAIT)

@@ -174,7 +174,7 @@ class Failures:
         """``text`` without any secret (:mod:`runner.secrets`): servers and proxies echo keys and headers."""
         return SECRETS.redact(text)
 
-    def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
+    def http_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ProviderHTTPError:
         message = clip(self.redact(_server_message(body)))
         return ProviderHTTPError(
             f"{self.label}: HTTP {status}: {message}",
@@ -224,7 +224,7 @@ class Failures:
         broken.kind = "read"
         return broken
 
-    def reported_error(self, error: Any, where: str, headers: httpx.Headers | None = None) -> ProviderError:
+    def reported_error(self, error: Any, where: str, headers: Mapping[str, str] | None = None) -> ProviderError:
         """The error for an error object a server put in a body it answered with status 200 (``where`` says
         where: mid-stream, or in the JSON answer). Gateways and servers (LiteLLM, vLLM, OpenAI) report an
         upstream failure this way once the stream has begun: its code makes it the error its HTTP status would
@@ -251,7 +251,7 @@ class Failures:
     def protocol_error(self, what: str) -> ProviderProtocolError:
         return ProviderProtocolError(f"{self.label}: {self.redact(what)}")
 
-    def check_encoding(self, headers: httpx.Headers) -> None:
+    def check_encoding(self, headers: Mapping[str, str]) -> None:
         """Refuse an answer compressed in a way httpx cannot decode here (see :data:`DECODABLE`)."""
         for encoding in headers.get("content-encoding", "").split(","):
             name = encoding.strip().lower()

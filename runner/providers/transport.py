@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # httpx's types are only named here
     import httpx
@@ -69,6 +70,84 @@ class Source:
     name: str
     provider: str
     base_path: str
+
+
+class Outgoing:
+    """One request a provider makes, the same for every attempt of it: ``path`` relative to the endpoint's base
+    URL (``/chat/completions``), the JSON ``body`` as the provider built it and ``payload``, the bytes sent.
+    ``memo``: what a wrapper worked out from it once (a cassette's key), kept for the request's attempts."""
+
+    __slots__ = ("body", "memo", "path", "payload")
+
+    def __init__(self, path: str, body: dict[str, Any], payload: bytes) -> None:
+        self.path = path
+        self.body = body
+        self.payload = payload
+        self.memo: Any = None
+
+
+class Body:
+    """A whole answer's body as the provider reads it: the bytes received (parsed when asked), or a value a
+    cassette kept as JSON, which is handed on as it was read rather than serialised again to be parsed again.
+    ``content`` (the bytes, for an error's snippet) is made from that value only when asked."""
+
+    __slots__ = ("_content", "_value", "_parsed")
+
+    def __init__(self, content: bytes | None = None, *, value: Any = None, parsed: bool = False) -> None:
+        self._content = content
+        self._value = value
+        self._parsed = parsed
+
+    @classmethod
+    def of(cls, value: Any) -> Body:
+        """The body whose JSON is ``value``, already parsed."""
+        return cls(value=value, parsed=True)
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the JSON value is at hand (a kept answer), so the bytes were never seen."""
+        return self._parsed
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = json.dumps(self._value, ensure_ascii=False).encode()
+        return self._content
+
+    def json(self) -> Any:
+        """The body's JSON value; ``ValueError`` when it is not JSON."""
+        if not self._parsed:
+            self._value = json.loads(self.content)
+            self._parsed = True
+        return self._value
+
+
+class Answer(Protocol):
+    """An answer a wrapped transport gives itself, without the network (a cassette's recording): what the
+    endpoint and the provider read in place of an ``httpx.Response``. ``headers``: the kept ones, names in
+    lower case. Read it once, whole (:meth:`read`) or as a stream (:meth:`stream`), each at its recorded pace
+    when the replay keeps the recorded timing."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> Body: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+class Answering(Protocol):
+    """A wrapped transport that may answer a request itself (:class:`TransportWrapper`'s ``wrap`` may return one).
+
+    ``answers``: whether it will answer ``request`` without the network (asked before the rate limiter: such
+    an answer costs no budget). ``answer``: the answer, or None when the request is to be sent through the
+    transport after all (then its ``handle_async_request`` gets it, as any transport's would). The endpoint
+    looks for each method on its own: a transport with only ``answers`` (the response cache) answers its hits
+    through ``handle_async_request``."""
+
+    def answers(self, request: Outgoing) -> bool: ...
+
+    async def answer(self, request: Outgoing, node: str) -> Answer | None: ...
 
 
 class TransportWrapper(Protocol):
