@@ -29,11 +29,11 @@ import httpx
 
 from runner.cassette.folder import Cassette, CassetteError, Entry, render
 from runner.cassette.keys import RequestKey, request_key
-from runner.cassette.tape import record_answer
+from runner.cassette.recording import record_answer
 from runner.config.openai import ResponseCacheConfig
 from runner.fsutil import atomic_write_text
 from runner.locking import FileLock
-from runner.providers.transport import NODE, Outgoing, Source, TransportWrapper
+from runner.providers.transport import NODE, Outgoing, Source, Transport, TransportWrapper
 
 SUFFIX = ".json"
 
@@ -164,12 +164,10 @@ class CacheTransport(httpx.AsyncBaseTransport):
     """One model endpoint's transport in front of its response cache: a hit answers at once; a miss goes to the
     inner transport and its complete answer, when not an error, is stored."""
 
-    def __init__(
-        self, cache: ResponseCache, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source
-    ) -> None:
+    def __init__(self, cache: ResponseCache, make_inner: Callable[[], Transport], source: Source) -> None:
         self._cache = cache
         self._make_inner = make_inner
-        self._inner: httpx.AsyncBaseTransport | None = None
+        self._inner: Transport | None = None
         self._source = source
 
     def _key(self, url: httpx.URL, content: bytes) -> RequestKey:
@@ -221,7 +219,7 @@ class RunTransports:
         """Each cache's figures under ``models.<name>``, for the report's ``cache`` section."""
         return {f"models.{name}": cache.stats() for name, cache in self.caches.items()}
 
-    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport:
+    def wrap(self, make_inner: Callable[[], Transport], source: Source) -> Transport:
         cache = self.caches.get(source.name) if source.kind == "model" else None
         if cache is not None:
             cached = CacheTransport(cache, make_inner, source)

@@ -14,9 +14,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from runner.config.openai import PoolConfig, TimeoutConfig
 from runner.errors import (
@@ -29,6 +27,9 @@ from runner.errors import (
 )
 from runner.retry import parse_retry_after
 from runner.secrets import SECRETS
+
+if TYPE_CHECKING:
+    import httpx
 
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: retrying cannot help, whatever ``retry_on`` says."""
@@ -186,6 +187,8 @@ class Failures:
     def translate(self, exc: httpx.HTTPError, *, during: str = "") -> ProviderError:
         """The runner error for an httpx exception; ``during`` says what was going on (a stream's
         progress) for a connection that broke while reading."""
+        import httpx  # noqa: PLC0415 - imported already by whoever raised exc; a replay never comes here
+
         t = self.timeout
         if isinstance(exc, httpx.ConnectTimeout):
             return ProviderTimeout(

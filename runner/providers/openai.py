@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from runner.calls import ChatResult
 from runner.config.openai import OpenAIModelConfig
@@ -34,6 +32,9 @@ from runner.providers.sse import SSEDecoder
 from runner.providers.token_gate import TokenGate
 from runner.providers.transport import Body, Outgoing
 from runner.structured import schema_instructions
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def with_instructions(messages: list[Message], text: str) -> list[Message]:
@@ -237,8 +238,8 @@ class OpenAIChatProvider:
             raise ProviderTimeout(
                 f"{ep.label}: timeout.idle ({timeouts.idle:g} s) fired: the stream stalled{state.progress()}"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise ep.errors.translate(exc, during=state.progress()) from exc
+        except ep.network_errors as exc:  # httpx's, once a request went through the transport; a replay's: none
+            raise ep.errors.translate(exc, during=state.progress()) from exc  # type: ignore[arg-type]
         finally:
             if resp is not None:
                 await resp.aclose()

@@ -4,9 +4,8 @@ over the same endpoint machinery (pool, timeouts, retries, rate limit) as a chat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 
 from runner.config.embeddings import EmbeddingConfig
@@ -18,6 +17,9 @@ from runner.providers.endpoint import Endpoint
 from runner.providers.openai_wire import dumps
 from runner.providers.proxy import display_url
 from runner.providers.transport import Body
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class OpenAIEmbedder:

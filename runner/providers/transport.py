@@ -150,6 +150,16 @@ class Answering(Protocol):
     async def answer(self, request: Outgoing, node: str) -> Answer | None: ...
 
 
+class Transport(Protocol):
+    """What an endpoint sends through: httpx's transport interface. Every ``httpx.AsyncBaseTransport`` is one
+    (a program's ``transport=``, :class:`~runner.providers.aiohttp_transport.AiohttpTransport`); a cassette's
+    is one without httpx's base class, so that making it imports no HTTP library."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
 class TransportWrapper(Protocol):
     """What wraps every endpoint's transport for a run (a cassette recording or replaying: ``runner.cassette``).
 
@@ -160,7 +170,7 @@ class TransportWrapper(Protocol):
 
     needs_key: bool
 
-    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport: ...
+    def wrap(self, make_inner: Callable[[], Transport], source: Source) -> Transport: ...
 
 
 _WRAPPER: contextvars.ContextVar[TransportWrapper | None] = contextvars.ContextVar(
