@@ -226,10 +226,15 @@ def main() -> int:
                 print(f"replay {mode} / offline {mode} (same workflow): {offline:.2f}")
             print()
             readings["whole"] = ratios
-    reading = readings.get(args.bar) or next(iter(readings.values()))
-    checked = args.bar if args.bar in readings else next(iter(readings))
-    failed = any(ratio > BAR for name, ratio in reading.items() if name.startswith("replay") and "/" not in name)
-    print(f"bar ({checked} reading): replay at most {BAR}x scripted: {'FAILED' if failed else 'met'}")
+    failed = False
+    for name, ratios in readings.items():  # one bar line per reading taken; --bar names the one that decides
+        over = {case: ratio for case, ratio in ratios.items() if case.startswith("replay") and "/" not in case}
+        worst = max(over, key=over.__getitem__)
+        verdict = "met" if over[worst] <= BAR else "FAILED"
+        checked = " (checked)" if name == args.bar or len(readings) == 1 else ""
+        print(f"bar, {name} reading{checked}: replay at most {BAR}x scripted: {verdict} ({worst} {over[worst]:.2f}x)")
+        if checked:
+            failed = verdict == "FAILED"
     return 1 if failed else 0
 
 
