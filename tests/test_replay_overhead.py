@@ -19,6 +19,7 @@ import pytest
 from runner.cassette import Cassette, Tape
 from runner.cassette.tape import Replayed
 from runner.config.openai import parse_openai_embedding, parse_openai_model
+from runner.events import Recorder
 from runner.providers.base import CallContext
 from runner.providers.openai import OpenAIChatProvider
 from runner.providers.openai_embeddings import OpenAIEmbedder
@@ -183,3 +184,30 @@ def test_recorded_timing_hands_each_chunk_on_at_its_offset() -> None:
 
     first, second = asyncio.run(main())
     assert 0.05 <= first < second and second >= 0.1  # never early (late only by the loop's scheduling)
+
+
+def test_replayed_answers_cost_no_rate_limit_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three requests replayed at a limit of one request every ten seconds: none waits for the limiter (a
+    recording is not the model's time), and the n-th same request still takes the n-th recording."""
+    monkeypatch.setenv(API_KEY_ENV, API_KEY)
+
+    async def ask(tape: Tape, url: str, **settings: Any) -> tuple[list[str], Recorder]:
+        raw = {"provider": "openai", "base_url": url, "model": "m-1", "api_key_env": API_KEY_ENV, **settings}
+        with wrapping(tape):
+            model = OpenAIChatProvider("main", parse_openai_model(raw))
+        recorder = Recorder()
+        try:
+            ctx = CallContext("node-a", "agent", recorder=recorder)
+            replies = [await model.chat([{"role": "user", "content": text}], ctx) for text in ("a", "a", "b")]
+            return [reply.content for reply in replies], recorder
+        finally:
+            await model.aclose()
+
+    with OAIServer(api_key=API_KEY) as server:
+        server.plan(Plan(content="first a"), Plan(content="second a"), Plan(content="b"))
+        recorded, _ = asyncio.run(ask(Tape(Cassette(tmp_path, create=True), "record"), server.url))
+        url = server.url
+    limited = {"rate_limit": {"requests_per_minute": 6}}
+    replayed, recorder = asyncio.run(ask(Tape(Cassette(tmp_path), "replay", strict=True), url, **limited))
+    assert replayed == recorded == ["first a", "second a", "b"]
+    assert [kind for _, kind, _, _ in recorder.events if kind == "rate_wait"] == []
