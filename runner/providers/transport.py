@@ -5,9 +5,8 @@
 ``httpx.AsyncBaseTransport`` through ``transport=``. What sends the bytes is
 :class:`~runner.providers.aiohttp_transport.AiohttpTransport`: aiohttp's connection pool and HTTP/1.1 parser
 behind httpx's transport interface, in a module of its own, imported only when a network transport is made
-(:func:`~runner.providers.aiohttp_transport.make_transport`; a replay answered wholly from its cassette never
-imports aiohttp). There is no other built-in
-mode: ``bench/http_fanout.py --stock-httpx`` measured the provider on httpx's own transport (httpcore) at
+(:func:`~runner.providers.aiohttp_transport.make_transport`). There is no other built-in mode:
+``bench/http_fanout.py --stock-httpx`` measured the provider on httpx's own transport (httpcore) at
 4.7-35x raw aiohttp for 100 concurrent requests and 15-21x for 1,000, against 1.1-1.6x on this one
 (README, "HTTP fan-out"; a loaded 2-core machine, three runs).
 
@@ -30,6 +29,12 @@ with ``max_keepalive_connections``), rescans every connection twice for each que
 transport rather than depend on ``httpx-aiohttp`` because that package maps errors imprecisely (a
 connection dropped mid-stream becomes ``httpx.ConnectTimeout``, a read timeout a bare
 ``TimeoutException``), which would make our messages name the wrong timeout, and it reports no pool waits.
+
+**Answers without the network (issue 19).** A wrapper's transport may answer a request itself, before any
+HTTP object is built (:class:`Answering`): a replay hands its recording to the provider's parsers as an
+:class:`Answer` (a JSON body as its parsed value, a :class:`Body`; a stream as its chunks). The request is an
+:class:`Outgoing` (path, body, bytes) until it is sent; the endpoint makes its httpx client only then, so a
+replay whose every request is in its cassette imports neither httpx nor aiohttp (about 200 ms of start-up).
 """
 
 from __future__ import annotations
@@ -50,9 +55,10 @@ POOL_WAIT = "runner.pool_wait"
 waited for a connection."""
 
 READ_ALL = "runner.read_all"
-"""Request extension: the caller reads the whole body anyway, so :class:`AiohttpTransport` reads it in one
-aiohttp call and frees the connection before returning, rather than passing it through httpx's layers of
-async byte-stream generators. Other transports ignore it."""
+"""Request extension: the caller reads the whole body anyway, so
+:class:`~runner.providers.aiohttp_transport.AiohttpTransport` reads it in one aiohttp call and frees the
+connection before returning, rather than passing it through httpx's layers of async byte-stream generators.
+Other transports ignore it."""
 
 
 NODE = "runner.node"
