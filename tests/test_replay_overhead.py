@@ -16,13 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.cassette import Cassette, Tape
+from runner.cassette import Cassette, Tape, request_key
 from runner.cassette.tape import Replayed
 from runner.config.openai import parse_openai_embedding, parse_openai_model
 from runner.events import Recorder
 from runner.providers.base import CallContext
 from runner.providers.openai import OpenAIChatProvider
 from runner.providers.openai_embeddings import OpenAIEmbedder
+from runner.providers.openai_wire import dumps
 from runner.providers.transport import wrapping
 from tests.conftest import ROOT
 from tests.oai_server import OAIServer, Plan
@@ -211,3 +212,24 @@ def test_replayed_answers_cost_no_rate_limit_budget(tmp_path: Path, monkeypatch:
     replayed, recorder = asyncio.run(ask(Tape(Cassette(tmp_path), "replay", strict=True), url, **limited))
     assert replayed == recorded == ["first a", "second a", "b"]
     assert [kind for _, kind, _, _ in recorder.events if kind == "rate_wait"] == []
+
+
+def test_the_committed_cassette_still_replays_strictly(tmp_path: Path) -> None:
+    """The keys of the recordings committed in examples/replay (the README's CI recipe) are what the provider's
+    requests give today: a change to how a request is keyed would fail every committed cassette."""
+    for path in sorted((ROOT / "examples/replay/cassette").glob("*.json")):
+        entry = Cassette.load_file(path)
+        request = entry.request
+        assert request_key(request["provider"], request["path"], dumps(request["body"])).digest == entry.key
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "examples/replay/digest.yaml", "--replay", "examples/replay/cassette"]
+        + ["--strict", "-q", "--report-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Digest: all three notes agree")
