@@ -66,8 +66,9 @@ OPENAI = """\
 
 
 def child(kind: str, path: str, cassette: str | None) -> dict[str, Any]:
-    """One run in this process; its wall time around the session. Every case imports the same modules first
-    (the HTTP stack included): imports are the process's start-up, paid once whatever it runs."""
+    """One run in this process; its wall time around the session. Every case imports what it uses before the
+    clock starts (httpx only for the mock endpoint: a strict replay never imports it): imports are the process's
+    start-up, which the whole-process reading counts."""
     import runner.providers.openai  # noqa: F401
     from runner.cassette import Cassette, Tape
     from runner.engine.session import Session, run_session
