@@ -947,7 +947,7 @@ def test_the_transport_seam_takes_a_fake(monkeypatch: pytest.MonkeyPatch, stream
 
 
 def test_requests_go_through_aiohttp_unless_a_transport_is_given(server: OAIServer) -> None:
-    from runner.providers.transport import AiohttpTransport
+    from runner.providers.aiohttp_transport import AiohttpTransport
 
     provider = make(server.url)
     assert type(provider._endpoint.transport) is AiohttpTransport  # the one built-in path (issue 15)

@@ -29,11 +29,11 @@ import httpx
 
 from runner.cassette.folder import Cassette, CassetteError, Entry, render
 from runner.cassette.keys import RequestKey, request_key
-from runner.cassette.tape import record_answer
+from runner.cassette.recording import record_answer
 from runner.config.openai import ResponseCacheConfig
 from runner.fsutil import atomic_write_text
 from runner.locking import FileLock
-from runner.providers.transport import NODE, Source, TransportWrapper
+from runner.providers.transport import NODE, Outgoing, Source, Transport, TransportWrapper
 
 SUFFIX = ".json"
 
@@ -164,12 +164,10 @@ class CacheTransport(httpx.AsyncBaseTransport):
     """One model endpoint's transport in front of its response cache: a hit answers at once; a miss goes to the
     inner transport and its complete answer, when not an error, is stored."""
 
-    def __init__(
-        self, cache: ResponseCache, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source
-    ) -> None:
+    def __init__(self, cache: ResponseCache, make_inner: Callable[[], Transport], source: Source) -> None:
         self._cache = cache
         self._make_inner = make_inner
-        self._inner: httpx.AsyncBaseTransport | None = None
+        self._inner: Transport | None = None
         self._source = source
 
     def _key(self, url: httpx.URL, content: bytes) -> RequestKey:
@@ -177,8 +175,12 @@ class CacheTransport(httpx.AsyncBaseTransport):
         base = self._source.base_path
         return request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
 
-    def answers(self, url: httpx.URL, content: bytes) -> bool:
-        return self._cache.has(self._key(url, content).digest)
+    def answers(self, request: Outgoing) -> bool:
+        """Whether the cache holds a fresh answer to ``request`` (asked before the rate limiter)."""
+        key = request.memo
+        if not isinstance(key, RequestKey):
+            key = request.memo = request_key(self._source.provider, request.path, request.payload)
+        return self._cache.has(key.digest)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = self._key(request.url, request.content)
@@ -217,7 +219,7 @@ class RunTransports:
         """Each cache's figures under ``models.<name>``, for the report's ``cache`` section."""
         return {f"models.{name}": cache.stats() for name, cache in self.caches.items()}
 
-    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport:
+    def wrap(self, make_inner: Callable[[], Transport], source: Source) -> Transport:
         cache = self.caches.get(source.name) if source.kind == "model" else None
         if cache is not None:
             cached = CacheTransport(cache, make_inner, source)

@@ -42,6 +42,9 @@ from runner.errors import RunnerError
 from runner.fsutil import atomic_write_text, is_temp_name
 
 FORMAT = 1
+KEPT_HEADERS = ("content-type",)
+"""The answer's headers a recording keeps: what the provider reads to decide how to parse the body. Others
+(cookies, request ids, rate-limit figures, the server's name) are either secret-adjacent or change every call."""
 NAME = re.compile(r"^(?P<prefix>[0-9a-f]{16})-(?P<n>[1-9][0-9]*)\.json$")
 
 

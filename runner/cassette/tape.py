@@ -4,31 +4,36 @@ endpoint's own, at the one HTTP seam every model and embedder sends through (``r
 Only complete answers with a status below 400 are recorded: a replay reproduces what the model said, not the
 network's weather on the day (a 429 or a dropped stream, already retried by the endpoint, would otherwise make
 an instant replay wait out the same back-off). Requests' headers are never read, so the key and the proxy's
-credentials cannot reach a cassette; of the answer's headers only those in :data:`KEPT_HEADERS` are kept.
+credentials cannot reach a cassette; of the answer's headers only those in
+:data:`~runner.cassette.folder.KEPT_HEADERS` are kept.
+
+A replayed request is answered above the HTTP objects (:meth:`TapeTransport.answer`, which the endpoint asks
+first): its key is worked out once from the bytes the provider made, and the recording reaches the provider's
+parsing as it was read from its file (a JSON answer as its parsed value, a stream as its chunks, fed to the same
+SSE parser), with no ``httpx.Request`` or ``httpx.Response`` built and no JSON serialised again to be parsed
+again: a third to two fifths less than through them (``bench/replay_overhead.py``). What goes to the
+network (recording, a miss without ``--strict``) passes through :meth:`TapeTransport.handle_async_request`,
+in httpx's types (:mod:`runner.cassette.recording`, imported then: a replay answered wholly from its cassette
+imports no HTTP library).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal
 
 from runner.cassette.folder import Cassette, Entry
 from runner.cassette.keys import RequestKey, describe, diff_lines, request_key, similarity
 from runner.errors import RunError
 from runner.fsutil import sync_files
-from runner.providers.transport import NODE, READ_ALL, Source
+from runner.providers.transport import NODE, Body, Outgoing, Source, Transport
 
-KEPT_HEADERS = ("content-type",)
-"""The answer's headers a recording keeps: what the provider reads to decide how to parse the body. Others
-(cookies, request ids, rate-limit figures, the server's name) are either secret-adjacent or change every call."""
+if TYPE_CHECKING:
+    import httpx
 
 Mode = Literal["record", "replay"]
 Timing = Literal["instant", "recorded"]
@@ -73,7 +78,7 @@ class Tape:
         self._failed: dict[tuple[str, str], int] = {}
         self._written: list[Path] = []
 
-    def wrap(self, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> httpx.AsyncBaseTransport:
+    def wrap(self, make_inner: Callable[[], Transport], source: Source) -> Transport:
         return TapeTransport(self, make_inner, source)
 
     def take(self, key: str, node: str) -> int:
@@ -156,64 +161,75 @@ class Tape:
         )
 
 
-class TapeTransport(httpx.AsyncBaseTransport):
-    """The transport of one endpoint during a recorded or replayed run (see :class:`Tape`)."""
+class TapeTransport:
+    """The transport of one endpoint during a recorded or replayed run (see :class:`Tape`): httpx's transport
+    interface (:class:`~runner.providers.transport.Transport`), without httpx's base class, so that making one
+    imports no HTTP library."""
 
-    def __init__(self, tape: Tape, make_inner: Callable[[], httpx.AsyncBaseTransport], source: Source) -> None:
+    def __init__(self, tape: Tape, make_inner: Callable[[], Transport], source: Source) -> None:
         self._tape = tape
         self._make_inner = make_inner
-        self._inner: httpx.AsyncBaseTransport | None = None
+        self._inner: Transport | None = None
         self._source = source
         self._prefix = len(source.base_path)
-        self._keys: dict[tuple[str, bytes], RequestKey] = {}  # computed by answers(), for the request that follows
 
     def _path(self, request: httpx.Request) -> str:
         path = request.url.path
         return path[self._prefix :] if path.startswith(self._source.base_path) else path
 
-    def answers(self, url: httpx.URL, content: bytes) -> bool:
+    def _key(self, request: Outgoing) -> RequestKey:
+        """``request``'s key, worked out once for all its attempts. From the bytes sent, as a recording's is:
+        the body the provider built could give another canonical text (a ``logit_bias`` read from YAML has
+        integer keys, which JSON makes strings and sorts differently), and parsing the bytes costs ~4 us."""
+        key = request.memo
+        if not isinstance(key, RequestKey):
+            key = request.memo = request_key(self._source.provider, request.path, request.payload)
+        return key
+
+    def answers(self, request: Outgoing) -> bool:
         """Whether a replay answers this request from the cassette (the endpoint then spends no rate-limit
         budget on it)."""
         tape = self._tape
         if tape.mode != "replay":
             return False
-        path = url.path
-        base = self._source.base_path
-        key = request_key(self._source.provider, path[len(base) :] if path.startswith(base) else path, content)
-        if len(self._keys) < 4096:  # the request follows at once: its key is not computed twice
-            self._keys[(path, content)] = key
+        key = self._key(request)
         return tape.cassette.has(key.digest, tape.peek(key.digest))
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def answer(self, request: Outgoing, node: str) -> Replayed | None:
+        """A replay's answer to ``request``, its recording as it was kept (no HTTP request or response is
+        made); None when it goes to the network after all (not strict, not recorded: then
+        :meth:`handle_async_request` sends and records it, under the same number)."""
         tape = self._tape
-        content = request.content
-        key = self._keys.pop((request.url.path, content), None)
-        if key is None:
-            key = request_key(self._source.provider, self._path(request), content)
-        node = str(request.extensions.get(NODE, ""))
+        if tape.mode != "replay":
+            return None
+        key = self._key(request)
         n = tape.take(key.digest, node)
-        if tape.mode == "replay":
-            entry = tape.cassette.read(key.digest, n)
-            if entry is not None:
-                tape.counts.replayed += 1
-                tape.counts.used.add(entry.path)
-                return await self._answer(entry, request)
+        entry = tape.cassette.read(key.digest, n)
+        if entry is None:
             if tape.strict:
                 raise tape.miss(key, n, self._source, node)
+            tape.failed(key.digest, node, n)  # not answered here: the request that is sent keeps its number
+            return None
+        tape.counts.replayed += 1
+        tape.counts.used.add(entry.path)
+        replayed = Replayed(entry.response, time.perf_counter() if tape.timing == "recorded" else None)
+        await replayed.until(float(entry.response.get("elapsed", 0.0)))  # the headers come when they came
+        return replayed
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """A request that goes to the network: every request of a recording; of a replay, one that
+        :meth:`answer` did not answer (the endpoint asks it first), which a strict replay refuses."""
+        tape = self._tape
+        key = request_key(self._source.provider, self._path(request), request.content)
+        node = str(request.extensions.get(NODE, ""))
+        n = tape.take(key.digest, node)
+        if tape.mode == "replay" and tape.strict:
+            raise tape.miss(key, n, self._source, node)
         try:
             return await self._record(request, key, n, node)
         except BaseException:
             tape.failed(key.digest, node, n)
             raise
-
-    async def _answer(self, entry: Entry, request: httpx.Request) -> httpx.Response:
-        response = entry.response
-        headers = response.get("headers", {})
-        if self._tape.timing == "instant":
-            return httpx.Response(response["status"], headers=headers, content=entry.body, request=request)
-        stream = _Timed(entry, time.perf_counter())
-        await stream.until(float(response.get("elapsed", 0.0)))  # the headers come when they came
-        return httpx.Response(response["status"], headers=headers, stream=stream, request=request)
 
     async def _record(self, request: httpx.Request, key: RequestKey, n: int, node: str) -> httpx.Response:
         if self._inner is None:
@@ -223,6 +239,8 @@ class TapeTransport(httpx.AsyncBaseTransport):
 
         def save(response: dict[str, Any]) -> None:
             tape.save(key, n, recorded, response)
+
+        from runner.cassette.recording import record_answer  # noqa: PLC0415 - httpx, for what goes to the network
 
         return await record_answer(self._inner, request, save, lambda: tape.failed(key.digest, node, n))
 
@@ -234,109 +252,71 @@ class TapeTransport(httpx.AsyncBaseTransport):
             await self._tape.flush()
 
 
-async def record_answer(
-    inner: httpx.AsyncBaseTransport,
-    request: httpx.Request,
-    save: Callable[[dict[str, Any]], None],
-    failed: Callable[[], None],
-) -> httpx.Response:
-    """Send ``request`` through ``inner`` and hand on its answer; ``save`` gets the answer as an entry's
-    ``response`` once it is complete (the whole body read), ``failed`` is called when there is none to keep:
-    an error status, or a body cut short."""
-    started = time.perf_counter()
-    answer = await inner.handle_async_request(request)
-    if answer.status_code >= 400:
-        failed()
-        return answer  # errors are not recorded (see the module's docstring)
-    elapsed = time.perf_counter() - started
-    headers = {k: v for k in KEPT_HEADERS if (v := answer.headers.get(k)) is not None}
-    head = {"status": answer.status_code, "headers": headers, "elapsed": round(elapsed, 6)}
-    # the body is handed on decoded (httpx undoes any Content-Encoding), so those headers do not follow it
-    passed = [(k, v) for k, v in answer.headers.multi_items() if k not in _BODY_HEADERS]
-    if request.extensions.get(READ_ALL):
-        try:
-            body = await answer.aread()
-        finally:
-            await answer.aclose()
-        end = round(time.perf_counter() - started, 6)
-        save({**head, **_body(body), "end": end})
-        return httpx.Response(
-            answer.status_code, headers=passed, content=body, request=request, extensions=answer.extensions
-        )
-    stream = _Recording(answer, started, lambda chunks: save({**head, "chunks": chunks}), failed)
-    return httpx.Response(
-        answer.status_code, headers=passed, stream=stream, request=request, extensions=answer.extensions
-    )
+class Replayed:
+    """A recorded answer as the provider reads it (a :class:`~runner.providers.transport.Answer`): a whole
+    JSON body as the value the cassette kept, a stream as its recorded chunks. ``started`` (a
+    ``time.perf_counter()``): the answer keeps its recorded pace from then (``recorded`` timing); None: at once."""
 
+    __slots__ = ("headers", "status", "_response", "_started")
 
-_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-
-
-def _body(body: bytes) -> dict[str, Any]:
-    """A whole answer as it is kept: its JSON (readable, diffable) or, when it is not JSON, its text."""
-    try:
-        return {"json": json.loads(body)}
-    except ValueError:
-        return {"text": body.decode("utf-8", "surrogateescape")}
-
-
-class _Recording(httpx.AsyncByteStream):
-    """The body of an answer being recorded: each chunk is passed on as it comes and kept with its offset; the
-    entry is saved when the body was read to its end (a stream cut short is not a recording)."""
-
-    def __init__(
-        self,
-        inner: httpx.Response,
-        started: float,
-        save: Callable[[list[list[Any]]], None],
-        failed: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._started = started
-        self._save = save
-        self._failed = failed
-        self._saved = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks: list[list[Any]] = []
-        # a multi-byte character cut between two chunks stays whole in the recording: the decoder holds its
-        # first bytes back for the next chunk
-        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-        async for chunk in self._inner.aiter_bytes():
-            text = decoder.decode(chunk)
-            if text:
-                chunks.append([round(time.perf_counter() - self._started, 6), text])
-            yield chunk
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            chunks.append([round(time.perf_counter() - self._started, 6), tail])
-        self._save(chunks)
-        self._saved = True
-
-    async def aclose(self) -> None:
-        if not self._saved:
-            self._failed()
-        await self._inner.aclose()
-
-
-class _Timed(httpx.AsyncByteStream):
-    """A recorded answer's body replayed at its recorded pace: each chunk at its offset from the request."""
-
-    def __init__(self, entry: Entry, started: float) -> None:
-        self._entry = entry
+    def __init__(self, response: dict[str, Any], started: float | None) -> None:
+        self.status = int(response["status"])
+        self.headers = {str(k).lower(): str(v) for k, v in response.get("headers", {}).items()}
+        self._response = response
         self._started = started
 
     async def until(self, offset: float) -> None:
-        delay = self._started + offset - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Wait until ``offset`` seconds after ``started`` (at once for an instant replay)."""
+        if self._started is not None:
+            delay = self._started + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        response = self._entry.response
-        if "chunks" in response:
-            for offset, text in response["chunks"]:
-                await self.until(float(offset))
-                yield str(text).encode("utf-8", "surrogateescape")
-            return
+    async def read(self) -> Body:
+        response = self._response
+        if "chunks" in response:  # a request for a whole answer that was streamed anyway: its chunks joined
+            pieces = self._pieces()
+            await self.until(pieces[-1][0] if pieces else 0.0)
+            return Body(b"".join(piece for _, piece in pieces))
         await self.until(float(response.get("end", 0.0)))
-        yield self._entry.body
+        return Body.of(response["json"]) if "json" in response else Body(self._text())
+
+    def stream(self) -> _Pieces:
+        response = self._response
+        if "chunks" in response:
+            return _Pieces(self, self._pieces())
+        # a streamed request answered whole (a server that ignores "stream": true): the body, at its end
+        whole = Body.of(response["json"]).content if "json" in response else self._text()
+        return _Pieces(self, [(float(response.get("end", 0.0)), whole)])
+
+    def _text(self) -> bytes:
+        return str(self._response.get("text", "")).encode("utf-8", "surrogateescape")
+
+    def _pieces(self) -> list[tuple[float, bytes]]:
+        return [
+            (float(offset), str(text).encode("utf-8", "surrogateescape"))
+            for offset, text in self._response.get("chunks", ())
+        ]
+
+
+class _Pieces:
+    """A recorded stream's chunks, each handed on at its recorded offset (see :meth:`Replayed.until`). An
+    iterator with nothing to close, so a reader that stops early leaves nothing behind."""
+
+    __slots__ = ("_answer", "_pieces", "_next")
+
+    def __init__(self, answer: Replayed, pieces: list[tuple[float, bytes]]) -> None:
+        self._answer = answer
+        self._pieces = pieces
+        self._next = 0
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._next >= len(self._pieces):
+            raise StopAsyncIteration
+        offset, piece = self._pieces[self._next]
+        self._next += 1
+        await self._answer.until(offset)
+        return piece

@@ -14,9 +14,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from runner.config.openai import PoolConfig, TimeoutConfig
 from runner.errors import (
@@ -29,6 +27,9 @@ from runner.errors import (
 )
 from runner.retry import parse_retry_after
 from runner.secrets import SECRETS
+
+if TYPE_CHECKING:
+    import httpx
 
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: retrying cannot help, whatever ``retry_on`` says."""
@@ -174,7 +175,7 @@ class Failures:
         """``text`` without any secret (:mod:`runner.secrets`): servers and proxies echo keys and headers."""
         return SECRETS.redact(text)
 
-    def http_error(self, status: int, body: bytes, headers: httpx.Headers) -> ProviderHTTPError:
+    def http_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ProviderHTTPError:
         message = clip(self.redact(_server_message(body)))
         return ProviderHTTPError(
             f"{self.label}: HTTP {status}: {message}",
@@ -186,6 +187,8 @@ class Failures:
     def translate(self, exc: httpx.HTTPError, *, during: str = "") -> ProviderError:
         """The runner error for an httpx exception; ``during`` says what was going on (a stream's
         progress) for a connection that broke while reading."""
+        import httpx  # noqa: PLC0415 - imported already by whoever raised exc; a replay never comes here
+
         t = self.timeout
         if isinstance(exc, httpx.ConnectTimeout):
             return ProviderTimeout(
@@ -224,7 +227,7 @@ class Failures:
         broken.kind = "read"
         return broken
 
-    def reported_error(self, error: Any, where: str, headers: httpx.Headers | None = None) -> ProviderError:
+    def reported_error(self, error: Any, where: str, headers: Mapping[str, str] | None = None) -> ProviderError:
         """The error for an error object a server put in a body it answered with status 200 (``where`` says
         where: mid-stream, or in the JSON answer). Gateways and servers (LiteLLM, vLLM, OpenAI) report an
         upstream failure this way once the stream has begun: its code makes it the error its HTTP status would
@@ -251,7 +254,7 @@ class Failures:
     def protocol_error(self, what: str) -> ProviderProtocolError:
         return ProviderProtocolError(f"{self.label}: {self.redact(what)}")
 
-    def check_encoding(self, headers: httpx.Headers) -> None:
+    def check_encoding(self, headers: Mapping[str, str]) -> None:
         """Refuse an answer compressed in a way httpx cannot decode here (see :data:`DECODABLE`)."""
         for encoding in headers.get("content-encoding", "").split(","):
             name = encoding.strip().lower()

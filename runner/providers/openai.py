@@ -10,10 +10,8 @@ text across retries :mod:`runner.providers.token_gate`, the endpoint (client, re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import httpx
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from runner.calls import ChatResult
 from runner.config.openai import OpenAIModelConfig
@@ -32,7 +30,11 @@ from runner.providers.openai_wire import (
 from runner.providers.proxy import display_url
 from runner.providers.sse import SSEDecoder
 from runner.providers.token_gate import TokenGate
+from runner.providers.transport import Body, Outgoing
 from runner.structured import schema_instructions
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def with_instructions(messages: list[Message], text: str) -> list[Message]:
@@ -51,7 +53,7 @@ class OpenAIChatProvider:
     :class:`~runner.providers.base.ChatProvider`).
 
     One instance per model for the whole run, shared by every agent using it: one ``httpx.AsyncClient``
-    whose pool is ``config.pool`` (over :class:`~runner.providers.transport.AiohttpTransport` unless a
+    whose pool is ``config.pool`` (over :class:`~runner.providers.aiohttp_transport.AiohttpTransport` unless a
     ``transport`` is given: any httpx transport, ``httpx.MockTransport`` for a fake endpoint in tests), one
     rate limiter; ``aclose()`` closes them (a given transport too, as ``httpx.AsyncClient`` does). The API
     key is read from ``config.api_key_env`` when the instance is made: a missing variable raises
@@ -75,7 +77,6 @@ class OpenAIChatProvider:
         self.name = name
         self.config = config
         self._endpoint = Endpoint.of(f"model {name!r}", config, transport, source=("model", name))
-        self._url = httpx.URL(f"{config.base_url}/chat/completions")
 
     def __repr__(self) -> str:
         c = self.config
@@ -84,7 +85,7 @@ class OpenAIChatProvider:
     async def aclose(self) -> None:
         await self._endpoint.aclose()
 
-    def observe(self, on_response: Callable[[int, httpx.Headers], None] | None) -> None:
+    def observe(self, on_response: Callable[[int, Mapping[str, str]], None] | None) -> None:
         """Call ``on_response(status, headers)`` as each answer of this model arrives, retries included (a
         dataset batch adapts its rows in flight to 429s, ``Retry-After`` and ``x-ratelimit-remaining-*``)."""
         self._endpoint.on_response = on_response
@@ -126,7 +127,8 @@ class OpenAIChatProvider:
     async def chat(
         self, messages: Sequence[Message], ctx: CallContext, *, tools: Sequence[Mapping[str, Any]] = ()
     ) -> ChatResult:
-        payload = dumps(self.request_body(messages, tools, ctx.output))
+        body = self.request_body(messages, tools, ctx.output)
+        request = self._endpoint.request("/chat/completions", body, dumps(body))
         estimate = estimate_tokens(messages, self.config.params)
         gate = TokenGate(ctx.on_token, ctx)
         recorder = ctx.recorder
@@ -136,10 +138,10 @@ class OpenAIChatProvider:
 
         async def once(attempt: int) -> ChatResult:
             if self.config.stream:
-                return await self._stream(payload, ctx, gate)
-            return await self._json(payload, ctx, gate)
+                return await self._stream(request, ctx, gate)
+            return await self._json(request, ctx, gate)
 
-        free = self._endpoint.answered(self._url, payload)  # a cached or replayed answer: no rate-limit budget
+        free = self._endpoint.answered(request)  # a cached or replayed answer: no rate-limit budget
         result, attempts = await self._endpoint.run(
             once, node_id=ctx.node_id, recorder=recorder, tokens=estimate, on_retry=on_retry, free=free
         )
@@ -153,17 +155,19 @@ class OpenAIChatProvider:
             result.content, result.usage, result.tool_calls, result.first_token_at, attempts, result.finish_reason
         )
 
-    async def _json(self, payload: bytes, ctx: CallContext, gate: TokenGate) -> ChatResult:
-        content = await self._endpoint.post_json(self._url, payload, ctx.recorder, ctx.node_id)
+    async def _json(self, request: Outgoing, ctx: CallContext, gate: TokenGate) -> ChatResult:
+        content = await self._endpoint.post_json(request, ctx.recorder, ctx.node_id)
         return self._completion(content, gate)
 
-    def _completion(self, content: bytes, gate: TokenGate, headers: httpx.Headers | None = None) -> ChatResult:
+    def _completion(
+        self, content: bytes | Body, gate: TokenGate, headers: Mapping[str, str] | None = None
+    ) -> ChatResult:
         result = read_completion(content, self._endpoint.errors, headers)
         if result.content:
             gate.push(result.content)
         return result
 
-    async def _stream(self, payload: bytes, ctx: CallContext, gate: TokenGate) -> ChatResult:
+    async def _stream(self, request: Outgoing, ctx: CallContext, gate: TokenGate) -> ChatResult:
         ep = self._endpoint
         timeouts = self.config.timeout
         loop = asyncio.get_running_loop()
@@ -172,13 +176,21 @@ class OpenAIChatProvider:
         resp: httpx.Response | None = None
         try:
             async with scope:
-                resp = await ep.send(self._url, payload, stream=True, node_id=ctx.node_id)
-                ep.note_pool_wait(resp, ctx.recorder, ctx.node_id)
-                if resp.status_code >= 400:
-                    raise ep.errors.http_error(resp.status_code, await resp.aread(), resp.headers)
-                ep.errors.check_encoding(resp.headers)
-                state.headers = resp.headers
-                chunks = resp.aiter_bytes()
+                chunks: AsyncIterator[bytes]
+                headers: Mapping[str, str]
+                answer = await ep.answer(request, ctx.node_id)  # a replay's recording: no HTTP objects
+                if answer is not None:
+                    if answer.status >= 400:
+                        raise ep.errors.http_error(answer.status, (await answer.read()).content, answer.headers)
+                    headers, chunks = answer.headers, answer.stream()
+                else:
+                    resp = await ep.send(request, stream=True, node_id=ctx.node_id)
+                    ep.note_pool_wait(resp, ctx.recorder, ctx.node_id)
+                    if resp.status_code >= 400:
+                        raise ep.errors.http_error(resp.status_code, await resp.aread(), resp.headers)
+                    headers, chunks = resp.headers, resp.aiter_bytes()
+                ep.errors.check_encoding(headers)
+                state.headers = headers
                 # What the answer is, before reading it as a stream: its content type, and its first bytes
                 # (a server may mislabel it). A server that ignores "stream": true answers with one JSON
                 # completion; an HTML page (a portal, a proxy's login, a base_url that is a web UI), an
@@ -189,12 +201,12 @@ class OpenAIChatProvider:
                     first += chunk
                     if first.lstrip(b"\xef\xbb\xbf \t\r\n"):
                         break
-                shape = answer_shape(resp.headers.get("content-type", ""), first)
+                shape = answer_shape(headers.get("content-type", ""), first)
                 if shape == "json":
                     rest = [first] + [chunk async for chunk in chunks]
-                    return self._completion(b"".join(rest), gate, resp.headers)
+                    return self._completion(b"".join(rest), gate, headers)
                 if shape != "sse":
-                    raise ep.errors.protocol_error(not_a_stream(shape, resp.headers.get("content-type"), first))
+                    raise ep.errors.protocol_error(not_a_stream(shape, headers.get("content-type"), first))
                 decoder = SSEDecoder()
                 chunk = first
                 while True:
@@ -226,8 +238,8 @@ class OpenAIChatProvider:
             raise ProviderTimeout(
                 f"{ep.label}: timeout.idle ({timeouts.idle:g} s) fired: the stream stalled{state.progress()}"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise ep.errors.translate(exc, during=state.progress()) from exc
+        except ep.network_errors as exc:  # httpx's, once a request went through the transport; a replay's: none
+            raise ep.errors.translate(exc, during=state.progress()) from exc  # type: ignore[arg-type]
         finally:
             if resp is not None:
                 await resp.aclose()

@@ -3,11 +3,9 @@ over the same endpoint machinery (pool, timeouts, retries, rate limit) as a chat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 
 from runner.config.embeddings import EmbeddingConfig
@@ -18,6 +16,10 @@ from runner.events import Recorder
 from runner.providers.endpoint import Endpoint
 from runner.providers.openai_wire import dumps
 from runner.providers.proxy import display_url
+from runner.providers.transport import Body
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class OpenAIEmbedder:
@@ -43,7 +45,6 @@ class OpenAIEmbedder:
         self.recorder = recorder
         self._node_id = f"embeddings.{name}"
         self._endpoint = Endpoint.of(f"embeddings {name!r}", config, transport, source=("embeddings", name))
-        self._url = httpx.URL(f"{config.base_url}/embeddings")
 
     def __repr__(self) -> str:
         c = self.config
@@ -80,27 +81,27 @@ class OpenAIEmbedder:
         body: dict[str, Any] = {"model": self.config.model, "input": batch, "encoding_format": "float"}
         if self.config.send_dimensions:
             body["dimensions"] = self.config.dimensions
-        payload = dumps(body)
         ep = self._endpoint
+        request = ep.request("/embeddings", body, dumps(body))
 
         async def once(attempt: int) -> Vectors:
-            content = await ep.post_json(self._url, payload, self.recorder, self._node_id)
+            content = await ep.post_json(request, self.recorder, self._node_id)
             return self._parse(content, len(batch))
 
         estimate = sum(len(t) for t in batch) / 4
         # counted at the estimate: an embedding request's tokens are its input, which the estimate covers
-        free = ep.answered(self._url, payload)  # a replayed answer: no rate-limit budget
+        free = ep.answered(request)  # a replayed answer: no rate-limit budget
         vectors, _ = await ep.run(once, node_id=self._node_id, recorder=self.recorder, tokens=estimate, free=free)
         return vectors
 
-    def _parse(self, content: bytes, count: int) -> Vectors:
+    def _parse(self, content: Body, count: int) -> Vectors:
         dim = self.config.dimensions
         try:
-            data = json.loads(content)["data"]
+            data = content.json()["data"]
             rows = sorted(data, key=lambda item: item["index"])
             matrix = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
-            snippet = content[:200].decode("utf-8", errors="replace")
+            snippet = content.content[:200].decode("utf-8", errors="replace")
             raise self._endpoint.errors.protocol_error(
                 f"the answer is not an embedding list ({type(exc).__name__}: {exc}): {snippet!r}"
             ) from exc

@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from runner.calls import ChatResult, ToolCall, Usage
 from runner.providers.base import Message
 from runner.providers.failures import Failures, snippet
+from runner.providers.transport import Body
 
 
 def read_usage(usage: Any) -> Usage:
@@ -76,12 +75,16 @@ def tool_calls(raw: Any) -> tuple[ToolCall, ...]:
     return builder.result()
 
 
-def read_completion(content: bytes, errors: Failures, headers: httpx.Headers | None = None) -> ChatResult:
-    """The reply in a JSON chat completion (``headers``: the answer's, for the error a 200 answer reports)."""
-    if looks_like_html(content, headers):
-        raise errors.protocol_error(f"the server answered with an HTML page, not a chat completion: {snippet(content)}")
+def read_completion(content: bytes | Body, errors: Failures, headers: Mapping[str, str] | None = None) -> ChatResult:
+    """The reply in a JSON chat completion (``headers``: the answer's, for the error a 200 answer reports). A
+    :class:`~runner.providers.transport.Body` already parsed (a replayed answer) is read as it is."""
+    body = content if isinstance(content, Body) else Body(content)
+    if not body.parsed and looks_like_html(body.content, headers):
+        raise errors.protocol_error(
+            f"the server answered with an HTML page, not a chat completion: {snippet(body.content)}"
+        )
     try:
-        data = json.loads(content)
+        data = body.json()
         if not isinstance(data, dict):
             raise TypeError("the answer is not a JSON object")
         error = error_object(data)
@@ -91,7 +94,7 @@ def read_completion(content: bytes, errors: Failures, headers: httpx.Headers | N
         if not choices and isinstance(choices, list | None):
             # the same rule as a stream's (see StreamState.result): an answer must carry a choice
             what = "is empty" if isinstance(choices, list) else "is missing"
-            raise errors.protocol_error(f'the answer has no choice: its "choices" {what}: {snippet(content)}')
+            raise errors.protocol_error(f'the answer has no choice: its "choices" {what}: {snippet(body.content)}')
         choice = data["choices"][0]
         message = choice["message"]
         text = message.get("content") or ""
@@ -107,7 +110,7 @@ def read_completion(content: bytes, errors: Failures, headers: httpx.Headers | N
         )
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise errors.protocol_error(
-            f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet(content)}"
+            f"the answer is not a chat completion ({type(exc).__name__}: {exc}): {snippet(body.content)}"
         ) from exc
 
 
@@ -132,7 +135,7 @@ def answer_shape(content_type: str, first: bytes) -> str:
     return "html" if media in ("text/html", "application/xhtml+xml") else "other"
 
 
-def looks_like_html(content: bytes, headers: httpx.Headers | None) -> bool:
+def looks_like_html(content: bytes, headers: Mapping[str, str] | None) -> bool:
     head = content[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--")):
         return True
@@ -168,7 +171,7 @@ class StreamState:
     def __init__(self, errors: Failures, push: Callable[[str], None]) -> None:
         self.errors = errors
         self.push = push
-        self.headers: httpx.Headers | None = None
+        self.headers: Mapping[str, str] | None = None
         self.parts: list[str] = []
         self.tools = ToolCallBuilder()
         self.first_token_at: float | None = None
