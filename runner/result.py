@@ -90,12 +90,13 @@ class Result:
         An unknown format is a ``ValueError``."""
         from runner.fsutil import ensure_writable_dir  # noqa: PLC0415 - the writers load when a report is written
         from runner.report.files import report_path, write_outputs  # noqa: PLC0415
+        from runner.report.formats import EVAL_FORMATS  # noqa: PLC0415
         from runner.report.formats import RUN_FORMATS as FORMATS  # noqa: PLC0415
 
         if isinstance(formats, str):  # ("html") for ("html",): each letter would be a format
             raise TypeError(f"formats must be a list of format names, not the string {formats!r}")
         chosen = tuple(self.formats if formats is None else formats)
-        unknown = [f for f in chosen if f not in FORMATS]
+        unknown = [f for f in chosen if f not in FORMATS and f not in EVAL_FORMATS]  # junit: the eval writes it
         if unknown:
             raise ValueError(f"unknown report format {unknown[0]!r}: choose among {', '.join(FORMATS)}")
         assert self._info is not None, "a Result made by a run knows its run"

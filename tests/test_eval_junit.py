@@ -101,3 +101,62 @@ def test_markup_and_quotes_round_trip_through_an_xml_parser() -> None:
     assert list(cases[1]) == []
     error = cases[2].find("error")
     assert error is not None and error.text == "x: boom & <bust>"
+
+
+def test_junit_and_the_page_are_written_when_the_formats_ask_for_them(tmp_path: Path) -> None:
+    """``report: {formats: [..., junit, html]}`` (issue 24: "junit in report formats", "a page in the HTML report"):
+    without them an eval writes its verdicts, totals and Markdown only; ``--junit FILE`` asks for the XML too."""
+    with OAIServer() as server:
+        server.responder = responder
+        wf, data = setup(tmp_path, server.url, "jsonl", label_threshold=0.1, top_threshold=0.1)
+        wf.write_text(wf.read_text().replace("report: {formats: [json, junit, html]}\n", ""))
+        plain = cli("eval", str(wf), "--dataset", str(data), "--key", "id", "--report-dir", str(tmp_path / "a"))
+        ci = tmp_path / "ci.xml"
+        flagged = cli("eval", str(wf), "--dataset", str(data), "--report-dir", str(tmp_path / "b"), "--junit", str(ci))
+    assert (plain.returncode, flagged.returncode) == (0, 0), plain.stderr + flagged.stderr
+    assert sorted(p.name for p in folder_of(tmp_path / "a").iterdir() if not p.name.startswith(".")) == [
+        "ledger.sqlite",
+        "report.json",
+        "report.md",
+        "results.jsonl",
+    ]
+    folder = folder_of(tmp_path / "b")
+    assert (folder / "junit.xml").read_bytes() == ci.read_bytes() and not (folder / "evals.html").exists()
+    xmlschema.XMLSchema(str(XSD)).validate(str(ci))
+
+
+SINGLE = """\
+version: 1
+name: single
+report: {formats: [json, junit]}
+models:
+  m: {provider: scripted, reply: "the answer is 42"}
+agents:
+  a: {model: m}
+stages:
+  - {id: s, agent: a, input: "?"}
+assert:
+  - {type: contains, value: "42", metric: has-42}
+  - {type: contains, value: "43", metric: has-43}
+  - {type: python, value: "single_checks:broken", metric: broken}
+"""
+
+
+def test_a_single_run_writes_its_verdicts_as_junit_beside_its_report(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SINGLE)
+    (tmp_path / "single_checks.py").write_text("def broken(output):\n    raise ValueError('no')\n")
+    proc = cli("run", str(tmp_path / "wf.yaml"), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 1  # one assertion failed, one could not be checked
+    (report,) = (tmp_path / "r").glob("*Z.json")
+    xml = report.with_name(report.name.removesuffix(".json") + ".junit.xml")
+    assert f"junit: {xml}" in proc.stderr.splitlines()
+    xmlschema.XMLSchema(str(XSD)).validate(str(xml))
+    (suite,) = list(JUnitXml.fromfile(str(xml)))
+    assert (suite.name, suite.tests, suite.failures, suite.errors) == ("single", 3, 1, 1)
+    cases = {case.name: case for case in suite}
+    assert list(cases) == ["has-42", "has-43", "broken"]
+    assert cases["has-42"].result == []
+    (failed,) = cases["has-43"].result
+    assert isinstance(failed, Failure) and failed.message.startswith("has-43: 'the answer is 42' does not contain")
+    (broken,) = cases["broken"].result
+    assert isinstance(broken, Error) and "ValueError: no" in broken.message

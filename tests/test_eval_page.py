@@ -35,6 +35,7 @@ assert:
   - {type: contains, value: "{{ row.want }}", metric: wanted}
   - {type: python, value: "page_checks:fussy", metric: fussy}
 threshold: 0.5
+report: {formats: [json, html]}
 """
 
 CHECKS = """\

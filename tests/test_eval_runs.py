@@ -41,6 +41,7 @@ def workflow(url: str, *, label_threshold: float = 1.0, top_threshold: float | N
     return f"""\
 version: 1
 name: evals
+report: {{formats: [json, junit, html]}}
 inputs:
   text: {{type: string}}
 models:

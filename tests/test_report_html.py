@@ -38,7 +38,7 @@ from runner.plan.compile import compile_workflow
 from runner.report.critical_path import CATEGORIES
 from runner.report.document import build_report
 from runner.report.files import write_outputs
-from runner.report.formats import RUN_FORMATS
+from runner.report.formats import EVAL_FORMATS, RUN_FORMATS
 from runner.report.html import CATEGORY_FILLS, KIND_LABELS, STATUS_LABELS, embed_json, to_html
 from runner.secrets import redact
 from runner.validate.check import load_workflow
@@ -353,7 +353,7 @@ def embedded(page: str, tag: str = "report-data") -> str:
 
 def test_one_list_of_formats_for_the_schema_the_run_and_runner_report() -> None:
     schema = json.loads((ROOT / "schemas" / "workflow.schema.json").read_text(encoding="utf-8"))
-    assert schema["properties"]["report"]["properties"]["formats"]["items"]["enum"] == list(RUN_FORMATS)
+    assert schema["properties"]["report"]["properties"]["formats"]["items"]["enum"] == [*RUN_FORMATS, *EVAL_FORMATS]
     assert "html" in RUN_FORMATS
     assert REPORT_FORMATS[0] == "text" and sorted(REPORT_FORMATS[1:]) == sorted(RUN_FORMATS)
 

@@ -25,7 +25,7 @@ from runner.report.advice import (
 from runner.report.critical_path import CATEGORIES, PathSummary
 from runner.report.document import build_report, report_json
 from runner.report.files import write_outputs
-from runner.report.formats import FORMATS_BY_NAME, RUN_FORMATS, ReportFormat, format_of
+from runner.report.formats import EVAL_FORMATS, FORMATS_BY_NAME, RUN_FORMATS, ReportFormat, format_of
 from runner.report.summary import format_summary
 from runner.secrets import redact
 from tests.conftest import ROOT, assert_valid_report, report_schema, run_cli
@@ -42,7 +42,7 @@ def workflow_formats_schema() -> dict:
 
 def test_report_formats_offers_what_runner_run_writes_the_json_first() -> None:
     formats = workflow_formats_schema()
-    assert formats["items"]["enum"] == list(RUN_FORMATS) == ["json", "markdown", "trace", "html"]
+    assert formats["items"]["enum"] == [*RUN_FORMATS, *EVAL_FORMATS] == ["json", "markdown", "trace", "html", "junit"]
     assert [name for name, f in FORMATS_BY_NAME.items() if f.written_by_run] == ["markdown", "json", "trace", "html"]
     for name in RUN_FORMATS:  # the description tells an author each format and its file
         fmt = FORMATS_BY_NAME[name]

@@ -304,7 +304,10 @@ def _run(
     if evaluating:
         from runner.commands.evals import BatchVerdicts, checked_line  # noqa: PLC0415
 
-        verdicts = BatchVerdicts(plan.workflow)
+        formats = plan.workflow.report.formats  # the JUnit XML and the verdicts' page when asked for
+        verdicts = BatchVerdicts(
+            plan.workflow, junit="junit" in formats or opts.junit is not None, page="html" in formats
+        )
 
     def on_result(result: RowResult) -> Any:
         if evaluating:

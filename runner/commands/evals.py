@@ -25,8 +25,16 @@ from runner.plan.compile import Plan
 from runner.providers.base import ChatProvider
 
 
-def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], report: Mapping[str, Any], tape: Any) -> int:
-    """Check the assertions of one finished run; 0 when every one passed, else 1."""
+def check_once(
+    plan: Plan,
+    outcome: RunOutcome,
+    inputs: Mapping[str, Any],
+    report: Mapping[str, Any],
+    tape: Any,
+    junit_to: Path | None = None,
+) -> int:
+    """Check the assertions of one finished run; 0 when every one passed, else 1. ``junit_to``: where to write
+    their verdicts as JUnit XML (``junit`` in the workflow's ``report.formats``)."""
     from runner.evals.evaluate import PASS, Outcome  # noqa: PLC0415
 
     totals = report.get("totals", {})
@@ -55,6 +63,12 @@ def check_once(plan: Plan, outcome: RunOutcome, inputs: Mapping[str, Any], repor
             await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
 
     verdicts = asyncio.run(main())
+    if junit_to is not None:
+        from runner.evals.summary import junit_run  # noqa: PLC0415
+        from runner.fsutil import atomic_write_bytes  # noqa: PLC0415
+
+        wall = float(report.get("run", {}).get("wall_s", 0.0))
+        atomic_write_bytes(junit_to, junit_run(plan.workflow.name, [v.line() for v in verdicts], wall))
     bad = [v for v in verdicts if v.status != PASS]
     for v in verdicts:
         print(f"runner: {v.name}: {v.status.upper() if v.status != PASS else v.status} ({v.reason})", file=sys.stderr)
@@ -122,15 +136,18 @@ def _judges(plan: Plan, tape: Any) -> dict[str, ChatProvider]:
 
 class BatchVerdicts:
     """A batch's verdicts added up as its rows end (:meth:`add`, each ``results.jsonl`` line as it is written),
-    then :meth:`finish`: the totals into the batch report, ``junit.xml`` and ``evals.html``. Counting as rows
-    end, rather than reading results.jsonl back at the end, leaves the end only what must wait for the last row
-    (issue 24's overhead bar); a resumed batch reads back just the lines of rows that ended in earlier runs."""
+    then :meth:`finish`: the totals into the batch report, ``junit.xml`` (with ``junit``: the workflow's
+    ``report.formats`` has it, or ``--junit FILE`` was given) and ``evals.html`` (with ``page``: ``html`` is among
+    the formats). Counting as rows end, rather than reading results.jsonl back at the end, leaves the end only what
+    must wait for the last row (issue 24's overhead bar); a resumed batch reads back just the lines of rows that
+    ended in earlier runs."""
 
-    def __init__(self, wf: Any) -> None:
+    def __init__(self, wf: Any, *, junit: bool = True, page: bool = True) -> None:
         from runner.evals.page import MAX_ROWS  # noqa: PLC0415
         from runner.evals.summary import EvalStats, junit_case  # noqa: PLC0415
 
         self._case, self._most = junit_case, MAX_ROWS
+        self.junit, self.page = junit, page
         self.wf = wf
         self.totals = EvalStats(wf.asserts)
         self.cases: list[tuple[int, tuple[str, str]]] = []  # each row's JUnit test case, made as it ends
@@ -147,8 +164,9 @@ class BatchVerdicts:
         index = line["index"]
         self.seen.add(index)
         key = str(line.get("key", index))
-        self.cases.append((index, self._case(self.wf.name, key, float(line.get("latency_s") or 0.0), verdicts)))
-        if line.get("verdict") != "pass" or self.passing < self._most:
+        if self.junit:
+            self.cases.append((index, self._case(self.wf.name, key, float(line.get("latency_s") or 0.0), verdicts)))
+        if self.page and (line.get("verdict") != "pass" or self.passing < self._most):
             self.passing += line.get("verdict") == "pass"
             self.shown.append(line)
         for v in verdicts:
@@ -183,16 +201,18 @@ class BatchVerdicts:
         wf, totals = self.wf, self.totals
         totals.judge_tokens = evaluator[0].judge_tokens if evaluator else 0
         doc["evals"] = totals.document()
-        atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], self.shown))
+        if self.page:
+            atomic_write_text(folder / "evals.html", to_page(wf.name, doc["evals"], self.shown))
         if annotate:
             from runner.evals.summary import github_annotations  # noqa: PLC0415
 
             sys.stdout.write(github_annotations(doc["evals"], wf.asserts, self.examples, variant))
-        self.cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows ended in
-        xml = junit_document(wf.name, [case for _, case in self.cases], wall)
-        atomic_write_bytes(folder / "junit.xml", xml)
-        if junit_to is not None:
-            atomic_write_bytes(Path(junit_to), xml)
+        if self.junit:
+            self.cases.sort(key=lambda case: case[0])  # the dataset's order, not the order the rows ended in
+            xml = junit_document(wf.name, [case for _, case in self.cases], wall)
+            atomic_write_bytes(folder / "junit.xml", xml)
+            if junit_to is not None:
+                atomic_write_bytes(Path(junit_to), xml)
         return unmet(doc["evals"])
 
 

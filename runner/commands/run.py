@@ -224,14 +224,19 @@ def _run_command(
         where = f"report: {target}" if json_written else "no report written"
         logger.info(f"run {outcome.status} in {report['run']['wall_s']:.3f} s; {where}")
     checked = 0
+    junit_to = None
     if wf.asserts and outcome.status == "ok":  # checked once, before the cassette is closed (issue 24)
         from runner.commands.evals import check_once  # noqa: PLC0415
 
-        checked = check_once(plan, outcome, inputs, report, tape)
+        if "junit" in wf.report.formats:  # the verdicts as JUnit XML beside the JSON report: wf-<stamp>.junit.xml
+            junit_to = target.with_name(target.with_suffix("").name + ".junit.xml")
+        checked = check_once(plan, outcome, inputs, report, tape, junit_to)
     if not quiet:
         print(format_summary(report), file=sys.stderr)
         for extra in paths[1 if json_written else 0 :]:
             print(f"{format_of(extra).label}: {extra}", file=sys.stderr)
+        if junit_to is not None:
+            print(f"junit: {junit_to}", file=sys.stderr)
         if _holds_run_files(run_dir):
             print(f"run files: {run_dir}", file=sys.stderr)
         if json_written:

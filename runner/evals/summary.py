@@ -265,6 +265,25 @@ def junit_case(suite: str, key: str, latency: float, verdicts: Sequence[dict[str
     return f"{head} />", PASS
 
 
+def junit_run(name: str, verdicts: Sequence[dict[str, Any]], wall_s: float) -> bytes:
+    """JUnit XML of one run's assertions (``runner run WF`` with ``junit`` in ``report.formats``): a ``testcase``
+    per assertion, named after it, with a ``failure`` when it failed and an ``error`` when it could not be checked."""
+    cases = []
+    for v in verdicts:
+        head = f'<testcase classname="{_attr(name)}" name="{_attr(str(v["name"]))}" time="0.000"'
+        text = _text(f"{v['name']}: {v['reason']}")
+        message = _attr(f"{v['name']}: {v['reason']}"[:500])
+        if v["status"] == FAIL:
+            cases.append(
+                (f'{head}><failure message="{message}" type="AssertionFailed">{text}</failure></testcase>', FAIL)
+            )
+        elif v["status"] == ERROR:
+            cases.append((f'{head}><error message="{message}" type="AssertionError">{text}</error></testcase>', ERROR))
+        else:
+            cases.append((f"{head} />", PASS))
+    return junit_document(name, cases, wall_s)
+
+
 def junit_document(name: str, cases: Sequence[tuple[str, str]], wall_s: float) -> bytes:
     """The JUnit XML of a batch from its rows' :func:`junit_case`, in the dataset's order."""
     failures = sum(status == FAIL for _, status in cases)

@@ -11,7 +11,7 @@ from typing import Any
 from runner.errors import RunError
 from runner.fsutil import atomic_write_text
 from runner.report.document import RunInfo, report_json
-from runner.report.formats import FORMATS_BY_NAME, RUN_FORMATS, format_of
+from runner.report.formats import EVAL_FORMATS, FORMATS_BY_NAME, RUN_FORMATS, format_of
 from runner.secrets import redact
 
 
@@ -57,7 +57,7 @@ def write_outputs(report: Mapping[str, Any], path: Path, formats: Sequence[str] 
 
     Each file is made and written on its own: one that fails (a full disk, a crash in its writer) never stops
     the others. When any failed, raises :class:`ReportWriteError` after writing all the others."""
-    unknown = [name for name in formats if name not in RUN_FORMATS]
+    unknown = [name for name in formats if name not in RUN_FORMATS and name not in EVAL_FORMATS]
     if unknown:
         raise ValueError(f"runner run writes no {unknown[0]!r} file; choose from: {', '.join(RUN_FORMATS)}")
     wanted = [FORMATS_BY_NAME[name] for name in RUN_FORMATS[1:] if name in formats]

@@ -65,6 +65,9 @@ FORMATS_BY_NAME: Mapping[str, ReportFormat] = {
 # What `report: {formats}` can name, in the order `runner run` writes them: the JSON report (always written,
 # and the document every other format is drawn from) first.
 RUN_FORMATS = ("json", *(name for name, f in FORMATS_BY_NAME.items() if f.written_by_run and name != "json"))
+# What `report: {formats}` can also name that is not drawn from the timing report: the assertions' verdicts as JUnit
+# XML, which the evaluation writes (runner/commands/evals.py, issue 24) when the workflow has assertions.
+EVAL_FORMATS = ("junit",)
 
 
 # Longest ending first: a trace (`.trace.json`) is no JSON report.
