@@ -5,15 +5,16 @@ OpenAI-compatible server (``tests/oai_server.py``, a process of its own, fixed l
 
 * ``plain``: ``runner run WF --dataset FILE``, the workflow without assertions;
 * ``eval``: ``runner eval WF --dataset FILE`` of the same workflow with a field-equals (``path: data.label``
-  against the row's ``label``), a regex and a Python assertion (verdicts per row in results.jsonl, the totals,
-  JUnit XML and the verdicts' page written at the end).
+  against the row's ``label``), a regex and a Python assertion (verdicts per row in results.jsonl, the totals in
+  report.json and report.md; with ``--formats junit,html`` also the JUnit XML and the verdicts' page, which the
+  workflow's ``report.formats`` ask for).
 
 Each case runs in a process of its own per round, the cases interleaved over rounds so a slow spell of a shared
 machine weighs on both alike; times are taken inside the process around ``runner.cli.main`` (interpreter start-up
 left out), with the process's CPU time over the same span (less sensitive to a busy machine than the wall time);
 figures are medians, and the median of the rounds' eval / plain ratios. Bar: eval / plain at most 1.1 (wall).
 
-    python bench/evals.py [--rounds 5] [--rows 1000] [--concurrency 32]
+    python bench/evals.py [--rounds 5] [--rows 1000] [--concurrency 32] [--formats junit,html]
 """
 
 from __future__ import annotations
@@ -85,9 +86,10 @@ def run_main(*args: str) -> float:
     return elapsed
 
 
-def child(name: str, folder: Path, rows: int, concurrency: int, url: str) -> dict[str, Any]:
+def child(name: str, folder: Path, rows: int, concurrency: int, url: str, formats: str) -> dict[str, Any]:
     wf = folder / "wf.yaml"
-    wf.write_text(WORKFLOW.format(url=url) + (ASSERTIONS if name == "eval" else ""))
+    asked = f"report: {{formats: [json, {formats}]}}\n" if formats else ""  # the plain run's too: it ignores them
+    wf.write_text(WORKFLOW.format(url=url) + (ASSERTIONS if name == "eval" else "") + asked)
     (folder / "bench_checks.py").write_text(CHECKS)
     data = folder / "rows.jsonl"
     with data.open("w") as f:
@@ -102,9 +104,9 @@ def child(name: str, folder: Path, rows: int, concurrency: int, url: str) -> dic
     return {"wall_s": wall, "cpu_s": CPU[-1]}
 
 
-def spawn(name: str, folder: Path, rows: int, concurrency: int, url: str) -> dict[str, Any]:
+def spawn(name: str, folder: Path, rows: int, concurrency: int, url: str, formats: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, str(folder), str(rows), str(concurrency), url],
+        [sys.executable, __file__, "--child", name, str(folder), str(rows), str(concurrency), url, formats],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -132,15 +134,16 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 def main() -> int:
     if sys.argv[1:2] == ["--child"]:
-        name, folder, rows, concurrency, url = sys.argv[2:]
+        name, folder, rows, concurrency, url, formats = sys.argv[2:]
         sys.path.insert(0, str(ROOT))
-        print(json.dumps(child(name, Path(folder), int(rows), int(concurrency), url)))
+        print(json.dumps(child(name, Path(folder), int(rows), int(concurrency), url, formats)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency-ms", type=int, default=20, help="the loopback server's latency per request")
+    parser.add_argument("--formats", default="", help="report formats beside json, e.g. junit,html (default: none)")
     args = parser.parse_args()
     server, url = start_server(args.latency_ms / 1000)
     runs: dict[str, list[float]] = {"plain": [], "eval": []}
@@ -151,7 +154,7 @@ def main() -> int:
                 for name in ("plain", "eval") if r % 2 == 0 else ("eval", "plain"):
                     folder = Path(tmp) / f"{name}-{r}"
                     folder.mkdir()
-                    got = spawn(name, folder, args.rows, args.concurrency, url)
+                    got = spawn(name, folder, args.rows, args.concurrency, url, args.formats.replace(",", ", "))
                     runs[name].append(got["wall_s"])
                     cpu[name].append(got["cpu_s"])
     finally:
@@ -164,7 +167,7 @@ def main() -> int:
     cpu_plain, cpu_eval = statistics.median(cpu["plain"]), statistics.median(cpu["eval"])
     print(
         f"evals: {args.rows:,} rows against the loopback server ({args.latency_ms} ms), {args.concurrency} in flight, "
-        f"{args.rounds} interleaved rounds (medians)\n"
+        f"{args.rounds} interleaved rounds (medians); formats: json{', ' + args.formats if args.formats else ''}\n"
         f"  plain dataset run  {plain:.2f} s  {' '.join(f'{x:.2f}' for x in runs['plain'])}\n"
         f"  eval (3 asserts)   {evaluated:.2f} s  {' '.join(f'{x:.2f}' for x in runs['eval'])}\n"
         f"  ratio              {ratio:.3f} (bar {BAR}); median of the rounds' ratios {pairs:.3f}\n"
