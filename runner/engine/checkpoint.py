@@ -497,7 +497,7 @@ def stage_hashes(workflow_file: str, _within: frozenset[str] = frozenset()) -> d
     out: dict[str, str] = {}
     for stage in data.get("stages") or ():
         used: dict[str, Any] = {}
-        for name in sorted(_agent_names(stage)):
+        for name in sorted(_named(stage, "agent")):
             agent = agents.get(name)
             used[f"agent {name}"] = agent
             if isinstance(agent, Mapping):
@@ -507,7 +507,7 @@ def stage_hashes(workflow_file: str, _within: frozenset[str] = frozenset()) -> d
                 for tool in agent.get("tools") or ():
                     if isinstance(tool, str):
                         used[f"tool {tool}"] = tools.get(tool)
-        for ref in sorted(_workflow_refs(stage)):  # as the loader resolves them: beside this file
+        for ref in sorted(_named(stage, "workflow")):  # as the loader resolves them: beside this file
             child = os.path.normpath(os.path.join(folder, ref))
             if os.path.abspath(child) in within:
                 used[f"workflow {ref}"] = "a cycle"  # validate refuses it (include-cycle); never followed here
@@ -530,32 +530,19 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def _workflow_refs(value: Any) -> set[str]:
-    """The child workflow files a stage names (``workflow: child.yaml``, in a fan-out's body or deeper)."""
-    refs: set[str] = set()
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "workflow" and isinstance(item, str):
-                refs.add(item)
-            else:
-                refs |= _workflow_refs(item)
-    elif isinstance(value, list):
-        for item in value:
-            refs |= _workflow_refs(item)
-    return refs
-
-
-def _agent_names(value: Any) -> set[str]:
+def _named(value: Any, key: str) -> set[str]:
+    """The names a stage gives under ``key`` at any depth: ``agent`` (the agents it calls), ``workflow`` (the child
+    workflow files it runs, in a fan-out's body or deeper)."""
     names: set[str] = set()
     if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "agent" and isinstance(item, str):
+        for k, item in value.items():
+            if k == key and isinstance(item, str):
                 names.add(item)
             else:
-                names |= _agent_names(item)
+                names |= _named(item, key)
     elif isinstance(value, list):
         for item in value:
-            names |= _agent_names(item)
+            names |= _named(item, key)
     return names
 
 
