@@ -347,6 +347,52 @@ def test_the_run_folder_is_named_as_the_run_starts_and_no_checkpoint_keeps_none(
     assert not (tmp_path / "r" / "runs").exists()
 
 
+TOOL_TURNS = """\
+version: 1
+name: turns
+limits: {max_model_calls: LIMIT}
+models:
+  m:
+    provider: scripted
+    turns:
+      - tool_calls: [{name: shout, arguments: {text: hi}}]
+    reply: "done {{ input }}"
+tools:
+  shout: {function: "ckpt_tools:shout"}
+agents:
+  a: {model: m, tools: [shout]}
+stages:
+  - {id: one, agent: a, input: "1"}
+  - {id: two, agent: a, input: "2"}
+  - {id: three, agent: a, input: "3"}
+"""
+
+
+def test_a_resumed_runs_limits_count_every_call_it_made_tool_turns_too(tmp_path: Path) -> None:
+    """Each stage makes two model calls (a tool turn, then the reply). The checkpoint keeps what the budget counted,
+    so a resumed run's limits see every call of the earlier parts, not one per finished stage."""
+    (tmp_path / "ckpt_tools.py").write_text("def shout(text: str) -> str:\n    return text.upper()\n")
+    wf = tmp_path / "wf.yaml"
+
+    def resumed(limit: int) -> runner.Result:
+        wf.write_text(TOOL_TURNS.replace("LIMIT", str(limit)))
+        return runner.run(str(wf), resume=tmp_path / "run")
+
+    wf.write_text(TOOL_TURNS.replace("LIMIT", "3"))
+    first = runner.run(str(wf), run_dir=tmp_path / "run", checkpoint=True)
+    assert first.status == "failed" and "3 model calls made" in str(first.error)  # one's 2, two's tool turn
+    again = resumed(3)  # the same limit: nothing more may be asked
+    assert again.status == "failed" and "3 model calls made" in str(again.error)
+    assert again.report["totals"]["tokens_out"] == 0
+    # 6: two (asked again from its start: its first answer was not kept) takes calls 4 and 5, three's tool turn
+    # the 6th; its reply would be the 7th. Counted one per finished stage (2), three would have gone through.
+    more = resumed(6)
+    assert more.status == "failed" and "6 model calls made" in str(more.error)
+    done = resumed(8)  # three from its start again: calls 7 and 8
+    assert done.status == "ok", done.error
+    assert str(done.output) == "done 3"
+
+
 def test_a_budget_stop_resumes_with_a_raised_limit(tmp_path: Path) -> None:
     text = chain("{url}", 5).replace("agents:", "limits: {max_model_calls: LIMIT}\nagents:", 1)
     with OAIServer() as server:

@@ -158,6 +158,16 @@ class Budget:
         if self.in_flight == 0:
             self._idle.set()
 
+    def totals(self) -> dict[str, Any]:
+        """What the run has spent so far (calls started; tokens and cost of finished calls), for its checkpoint."""
+        return {"calls": self.calls, "tokens": self.tokens, "cost": round(self.cost, 9)}
+
+    def count_totals(self, totals: Mapping[str, Any]) -> None:
+        """Count what a resumed run's earlier parts spent, as its checkpoint kept it (:meth:`totals`)."""
+        self.calls += int(totals.get("calls", 0))
+        self.tokens += int(totals.get("tokens", 0))
+        self.cost += float(totals.get("cost", 0.0))
+
     def count_spent(self, models: Mapping[str, Any], spent: Sequence[tuple[str, int, int]]) -> None:
         """Count what a resumed run's earlier part used (a (model, prompt tokens, completion tokens) per finished
         agent call): a resumed run's limits hold for the whole run, not this part of it."""

@@ -31,7 +31,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 _COMMIT = "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)"
+_SPENT = "INSERT OR REPLACE INTO meta VALUES ('spent', ?)"
 _COMMIT_GROUP = "group"  # a group of text replies: encoded by the writer thread (Checkpoint._write)
 GROUP = "#group-"  # the name of a row holding a group (no stage id starts with '#')
 MISSING: Any = object()
@@ -90,6 +91,11 @@ class Checkpoint(Store):
         self._committed: Future[None] | None = None
         self._replies: list[tuple[str, list[Any]]] = []
         self._error: BaseException | None = None
+        # What the run has spent so far (its budget's calls, tokens and cost, the earlier parts' included), written
+        # with each group of commits and at the end, so that a resumed run's limits count every call it made:
+        # its repair and tool turns too, and the calls of nodes that never finished (set by the run's budget).
+        self.spending: Callable[[], Mapping[str, Any]] | None = None
+        self._kept_spent: dict[str, Any] | None = None  # what an earlier run of the folder spent (read by open)
 
     @classmethod
     def start(
@@ -133,6 +139,9 @@ class Checkpoint(Store):
                         ckpt._done[member] = (_dumps({"$output": row}), None)
                 else:
                     ckpt._done[node] = (value, exports)
+            spent = ckpt.db.execute("SELECT value FROM meta WHERE key = 'spent'").fetchone()
+            if spent is not None:
+                ckpt._kept_spent = dict(json.loads(spent[0]))
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             ckpt.db.close()
             raise LedgerError(f"{ckpt.path}: the checkpoint cannot be read ({exc}); the file is damaged") from None
@@ -228,6 +237,8 @@ class Checkpoint(Store):
         self._flushed = time.monotonic()
         if replies:
             pending.append((_COMMIT_GROUP, (f"{GROUP}{os.urandom(8).hex()}", replies)))
+        if pending and self.spending is not None:
+            pending.append((_SPENT, (json.dumps(dict(self.spending())),)))
         if pending:
             self._submit(self._write, pending)
             self._committed = self._written
@@ -253,6 +264,11 @@ class Checkpoint(Store):
             await asyncio.wrap_future(written)
         if self._error is not None:
             raise self._error
+
+    def spent_totals(self) -> dict[str, Any] | None:
+        """What the run had spent when it stopped (its budget's ``calls``, ``tokens`` and ``cost``), when it kept
+        a budget; None for a run without ``limits:`` (then :meth:`spent` estimates it from the finished calls)."""
+        return self._kept_spent
 
     def spent(self, agents: Mapping[str, Any]) -> list[tuple[str, int, int]]:
         """What the finished agent calls held used: (model, prompt tokens, completion tokens) each, their model
@@ -353,6 +369,8 @@ class Checkpoint(Store):
             self._timer.cancel()
             self._timer = None
         try:
+            if self.spending is not None:  # the calls since the last commit count too
+                self.queue(_SPENT, (json.dumps(dict(self.spending())),))
             self.flush()
         finally:
             if self._writer is not None:

@@ -145,7 +145,12 @@ def run_wrapper(
         resume = None if checkpoint is None else str(checkpoint.folder)
         budget = Budget(plan.workflow.limits, recorder, plan.workflow.file, resume=resume)
         if checkpoint is not None:
-            budget.count_spent(plan.workflow.models, checkpoint.spent(plan.agents))
+            kept = checkpoint.spent_totals()  # every call of the earlier parts, as the budget counted them
+            if kept is not None:
+                budget.count_totals(kept)
+            else:  # a run that kept no budget (limits added since): its finished agent calls, one each
+                budget.count_spent(plan.workflow.models, checkpoint.spent(plan.agents))
+            checkpoint.spending = budget.totals
 
     def wrap(chat: Mapping[str, ChatProvider], wf: Workflow) -> Mapping[str, ChatProvider]:
         if budget is not None:  # every model call of the run counted against its budget
