@@ -222,12 +222,6 @@ def test_what_the_ray_workers_do_not_do_yet_is_refused_not_ignored(tmp_path: Pat
         "runner: error: OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT) runs on the local executor: "
         "drop --executor ray\n",
     )
-    wf.write_text(workflow("http://127.0.0.1:9/v1") + "repeat: 3\nassert:\n  - {type: contains, value: x}\n")
-    got = cli("run", str(wf), "--dataset", str(data), "--executor", "ray")
-    assert (got.returncode, got.stderr) == (
-        2,
-        "runner: error: repeat: runs on the local executor: drop --executor ray\n",
-    )
     assert not (tmp_path / "reports").exists()
 
 
@@ -395,6 +389,30 @@ def test_2000_rows_on_ray_equal_the_local_executor_row_for_row(
     assert again.returncode == 0, again.stderr
     assert len(results(ray_folder)) == 2000
     scan_for_secret(ray_folder, cluster.temp)
+
+
+def test_an_eval_with_repeats_on_ray_gives_the_local_executors_verdicts(tmp_path: Path, cluster: Cluster) -> None:
+    """``repeat: N`` on the Ray workers (each row's runs in its slot on one worker): the same verdicts, repeats
+    and pass@k as the local executor, every row once."""
+    checks = "repeat: 3\nassert:\n  - {type: contains, value: ':t1', metric: ones}\nthreshold: 0.1\n"
+    with OAIServer(api_key=SECRET) as server:
+        server.responder = Echo()
+        wf, data = setup(tmp_path, server, 30)
+        wf.write_text(wf.read_text() + checks)
+        runs = {}
+        on_ray = ("--executor", "ray", "--workers", "2", "--ray-address", cluster.address)
+        for name, extra in (("local", ()), ("ray", on_ray)):
+            args = ("eval", str(wf), "--dataset", str(data), "-q", "--report-dir", str(tmp_path / name), *extra)
+            proc = run_cli(*args, env_extra=env(cluster), timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            (folder,) = (tmp_path / name / "runs").iterdir()
+            runs[name] = sorted(results(folder), key=lambda line: line["index"])
+        assert len(server.requests) == 2 * 30 * 3  # every row 3 times, on each executor
+    keep = ("index", "assertions", "verdict", "repeats")
+    assert [{k: x[k] for k in keep} for x in runs["ray"]] == [{k: x[k] for k in keep} for x in runs["local"]]
+    assert [x["repeats"]["n"] for x in runs["ray"]] == [3] * 30
+    passed = [x["index"] for x in runs["ray"] if x["verdict"] == "pass"]
+    assert passed == [i for i in range(30) if f"t{i}".startswith("t1")]
 
 
 def test_a_worker_killed_mid_run_every_row_once_and_the_rate_limit_held(tmp_path: Path, cluster: Cluster) -> None:

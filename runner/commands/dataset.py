@@ -155,8 +155,8 @@ def dataset_command(opts: BatchOptions) -> int:
         )
     if opts.junit is not None and not wf.asserts:
         raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
-    if opts.executor == "ray" and (opts.otel is not None or wf.repeat > 1):  # the Ray workers do neither yet
-        what = "OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT)" if opts.otel is not None else "repeat:"
+    if opts.executor == "ray" and opts.otel is not None:  # the Ray workers keep no spans yet
+        what = "OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT)"
         raise UsageError(f"{what} runs on the local executor: drop --executor ray")
     plan = compile_workflow(wf)
     ray_started = None
@@ -376,7 +376,9 @@ def _run(
                 if evaluating:
                     from runner.commands.evals import evaluator_for  # noqa: PLC0415
 
-                    evaluator.append(evaluator_for(plan, batch.providers, tape, batch.resources.embedders))
+                    # a Ray batch keeps no resources on the driver: the similar assertions' embedders open here
+                    shared = {} if on_ray else batch.resources.embedders
+                    evaluator.append(evaluator_for(plan, batch.providers, tape, shared))
                 try:
                     await batch.run(inputs(), on_result, on_start)
                 finally:

@@ -64,7 +64,13 @@ class RowWorker:
     async def _open(self) -> Batch:
         async with self._opening:
             if self.batch is None:
-                batch = Batch(self.plan, concurrency=self.concurrency, run_dir=self.run_dir, batch_id=self.name)
+                batch = Batch(
+                    self.plan,
+                    concurrency=self.concurrency,
+                    run_dir=self.run_dir,
+                    batch_id=self.name,
+                    repeat=self.plan.workflow.repeat,  # an eval's repeat: N, each row's runs in its slot (issue 24)
+                )
                 await batch.__aenter__()
                 if self.budget is not None:  # the models' limits held cluster-wide (budget.py)
                     for model, (rpm, tpm) in self.limits.items():
