@@ -216,11 +216,10 @@ def test_what_the_ray_workers_do_not_do_yet_is_refused_not_ignored(tmp_path: Pat
     wf.write_text(workflow("http://127.0.0.1:9/v1"))
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a"}\n')
-    got = cli("run", str(wf), "--dataset", str(data), "--executor", "ray", "--otel", "http://127.0.0.1:9")
+    got = cli("run", str(wf), "--dataset", str(data), "--executor", "ray", "--replay", str(tmp_path))
     assert (got.returncode, got.stderr) == (
         2,
-        "runner: error: OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT) runs on the local executor: "
-        "drop --executor ray\n",
+        "runner: error: --record and --replay run on the local executor: drop --executor ray\n",
     )
     assert not (tmp_path / "reports").exists()
 
@@ -413,6 +412,36 @@ def test_an_eval_with_repeats_on_ray_gives_the_local_executors_verdicts(tmp_path
     assert [x["repeats"]["n"] for x in runs["ray"]] == [3] * 30
     passed = [x["index"] for x in runs["ray"] if x["verdict"] == "pass"]
     assert passed == [i for i in range(30) if f"t{i}".startswith("t1")]
+
+
+def test_otel_on_ray_exports_one_trace_per_row_as_the_local_executor_does(tmp_path: Path, cluster: Cluster) -> None:
+    """--otel with the Ray executor: each worker makes its rows' spans and sends them back with the results; the
+    driver exports them, one trace per row, each with its model call under the row's root, and no key."""
+    pytest.importorskip("opentelemetry")
+    from tests.otlp_receiver import Receiver
+
+    with OAIServer(api_key=SECRET) as server, Receiver() as receiver:
+        server.responder = Echo()
+        wf, data = setup(tmp_path, server, 12)
+        proc = run_cli(
+            "run", str(wf), "--dataset", str(data), "-q", "--executor", "ray", "--workers", "2", "--ray-address",
+            cluster.address, "--report-dir", str(tmp_path / "r"), "--otel", receiver.url, env_extra=env(cluster),
+            timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        traceparents = {r.headers.get("traceparent", "")[3:35] for r in server.requests}
+        spans = receiver.spans()
+    roots = sorted((s for s in spans if s["parent_id"] is None), key=lambda s: s["attributes"]["runner.row.index"])
+    assert [(r["name"], r["attributes"]["runner.row.index"]) for r in roots] == [
+        ("invoke_workflow remote", i) for i in range(12)
+    ]
+    assert len({r["attributes"]["runner.batch.id"] for r in roots}) == 1
+    for root in roots:
+        (call,) = [s for s in spans if s["trace_id"] == root["trace_id"] and s["parent_id"] is not None]
+        assert call["name"].startswith("chat") and call["attributes"]["gen_ai.usage.output_tokens"] > 0
+    # the workers' requests named their rows' traces (W3C traceparent), as a local run's do
+    assert traceparents == {r["trace_id"] for r in roots}
+    assert SECRET.encode() not in b"".join(receiver.bodies)
 
 
 def test_a_worker_killed_mid_run_every_row_once_and_the_rate_limit_held(tmp_path: Path, cluster: Cluster) -> None:

@@ -155,9 +155,6 @@ def dataset_command(opts: BatchOptions) -> int:
         )
     if opts.junit is not None and not wf.asserts:
         raise UsageError(f"--junit {opts.junit}: {workflow_file} has no assert: lists to report")
-    if opts.executor == "ray" and opts.otel is not None:  # the Ray workers keep no spans yet
-        what = "OpenTelemetry export (--otel, OTEL_EXPORTER_OTLP_ENDPOINT)"
-        raise UsageError(f"{what} runs on the local executor: drop --executor ray")
     plan = compile_workflow(wf)
     ray_started = None
     if opts.executor == "ray":  # an unreachable cluster is said before a run folder is made
@@ -352,6 +349,7 @@ def _run(
             workers=opts.workers,
             run_dir=folder,
             batch_id=batch_id,
+            tracer=tracer,
         )
     else:
         batch = Batch(

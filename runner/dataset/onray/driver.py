@@ -86,8 +86,10 @@ class RayBatch:
         workers: int | None,
         run_dir: Path,
         batch_id: str,
+        tracer: Any = None,
     ) -> None:
         self.plan = plan
+        self.tracer = tracer  # --otel: the rows' spans come back with their results (runner.report.otel.RowTracer)
         self.workflow_file = os.path.abspath(workflow_file)
         self.offline = offline
         self.concurrency = concurrency
@@ -170,6 +172,8 @@ class RayBatch:
             self.limits,
             len(self.shares),
             str(self.run_dir),
+            self.batch_id,
+            None if self.tracer is None else self.tracer.content,
         )
 
     async def __aexit__(self, *exc: object) -> None:
@@ -244,9 +248,11 @@ class RayBatch:
                             figures.shards += 1
                             figures.shard_waits.append(max(item - sent, 0.0))
                             continue
-                        for result, started, finished in item:
+                        for result, started, finished, spans in item:
                             if pending.pop(result.index, None) is None:
                                 continue  # a row's result is taken once
+                            if spans and self.tracer is not None:  # --otel: the row's trace, exported by the caller
+                                self.tracer.spans.extend(spans)
                             self._note(figures, result, started, finished)
                             returned = on_result(result)
                             if returned is not None:

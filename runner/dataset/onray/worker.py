@@ -23,6 +23,10 @@ CHUNK_ROWS = 64  # rows per chunk sent back at most
 CHUNK_SECONDS = 0.05  # a chunk goes back at the latest this long after its first row ended
 
 
+Ended = tuple[RowResult, float, float, list[Any]]
+"""A row's end as a worker sends it: its result, when it started and ended (Unix seconds), its spans."""
+
+
 class RowWorker:
     """One worker: ``name`` (its track in the report), ``workflow`` (the file, relative to the runtime
     environment's working directory, where the workflow's folder was unpacked), ``concurrency`` (its share of
@@ -41,6 +45,8 @@ class RowWorker:
         limits: Mapping[str, tuple[float | None, float | None]],
         workers: int,
         run_dir: str,
+        batch_id: str = "",
+        otel_content: bool | None = None,
     ) -> None:
         self._cpu = time.process_time()  # the report's CPU seconds of this worker count from here
         os.environ.update(secrets)
@@ -56,6 +62,15 @@ class RowWorker:
         self.concurrency = concurrency
         self.budget, self.limits, self.workers = budget, dict(limits), workers
         self.run_dir = Path(run_dir)
+        self.batch_id = batch_id or name  # the rows' run ids and trace ids are the batch's, as on the local executor
+        # OpenTelemetry export (--otel): each row's spans made here, as the local executor makes them (a trace per
+        # row, ids from the batch's id and the row's), and sent to the driver with the row's result
+        self.tracer: Any = None
+        if otel_content is not None:
+            from runner.report.layout import describe_workflow  # noqa: PLC0415
+            from runner.report.otel import RowTracer  # noqa: PLC0415
+
+            self.tracer = RowTracer(describe_workflow(wf), wf.name, wf.sha256, batch_id, content=otel_content)
         self.batch: Batch | None = None
         self._slots: asyncio.Semaphore | None = None
         self._opening = asyncio.Lock()
@@ -68,8 +83,9 @@ class RowWorker:
                     self.plan,
                     concurrency=self.concurrency,
                     run_dir=self.run_dir,
-                    batch_id=self.name,
+                    batch_id=self.batch_id,
                     repeat=self.plan.workflow.repeat,  # an eval's repeat: N, each row's runs in its slot (issue 24)
+                    tracer=self.tracer,
                 )
                 await batch.__aenter__()
                 if self.budget is not None:  # the models' limits held cluster-wide (budget.py)
@@ -87,11 +103,13 @@ class RowWorker:
         """Ready: the workflow compiled (the driver waits for this before sending shards)."""
         return self.name
 
-    async def run_shard(self, rows: list[RowInput]) -> AsyncIterator[float | list[tuple[RowResult, float, float]]]:
+    async def run_shard(self, rows: list[RowInput]) -> AsyncIterator[float | list[Ended]]:
         """Run ``rows``: yield first when the shard's first row started (wall-clock seconds: the shard's wait, for
-        the report), then chunks of ``(result, started, ended)`` as rows end."""
+        the report), then chunks of ``(result, started, ended, spans)`` as rows end (``spans``: with --otel, the
+        OpenTelemetry spans of the rows that ended since the one before: the row's own, as a row's spans are made
+        as it ends, with no await before its result is handed on)."""
         batch = await self._open()
-        ended: asyncio.Queue[tuple[RowResult, float, float] | None] = asyncio.Queue()
+        ended: asyncio.Queue[Ended | None] = asyncio.Queue()
         starts: dict[int, float] = {}
         first = asyncio.Event()
 
@@ -100,7 +118,10 @@ class RowWorker:
             first.set()
 
         def on_result(result: RowResult) -> None:
-            ended.put_nowait((result, starts.pop(result.index, time.time()), time.time()))
+            spans: list[Any] = []
+            if self.tracer is not None:
+                spans, self.tracer.spans = self.tracer.spans, []
+            ended.put_nowait((result, starts.pop(result.index, time.time()), time.time(), spans))
 
         async def produce() -> None:
             try:
