@@ -264,7 +264,7 @@ async def checked_line(evaluator: Any, result: Any, line: dict[str, Any], inputs
         return line
     verdicts = await evaluator.check(outcome)
     line["assertions"] = [v.line() for v in verdicts]
-    line["verdict"] = row_status_of(verdicts)
+    line["verdict"] = row_status_of(v.status for v in verdicts)
     line["score"] = round(weighted_score(verdicts), 6)
     line["cost_usd"] = round(result.stats.cost_usd, 8)  # a comparison of variants adds it up (0 unpriced)
     return line

@@ -18,7 +18,7 @@ import json
 import math
 import re
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -301,10 +301,11 @@ def _segments(node: str) -> list[str]:
     return [part for part in re.split(r"[\[\]/.]+", node) if part and not part.isdigit()]
 
 
-def row_status_of(verdicts: Sequence[Verdict]) -> str:
-    """A row's status: fail when one assertion failed, else error when one could not be checked, else pass."""
-    statuses = {v.status for v in verdicts}
-    return FAIL if FAIL in statuses else ERROR if ERROR in statuses else PASS
+def row_status_of(statuses: Iterable[str]) -> str:
+    """A row's status from its assertions' statuses (or a repeated row's from its runs'): fail when one failed,
+    else error when one could not be checked, else pass."""
+    seen = set(statuses)
+    return FAIL if FAIL in seen else ERROR if ERROR in seen else PASS
 
 
 def weighted_score(verdicts: Sequence[Verdict]) -> float:

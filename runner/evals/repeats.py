@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from runner.evals.evaluate import ERROR, FAIL, PASS, Verdict
+from runner.evals.evaluate import ERROR, FAIL, PASS, Verdict, row_status_of
 
 _RANK = {FAIL: 0, ERROR: 1, PASS: 2}  # among tied statuses, the worst wins
 
@@ -46,8 +46,9 @@ def combine(runs: Sequence[Sequence[Verdict]]) -> tuple[list[dict[str, Any]], di
         )
         line["pass"] = status == PASS
         lines.append(line)
-    row_verdicts = [_row(run) for run in runs]
-    verdict = _row_of_lines(lines)  # the row's verdict: from the majority verdicts, as the lists count them
+    row_verdicts = [row_status_of(v.status for v in run) for run in runs]
+    # the row's verdict: from the majority verdicts, as the lists count them
+    verdict = row_status_of(line["status"] for line in lines)
     summary = {
         "n": n,
         "passed": row_verdicts.count(PASS),
@@ -56,13 +57,3 @@ def combine(runs: Sequence[Sequence[Verdict]]) -> tuple[list[dict[str, Any]], di
         "agreement": round(row_verdicts.count(verdict) / n, 6),
     }
     return lines, summary
-
-
-def _row(verdicts: Sequence[Verdict]) -> str:
-    statuses = {v.status for v in verdicts}
-    return FAIL if FAIL in statuses else ERROR if ERROR in statuses else PASS
-
-
-def _row_of_lines(lines: Sequence[dict[str, Any]]) -> str:
-    statuses = {line["status"] for line in lines}
-    return FAIL if FAIL in statuses else ERROR if ERROR in statuses else PASS

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.evals.evaluate import ERROR, FAIL, PASS
+from runner.evals.evaluate import ERROR, FAIL, PASS, row_status_of
 from runner.workflow.asserts import AssertList
 
 
@@ -177,11 +177,7 @@ class EvalStats:
 
 def row_status(verdicts: Sequence[dict[str, Any]]) -> str:
     """A row's status from its verdicts' lines: fail when one failed, else error when one could not be checked."""
-    if any(v["status"] == FAIL for v in verdicts):
-        return FAIL
-    if any(v["status"] == ERROR for v in verdicts):
-        return ERROR
-    return PASS
+    return row_status_of(v["status"] for v in verdicts)
 
 
 def unmet(doc: dict[str, Any]) -> list[str]:
@@ -249,9 +245,19 @@ def junit(name: str, rows: Sequence[tuple[str, float, Sequence[dict[str, Any]]]]
 def junit_case(suite: str, key: str, latency: float, verdicts: Sequence[dict[str, Any]]) -> tuple[str, str]:
     """One row's ``testcase`` element, as text (made as the row ends, so the end of a batch only joins them),
     and its status: pass, fail or error."""
-    head = f'<testcase classname="{_attr(suite)}" name="{_attr(f"row {key}")}" time="{latency:.3f}"'
-    if all(v["status"] == PASS for v in verdicts):
-        return f"{head} />", PASS
+    return _testcase(suite, f"row {key}", f"{latency:.3f}", verdicts)
+
+
+def junit_run(name: str, verdicts: Sequence[dict[str, Any]], wall_s: float) -> bytes:
+    """JUnit XML of one run's assertions (``runner run WF`` with ``junit`` in ``report.formats``): a ``testcase``
+    per assertion, named after it, with a ``failure`` when it failed and an ``error`` when it could not be checked."""
+    return junit_document(name, [_testcase(name, str(v["name"]), "0.000", [v]) for v in verdicts], wall_s)
+
+
+def _testcase(classname: str, name: str, time: str, verdicts: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """A ``testcase`` for ``verdicts``: a ``failure`` listing those that failed (and those that could not be
+    checked), else an ``error`` listing those that could not be checked; and its status."""
+    head = f'<testcase classname="{_attr(classname)}" name="{_attr(name)}" time="{time}"'
     failed = [v for v in verdicts if v["status"] == FAIL]
     broken = [v for v in verdicts if v["status"] == ERROR]
     if failed:
@@ -263,25 +269,6 @@ def junit_case(suite: str, key: str, latency: float, verdicts: Sequence[dict[str
         element = f'<error message="{_attr(_junit_message(broken))}" type="AssertionError">{text}</error>'
         return f"{head}>{element}</testcase>", ERROR
     return f"{head} />", PASS
-
-
-def junit_run(name: str, verdicts: Sequence[dict[str, Any]], wall_s: float) -> bytes:
-    """JUnit XML of one run's assertions (``runner run WF`` with ``junit`` in ``report.formats``): a ``testcase``
-    per assertion, named after it, with a ``failure`` when it failed and an ``error`` when it could not be checked."""
-    cases = []
-    for v in verdicts:
-        head = f'<testcase classname="{_attr(name)}" name="{_attr(str(v["name"]))}" time="0.000"'
-        text = _text(f"{v['name']}: {v['reason']}")
-        message = _attr(f"{v['name']}: {v['reason']}"[:500])
-        if v["status"] == FAIL:
-            cases.append(
-                (f'{head}><failure message="{message}" type="AssertionFailed">{text}</failure></testcase>', FAIL)
-            )
-        elif v["status"] == ERROR:
-            cases.append((f'{head}><error message="{message}" type="AssertionError">{text}</error></testcase>', ERROR))
-        else:
-            cases.append((f"{head} />", PASS))
-    return junit_document(name, cases, wall_s)
 
 
 def junit_document(name: str, cases: Sequence[tuple[str, str]], wall_s: float) -> bytes:
