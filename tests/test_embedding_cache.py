@@ -466,9 +466,11 @@ def _hammer(args: tuple[str, int, int]) -> tuple[int, int, int, int]:
     return wrong, counters.corrupt, counters.hits, counters.write_errors
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="uses fork to start the writers quickly")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the writers start from a fork server")
 def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("fork")
+    # forkserver, not fork: a worker of the test run holds threads (xdist's, and those an earlier test left, such as a
+    # Ray driver's), and a child forked from a threaded process can deadlock on a lock one of them held (seen in CI)
+    context = multiprocessing.get_context("forkserver")
     with context.Pool(4) as pool:
         results = pool.map_async(_hammer, [(str(tmp_path), seed, 80) for seed in range(4)]).get(timeout=45)
     assert [r[0] for r in results] == [0, 0, 0, 0]  # never a wrong vector

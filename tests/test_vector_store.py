@@ -310,9 +310,11 @@ def _record_in_process(args: tuple[str, int]) -> int:
     return asyncio.run(run())
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="uses fork to start the writers quickly")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the writers start from a fork server")
 def test_two_runs_recording_at_once_keep_both(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("fork")
+    # forkserver, not fork: a worker of the test run holds threads (xdist's, and those an earlier test left, such as a
+    # Ray driver's), and a child forked from a threaded process can deadlock on a lock one of them held (seen in CI)
+    context = multiprocessing.get_context("forkserver")
     with context.Pool(3) as pool:
         pool.map_async(_record_in_process, [(str(tmp_path), w) for w in range(3)]).get(timeout=45)
     store = VectorStore(tmp_path, RandomEmbedder())
